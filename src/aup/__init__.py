@@ -1,0 +1,48 @@
+"""Auptimizer: hyperparameter optimization for unchanged training scripts.
+
+Inside a job, ``import aup`` gives the client helpers (standard library only, fast):
+:func:`print_result`, :class:`BasicConfig`, :func:`aup_args`, :func:`aup_save_model`,
+:func:`aup_flags`. The scheduler side (:func:`run_experiment`, :func:`load_experiment`) is
+imported lazily on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aup.client import BasicConfig, aup_args, aup_flags, aup_save_model, print_result
+
+__version__ = "3.0.0.dev0"
+
+__all__ = ["BasicConfig", "aup_args", "aup_flags", "aup_save_model", "load_experiment",
+           "print_result", "run_experiment", "__version__"]
+
+
+def run_experiment(path: str, *, db: str | None = None, observer: Any = None) -> Any:
+    """Run the experiment described by an experiment.json file.
+
+    Args:
+        path: the experiment file.
+        db: a SQLAlchemy URL (default: ``storage`` in the file, else ``.aup/sqlite3.db``).
+        observer: an :class:`aup.experiment.Observer` for progress notifications.
+
+    Returns:
+        :class:`aup.experiment.ExperimentResult`.
+
+    Raises:
+        aup.errors.ConfigError: the file is invalid (nothing was started or written).
+    """
+    from aup.api import run_experiment as _run
+
+    return _run(path, db=db, observer=observer)
+
+
+def load_experiment(experiment: int | str, *, db: str | None = None) -> Any:
+    """Load a recorded experiment (by id or name) for analysis.
+
+    Returns:
+        :class:`aup.api.ExperimentRecord` with ``jobs()``, ``best()`` and ``to_dataframe()``.
+    """
+    from aup.api import load_experiment as _load
+
+    return _load(experiment, db=db)

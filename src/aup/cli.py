@@ -1,0 +1,406 @@
+"""The ``aup`` command line: the only place that prints for humans and sets exit codes.
+
+Exit codes: 0 success, 1 experiment failed, 2 bad usage or bad configuration, 130 interrupted
+(stopped by Ctrl-C or ``aup stop``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aup.errors import AupError, ConfigError, StoreError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+log = logging.getLogger("aup")
+
+#: Subcommands registered by other modules: name -> (module, function adding the parser).
+EXTRA_COMMANDS: dict[str, str] = {}
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                           "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.WARNING))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return json.dumps(v) if not isinstance(v, str) else v
+
+
+# -- progress ------------------------------------------------------------------------------------
+class ProgressObserver:
+    """Draws a rich progress bar: done/total, running, failed, best so far."""
+
+    def __init__(self, console, enabled: bool):
+        self.console = console
+        self.enabled = enabled
+        self.progress = None
+        self.task = None
+        self.done = self.failed = 0
+        self.running: set[int] = set()
+        self.best: float | None = None
+        self.maximize = True
+
+    def on_start(self, exp) -> None:
+        from aup.experiment import Observer  # noqa: F401 - interface documented there
+
+        self.maximize = exp.config.maximize
+        self.total = exp.proposer.total
+        for j in exp.store.jobs(exp.eid):
+            if j["status"] in ("FINISHED", "EARLY_STOPPED", "FAILED"):
+                self.done += 1
+                self.failed += j["status"] == "FAILED"
+                if j["score"] is not None and j["status"] == "FINISHED":
+                    self._best(j["score"])
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import TimeElapsedColumn
+
+        self.progress = Progress(TextColumn(f"[bold]experiment {exp.eid}[/]"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                                 TimeElapsedColumn(), console=self.console, transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task("jobs", total=self.total, completed=self.done,
+                                           info=self._info())
+
+    def _best(self, score: float) -> None:
+        if self.best is None or (score > self.best if self.maximize else score < self.best):
+            self.best = score
+
+    def _info(self) -> str:
+        best = "-" if self.best is None else f"{self.best:.6g}"
+        return f"running {len(self.running)}  failed {self.failed}  best {best}"
+
+    def _refresh(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=self.done, info=self._info())
+
+    def on_job_started(self, jid, attempt, slot, config) -> None:
+        self.running.add(jid)
+        self._refresh()
+
+    def on_result(self, jid, values) -> None:
+        pass
+
+    def on_job_ended(self, jid, attempt, outcome, job_status) -> None:
+        self.running.discard(jid)
+        if job_status is not None and job_status.value != "INTERRUPTED":
+            self.done += 1
+            if job_status.value == "FAILED":
+                self.failed += 1
+            elif job_status.value == "FINISHED" and outcome.score is not None:
+                self._best(outcome.score)
+        self._refresh()
+
+    def on_stopping(self, reason: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(f"stopping: {reason.splitlines()[0]}", style="yellow")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+# -- commands --------------------------------------------------------------------------------------
+def _install_sigint(exp) -> Callable[[], None]:
+    count = {"n": 0}
+
+    def handler(signum, frame):
+        count["n"] += 1
+        exp.request_stop(force=count["n"] > 1)
+
+    old_int = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+    return restore
+
+
+def _print_summary(console, exp, result) -> int:
+    from aup.experiment import ExperimentStatus
+
+    status = result.status
+    console.print(f"experiment {result.eid} ({exp.config.experiment_name}): {status.value}"
+                  f"  jobs {result.n_jobs}, finished {result.n_finished}, failed "
+                  f"{result.n_failed}, early-stopped {result.n_early_stopped}")
+    if result.best is not None:
+        best = result.best
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["job_config"].items())
+        console.print(f"best job {best['jid']}: score {best['score']:.6g} ({params})")
+    else:
+        console.print("no best result: no job finished")
+    if status is ExperimentStatus.FINISHED:
+        return EXIT_OK
+    if result.error:
+        console.print(f"first failure: {result.error}")
+    console.print(f"resume with: aup resume {result.eid}")
+    return EXIT_INTERRUPTED if status is ExperimentStatus.STOPPED else EXIT_FAILED
+
+
+def _run_loop(exp, args, console) -> int:
+    observer = exp.observer
+    restore = _install_sigint(exp)
+    try:
+        result = exp.run()
+    finally:
+        restore()
+        if isinstance(observer, ProgressObserver):
+            observer.close()
+    return _print_summary(console, exp, result)
+
+
+def cmd_run(args) -> int:
+    """aup run: validate, record and run an experiment."""
+    from aup.api import resolve_db_url
+    from aup.config import load_config
+    from aup.environment import load_environment
+    from aup.experiment import Experiment
+    from aup.store.store import open_store
+
+    config = load_config(args.experiment)
+    for w in config.warnings:
+        log.warning("%s: %s", args.experiment, w)
+    console = _console()
+    if args.check:
+        console.print(f"{args.experiment}: configuration is valid ({config.proposer}, "
+                      f"{config.resource}, {len(config.space)} parameters)")
+        return EXIT_OK
+    env = load_environment()
+    store = open_store(resolve_db_url(args.db, config.storage))
+    observer = ProgressObserver(console, enabled=not args.quiet and console.is_terminal)
+    exp = Experiment.create(config, store, user=args.user or (env.user if env else None),
+                            observer=observer, env_file=env)
+    console.print(f"experiment {exp.eid} ({config.experiment_name}) started: proposer "
+                  f"{config.proposer}, resource {config.resource}, n_parallel "
+                  f"{config.n_parallel}, database {store._safe_url()}")
+    return _run_loop(exp, args, console)
+
+
+def _open(args, create: bool = True):
+    from aup.api import resolve_db_url
+    from aup.store.store import open_store
+
+    return open_store(resolve_db_url(args.db), create=create)
+
+
+def cmd_resume(args) -> int:
+    """aup resume: continue a stopped, failed or crashed experiment."""
+    from aup.api import find_experiment
+    from aup.environment import load_environment
+    from aup.experiment import Experiment
+
+    store = _open(args)
+    row = find_experiment(store, args.experiment)
+    console = _console()
+    if row["status"] == "FINISHED":
+        console.print(f"experiment {row['eid']} ({row['name']}) already finished; nothing to "
+                      "resume")
+        return EXIT_OK
+    observer = ProgressObserver(console, enabled=not args.quiet and console.is_terminal)
+    exp = Experiment.resume(store, int(row["eid"]), observer=observer,
+                            env_file=load_environment(), force=args.force)
+    console.print(f"experiment {exp.eid} ({row['name']}) resumed")
+    return _run_loop(exp, args, console)
+
+
+def cmd_stop(args) -> int:
+    """aup stop: ask a running experiment to stop (it stays resumable)."""
+    from aup.api import find_experiment
+
+    store = _open(args)
+    row = find_experiment(store, args.experiment)
+    if row["status"] != "RUNNING":
+        _console().print(f"experiment {row['eid']} is {row['status']}, not running")
+        return EXIT_OK
+    store.request_stop(int(row["eid"]))
+    _console().print(f"stop requested for experiment {row['eid']}")
+    return EXIT_OK
+
+
+def _time(t: float | None) -> str:
+    if t is None:
+        return "-"
+    import datetime
+
+    return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_list(args) -> int:
+    """aup list: the experiments in the database."""
+    from rich.table import Table
+
+    store = _open(args)
+    rows = store.list_experiments()
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return EXIT_OK
+    table = Table("id", "name", "status", "proposer", "target", "jobs", "failed", "best",
+                  "started", "ended")
+    for r in rows:
+        total = r["n_total"]
+        jobs = f"{r['n_finished']}/{total if total is not None else '?'}"
+        best = "-" if r["best_score"] is None else f"{r['best_score']:.6g}"
+        table.add_row(str(r["eid"]), r["name"], r["status"], r["proposer"] or "-",
+                      r["target"] or "-", jobs, str(r["n_failed"]), best,
+                      _time(r["start_time"]), _time(r["end_time"]))
+    _console().print(table)
+    return EXIT_OK
+
+
+def cmd_show(args) -> int:
+    """aup show: an experiment's jobs."""
+    from rich.table import Table
+
+    from aup.api import find_experiment
+
+    store = _open(args)
+    row = find_experiment(store, args.experiment)
+    jobs = store.jobs(int(row["eid"]))
+    attempts = store.last_attempts(int(row["eid"]))
+    if args.json:
+        print(json.dumps(jobs, default=str))
+        return EXIT_OK
+    console = _console()
+    console.print(f"experiment {row['eid']} ({row['name']}): {row['status']}, target "
+                  f"{row['target']}, proposer {row['proposer']}")
+    table = Table("job", "status", "score", "attempts", "parameters", "reason")
+    for j in jobs:
+        a = attempts.get(j["jid"]) or {}
+        reason = ""
+        if j["fail_reason"]:
+            reason = f"{j['fail_reason']}: {a.get('detail') or ''}"
+        score = "-" if j["score"] is None else f"{j['score']:.6g}"
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in j["job_config"].items())
+        table.add_row(str(j["jid"]), j["status"], score, str(j["n_attempts"]), params, reason)
+    console.print(table)
+    if row.get("error_msg") and row["status"] == "FAILED":
+        console.print(f"first failure: {row['error_msg']}")
+    return EXIT_OK
+
+
+def cmd_best(args) -> int:
+    """aup best: the best job of an experiment."""
+    from aup.api import find_experiment
+
+    store = _open(args)
+    row = find_experiment(store, args.experiment)
+    best = store.best_job(int(row["eid"]), row["target"] == "max")
+    if args.json:
+        print(json.dumps(best, default=str))
+        return EXIT_OK if best else EXIT_FAILED
+    console = _console()
+    if best is None:
+        console.print(f"experiment {row['eid']} has no finished job")
+        return EXIT_FAILED
+    console.print(f"experiment {row['eid']} ({row['name']}): best job {best['jid']}, score "
+                  f"{best['score']:.6g}")
+    for k, v in best["job_config"].items():
+        console.print(f"  {k} = {_fmt(v)}")
+    return EXIT_OK
+
+
+# -- parser ------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="aup", description="Auptimizer: hyperparameter optimization for unchanged training "
+        "scripts. 'aup EXPERIMENT.json' is short for 'aup run EXPERIMENT.json'.")
+    parser.add_argument("--log", default="warning",
+                        choices=["debug", "info", "warning", "error"], help="log level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func, help_: str, experiment: bool = True):
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        p.add_argument("--db", help="database URL (default: storage in experiment.json, "
+                       "$AUP_DB, .aup/env.ini, else .aup/sqlite3.db)")
+        if experiment:
+            p.add_argument("experiment", help="experiment id or name")
+        return p
+
+    p = add("run", cmd_run, "run an experiment", experiment=False)
+    p.add_argument("experiment", help="experiment.json file")
+    p.add_argument("--user", help="user name recorded with the experiment (default $USER)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--check", "--test", action="store_true",
+                   help="validate the configuration only; run and record nothing")
+    p = add("resume", cmd_resume, "continue a stopped, failed or crashed experiment")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true",
+                   help="resume even if the experiment looks alive in another process")
+    add("stop", cmd_stop, "ask a running experiment to stop (it stays resumable)")
+    p = add("list", cmd_list, "list experiments", experiment=False)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = add("show", cmd_show, "show an experiment's jobs")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = add("best", cmd_best, "show an experiment's best job")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    import importlib
+
+    for module in EXTRA_COMMANDS.values():
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``aup`` and ``python -m aup``. Returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # 'aup experiment.json' / 'python -m aup experiment.json' -> run
+    first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    known = {"run", "resume", "stop", "list", "show", "best", *EXTRA_COMMANDS}
+    if first is not None and argv[first] not in known and (
+            argv[first].endswith(".json") or Path(argv[first]).is_file()):
+        argv.insert(first, "run")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
+    _setup_logging(args.log)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    err_console = _console(stderr=True)
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        err_console.print(f"error: {err.render()}", style="red")
+        return EXIT_USAGE
+    except (UsageError, StoreError) as err:
+        err_console.print(f"error: {err}", style="red")
+        return EXIT_USAGE
+    except AupError as err:
+        err_console.print(f"error: {err}", style="red")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

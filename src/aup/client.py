@@ -1,0 +1,251 @@
+"""Job-side helpers for training scripts (standard library only).
+
+This file can be copied alone to a remote machine. It imports nothing outside the standard
+library, so ``import aup`` inside a job costs a few milliseconds.
+
+* :func:`print_result` - report a result line (``#Auptimizer:<value>``).
+* :class:`BasicConfig` - a dict with attribute access, loaded from the job's config file.
+* :func:`aup_args` - decorator: call a function with the job config as keyword arguments.
+* :func:`aup_save_model` - register a callback that saves the model in the best-model re-run.
+* :func:`aup_flags` - decorator for absl/TensorFlow-style ``FLAGS`` scripts.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import math
+import os
+import pickle
+import shutil
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BasicConfig", "aup_args", "aup_flags", "aup_save_model", "print_result"]
+
+MARKER = "#Auptimizer:"
+log = logging.getLogger("aup.client")
+
+
+def _number(value: Any) -> str:
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, bool):
+        raise TypeError(f"a result must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"a result must be a number, got {value!r}") from None
+    return repr(number) if math.isfinite(number) else str(number)
+
+
+def print_result(result: Any, file: Any = None) -> None:
+    """Report a result to Auptimizer.
+
+    Writes ``#Auptimizer:<v>`` (a number) or ``#Auptimizer:<v0>,<v1>,...`` (a list, tuple or
+    1-D array: the score first, then the ``multi_res_labels`` values) on its own line to stderr,
+    and flushes. Call it once per epoch to report intermediate results; the last call is the
+    final result.
+
+    Args:
+        result: a number, or a sequence of numbers (numpy/torch scalars and arrays work).
+        file: where to write (default ``sys.stderr``).
+
+    Raises:
+        TypeError: a value is not a number.
+    """
+    if hasattr(result, "tolist") and callable(result.tolist):
+        result = result.tolist()
+    if isinstance(result, list | tuple):
+        text = ",".join(_number(v) for v in result)
+    else:
+        text = _number(result)
+    out = file if file is not None else sys.stderr
+    out.write(f"\n{MARKER}{text}\n")
+    out.flush()
+
+
+class BasicConfig(dict):
+    """A dict with attribute access (``cfg.lr``), loadable from and savable to JSON or pickle.
+
+    Example::
+
+        cfg = BasicConfig().load(sys.argv[-1])
+        train(lr=cfg.lr)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @staticmethod
+    def _kind(path: str) -> str:
+        ext = os.path.splitext(str(path))[1].lower()
+        if ext == ".json":
+            return "json"
+        if ext in (".pkl", ".pickle"):
+            return "pkl"
+        raise ValueError(f"unsupported config file {path!r}: use a .json or .pkl file")
+
+    def load(self, path: str | os.PathLike) -> BasicConfig:
+        """Update this config from a ``.json`` or ``.pkl`` file and return self.
+
+        Raises:
+            ValueError: unknown extension, or the file does not hold an object/dict.
+            OSError: the file cannot be read.
+        """
+        kind = self._kind(str(path))
+        if kind == "json":
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        else:
+            with open(path, "rb") as f:
+                data = pickle.load(f)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object / dict, got {type(data).__name__}")
+        self.update(data)
+        return self
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write this config to a ``.json`` or ``.pkl`` file."""
+        kind = self._kind(str(path))
+        if kind == "json":
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(dict(self), f, indent=2)
+        else:
+            with open(path, "wb") as f:
+                pickle.dump(dict(self), f)
+
+    def to_flags(self, flags: Any) -> Any:
+        """Set every attribute of ``flags`` (e.g. absl ``FLAGS``) that this config names."""
+        for key, value in self.items():
+            if hasattr(flags, key):
+                setattr(flags, key, value)
+        return flags
+
+
+class _SaveModelRegistry:
+    """Holds the callback registered with :func:`aup_save_model` for one decorated call."""
+
+    def __init__(self) -> None:
+        self.callback: tuple[Callable[..., Any], tuple, dict] | None = None
+
+
+_save_registry = _SaveModelRegistry()
+
+
+def aup_save_model(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Register ``fn(*args, **kwargs)`` to save the model.
+
+    It is called only in the best-model re-run (``resource_args.save_model``), from inside
+    ``aup_models/<folder_name>/`` (so relative paths land there), after the function decorated
+    with :func:`aup_args` returns.
+    """
+    _save_registry.callback = (fn, args, kwargs)
+
+
+def _run_save_callback(config: dict[str, Any]) -> None:
+    cb = _save_registry.callback
+    _save_registry.callback = None
+    if cb is None or config.get("save_model") is not True:
+        return
+    folder = os.path.join("aup_models", str(config.get("folder_name") or "models"))
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        fn, args, kwargs = cb
+        fn(*args, **kwargs)
+    finally:
+        os.chdir(here)
+
+
+def aup_args(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: call ``func`` with the job config's values as keyword arguments.
+
+    The decorated function takes the config file path (``sys.argv[-1]`` when called without
+    arguments) and optional keyword overrides. Parameters of ``func`` without a default must be
+    in the config; config keys ``func`` does not take are dropped with a warning, unless it has
+    ``**kwargs``. The return value goes to :func:`print_result` (a None return prints nothing).
+    With ``save_model: true`` in the config, a callback registered with :func:`aup_save_model`
+    then runs. Unlike Auptimizer 2.0, no hidden ``init*`` functions are called.
+
+    Raises:
+        TypeError: a required parameter is missing from the config (message names it).
+    """
+    sig = inspect.signature(func)
+    takes_var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+    @functools.wraps(func)
+    def wrapper(config_path: str | None = None, **overrides: Any) -> Any:
+        path = config_path if config_path is not None else sys.argv[-1]
+        config = BasicConfig().load(path)
+        config.update(overrides)
+        kwargs: dict[str, Any] = {}
+        for name, p in sig.parameters.items():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if name in config:
+                kwargs[name] = config[name]
+            elif p.default is p.empty:
+                raise TypeError(f"{func.__name__}() needs parameter '{name}', which is not in "
+                                f"the job config {path}; add it to parameter_config or give it "
+                                "a default value")
+        for key in config:
+            if key not in sig.parameters:
+                if takes_var_kw:
+                    kwargs[key] = config[key]
+                elif key not in ("job_id", "n_iterations", "save_model", "folder_name", "tid"):
+                    log.warning("%s is not used in optimization", key)
+        result = func(**kwargs)
+        if result is not None:
+            print_result(result)
+        _run_save_callback(config)
+        return result
+
+    return wrapper
+
+
+def aup_flags(flags: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator factory for ``main(argv)`` scripts driven by absl/TensorFlow ``FLAGS``.
+
+    The job config (``argv[-1]``) is applied to ``flags`` (fixing Auptimizer 2.0, which never
+    applied it), then ``main`` runs and its return value is reported with :func:`print_result`.
+    """
+
+    def decorate(main: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(main)
+        def wrapper(argv: list[str] | None = None) -> Any:
+            args = list(argv) if argv is not None else list(sys.argv)
+            BasicConfig().load(args[-1]).to_flags(flags)
+            n_params = len(inspect.signature(main).parameters)
+            result = main(args) if n_params else main()
+            if result is not None:
+                print_result(result)
+            return result
+
+        return wrapper
+
+    return decorate

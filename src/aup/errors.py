@@ -1,0 +1,94 @@
+"""Exceptions raised by Auptimizer.
+
+Every error Auptimizer raises on purpose derives from :class:`AupError`; the CLI maps them to
+exit codes (2 for :class:`ConfigError` and :class:`UsageError`, 1 for the rest) and prints them
+without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+class AupError(Exception):
+    """Base class of every error Auptimizer raises deliberately."""
+
+
+class UsageError(AupError):
+    """A command was used wrongly (unknown experiment id, missing file...). Exit code 2."""
+
+
+class StoreError(AupError):
+    """The database cannot be opened or written (wrong URL, server down, wrong password)."""
+
+
+class ExperimentFailed(AupError):
+    """The experiment ended FAILED (a job failed without ``ignore_fail``, or no job succeeded)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a configuration.
+
+    Attributes:
+        path: JSON path of the offending key, e.g. ``parameter_config[1].range``.
+        message: what is wrong.
+        value: the offending value (``MISSING`` when the key is absent).
+        hint: how to fix it (may be empty).
+    """
+
+    path: str
+    message: str
+    value: Any = None
+    hint: str = ""
+
+    def render(self) -> str:
+        """Return the problem as one human-readable line."""
+        text = f"{self.path or '<top level>'}: {self.message}"
+        if self.value is not MISSING:
+            text += f" (got {_short(self.value)})"
+        if self.hint:
+            text += f". Fix: {self.hint}"
+        return text
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ConfigError(AupError):
+    """The experiment configuration is invalid.
+
+    Collects every problem found, each with its key path, the bad value and a hint, so that the
+    user fixes them all at once.
+
+    Attributes:
+        problems: the problems, in the order they were found.
+        source: the file the configuration came from, if any.
+    """
+
+    def __init__(self, problems: list[Problem], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """Return a multi-line message listing every problem."""
+        where = f" in {self.source}" if self.source else ""
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in the experiment configuration{where}:"
+        return "\n".join([head] + [f"  - {p.render()}" for p in self.problems])

@@ -1,0 +1,570 @@
+"""The experiment loop: the one place that changes an experiment's state.
+
+One thread runs :meth:`Experiment.run`. It fills free resource slots with proposals, records
+every job and attempt in the store, reads result and end events from the resource manager,
+tells the proposer, retries failed attempts (on another slot when one is free), enforces
+``job_timeout``, honours stop requests (Ctrl-C, ``aup stop``, the dashboard), and ends when the
+proposer is finished and nothing runs.
+
+Scores become losses in exactly one place (:meth:`Experiment._loss`): ``-score`` for
+``target: max``. Proposers always minimize.
+
+Every change is saved as it happens (the proposer state with it), so an experiment stopped by
+Ctrl-C, ``aup stop``, a failed job, or even ``kill -9`` resumes with :meth:`Experiment.resume`:
+finished jobs are kept exactly once, interrupted ones run again, and job ids keep increasing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from aup.config import ExperimentConfig, parse_config
+from aup.errors import AupError, ConfigError, UsageError
+from aup.job import AttemptOutcome, AttemptStatus, FailReason, JobStatus, StopReason
+from aup.proposers import registry as proposer_registry
+from aup.proposers.base import Proposal, Proposer
+from aup.resources import registry as resource_registry
+from aup.resources.base import AttemptSpec, EndEvent, ResourceManager, ResultEvent, Slot
+from aup.store.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two reads of the stop request (and heartbeats) in the store.
+STOP_POLL = 0.5
+#: Seconds between two heartbeat writes.
+HEARTBEAT = 5.0
+
+
+class ExperimentStatus(str, Enum):
+    """Status of an experiment (``experiment.status``)."""
+
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    #: Stopped by the user (Ctrl-C, ``aup stop``); resumable.
+    STOPPED = "STOPPED"
+    FINISHED = "FINISHED"
+    #: A job failed without ``ignore_fail``, no job succeeded, or the scheduler failed;
+    #: resumable.
+    FAILED = "FAILED"
+
+
+@dataclass
+class ExperimentResult:
+    """What :meth:`Experiment.run` returns.
+
+    Attributes:
+        eid: the experiment id.
+        status: how it ended.
+        best: the best job row (dict with ``jid``, ``score``, ``job_config``...) or None.
+        n_jobs, n_finished, n_failed, n_early_stopped: job counts (re-runs excluded).
+        error: the first failure's message (reason and output tail), or None.
+    """
+
+    eid: int
+    status: ExperimentStatus
+    best: dict[str, Any] | None
+    n_jobs: int
+    n_finished: int
+    n_failed: int
+    n_early_stopped: int
+    error: str | None = None
+
+
+class Observer:
+    """Receives progress notifications from the loop (the CLI draws its progress bar).
+
+    Every method is a no-op here; override what you need. Called from the loop's thread.
+    """
+
+    def on_start(self, experiment: Experiment) -> None:
+        """The loop starts (after the resource is prepared)."""
+
+    def on_job_started(self, jid: int, attempt: int, slot: Slot, config: dict[str, Any]) -> None:
+        """An attempt started."""
+
+    def on_result(self, jid: int, values: tuple[float, ...]) -> None:
+        """A running job reported a result line."""
+
+    def on_job_ended(self, jid: int, attempt: int, outcome: AttemptOutcome,
+                     job_status: JobStatus | None) -> None:
+        """An attempt ended; ``job_status`` is None when the job will be retried."""
+
+    def on_stopping(self, reason: str) -> None:
+        """The experiment is stopping (user request or failure)."""
+
+
+@dataclass
+class _Job:
+    jid: int
+    proposal: Proposal
+    job_config: dict[str, Any]
+    attempts: int = 0  # attempts started so far
+    bad_slots: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Running:
+    job: _Job
+    attempt: int
+    jaid: int
+    slot: Slot
+    started: float
+    deadline: float | None
+    n_results: int = 0
+    last: tuple[float, ...] | None = None
+    history: list[float] = field(default_factory=list)
+
+
+class Experiment:
+    """One experiment: configuration, proposer, resource manager and store, run by one loop.
+
+    Build it with :meth:`create` (a new experiment) or :meth:`resume` (continue a stored one),
+    then call :meth:`run`.
+
+    Args:
+        config: the validated configuration.
+        store: the database.
+        eid: the experiment id (row already in the store).
+        proposer: the proposer (state restored when resuming).
+        observer: progress notifications.
+        env_file: ``aup setup``'s environment settings (resource lists), if any.
+    """
+
+    def __init__(self, config: ExperimentConfig, store: Store, eid: int, proposer: Proposer,
+                 observer: Observer | None = None, env_file: Any = None):
+        self.config = config
+        self.store = store
+        self.eid = eid
+        self.proposer = proposer
+        self.observer = observer or Observer()
+        self.events: queue.Queue = queue.Queue()
+        self.resource: ResourceManager = resource_registry.get(config.resource)(
+            config, self.events, env_file)
+        self.slots = self.resource.slots[: max(1, len(self.resource.slots))]
+        self.busy: dict[str, tuple[int, int]] = {}
+        self.running: dict[tuple[int, int], _Running] = {}
+        self.retry_queue: list[_Job] = []
+        self.rerun_queue: list[_Job] = []
+        self._stop_event = threading.Event()
+        self._force = False
+        self.stop_reason: str | None = None
+        self.first_failure: str | None = None
+        self.failed = False
+        self.n_parallel = config.n_parallel
+        self.workingdir = config.workingdir_path
+        self.jobs_dir = self.workingdir / "jobs"
+        ra = config.resource_args
+        self.labels = list(ra.multi_res_labels or [])
+        self.track = bool(ra.track_intermediate_results or ra.early_stop)
+        self.early_stop = None
+        if ra.early_stop:
+            from aup.early_stop import make_policy
+
+            self.early_stop = make_policy(ra.early_stop, maximize=config.maximize)
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def create(cls, config: ExperimentConfig, store: Store, *, user: str | None = None,
+               observer: Observer | None = None, env_file: Any = None) -> Experiment:
+        """Record a new experiment and build its proposer and resource manager.
+
+        Raises:
+            ConfigError: the proposer rejects its options.
+        """
+        proposer = build_proposer(config)
+        if ("n_samples" in config.raw and proposer.total is not None
+                and proposer.total != config.n_samples):
+            log.warning("%s runs %d jobs (its schedule or grid size), not n_samples=%d",
+                        config.proposer, proposer.total, config.n_samples)
+        eid = store.create_experiment(
+            user=user or default_user(), name=config.experiment_name,
+            config=config.to_json_dict(), proposer=config.proposer, target=config.target,
+            n_total=proposer.total, config_path=str(config.source) if config.source else None,
+            workingdir=str(config.workingdir_path))
+        store.update_experiment(eid, proposer_state=proposer.state_dict())
+        return cls(config, store, eid, proposer, observer, env_file)
+
+    @classmethod
+    def resume(cls, store: Store, eid: int, *, observer: Observer | None = None,
+               env_file: Any = None, force: bool = False) -> Experiment:
+        """Continue a stored experiment.
+
+        Attempts left running by a crash are marked LOST and their jobs run again; finished
+        jobs are kept; the proposer continues from its saved state.
+
+        Raises:
+            UsageError: unknown eid, the experiment is FINISHED, or it is still running in a
+                live process (unless ``force``).
+            ConfigError: the stored configuration no longer validates (e.g. the script moved).
+        """
+        row = store.get_experiment(eid)
+        if row is None:
+            raise UsageError(f"no experiment with id {eid}")
+        if row["status"] == ExperimentStatus.FINISHED.value:
+            raise UsageError(f"experiment {eid} ({row['name']}) already finished; nothing to "
+                             "resume")
+        if (row["status"] == ExperimentStatus.RUNNING.value and not force
+                and _process_alive(row.get("host"), row.get("pid"))):
+            raise UsageError(f"experiment {eid} is still running (process {row['pid']} on "
+                             f"{row['host']}); stop it first with: aup stop {eid}")
+        base = Path(row["config_path"]).parent if row.get("config_path") else Path.cwd()
+        config = parse_config(row["exp_config"], base, row.get("config_path"))
+        proposer = build_proposer(config)
+        if row.get("proposer_state"):
+            proposer.load_state_dict(row["proposer_state"])
+        n_lost = store.mark_interrupted(eid, AttemptStatus.LOST.value)
+        if n_lost:
+            log.warning("experiment %d: %d attempt(s) were running when the scheduler died; they "
+                        "run again", eid, n_lost)
+        store.claim_experiment(eid)
+        exp = cls(config, store, eid, proposer, observer, env_file)
+        for j in store.jobs(eid):
+            if j["status"] in (JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value):
+                exp.rerun_queue.append(_Job(j["jid"], Proposal.from_dict(j["proposal"]),
+                                            j["job_config"], attempts=int(j["n_attempts"])))
+        return exp
+
+    # -- control -------------------------------------------------------------------------------
+    def request_stop(self, force: bool = False) -> None:
+        """Ask the loop to stop (safe from signal handlers and other threads). Running jobs are
+        stopped (SIGTERM, then SIGKILL); with ``force`` they are killed at once."""
+        self._force = self._force or force
+        self._stop_event.set()
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> ExperimentResult:
+        """Run until the proposer is finished and nothing runs, or until stopped.
+
+        Returns:
+            The result (status, best job, counts). A FAILED or STOPPED experiment is returned,
+            not raised; :class:`~aup.errors.AupError` is raised only when the resource cannot
+            be prepared (the experiment is then marked FAILED with that message).
+        """
+        try:
+            self.resource.prepare()
+        except AupError as err:
+            self.store.end_experiment(self.eid, ExperimentStatus.FAILED.value, str(err))
+            raise
+        self.observer.on_start(self)
+        status = ExperimentStatus.FAILED
+        try:
+            status = self._loop()
+        except BaseException as err:
+            self.stop_reason = self.stop_reason or f"scheduler error: {err!r}"
+            self._stop_all(force=True)
+            self._drain(timeout=self.resource.options.kill_grace + 5)
+            self.store.mark_interrupted(self.eid, AttemptStatus.STOPPED.value)
+            self.store.end_experiment(self.eid, ExperimentStatus.FAILED.value,
+                                      self.first_failure or self.stop_reason)
+            raise
+        finally:
+            self.resource.close()
+        if status is ExperimentStatus.FINISHED:
+            self._after_finish()
+        self.store.end_experiment(self.eid, status.value, self.first_failure
+                                  if status is not ExperimentStatus.FINISHED else None)
+        return self.result(status)
+
+    def result(self, status: ExperimentStatus) -> ExperimentResult:
+        """Summarize the experiment from the store."""
+        jobs = self.store.jobs(self.eid)
+        count = {s: 0 for s in JobStatus}
+        for j in jobs:
+            count[JobStatus(j["status"])] += 1
+        return ExperimentResult(
+            self.eid, status, self.store.best_job(self.eid, self.config.maximize), len(jobs),
+            count[JobStatus.FINISHED], count[JobStatus.FAILED], count[JobStatus.EARLY_STOPPED],
+            self.first_failure or (self.stop_reason if status is ExperimentStatus.FAILED
+                                   else None))
+
+    def _loop(self) -> ExperimentStatus:
+        next_poll = next_beat = 0.0
+        stopping = False
+        while True:
+            now = time.monotonic()
+            if now >= next_poll:
+                next_poll = now + STOP_POLL
+                if self.store.stop_requested(self.eid):
+                    self._stop_event.set()
+                if now >= next_beat:
+                    next_beat = now + HEARTBEAT
+                    self.store.update_experiment(self.eid, heartbeat=time.time())
+            if self._stop_event.is_set() and not stopping:
+                stopping = True
+                self.stop_reason = self.stop_reason or "stopped at the user's request"
+                self.observer.on_stopping(self.stop_reason)
+                self._stop_all(force=self._force)
+            if self.failed and not stopping:
+                stopping = True
+                self.observer.on_stopping(self.first_failure or "a job failed")
+                self._stop_all(force=False)
+            waiting = False
+            if not stopping:
+                waiting = self._fill()
+            if not self.running:
+                if stopping:
+                    return (ExperimentStatus.FAILED if self.failed
+                            else ExperimentStatus.STOPPED)
+                if not self.retry_queue and not self.rerun_queue:
+                    if self.proposer.finished or waiting:
+                        if not self.proposer.finished:
+                            self.stop_reason = ("the proposer has nothing to propose and no job "
+                                                "is running")
+                            log.error("experiment %d: %s", self.eid, self.stop_reason)
+                            return ExperimentStatus.FAILED
+                        return self._final_status()
+            self._wait_events()
+            self._check_deadlines()
+
+    def _final_status(self) -> ExperimentStatus:
+        n_ok = sum(1 for j in self.store.jobs(self.eid)
+                   if j["status"] in (JobStatus.FINISHED.value, JobStatus.EARLY_STOPPED.value))
+        if n_ok == 0:
+            self.stop_reason = "no job succeeded"
+            self.first_failure = self.first_failure or self.stop_reason
+            return ExperimentStatus.FAILED
+        return ExperimentStatus.FINISHED
+
+    def _free_slots(self) -> list[Slot]:
+        return [s for s in self.slots if s.id not in self.busy]
+
+    def _fill(self) -> bool:
+        """Start attempts on free slots. Returns True when the proposer asked us to wait."""
+        while len(self.running) < self.n_parallel:
+            free = self._free_slots()
+            if not free:
+                return False
+            if self.retry_queue:
+                job = self.retry_queue.pop(0)
+                good = [s for s in free if s.id not in job.bad_slots]
+                self._start_attempt(job, (good or free)[0])
+                continue
+            if self.rerun_queue:
+                self._start_attempt(self.rerun_queue.pop(0), free[0])
+                continue
+            proposal = self.proposer.ask()
+            if proposal is None:
+                return True
+            self._start_new_job(proposal, free[0])
+        return False
+
+    def _start_new_job(self, proposal: Proposal, slot: Slot) -> None:
+        job_config = proposal.job_config()
+        rid = self.store.resource_id(slot.kind, slot.name)
+        jid, jaid = self.store.start_job(
+            eid=self.eid, job_config=job_config, proposal=proposal.to_dict(), rid=rid,
+            output_dir=str(self.jobs_dir),
+            proposer_state=self.proposer.state_dict(), budget=proposal.budget,
+            bracket=proposal.bracket, rung=proposal.rung)
+        job = _Job(jid, proposal, job_config, attempts=1)
+        self._launch(job, 0, jaid, slot)
+
+    def _start_attempt(self, job: _Job, slot: Slot) -> None:
+        num = job.attempts
+        job.attempts += 1
+        rid = self.store.resource_id(slot.kind, slot.name)
+        jaid = self.store.start_attempt(jid=job.jid, num=num, rid=rid,
+                                        output_path=str(self.jobs_dir / f"{job.jid}.{num}.out"))
+        self._launch(job, num, jaid, slot)
+
+    def _launch(self, job: _Job, num: int, jaid: int, slot: Slot) -> None:
+        rt = self.config.runtime_args
+        spec = AttemptSpec(
+            job_id=job.jid, attempt=num, job_config={**job.job_config, "job_id": job.jid},
+            command=self.config.job_command(), workingdir=self.workingdir,
+            config_path=self.jobs_dir / f"{job.jid}.json",
+            output_path=self.jobs_dir / f"{job.jid}.{num}.out",
+            env=dict(rt.env), prescript=rt.prescript, postscript=rt.postscript,
+            n_labels=len(self.labels))
+        timeout = self.config.job_timeout
+        now = time.monotonic()
+        self.running[spec.key] = _Running(job, num, jaid, slot, now,
+                                          now + timeout if timeout else None)
+        self.busy[slot.id] = spec.key
+        log.info("job %d attempt %d started on %s: %s", job.jid, num, slot.id, job.job_config)
+        self.observer.on_job_started(job.jid, num, slot, job.job_config)
+        self.resource.start(spec, slot)
+
+    def _wait_events(self) -> None:
+        timeout = 0.25
+        deadlines = [r.deadline for r in self.running.values() if r.deadline is not None]
+        if deadlines:
+            timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
+        try:
+            ev = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        self._handle(ev)
+        while True:
+            try:
+                ev = self.events.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(ev)
+
+    def _drain(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while self.running and time.monotonic() < end:
+            try:
+                self._handle(self.events.get(timeout=0.2))
+            except queue.Empty:
+                pass
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for key, r in list(self.running.items()):
+            if r.deadline is not None and now >= r.deadline:
+                r.deadline = None
+                log.warning("job %d attempt %d: timeout after %ss, stopping it", key[0], key[1],
+                            self.config.job_timeout)
+                self.resource.stop(key[0], key[1], StopReason.TIMEOUT)
+
+    def _stop_all(self, force: bool) -> None:
+        for key in list(self.running):
+            self.resource.stop(key[0], key[1], StopReason.EXPERIMENT_STOP)
+
+    def _handle(self, ev: ResultEvent | EndEvent) -> None:
+        r = self.running.get((ev.job_id, ev.attempt))
+        if r is None:
+            return
+        if isinstance(ev, ResultEvent):
+            self._on_result(r, ev)
+        else:
+            self._on_end(r, ev)
+
+    def _on_result(self, r: _Running, ev: ResultEvent) -> None:
+        num = r.n_results
+        r.n_results += 1
+        r.last = ev.values
+        if self.track or len(ev.values) > 1:
+            self.store.add_result(eid=self.eid, jid=r.job.jid, num=num, values=ev.values,
+                                  receive_time=ev.time, track=self.track)
+        self.observer.on_result(r.job.jid, ev.values)
+        if self.early_stop is not None:
+            r.history.append(ev.values[0])
+            self._check_early_stop(r)
+
+    def _check_early_stop(self, r: _Running) -> None:
+        """Ask the early-stopping policy about a running job; stop it if the policy says so.
+
+        An error inside the policy disables early stopping for that job, with a warning.
+        """
+        policy = self.early_stop
+        try:
+            peers = {key[0]: x.history for key, x in self.running.items() if x is not r}
+            if policy.should_stop(r.job.jid, r.history, peers, self._finished_histories()):
+                log.info("job %d: stopped early by the %s policy", r.job.jid, policy.name)
+                self.resource.stop(r.job.jid, r.attempt, StopReason.EARLY_STOP)
+        except Exception as err:  # noqa: BLE001 - a policy bug must not stall the experiment
+            log.warning("job %d: early stopping disabled for this job after an error in the "
+                        "policy: %r", r.job.jid, err)
+            policy.disable(r.job.jid)
+
+    def _finished_histories(self) -> dict[int, list[float]]:
+        if not hasattr(self, "_histories"):
+            self._histories: dict[int, list[float]] = {}
+        return self._histories
+
+    def _loss(self, score: float) -> float:
+        """The only place where a score becomes a loss (proposers minimize)."""
+        return -score if self.config.maximize else score
+
+    def _on_end(self, r: _Running, ev: EndEvent) -> None:
+        key = (ev.job_id, ev.attempt)
+        self.running.pop(key, None)
+        self.busy.pop(r.slot.id, None)
+        o = ev.outcome
+        job = r.job
+        state = None
+        job_status: JobStatus | None
+        error_msg = None
+        if o.status is AttemptStatus.SUCCEEDED:
+            job_status = JobStatus.FINISHED
+            self.proposer.tell(job.proposal, self._loss(float(o.score)))
+            if self.early_stop is not None:
+                self._finished_histories()[job.jid] = r.history
+        elif o.status is AttemptStatus.EARLY_STOPPED:
+            job_status = JobStatus.EARLY_STOPPED
+            loss = self._loss(o.score) if o.score is not None and math.isfinite(o.score) else None
+            self.proposer.tell_early_stopped(job.proposal, loss)
+        elif o.status is AttemptStatus.STOPPED:
+            job_status = JobStatus.INTERRUPTED
+        else:
+            retries = self.config.job_failure.job_retries
+            summary = (f"job {job.jid} attempt {ev.attempt} failed ({o.reason.value}): "
+                       f"{o.detail}")
+            error_msg = summary + ("\n--- output tail ---\n" + o.tail if o.tail else "")
+            if job.attempts <= retries and not self.failed and not self._stop_event.is_set():
+                job_status = None
+                job.bad_slots.add(r.slot.id)
+                self.retry_queue.append(job)
+                log.warning("%s; retrying (%d/%d)", summary, job.attempts, retries)
+            else:
+                job_status = JobStatus.FAILED
+                log.error("%s", summary)
+                self.proposer.tell_failure(job.proposal)
+                if not self.config.job_failure.ignore_fail and not self.failed:
+                    self.failed = True
+                    self.first_failure = error_msg
+        if job_status is not None and job_status is not JobStatus.INTERRUPTED:
+            state = self.proposer.state_dict()
+        self.store.end_attempt(
+            eid=self.eid, jid=job.jid, jaid=r.jaid, attempt_status=o.status.value,
+            exit_code=o.exit_code, fail_reason=o.reason.value if o.reason else None,
+            detail=o.detail, output_tail=o.tail,
+            job_status=job_status.value if job_status else None,
+            score=o.score if job_status in (JobStatus.FINISHED, JobStatus.EARLY_STOPPED)
+            else None, extras=o.extras, proposer_state=state, error_msg=error_msg)
+        self.observer.on_job_ended(job.jid, ev.attempt, o, job_status)
+
+    def _after_finish(self) -> None:
+        """Hook run after a normal finish (the ``save_model`` re-run)."""
+        if self.config.resource_args.save_model:
+            from aup.save_model import rerun_best
+
+            rerun_best(self)
+
+
+def build_proposer(config: ExperimentConfig) -> Proposer:
+    """Instantiate the configured proposer.
+
+    Raises:
+        ConfigError: the proposer rejects its options or the space.
+    """
+    cls = proposer_registry.get(config.proposer)
+    try:
+        return cls(config.space, config.proposer_options)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        from aup.errors import Problem
+
+        raise ConfigError([Problem("proposer", str(err), config.proposer)],
+                          str(config.source) if config.source else None) from None
+
+
+def default_user() -> str:
+    """The user name recorded with experiments: ``$USER``, else ``default``."""
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "default"
+
+
+def _process_alive(host: str | None, pid: int | None) -> bool:
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return int(pid) != os.getpid()

@@ -1,0 +1,52 @@
+"""Grid search (the ``sequence`` proposer).
+
+Each float/int parameter contributes ``low + k*step`` values (``interval`` = step, or ``n``
+points evenly from low to high; see :meth:`aup.space.FloatParam.grid`); a choice contributes
+every value. The grid is walked like an odometer in which the **first** parameter changes
+fastest (Auptimizer 2.0's order). The number of jobs is the grid size, whatever ``n_samples``
+says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aup.errors import Problem
+from aup.proposers.base import Proposal, Proposer, ProposerOptions
+
+#: Largest grid accepted at load.
+MAX_GRID = 10_000_000
+
+
+class SequenceProposer(Proposer):
+    """Exhaustive grid search over the product of per-parameter grids."""
+
+    name = "sequence"
+    Options = ProposerOptions
+
+    def __init__(self, space, options: ProposerOptions):
+        super().__init__(space, options)
+        self.grids = [p.grid() for p in space]
+
+    @classmethod
+    def check_space(cls, space, options) -> list[Problem]:
+        size = space.grid_size()
+        if size > MAX_GRID:
+            return [Problem("parameter_config", f"the grid has {size} points", size,
+                            "use larger 'interval' or smaller 'n' values")]
+        return []
+
+    @property
+    def total(self) -> int:
+        n = 1
+        for g in self.grids:
+            n *= len(g)
+        return n
+
+    def _propose(self, proposal_id: int) -> Proposal | None:
+        rest = proposal_id
+        params: dict[str, Any] = {}
+        for p, grid in zip(self.space, self.grids, strict=True):
+            rest, k = divmod(rest, len(grid))
+            params[p.name] = grid[k]
+        return Proposal(proposal_id, params)

@@ -1,0 +1,177 @@
+"""The resource manager interface: where job attempts run.
+
+A resource manager owns a fixed list of :class:`Slot` objects (CPU slots, GPU ids, SSH hosts,
+EC2 instances, Ray capacity). The experiment loop picks a free slot and calls
+:meth:`ResourceManager.start`; the manager runs the attempt without blocking and reports back
+through the event queue it was given:
+
+* :class:`ResultEvent` for every valid ``#Auptimizer:`` line, while the attempt runs;
+* exactly one :class:`EndEvent` when the attempt is over, however it ended (also when it could not
+  start), carrying an :class:`~aup.job.AttemptOutcome`.
+
+:meth:`ResourceManager.stop` asks a running attempt to stop (its whole process group: SIGTERM,
+then SIGKILL after ``kill_grace`` seconds); its end still arrives as an EndEvent. Managers never
+touch the database and never mutate ``os.environ``: each attempt gets its own environment copy.
+"""
+
+from __future__ import annotations
+
+import queue
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from aup.errors import Problem
+from aup.job import AttemptOutcome, StopReason
+
+if TYPE_CHECKING:
+    from aup.config import ExperimentConfig
+
+
+class ResourceOptions(BaseModel):
+    """``resource_args`` keys specific to a resource. Subclass per resource.
+
+    Attributes:
+        kill_grace: seconds between SIGTERM and SIGKILL when an attempt is stopped.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+    kill_grace: float = 5.0
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One place a job can run.
+
+    Attributes:
+        id: unique within the manager, e.g. ``"cpu:0"`` or ``"gpu:1/0"``.
+        kind: the resource type (``cpu``, ``gpu``, ``node``...), as stored in ``resource.type``.
+        name: what the slot runs on (``localhost``, a GPU id, ``user@host:port``), as stored in
+            ``resource.name``.
+    """
+
+    id: str
+    kind: str
+    name: str
+
+
+@dataclass
+class AttemptSpec:
+    """Everything needed to run one attempt.
+
+    Attributes:
+        job_id: the job id (``jid``).
+        attempt: 0-based attempt number of this job.
+        job_config: the JSON object written to the job's config file.
+        command: argv prefix of the script; the config file path is appended.
+        workingdir: directory the job runs in.
+        config_path: where the job config file goes (``<workingdir>/jobs/<jid>.json``).
+        output_path: where the output goes (``<workingdir>/jobs/<jid>.<attempt>.out``).
+        env: variables added to the job's own copy of the environment.
+        prescript: shell code run before the script (same shell), may be empty.
+        postscript: shell code run after the script, may be empty; the job's exit code is kept.
+        n_labels: number of ``multi_res_labels`` (result lines must carry 1 + n_labels values).
+    """
+
+    job_id: int
+    attempt: int
+    job_config: dict[str, Any]
+    command: list[str]
+    workingdir: Path
+    config_path: Path
+    output_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    prescript: str = ""
+    postscript: str = ""
+    n_labels: int = 0
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """``(job_id, attempt)``, which identifies the attempt in events."""
+        return (self.job_id, self.attempt)
+
+    @property
+    def label(self) -> str:
+        """``job <jid> attempt <n>`` for log messages."""
+        return f"job {self.job_id} attempt {self.attempt}"
+
+
+@dataclass(frozen=True)
+class ResultEvent:
+    """A valid result line of a running attempt.
+
+    Attributes:
+        job_id, attempt: the attempt.
+        values: the numbers of the line (score first).
+        time: Unix time (seconds) the line was read.
+    """
+
+    job_id: int
+    attempt: int
+    values: tuple[float, ...]
+    time: float
+
+
+@dataclass(frozen=True)
+class EndEvent:
+    """The end of an attempt (exactly one per started attempt)."""
+
+    job_id: int
+    attempt: int
+    outcome: AttemptOutcome
+    time: float
+
+
+Event = ResultEvent | EndEvent
+
+
+class ResourceManager(ABC):
+    """Base class of every resource.
+
+    Args:
+        config: the experiment configuration (``resource_options`` holds this resource's
+            validated ``resource_args``).
+        events: queue the manager puts :class:`ResultEvent`/:class:`EndEvent` objects into.
+        env_file: the environment settings of ``aup setup`` (may be None), for slot lists.
+    """
+
+    kind: ClassVar[str] = ""
+    Options: ClassVar[type[ResourceOptions]] = ResourceOptions
+    #: True when the script and working directory are local files checked at load.
+    local_files: ClassVar[bool] = True
+
+    def __init__(self, config: ExperimentConfig, events: queue.Queue, env_file: Any = None):
+        self.config = config
+        self.options = config.resource_options
+        self.events = events
+        self.env_file = env_file
+
+    @classmethod
+    def check_config(cls, config: ExperimentConfig) -> list[Problem]:
+        """Problems with this resource's settings, found at load (before any job). None by
+        default."""
+        return []
+
+    @property
+    @abstractmethod
+    def slots(self) -> list[Slot]:
+        """Every slot of this manager (fixed for the manager's life)."""
+
+    def prepare(self) -> None:  # noqa: B027
+        """Connect, check hosts, start instances... before the first job. Raises
+        :class:`~aup.errors.AupError` with a clear message (naming the host or id) on failure."""
+
+    @abstractmethod
+    def start(self, spec: AttemptSpec, slot: Slot) -> None:
+        """Start an attempt on a free slot without blocking. Errors become an EndEvent with
+        ``START_FAILED``, never an exception."""
+
+    @abstractmethod
+    def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
+        """Ask a running attempt to stop; its EndEvent follows. Unknown attempts are ignored."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release everything (called once, after the last attempt ended)."""

@@ -1,0 +1,337 @@
+"""Search spaces: the hyperparameters a proposer chooses from.
+
+Three parameter kinds, matching ``parameter_config`` entries of experiment.json:
+
+* :class:`FloatParam` - a real number in ``[low, high]`` (both bounds inclusive), optionally on a
+  log scale.
+* :class:`IntParam` - an integer in ``[low, high]`` (both bounds inclusive), optionally on a log
+  scale.
+* :class:`ChoiceParam` - one of a list of JSON values; values keep their JSON type, so ``1``,
+  ``"1"``, ``true``, ``null`` and ``1.5`` are five distinct choices.
+
+A parameter whose bounds are equal (``[3, 3]``) or whose choice list has one element is a
+constant: every proposer passes it through unchanged.
+
+Every parameter maps to and from the unit interval (``to_unit``/``from_unit``), which model-based
+proposers use as their encoding. Values handed out are plain Python ``int``/``float``/JSON values,
+never numpy scalars.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Relative tolerance used when deciding whether a grid end point lies on the grid.
+GRID_RTOL = 1e-9
+
+
+def _py(value: Any) -> Any:
+    """Convert numpy scalars to plain Python numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@dataclass(frozen=True)
+class FloatParam:
+    """A real-valued hyperparameter in the closed interval ``[low, high]``.
+
+    Attributes:
+        name: the key under which the value reaches the job.
+        low: lower bound, inclusive.
+        high: upper bound, inclusive (``high >= low``).
+        log: sample and encode on a log scale (requires ``low > 0``).
+        interval: grid step for the ``sequence`` proposer (``None``: use ``n``).
+        n: number of grid points for the ``sequence`` proposer.
+    """
+
+    name: str
+    low: float
+    high: float
+    log: bool = False
+    interval: float | None = None
+    n: int | None = None
+
+    kind = "float"
+
+    @property
+    def is_constant(self) -> bool:
+        """True when ``low == high``: the parameter always takes that value."""
+        return self.low == self.high
+
+    def _tlow(self) -> float:
+        return math.log(self.low) if self.log else self.low
+
+    def _thigh(self) -> float:
+        return math.log(self.high) if self.log else self.high
+
+    def to_unit(self, value: float) -> float:
+        """Map a value to ``[0, 1]`` (log-warped when ``log``); constants map to 0.5."""
+        if self.is_constant:
+            return 0.5
+        v = math.log(value) if self.log else float(value)
+        return min(1.0, max(0.0, (v - self._tlow()) / (self._thigh() - self._tlow())))
+
+    def from_unit(self, u: float) -> float:
+        """Map ``u`` in ``[0, 1]`` back to a value in ``[low, high]`` (clipped)."""
+        if self.is_constant:
+            return float(self.low)
+        u = min(1.0, max(0.0, float(u)))
+        v = self._tlow() + u * (self._thigh() - self._tlow())
+        v = math.exp(v) if self.log else v
+        return float(min(self.high, max(self.low, v)))
+
+    def sample(self, rng: np.random.Generator) -> float:
+        """Draw a value uniformly (log-uniformly when ``log``) from ``[low, high]``."""
+        return self.from_unit(float(rng.random()))
+
+    def grid(self) -> list[float]:
+        """Grid values ``low + k*step`` for the ``sequence`` proposer.
+
+        The step is ``interval`` when given, otherwise ``(high-low)/(n-1)`` (``n`` defaults to 2:
+        both bounds). On a log scale the grid is geometric. The end point is included when it
+        lies on the grid within a relative tolerance of ``GRID_RTOL``.
+        """
+        if self.is_constant:
+            return [float(self.low)]
+        lo, hi = self._tlow(), self._thigh()
+        if self.interval is not None:
+            step = math.log(self.interval) if self.log else self.interval
+            count = _grid_count(lo, hi, step)
+        else:
+            count = self.n or 2
+            step = (hi - lo) / (count - 1)
+        values = []
+        for k in range(count):
+            v = lo + k * step
+            v = hi if k == count - 1 and math.isclose(v, hi, rel_tol=GRID_RTOL, abs_tol=1e-12) else v
+            v = math.exp(v) if self.log else v
+            values.append(float(min(self.high, max(self.low, v))))
+        return values
+
+
+def _grid_count(lo: float, hi: float, step: float) -> int:
+    """Number of points ``lo + k*step <= hi`` with a relative tolerance on the end point."""
+    span = hi - lo
+    ratio = span / step
+    count = int(math.floor(ratio + GRID_RTOL * max(1.0, abs(ratio)))) + 1
+    return max(1, count)
+
+
+@dataclass(frozen=True)
+class IntParam:
+    """An integer hyperparameter in ``[low, high]``, both bounds inclusive.
+
+    Attributes:
+        name: the key under which the value reaches the job.
+        low: lower bound, inclusive.
+        high: upper bound, inclusive (``high >= low``).
+        log: sample and encode on a log scale (requires ``low > 0``).
+        interval: integer grid step for the ``sequence`` proposer.
+        n: number of grid points for the ``sequence`` proposer (rounded, duplicates removed).
+    """
+
+    name: str
+    low: int
+    high: int
+    log: bool = False
+    interval: int | None = None
+    n: int | None = None
+
+    kind = "int"
+
+    @property
+    def is_constant(self) -> bool:
+        """True when ``low == high``."""
+        return self.low == self.high
+
+    def _edges(self) -> tuple[float, float]:
+        # Each integer owns an equal slice of the unit interval: [low - 0.5, high + 0.5].
+        lo, hi = self.low - 0.5, self.high + 0.5
+        if self.log:
+            return math.log(max(lo, 0.5 * self.low)), math.log(hi)
+        return lo, hi
+
+    def to_unit(self, value: int) -> float:
+        """Map an integer to the centre of its slice of ``[0, 1]``; constants map to 0.5."""
+        if self.is_constant:
+            return 0.5
+        lo, hi = self._edges()
+        v = math.log(value) if self.log else float(value)
+        return min(1.0, max(0.0, (v - lo) / (hi - lo)))
+
+    def from_unit(self, u: float) -> int:
+        """Map ``u`` in ``[0, 1]`` to an integer in ``[low, high]``."""
+        if self.is_constant:
+            return int(self.low)
+        lo, hi = self._edges()
+        v = lo + min(1.0, max(0.0, float(u))) * (hi - lo)
+        v = math.exp(v) if self.log else v
+        return int(min(self.high, max(self.low, round(v))))
+
+    def sample(self, rng: np.random.Generator) -> int:
+        """Draw an integer from ``[low, high]``: uniformly, or log-uniformly when ``log``."""
+        if self.is_constant:
+            return int(self.low)
+        if not self.log:
+            return int(rng.integers(self.low, self.high + 1))
+        return self.from_unit(float(rng.random()))
+
+    def grid(self) -> list[int]:
+        """Grid values for the ``sequence`` proposer.
+
+        With ``interval``: ``low, low+interval, ...`` up to ``high`` inclusive. With ``n``: ``n``
+        points evenly spread from ``low`` to ``high`` (both included), rounded to integers,
+        duplicates removed. Default: every integer from ``low`` to ``high``.
+        """
+        if self.is_constant:
+            return [int(self.low)]
+        if self.interval is not None:
+            return list(range(self.low, self.high + 1, self.interval))
+        if self.n is None:
+            return list(range(self.low, self.high + 1))
+        fp = FloatParam(self.name, float(self.low), float(self.high), self.log, None, self.n)
+        out: list[int] = []
+        for v in fp.grid():
+            iv = int(round(v))
+            if iv not in out:
+                out.append(iv)
+        return out
+
+
+@dataclass(frozen=True)
+class ChoiceParam:
+    """A categorical hyperparameter: one of ``choices`` (any JSON values, types preserved).
+
+    Attributes:
+        name: the key under which the value reaches the job.
+        choices: the allowed values, at least one; order is kept.
+    """
+
+    name: str
+    choices: tuple[Any, ...]
+
+    kind = "choice"
+
+    @property
+    def is_constant(self) -> bool:
+        """True when there is a single choice."""
+        return len(self.choices) == 1
+
+    def index(self, value: Any) -> int:
+        """Return the position of ``value`` among the choices, matching JSON type and value.
+
+        Raises:
+            ValueError: when ``value`` is not one of the choices.
+        """
+        key = _json_key(value)
+        for i, c in enumerate(self.choices):
+            if _json_key(c) == key:
+                return i
+        raise ValueError(f"{value!r} is not a choice of {self.name}")
+
+    def to_unit(self, value: Any) -> float:
+        """Map a choice to the centre of its slice of ``[0, 1]``."""
+        return (self.index(value) + 0.5) / len(self.choices)
+
+    def from_unit(self, u: float) -> Any:
+        """Map ``u`` in ``[0, 1]`` to a choice (a deep copy of it)."""
+        i = min(len(self.choices) - 1, max(0, int(float(u) * len(self.choices))))
+        return copy.deepcopy(self.choices[i])
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        """Draw one choice uniformly (a deep copy of it)."""
+        return copy.deepcopy(self.choices[int(rng.integers(len(self.choices)))])
+
+    def grid(self) -> list[Any]:
+        """Every choice, in order."""
+        return [copy.deepcopy(c) for c in self.choices]
+
+
+Param = FloatParam | IntParam | ChoiceParam
+
+
+def _json_key(value: Any) -> str:
+    """A canonical JSON text that tells 1, 1.0 vs true vs "1" apart (bool is not int here)."""
+    return json.dumps(_tag(value), sort_keys=True)
+
+
+def _tag(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return ["b", value]
+    if isinstance(value, int):
+        return ["i", value]
+    if isinstance(value, float):
+        return ["f", value]
+    if isinstance(value, list):
+        return ["l", [_tag(v) for v in value]]
+    if isinstance(value, dict):
+        return ["d", {k: _tag(v) for k, v in value.items()}]
+    return ["s", value]
+
+
+def config_key(params: dict[str, Any]) -> str:
+    """A canonical key for a parameter assignment, distinguishing JSON types.
+
+    Two assignments have the same key exactly when every value has the same JSON type and value.
+    """
+    return _json_key({k: _py(v) for k, v in params.items()})
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """An ordered collection of parameters.
+
+    Attributes:
+        params: the parameters, in the order of ``parameter_config``.
+    """
+
+    params: tuple[Param, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError("parameter names must be unique")
+
+    def __iter__(self) -> Iterator[Param]:
+        return iter(self.params)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    @property
+    def names(self) -> list[str]:
+        """Parameter names in order."""
+        return [p.name for p in self.params]
+
+    def __getitem__(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Draw one assignment: a dict name -> plain JSON value."""
+        return {p.name: p.sample(rng) for p in self.params}
+
+    def to_unit(self, values: dict[str, Any]) -> np.ndarray:
+        """Encode an assignment as a vector in ``[0, 1]^d`` (``d = len(self)``)."""
+        return np.array([p.to_unit(values[p.name]) for p in self.params], dtype=float)
+
+    def from_unit(self, u: Sequence[float]) -> dict[str, Any]:
+        """Decode a vector in ``[0, 1]^d`` to an assignment of plain JSON values."""
+        return {p.name: _py(p.from_unit(float(x))) for p, x in zip(self.params, u, strict=True)}
+
+    def grid_size(self) -> int:
+        """Number of points of the full grid (product of per-parameter grid lengths)."""
+        n = 1
+        for p in self.params:
+            n *= len(p.grid())
+        return n

@@ -1,0 +1,136 @@
+"""Database schema (SQLAlchemy Core).
+
+Table names and their original columns follow Auptimizer 2.0 (``user``, ``resource``,
+``experiment``, ``job``, ``job_attempt``, ``intermediate_result``, ``multiple_result``); the
+columns we need on top are added (statuses, failure reasons, budgets, proposer state, stop
+requests). Times are Unix epoch seconds as floats (2.0 used whole seconds).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+#: Bumped whenever the schema changes; migrations bring older databases up to it.
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+user = Table(
+    "user", metadata,
+    Column("uid", Integer, primary_key=True),
+    Column("name", String(255), unique=True, nullable=False),
+    Column("permission", String(32), nullable=False, default="all"),
+)
+
+resource = Table(
+    "resource", metadata,
+    Column("rid", Integer, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("status", String(16), nullable=False, default="free"),
+    Index("ix_resource_type_name", "type", "name", unique=True),
+)
+
+experiment = Table(
+    "experiment", metadata,
+    Column("eid", Integer, primary_key=True, autoincrement=True),
+    Column("uid", Integer, ForeignKey("user.uid"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("start_time", Float),
+    Column("end_time", Float),
+    # CREATED, RUNNING, STOPPED, FINISHED, FAILED (see aup.experiment.ExperimentStatus)
+    Column("status", String(16), nullable=False),
+    Column("exp_config", Text, nullable=False),
+    Column("error_msg", Text),
+    # -- added in Auptimizer 3 --
+    Column("proposer", String(64)),
+    Column("target", String(8)),
+    Column("n_total", Integer),
+    Column("proposer_state", Text),
+    Column("stop_requested", Boolean, nullable=False, default=False),
+    Column("config_path", Text),
+    Column("workingdir", Text),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("heartbeat", Float),
+)
+
+job = Table(
+    "job", metadata,
+    Column("jid", Integer, primary_key=True, autoincrement=True),
+    Column("score", Float),
+    Column("eid", Integer, ForeignKey("experiment.eid"), nullable=False),
+    Column("start_time", Float),
+    Column("end_time", Float),
+    # RUNNING, FINISHED, FAILED, EARLY_STOPPED, INTERRUPTED (aup.job.JobStatus)
+    Column("status", String(16), nullable=False),
+    Column("job_config", Text, nullable=False),
+    # -- added in Auptimizer 3 --
+    Column("proposal", Text),
+    Column("budget", Float),
+    Column("bracket", Integer),
+    Column("rung", Integer),
+    Column("fail_reason", String(32)),
+    Column("n_attempts", Integer, nullable=False, default=0),
+    Column("is_rerun", Boolean, nullable=False, default=False),
+    Index("ix_job_eid_status", "eid", "status"),
+    Index("ix_job_eid_score", "eid", "score"),
+)
+
+job_attempt = Table(
+    "job_attempt", metadata,
+    Column("jaid", Integer, primary_key=True, autoincrement=True),
+    Column("jid", Integer, ForeignKey("job.jid"), nullable=False),
+    Column("num", Integer, nullable=False),
+    Column("rid", Integer, ForeignKey("resource.rid")),
+    Column("start_time", Float),
+    Column("end_time", Float),
+    # -- added in Auptimizer 3 --
+    # RUNNING, SUCCEEDED, FAILED, EARLY_STOPPED, STOPPED, LOST (aup.job.AttemptStatus)
+    Column("status", String(16), nullable=False, default="RUNNING"),
+    Column("exit_code", Integer),
+    Column("fail_reason", String(32)),
+    Column("detail", Text),
+    Column("output_tail", Text),
+    Column("output_path", Text),
+    Index("ix_job_attempt_jid", "jid"),
+)
+
+intermediate_result = Table(
+    "intermediate_result", metadata,
+    Column("irid", Integer, primary_key=True, autoincrement=True),
+    Column("num", Integer, nullable=False),
+    Column("score", Float),
+    Column("jid", Integer, ForeignKey("job.jid"), nullable=False),
+    Column("receive_time", Float),
+    Index("ix_intermediate_result_jid", "jid", "num"),
+)
+
+multiple_result = Table(
+    "multiple_result", metadata,
+    Column("mrid", Integer, primary_key=True, autoincrement=True),
+    Column("label_order", Integer, nullable=False),
+    Column("value", Float),
+    Column("receive_time", Float),
+    Column("jid", Integer, ForeignKey("job.jid"), nullable=False),
+    Column("irid", Integer, ForeignKey("intermediate_result.irid")),
+    Column("eid", Integer, ForeignKey("experiment.eid"), nullable=False),
+    Column("is_last_result", Boolean, nullable=False, default=False),
+    Index("ix_multiple_result_jid", "jid"),
+)
+
+schema_info = Table(
+    "aup_schema", metadata,
+    Column("version", Integer, primary_key=True),
+)

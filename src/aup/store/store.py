@@ -1,0 +1,420 @@
+"""The Store: the only code that talks SQL.
+
+One :class:`Store` per process, over any SQLAlchemy URL. The default is SQLite at
+``.aup/sqlite3.db`` under the current directory, created on first use. SQLite runs in WAL mode
+with a busy timeout, so readers (dashboard, CLI) never block the experiment process, which is the
+single writer of its experiment. Every write is one short transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+
+from aup.errors import StoreError
+from aup.store import schema as s
+
+#: Seconds a SQLite connection waits for a lock before failing.
+SQLITE_BUSY_TIMEOUT = 30.0
+
+
+def default_url(root: str | Path | None = None) -> str:
+    """URL of the default database: ``<root>/.aup/sqlite3.db`` (root: current directory)."""
+    base = Path(root) if root is not None else Path.cwd()
+    return f"sqlite:///{(base / '.aup' / 'sqlite3.db').resolve()}"
+
+
+def _finite(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _set_sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+    cur.close()
+
+
+class Store:
+    """Access to the Auptimizer database.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///path``, ``postgresql+psycopg://user:pw@host/db``).
+            SQLite files and their folder are created on first use.
+        create: create missing tables (True for writers; readers may pass False).
+
+    Raises:
+        StoreError: the URL is malformed, the driver is missing or the server does not answer.
+    """
+
+    def __init__(self, url: str, create: bool = True):
+        self.url = url
+        try:
+            if url.startswith("sqlite"):
+                path = url.split("///", 1)[-1] if "///" in url else ""
+                if path and path != ":memory:":
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self.engine: Engine = create_engine(
+                    url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT,
+                                       "check_same_thread": False})
+                event.listen(self.engine, "connect", _set_sqlite_pragmas)
+            else:
+                self.engine = create_engine(url, pool_pre_ping=True)
+            if create:
+                self._create()
+            else:
+                with self.engine.connect():
+                    pass
+        except (ArgumentError, NoSuchModuleError, ImportError) as err:
+            raise StoreError(f"cannot use database URL {self._safe_url()}: {err}. Fix: give a "
+                             "SQLAlchemy URL such as sqlite:///path/to/db.sqlite or "
+                             "postgresql+psycopg://user:password@host:5432/dbname") from None
+        except OperationalError as err:
+            raise StoreError(f"cannot open database {self._safe_url()}: "
+                             f"{str(err.orig).strip().splitlines()[0] if err.orig else err}"
+                             ) from None
+        self._rid_cache: dict[tuple[str, str], int] = {}
+
+    def _safe_url(self) -> str:
+        try:
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001 - only for messages
+            return "<unparseable URL>"
+
+    def _create(self) -> None:
+        s.metadata.create_all(self.engine)
+        with self.engine.begin() as c:
+            if c.execute(select(s.schema_info.c.version)).first() is None:
+                c.execute(insert(s.schema_info).values(version=s.SCHEMA_VERSION))
+
+    def close(self) -> None:
+        """Release the connections."""
+        self.engine.dispose()
+
+    # -- users and resources ------------------------------------------------------------------
+    def user_id(self, name: str) -> int:
+        """The uid of ``name``, created on first use (2.0 required a set-up step)."""
+        with self.engine.begin() as c:
+            uid = c.execute(select(s.user.c.uid).where(s.user.c.name == name)).scalar()
+            if uid is None:
+                uid = c.execute(insert(s.user).values(name=name, permission="all")
+                                ).inserted_primary_key[0]
+            return int(uid)
+
+    def resource_id(self, kind: str, name: str) -> int:
+        """The rid of the resource ``(kind, name)``, created on first use."""
+        key = (kind, name)
+        if key not in self._rid_cache:
+            with self.engine.begin() as c:
+                q = select(s.resource.c.rid).where(s.resource.c.type == kind,
+                                                   s.resource.c.name == name)
+                rid = c.execute(q).scalar()
+                if rid is None:
+                    rid = c.execute(insert(s.resource).values(name=name, type=kind, status="free")
+                                    ).inserted_primary_key[0]
+            self._rid_cache[key] = int(rid)
+        return self._rid_cache[key]
+
+    # -- experiments -------------------------------------------------------------------------
+    def create_experiment(self, *, user: str, name: str, config: dict[str, Any], proposer: str,
+                          target: str, n_total: int | None, config_path: str | None,
+                          workingdir: str | None, status: str = "RUNNING") -> int:
+        """Insert an experiment row and return its eid."""
+        uid = self.user_id(user)
+        with self.engine.begin() as c:
+            eid = c.execute(insert(s.experiment).values(
+                uid=uid, name=name, start_time=time.time(), status=status,
+                exp_config=_dumps(config), proposer=proposer, target=target, n_total=n_total,
+                config_path=config_path, workingdir=workingdir, stop_requested=False,
+                host=socket.gethostname(), pid=os.getpid(), heartbeat=time.time(),
+            )).inserted_primary_key[0]
+        return int(eid)
+
+    def update_experiment(self, eid: int, **values: Any) -> None:
+        """Set columns of an experiment row (``proposer_state`` given as a dict is JSON-encoded).
+        """
+        if "proposer_state" in values and not isinstance(values["proposer_state"], str | None):
+            values["proposer_state"] = _dumps(values["proposer_state"])
+        with self.engine.begin() as c:
+            c.execute(update(s.experiment).where(s.experiment.c.eid == eid).values(**values))
+
+    def claim_experiment(self, eid: int) -> None:
+        """Mark an experiment RUNNING in this process (resume)."""
+        self.update_experiment(eid, status="RUNNING", end_time=None, stop_requested=False,
+                               host=socket.gethostname(), pid=os.getpid(),
+                               heartbeat=time.time())
+
+    def end_experiment(self, eid: int, status: str, error_msg: str | None = None) -> None:
+        """Mark an experiment ended with ``status`` (FINISHED, FAILED, STOPPED)."""
+        self.update_experiment(eid, status=status, end_time=time.time(), error_msg=error_msg,
+                               stop_requested=False)
+
+    def request_stop(self, eid: int) -> None:
+        """Ask the process running ``eid`` to stop (``aup stop``, the dashboard)."""
+        self.update_experiment(eid, stop_requested=True)
+
+    def stop_requested(self, eid: int) -> bool:
+        """True when a stop was requested for ``eid``."""
+        with self.engine.connect() as c:
+            return bool(c.execute(select(s.experiment.c.stop_requested)
+                                  .where(s.experiment.c.eid == eid)).scalar())
+
+    def get_experiment(self, eid: int) -> dict[str, Any] | None:
+        """The experiment row as a dict (``exp_config`` decoded), or None."""
+        with self.engine.connect() as c:
+            row = c.execute(select(s.experiment).where(s.experiment.c.eid == eid)).first()
+        return _experiment_dict(row) if row is not None else None
+
+    def find_experiments(self, name: str) -> list[dict[str, Any]]:
+        """Experiments called ``name``, newest first."""
+        with self.engine.connect() as c:
+            rows = c.execute(select(s.experiment).where(s.experiment.c.name == name)
+                             .order_by(s.experiment.c.eid.desc())).all()
+        return [_experiment_dict(r) for r in rows]
+
+    def list_experiments(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every experiment, newest first, with ``n_jobs``, ``n_finished``, ``n_failed`` and
+        ``best_score`` (by the experiment's target)."""
+        e, j = s.experiment, s.job
+        counts = (select(j.c.eid, func.count().label("n_jobs"),
+                         func.sum((j.c.status == "FINISHED").cast(s.Integer)).label("n_finished"),
+                         func.sum((j.c.status == "FAILED").cast(s.Integer)).label("n_failed"),
+                         func.max(j.c.score).label("max_score"),
+                         func.min(j.c.score).label("min_score"))
+                  .where(j.c.is_rerun.is_(False)).group_by(j.c.eid).subquery())
+        q = (select(e, counts.c.n_jobs, counts.c.n_finished, counts.c.n_failed,
+                    counts.c.max_score, counts.c.min_score)
+             .outerjoin(counts, counts.c.eid == e.c.eid).order_by(e.c.eid.desc()))
+        if limit:
+            q = q.limit(limit)
+        with self.engine.connect() as c:
+            rows = c.execute(q).all()
+        out = []
+        for r in rows:
+            d = _experiment_dict(r)
+            m = r._mapping
+            d["n_jobs"] = int(m["n_jobs"] or 0)
+            d["n_finished"] = int(m["n_finished"] or 0)
+            d["n_failed"] = int(m["n_failed"] or 0)
+            d["best_score"] = m["max_score"] if d["target"] == "max" else m["min_score"]
+            out.append(d)
+        return out
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def start_job(self, *, eid: int, job_config: dict[str, Any], proposal: dict[str, Any],
+                  rid: int, output_dir: str, proposer_state: dict[str, Any] | None,
+                  budget: float | None = None, bracket: int | None = None,
+                  rung: int | None = None, is_rerun: bool = False) -> tuple[int, int]:
+        """Insert a RUNNING job with its attempt 0, and save the proposer state, atomically.
+
+        Returns:
+            ``(jid, jaid)``.
+        """
+        now = time.time()
+        with self.engine.begin() as c:
+            jid = c.execute(insert(s.job).values(
+                eid=eid, start_time=now, status="RUNNING", job_config=_dumps(job_config),
+                proposal=_dumps(proposal), budget=budget, bracket=bracket, rung=rung,
+                n_attempts=1, is_rerun=is_rerun)).inserted_primary_key[0]
+            jaid = c.execute(insert(s.job_attempt).values(
+                jid=jid, num=0, rid=rid, start_time=now, status="RUNNING",
+                output_path=f"{output_dir}/{jid}.0.out")).inserted_primary_key[0]
+            if proposer_state is not None:
+                c.execute(update(s.experiment).where(s.experiment.c.eid == eid)
+                          .values(proposer_state=_dumps(proposer_state), heartbeat=now))
+        return int(jid), int(jaid)
+
+    def set_job_config(self, jid: int, job_config: dict[str, Any]) -> None:
+        """Rewrite the stored job config (it holds the job id, known after the insert)."""
+        with self.engine.begin() as c:
+            c.execute(update(s.job).where(s.job.c.jid == jid)
+                      .values(job_config=_dumps(job_config)))
+
+    def start_attempt(self, *, jid: int, num: int, rid: int, output_path: str) -> int:
+        """Insert attempt ``num`` of a job (a retry or a re-run after resume); returns jaid."""
+        now = time.time()
+        with self.engine.begin() as c:
+            jaid = c.execute(insert(s.job_attempt).values(
+                jid=jid, num=num, rid=rid, start_time=now, status="RUNNING",
+                output_path=output_path)).inserted_primary_key[0]
+            c.execute(update(s.job).where(s.job.c.jid == jid)
+                      .values(status="RUNNING", n_attempts=num + 1, end_time=None))
+        return int(jaid)
+
+    def add_result(self, *, eid: int, jid: int, num: int, values: tuple[float, ...],
+                   receive_time: float, track: bool) -> None:
+        """Record one result line: an ``intermediate_result`` row when ``track``, and the
+        secondary values in ``multiple_result``."""
+        with self.engine.begin() as c:
+            irid = None
+            if track:
+                irid = c.execute(insert(s.intermediate_result).values(
+                    num=num, score=_finite(values[0]), jid=jid, receive_time=receive_time)
+                ).inserted_primary_key[0]
+            if len(values) > 1:
+                c.execute(insert(s.multiple_result), [
+                    {"label_order": i, "value": _finite(v), "receive_time": receive_time,
+                     "jid": jid, "irid": irid, "eid": eid, "is_last_result": False}
+                    for i, v in enumerate(values[1:], start=1)])
+
+    def end_attempt(self, *, eid: int, jid: int, jaid: int, attempt_status: str,
+                    exit_code: int | None, fail_reason: str | None, detail: str,
+                    output_tail: str, job_status: str | None = None,
+                    score: float | None = None, extras: Iterable[float] = (),
+                    proposer_state: dict[str, Any] | None = None,
+                    error_msg: str | None = None) -> None:
+        """End an attempt, and (when ``job_status`` is given) its job, atomically.
+
+        Args:
+            job_status: the job's final status; None while the job will be retried.
+            score: the job's score (script direction) when FINISHED or EARLY_STOPPED.
+            extras: the final secondary values, marked ``is_last_result``.
+            proposer_state: saved together, so the database and proposer always agree.
+            error_msg: set as the experiment's ``error_msg`` if it has none yet.
+        """
+        now = time.time()
+        extras = list(extras)
+        with self.engine.begin() as c:
+            c.execute(update(s.job_attempt).where(s.job_attempt.c.jaid == jaid).values(
+                end_time=now, status=attempt_status, exit_code=exit_code,
+                fail_reason=fail_reason, detail=detail, output_tail=output_tail))
+            if job_status is not None:
+                c.execute(update(s.job).where(s.job.c.jid == jid).values(
+                    end_time=now, status=job_status, score=_finite(score),
+                    fail_reason=fail_reason))
+                if extras:
+                    rows = c.execute(select(s.multiple_result.c.mrid)
+                                     .where(s.multiple_result.c.jid == jid)
+                                     .order_by(s.multiple_result.c.mrid.desc())
+                                     .limit(len(extras))).scalars().all()
+                    if rows:
+                        c.execute(update(s.multiple_result)
+                                  .where(s.multiple_result.c.mrid.in_(rows))
+                                  .values(is_last_result=True))
+            values: dict[str, Any] = {"heartbeat": now}
+            if proposer_state is not None:
+                values["proposer_state"] = _dumps(proposer_state)
+            c.execute(update(s.experiment).where(s.experiment.c.eid == eid).values(**values))
+            if error_msg is not None:
+                c.execute(update(s.experiment).where(s.experiment.c.eid == eid,
+                                                     s.experiment.c.error_msg.is_(None))
+                          .values(error_msg=error_msg))
+
+    def mark_interrupted(self, eid: int, reason: str = "LOST") -> int:
+        """Mark RUNNING attempts of ``eid`` as ``reason`` (LOST or STOPPED) and their jobs
+        INTERRUPTED, so that they run again on resume. Returns the number of jobs."""
+        now = time.time()
+        with self.engine.begin() as c:
+            jids = c.execute(select(s.job.c.jid).where(s.job.c.eid == eid,
+                                                       s.job.c.status == "RUNNING")
+                             ).scalars().all()
+            if jids:
+                c.execute(update(s.job_attempt).where(s.job_attempt.c.jid.in_(jids),
+                                                      s.job_attempt.c.status == "RUNNING")
+                          .values(status=reason, end_time=now,
+                                  fail_reason="LOST" if reason == "LOST" else None,
+                                  detail="the scheduler stopped while the attempt ran"))
+                c.execute(update(s.job).where(s.job.c.jid.in_(jids))
+                          .values(status="INTERRUPTED"))
+        return len(jids)
+
+    def jobs(self, eid: int, *, include_rerun: bool = False) -> list[dict[str, Any]]:
+        """Jobs of an experiment in jid order (``job_config`` and ``proposal`` decoded)."""
+        q = select(s.job).where(s.job.c.eid == eid)
+        if not include_rerun:
+            q = q.where(s.job.c.is_rerun.is_(False))
+        with self.engine.connect() as c:
+            rows = c.execute(q.order_by(s.job.c.jid)).all()
+        return [_job_dict(r) for r in rows]
+
+    def attempts(self, jid: int) -> list[dict[str, Any]]:
+        """Attempts of a job, in order."""
+        with self.engine.connect() as c:
+            rows = c.execute(select(s.job_attempt).where(s.job_attempt.c.jid == jid)
+                             .order_by(s.job_attempt.c.num)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def last_attempts(self, eid: int) -> dict[int, dict[str, Any]]:
+        """The latest attempt of every job of ``eid``, by jid."""
+        a, j = s.job_attempt, s.job
+        latest = (select(func.max(a.c.jaid)).join(j, j.c.jid == a.c.jid)
+                  .where(j.c.eid == eid).group_by(a.c.jid))
+        with self.engine.connect() as c:
+            rows = c.execute(select(a).where(a.c.jaid.in_(latest))).all()
+        return {r.jid: dict(r._mapping) for r in rows}
+
+    def intermediate(self, jid: int) -> list[dict[str, Any]]:
+        """Intermediate results of a job, in order."""
+        t = s.intermediate_result
+        with self.engine.connect() as c:
+            rows = c.execute(select(t).where(t.c.jid == jid).order_by(t.c.num, t.c.irid)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def multiple(self, jid: int) -> list[dict[str, Any]]:
+        """Multiple-result rows of a job, in order."""
+        t = s.multiple_result
+        with self.engine.connect() as c:
+            rows = c.execute(select(t).where(t.c.jid == jid).order_by(t.c.mrid)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def best_job(self, eid: int, maximize: bool) -> dict[str, Any] | None:
+        """The FINISHED job with the best score (ties: lowest jid), or None."""
+        j = s.job
+        order = j.c.score.desc() if maximize else j.c.score.asc()
+        q = (select(j).where(j.c.eid == eid, j.c.status == "FINISHED", j.c.score.is_not(None),
+                             j.c.is_rerun.is_(False)).order_by(order, j.c.jid).limit(1))
+        with self.engine.connect() as c:
+            row = c.execute(q).first()
+        return _job_dict(row) if row is not None else None
+
+
+def _experiment_dict(row) -> dict[str, Any]:
+    d = dict(row._mapping)
+    for k in ("exp_config", "proposer_state"):
+        if d.get(k):
+            try:
+                d[k] = json.loads(d[k])
+            except (TypeError, ValueError):
+                pass
+    return d
+
+
+def _job_dict(row) -> dict[str, Any]:
+    d = dict(row._mapping)
+    for k in ("job_config", "proposal"):
+        if d.get(k):
+            d[k] = json.loads(d[k])
+    return d
+
+
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
+    """Open the database at ``url`` (default: :func:`default_url`).
+
+    Raises:
+        StoreError: the database cannot be opened.
+    """
+    try:
+        return Store(url or default_url(), create=create)
+    except SQLAlchemyError as err:
+        raise StoreError(f"cannot open database: {err}") from None
