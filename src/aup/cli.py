@@ -28,7 +28,10 @@ EXTRA_COMMANDS: dict[str, str] = {}
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
+    if not console.is_terminal:
+        console.width = 200  # pipes and files: do not squeeze tables to 80 columns
+    return console
 
 
 def _setup_logging(level: str) -> None:
@@ -73,8 +76,13 @@ class ProgressObserver:
                     self._best(j["score"])
         if not self.enabled:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-        from rich.progress import TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.progress = Progress(TextColumn(f"[bold]experiment {exp.eid}[/]"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -153,10 +161,19 @@ def _print_summary(console, exp, result) -> int:
         console.print(f"best job {best['jid']}: score {best['score']:.6g} ({params})")
     else:
         console.print("no best result: no job finished")
+    saved = getattr(exp, "saved_model", None)
+    if saved:
+        if saved.get("status") == "FINISHED":
+            console.print(f"best model saved by job {saved['jid']} in {saved['folder']}")
+        else:
+            console.print(f"save_model re-run {saved.get('status')}: {saved.get('detail')}")
     if status is ExperimentStatus.FINISHED:
         return EXIT_OK
     if result.error:
         console.print(f"first failure: {result.error}")
+    if status is ExperimentStatus.STOPPED:
+        console.print(f"experiment {result.eid} stopped; running jobs were stopped and will "
+                      "run again")
     console.print(f"resume with: aup resume {result.eid}")
     return EXIT_INTERRUPTED if status is ExperimentStatus.STOPPED else EXIT_FAILED
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from aup.config import ExperimentConfig, parse_config
 from aup.errors import AupError, ConfigError, UsageError
-from aup.job import AttemptOutcome, AttemptStatus, FailReason, JobStatus, StopReason
+from aup.job import AttemptOutcome, AttemptStatus, JobStatus, StopReason
 from aup.proposers import registry as proposer_registry
 from aup.proposers.base import Proposal, Proposer
 from aup.resources import registry as resource_registry
@@ -162,15 +162,20 @@ class Experiment:
         self.failed = False
         self.n_parallel = config.n_parallel
         self.workingdir = config.workingdir_path
-        self.jobs_dir = self.workingdir / "jobs"
+        self.jobs_dir = self.resource.jobs_dir
+        self.resource.attach(store, eid)
         ra = config.resource_args
         self.labels = list(ra.multi_res_labels or [])
         self.track = bool(ra.track_intermediate_results or ra.early_stop)
         self.early_stop = None
+        #: Histories of jobs that ended FINISHED or EARLY_STOPPED (early-stopping peers).
+        self._histories: dict[int, list[float]] = {}
         if ra.early_stop:
             from aup.early_stop import make_policy
 
             self.early_stop = make_policy(ra.early_stop, maximize=config.maximize)
+        #: Outcome of the ``save_model`` re-run (set by :mod:`aup.save_model`), or None.
+        self.saved_model: dict[str, Any] | None = None
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -232,6 +237,10 @@ class Experiment:
             if j["status"] in (JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value):
                 exp.rerun_queue.append(_Job(j["jid"], Proposal.from_dict(j["proposal"]),
                                             j["job_config"], attempts=int(j["n_attempts"])))
+        if exp.early_stop is not None:
+            # Peers of the early-stopping policy survive the restart.
+            exp._histories.update(store.histories(
+                eid, (JobStatus.FINISHED.value, JobStatus.EARLY_STOPPED.value)))
         return exp
 
     # -- control -------------------------------------------------------------------------------
@@ -259,6 +268,8 @@ class Experiment:
         status = ExperimentStatus.FAILED
         try:
             status = self._loop()
+            if status is ExperimentStatus.FINISHED:
+                self._after_finish()
         except BaseException as err:
             self.stop_reason = self.stop_reason or f"scheduler error: {err!r}"
             self._stop_all(force=True)
@@ -268,9 +279,12 @@ class Experiment:
                                       self.first_failure or self.stop_reason)
             raise
         finally:
+            if self.early_stop is not None:
+                self.early_stop.close()
             self.resource.close()
-        if status is ExperimentStatus.FINISHED:
-            self._after_finish()
+        if status is not ExperimentStatus.FINISHED:
+            # Jobs waiting for a retry when the experiment stopped run again on resume.
+            self.store.mark_interrupted(self.eid, AttemptStatus.STOPPED.value)
         self.store.end_experiment(self.eid, status.value, self.first_failure
                                   if status is not ExperimentStatus.FINISHED else None)
         return self.result(status)
@@ -325,6 +339,8 @@ class Experiment:
                         return self._final_status()
             self._wait_events()
             self._check_deadlines()
+            if self.early_stop is not None:
+                self._poll_early_stop()
 
     def _final_status(self) -> ExperimentStatus:
         n_ok = sum(1 for j in self.store.jobs(self.eid)
@@ -446,8 +462,10 @@ class Experiment:
         num = r.n_results
         r.n_results += 1
         r.last = ev.values
-        if self.track or len(ev.values) > 1:
-            self.store.add_result(eid=self.eid, jid=r.job.jid, num=num, values=ev.values,
+        # Without multi_res_labels extra values are ignored (as in Auptimizer 2.0).
+        values = ev.values if self.labels else ev.values[:1]
+        if self.track or len(values) > 1:
+            self.store.add_result(eid=self.eid, jid=r.job.jid, num=num, values=values,
                                   receive_time=ev.time, track=self.track)
         self.observer.on_result(r.job.jid, ev.values)
         if self.early_stop is not None:
@@ -471,9 +489,21 @@ class Experiment:
             policy.disable(r.job.jid)
 
     def _finished_histories(self) -> dict[int, list[float]]:
-        if not hasattr(self, "_histories"):
-            self._histories: dict[int, list[float]] = {}
         return self._histories
+
+    def _poll_early_stop(self) -> None:
+        """Stop the jobs a background evaluation (curve fitting) condemned."""
+        try:
+            jids = self.early_stop.poll()
+        except Exception as err:  # noqa: BLE001 - a policy bug must not stall the experiment
+            log.warning("early stopping: error while polling the policy: %r", err)
+            return
+        for jid in jids:
+            for key in self.running:
+                if key[0] == jid:
+                    log.info("job %d: stopped early by the %s policy", jid, self.early_stop.name)
+                    self.resource.stop(key[0], key[1], StopReason.EARLY_STOP)
+                    break
 
     def _loss(self, score: float) -> float:
         """The only place where a score becomes a loss (proposers minimize)."""
@@ -491,8 +521,6 @@ class Experiment:
         if o.status is AttemptStatus.SUCCEEDED:
             job_status = JobStatus.FINISHED
             self.proposer.tell(job.proposal, self._loss(float(o.score)))
-            if self.early_stop is not None:
-                self._finished_histories()[job.jid] = r.history
         elif o.status is AttemptStatus.EARLY_STOPPED:
             job_status = JobStatus.EARLY_STOPPED
             loss = self._loss(o.score) if o.score is not None and math.isfinite(o.score) else None
@@ -518,13 +546,18 @@ class Experiment:
                     self.first_failure = error_msg
         if job_status is not None and job_status is not JobStatus.INTERRUPTED:
             state = self.proposer.state_dict()
+        if self.early_stop is not None:
+            self.early_stop.forget(job.jid)
+            if job_status in (JobStatus.FINISHED, JobStatus.EARLY_STOPPED):
+                self._histories[job.jid] = r.history
+        extras = o.extras if self.labels else ()
         self.store.end_attempt(
             eid=self.eid, jid=job.jid, jaid=r.jaid, attempt_status=o.status.value,
             exit_code=o.exit_code, fail_reason=o.reason.value if o.reason else None,
             detail=o.detail, output_tail=o.tail,
             job_status=job_status.value if job_status else None,
             score=o.score if job_status in (JobStatus.FINISHED, JobStatus.EARLY_STOPPED)
-            else None, extras=o.extras, proposer_state=state, error_msg=error_msg)
+            else None, extras=extras, proposer_state=state, error_msg=error_msg)
         self.observer.on_job_ended(job.jid, ev.attempt, o, job_status)
 
     def _after_finish(self) -> None:
@@ -532,7 +565,11 @@ class Experiment:
         if self.config.resource_args.save_model:
             from aup.save_model import rerun_best
 
-            rerun_best(self)
+            try:
+                rerun_best(self)
+            except Exception as err:  # noqa: BLE001 - the experiment itself has finished
+                log.error("experiment %d: the save_model re-run failed: %r", self.eid, err)
+                self.saved_model = {"status": "FAILED", "detail": repr(err)}
 
 
 def build_proposer(config: ExperimentConfig) -> Proposer:

@@ -19,7 +19,13 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from aup.errors import StoreError
 from aup.store import schema as s
@@ -103,10 +109,11 @@ class Store:
             return "<unparseable URL>"
 
     def _create(self) -> None:
-        s.metadata.create_all(self.engine)
-        with self.engine.begin() as c:
-            if c.execute(select(s.schema_info.c.version)).first() is None:
-                c.execute(insert(s.schema_info).values(version=s.SCHEMA_VERSION))
+        # New database: create_all + stamp the newest revision; older one: Alembic upgrade;
+        # current one: a single SELECT (see aup.store.migrate).
+        from aup.store.migrate import ensure_schema
+
+        ensure_schema(self.engine)
 
     def close(self) -> None:
         """Release the connections."""
@@ -117,22 +124,32 @@ class Store:
         """The uid of ``name``, created on first use (2.0 required a set-up step)."""
         with self.engine.begin() as c:
             uid = c.execute(select(s.user.c.uid).where(s.user.c.name == name)).scalar()
-            if uid is None:
-                uid = c.execute(insert(s.user).values(name=name, permission="all")
-                                ).inserted_primary_key[0]
-            return int(uid)
+        if uid is None:
+            try:
+                with self.engine.begin() as c:
+                    uid = c.execute(insert(s.user).values(name=name, permission="all")
+                                    ).inserted_primary_key[0]
+            except IntegrityError:  # another process created it first
+                with self.engine.connect() as c:
+                    uid = c.execute(select(s.user.c.uid).where(s.user.c.name == name)).scalar()
+        return int(uid)
 
     def resource_id(self, kind: str, name: str) -> int:
         """The rid of the resource ``(kind, name)``, created on first use."""
         key = (kind, name)
         if key not in self._rid_cache:
-            with self.engine.begin() as c:
-                q = select(s.resource.c.rid).where(s.resource.c.type == kind,
-                                                   s.resource.c.name == name)
+            q = select(s.resource.c.rid).where(s.resource.c.type == kind,
+                                               s.resource.c.name == name)
+            with self.engine.connect() as c:
                 rid = c.execute(q).scalar()
-                if rid is None:
-                    rid = c.execute(insert(s.resource).values(name=name, type=kind, status="free")
-                                    ).inserted_primary_key[0]
+            if rid is None:
+                try:
+                    with self.engine.begin() as c:
+                        rid = c.execute(insert(s.resource).values(
+                            name=name, type=kind, status="free")).inserted_primary_key[0]
+                except IntegrityError:  # another process created it first
+                    with self.engine.connect() as c:
+                        rid = c.execute(q).scalar()
             self._rid_cache[key] = int(rid)
         return self._rid_cache[key]
 
@@ -370,6 +387,20 @@ class Store:
         with self.engine.connect() as c:
             rows = c.execute(select(t).where(t.c.jid == jid).order_by(t.c.num, t.c.irid)).all()
         return [dict(r._mapping) for r in rows]
+
+    def histories(self, eid: int, statuses: Iterable[str]) -> dict[int, list[float | None]]:
+        """Intermediate scores of the jobs of ``eid`` whose status is in ``statuses``, by jid, in
+        order (NULL for values that were not finite). One query; used to rebuild the
+        early-stopping peers on resume."""
+        t, j = s.intermediate_result, s.job
+        q = (select(t.c.jid, t.c.score).join(j, j.c.jid == t.c.jid)
+             .where(j.c.eid == eid, j.c.status.in_(list(statuses)), j.c.is_rerun.is_(False))
+             .order_by(t.c.jid, t.c.num, t.c.irid))
+        out: dict[int, list[float | None]] = {}
+        with self.engine.connect() as c:
+            for jid, score in c.execute(q):
+                out.setdefault(int(jid), []).append(score)
+        return out
 
     def multiple(self, jid: int) -> list[dict[str, Any]]:
         """Multiple-result rows of a job, in order."""
