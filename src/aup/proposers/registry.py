@@ -13,6 +13,8 @@ from aup.proposers.base import Proposer
 _PROPOSERS: dict[str, str] = {
     "random": "aup.proposers.random:RandomProposer",
     "sequence": "aup.proposers.sequence:SequenceProposer",
+    "hyperband": "aup.proposers.hyperband:HyperbandProposer",
+    "bohb": "aup.proposers.bohb:BOHBProposer",
 }
 
 
