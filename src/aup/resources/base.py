@@ -160,6 +160,21 @@ class ResourceManager(ABC):
     def slots(self) -> list[Slot]:
         """Every slot of this manager (fixed for the manager's life)."""
 
+    @property
+    def jobs_dir(self) -> Path:
+        """The LOCAL folder of job config files and output copies.
+
+        ``<workingdir>/jobs`` for local resources; for remote ones (``local_files`` False, where
+        ``workingdir`` is a remote path) ``jobs/`` next to the experiment file.
+        """
+        if self.local_files:
+            return self.config.workingdir_path / "jobs"
+        return self.config.base_dir / "jobs"
+
+    def attach(self, store: Any, eid: int) -> None:  # noqa: B027
+        """Called once by the experiment loop with its store and experiment id (the passive
+        resource reads values sent with ``aup tell`` from it). Nothing by default."""
+
     def prepare(self) -> None:  # noqa: B027
         """Connect, check hosts, start instances... before the first job. Raises
         :class:`~aup.errors.AupError` with a clear message (naming the host or id) on failure."""

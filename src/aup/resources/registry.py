@@ -8,6 +8,11 @@ from aup.resources.base import ResourceManager
 
 _RESOURCES: dict[str, str] = {
     "cpu": "aup.resources.local:CPUResourceManager",
+    "gpu": "aup.resources.gpu:GPUResourceManager",
+    "node": "aup.resources.ssh:SSHResourceManager",
+    "aws": "aup.resources.aws:AWSResourceManager",
+    "ray": "aup.resources.ray_cluster:RayResourceManager",
+    "passive": "aup.resources.passive:PassiveResourceManager",
 }
 
 

@@ -1,0 +1,82 @@
+"""``resource: gpu``: local job slots, one per GPU id.
+
+Slots come from ``resource_args.gpus`` (a list such as ``[0, 1]``; an id listed twice gives two
+slots on the same card; an entry may name several cards, ``"0,1"``) or, when that key is absent,
+from ``gpu_mapping`` of ``.aup/env.ini`` (written by ``aup setup``). Each job runs like a
+``cpu`` job (:class:`~aup.resources.local.LocalProcess`) with ``CUDA_VISIBLE_DEVICES`` set to its
+slot's id in the job's own environment copy. The slot's id wins over a
+``CUDA_VISIBLE_DEVICES`` in ``runtime_args.env`` so that two jobs never share a card by accident.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import field_validator
+
+from aup.errors import AupError
+from aup.resources.base import AttemptSpec, ResourceOptions, Slot
+from aup.resources.local import CPUResourceManager, LocalProcess, job_environment
+
+
+class GPUOptions(ResourceOptions):
+    """``resource_args`` of ``gpu``.
+
+    Attributes:
+        gpus: GPU ids, one slot per entry (ints or strings such as ``"0,1"``); None: use
+            ``gpu_mapping`` from env.ini.
+    """
+
+    gpus: list[str] | None = None
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _ids(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, list) or not v:
+            raise ValueError('give a non-empty list of GPU ids, e.g. "gpus": [0, 1]')
+        out = []
+        for item in v:
+            if isinstance(item, bool) or not isinstance(item, int | str):
+                raise ValueError(f"a GPU id must be an integer or a string like \"0,1\", "
+                                 f"got {item!r}")
+            text = str(item).replace(" ", "")
+            if not text or not all(p.isdigit() for p in text.split(",")):
+                raise ValueError(f"a GPU id must be digits (\"0\" or \"0,1\"), got {item!r}")
+            out.append(text)
+        return out
+
+
+class GPUResourceManager(CPUResourceManager):
+    """Local jobs, each pinned to the GPU id(s) of its slot (see the module docstring)."""
+
+    kind: ClassVar[str] = "gpu"
+    Options = GPUOptions
+
+    def gpu_ids(self) -> list[str]:
+        """The GPU id of every slot, in slot order (resource_args first, then env.ini)."""
+        if self.options.gpus:
+            return list(self.options.gpus)
+        return list(getattr(self.env_file, "gpus", None) or [])
+
+    @property
+    def slots(self) -> list[Slot]:
+        return [Slot(f"gpu:{i}/{gid}", "gpu", gid) for i, gid in enumerate(self.gpu_ids())]
+
+    def prepare(self) -> None:
+        if not self.gpu_ids():
+            raise AupError('resource "gpu" has no GPU ids: give resource_args "gpus": [0, 1] '
+                           'in experiment.json, or run "aup setup --gpu 0,1" to write '
+                           "gpu_mapping in .aup/env.ini")
+
+    def slot_env(self, slot: Slot) -> dict[str, str]:
+        return {"CUDA_VISIBLE_DEVICES": slot.name}
+
+    def start(self, spec: AttemptSpec, slot: Slot) -> None:
+        env = job_environment(spec, self.slot_env(slot))
+        env["CUDA_VISIBLE_DEVICES"] = slot.name  # the slot wins over runtime_args.env
+        proc = LocalProcess(spec, env, self.events, self.options.kill_grace, self._ended)
+        with self._lock:
+            self._running[spec.key] = proc
+        proc.start()

@@ -1,0 +1,613 @@
+"""``resource: node``: job attempts on other machines over SSH (paramiko).
+
+Hosts are written ``user@host[:port] [keyfile]``, in ``resource_args.nodes`` or in
+``node_mapping`` of ``.aup/env.ini``; one slot per entry (a host listed twice runs two jobs at
+once). ``workingdir`` is the REMOTE directory (``~/`` means the remote home); it must exist.
+
+Before the first job, :meth:`SSHResourceManager.prepare` connects to every host (host keys are
+checked against ``known_hosts`` unless the user turns that off with ``"check_host_keys": false``
+or ``"known_hosts": null``), checks the remote ``workingdir``, creates ``<workingdir>/jobs`` and
+uploads the script (its first word, found relative to the experiment file's folder) when it is
+missing there or ``runtime_args.overwrite`` is true. Any problem raises an
+:class:`~aup.errors.AupError` naming the host, before a job is started.
+
+Each attempt: the job config is written locally (``jobs/<jid>.json`` next to the experiment
+file) and uploaded to ``<workingdir>/jobs/<jid>.json``; the script runs under ``setsid`` (its own
+process group, whose id the wrapper reports first) in the remote ``workingdir`` with
+``runtime_args.env`` and ``prescript``/``postscript``; its output streams back line by line into
+the local ``jobs/<jid>.<attempt>.out`` (a copy stays in ``<workingdir>/jobs`` on the node) and
+through the same parser as local jobs. Stopping sends SIGTERM, then SIGKILL after
+``kill_grace``, to the remote process group. A connection that cannot be (re)opened after
+``max_retries`` attempts ``reconn_wait_time`` seconds apart ends the attempt with
+``RESOURCE_ERROR``; a connection lost while the job runs ends it with ``LOST``. Both are retried by
+the experiment loop on another node when ``job_failure.job_retries`` allows.
+
+Every user value reaches the remote shell quoted (:func:`shlex.quote`); ``prescript`` and
+``postscript`` are shell code by definition and run as written.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shlex
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from aup.errors import AupError
+from aup.job import FailReason, StopReason, judge
+from aup.resources.base import AttemptSpec, ResourceManager, ResourceOptions, Slot
+from aup.resources.local import write_job_config
+from aup.resources.stream import OutputSink, end_event, resource_failure
+
+log = logging.getLogger(__name__)
+
+#: Longest chunk read at once from a remote job's output (bytes).
+LINE_LIMIT = 1 << 20
+#: First line printed by the remote wrapper: the job's process group id.
+PGID_MARK = "#aup-pgid:"
+
+
+class SSHError(AupError):
+    """A node cannot be used (unreachable, refused key, unknown host key, missing folder)."""
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One ``user@host[:port] [keyfile]`` entry.
+
+    Attributes:
+        user: login name.
+        host: host name or IPv4 address.
+        port: SSH port (22 by default).
+        keyfile: private key file, or None for the default keys of ``~/.ssh``.
+    """
+
+    user: str
+    host: str
+    port: int = 22
+    keyfile: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``user@host:port``, as stored in ``resource.name``."""
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+def parse_host(text: str) -> HostSpec:
+    """Parse ``user@host[:port] [keyfile]``.
+
+    Raises:
+        ValueError: the entry does not have that form (the message says why).
+    """
+    parts = str(text).split()
+    if not parts or len(parts) > 2:
+        raise ValueError(f"{text!r} is not 'user@host[:port] [keyfile]'")
+    user, at, hostport = parts[0].rpartition("@")
+    if not at or not user or not hostport:
+        raise ValueError(f"{text!r} lacks 'user@': write it as user@host[:port] [keyfile]")
+    host, colon, port = hostport.partition(":")
+    if not host:
+        raise ValueError(f"{text!r} has no host name")
+    port_n = 22
+    if colon:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{text!r}: port {port!r} must be a number in 1..65535")
+        port_n = int(port)
+    return HostSpec(user, host, port_n, parts[1] if len(parts) == 2 else None)
+
+
+class NodeOptions(ResourceOptions):
+    """``resource_args`` of ``node``.
+
+    Attributes:
+        nodes: host entries (``user@host[:port] [keyfile]``); None: ``node_mapping`` of env.ini.
+        reconn_wait_time: seconds between two connection attempts.
+        max_retries: connection attempts per job before it fails with RESOURCE_ERROR.
+        connect_timeout: seconds allowed for TCP connect, banner and authentication.
+        known_hosts: known_hosts file to check host keys against; null turns checking off.
+        check_host_keys: false turns host key checking off (trust on first use, not saved).
+        python: interpreter for a ``.py`` script on the node.
+    """
+
+    nodes: list[str] | None = None
+    reconn_wait_time: float = Field(default=30.0, ge=0)
+    max_retries: int = Field(default=3, ge=1)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    known_hosts: str | None = "~/.ssh/known_hosts"
+    check_host_keys: bool = True
+    python: str = "python3"
+
+    @field_validator("nodes")
+    @classmethod
+    def _hosts(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if not v:
+                raise ValueError('give at least one host, e.g. "nodes": ["me@host:22 ~/.ssh/id"]')
+            for entry in v:
+                parse_host(entry)
+        return v
+
+
+def remote_path(path: str) -> str:
+    """A remote path as the remote shell and SFTP see it: ``~/x`` becomes ``x`` (relative to
+    the login directory, which is the home)."""
+    if path in ("~", "~/"):
+        return "."
+    if path.startswith("~/"):
+        return path[2:] or "."
+    return path
+
+
+class Node:
+    """One SSH host: a shared, self-healing connection (paramiko), commands and file uploads.
+
+    Args:
+        label: the slot name (``user@host:port``, or ``user@instance-id`` for aws).
+        spec: where to connect.
+        options: the resource options (timeouts, retries, host keys).
+    """
+
+    def __init__(self, label: str, spec: HostSpec, options: NodeOptions):
+        self.label = label
+        self.spec = spec
+        self.options = options
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        """The host for messages (``user@host:port``, plus the instance id for aws)."""
+        s = self.spec.name
+        return s if self.label == s else f"{self.label} ({s})"
+
+    def connect_once(self) -> Any:
+        """Open a new connection.
+
+        Raises:
+            SSHError: with a message naming the host and the fix.
+        """
+        import paramiko
+
+        spec, opts = self.spec, self.options
+        client = paramiko.SSHClient()
+        check = opts.check_host_keys and opts.known_hosts is not None
+        if check:
+            kh = Path(str(opts.known_hosts)).expanduser()
+            if kh.is_file():
+                client.load_host_keys(str(kh))
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        else:
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        key = str(Path(spec.keyfile).expanduser()) if spec.keyfile else None
+        if key is not None and not Path(key).is_file():
+            raise SSHError(f"node {self.where}: key file {spec.keyfile} does not exist; fix the "
+                           "path after the host in resource_args.nodes / node_mapping")
+        t = opts.connect_timeout
+        try:
+            client.connect(spec.host, spec.port, spec.user, key_filename=key, timeout=t,
+                           banner_timeout=t, auth_timeout=t, allow_agent=key is None,
+                           look_for_keys=key is None)
+        except paramiko.BadHostKeyException as err:
+            client.close()
+            raise SSHError(f"node {self.where}: the host key does not match the one in "
+                           f"{opts.known_hosts} ({err}); if the host really changed, remove the "
+                           "old line from known_hosts") from None
+        except paramiko.AuthenticationException as err:
+            client.close()
+            raise SSHError(f"node {self.where}: authentication refused ({err}); check the user "
+                           f"name and the key file {spec.keyfile or '(default keys in ~/.ssh)'}"
+                           ) from None
+        except paramiko.SSHException as err:
+            client.close()
+            if "not found in known_hosts" in str(err):
+                raise SSHError(
+                    f"node {self.where}: its host key is not in {opts.known_hosts}; add it with "
+                    f"'ssh-keyscan -p {spec.port} {spec.host} >> {opts.known_hosts}', or set "
+                    '"check_host_keys": false in resource_args to skip the check') from None
+            raise SSHError(f"node {self.where}: SSH error: {err}") from None
+        except (TimeoutError, OSError, EOFError) as err:
+            client.close()
+            raise SSHError(f"node {self.where}: cannot connect: "
+                           f"{getattr(err, 'strerror', None) or err}; check that the host is up "
+                           "and the port is right") from None
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(15)
+        return client
+
+    def client(self, retry: bool = True) -> Any:
+        """The live connection, reconnecting (``max_retries`` attempts, ``reconn_wait_time``
+        seconds apart) when it was lost.
+
+        Raises:
+            SSHError: no connection could be made.
+        """
+        with self._lock:
+            c = self._client
+            if c is not None:
+                t = c.get_transport()
+                if t is not None and t.is_active():
+                    return c
+                c.close()
+                self._client = None
+            tries = self.options.max_retries if retry else 1
+            last: SSHError | None = None
+            for i in range(tries):
+                if i:
+                    log.warning("%s; retrying in %ss (%d/%d)", last, self.options.reconn_wait_time,
+                                i + 1, tries)
+                    time.sleep(self.options.reconn_wait_time)
+                try:
+                    self._client = self.connect_once()
+                    return self._client
+                except SSHError as err:
+                    last = err
+            assert last is not None
+            raise last
+
+    def run(self, command: str, timeout: float = 60.0) -> tuple[int, str]:
+        """Run a short command; return its exit status and merged output (text).
+
+        Raises:
+            SSHError: the connection failed.
+        """
+        import paramiko
+
+        client = self.client()
+        try:
+            chan = client.get_transport().open_session(timeout=timeout)
+            chan.set_combine_stderr(True)
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            data = chan.makefile("rb").read()
+            rc = chan.recv_exit_status()
+            chan.close()
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            raise SSHError(f"node {self.where}: command failed: {err}") from None
+        return rc, data.decode("utf-8", errors="replace")
+
+    def upload(self, data: bytes, path: str, mode: int | None = None) -> None:
+        """Write ``data`` to the remote file ``path`` (through a temporary name, then renamed).
+
+        Raises:
+            SSHError: the connection or the write failed.
+        """
+        import paramiko
+
+        client = self.client()
+        tmp = path + ".aup-tmp"
+        try:
+            with client.open_sftp() as sftp:
+                sftp.putfo(io.BytesIO(data), tmp, confirm=False)
+                if mode is not None:
+                    sftp.chmod(tmp, mode)
+                sftp.posix_rename(tmp, path)
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            raise SSHError(f"node {self.where}: cannot write {path}: {err}") from None
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+def wrapper_body(prescript: str, postscript: str) -> str:
+    """The remote ``/bin/sh -c`` program that runs one job.
+
+    Positional parameters: ``$1`` the working directory, ``$2`` the remote output file, then the
+    job's argv. It prints the process group id first, runs the prescript, the job (output
+    merged and tee'd to the remote output file), the postscript, and exits with the job's status.
+    """
+    return ("echo \"" + PGID_MARK + "$$\"\n"
+            'cd "$1" || { echo "aup: cannot cd to $1"; exit 111; }\n'
+            'aup_out=$2; shift 2\n'
+            f"{prescript}\n"
+            '{ "$@"; echo $? > "$aup_out.rc"; } 2>&1 | tee "$aup_out"\n'
+            'aup_rc=$(cat "$aup_out.rc" 2>/dev/null || echo 1); rm -f "$aup_out.rc"\n'
+            f"{postscript}\n"
+            "exit $aup_rc\n")
+
+
+def shell_exit_code(rc: int) -> int:
+    """A shell's ``128 + n`` for a job killed by signal ``n`` becomes ``-n`` (as locally)."""
+    if 128 < rc < 128 + 65:
+        try:
+            signal.Signals(rc - 128)
+            return -(rc - 128)
+        except ValueError:
+            return rc
+    return rc
+
+
+class RemoteAttempt:
+    """One attempt running on a node (a thread reading its SSH channel)."""
+
+    def __init__(self, manager: SSHResourceManager, spec: AttemptSpec, node: Node):
+        self.manager = manager
+        self.spec = spec
+        self.node = node
+        self.stopped: StopReason | None = None
+        self.pgid: int | None = None
+        self.chan: Any = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=f"aup-ssh-{self.spec.job_id}.{self.spec.attempt}",
+                         daemon=True).start()
+
+    def _command(self) -> str:
+        m, spec = self.manager, self.spec
+        wd = remote_path(m.config.workingdir)
+        env = {"PYTHONUNBUFFERED": "1", "AUP_JOB_ID": str(spec.job_id),
+               "AUP_ATTEMPT": str(spec.attempt), **spec.env}
+        argv = [*m.remote_command(), f"jobs/{spec.job_id}.json"]
+        out = f"jobs/{spec.job_id}.{spec.attempt}.out"
+        words = ["env", *[f"{k}={v}" for k, v in env.items()], "setsid", "-w", "/bin/sh", "-c",
+                 wrapper_body(spec.prescript, spec.postscript), "aup-job", wd, out, *argv]
+        return shlex.join(words)
+
+    def _run(self) -> None:
+        import paramiko
+
+        spec, node = self.spec, self.node
+        outcome = None
+        sink = None
+        try:
+            sink = OutputSink(spec, self.manager.events)
+            write_job_config(spec)
+            wd = remote_path(self.manager.config.workingdir)
+            node.upload(spec.config_path.read_bytes(),
+                        str(PurePosixPath(wd) / "jobs" / f"{spec.job_id}.json"))
+            client = node.client()
+            chan = client.get_transport().open_session(timeout=node.options.connect_timeout)
+            chan.set_combine_stderr(True)
+            with self._lock:
+                self.chan = chan
+            chan.exec_command(self._command())
+        except SSHError as err:
+            outcome = resource_failure(sink.parser if sink else _parser(spec),
+                                       FailReason.RESOURCE_ERROR, str(err))
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            outcome = resource_failure(sink.parser if sink else _parser(spec),
+                                       FailReason.RESOURCE_ERROR,
+                                       f"node {node.where}: cannot start the job: {err}")
+        if outcome is not None:
+            if sink is not None:
+                sink.close()
+            self._finish(outcome)
+            return
+        assert sink is not None
+        lost = None
+        try:
+            f = chan.makefile("rb")
+            first = True
+            while True:
+                chunk = f.readline(LINE_LIMIT)
+                if not chunk:
+                    break
+                if first and chunk.startswith(PGID_MARK.encode()):
+                    first = False
+                    try:
+                        self.pgid = int(chunk[len(PGID_MARK):].strip())
+                    except ValueError:
+                        pass
+                    if self.stopped is not None:  # stop() came before the pgid
+                        self._signal(signal.SIGTERM)
+                    continue
+                first = False
+                sink.write_chunk(chunk)
+            rc = chan.recv_exit_status()
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            lost, rc = err, -1
+        finally:
+            sink.close()
+        transport = chan.get_transport()
+        alive = transport is not None and transport.is_active()
+        if rc == -1 and (lost is not None or not alive):
+            outcome = resource_failure(sink.parser, FailReason.LOST,
+                                       f"node {node.where}: connection lost while the job ran"
+                                       + (f" ({lost})" if lost else ""))
+        elif rc == -1 and self.stopped is None:
+            outcome = resource_failure(sink.parser, FailReason.KILLED_BY_SIGNAL,
+                                       f"killed by a signal on node {node.where}")
+        else:
+            if alive and self.pgid is not None:
+                # Whatever the job left in its process group goes with it.
+                self._signal(signal.SIGKILL, quiet=True)
+            outcome = judge(shell_exit_code(rc) if rc != -1 else None, sink.parser,
+                            stopped=self.stopped)
+        chan.close()
+        self._finish(outcome)
+
+    def _finish(self, outcome) -> None:
+        self.manager.events.put(end_event(self.spec, outcome))
+        self.manager._ended(self)
+
+    def _signal(self, sig: int, quiet: bool = False) -> None:
+        if self.pgid is None:
+            return
+        try:
+            self.node.run(f"kill -{int(sig)} -- -{int(self.pgid)} 2>/dev/null || true",
+                          timeout=self.node.options.connect_timeout)
+        except SSHError as err:
+            if not quiet:
+                log.warning("%s: cannot signal the remote job: %s", self.spec.label, err)
+
+    def stop(self, reason: StopReason) -> None:
+        """SIGTERM the remote process group now and SIGKILL it after ``kill_grace``."""
+        with self._lock:
+            if self.stopped is not None:
+                return
+            self.stopped = reason
+
+        def kill() -> None:
+            self._signal(signal.SIGTERM)
+            time.sleep(self.manager.options.kill_grace)
+            if self.chan is not None and not self.chan.exit_status_ready():
+                self._signal(signal.SIGKILL)
+                time.sleep(1.0)
+                if not self.chan.exit_status_ready():
+                    self.chan.close()  # the job cannot be reached: give up the channel
+
+        threading.Thread(target=kill, daemon=True).start()
+
+
+def _parser(spec: AttemptSpec):
+    from aup.job import OutputParser
+
+    return OutputParser(spec.n_labels, spec.label)
+
+
+class SSHResourceManager(ResourceManager):
+    """``resource: node`` (see the module docstring)."""
+
+    kind: ClassVar[str] = "node"
+    Options = NodeOptions
+    local_files: ClassVar[bool] = False
+    #: env.ini attribute holding the host list when resource_args has none.
+    env_key: ClassVar[str] = "nodes"
+    #: resource_args key holding the host list (for messages).
+    args_key: ClassVar[str] = "nodes"
+
+    def __init__(self, config, events, env_file: Any = None):
+        super().__init__(config, events, env_file)
+        self._nodes: dict[str, Node] = {}
+        self._running: dict[tuple[int, int], RemoteAttempt] = {}
+        self._lock = threading.Lock()
+
+    # -- hosts and slots -----------------------------------------------------------------------
+    def entries(self) -> list[str]:
+        """The host entries, from resource_args or env.ini."""
+        ra = getattr(self.options, self.args_key, None)
+        if ra:
+            return list(ra)
+        return list(getattr(self.env_file, self.env_key, None) or [])
+
+    def labelled_specs(self) -> list[tuple[str, HostSpec]]:
+        """``(slot name, host)`` for every entry, in order.
+
+        Raises:
+            SSHError: an entry from env.ini is malformed.
+        """
+        out = []
+        for e in self.entries():
+            try:
+                spec = parse_host(e)
+            except ValueError as err:
+                raise SSHError(f"{self.kind}: {err}") from None
+            out.append((spec.name, spec))
+        return out
+
+    @property
+    def slots(self) -> list[Slot]:
+        try:
+            specs = self.labelled_specs()
+        except SSHError:
+            return []
+        return [Slot(f"{self.kind}:{i}/{label}", self.kind, label)
+                for i, (label, _) in enumerate(specs)]
+
+    # -- preparation ---------------------------------------------------------------------------
+    def remote_command(self) -> list[str]:
+        """argv prefix of the script on the node (relative to the remote workingdir)."""
+        argv = self.config.script_argv
+        first = argv[0]
+        if first.endswith(".py"):
+            return [self.options.python, first, *argv[1:]]
+        if "/" not in first:
+            first = "./" + first
+        return [first, *argv[1:]]
+
+    def local_script(self) -> Path:
+        """The local copy of the script (first word, relative to the experiment file folder)."""
+        first = Path(self.config.script_argv[0]).expanduser()
+        return first if first.is_absolute() else (self.config.base_dir / first).resolve()
+
+    def prepare(self) -> None:
+        specs = self.labelled_specs()
+        if not specs:
+            raise SSHError(f'resource "{self.kind}" has no hosts: give resource_args '
+                           f'"{self.args_key}": ["user@host:port keyfile"], or run aup setup '
+                           f"to write {self.env_key[:-1] if self.env_key.endswith('s') else ''}"
+                           "_mapping in .aup/env.ini")
+        for label, spec in specs:
+            if label not in self._nodes:
+                self._nodes[label] = Node(label, spec, self.options)
+        for node in self._nodes.values():
+            node.client(retry=False)
+            self._check_node(node)
+
+    def _check_node(self, node: Node) -> None:
+        wd = remote_path(self.config.workingdir)
+        q = shlex.quote
+        rc, out = node.run(f"test -d {q(wd)} && mkdir -p {q(wd + '/jobs')} && "
+                           f"command -v setsid >/dev/null && echo ok")
+        if rc != 0 or "ok" not in out:
+            rc2, _ = node.run(f"test -d {q(wd)}")
+            if rc2 != 0:
+                raise SSHError(f"node {node.where}: the remote workingdir {self.config.workingdir}"
+                               " does not exist; create it there or fix \"workingdir\" (for node/"
+                               "aws it is the path on the remote machine)")
+            raise SSHError(f"node {node.where}: cannot create {self.config.workingdir}/jobs or "
+                           f"'setsid' is missing there: {out.strip()[:200]}")
+        first = self.config.script_argv[0]
+        target = str(PurePosixPath(wd) / first)
+        rc, _ = node.run(f"test -f {q(target)}")
+        local = self.local_script()
+        if rc == 0 and not self.config.runtime_args.overwrite:
+            return
+        if not local.is_file():
+            if rc == 0:
+                log.warning("node %s: runtime_args.overwrite is set but %s does not exist "
+                            "locally; using the remote script", node.where, local)
+                return
+            raise SSHError(f"node {node.where}: the script {first} is not in the remote "
+                           f"workingdir {self.config.workingdir}, and there is no local copy at "
+                           f"{local} to upload")
+        log.info("node %s: uploading %s to %s", node.where, local, target)
+        node.upload(local.read_bytes(), target, mode=0o755)
+
+    # -- attempts ------------------------------------------------------------------------------
+    def start(self, spec: AttemptSpec, slot: Slot) -> None:
+        node = self._nodes.get(slot.name)
+        if node is None:  # prepare() was not called (library use)
+            label_spec = dict(self.labelled_specs()).get(slot.name)
+            node = self._nodes.setdefault(slot.name, Node(slot.name, label_spec, self.options))
+        att = RemoteAttempt(self, spec, node)
+        with self._lock:
+            self._running[spec.key] = att
+        att.start()
+
+    def _ended(self, att: RemoteAttempt) -> None:
+        with self._lock:
+            self._running.pop(att.spec.key, None)
+
+    def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
+        with self._lock:
+            att = self._running.get((job_id, attempt))
+        if att is not None:
+            att.stop(reason)
+
+    def close(self) -> None:
+        with self._lock:
+            atts = list(self._running.values())
+        for a in atts:
+            a.stop(StopReason.EXPERIMENT_STOP)
+        end = time.monotonic() + self.options.kill_grace + 2
+        while atts and time.monotonic() < end:
+            with self._lock:
+                if not self._running:
+                    break
+            time.sleep(0.05)
+        for node in self._nodes.values():
+            node.close()
+
