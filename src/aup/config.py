@@ -93,7 +93,7 @@ class ExperimentConfig(_Model):
     n_samples: int = Field(default=10, ge=1)
     random_seed: int = 0
     script: str = Field(min_length=1)
-    parameter_config: list[ParameterSpec] = Field(min_length=1)
+    parameter_config: list[dict[str, Any]] = Field(min_length=1)
     resource: str = "cpu"
     resource_args: ResourceArgs = Field(default_factory=ResourceArgs)
     runtime_args: RuntimeArgs = Field(default_factory=RuntimeArgs)
@@ -289,6 +289,29 @@ def _build_param(spec: ParameterSpec, path: str, problems: list[Problem]) -> Par
 _KNOWN_PARAM_KEYS = set(ParameterSpec.model_fields) | {"size"}
 
 
+def _check_files(data: dict[str, Any], base_dir: Path) -> list[Problem]:
+    """Check that the working directory and the script exist (local resources)."""
+    wd_text, script = data.get("workingdir", "./"), data.get("script")
+    if not isinstance(wd_text, str):
+        return []
+    wd = (base_dir / Path(wd_text).expanduser()).resolve()
+    if not wd.is_dir():
+        return [Problem("workingdir", "the working directory does not exist", wd_text,
+                        f"create {wd} or fix the path")]
+    if not isinstance(script, str) or not script.strip():
+        return []
+    try:
+        first = shlex.split(script)[0]
+    except (ValueError, IndexError):
+        return [Problem("script", "cannot split the script command", script,
+                        "check the quotes")]
+    path = (wd / Path(first).expanduser()).resolve()
+    if not path.is_file():
+        return [Problem("script", "the script does not exist", script,
+                        f"no file at {path}; paths are relative to workingdir")]
+    return []
+
+
 def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | None = None,
                  *, check_files: bool = True) -> ExperimentConfig:
     """Validate an experiment configuration given as a dict.
@@ -364,14 +387,21 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         if k not in known_top:
             warnings.append(f"unknown key '{k}' is ignored")
 
-    # Parameters: types, bounds, unique names.
+    # Parameters, one by one so that every entry's problems are reported.
     space = None
     params: list[Param] = []
     pc = data.get("parameter_config")
-    if isinstance(pc, list) and cfg is not None:
+    if isinstance(pc, list):
         seen: set[str] = set()
-        for i, spec in enumerate(cfg.parameter_config):
+        for i, entry in enumerate(pc):
             path = f"parameter_config[{i}]"
+            try:
+                spec = ParameterSpec.model_validate(entry)
+            except ValidationError as err:
+                for p in _problems_from_validation(err, entry):
+                    problems.append(Problem(f"{path}.{p.path}" if p.path else path, p.message,
+                                            p.value, p.hint))
+                continue
             if spec.name in seen:
                 problems.append(Problem(path + ".name", "duplicate parameter name", spec.name,
                                         "give every parameter its own name"))
@@ -386,10 +416,12 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
             p = _build_param(spec, path, problems)
             if p is not None:
                 params.append(p)
-        if len(params) == len(cfg.parameter_config):
+        if params and len(params) == len(pc):
             space = SearchSpace(tuple(params))
 
     # Early stopping and multiple results.
+    if check_files and resource_cls is not None and getattr(resource_cls, "local_files", True):
+        problems.extend(_check_files(data, Path(base_dir)))
     if cfg is not None and cfg.resource_args.early_stop is not None:
         from aup.early_stop import validate_early_stop
 
@@ -402,16 +434,6 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         cfg._space = space
         cfg._proposer_options = proposer_options
         cfg._resource_options = resource_options
-        if check_files and resource_cls is not None and getattr(resource_cls, "local_files",
-                                                                True):
-            wd = cfg.workingdir_path
-            if not wd.is_dir():
-                problems.append(Problem("workingdir", "the working directory does not exist",
-                                        cfg.workingdir, f"create {wd} or fix the path"))
-            elif not cfg.script_path().is_file():
-                problems.append(Problem("script", "the script does not exist", cfg.script,
-                                        f"no file at {cfg.script_path()}; paths are relative to "
-                                        "workingdir"))
         # A proposer may refuse spaces it cannot handle, at load.
         if proposer_cls is not None and space is not None and proposer_options is not None:
             problems.extend(proposer_cls.check_space(space, proposer_options))

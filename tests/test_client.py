@@ -1,0 +1,97 @@
+"""The job-side client API (aup.client): standard library only, fast to import."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aup.client import BasicConfig, aup_args, aup_flags, print_result
+
+
+def test_print_result_number_and_list() -> None:
+    out = io.StringIO()
+    print_result(0.25, file=out)
+    print_result([1, 2.5, 3], file=out)
+    lines = [ln for ln in out.getvalue().splitlines() if ln]
+    assert lines == ["#Auptimizer:0.25", "#Auptimizer:1.0,2.5,3.0"]
+
+
+def test_print_result_numpy() -> None:
+    np = pytest.importorskip("numpy")
+    out = io.StringIO()
+    print_result(np.float32(0.5), file=out)
+    print_result(np.array([1.0, 2.0]), file=out)
+    assert "#Auptimizer:0.5" in out.getvalue() and "#Auptimizer:1.0,2.0" in out.getvalue()
+
+
+def test_print_result_rejects_non_numbers() -> None:
+    with pytest.raises(TypeError):
+        print_result("good", file=io.StringIO())
+    with pytest.raises(TypeError):
+        print_result(None, file=io.StringIO())
+
+
+def test_basic_config_json_and_pickle(tmp_path: Path) -> None:
+    cfg = BasicConfig(a=1, b="x")
+    cfg.c = [1, 2]
+    cfg.save(tmp_path / "c.json")
+    cfg.save(tmp_path / "c.pkl")
+    for name in ("c.json", "c.pkl"):
+        loaded = BasicConfig().load(tmp_path / name)
+        assert loaded == {"a": 1, "b": "x", "c": [1, 2]} and loaded.b == "x"
+    with pytest.raises(ValueError):
+        BasicConfig().load(tmp_path / "c.txt")
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(ValueError):
+        BasicConfig().load(tmp_path / "list.json")
+
+
+def test_aup_args_passes_config_and_reports(tmp_path: Path, capsys) -> None:
+    (tmp_path / "job.json").write_text(json.dumps({"x": 2, "y": 3, "job_id": 7, "extra": 1}))
+
+    @aup_args
+    def f(x, y, z=10):
+        return x * y + z
+
+    assert f(str(tmp_path / "job.json")) == 16
+    assert "#Auptimizer:16.0" in capsys.readouterr().err
+
+
+def test_aup_args_missing_required_parameter_is_clear(tmp_path: Path) -> None:
+    (tmp_path / "job.json").write_text(json.dumps({"x": 2}))
+
+    @aup_args
+    def f(x, y):
+        return x
+
+    with pytest.raises(TypeError, match="needs parameter 'y'"):
+        f(str(tmp_path / "job.json"))
+
+
+def test_aup_flags_applies_the_config(tmp_path: Path) -> None:
+    class Flags:
+        lr = 0.1
+        steps = 5
+
+    (tmp_path / "job.json").write_text(json.dumps({"lr": 0.01}))
+    flags = Flags()
+
+    @aup_flags(flags)
+    def main():
+        return flags.lr
+
+    assert main(["prog", str(tmp_path / "job.json")]) == 0.01
+    assert flags.lr == 0.01 and flags.steps == 5
+
+
+def test_client_imports_only_the_standard_library() -> None:
+    code = ("import sys; import aup; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('numpy', 'sqlalchemy', 'pydantic', 'rich', 'scipy', 'sklearn')]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

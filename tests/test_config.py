@@ -1,0 +1,174 @@
+"""experiment.json validation: defaults, path resolution, and a clear error for each mistake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aup.config import load_config, parse_config
+from aup.errors import ConfigError
+from tests.conftest import run_cli, write_experiment, write_script
+
+PARAMS = [{"name": "x", "range": [0, 1], "type": "float"}]
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    write_script(tmp_path, "train.py", "print('#Auptimizer:1')\n")
+    return tmp_path
+
+
+def test_seed_defaults(folder: Path) -> None:
+    cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS))
+    assert cfg.proposer == "random"
+    assert cfg.n_samples == 10
+    assert cfg.n_parallel == 1
+    assert cfg.job_failure.job_retries == 0
+    assert cfg.job_failure.ignore_fail is False
+    assert cfg.target == "max"
+    assert cfg.workingdir == "./"
+    assert cfg.resource == "cpu"
+    assert cfg.experiment_name == "experiment"  # the file's stem
+
+
+def test_relative_paths_resolve_against_the_experiment_folder(folder: Path, tmp_path_factory
+                                                               ) -> None:
+    (folder / "sub").mkdir()
+    write_script(folder / "sub", "job.py", "print('#Auptimizer:1')\n")
+    path = write_experiment(folder, "e.json", script="job.py", workingdir="sub",
+                            parameter_config=PARAMS)
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    import os
+
+    old = os.getcwd()
+    os.chdir(elsewhere)
+    try:
+        cfg = load_config(path)
+    finally:
+        os.chdir(old)
+    assert cfg.workingdir_path == (folder / "sub").resolve()
+    assert cfg.script_path() == (folder / "sub" / "job.py").resolve()
+    assert cfg.experiment_name == "e"
+
+
+def test_non_executable_python_script_runs_under_current_python(folder: Path) -> None:
+    import sys
+
+    cfg = load_config(write_experiment(folder, script="train.py --fast", parameter_config=PARAMS))
+    assert cfg.job_command() == [sys.executable, str(folder / "train.py"), "--fast"]
+
+
+def test_unknown_keys_warn(folder: Path) -> None:
+    cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
+                                       learning_rat=1))
+    assert any("learning_rat" in w for w in cfg.warnings)
+
+
+BROKEN = {
+    "missing script": ({"parameter_config": PARAMS}, "script", "required key is missing"),
+    "unknown proposer": ({"script": "train.py", "proposer": "grid_search",
+                          "parameter_config": PARAMS}, "proposer", "unknown proposer"),
+    "unknown resource": ({"script": "train.py", "resource": "tpu", "parameter_config": PARAMS},
+                         "resource", "unknown resource"),
+    "reversed range": ({"script": "train.py", "parameter_config": [
+        {"name": "x", "range": [1, 0], "type": "float"}]}, "parameter_config[0].range",
+        "lower bound is above upper bound"),
+    "log bound <= 0": ({"script": "train.py", "parameter_config": [
+        {"name": "x", "range": [0, 1], "type": "float", "log": True}]},
+        "parameter_config[0].range", "log scale needs bounds > 0"),
+    "empty choice": ({"script": "train.py", "parameter_config": [
+        {"name": "x", "range": [], "type": "choice"}]}, "parameter_config[0].range",
+        "at least one value"),
+    "unknown type": ({"script": "train.py", "parameter_config": [
+        {"name": "x", "range": [0, 1], "type": "double"}]}, "parameter_config[0].type",
+        "not an allowed value"),
+    "n_samples wrong type": ({"script": "train.py", "n_samples": "ten",
+                              "parameter_config": PARAMS}, "n_samples", "valid integer"),
+    "n_parallel 0": ({"script": "train.py", "n_parallel": 0, "parameter_config": PARAMS},
+                     "n_parallel", "greater than or equal to 1"),
+    "script does not exist": ({"script": "missing.py", "parameter_config": PARAMS}, "script",
+                              "does not exist"),
+    "workingdir does not exist": ({"script": "train.py", "workingdir": "nowhere",
+                                   "parameter_config": PARAMS}, "workingdir", "does not exist"),
+    "target": ({"script": "train.py", "target": "maximize", "parameter_config": PARAMS},
+               "target", "not an allowed value"),
+    "no parameters": ({"script": "train.py", "parameter_config": []}, "parameter_config",
+                      "at least 1"),
+    "duplicate name": ({"script": "train.py", "parameter_config": PARAMS + PARAMS},
+                       "parameter_config[1].name", "duplicate"),
+    "int bounds not whole": ({"script": "train.py", "parameter_config": [
+        {"name": "k", "range": [0.5, 3], "type": "int"}]}, "parameter_config[0].range",
+        "whole numbers"),
+    "range not a list": ({"script": "train.py", "parameter_config": [
+        {"name": "x", "range": "0-1", "type": "float"}]}, "parameter_config[0].range",
+        "valid list"),
+    "job_retries negative": ({"script": "train.py", "job_failure": {"job_retries": -1},
+                              "parameter_config": PARAMS}, "job_failure.job_retries",
+                             "greater than or equal to 0"),
+    "top level not an object": ([1, 2], "", "must be a JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_configs_name_key_value_and_fix(folder: Path, case: str) -> None:
+    data, path, message = BROKEN[case]
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, folder)
+    problems = [p for p in info.value.problems if p.path == path]
+    assert problems, f"no problem reported at {path!r}: {info.value}"
+    assert message in problems[0].message or message in info.value.render()
+
+
+def test_every_problem_is_reported_at_once(folder: Path) -> None:
+    data = {"script": "missing.py", "n_parallel": 0, "target": "up", "parameter_config": [
+        {"name": "x", "range": [1, 0], "type": "float"},
+        {"name": "y", "range": [], "type": "choice"}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, folder)
+    paths = {p.path for p in info.value.problems}
+    assert {"script", "n_parallel", "target", "parameter_config[0].range",
+            "parameter_config[1].range"} <= paths
+
+
+def test_cli_reports_bad_config_with_exit_2_and_no_traceback(folder: Path) -> None:
+    path = write_experiment(folder, script="train.py", n_parallel=0, parameter_config=[
+        {"name": "x", "range": [1, 0], "type": "float"}])
+    proc = run_cli("run", str(path), cwd=folder)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "n_parallel" in proc.stderr and "parameter_config[0].range" in proc.stderr
+    assert "swap them" in proc.stderr
+    # nothing was written: no database, no jobs folder
+    assert not (folder / ".aup").exists()
+    assert not (folder / "jobs").exists()
+
+
+def test_cli_non_json_file(folder: Path) -> None:
+    bad = folder / "bad.json"
+    bad.write_text('{"script": "train.py",', encoding="utf-8")
+    proc = run_cli("run", str(bad), cwd=folder)
+    assert proc.returncode == 2
+    assert "not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_missing_file(folder: Path) -> None:
+    proc = run_cli("run", str(folder / "absent.json"), cwd=folder)
+    assert proc.returncode == 2
+    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_check_flag_validates_without_writing(folder: Path) -> None:
+    path = write_experiment(folder, script="train.py", parameter_config=PARAMS)
+    proc = run_cli("run", "--check", str(path), cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    assert "valid" in proc.stdout
+    assert not (folder / ".aup").exists()
+
+
+def test_stored_config_has_defaults_filled(folder: Path) -> None:
+    cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS))
+    stored = json.loads(json.dumps(cfg.to_json_dict()))
+    assert stored["n_samples"] == 10 and stored["target"] == "max"
+    assert stored["job_failure"] == {"job_retries": 0, "ignore_fail": False}

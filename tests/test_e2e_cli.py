@@ -1,0 +1,245 @@
+"""End to end: the real CLI, real job subprocesses, the real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import QUADRATIC, run_cli, write_experiment, write_script
+
+X = [{"name": "x", "range": [-1, 1], "type": "float"}]
+
+
+def _db(folder: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(folder / ".aup" / "sqlite3.db")
+    con.row_factory = sqlite3.Row
+    return con
+
+
+@pytest.mark.parametrize("target", ["min", "max"])
+@pytest.mark.parametrize("proposer", ["random", "sequence"])
+def test_run_finds_the_optimum_for_both_targets(tmp_path: Path, proposer: str,
+                                                target: str) -> None:
+    # score = (x - 0.3)^2: min at x = 0.3, max at the bound x = -1
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    params = [{"name": "x", "range": [-1, 1], "type": "float", "interval": 0.1}]
+    path = write_experiment(tmp_path, script="quad.py", proposer=proposer, n_samples=25,
+                            random_seed=3, target=target, n_parallel=2, parameter_config=params)
+    proc = run_cli("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    con = _db(tmp_path)
+    jobs = con.execute("SELECT * FROM job ORDER BY jid").fetchall()
+    assert len(jobs) == (21 if proposer == "sequence" else 25)
+    assert all(j["status"] == "FINISHED" for j in jobs)
+    best = (min if target == "min" else max)(jobs, key=lambda j: j["score"])
+    x = json.loads(best["job_config"])["x"]
+    if target == "min":
+        assert abs(x - 0.3) < (1e-9 if proposer == "sequence" else 0.15)
+    else:
+        assert x < -0.8
+    assert f"best job {best['jid']}" in proc.stdout
+    exp = con.execute("SELECT * FROM experiment").fetchone()
+    assert exp["status"] == "FINISHED" and exp["end_time"] is not None
+    # job protocol files: config with job_id, streamed output per attempt
+    cfg = json.loads((tmp_path / "jobs" / f"{best['jid']}.json").read_text())
+    assert cfg["job_id"] == best["jid"] and cfg["x"] == x
+    assert (tmp_path / "jobs" / f"{best['jid']}.0.out").read_text().startswith("#Auptimizer:")
+
+
+def test_grid_size_differs_from_n_samples_is_reported(tmp_path: Path) -> None:
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", proposer="sequence", n_samples=10,
+                            parameter_config=[{"name": "x", "range": [0, 1], "type": "float",
+                                               "n": 3}])
+    proc = run_cli("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "runs 3 jobs" in proc.stderr
+    assert _db(tmp_path).execute("SELECT count(*) FROM job").fetchone()[0] == 3
+
+
+def test_random_is_reproducible(tmp_path: Path) -> None:
+    configs = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        folder.mkdir()
+        write_script(folder, "quad.py", QUADRATIC)
+        path = write_experiment(folder, script="quad.py", n_samples=6, random_seed=42,
+                                parameter_config=X + [{"name": "k", "range": [1, 5],
+                                                       "type": "int"}])
+        assert run_cli("run", str(path), cwd=folder).returncode == 0
+        rows = _db(folder).execute("SELECT job_config FROM job ORDER BY jid").fetchall()
+        configs.append([json.loads(r[0]) for r in rows])
+    assert configs[0] == configs[1]
+    assert all(type(c["k"]) is int and 1 <= c["k"] <= 5 for c in configs[0])
+
+
+def test_python_dash_m_shorthand_and_read_commands(tmp_path: Path) -> None:
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, "quad.json", script="quad.py", n_samples=3, target="min",
+                            parameter_config=X)
+    proc = run_cli(str(path), cwd=tmp_path)  # python -m aup quad.json
+    assert proc.returncode == 0, proc.stderr
+    listing = run_cli("list", cwd=tmp_path)
+    assert listing.returncode == 0 and "quad" in listing.stdout and "FINISHED" in listing.stdout
+    shown = run_cli("show", "quad", "--json", cwd=tmp_path)
+    jobs = json.loads(shown.stdout)
+    assert len(jobs) == 3 and {j["status"] for j in jobs} == {"FINISHED"}
+    best = json.loads(run_cli("best", "1", "--json", cwd=tmp_path).stdout)
+    assert best["score"] == min(j["score"] for j in jobs)
+    missing = run_cli("show", "99", cwd=tmp_path)
+    assert missing.returncode == 2 and "no experiment" in missing.stderr
+
+
+def test_parallel_jobs_overlap(tmp_path: Path) -> None:
+    write_script(tmp_path, "slow.py", """
+        import json, sys, time
+        start = time.time(); time.sleep(0.6)
+        print("#Auptimizer:", start)
+    """)
+    path = write_experiment(tmp_path, script="slow.py", n_samples=4, n_parallel=2,
+                            parameter_config=X)
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+    rows = _db(tmp_path).execute("SELECT start_time, end_time FROM job").fetchall()
+    overlaps = sum(1 for a in rows for b in rows if a is not b and
+                   a["start_time"] < b["end_time"] and b["start_time"] < a["end_time"])
+    assert overlaps >= 2
+    # never more than n_parallel at once
+    events = sorted([(r["start_time"], 1) for r in rows] + [(r["end_time"], -1) for r in rows])
+    level = peak = 0
+    for _, d in events:
+        level += d
+        peak = max(peak, level)
+    assert peak <= 2
+
+
+def test_each_job_has_its_own_environment_and_process_group(tmp_path: Path) -> None:
+    write_script(tmp_path, "env.py", """
+        import json, os, sys
+        cfg = json.load(open(sys.argv[-1]))
+        json.dump({"job": os.environ.get("AUP_JOB_ID"), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                   "mine": os.environ.get("MY_FLAG"), "pgid": os.getpgid(0), "pid": os.getpid(),
+                   "ppid": os.getppid()},
+                  open(f"env_{cfg['job_id']}.json", "w"))
+        print("#Auptimizer:1")
+    """)
+    path = write_experiment(tmp_path, script="env.py", n_samples=2, parameter_config=X,
+                            runtime_args={"env": {"MY_FLAG": "on"}})
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+    seen = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("env_*.json"))]
+    assert len(seen) == 2
+    for s in seen:
+        assert s["cuda"] == "" and s["mine"] == "on"
+        assert s["pgid"] == s["pid"]  # its own process group (session leader)
+    assert {s["job"] for s in seen} == {"1", "2"}
+
+
+def test_prescript_and_postscript(tmp_path: Path) -> None:
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", n_samples=1, parameter_config=X,
+                            runtime_args={"prescript": "echo pre > pre.txt",
+                                          "postscript": "echo post > post.txt"})
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+    assert (tmp_path / "pre.txt").read_text().strip() == "pre"
+    assert (tmp_path / "post.txt").read_text().strip() == "post"
+
+
+def test_bash_job(tmp_path: Path) -> None:
+    write_script(tmp_path, "job.sh", """
+        #!/bin/sh
+        echo "config is $1"
+        echo "#Auptimizer:0.75"
+    """, executable=True)
+    path = write_experiment(tmp_path, script="job.sh", n_samples=2, parameter_config=X)
+    proc = run_cli("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    scores = _db(tmp_path).execute("SELECT score FROM job").fetchall()
+    assert [s[0] for s in scores] == [0.75, 0.75]
+
+
+BAD_SCRIPTS = {
+    "crash": ("raise SystemExit(3)", "NONZERO_EXIT", "exited with code 3"),
+    "traceback": ("raise RuntimeError('boom in training')", "NONZERO_EXIT", "boom in training"),
+    "prints nothing": ("pass", "NO_RESULT", "no '#Auptimizer:"),
+    "prints garbage": ("print('#Auptimizer:accuracy=high')", "UNPARSEABLE_RESULT", "accuracy"),
+    "prints NaN": ("print('#Auptimizer:nan')", "NON_FINITE_SCORE", "not finite"),
+    "marker then exit 1": ("print('#Auptimizer:0.5', flush=True); raise SystemExit(1)",
+                           "NONZERO_EXIT", "exited with code 1"),
+    "killed": ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "KILLED_BY_SIGNAL",
+               "SIGKILL"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCRIPTS))
+def test_misbehaving_scripts_fail_with_a_recorded_reason(tmp_path: Path, case: str) -> None:
+    body, reason, text = BAD_SCRIPTS[case]
+    write_script(tmp_path, "bad.py", body + "\n")
+    path = write_experiment(tmp_path, script="bad.py", n_samples=3, parameter_config=X)
+    proc = run_cli("run", str(path), cwd=tmp_path, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback (most recent call last)" not in proc.stderr
+    assert reason in proc.stdout and text in proc.stdout
+    assert "resume with: aup resume" in proc.stdout
+    con = _db(tmp_path)
+    job = con.execute("SELECT * FROM job").fetchone()
+    attempt = con.execute("SELECT * FROM job_attempt").fetchone()
+    assert job["status"] == "FAILED" and job["fail_reason"] == reason
+    assert attempt["fail_reason"] == reason and text in (attempt["detail"] + attempt["output_tail"])
+    exp = con.execute("SELECT * FROM experiment").fetchone()
+    assert exp["status"] == "FAILED" and reason in exp["error_msg"]
+    # without ignore_fail the first failure stops the experiment: no new job after it
+    assert con.execute("SELECT count(*) FROM job").fetchone()[0] == 1
+
+
+def test_ignore_fail_goes_on_and_retries_are_attempts(tmp_path: Path) -> None:
+    write_script(tmp_path, "flaky.py", """
+        import json, sys
+        cfg = json.load(open(sys.argv[-1]))
+        if cfg["job_id"] % 2 == 0:
+            raise SystemExit(2)
+        print("#Auptimizer:", cfg["x"])
+    """)
+    path = write_experiment(tmp_path, script="flaky.py", n_samples=4, parameter_config=X,
+                            job_failure={"job_retries": 1, "ignore_fail": True})
+    proc = run_cli("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    con = _db(tmp_path)
+    statuses = [r[0] for r in con.execute("SELECT status FROM job ORDER BY jid")]
+    assert statuses == ["FINISHED", "FAILED", "FINISHED", "FAILED"]
+    attempts = con.execute("SELECT jid, num, fail_reason FROM job_attempt ORDER BY jaid").fetchall()
+    failed = [(a["jid"], a["num"]) for a in attempts if a["fail_reason"] == "NONZERO_EXIT"]
+    assert failed == [(2, 0), (2, 1), (4, 0), (4, 1)]
+    assert (tmp_path / "jobs" / "2.1.out").exists()
+
+
+def test_all_jobs_failed_means_failed_and_no_best(tmp_path: Path) -> None:
+    write_script(tmp_path, "bad.py", "raise SystemExit(1)\n")
+    path = write_experiment(tmp_path, script="bad.py", n_samples=3, parameter_config=X,
+                            job_failure={"ignore_fail": True})
+    proc = run_cli("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "no best result" in proc.stdout and "FAILED" in proc.stdout
+
+
+def test_flood_of_output_and_invalid_utf8(tmp_path: Path) -> None:
+    write_script(tmp_path, "noisy.py", """
+        import sys
+        out = sys.stdout.buffer
+        line = b"x" * 1023 + b"\\n"
+        for _ in range(8 * 1024):      # 8 MiB of lines
+            out.write(line)
+        out.write(b"\\xff\\xfe broken bytes \\xc3\\n")
+        out.write(b"y" * (3 << 20))     # a 3 MiB line without newline...
+        out.write(b" #Auptimizer:0.125\\n")  # ...that ends with the marker
+        out.flush()
+    """)
+    path = write_experiment(tmp_path, script="noisy.py", n_samples=1, parameter_config=X)
+    proc = run_cli("run", str(path), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    con = _db(tmp_path)
+    assert con.execute("SELECT score FROM job").fetchone()[0] == 0.125
+    out = (tmp_path / "jobs" / "1.0.out").read_bytes()
+    assert len(out) > 11 * (1 << 20)
+    assert "\ufffd broken bytes".encode() in out

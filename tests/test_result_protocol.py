@@ -1,0 +1,106 @@
+"""The #Auptimizer: result-line protocol and how an attempt is judged."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from aup.job import (
+    AttemptStatus,
+    BadResult,
+    FailReason,
+    OutputParser,
+    StopReason,
+    judge,
+    parse_result_line,
+)
+
+
+@pytest.mark.parametrize("line, values", [
+    ("#Auptimizer:0.5", (0.5,)),
+    ("#Auptimizer: 1e-3 ", (0.001,)),
+    ("#Auptimizer:  -2.5E+2\n", (-250.0,)),
+    ("epoch 3 done #Auptimizer:0.9", (0.9,)),
+    ("#Auptimizer:1,2.5,3", (1.0, 2.5, 3.0)),
+    ("#Auptimizer:[1, 2]", (1.0, 2.0)),
+    ("#Auptimizer:nan", (math.nan,)),
+])
+def test_parse_valid_lines(line: str, values: tuple) -> None:
+    got = parse_result_line(line)
+    assert got is not None and len(got) == len(values)
+    for a, b in zip(got, values, strict=True):
+        assert (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def test_lines_without_marker() -> None:
+    assert parse_result_line("loss 0.3") is None
+
+
+@pytest.mark.parametrize("line", ["#Auptimizer:", "#Auptimizer:abc", "#Auptimizer:1,,x",
+                                  "#Auptimizer:None"])
+def test_bad_lines(line: str) -> None:
+    with pytest.raises(BadResult):
+        parse_result_line(line)
+
+
+def test_last_line_is_final_and_garbage_in_the_middle_is_skipped() -> None:
+    p = OutputParser()
+    for line in ["#Auptimizer:1", "#Auptimizer:oops", "#Auptimizer:3"]:
+        p.feed(line)
+    assert p.last == (3.0,) and p.n_results == 2 and p.n_bad == 1
+    assert judge(0, p).status is AttemptStatus.SUCCEEDED
+    assert judge(0, p).score == 3.0
+
+
+def test_garbage_last_line_fails_unparseable() -> None:
+    p = OutputParser()
+    p.feed("#Auptimizer:1")
+    p.feed("#Auptimizer:oops")
+    o = judge(0, p)
+    assert o.status is AttemptStatus.FAILED and o.reason is FailReason.UNPARSEABLE_RESULT
+
+
+def test_wrong_count_with_labels() -> None:
+    p = OutputParser(n_labels=2)
+    assert p.feed("#Auptimizer:1,2,3") == (1.0, 2.0, 3.0)
+    assert p.feed("#Auptimizer:1,2") is None
+    assert judge(0, p).reason is FailReason.WRONG_RESULT_COUNT
+
+
+@pytest.mark.parametrize("code, lines, reason", [
+    (0, [], FailReason.NO_RESULT),
+    (0, ["#Auptimizer:nan"], FailReason.NON_FINITE_SCORE),
+    (0, ["#Auptimizer:inf"], FailReason.NON_FINITE_SCORE),
+    (1, ["#Auptimizer:0.5"], FailReason.NONZERO_EXIT),
+    (-9, ["#Auptimizer:0.5"], FailReason.KILLED_BY_SIGNAL),
+])
+def test_failure_reasons(code: int, lines: list[str], reason: FailReason) -> None:
+    p = OutputParser()
+    for line in lines:
+        p.feed(line)
+    o = judge(code, p)
+    assert o.status is AttemptStatus.FAILED and o.reason is reason
+    assert o.exit_code == code
+
+
+def test_marker_then_exit_1_keeps_the_value_but_fails() -> None:
+    p = OutputParser()
+    p.feed("#Auptimizer:0.5")
+    o = judge(1, p)
+    assert o.reason is FailReason.NONZERO_EXIT and o.score == 0.5
+
+
+def test_stop_reasons() -> None:
+    p = OutputParser()
+    p.feed("#Auptimizer:0.5")
+    assert judge(-15, p, stopped=StopReason.TIMEOUT).reason is FailReason.TIMEOUT
+    assert judge(-15, p, stopped=StopReason.EARLY_STOP).status is AttemptStatus.EARLY_STOPPED
+    assert judge(-15, p, stopped=StopReason.EXPERIMENT_STOP).status is AttemptStatus.STOPPED
+
+
+def test_tail_is_bounded() -> None:
+    p = OutputParser()
+    for i in range(10000):
+        p.feed(f"line {i} " + "x" * 50)
+    assert len(p.tail) <= 4096 and p.tail.endswith("x")
