@@ -1,0 +1,331 @@
+"""Hyperband: the shared schedule (exact integer arithmetic), promotion, failures, parallel
+rungs, resume, bad input, and real CLI runs whose scripts read ``n_iterations``."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, write_experiment, write_script
+
+from aup.config import parse_config
+from aup.errors import ConfigError
+from aup.proposers.hyperband import HyperbandOptions, HyperbandProposer
+from aup.proposers.schedule import (
+    HyperbandSchedule,
+    SuccessiveHalving,
+    budget_levels,
+    integer_log,
+)
+from aup.space import ChoiceParam, FloatParam, IntParam, SearchSpace
+from aup.store.store import Store, default_url
+
+SPACE = SearchSpace((FloatParam("x", 0.0, 1.0), IntParam("k", 1, 5),
+                     ChoiceParam("c", ("a", "b"))))
+
+
+def make(**opts) -> HyperbandProposer:
+    return HyperbandProposer(SPACE, HyperbandOptions(**opts))
+
+
+def drain(p, loss_of, fail=lambda q: False):
+    """Run a proposer serially to the end; return the proposals in order."""
+    out = []
+    while not p.finished:
+        q = p.ask()
+        assert q is not None, "serial run must never wait"
+        out.append(q)
+        if fail(q):
+            p.tell_failure(q)
+        else:
+            p.tell(q, loss_of(q))
+    assert p.ask() is None
+    return out
+
+
+# -- the schedule --------------------------------------------------------------------------------
+@pytest.mark.parametrize("ratio,eta,s_max", [(243, 3, 5), (1000, 10, 3), (81, 3, 4), (80, 3, 3),
+                                             (1, 3, 0), (2, 2, 1), (3**20, 3, 20),
+                                             (10**15, 10, 15)])
+def test_integer_log_is_exact(ratio, eta, s_max):
+    assert integer_log(ratio, eta) == s_max
+
+
+def test_float_log_would_drop_a_bracket_but_ours_does_not():
+    # Auptimizer 2.0: int(log(243)/log(3)) == 4 -> five brackets instead of six.
+    assert int(math.log(243) / math.log(3)) == 4
+    assert len(HyperbandSchedule(3, integer_log(243, 3)).brackets) == 6
+    assert len(HyperbandSchedule(10, integer_log(1000, 10)).brackets) == 4
+    assert [b.s for b in HyperbandSchedule(3, 5).brackets] == [5, 4, 3, 2, 1, 0]
+
+
+def test_schedule_sizes_follow_the_paper():
+    # Li et al. 2018, Table 1 (R=81, eta=3).
+    sched = HyperbandSchedule(3, 4)
+    assert [b.sizes for b in sched.brackets] == [
+        (81, 27, 9, 3, 1), (34, 11, 3, 1), (15, 5, 1), (8, 2), (5,)]
+    assert sched.total == 206
+    assert sched.fraction(4, 0) * 81 == 1 and sched.fraction(2, 1) * 81 == 27
+
+
+def test_skip_last_and_cycling_brackets():
+    assert [b.sizes for b in HyperbandSchedule(3, 2, skip_last=1).brackets] == [(9, 3), (5,)]
+    cyc = HyperbandSchedule(3, 2, n_brackets=5)
+    assert [b.s for b in cyc.brackets] == [2, 1, 0, 2, 1]
+    assert [b.index for b in cyc.brackets] == [0, 1, 2, 3, 4]
+
+
+def test_budget_levels_with_floats():
+    assert budget_levels(0.01, 1, 3) == 4
+    assert budget_levels(1 / 81, 1, 3) == 4
+    assert budget_levels(1, 9, 3) == 2
+    assert budget_levels(1, 5, 3) == 1
+    assert budget_levels(2, 2, 3) == 0
+    with pytest.raises(ValueError):
+        budget_levels(2, 1, 3)
+
+
+# -- the proposer, driven directly ---------------------------------------------------------------
+def test_every_bracket_and_rung_runs_with_the_paper_budgets():
+    p = make(max_iter=81, eta=3)
+    assert p.total == 206
+    props = drain(p, lambda q: q.params["x"])
+    assert len(props) == 206 and p.n_told == 206
+    per_rung = Counter((q.bracket, q.rung) for q in props)
+    for b in p.schedule.brackets:
+        for i, size in enumerate(b.sizes):
+            assert per_rung[(b.index, i)] == size
+    budgets = {(q.bracket, q.rung): q.budget for q in props}
+    assert [budgets[(0, i)] for i in range(5)] == [1, 3, 9, 27, 81]
+    assert all(isinstance(budgets[(0, i)], int) for i in range(5))
+    assert budgets[(4, 0)] == 81
+    assert p.finished and p.ask() is None
+
+
+def test_fractional_budgets_are_floats():
+    p = make(max_iter=100, eta=3)
+    q = p.ask()
+    assert q.budget == pytest.approx(100 / 81) and isinstance(q.budget, float)
+    assert q.job_config()["n_iterations"] == pytest.approx(100 / 81)
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_promotion_keeps_the_lowest_losses(sign):
+    p = make(max_iter=27, eta=3)
+    props = drain(p, lambda q: sign * q.params["x"])
+    for b in p.schedule.brackets:
+        for i in range(len(b.sizes) - 1):
+            rung = [q for q in props if q.bracket == b.index and q.rung == i]
+            nxt = [q for q in props if q.bracket == b.index and q.rung == i + 1]
+            best = sorted(rung, key=lambda q: sign * q.params["x"])[:len(nxt)]
+            assert sorted(q.key for q in best) == sorted(q.key for q in nxt)
+
+
+def test_failures_rank_last_and_never_stall():
+    p = make(max_iter=27, eta=3)
+    failed_keys = set()
+
+    def fail(q):
+        if q.rung == 0 and q.id % 2 == 0:
+            failed_keys.add(q.key)
+            return True
+        return False
+
+    props = drain(p, lambda q: q.params["x"], fail)
+    assert len(props) == p.total
+    for b in p.schedule.brackets:
+        rung0 = [q for q in props if q.bracket == b.index and q.rung == 0]
+        n_ok = sum(q.key not in failed_keys for q in rung0)
+        promoted = [q for q in props if q.bracket == b.index and q.rung == 1]
+        if promoted and n_ok >= len(promoted):
+            assert not any(q.key in failed_keys for q in promoted)
+
+
+def test_all_failures_still_finish_the_schedule():
+    p = make(max_iter=9, eta=3)
+    props = drain(p, lambda q: 0.0, fail=lambda q: True)
+    assert len(props) == p.total == 22 and p.n_failed == 22
+
+
+def test_early_stopped_jobs_count():
+    p = make(max_iter=9, eta=3)
+    while not p.finished:
+        q = p.ask()
+        if q.id % 3 == 0:
+            p.tell_early_stopped(q, q.params["x"])
+        elif q.id % 3 == 1:
+            p.tell_early_stopped(q, None)
+        else:
+            p.tell(q, q.params["x"])
+    assert p.n_asked == 22 and not p.pending
+
+
+def test_parallel_rung_waits_then_opens_the_next_bracket():
+    p = make(max_iter=9, eta=3)  # brackets (9, 3, 1), (5, 1), (3,)
+    first = [p.ask() for _ in range(9)]
+    assert all(q.bracket == 0 and q.rung == 0 for q in first)
+    more = [p.ask() for _ in range(8)]  # bracket 0 waits: brackets 1 and 2 start
+    assert [q.bracket for q in more] == [1] * 5 + [2] * 3
+    assert p.ask() is None and not p.finished
+    for q in first[:-1]:
+        p.tell(q, q.params["x"])
+    assert p.ask() is None  # one job of the rung is still running
+    p.tell(first[-1], first[-1].params["x"])
+    promoted = [p.ask() for _ in range(3)]
+    assert all(q.bracket == 0 and q.rung == 1 and q.budget == 3 for q in promoted)
+    assert p.ask() is None
+
+
+def test_single_job_schedule():
+    p = make(max_iter=1)
+    q = p.ask()
+    assert p.total == 1 and q.budget == 1 and p.ask() is None and p.finished
+
+
+def test_sequence_engine_gives_different_configs():
+    space = SearchSpace((IntParam("a", 0, 9), IntParam("b", 0, 9)))
+    p = HyperbandProposer(space, HyperbandOptions(max_iter=27, eta=3, engine="sequence"))
+    props = drain(p, lambda q: q.params["a"] + q.params["b"])
+    for b in p.schedule.brackets:
+        rung0 = [q.key for q in props if q.bracket == b.index and q.rung == 0]
+        assert len(set(rung0)) == len(rung0)
+
+
+def test_random_configs_differ_within_a_bracket_when_possible():
+    space = SearchSpace((ChoiceParam("c", tuple(range(30))),))
+    p = HyperbandProposer(space, HyperbandOptions(max_iter=27, eta=3))
+    props = drain(p, lambda q: q.params["c"])
+    rung0 = [q.key for q in props if q.bracket == 0 and q.rung == 0]
+    assert len(set(rung0)) == len(rung0) == 27
+
+
+@pytest.mark.parametrize("engine", ["random", "sequence"])
+def test_resume_continues_exactly(engine):
+    def loss(q):
+        return (q.params["x"] - 0.4) ** 2 + q.params["k"] / 10
+
+    ref = drain(make(max_iter=27, eta=3, engine=engine, random_seed=5), loss)
+    p = make(max_iter=27, eta=3, engine=engine, random_seed=5)
+    got, running = [], []
+    step = 0
+    while not p.finished or running:
+        step += 1
+        if step % 7 == 0:  # pause and resume from a JSON round trip, jobs still running
+            state = json.loads(json.dumps(p.state_dict()))
+            p = make(max_iter=27, eta=3, engine=engine, random_seed=5)
+            p.load_state_dict(state)
+        q = p.ask() if not running else None
+        if q is not None:
+            got.append(q)
+            running.append(q)
+        else:
+            r = running.pop()
+            p.tell(r, loss(r))
+    assert [(q.params, q.budget, q.bracket, q.rung) for q in got] == \
+        [(q.params, q.budget, q.bracket, q.rung) for q in ref]
+
+
+def test_state_dict_stays_small():
+    p = make(max_iter=243, eta=3)
+    sizes = []
+    while not p.finished:
+        q = p.ask()
+        p.tell(q, q.params["x"])
+        sizes.append(len(json.dumps(p.state_dict())))
+    # Only open brackets are kept: at the end the state is tiny.
+    assert sizes[-1] < 2000
+    assert max(sizes) < 60_000
+
+
+def test_runner_ignores_unknown_ids():
+    r = SuccessiveHalving(HyperbandSchedule(3, 1))
+    assert r.report(42, 1.0) is None
+
+
+# -- configuration errors ------------------------------------------------------------------------
+BASE = {"script": "train.py", "proposer": "hyperband",
+        "parameter_config": [{"name": "x", "range": [0, 1], "type": "float"}]}
+
+
+@pytest.mark.parametrize("key,value", [("eta", 1), ("eta", 2.5), ("max_iter", 0),
+                                       ("max_iter", 8.5), ("skip_last", -1),
+                                       ("skip_last", 3), ("engine", "grid")])
+def test_bad_options_name_the_key(key, value):
+    with pytest.raises(ConfigError) as err:
+        parse_config({**BASE, "max_iter": 9, key: value}, check_files=False)
+    assert [p.path for p in err.value.problems] == [key]
+
+
+def test_bad_input_exits_2_before_any_job(tmp_path: Path):
+    write_script(tmp_path, "train.py", "print('#Auptimizer:1')\n")
+    exp = write_experiment(tmp_path, **{**BASE, "eta": 1})
+    r = run_cli("run", str(exp), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "eta" in r.stdout + r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "jobs").exists()
+
+
+# -- real CLI runs -------------------------------------------------------------------------------
+SCRIPT = """
+import json, sys, time
+cfg = json.load(open(sys.argv[-1]))
+budget = cfg["n_iterations"]  # KeyError -> the job fails: the budget must reach the job
+time.sleep(float(cfg.get("sleep", 0)))
+if cfg["x"] > 0.9:
+    sys.exit(3)
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def _jobs(folder: Path) -> tuple[list[dict], Store]:
+    store = Store(default_url(folder))
+    return store.jobs(1), store
+
+
+@pytest.mark.parametrize("target", ["min", "max"])
+def test_cli_promotes_in_the_target_direction(tmp_path: Path, target: str):
+    write_script(tmp_path, "train.py", SCRIPT)
+    exp = write_experiment(
+        tmp_path, **{**BASE, "max_iter": 9, "eta": 3, "target": target, "n_parallel": 3,
+                     "random_seed": 1, "job_failure": {"ignore_fail": True}})
+    r = run_cli("run", str(exp), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs, store = _jobs(tmp_path)
+    assert len(jobs) == 22
+    for j in jobs:  # budget, bracket and rung recorded, and the budget reached the job
+        cfg = j["job_config"]
+        assert j["budget"] == cfg["n_iterations"] == 9 * 3 ** j["rung"] // 3 ** (2 - j["bracket"])
+        assert j["status"] == ("FAILED" if cfg["x"] > 0.9 else "FINISHED")
+    sign = 1 if target == "min" else -1
+    for b in range(3):
+        for i in range(2):
+            rung = [j for j in jobs if j["bracket"] == b and j["rung"] == i]
+            nxt = [j for j in jobs if j["bracket"] == b and j["rung"] == i + 1]
+            if not nxt:
+                continue
+            ranked = sorted(rung, key=lambda j: (j["score"] is None,
+                                                 sign * (j["score"] or 0), j["jid"]))
+            want = sorted(json.dumps(j["job_config"]["x"]) for j in ranked[:len(nxt)])
+            assert want == sorted(json.dumps(j["job_config"]["x"]) for j in nxt)
+    store.close()
+
+
+def test_cli_rung_jobs_run_in_parallel(tmp_path: Path):
+    write_script(tmp_path, "train.py", SCRIPT)
+    exp = write_experiment(
+        tmp_path, **{**BASE, "max_iter": 3, "eta": 3, "target": "min", "n_parallel": 3,
+                     "parameter_config": [{"name": "x", "range": [0, 0.5], "type": "float"},
+                                          {"name": "sleep", "range": [0.6, 0.6],
+                                           "type": "float"}]})
+    r = run_cli("run", str(exp), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs, store = _jobs(tmp_path)
+    assert [(j["bracket"], j["rung"]) for j in jobs].count((0, 0)) == 3
+    spans = [(a["start_time"], a["end_time"]) for j in jobs if (j["bracket"], j["rung"]) == (0, 0)
+             for a in store.attempts(j["jid"])]
+    latest_start = max(s for s, _ in spans)
+    assert all(e > latest_start for _, e in spans), "the 3 jobs of rung 0 overlap in time"
+    store.close()
