@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pg_fixture import pg_url, postgres_server  # noqa: F401 - shared PostgreSQL fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 

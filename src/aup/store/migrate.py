@@ -1,0 +1,164 @@
+"""Schema versions: create a new database at the newest revision, upgrade an older one.
+
+The revisions are Alembic migrations in ``aup/store/migrations/versions``:
+
+* ``0000``: Auptimizer 2.0's tables (``aup.setupdb``), the baseline;
+* ``0001``: Auptimizer 3's columns (statuses, failure reasons, budgets, proposer state...);
+* ``0002``: ``told_result`` (results typed in for the passive resource).
+
+**Changing the schema** (:mod:`aup.store.schema`) needs a new revision file in
+``migrations/versions`` (``down_revision`` = the previous head) and :data:`HEAD` set to it;
+``tests/test_migrations.py`` fails until a full upgrade gives the same tables as ``create_all``.
+
+:func:`ensure_schema` runs each time a writer opens the store, so it must be cheap in the common
+case: one ``SELECT`` of ``alembic_version``. Only when that is not :data:`HEAD` does it take a
+lock (a PostgreSQL advisory lock, or SQLite's write lock) and then
+
+* an empty database: ``create_all`` from :mod:`aup.store.schema` and stamp :data:`HEAD`;
+* a database made by Auptimizer 2.0 (its tables, no version table): stamp ``0000``, upgrade;
+* a database made before versioning (``aup_schema`` version 1, no ``alembic_version``):
+  stamp ``0001``, upgrade;
+* an older revision: upgrade;
+* a revision this version does not know (made by a newer Auptimizer): :class:`StoreError`.
+
+Several processes may open an old database at once: the lock makes one of them upgrade and the
+others find it done.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import insert, inspect, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from aup.errors import StoreError
+from aup.store import schema as s
+
+log = logging.getLogger(__name__)
+
+#: The newest revision; must equal the head of ``migrations/versions`` (a test checks it).
+HEAD = "0002"
+#: Key of the PostgreSQL advisory lock held while creating or upgrading the schema.
+_PG_LOCK_KEY = 0x617570  # "aup"
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The database's revision (``alembic_version``), or None when it has none."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _fast_revision(engine: Engine) -> str | None:
+    with engine.connect() as c:  # connection errors propagate
+        try:
+            return c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except DBAPIError:
+            return None
+
+
+def alembic_config(conn: Connection | None = None):
+    """An Alembic ``Config`` pointing at the packaged migrations (and ``conn``, if given)."""
+    try:
+        from alembic.config import Config
+    except ImportError:  # pragma: no cover - alembic is a core dependency
+        raise StoreError("upgrading this database needs Alembic: pip install alembic") from None
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if conn is not None:
+        cfg.attributes["connection"] = conn
+    return cfg
+
+
+def known_revisions() -> set[str]:
+    """Every revision id of the packaged migrations."""
+    from alembic.script import ScriptDirectory
+
+    return {r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+def script_head() -> str:
+    """The head revision of the packaged migrations (should equal :data:`HEAD`)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def ensure_schema(engine: Engine) -> str:
+    """Bring the database behind ``engine`` to :data:`HEAD` (see the module docstring).
+
+    Returns:
+        What was done: ``"current"``, ``"created"`` or ``"upgraded from <rev>"``.
+
+    Raises:
+        StoreError: the database was made by a newer Auptimizer, or a migration failed.
+        sqlalchemy.exc.OperationalError: the database cannot be reached.
+    """
+    if _fast_revision(engine) == HEAD:
+        return "current"
+    sqlite = engine.dialect.name == "sqlite"
+    conn = engine.connect()
+    try:
+        if sqlite:
+            # Table rebuilds need foreign keys off, which SQLite ignores inside a transaction.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, waited for
+        else:
+            conn.begin()
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        done = _ensure_locked(conn)
+        conn.commit()
+        return done
+    except StoreError:
+        conn.rollback()
+        raise
+    except DBAPIError:
+        conn.rollback()
+        raise
+    except Exception as err:  # noqa: BLE001 - a failed migration must say what happened
+        conn.rollback()
+        raise StoreError(f"cannot upgrade the database schema: {type(err).__name__}: {err}"
+                         ) from err
+    finally:
+        if sqlite:
+            try:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
+            except DBAPIError:
+                conn.invalidate()
+        conn.close()
+
+
+def _ensure_locked(conn: Connection) -> str:
+    from alembic import command
+
+    rev = current_revision(conn)
+    if rev == HEAD:
+        return "current"
+    cfg = alembic_config(conn)
+    if rev is None:
+        tables = set(inspect(conn).get_table_names())
+        if "experiment" not in tables:
+            s.metadata.create_all(conn)
+            if conn.execute(select(s.schema_info.c.version)).first() is None:
+                conn.execute(insert(s.schema_info).values(version=s.SCHEMA_VERSION))
+            command.stamp(cfg, HEAD)
+            return "created"
+        rev = "0001" if "aup_schema" in tables else "0000"
+        log.warning("database without a schema revision: taken as %s (%s)", rev,
+                    "Auptimizer 3 before versioning" if rev == "0001" else "Auptimizer 2.0")
+        command.stamp(cfg, rev)
+    elif rev not in known_revisions():
+        raise StoreError(f"the database schema is at revision {rev!r}, which this Auptimizer "
+                         f"does not know (it knows up to {HEAD!r}); it was made by a newer "
+                         "version. Fix: upgrade auptimizer (pip install -U auptimizer)")
+    log.warning("upgrading the database schema from revision %s to %s", rev, HEAD)
+    command.upgrade(cfg, HEAD)
+    return f"upgraded from {rev}"

@@ -1,0 +1,213 @@
+"""Schema versioning: new databases are created at the head revision, older ones upgraded."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from aup.errors import StoreError
+from aup.store import migrate
+from aup.store.store import Store
+
+# Auptimizer 2.0's DDL, as its aup.setupdb.sqlite wrote it ("version 0").
+V2_DDL = """
+CREATE TABLE user (uid INTEGER PRIMARY KEY, name TEXT UNIQUE, permission BLOB);
+CREATE TABLE resource (rid INTEGER PRIMARY KEY, name TEXT, type TEXT, status TEXT);
+CREATE TABLE experiment (eid INTEGER PRIMARY KEY AUTOINCREMENT, uid INTEGER, name TEXT,
+  start_time INTEGER, end_time INTEGER,
+  status TEXT CHECK (status IN ('CREATED','RUNNING','STOPPED','FINISHED','FAILED','STOPPING',
+                                'REQUEST_STOP')),
+  exp_config BLOB, error_msg TEXT, FOREIGN KEY(uid) REFERENCES user(uid));
+CREATE TABLE job (jid INTEGER PRIMARY KEY, score REAL, eid INTEGER, start_time INTEGER,
+  end_time INTEGER, status TEXT CHECK (status IN ('RUNNING','EARLY_STOPPED','FINISHED','FAILED')),
+  job_config BLOB, FOREIGN KEY(eid) REFERENCES experiment(eid));
+CREATE TABLE job_attempt (jaid INTEGER PRIMARY KEY, jid INTEGER, num INTEGER, rid INTEGER,
+  start_time INTEGER, end_time INTEGER, FOREIGN KEY(jid) REFERENCES job(jid),
+  FOREIGN KEY(rid) REFERENCES resource(rid));
+CREATE TABLE intermediate_result (irid INTEGER PRIMARY KEY, num INTEGER, score REAL,
+  jid INTEGER, receive_time INTEGER, FOREIGN KEY(jid) REFERENCES job(jid));
+CREATE TABLE multiple_result (mrid INTEGER PRIMARY KEY, label_order INTEGER, value REAL,
+  receive_time INTEGER, jid INTEGER, irid INTEGER, eid INTEGER, is_last_result INTEGER,
+  FOREIGN KEY(jid) REFERENCES job(jid), FOREIGN KEY(irid) REFERENCES intermediate_result(irid),
+  FOREIGN KEY(eid) REFERENCES experiment(eid));
+"""
+
+V2_ROWS = [
+    "INSERT INTO user VALUES (1, 'alice', 'all')",
+    # 2.0 made one cpu row per slot, all called localhost
+    "INSERT INTO resource VALUES (1, 'localhost', 'cpu', 'busy')",
+    "INSERT INTO resource VALUES (2, 'localhost', 'cpu', 'free')",
+    "INSERT INTO resource VALUES (3, 'localhost', 'passive', 'free')",
+    "INSERT INTO experiment VALUES (1, 1, 'old', 100, 200, 'FINISHED', '{cfg_min}', NULL)",
+    "INSERT INTO experiment VALUES (2, 1, 'crashed', 300, NULL, 'REQUEST_STOP', '{cfg_max}', NULL)",
+    "INSERT INTO job VALUES (1, 0.5, 1, 100, 110, 'FINISHED', '{{\"x\": 1}}')",
+    # the reset tool's fake score on a job a crash left running
+    "INSERT INTO job VALUES (2, -999, 1, 100, 150, 'RUNNING', '{{\"x\": 2}}')",
+    # early-stopped jobs got the text score 'EARLY STOPPED'
+    "INSERT INTO job VALUES (3, 'EARLY STOPPED', 1, 100, 120, 'EARLY_STOPPED', '{{\"x\": 3}}')",
+    # Ctrl-C left status NULL
+    "INSERT INTO job VALUES (4, NULL, 1, 100, 130, NULL, '{{\"x\": 4}}')",
+    "INSERT INTO job VALUES (5, 2.0, 2, 300, 310, 'FINISHED', '{{\"x\": 5}}')",
+    "INSERT INTO job_attempt VALUES (1, 1, 0, 1, 100, 105)",
+    "INSERT INTO job_attempt VALUES (2, 1, 1, 2, 105, 110)",
+    "INSERT INTO job_attempt VALUES (3, 2, 0, 1, 100, 150)",
+    "INSERT INTO job_attempt VALUES (4, 3, 0, 1, 100, 120)",
+    "INSERT INTO job_attempt VALUES (5, 5, 0, 1, 300, 310)",
+    "INSERT INTO intermediate_result VALUES (1, 0, 0.9, 1, 101)",
+    "INSERT INTO multiple_result VALUES (1, 1, 7.0, 101, 1, 1, 1, 1)",
+]
+
+
+def _v2_sqlite(path) -> str:
+    con = sqlite3.connect(path)
+    con.executescript(V2_DDL)
+    cfg_min = json.dumps({"proposer": "random", "target": "min", "script": "t.py"})
+    cfg_max = json.dumps({"proposer": "Sequence", "target": "max", "script": "t.py"})
+    for stmt in V2_ROWS:
+        con.execute(stmt.format(cfg_min=cfg_min, cfg_max=cfg_max))
+    con.commit()
+    con.close()
+    return f"sqlite:///{path}"
+
+
+def _shape(engine) -> dict[str, tuple[set[str], set[str]]]:
+    insp = inspect(engine)
+    return {t: ({c["name"] for c in insp.get_columns(t)},
+                {i["name"] for i in insp.get_indexes(t)}) for t in insp.get_table_names()}
+
+
+def test_head_constant_matches_the_migration_scripts():
+    assert migrate.script_head() == migrate.HEAD
+    assert {"0000", migrate.HEAD} <= migrate.known_revisions()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'a.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def test_new_database_is_stamped_at_head_and_matches_a_full_upgrade(empty_url, tmp_path,
+                                                                    request):
+    """create_all + stamp and 0000 -> head migrations give the same tables, columns, indexes."""
+    st = Store(empty_url)
+    with st.engine.connect() as c:
+        assert migrate.current_revision(c) == migrate.HEAD
+    created = _shape(st.engine)
+    st.close()
+    if empty_url.startswith("sqlite"):
+        other = f"sqlite:///{tmp_path / 'b.db'}"
+    else:
+        other = request.getfixturevalue("postgres_server").create_database()
+    engine = create_engine(other)
+    from alembic import command
+
+    with engine.begin() as c:
+        command.upgrade(migrate.alembic_config(c), "head")
+    assert _shape(engine) == created
+    engine.dispose()
+
+
+def test_reopening_a_current_database_only_reads_the_revision(empty_url):
+    Store(empty_url).close()
+    st = Store(empty_url)
+    assert migrate.ensure_schema(st.engine) == "current"
+    st.close()
+
+
+def test_auptimizer_2_database_is_upgraded_in_place(tmp_path):
+    url = _v2_sqlite(tmp_path / "sqlite3.db")
+    st = Store(url)
+    with st.engine.connect() as c:
+        assert migrate.current_revision(c) == migrate.HEAD
+        assert c.execute(text("SELECT version FROM aup_schema")).scalar() == 1
+    old = st.get_experiment(1)
+    assert (old["status"], old["target"], old["proposer"]) == ("FINISHED", "min", "random")
+    crashed = st.get_experiment(2)
+    assert (crashed["status"], crashed["target"], crashed["proposer"]) == (
+        "STOPPED", "max", "sequence")
+    jobs = {j["jid"]: j for j in st.jobs(1)}
+    assert (jobs[1]["status"], jobs[1]["score"], jobs[1]["n_attempts"]) == ("FINISHED", 0.5, 2)
+    # -999 from 2.0's reset is not a result
+    assert (jobs[2]["status"], jobs[2]["score"], jobs[2]["fail_reason"]) == (
+        "INTERRUPTED", None, "LOST")
+    assert (jobs[3]["status"], jobs[3]["score"]) == ("EARLY_STOPPED", None)
+    assert jobs[4]["status"] == "INTERRUPTED"
+    assert st.best_job(1, maximize=False)["jid"] == 1
+    assert [a["status"] for a in st.attempts(1)] == ["FAILED", "SUCCEEDED"]
+    assert [a["status"] for a in st.attempts(2)] == ["LOST"]
+    assert [r["score"] for r in st.intermediate(1)] == [0.9]
+    assert st.multiple(1)[0]["is_last_result"] in (True, 1)
+    listed = {r["eid"]: r for r in st.list_experiments()}
+    assert listed[1]["best_score"] == 0.5 and listed[2]["best_score"] == 2.0
+    # the upgraded database works like a new one, and resources are unique by (type, name)
+    assert st.user_id("alice") == 1
+    assert st.resource_id("cpu", "localhost") == 1
+    eid = st.create_experiment(user="alice", name="new", config={}, proposer="random",
+                               target="min", n_total=1, config_path=None, workingdir=None)
+    jid, jaid = st.start_job(eid=eid, job_config={"x": 1}, proposal={"id": 0}, rid=1,
+                             output_dir="jobs", proposer_state=None)
+    st.mark_interrupted(eid)
+    assert st.jobs(eid)[0]["status"] == "INTERRUPTED"  # 2.0's CHECK constraint is gone
+    st.close()
+    # and it opens again without another upgrade
+    st = Store(url)
+    assert migrate.ensure_schema(st.engine) == "current"
+    st.close()
+
+
+def test_database_made_before_versioning_is_stamped(tmp_path):
+    """The first Auptimizer 3 builds wrote create_all + aup_schema(version 1), no Alembic."""
+    from aup.store import schema
+
+    url = f"sqlite:///{tmp_path / 'pre.db'}"
+    engine = create_engine(url)
+    schema.metadata.create_all(engine)
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO aup_schema (version) VALUES (1)"))
+    engine.dispose()
+    st = Store(url)
+    with st.engine.connect() as c:
+        assert migrate.current_revision(c) == migrate.HEAD
+    st.close()
+
+
+def test_database_from_a_newer_version_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    Store(url).close()
+    engine = create_engine(url)
+    with engine.begin() as c:
+        c.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="newer version"):
+        Store(url)
+
+
+@pytest.mark.postgres
+def test_version_0_database_on_postgresql_is_upgraded(pg_url):
+    """The generic (non-SQLite) path of migration 0001: drop CHECKs, add columns."""
+    from alembic import command
+
+    engine = create_engine(pg_url)
+    with engine.begin() as c:
+        command.upgrade(migrate.alembic_config(c), "0000")
+        c.execute(text("INSERT INTO \"user\" VALUES (1, 'alice', 'all')"))
+        c.execute(text("INSERT INTO experiment VALUES (1, 1, 'old', 1, NULL, 'RUNNING', "
+                       "'{\"target\": \"max\"}', NULL)"))
+        c.execute(text("INSERT INTO job VALUES (1, -999, 1, 1, 2, 'RUNNING', '{}')"))
+        c.execute(text("INSERT INTO job VALUES (2, 3.5, 1, 1, 2, 'FINISHED', '{}')"))
+        c.execute(text("INSERT INTO job_attempt VALUES (1, 2, 0, NULL, 1, 2)"))
+        c.execute(text("DROP TABLE alembic_version"))  # as 2.0 left it: no version table
+    engine.dispose()
+    st = Store(pg_url)
+    jobs = {j["jid"]: j for j in st.jobs(1)}
+    assert (jobs[1]["status"], jobs[1]["score"]) == ("INTERRUPTED", None)
+    assert st.best_job(1, maximize=True)["jid"] == 2
+    assert st.get_experiment(1)["target"] == "max"
+    assert [a["status"] for a in st.attempts(2)] == ["SUCCEEDED"]
+    st.mark_interrupted(1)
+    st.close()

@@ -1,0 +1,223 @@
+"""The Store API on SQLite and on a real PostgreSQL server (same tests, same behaviour)."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import time
+
+import pytest
+
+from aup.errors import StoreError
+from aup.store.store import Store, open_store
+
+CFG = {"script": "train.py", "parameter_config": [{"name": "x", "type": "float",
+                                                   "range": [0, 1]}]}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A fresh database URL of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'aup.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(db_url):
+    st = Store(db_url)
+    yield st
+    st.close()
+
+
+def _experiment(store: Store, name: str = "exp", target: str = "min", user: str = "alice") -> int:
+    return store.create_experiment(user=user, name=name, config=CFG, proposer="random",
+                                   target=target, n_total=3, config_path="/x/experiment.json",
+                                   workingdir="/x")
+
+
+def _finish(store: Store, eid: int, score: float | None, status: str = "FINISHED",
+            x: float = 0.5) -> int:
+    rid = store.resource_id("cpu", "cpu:0")
+    jid, jaid = store.start_job(eid=eid, job_config={"x": x}, proposal={"id": 0, "params":
+                                {"x": x}}, rid=rid, output_dir="/x/jobs",
+                                proposer_state={"next_id": 1})
+    store.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="SUCCEEDED"
+                      if status == "FINISHED" else "FAILED", exit_code=0, fail_reason=None
+                      if status == "FINISHED" else "NONZERO_EXIT", detail="", output_tail="",
+                      job_status=status, score=score)
+    return jid
+
+
+def test_experiment_row_round_trip(store):
+    eid = _experiment(store)
+    row = store.get_experiment(eid)
+    assert row["name"] == "exp" and row["status"] == "RUNNING" and row["target"] == "min"
+    assert row["exp_config"] == CFG
+    assert row["stop_requested"] is False
+    store.request_stop(eid)
+    assert store.stop_requested(eid)
+    store.end_experiment(eid, "STOPPED")
+    row = store.get_experiment(eid)
+    assert row["status"] == "STOPPED" and row["end_time"] is not None
+    assert not store.stop_requested(eid)
+    assert [r["eid"] for r in store.find_experiments("exp")] == [eid]
+
+
+def test_job_attempts_results_and_best(store):
+    eid = _experiment(store, target="min")
+    rid = store.resource_id("cpu", "cpu:0")
+    assert store.resource_id("cpu", "cpu:0") == rid
+    jid, jaid = store.start_job(eid=eid, job_config={"x": 0.1}, proposal={"id": 0},
+                                rid=rid, output_dir="/x/jobs", proposer_state={"n": 1},
+                                budget=3.0, bracket=0, rung=1)
+    store.set_job_config(jid, {"x": 0.1, "job_id": jid})
+    # first attempt fails, the retry succeeds with intermediate and multiple results
+    store.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="FAILED", exit_code=1,
+                      fail_reason="NONZERO_EXIT", detail="exit 1", output_tail="boom",
+                      error_msg="job 1 failed")
+    jaid2 = store.start_attempt(jid=jid, num=1, rid=rid, output_path=f"/x/jobs/{jid}.1.out")
+    for i, v in enumerate([3.0, 2.0, 1.5]):
+        store.add_result(eid=eid, jid=jid, num=i, values=(v, 10.0 * i), receive_time=time.time(),
+                         track=True)
+    store.end_attempt(eid=eid, jid=jid, jaid=jaid2, attempt_status="SUCCEEDED", exit_code=0,
+                      fail_reason=None, detail="", output_tail="ok", job_status="FINISHED",
+                      score=1.5, extras=[20.0], proposer_state={"n": 2})
+    att = store.attempts(jid)
+    assert [(a["num"], a["status"], a["exit_code"]) for a in att] == [
+        (0, "FAILED", 1), (1, "SUCCEEDED", 0)]
+    job = store.jobs(eid)[0]
+    assert job["status"] == "FINISHED" and job["score"] == 1.5 and job["n_attempts"] == 2
+    assert job["job_config"] == {"x": 0.1, "job_id": jid} and job["budget"] == 3.0
+    assert [r["score"] for r in store.intermediate(jid)] == [3.0, 2.0, 1.5]
+    multi = store.multiple(jid)
+    assert [m["value"] for m in multi] == [0.0, 10.0, 20.0]
+    assert [m["is_last_result"] for m in multi] == [False, False, True]
+    row = store.get_experiment(eid)
+    assert row["proposer_state"] == {"n": 2} and row["error_msg"] == "job 1 failed"
+    assert store.last_attempts(eid)[jid]["num"] == 1
+
+    _finish(store, eid, 0.7)
+    _finish(store, eid, 9.0)
+    _finish(store, eid, None, status="FAILED")
+    assert store.best_job(eid, maximize=False)["score"] == 0.7
+    assert store.best_job(eid, maximize=True)["score"] == 9.0
+
+
+def test_non_finite_scores_are_stored_as_null(store):
+    eid = _experiment(store)
+    jid = _finish(store, eid, math.nan)
+    assert store.jobs(eid)[0]["score"] is None
+    store.add_result(eid=eid, jid=jid, num=0, values=(math.inf,), receive_time=1.0, track=True)
+    assert store.intermediate(jid)[0]["score"] is None
+    assert store.best_job(eid, maximize=True) is None
+
+
+def test_mark_interrupted(store):
+    eid = _experiment(store)
+    rid = store.resource_id("cpu", "cpu:0")
+    done = _finish(store, eid, 1.0)
+    jid, _ = store.start_job(eid=eid, job_config={"x": 1}, proposal={"id": 1}, rid=rid,
+                             output_dir="/x/jobs", proposer_state=None)
+    assert store.mark_interrupted(eid, "LOST") == 1
+    jobs = {j["jid"]: j for j in store.jobs(eid)}
+    assert jobs[jid]["status"] == "INTERRUPTED" and jobs[done]["status"] == "FINISHED"
+    (a,) = store.attempts(jid)
+    assert a["status"] == "LOST" and a["fail_reason"] == "LOST" and a["end_time"] is not None
+    assert store.mark_interrupted(eid, "LOST") == 0
+
+
+def test_list_experiments_counts_and_best_by_target(store):
+    e1 = _experiment(store, "a", target="max")
+    e2 = _experiment(store, "b", target="min")
+    for eid in (e1, e2):
+        _finish(store, eid, 1.0)
+        _finish(store, eid, 5.0)
+        _finish(store, eid, None, status="FAILED")
+    rows = {r["eid"]: r for r in store.list_experiments()}
+    assert rows[e1]["best_score"] == 5.0 and rows[e2]["best_score"] == 1.0
+    assert (rows[e1]["n_jobs"], rows[e1]["n_finished"], rows[e1]["n_failed"]) == (3, 2, 1)
+    assert [r["eid"] for r in store.list_experiments(limit=1)] == [e2]
+
+
+def test_reopen_keeps_data_and_users(db_url):
+    st = Store(db_url)
+    eid = _experiment(st, user="bob")
+    uid = st.user_id("bob")
+    st.close()
+    st = Store(db_url)
+    assert st.get_experiment(eid)["uid"] == uid == st.user_id("bob")
+    st.close()
+    reader = open_store(db_url, create=False)
+    assert reader.get_experiment(eid)["name"] == "exp"
+    reader.close()
+
+
+# -- several processes writing at once ----------------------------------------------------------
+def _writer(url: str, name: str, n_jobs: int, queue) -> None:
+    try:
+        st = Store(url)  # every process races to create/upgrade the schema too
+        eid = _experiment(st, name=name, user="shared")
+        for i in range(n_jobs):
+            rid = st.resource_id("cpu", f"cpu:{i % 2}")
+            jid, jaid = st.start_job(eid=eid, job_config={"x": i}, proposal={"id": i},
+                                     rid=rid, output_dir="jobs", proposer_state={"i": i})
+            st.add_result(eid=eid, jid=jid, num=0, values=(float(i), 1.0),
+                          receive_time=time.time(), track=True)
+            st.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="SUCCEEDED",
+                           exit_code=0, fail_reason=None, detail="", output_tail="",
+                           job_status="FINISHED", score=float(i), extras=[1.0])
+        st.end_experiment(eid, "FINISHED")
+        st.close()
+        queue.put((name, eid, None))
+    except Exception as err:  # noqa: BLE001 - reported to the test
+        queue.put((name, None, f"{type(err).__name__}: {err}"))
+
+
+def test_concurrent_writers_from_several_processes(db_url):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    n_proc, n_jobs = 4, 15
+    procs = [ctx.Process(target=_writer, args=(db_url, f"w{k}", n_jobs, queue))
+             for k in range(n_proc)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert [r[2] for r in results] == [None] * n_proc
+    st = Store(db_url)
+    rows = st.list_experiments()
+    assert len(rows) == n_proc
+    for r in rows:
+        assert r["status"] == "FINISHED" and r["n_finished"] == n_jobs
+        jobs = st.jobs(r["eid"])
+        assert [j["job_config"]["x"] for j in jobs] == list(range(n_jobs))
+        assert all(len(st.intermediate(j["jid"])) == 1 for j in jobs)
+    assert len({r["uid"] for r in rows}) == 1  # one "shared" user, created once
+    st.close()
+
+
+# -- bad URLs -----------------------------------------------------------------------------------
+def test_malformed_url_is_a_store_error():
+    with pytest.raises(StoreError, match="SQLAlchemy URL"):
+        Store("notadriver://x/y")
+
+
+def test_unreachable_server_is_a_store_error():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreError, match="cannot open database") as err:
+        Store(f"postgresql+psycopg://u:secret@127.0.0.1:{port}/db?connect_timeout=3")
+    assert "secret" not in str(err.value)
+
+
+@pytest.mark.postgres
+def test_wrong_password_is_a_store_error(postgres_server):
+    url = postgres_server.url("postgres", password="wrong-secret")
+    with pytest.raises(StoreError, match="password authentication failed") as err:
+        Store(url)
+    assert "wrong-secret" not in str(err.value)
