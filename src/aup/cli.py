@@ -388,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``aup`` and ``python -m aup``. Returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # 'aup experiment.json' / 'python -m aup experiment.json' -> run
-    first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    # (the value of a global '--log LEVEL' is not the first positional argument)
+    first = next((i for i, a in enumerate(argv) if not a.startswith("-")
+                  and not (i > 0 and argv[i - 1] == "--log")), None)
     known = {"run", "resume", "stop", "list", "show", "best", *EXTRA_COMMANDS}
     if first is not None and argv[first] not in known and (
             argv[first].endswith(".json") or Path(argv[first]).is_file()):
