@@ -21,7 +21,8 @@ constant parameters are left out. Failed jobs count as the worst results of thei
 
 Options: ``n_iterations`` (number of brackets, default 4; bracket ``k`` has
 ``s = s_max - k mod (s_max + 1)``), ``min_budget`` (0.01), ``max_budget`` (1), ``eta`` (3),
-``min_points_in_model`` (default: number of modelled dimensions + 1), ``top_n_percent`` (15),
+``min_points_in_model`` (default, and floor: number of modelled dimensions + 1, since each
+density needs more points than dimensions), ``top_n_percent`` (15),
 ``num_samples`` (64), ``random_fraction`` (1/3), ``bandwidth_factor`` (3), ``min_bandwidth``
 (0.001), ``random_seed``. Budgets are ``max_budget * eta^-j`` for ``j = s_max..0`` with
 ``s_max`` the largest integer with ``min_budget * eta^s_max <= max_budget``; they reach the
@@ -125,7 +126,8 @@ class BOHBProposer(Proposer):
         # Modelled dimensions: (param, number of categories or 0 for continuous).
         self.dims = [(p, len(p.choices) if isinstance(p, ChoiceParam) else 0)
                      for p in space if not p.is_constant]
-        self.n_min = options.min_points_in_model or len(self.dims) + 1
+        # statsmodels' KDE needs more points than dimensions in each of the two sets.
+        self.n_min = max(options.min_points_in_model or 0, len(self.dims) + 1)
         # Results per budget level: [[vector, loss or None (failed)], ...].
         self.obs: dict[int, list[list[Any]]] = {}
         self._models: dict[int, tuple[int, _Model]] = {}
