@@ -15,6 +15,8 @@ _PROPOSERS: dict[str, str] = {
     "sequence": "aup.proposers.sequence:SequenceProposer",
     "hyperband": "aup.proposers.hyperband:HyperbandProposer",
     "bohb": "aup.proposers.bohb:BOHBProposer",
+    "hyperopt": "aup.proposers.tpe_hyperopt:HyperoptProposer",
+    "spearmint": "aup.proposers.spearmint:SpearmintProposer",
 }
 
 
