@@ -1,0 +1,35 @@
+"""The CLI's progress bar and summary, rendered on a fake terminal."""
+
+from __future__ import annotations
+
+import io
+import queue
+from pathlib import Path
+
+from rich.console import Console
+
+from aup.cli import ProgressObserver
+from aup.config import load_config
+from aup.experiment import Experiment
+from aup.store.store import Store
+from tests.conftest import QUADRATIC, write_experiment, write_script
+
+
+def test_progress_bar_shows_done_total_failed_and_best(tmp_path: Path) -> None:
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    cfg = load_config(write_experiment(
+        tmp_path, script="quad.py", n_samples=4, target="min", random_seed=1,
+        parameter_config=[{"name": "x", "range": [-1, 1], "type": "float"}]))
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, color_system=None)
+    observer = ProgressObserver(console, enabled=True)
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    exp = Experiment.create(cfg, store, observer=observer)
+    assert isinstance(exp.events, queue.Queue)
+    result = exp.run()
+    observer.close()
+    text = out.getvalue()
+    assert "4/4" in text and "failed 0" in text
+    best = min(j["score"] for j in store.jobs(exp.eid))
+    assert f"best {best:.6g}" in text
+    assert result.best["score"] == best
