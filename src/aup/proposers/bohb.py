@@ -187,15 +187,14 @@ class BOHBProposer(Proposer):
             return model
         return None
 
-    def _random(self, taken: list[dict[str, Any]]) -> dict[str, Any]:
-        keys = {config_key(p) for p in taken}
+    def _random(self, taken: set[str]) -> dict[str, Any]:
         for _ in range(_MAX_REDRAWS):
             params = self.space.sample(self.rng)
-            if config_key(params) not in keys:
+            if config_key(params) not in taken:
                 break
         return params
 
-    def _sample(self, bracket: Bracket, taken: list[dict[str, Any]]) -> dict[str, Any]:
+    def _sample(self, bracket: Bracket, taken: set[str]) -> dict[str, Any]:
         if not self.dims or self.rng.random() < self.options.random_fraction:
             return self._random(taken)
         model = self._model()

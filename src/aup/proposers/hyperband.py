@@ -104,15 +104,14 @@ class HyperbandProposer(Proposer):
     def finished(self) -> bool:
         return self.runner.exhausted
 
-    def _sample(self, bracket: Bracket, taken: list[dict[str, Any]]) -> dict[str, Any]:
+    def _sample(self, bracket: Bracket, taken: set[str]) -> dict[str, Any]:
         if self.engine is not None:
             index = self.cursor % self.engine.total
             self.cursor += 1
             return self.engine._propose(index).params
-        keys = {config_key(p) for p in taken}
         for _ in range(_MAX_REDRAWS):
             params = self.space.sample(self.rng)
-            if config_key(params) not in keys:
+            if config_key(params) not in taken:
                 break
         return params
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from aup.space import config_key
+
 #: Relative tolerance when comparing budgets given as floats (``min_budget * eta^s <= max``).
 BUDGET_RTOL = 1e-9
 
@@ -160,9 +162,9 @@ class Job:
 #: Status of an entry of a rung.
 _TODO, _RUNNING, _DONE, _FAILED = 0, 1, 2, 3
 
-#: A sampler gets (bracket, the configurations already in that bracket's first rung) and
-#: returns a new configuration.
-Sampler = Callable[[Bracket, list[dict[str, Any]]], dict[str, Any]]
+#: A sampler gets (bracket, the keys (:func:`aup.space.config_key`) of the configurations
+#: already in that bracket's first rung) and returns a new configuration.
+Sampler = Callable[[Bracket, set[str]], dict[str, Any]]
 
 
 class SuccessiveHalving:
@@ -176,8 +178,10 @@ class SuccessiveHalving:
 
     def __init__(self, schedule: HyperbandSchedule):
         self.schedule = schedule
-        # Open brackets: {"k", "rung", "entries": [[params, pid, loss, status], ...]}.
+        # Open brackets: {"k", "rung", "next" (entries handed out), "out" (handed out, not yet
+        # reported), "entries": [[params, pid, loss, status], ...]}.
         self.open: list[dict[str, Any]] = []
+        self._keys: dict[int, set[str]] = {}  # bracket k -> keys of its first rung (derived)
         self.next_bracket = 0
         self.n_handed = 0
         self.where: dict[int, list[int]] = {}  # pid -> [bracket k, rung, position]
@@ -198,9 +202,9 @@ class SuccessiveHalving:
 
         Args:
             pid: the id of the proposal this job becomes (reported back with :meth:`report`).
-            sample: called as ``sample(bracket, configs)`` to draw a new configuration for the
-                first rung of ``bracket``; ``configs`` are the configurations already in that
-                rung (to avoid duplicates).
+            sample: called as ``sample(bracket, keys)`` to draw a new configuration for the
+                first rung of ``bracket``; ``keys`` are the keys of the configurations already
+                in that rung (to avoid duplicates).
 
         Returns:
             The job, or None.
@@ -210,7 +214,7 @@ class SuccessiveHalving:
             if job is not None:
                 return job
         if self.next_bracket < len(self.schedule.brackets):
-            b = {"k": self.next_bracket, "rung": 0, "entries": []}
+            b = {"k": self.next_bracket, "rung": 0, "next": 0, "out": 0, "entries": []}
             self.next_bracket += 1
             self.open.append(b)
             return self._take(b, pid, sample)
@@ -218,14 +222,16 @@ class SuccessiveHalving:
 
     def _take(self, b: dict[str, Any], pid: int, sample: Sampler) -> Job | None:
         bracket = self.schedule.brackets[b["k"]]
-        rung, entries = b["rung"], b["entries"]
-        pos = next((i for i, e in enumerate(entries) if e[3] == _TODO), None)
-        if pos is None:
-            if rung > 0 or len(entries) >= bracket.sizes[0]:
-                return None
-            params = sample(bracket, [e[0] for e in entries])
+        rung, entries, pos = b["rung"], b["entries"], b["next"]
+        if pos >= bracket.sizes[rung]:
+            return None
+        if pos == len(entries):  # first rung: draw the configuration now
+            keys = self._first_rung_keys(b)
+            params = sample(bracket, keys)
+            keys.add(config_key(params))
             entries.append([params, None, None, _TODO])
-            pos = len(entries) - 1
+        b["next"] += 1
+        b["out"] += 1
         entry = entries[pos]
         entry[1], entry[3] = pid, _RUNNING
         self.where[pid] = [b["k"], rung, pos]
@@ -252,6 +258,7 @@ class SuccessiveHalving:
         bracket = self.schedule.brackets[k]
         entry = b["entries"][pos]
         entry[2], entry[3] = loss, (_DONE if loss is not None else _FAILED)
+        b["out"] -= 1
         job = Job(entry[0], k, bracket.s, rung, self.schedule.s_max - bracket.s + rung,
                   self.schedule.fraction(bracket.s, rung))
         self._maybe_promote(b, bracket)
@@ -259,28 +266,38 @@ class SuccessiveHalving:
 
     def _maybe_promote(self, b: dict[str, Any], bracket: Bracket) -> None:
         entries = b["entries"]
-        if len(entries) < bracket.sizes[b["rung"]] or any(e[3] < _DONE for e in entries):
+        if b["next"] < bracket.sizes[b["rung"]] or b["out"] > 0:
             return
         if b["rung"] + 1 >= len(bracket.sizes):
             self.open.remove(b)
+            self._keys.pop(b["k"], None)
             return
         keep = bracket.sizes[b["rung"] + 1]
         order = sorted(range(len(entries)), key=lambda i: (
             entries[i][3] == _FAILED, entries[i][2] if entries[i][3] == _DONE else math.inf, i))
         b["rung"] += 1
+        b["next"] = 0
+        self._keys.pop(b["k"], None)
         b["entries"] = [[entries[i][0], None, None, _TODO] for i in order[:keep]]
+
+    def _first_rung_keys(self, b: dict[str, Any]) -> set[str]:
+        keys = self._keys.get(b["k"])
+        if keys is None:
+            keys = self._keys[b["k"]] = {config_key(e[0]) for e in b["entries"]}
+        return keys
 
     def state_dict(self) -> dict[str, Any]:
         """The running state as plain JSON data (open brackets only)."""
-        return {"open": [{"k": b["k"], "rung": b["rung"],
-                          "entries": [list(e) for e in b["entries"]]} for b in self.open],
+        return {"open": [{**b, "entries": [list(e) for e in b["entries"]]} for b in self.open],
                 "next_bracket": self.next_bracket, "n_handed": self.n_handed,
                 "where": [[pid, *loc] for pid, loc in self.where.items()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (on a runner built with the same schedule)."""
-        self.open = [{"k": int(b["k"]), "rung": int(b["rung"]),
-                      "entries": [list(e) for e in b["entries"]]} for b in state["open"]]
+        self.open = [{"k": int(b["k"]), "rung": int(b["rung"]), "next": int(b["next"]),
+                      "out": int(b["out"]), "entries": [list(e) for e in b["entries"]]}
+                     for b in state["open"]]
+        self._keys = {}
         self.next_bracket = int(state["next_bracket"])
         self.n_handed = int(state["n_handed"])
         self.where = {int(w[0]): [int(w[1]), int(w[2]), int(w[3])] for w in state["where"]}
