@@ -244,7 +244,7 @@ def _curve_families() -> dict[str, tuple[Callable[..., Any], list[float]]]:
     return {
         "pow3": (pow3, [1.0, 1.0, 0.5]),
         "exp3": (exp3, [1.0, 1.0, 0.1]),
-        "log_linear": (log_linear, [1.0, -0.1]),
+        "log_linear": (log_linear, [0.0, 0.3]),
         "ilog2": (ilog2, [1.0, 1.0]),
         "janoschek": (janoschek, [1.0, 0.0, 0.1, 1.0]),
     }
@@ -281,8 +281,13 @@ def predict_final(history: Sequence[float], max_iters: int, timeout: float,
         return None
     x = np.array([p[0] for p in pts], dtype=float)
     y = np.array([p[1] for p in pts], dtype=float)
-    scale = float(np.max(np.abs(y))) or 1.0
-    ys = y / scale  # fit on a unit scale: the start values above then make sense
+    # Fit a rising curve from 0 to about 1 (the start values of every family assume it):
+    # z = sign * (y - y[0]) / d, and map the prediction back.
+    sign = 1.0 if y[-1] >= y[0] else -1.0
+    d = float(np.max(np.abs(y - y[0])))
+    if d == 0.0:
+        return float(y[0])
+    ys = sign * (y - y[0]) / d
     span = float(np.ptp(ys))
     deadline = clock() + timeout
     fits: list[tuple[float, float]] = []
@@ -306,7 +311,7 @@ def predict_final(history: Sequence[float], max_iters: int, timeout: float,
         return None
     best_rmse = min(f[0] for f in fits)
     good = [pred for rmse, pred in fits if rmse <= 1.5 * best_rmse + 0.01 * span]
-    return statistics.median(good) * scale
+    return float(y[0]) + sign * d * statistics.median(good)
 
 
 def curve_fitting_rule(history: Sequence[float], best_finished: float, max_iters: int,
@@ -319,6 +324,10 @@ def curve_fitting_rule(history: Sequence[float], best_finished: float, max_iters
     log.debug("curve fitting: predicted %.6g at step %d, best finished %.6g", pred, max_iters,
               best_finished)
     return pred > relative_margin(best_finished, threshold)
+
+
+def _import_scipy() -> None:
+    import scipy.optimize  # noqa: F401
 
 
 # -- policies ----------------------------------------------------------------------------------------
@@ -507,6 +516,9 @@ class CurveFittingPolicy(EarlyStopPolicy):
         self._pool: ThreadPoolExecutor | None = None
         self._futures: dict[int, Future] = {}
         self._best_cache: tuple[int, float | None] = (-1, None)
+        # Import scipy in the worker now, so that the first fit does not pay for it.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aup-curve")
+        self._pool.submit(_import_scipy)
 
     def _best_finished(self, finished: Mapping[int, Sequence[float]]) -> float | None:
         if self._best_cache[0] == len(finished):

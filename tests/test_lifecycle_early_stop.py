@@ -1,0 +1,232 @@
+"""Early stopping: the rules as pure functions (both targets, NaN, too few peers), option
+validation, and every policy for both targets through the real CLI."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from lifecycle_helpers import experiment, jobs, query, setup
+
+from aup.early_stop import (
+    EarlyStopOptions,
+    bandit_rule,
+    make_policy,
+    median_rule,
+    predict_final,
+    truncation_rule,
+    validate_early_stop,
+)
+from aup.errors import ConfigError
+
+# -- pure rules ----------------------------------------------------------------------------------
+
+
+def test_median_rule():
+    assert median_rule(3.0, [1.0, 2.0, 2.5])
+    assert not median_rule(2.0, [1.0, 2.0, 2.5])  # equal to the median: go on
+    assert not median_rule(5.0, [])
+
+
+def test_bandit_rule_slack_is_relative_for_both_signs():
+    # best loss 1.0, factor 0.5: losses up to 1.5 are fine
+    assert not bandit_rule(1.5, [1.0, 4.0], 0.5)
+    assert bandit_rule(1.6, [1.0, 4.0], 0.5)
+    # best loss -2.0 (e.g. score 2 maximized): accepted up to -1.0
+    assert not bandit_rule(-1.0, [-2.0], 0.5)
+    assert bandit_rule(-0.9, [-2.0], 0.5)
+
+
+def test_truncation_rule_ranks_ties_in_favour_of_the_job():
+    peers = [1.0, 2.0, 3.0]
+    assert truncation_rule(4.0, peers, 0.3)  # worst of 4: rank 1/4 <= 0.3
+    assert not truncation_rule(2.5, peers, 0.3)
+    assert not truncation_rule(3.0, peers, 0.3)  # tie with the worst: ranked better
+    assert not truncation_rule(9.0, [], 0.3)
+
+
+def _opts(**kw):
+    base = {"aup_policy": "median", "aup_policy_steps": 2}
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("policy", ["median", "bandit", "truncation"])
+def test_policies_stop_the_bad_job_for_both_targets(policy, maximize):
+    sign = -1.0 if maximize else 1.0  # scores in the script's direction
+    good = [sign * v for v in (1.0, 0.8, 0.6, 0.5)]
+    bad = [sign * v for v in (9.0, 8.0, 7.0, 6.0)]
+    p = make_policy(_opts(aup_policy=policy, truncation_percentage=0.4), maximize)
+    finished = {1: good, 2: [g * 1.1 for g in good], 3: [g * 1.2 for g in good]}
+    assert not p.should_stop(10, good[:2], {11: bad[:2]}, finished)
+    assert p.should_stop(11, bad[:2], {10: good[:2]}, finished)
+    # evaluated once per step: the same step is not evaluated again
+    assert not p.should_stop(11, bad[:3], {10: good[:2]}, finished)
+
+
+def test_too_few_peers_and_warmup_give_no_decision():
+    p = make_policy(_opts(aup_policy="bandit", warmup=4), maximize=False)
+    assert not p.should_stop(5, [9.0, 9.0], {}, {1: [1.0, 1.0]})  # warmup
+    assert not p.should_stop(5, [9.0] * 4, {}, {1: [1.0] * 4})  # one peer < min_peers 2
+    assert p.should_stop(5, [9.0] * 4, {}, {1: [1.0] * 4, 2: [1.1] * 4})
+
+
+def test_peers_that_did_not_reach_the_step_do_not_count():
+    p = make_policy(_opts(aup_policy="median"), maximize=False)
+    assert not p.should_stop(5, [9.0, 9.0, 9.0, 9.0], {}, {1: [1.0], 2: [1.0, 1.0, 1.0]})
+
+
+def test_nan_values_are_ignored():
+    nan = math.nan
+    p = make_policy(_opts(aup_policy="median"), maximize=False)
+    # the job's only values are NaN: no decision at this step, decided at the next
+    assert not p.should_stop(5, [nan, nan], {}, {1: [1.0] * 4, 2: [1.0] * 4})
+    assert p.should_stop(5, [nan, nan, 9.0, 9.0], {}, {1: [1.0] * 4, 2: [1.0] * 4})
+    # NaN in peers is skipped; a peer with only NaN up to the step is no peer
+    p = make_policy(_opts(aup_policy="median"), maximize=False)
+    assert not p.should_stop(5, [9.0, 9.0], {}, {1: [nan, 1.0], 2: [nan, nan]})
+    # None (NULL from the database) is NaN
+    p = make_policy(_opts(aup_policy="median"), maximize=True)
+    assert p.should_stop(5, [-9.0, -9.0], {}, {1: [None, 1.0], 2: [2.0, None]})
+
+
+def test_disabled_job_is_never_stopped():
+    p = make_policy(_opts(aup_policy="bandit"), maximize=False)
+    p.disable(5)
+    assert not p.should_stop(5, [9.0] * 2, {}, {1: [1.0] * 2, 2: [1.0] * 2})
+
+
+def test_curve_prediction_both_directions():
+    rising = [1 - math.exp(-0.2 * i) for i in range(1, 11)]
+    pred = predict_final(rising, 40, timeout=10)
+    assert pred is not None and abs(pred - (1 - math.exp(-8))) < 0.05
+    pred = predict_final([-v for v in rising], 40, timeout=10)
+    assert pred is not None and abs(pred + (1 - math.exp(-8))) < 0.05
+    assert predict_final([1.0, math.nan, 2.0], 40, timeout=10) is None  # too few points
+
+
+def test_curve_fitting_policy_decides_in_the_background():
+    import time
+
+    p = make_policy(_opts(aup_policy="curve_fitting", aup_policy_steps=5,
+                          curve_fitting_max_iters=30), maximize=True)
+    try:
+        good = [1 - math.exp(-0.3 * i) for i in range(1, 31)]
+        bad = [0.3 * (1 - math.exp(-0.3 * i)) for i in range(1, 11)]
+        assert not p.should_stop(7, bad[:4], {}, {1: good})  # fewer than 5 points
+        assert not p.should_stop(7, bad[:5], {}, {1: good})  # submitted
+        deadline = time.monotonic() + 20
+        stopped: list[int] = []
+        while not stopped and time.monotonic() < deadline:
+            stopped = p.poll()
+            time.sleep(0.01)
+        assert stopped == [7]
+        assert not p.should_stop(8, good[:5], {}, {1: good})
+        deadline = time.monotonic() + 20
+        while p.busy and time.monotonic() < deadline:
+            assert p.poll() == []
+            time.sleep(0.01)
+    finally:
+        p.close()
+
+
+@pytest.mark.parametrize("options, key", [
+    ({"aup_policy": "median", "aup_policy_steps": "5"}, "aup_policy_steps"),
+    ({"aup_policy": "median", "aup_policy_steps": 5.0}, "aup_policy_steps"),
+    ({"aup_policy": "median", "aup_policy_steps": True}, "aup_policy_steps"),
+    ({"aup_policy": "median", "aup_policy_steps": 0}, "aup_policy_steps"),
+    ({"aup_policy": "bandit", "aup_policy_steps": 1, "bandit_factor": "0.5"}, "bandit_factor"),
+    ({"aup_policy": "bandit", "aup_policy_steps": 1, "bandit_factor": 1.5}, "bandit_factor"),
+    ({"aup_policy": "median", "aup_policy_steps": 1, "warmup": -1}, "warmup"),
+    ({"aup_policy": "truncation", "aup_policy_steps": 1, "truncation_percentage": 1},
+     "truncation_percentage"),
+    ({"aup_policy": "curve_fitting", "aup_policy_steps": 1}, "curve_fitting_max_iters"),
+    ({"aup_policy": "curve_fitting", "aup_policy_steps": 1, "curve_fitting_max_iters": 9,
+      "curve_fitting_timeout": "fast"}, "curve_fitting_timeout"),
+    ({"aup_policy": "medain", "aup_policy_steps": 1}, "aup_policy"),
+    ({"aup_policy_steps": 1}, "aup_policy"),
+    ({"aup_policy": "median", "aup_policy_steps": 1, "warm_up": 3}, "warm_up"),
+])
+def test_wrong_options_are_config_errors_naming_the_key(options, key):
+    problems = validate_early_stop(options)
+    assert any(p.path == f"resource_args.early_stop.{key}" for p in problems), problems
+    with pytest.raises(ConfigError):
+        make_policy(options, maximize=False)
+
+
+def test_defaults():
+    o = EarlyStopOptions.model_validate({"aup_policy": "bandit", "aup_policy_steps": 3})
+    assert (o.warmup, o.bandit_factor, o.truncation_percentage, o.curve_fitting_threshold,
+            o.curve_fitting_timeout, o.curve_fitting_max_iters) == (0, 0.5, 0.3, 0.95, 60.0, None)
+
+
+def test_wrong_option_type_through_the_cli_exit_2_nothing_runs(tmp_path: Path):
+    exp = setup(tmp_path, 'print("#Auptimizer: 1")\n',
+                parameter_config=[{"name": "x", "type": "choice", "range": [1]}],
+                resource_args={"early_stop": {"aup_policy": "median",
+                                              "aup_policy_steps": "two"}})
+    res = run_cli(str(exp), cwd=tmp_path)
+    assert res.returncode == 2
+    assert "resource_args.early_stop.aup_policy_steps" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "jobs").exists()
+
+
+# -- through the CLI ---------------------------------------------------------------------------------
+CURVES = """
+import json, sys, time
+cfg = json.load(open(sys.argv[-1]))
+q = cfg["q"]
+for i in range(1, 16):
+    loss = q + 1.0 / i
+    print("#Auptimizer:", loss if cfg["target"] == "min" else 10 - loss, flush=True)
+    time.sleep(0.07)
+"""
+
+POLICY_OPTIONS = {
+    "median": {},
+    "bandit": {},
+    "truncation": {"truncation_percentage": 0.4},
+    "curve_fitting": {"curve_fitting_max_iters": 15, "curve_fitting_timeout": 5},
+}
+
+
+@pytest.mark.parametrize("target", ["min", "max"])
+@pytest.mark.parametrize("policy", sorted(POLICY_OPTIONS))
+def test_policy_stops_the_bad_job_through_the_cli(tmp_path: Path, policy, target):
+    es = {"aup_policy": policy, "aup_policy_steps": 5, **POLICY_OPTIONS[policy]}
+    exp = setup(tmp_path, CURVES, target=target, n_parallel=1,
+                parameter_config=[{"name": "q", "type": "choice", "range": [0.0, -0.05, 8.0]},
+                                  {"name": "target", "type": "choice", "range": [target]}],
+                resource_args={"early_stop": es, "kill_grace": 1})
+    res = run_cli(str(exp), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    good1, good2, bad = jobs(tmp_path)
+    assert good1["status"] == good2["status"] == "FINISHED"
+    assert bad["status"] == "EARLY_STOPPED", res.stdout + res.stderr
+    inter = query(tmp_path, "SELECT score FROM intermediate_result WHERE jid = ? ORDER BY num",
+                  (bad["jid"],))
+    assert 5 <= len(inter) < 15
+    assert bad["score"] == inter[-1]["score"]  # recorded with its last value
+    assert "early-stopped 1" in res.stdout
+    assert experiment(tmp_path)["status"] == "FINISHED"
+
+
+def test_finished_histories_survive_resume(tmp_path: Path):
+    from aup.experiment import Experiment
+    from aup.store.store import open_store
+
+    es = {"aup_policy": "median", "aup_policy_steps": 2}
+    script = 'for v in (3, 2, 1):\n    print("#Auptimizer:", v)\n'
+    exp = setup(tmp_path, script, n_parallel=1,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1, 2]}],
+                resource_args={"early_stop": es})
+    assert run_cli(str(exp), cwd=tmp_path).returncode == 0
+    store = open_store(f"sqlite:///{tmp_path / '.aup' / 'sqlite3.db'}")
+    store.update_experiment(1, status="STOPPED")
+    resumed = Experiment.resume(store, 1)
+    assert resumed._histories == {1: [3.0, 2.0, 1.0], 2: [3.0, 2.0, 1.0]}
+    store.close()

@@ -1,0 +1,249 @@
+"""Pause, stop and resume through the real CLI: Ctrl-C, ``aup stop`` from another process,
+``kill -9`` of the scheduler, and resuming (continuing exactly like an uninterrupted run)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from lifecycle_helpers import (
+    alive,
+    attempts,
+    experiment,
+    finish,
+    jobs,
+    kill_pids,
+    query,
+    read_pids,
+    setup,
+    start_cli,
+    wait_for,
+)
+
+# Jobs with x in BLOCK wait until the file "go" exists; every job writes its pid.
+GATED = """
+import json, os, signal, sys, time
+cfg = json.load(open(sys.argv[-1]))
+os.makedirs("pids", exist_ok=True)
+open(f"pids/{cfg['job_id']}.{os.environ['AUP_ATTEMPT']}.pid", "w").write(str(os.getpid()))
+if cfg.get("gate") and not os.path.exists("go"):
+    while not os.path.exists("go"):
+        time.sleep(0.02)
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def _running(folder: Path, n: int):
+    rows = query(folder, "SELECT jid FROM job_attempt WHERE status = 'RUNNING'")
+    return len(rows) >= n and rows
+
+
+def _cleanup(folder: Path) -> None:
+    kill_pids(read_pids(folder))
+
+
+def test_ctrl_c_stops_jobs_and_resume_continues(tmp_path: Path):
+    exp = setup(tmp_path, GATED, n_parallel=2,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1, 2, 3, 4]},
+                                  {"name": "gate", "type": "choice", "range": [True]}],
+                resource_args={"kill_grace": 1})
+    proc = start_cli(str(exp), cwd=tmp_path)
+    try:
+        wait_for(lambda: _running(tmp_path, 2) and len(read_pids(tmp_path)) == 2,
+                 what="2 running jobs")
+        pids = read_pids(tmp_path)
+        proc.send_signal(signal.SIGINT)
+        rc, out, err = finish(proc, tmp_path, timeout=30)
+    finally:
+        _cleanup(tmp_path)
+    assert rc == 130, out + err
+    assert "aup resume 1" in out and "stopped" in out
+    assert experiment(tmp_path)["status"] == "STOPPED"
+    assert [j["status"] for j in jobs(tmp_path)] == ["INTERRUPTED", "INTERRUPTED"]
+    assert [a["status"] for a in attempts(tmp_path, 1)] == ["STOPPED"]
+    assert not [p for p in pids if alive(p)]  # the jobs were stopped
+    (tmp_path / "go").touch()
+    res = run_cli("resume", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert experiment(tmp_path)["status"] == "FINISHED"
+    rows = jobs(tmp_path)
+    assert [j["job_config"]["x"] for j in rows] == [1, 2, 3, 4]
+    assert [j["status"] for j in rows] == ["FINISHED"] * 4
+    assert [a["status"] for a in attempts(tmp_path, 1)] == ["STOPPED", "SUCCEEDED"]
+    # resuming a finished experiment says so and starts nothing
+    again = run_cli("resume", "1", cwd=tmp_path)
+    assert again.returncode == 0 and "already finished" in again.stdout
+    assert len(jobs(tmp_path)) == 4
+
+
+def test_aup_stop_from_another_process_is_honoured_within_a_second(tmp_path: Path):
+    exp = setup(tmp_path, GATED, n_parallel=2,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1, 2, 3]},
+                                  {"name": "gate", "type": "choice", "range": [True]}],
+                resource_args={"kill_grace": 5})
+    proc = start_cli(str(exp), cwd=tmp_path)
+    try:
+        wait_for(lambda: _running(tmp_path, 2), what="2 running jobs")
+        stop = run_cli("stop", "1", cwd=tmp_path)
+        t0 = time.monotonic()
+        assert stop.returncode == 0 and "stop requested" in stop.stdout
+        rc, out, err = finish(proc, tmp_path, timeout=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        _cleanup(tmp_path)
+    assert rc == 130, out + err
+    # polled every 0.5 s; the jobs die at SIGTERM (the grace of 5 s is not used)
+    assert elapsed < 2.0, elapsed
+    assert experiment(tmp_path)["status"] == "STOPPED"
+    assert experiment(tmp_path)["stop_requested"] == 0
+
+
+def _uninterrupted(folder: Path, proposer: str) -> list[dict]:
+    folder.mkdir()
+    (folder / "go").touch()
+    exp = _write(folder, proposer)
+    res = run_cli(str(exp), cwd=folder)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return [j["job_config"] for j in jobs(folder)]
+
+
+def _write(folder: Path, proposer: str) -> Path:
+    params = [{"name": "x", "type": "float", "range": [0, 1]}]
+    if proposer == "sequence":
+        params = [{"name": "x", "type": "float", "range": [0, 1], "n": 5}]
+    params.append({"name": "gate", "type": "choice", "range": [False, True]})
+    return setup(folder, GATED, proposer=proposer, n_samples=10, random_seed=2, n_parallel=2,
+                 parameter_config=params)
+
+
+@pytest.mark.parametrize("proposer", ["random", "sequence"])
+def test_kill_9_then_resume_continues_like_an_uninterrupted_run(tmp_path: Path, proposer):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    exp = _write(run_dir, proposer)
+    proc = start_cli(str(exp), cwd=run_dir)
+    try:
+        # wait until some jobs finished and two gated ones hang
+        wait_for(lambda: (len(query(run_dir, "SELECT jid FROM job WHERE status='FINISHED'"))
+                          >= 1 and _running(run_dir, 2)), what="finished + running jobs")
+        time.sleep(0.2)
+        proc.kill()  # kill -9 of the scheduler
+        proc.wait()
+        for f in proc._aup_files:  # type: ignore[attr-defined]
+            f.close()
+        before = jobs(run_dir)
+        assert experiment(run_dir)["status"] == "RUNNING"  # as a crash leaves it
+        lost = [j["jid"] for j in before if j["status"] == "RUNNING"]
+        done = {j["jid"]: j for j in before if j["status"] == "FINISHED"}
+        assert len(lost) == 2 and done
+        (run_dir / "go").touch()
+        res = run_cli("resume", "1", cwd=run_dir)
+    finally:
+        _cleanup(run_dir)
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = jobs(run_dir)
+    assert experiment(run_dir)["status"] == "FINISHED"
+    for jid in lost:  # lost attempts are recorded, and the job ran again
+        assert [(a["status"], a["fail_reason"]) for a in attempts(run_dir, jid)] == [
+            ("LOST", "LOST"), ("SUCCEEDED", None)]
+    for jid, j in done.items():  # finished jobs kept exactly once, never re-run
+        (row,) = [a for a in after if a["jid"] == jid]
+        assert row["n_attempts"] == 1 and row["score"] == j["score"]
+    jids = [j["jid"] for j in after]
+    assert jids == sorted(jids) and len(set(jids)) == len(jids) == 10
+    assert min(j for j in jids if j not in {b["jid"] for b in before}) > max(
+        b["jid"] for b in before)  # ids keep increasing
+    # the same configurations as a run that was never interrupted
+    configs = [{k: v for k, v in j["job_config"].items()} for j in after]
+    assert configs == _uninterrupted(tmp_path / "ref", proposer)
+    state = json.loads(experiment(run_dir)["proposer_state"])
+    assert state["n_told"] == 10 and state["pending"] == []
+
+
+def test_resume_refuses_a_live_experiment(tmp_path: Path):
+    exp = setup(tmp_path, GATED, n_parallel=1,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1]},
+                                  {"name": "gate", "type": "choice", "range": [True]}])
+    proc = start_cli(str(exp), cwd=tmp_path)
+    try:
+        wait_for(lambda: _running(tmp_path, 1), what="a running job")
+        res = run_cli("resume", "1", cwd=tmp_path)
+        assert res.returncode == 2 and "still running" in res.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        finish(proc, tmp_path)
+        _cleanup(tmp_path)
+
+
+def test_save_model_with_the_decorator_and_without(tmp_path: Path):
+    decorated = """
+    import aup
+
+    def save(path, value):
+        with open(path, "w") as f:
+            f.write(str(value))
+
+    @aup.aup_args
+    def main(x, job_id):
+        aup.aup_save_model(save, "model.txt", x)
+        return (x - 2) ** 2
+
+    main()
+    """
+    plain = """
+    import json, os, sys
+    cfg = json.load(open(sys.argv[-1]))
+    if cfg.get("save_model") is True:
+        path = os.path.join("aup_models", cfg["folder_name"])
+        os.makedirs(path, exist_ok=True)
+        open(os.path.join(path, "plain.txt"), "w").write(str(cfg["x"]))
+    print("#Auptimizer:", (cfg["x"] - 2) ** 2)
+    """
+    for name, body in (("deco", decorated), ("plain", plain)):
+        folder = tmp_path / name
+        folder.mkdir()
+        exp = setup(folder, body, n_parallel=2,
+                    parameter_config=[{"name": "x", "type": "choice", "range": [0, 2, 3]}],
+                    resource_args={"save_model": True, "track_intermediate_results": True},
+                    job_failure={"ignore_fail": True})
+        res = run_cli(str(exp), cwd=folder, env={"PYTHONPATH": str(Path(__file__).parents[1]
+                                                                  / "src")})
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "best model saved" in res.stdout
+        fname = "model.txt" if name == "deco" else "plain.txt"
+        assert (folder / "aup_models" / "models_1" / fname).read_text() == "2"
+        normal = jobs(folder)
+        assert len(normal) == 3  # the re-run is not a job of the experiment
+        (rerun,) = jobs(folder, rerun=True)
+        assert rerun["status"] == "FINISHED" and rerun["job_config"]["save_model"] is True
+        assert rerun["job_config"]["folder_name"] == "models_1"
+        best = [j for j in normal if j["job_config"]["x"] == 2][0]
+        # the best job did not get the re-run's results appended
+        n_best = query(folder, "SELECT count(*) AS n FROM intermediate_result WHERE jid = ?",
+                       (best["jid"],))[0]["n"]
+        assert n_best == 1
+        assert run_cli("best", "1", cwd=folder).stdout.count(f"best job {best['jid']}") == 1
+
+
+def test_save_model_failure_is_recorded_and_reported(tmp_path: Path):
+    body = """
+    import json, sys
+    cfg = json.load(open(sys.argv[-1]))
+    if cfg.get("save_model"):
+        sys.exit(4)
+    print("#Auptimizer:", cfg["x"])
+    """
+    exp = setup(tmp_path, body, n_parallel=1,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1, 2]}],
+                resource_args={"save_model": True})
+    res = run_cli(str(exp), cwd=tmp_path)
+    assert res.returncode == 0  # the experiment itself finished
+    assert "save_model re-run FAILED" in res.stdout
+    (rerun,) = jobs(tmp_path, rerun=True)
+    assert rerun["status"] == "FAILED" and rerun["fail_reason"] == "NONZERO_EXIT"
+    assert experiment(tmp_path)["status"] == "FINISHED"
+
