@@ -22,7 +22,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger("aup")
 
 #: Subcommands registered by other modules: name -> (module, function adding the parser).
-EXTRA_COMMANDS: dict[str, str] = {}
+EXTRA_COMMANDS: dict[str, str] = {
+    "tell": "aup.cli_tell",
+}
 
 
 def _console(stderr: bool = False):

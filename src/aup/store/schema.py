@@ -130,6 +130,20 @@ multiple_result = Table(
     Index("ix_multiple_result_jid", "jid"),
 )
 
+#: Results sent by hand for jobs of the ``passive`` resource (``aup tell``), read by the
+#: experiment process. ``final`` false = an intermediate result; ``exit_code`` set = the user
+#: reports that the job failed with that code.
+told_result = Table(
+    "told_result", metadata,
+    Column("tid", Integer, primary_key=True, autoincrement=True),
+    Column("jid", Integer, ForeignKey("job.jid"), nullable=False),
+    Column("vals", Text),
+    Column("final", Boolean, nullable=False, default=True),
+    Column("exit_code", Integer),
+    Column("time", Float),
+    Index("ix_told_result_jid", "jid", "tid"),
+)
+
 schema_info = Table(
     "aup_schema", metadata,
     Column("version", Integer, primary_key=True),

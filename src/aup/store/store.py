@@ -409,6 +409,35 @@ class Store:
             rows = c.execute(select(t).where(t.c.jid == jid).order_by(t.c.mrid)).all()
         return [dict(r._mapping) for r in rows]
 
+    def tell(self, jid: int, values: tuple[float, ...] | None, *, final: bool = True,
+             exit_code: int | None = None) -> int:
+        """Record a result sent by hand for a ``passive`` job (``aup tell``); returns its id.
+
+        Args:
+            values: the result values (score first), or None when only a failure is reported.
+            final: False for an intermediate result.
+            exit_code: the job's exit code when the user reports a failure.
+        """
+        with self.engine.begin() as c:
+            return int(c.execute(insert(s.told_result).values(
+                jid=jid, vals=_dumps(list(values)) if values is not None else None,
+                final=final, exit_code=exit_code, time=time.time())).inserted_primary_key[0])
+
+    def told(self, jids: Iterable[int], after: int = 0) -> list[dict[str, Any]]:
+        """Results told for ``jids`` with an id above ``after``, oldest first (``tid``, ``jid``,
+        ``values`` (tuple or None), ``final``, ``exit_code``, ``time``)."""
+        jids = list(jids)
+        if not jids:
+            return []
+        t = s.told_result
+        with self.engine.connect() as c:
+            rows = c.execute(select(t).where(t.c.jid.in_(jids), t.c.tid > after)
+                             .order_by(t.c.tid)).all()
+        return [{"tid": r.tid, "jid": r.jid, "final": bool(r.final), "exit_code": r.exit_code,
+                 "time": r.time,
+                 "values": tuple(json.loads(r.vals)) if r.vals is not None else None}
+                for r in rows]
+
     def best_job(self, eid: int, maximize: bool) -> dict[str, Any] | None:
         """The FINISHED job with the best score (ties: lowest jid), or None."""
         j = s.job

@@ -1,0 +1,69 @@
+"""``aup tell EXPERIMENT JOB [VALUE]``: send the result of a job run by hand (``passive``).
+
+The value is stored in the database (``told_result``); the experiment process picks it up
+within ``resource_args.poll_interval`` seconds. Registered in :data:`aup.cli.EXTRA_COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from aup.errors import UsageError
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the ``tell`` subcommand to the ``aup`` parser."""
+    p = sub.add_parser(
+        "tell", help="send the result of a job run by hand (resource passive)",
+        description="Send the result of a job of a 'passive' experiment: the score, or "
+        "'v0,v1,...' with multi_res_labels. --exit-code reports a failed run.")
+    p.add_argument("--db", help="database URL (default: $AUP_DB, .aup/env.ini, else "
+                   ".aup/sqlite3.db)")
+    p.add_argument("experiment", help="experiment id or name")
+    p.add_argument("job", type=int, help="job id (jid), as printed by the experiment")
+    p.add_argument("value", nargs="?", help="the result, e.g. 0.93 or 0.93,12.5")
+    p.add_argument("--intermediate", action="store_true",
+                   help="an intermediate result (the job goes on)")
+    p.add_argument("--exit-code", type=int, default=None,
+                   help="the job failed with this exit code")
+    p.set_defaults(func=cmd_tell)
+    return p
+
+
+def cmd_tell(args) -> int:
+    """Store the told value after checking the job waits for one."""
+    from aup.api import find_experiment, resolve_db_url
+    from aup.resources.passive import parse_values
+    from aup.store.store import open_store
+
+    if args.value is None and args.exit_code is None:
+        raise UsageError("give the job's VALUE, or --exit-code N for a failed run")
+    values = None
+    if args.value is not None:
+        try:
+            values = parse_values(args.value)
+        except ValueError:
+            raise UsageError(f"VALUE {args.value!r} is not a number or a comma-separated list "
+                             "of numbers; e.g. aup tell 1 3 0.93") from None
+    if args.intermediate and args.exit_code is not None:
+        raise UsageError("--intermediate and --exit-code exclude each other")
+    store = open_store(resolve_db_url(args.db))
+    try:
+        row = find_experiment(store, args.experiment)
+        eid = int(row["eid"])
+        job = next((j for j in store.jobs(eid, include_rerun=True) if j["jid"] == args.job), None)
+        if job is None:
+            raise UsageError(f"experiment {eid} has no job {args.job}; see 'aup show {eid}'")
+        resource = (row.get("exp_config") or {}).get("resource", "cpu")
+        if resource != "passive":
+            raise UsageError(f"experiment {eid} runs on resource '{resource}'; only 'passive' "
+                             "jobs take told results")
+        if job["status"] != "RUNNING":
+            raise UsageError(f"job {args.job} is {job['status']}, not waiting for a result")
+        store.tell(args.job, values, final=not args.intermediate, exit_code=args.exit_code)
+    finally:
+        store.close()
+    what = f"failure (exit code {args.exit_code})" if args.exit_code is not None else args.value
+    print(f"told job {args.job} of experiment {eid}: {what}"
+          + (" (intermediate)" if args.intermediate else ""))
+    return 0

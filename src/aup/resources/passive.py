@@ -1,0 +1,235 @@
+"""``resource: passive``: the user runs every job by hand (for debugging a script).
+
+For each attempt Auptimizer writes the job config (``<workingdir>/jobs/<jid>.json``), prints the
+command to run and waits. The user runs it wherever they like and reports the result:
+
+* typed at the prompt of the running ``aup``: ``<jid> <value>`` (or just ``<value>`` when one
+  job waits; ``<jid> fail [exit code]`` for a failed run). Values may be a list ``v0,v1,...``
+  when ``multi_res_labels`` is set;
+* or from any shell with ``aup tell <experiment> <jid> <value>`` (``--intermediate`` for an
+  intermediate result, ``--exit-code N`` for a failure). The value goes into the database
+  (``told_result``) and the experiment process polls it every ``poll_interval`` seconds.
+
+A told value is judged exactly like a ``#Auptimizer:`` line (same parser): a final value ends the
+attempt as SUCCEEDED, an exit code as FAILED/NONZERO_EXIT, ``job_timeout`` and stops end the wait.
+Several jobs may wait at once (``n_parallel`` > 1); one slot per parallel job.
+
+Printing and reading the terminal are the point of this resource, so it is the one library part
+that writes to stdout (``announce``) and reads stdin (``"prompt": false`` turns that off).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from aup.job import MARKER, OutputParser, StopReason, judge
+from aup.resources.base import AttemptSpec, ResourceManager, ResourceOptions, ResultEvent, Slot
+from aup.resources.local import write_job_config
+from aup.resources.stream import end_event
+
+log = logging.getLogger(__name__)
+
+
+class PassiveOptions(ResourceOptions):
+    """``resource_args`` of ``passive``.
+
+    Attributes:
+        poll_interval: seconds between two reads of values sent with ``aup tell``.
+        prompt: read results typed on stdin.
+    """
+
+    poll_interval: float = Field(default=0.3, gt=0)
+    prompt: bool = True
+
+
+@dataclass
+class Waiting:
+    """An attempt waiting for the user."""
+
+    spec: AttemptSpec
+    parser: OutputParser
+    command: str
+    started: float = field(default_factory=time.time)
+
+
+def parse_values(text: str) -> tuple[float, ...]:
+    """``"0.5"`` or ``"0.5,1,2"`` -> floats.
+
+    Raises:
+        ValueError: not a comma-separated list of numbers.
+    """
+    parts = [p.strip() for p in text.strip().strip("[]()").split(",") if p.strip()]
+    if not parts:
+        raise ValueError("no value")
+    return tuple(float(p) for p in parts)
+
+
+class PassiveResourceManager(ResourceManager):
+    """``resource: passive`` (see the module docstring)."""
+
+    kind: ClassVar[str] = "passive"
+    Options = PassiveOptions
+
+    def __init__(self, config, events, env_file: Any = None):
+        super().__init__(config, events, env_file)
+        self.store: Any = None
+        self.eid: int | None = None
+        self._waiting: dict[int, Waiting] = {}  # by jid
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._last_tid = 0
+        #: Where instructions go (a callable taking one string); stdout by default.
+        self.announce = lambda text: print(text, flush=True)
+
+    @property
+    def slots(self) -> list[Slot]:
+        return [Slot(f"passive:{i}", "passive", f"passive:{i}")
+                for i in range(self.config.n_parallel)]
+
+    def attach(self, store: Any, eid: int) -> None:
+        self.store = store
+        self.eid = eid
+
+    def prepare(self) -> None:
+        if self.store is not None:
+            self._last_tid = self._max_tid()
+            self._poller = threading.Thread(target=self._poll, name="aup-passive-poll",
+                                            daemon=True)
+            self._poller.start()
+        if self.options.prompt and sys.stdin is not None:
+            threading.Thread(target=self._read_stdin, name="aup-passive-stdin",
+                             daemon=True).start()
+
+    def _max_tid(self) -> int:
+        from sqlalchemy import func, select
+
+        from aup.store import schema
+
+        with self.store.engine.connect() as c:
+            return int(c.execute(select(func.max(schema.told_result.c.tid))).scalar() or 0)
+
+    # -- attempts ------------------------------------------------------------------------------
+    def pending(self) -> list[Waiting]:
+        """The attempts waiting for the user, oldest first."""
+        with self._lock:
+            return sorted(self._waiting.values(), key=lambda w: w.started)
+
+    def start(self, spec: AttemptSpec, slot: Slot) -> None:
+        try:
+            write_job_config(spec)
+        except OSError as err:
+            parser = OutputParser(spec.n_labels, spec.label)
+            self.events.put(end_event(spec, judge(None, parser, start_error=str(err))))
+            return
+        env = {"AUP_JOB_ID": str(spec.job_id), "AUP_ATTEMPT": str(spec.attempt), **spec.env}
+        argv = [*spec.command, str(spec.config_path)]
+        command = (f"cd {shlex.quote(str(spec.workingdir))} && "
+                   f"{shlex.join(['env', *[f'{k}={v}' for k, v in env.items()], *argv])}")
+        w = Waiting(spec, OutputParser(spec.n_labels, spec.label), command)
+        with self._lock:
+            self._waiting[spec.job_id] = w
+        exp = self.eid if self.eid is not None else "<experiment>"
+        self.announce(
+            f"[aup passive] job {spec.job_id} (attempt {spec.attempt}) waits for you. Run:\n"
+            f"  {command}\n"
+            f"  (config: {spec.config_path})\n"
+            f"then type '{spec.job_id} <value>' here, or run: aup tell {exp} {spec.job_id} "
+            "<value>")
+
+    def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
+        with self._lock:
+            w = self._waiting.get(job_id)
+            if w is None or w.spec.attempt != attempt:
+                return
+            del self._waiting[job_id]
+        self.announce(f"[aup passive] job {job_id} is no longer waited for ({reason.value})")
+        self.events.put(end_event(w.spec, judge(None, w.parser, stopped=reason)))
+
+    def receive(self, jid: int, values: tuple[float, ...] | None, final: bool = True,
+                exit_code: int | None = None) -> bool:
+        """Apply a result for job ``jid`` (from the prompt or ``aup tell``).
+
+        Returns:
+            False when no attempt of that job is waiting.
+        """
+        with self._lock:
+            w = self._waiting.get(jid)
+            if w is None:
+                return False
+            if final or exit_code is not None:
+                del self._waiting[jid]
+        spec = w.spec
+        if values is not None:
+            line = MARKER + ",".join(repr(float(v)) for v in values)
+            parsed = w.parser.feed(line)
+            if parsed is not None:
+                self.events.put(ResultEvent(spec.job_id, spec.attempt, parsed, time.time()))
+        if final or exit_code is not None:
+            self.events.put(end_event(spec, judge(exit_code if exit_code is not None else 0,
+                                                  w.parser)))
+        return True
+
+    # -- inputs --------------------------------------------------------------------------------
+    def _poll(self) -> None:
+        while not self._closed.wait(self.options.poll_interval):
+            with self._lock:
+                jids = list(self._waiting)
+            if not jids:
+                continue
+            try:
+                rows = self.store.told(jids, after=self._last_tid)
+            except Exception as err:  # noqa: BLE001 - a busy database must not kill the poller
+                log.warning("passive: cannot read told results: %s", err)
+                continue
+            for r in rows:
+                self._last_tid = max(self._last_tid, r["tid"])
+                self.receive(r["jid"], r["values"], r["final"], r["exit_code"])
+
+    def _read_stdin(self) -> None:
+        while not self._closed.is_set():
+            try:
+                line = sys.stdin.readline()
+            except (OSError, ValueError):
+                return
+            if not line:
+                return
+            if line.strip():
+                self.handle_input(line)
+
+    def handle_input(self, line: str) -> str:
+        """Apply one line typed at the prompt; returns the reply shown to the user."""
+        words = line.split()
+        waiting = self.pending()
+        try:
+            if len(words) == 1:
+                if len(waiting) != 1:
+                    raise ValueError(f"{len(waiting)} jobs wait; type '<jid> <value>'")
+                jid, rest = waiting[0].spec.job_id, words
+            else:
+                jid, rest = int(words[0]), words[1:]
+            if rest[0].lower() == "fail":
+                code = int(rest[1]) if len(rest) > 1 else 1
+                ok = self.receive(jid, None, exit_code=code)
+            else:
+                ok = self.receive(jid, parse_values("".join(rest)))
+            reply = (f"job {jid}: recorded" if ok else f"job {jid} is not waiting (waiting: "
+                     f"{', '.join(str(w.spec.job_id) for w in waiting) or 'none'})")
+        except (ValueError, IndexError) as err:
+            reply = (f"cannot read {line.strip()!r}: {err}; type '<jid> <value>' or "
+                     "'<jid> fail [code]'")
+        self.announce("[aup passive] " + reply)
+        return reply
+
+    def close(self) -> None:
+        self._closed.set()
+        for w in self.pending():
+            self.stop(w.spec.job_id, w.spec.attempt, StopReason.EXPERIMENT_STOP)
