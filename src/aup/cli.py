@@ -24,6 +24,10 @@ log = logging.getLogger("aup")
 #: Subcommands registered by other modules: name -> (module, function adding the parser).
 EXTRA_COMMANDS: dict[str, str] = {
     "tell": "aup.cli_tell",
+    "init": "aup.commands.init",
+    "setup": "aup.commands.setup",
+    "convert": "aup.commands.convert",
+    "repair": "aup.commands.repair",
 }
 
 

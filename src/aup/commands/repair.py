@@ -1,0 +1,57 @@
+"""``aup repair``: close what a crashed scheduler left open (2.0's ``aup.setupdb.reset``).
+
+Experiments left RUNNING by a dead process become STOPPED (resume them with ``aup resume``),
+their running jobs INTERRUPTED and attempts LOST; busy resource rows are freed. No score is
+invented (2.0 wrote -999). Experiments whose process is alive are left alone. See
+:mod:`aup.store.admin`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "mark jobs and experiments left running by a crashed scheduler as interrupted/stopped"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``aup repair`` to the CLI."""
+    p = subparsers.add_parser("repair", help=HELP, description=HELP)
+    p.add_argument("--db", help="database URL (default: $AUP_DB, .aup/env.ini, else "
+                   ".aup/sqlite3.db)")
+    p.add_argument("--stale-after", type=float, default=60.0, metavar="SECONDS",
+                   help="an experiment run from another host counts as dead after this many "
+                   "seconds without heartbeat (default 60)")
+    p.add_argument("--force", action="store_true",
+                   help="also repair experiments whose process looks alive")
+    p.add_argument("--dry-run", action="store_true", help="only show what would be repaired")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    """Entry point of ``aup repair``. Returns the exit code."""
+    from aup.api import resolve_db_url
+    from aup.store.admin import repair
+    from aup.store.store import open_store
+
+    store = open_store(resolve_db_url(args.db))
+    try:
+        report = repair(store, stale_after=args.stale_after, force=args.force,
+                        dry_run=args.dry_run)
+    finally:
+        store.close()
+    verb = "would mark" if args.dry_run else "marked"
+    for eid, name, n in report.stopped:
+        print(f"experiment {eid} ({name}): {verb} STOPPED, {n} running job(s) INTERRUPTED; "
+              f"continue with: aup resume {eid}")
+    for eid, name, n in report.cleaned:
+        print(f"experiment {eid} ({name}): {verb} {n} leftover running job(s) INTERRUPTED")
+    for eid, name, why in report.alive:
+        print(f"experiment {eid} ({name}): left alone, it looks alive ({why}); use --force if "
+              "it is not")
+    if report.resources_freed:
+        print(f"{'would free' if args.dry_run else 'freed'} {report.resources_freed} busy "
+              "resource row(s)")
+    if not report.changed and not report.alive:
+        print("nothing to repair")
+    return 0

@@ -1,0 +1,167 @@
+"""Maintenance of the database: repair after a crash, and (on explicit request) a fresh start.
+
+:func:`repair` is Auptimizer 2.0's ``aup.setupdb.reset`` done right. After a scheduler was
+killed (``kill -9``, a reboot, a lost SSH session) its experiment stays RUNNING and its jobs and
+attempts stay RUNNING. ``repair``
+
+* marks an experiment whose process is gone STOPPED (resumable with ``aup resume``), with an
+  ``error_msg`` that says so;
+* marks its RUNNING jobs INTERRUPTED and their RUNNING attempts LOST (they run again on resume);
+  scores stay NULL. 2.0 wrote the score -999, which then counted as a real (best!) result;
+* does the same for RUNNING jobs left in experiments that already ended;
+* frees resource rows left ``busy`` when no experiment is alive any more.
+
+"Process gone": on this host, the recorded pid does not exist; on another host (a shared
+PostgreSQL database), the heartbeat is older than ``stale_after`` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, update
+
+from aup.store import schema as s
+from aup.store.store import Store
+
+#: The experiment's error message after a repair.
+REPAIRED_MSG = ("the scheduler process ended without closing the experiment (crash or kill); "
+                "marked STOPPED by 'aup repair'. Continue with: aup resume {eid}")
+
+
+@dataclass
+class RepairReport:
+    """What :func:`repair` did (or would do, with ``dry_run``).
+
+    Attributes:
+        stopped: ``(eid, name, n_jobs_interrupted)`` of experiments marked STOPPED.
+        cleaned: ``(eid, name, n_jobs_interrupted)`` of ended experiments whose RUNNING jobs
+            were marked INTERRUPTED.
+        alive: ``(eid, name, why)`` of RUNNING experiments left alone.
+        resources_freed: resource rows set from busy to free.
+    """
+
+    stopped: list[tuple[int, str, int]] = field(default_factory=list)
+    cleaned: list[tuple[int, str, int]] = field(default_factory=list)
+    alive: list[tuple[int, str, str]] = field(default_factory=list)
+    resources_freed: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """True when something was (or would be) repaired."""
+        return bool(self.stopped or self.cleaned or self.resources_freed)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def experiment_alive(row: dict, stale_after: float, now: float | None = None) -> str | None:
+    """Why the RUNNING experiment ``row`` looks alive, or None when its process is gone."""
+    now = time.time() if now is None else now
+    pid, host = row.get("pid"), row.get("host")
+    if host == socket.gethostname() and pid:
+        if int(pid) == os.getpid():
+            return None
+        return f"process {pid} is running on this host" if _pid_alive(int(pid)) else None
+    beat = row.get("heartbeat")
+    if beat is not None and now - float(beat) < stale_after:
+        return (f"process {pid} on {host} sent a heartbeat {now - float(beat):.0f} s ago "
+                f"(less than {stale_after:.0f} s)")
+    return None
+
+
+def _running_jobs(store: Store, eid: int) -> int:
+    with store.engine.connect() as c:
+        return int(c.execute(select(func.count()).select_from(s.job).where(
+            s.job.c.eid == eid, s.job.c.status == "RUNNING")).scalar() or 0)
+
+
+def repair(store: Store, *, stale_after: float = 60.0, force: bool = False,
+           dry_run: bool = False) -> RepairReport:
+    """Close what a crashed scheduler left open (see the module docstring).
+
+    Args:
+        store: the database.
+        stale_after: seconds without heartbeat after which a process on another host counts
+            as gone.
+        force: repair RUNNING experiments even when their process looks alive.
+        dry_run: only report.
+
+    Returns:
+        The :class:`RepairReport`.
+    """
+    report = RepairReport()
+    now = time.time()
+    e, j = s.experiment, s.job
+    with store.engine.connect() as c:
+        running = [dict(r._mapping) for r in c.execute(
+            select(e.c.eid, e.c.name, e.c.pid, e.c.host, e.c.heartbeat, e.c.error_msg)
+            .where(e.c.status == "RUNNING").order_by(e.c.eid))]
+        leftover = c.execute(
+            select(e.c.eid, e.c.name, func.count()).join(j, j.c.eid == e.c.eid)
+            .where(e.c.status != "RUNNING", j.c.status == "RUNNING")
+            .group_by(e.c.eid, e.c.name).order_by(e.c.eid)).all()
+    for row in running:
+        why = experiment_alive(row, stale_after, now)
+        if why is not None and not force:
+            report.alive.append((row["eid"], row["name"], why))
+            continue
+        eid = int(row["eid"])
+        n = _running_jobs(store, eid)
+        if not dry_run:
+            n = store.mark_interrupted(eid, "LOST")
+            with store.engine.begin() as c:
+                c.execute(update(e).where(e.c.eid == eid, e.c.status == "RUNNING").values(
+                    status="STOPPED", end_time=now, stop_requested=False,
+                    error_msg=row["error_msg"] or REPAIRED_MSG.format(eid=eid)))
+        report.stopped.append((eid, row["name"], n))
+    for eid, name, n in leftover:
+        if not dry_run:
+            n = store.mark_interrupted(int(eid), "LOST")
+        report.cleaned.append((int(eid), name, int(n)))
+    if not report.alive:
+        r = s.resource
+        with store.engine.begin() as c:
+            if dry_run:
+                report.resources_freed = int(c.execute(select(func.count()).select_from(r)
+                                                       .where(r.c.status == "busy")).scalar())
+            else:
+                report.resources_freed = c.execute(update(r).where(r.c.status == "busy")
+                                                   .values(status="free")).rowcount or 0
+    return report
+
+
+def count_history(store: Store) -> tuple[int, int]:
+    """``(experiments, jobs)`` recorded in the database."""
+    with store.engine.connect() as c:
+        n_exp = c.execute(select(func.count()).select_from(s.experiment)).scalar()
+        n_job = c.execute(select(func.count()).select_from(s.job)).scalar()
+    return int(n_exp or 0), int(n_job or 0)
+
+
+def delete_history(store: Store) -> None:
+    """Drop every Auptimizer table (all history) and create them again, empty.
+
+    Only for ``aup setup --reset-history`` after the user confirmed.
+    """
+    from sqlalchemy import MetaData, inspect
+
+    from aup.store.migrate import ensure_schema
+
+    with store.engine.begin() as c:
+        names = set(inspect(c).get_table_names())
+        reflected = MetaData()
+        ours = {t.name for t in s.metadata.sorted_tables} | {"alembic_version"}
+        reflected.reflect(c, only=[n for n in names if n in ours])
+        reflected.drop_all(c)
+    ensure_schema(store.engine)

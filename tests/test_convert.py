@@ -1,0 +1,119 @@
+"""aup convert: the generated script runs under the job protocol; bad input writes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import run_cli, write_experiment, write_script
+
+SOURCE = """
+import math
+
+def rosenbrock(x, y, a=1.0):
+    return (a - x) ** 2 + 100 * (y - x * x) ** 2
+
+def budgeted(x, n_iterations=1):
+    return x * n_iterations
+
+if __name__ == "__main__":
+    raise SystemExit("the source's own main must not run inside a job")
+"""
+
+PARAMS = [{"name": "x", "type": "float", "range": [-2, 2]},
+          {"name": "y", "type": "float", "range": [-1, 3]}]
+
+
+def test_generated_script_runs_as_an_experiment(tmp_path):
+    write_script(tmp_path, "rosen.py", SOURCE)
+    exp = write_experiment(tmp_path, script="rosen_job.py", proposer="random", n_samples=3,
+                           target="min", parameter_config=PARAMS)
+    r = run_cli("convert", "rosen.py", exp.name, "rosenbrock", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "rosen_job.py"
+    assert out.is_file() and out.stat().st_mode & 0o111
+    assert (tmp_path / "rosen.py").read_text().lstrip().startswith("import math")  # untouched
+    r = run_cli("run", exp.name, "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_cli("show", "1", "--json", cwd=tmp_path)
+    jobs = json.loads(r.stdout)
+    assert [j["status"] for j in jobs] == ["FINISHED"] * 3
+    for j in jobs:
+        c = j["job_config"]
+        assert abs(j["score"] - ((1 - c["x"]) ** 2 + 100 * (c["y"] - c["x"] ** 2) ** 2)) < 1e-9
+
+
+def test_generated_script_passes_the_budget_when_the_function_takes_it(tmp_path):
+    write_script(tmp_path, "src.py", SOURCE)
+    exp = write_experiment(tmp_path, script="job.py", parameter_config=PARAMS[:1])
+    assert run_cli("convert", "src.py", exp.name, "budgeted", cwd=tmp_path).returncode == 0
+    cfg = tmp_path / "1.json"
+    cfg.write_text(json.dumps({"x": 0.5, "job_id": 1, "n_iterations": 9}))
+    r = subprocess.run([sys.executable, "job.py", str(cfg)], cwd=tmp_path, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert "#Auptimizer:4.5" in r.stdout + r.stderr
+
+
+def test_unknown_function_is_refused_and_nothing_is_written(tmp_path):
+    write_script(tmp_path, "rosen.py", SOURCE)
+    exp = write_experiment(tmp_path, script="rosen_job.py", parameter_config=PARAMS)
+    r = run_cli("convert", "rosen.py", exp.name, "rosen", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "no top-level function 'rosen'" in r.stderr and "rosenbrock" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment.json", "rosen.py"]
+
+
+def test_the_source_is_never_overwritten(tmp_path):
+    write_script(tmp_path, "rosen.py", SOURCE)
+    before = (tmp_path / "rosen.py").read_text()
+    exp = write_experiment(tmp_path, script="rosen.py", parameter_config=PARAMS)
+    r = run_cli("convert", "rosen.py", exp.name, "rosenbrock", cwd=tmp_path)
+    assert r.returncode == 2 and "source script itself" in r.stderr
+    r = run_cli("convert", "rosen.py", exp.name, "rosenbrock", "-o", "./rosen.py",
+                "--overwrite", cwd=tmp_path)
+    assert r.returncode == 2
+    assert (tmp_path / "rosen.py").read_text() == before
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    write_script(tmp_path, "rosen.py", SOURCE)
+    (tmp_path / "job.py").write_text("keep me\n")
+    exp = write_experiment(tmp_path, script="job.py", parameter_config=PARAMS)
+    r = run_cli("convert", "rosen.py", exp.name, "rosenbrock", cwd=tmp_path)
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert (tmp_path / "job.py").read_text() == "keep me\n"
+    r = run_cli("convert", "rosen.py", exp.name, "rosenbrock", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 0 and "_aup_job_main" in (tmp_path / "job.py").read_text()
+
+
+def test_signature_that_does_not_fit_is_refused(tmp_path):
+    write_script(tmp_path, "f.py", "def f(x, z):\n    return x\n\ndef g(a):\n    return a\n")
+    exp = write_experiment(tmp_path, script="job.py", parameter_config=PARAMS[:1])
+    r = run_cli("convert", "f.py", exp.name, "f", cwd=tmp_path)
+    assert r.returncode == 2 and "'z'" in r.stderr
+    r = run_cli("convert", "f.py", exp.name, "g", cwd=tmp_path)
+    assert r.returncode == 2 and "no argument 'x'" in r.stderr
+    assert not (tmp_path / "job.py").exists()
+
+
+def test_syntax_error_and_missing_parameters_are_clear(tmp_path):
+    write_script(tmp_path, "bad.py", "def f(x):\n    return (x\n")
+    exp = write_experiment(tmp_path, script="job.py", parameter_config=PARAMS[:1])
+    r = run_cli("convert", "bad.py", exp.name, "f", cwd=tmp_path)
+    assert r.returncode == 2 and "syntax error" in r.stderr
+    empty = write_experiment(tmp_path, "empty.json", script="job.py")
+    r = run_cli("convert", "bad.py", empty.name, "f", cwd=tmp_path)
+    assert r.returncode == 2 and "parameter_config" in r.stderr
+    assert not (tmp_path / "job.py").exists()
+
+
+def test_python_m_aup_convert_works(tmp_path):
+    write_script(tmp_path, "rosen.py", SOURCE)
+    exp = write_experiment(tmp_path, script="out.py", parameter_config=PARAMS)
+    r = subprocess.run([sys.executable, "-m", "aup.convert", "rosen.py", exp.name, "rosenbrock"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out.py").is_file()

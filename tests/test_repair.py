@@ -1,0 +1,123 @@
+"""aup repair: experiments left RUNNING by a dead scheduler become STOPPED and resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import REPO, run_cli, write_experiment, write_script
+
+from aup.store.admin import repair
+from aup.store.store import Store
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _running(store: Store, name: str, **row) -> tuple[int, int]:
+    eid = store.create_experiment(user="u", name=name, config={}, proposer="random",
+                                  target="min", n_total=2, config_path=None, workingdir=None)
+    if row:
+        store.update_experiment(eid, **row)
+    rid = store.resource_id("cpu", "cpu:0")
+    jid, _ = store.start_job(eid=eid, job_config={"x": 1}, proposal={"id": 0}, rid=rid,
+                             output_dir="jobs", proposer_state=None)
+    return eid, jid
+
+
+def test_repair_stops_dead_experiments_and_leaves_live_ones(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        dead, dead_job = _running(store, "dead", pid=_dead_pid())
+        live, live_job = _running(store, "live", pid=sleeper.pid)
+        far_fresh, _ = _running(store, "far-fresh", host="elsewhere", pid=1,
+                                heartbeat=time.time())
+        far_stale, _ = _running(store, "far-stale", host="elsewhere", pid=1,
+                                heartbeat=time.time() - 3600)
+        ended, ended_job = _running(store, "ended")
+        store.end_experiment(ended, "FAILED")
+        with store.engine.begin() as c:
+            c.exec_driver_sql("UPDATE resource SET status = 'busy'")
+
+        dry = repair(store, dry_run=True)
+        assert {e for e, _, _ in dry.stopped} == {dead, far_stale}
+        assert store.get_experiment(dead)["status"] == "RUNNING"  # dry run changed nothing
+
+        report = repair(store, stale_after=60)
+        assert {e for e, _, _ in report.stopped} == {dead, far_stale}
+        assert {e for e, _, _ in report.alive} == {live, far_fresh}
+        assert [(e, n) for e, _, n in report.cleaned] == [(ended, 1)]
+        assert report.resources_freed == 0  # live experiments remain: resources untouched
+        row = store.get_experiment(dead)
+        assert row["status"] == "STOPPED" and row["end_time"] is not None
+        assert "aup resume" in row["error_msg"]
+        for eid, jid in ((dead, dead_job), (ended, ended_job)):
+            job = store.jobs(eid)[0]
+            assert job["jid"] == jid and job["status"] == "INTERRUPTED"
+            assert job["score"] is None  # never 2.0's -999
+            assert [a["status"] for a in store.attempts(jid)] == ["LOST"]
+        assert store.get_experiment(live)["status"] == "RUNNING"
+        assert store.jobs(live)[0]["status"] == "RUNNING"
+
+        forced = repair(store, force=True)
+        assert {e for e, _, _ in forced.stopped} == {live, far_fresh}
+        assert forced.resources_freed == 1
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        store.close()
+
+
+SLOW = """
+import json, sys, time
+cfg = json.load(open(sys.argv[-1]))
+time.sleep(cfg["x"])
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def test_repair_after_kill_9_then_resume_finishes(tmp_path):
+    write_script(tmp_path, "slow.py", SLOW)
+    exp = write_experiment(tmp_path, script="slow.py", proposer="sequence", target="min",
+                           parameter_config=[{"name": "x", "type": "choice",
+                                              "range": [0.1, 1.5, 0.2]}])
+    env = dict(os.environ)
+    env.pop("AUP_DB", None)
+    env["PYTHONPATH"] = str(REPO / "src")
+    proc = subprocess.Popen([sys.executable, "-m", "aup", "run", exp.name, "-q"], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = Store(f"sqlite:///{tmp_path / '.aup' / 'sqlite3.db'}")
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until the second (slow) job runs
+        jobs = store.jobs(1) if store.get_experiment(1) else []
+        if len(jobs) == 2 and jobs[1]["status"] == "RUNNING":
+            break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert store.get_experiment(1)["status"] == "RUNNING"
+    time.sleep(1.6)  # the orphaned job ends by itself
+
+    r = run_cli("repair", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "experiment 1" in r.stdout and "STOPPED" in r.stdout and "aup resume 1" in r.stdout
+    row = store.get_experiment(1)
+    assert row["status"] == "STOPPED"
+    jobs = store.jobs(1)
+    assert jobs[1]["status"] == "INTERRUPTED" and jobs[1]["score"] is None
+    assert run_cli("repair", cwd=tmp_path).stdout.strip() == "nothing to repair"
+
+    r = run_cli("resume", "1", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = json.loads(run_cli("show", "1", "--json", cwd=tmp_path).stdout)
+    finished = sorted(j["job_config"]["x"] for j in jobs if j["status"] == "FINISHED")
+    assert finished == [0.1, 0.2, 1.5]
+    store.close()

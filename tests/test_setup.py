@@ -1,0 +1,204 @@
+"""aup setup and env.ini: written safely, read back, used by aup run; bad input writes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pexpect
+import pytest
+from conftest import QUADRATIC, run_cli, write_experiment, write_script
+
+from aup.environment import read_environment
+from aup.errors import UsageError
+
+
+def _quad(tmp_path, **extra):
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    return write_experiment(tmp_path, script="quad.py", n_samples=2, target="min",
+                            parameter_config=[{"name": "x", "type": "float", "range": [-1, 1]}],
+                            **extra)
+
+
+def test_setup_writes_env_ini_that_reads_back_and_runs(tmp_path):
+    gpu_file = tmp_path / "gpus.txt"
+    gpu_file.write_text("0,1\n2\n")
+    r = run_cli("setup", "--cpu", "3", "--gpu", str(gpu_file), "--node",
+                "me@box:2222 ~/.ssh/key,you@other", "--user", "alice", "--database",
+                "data/aup.db", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    env = read_environment(tmp_path / ".aup" / "env.ini")
+    assert env.database == f"sqlite:///{tmp_path / 'data' / 'aup.db'}"
+    assert (env.cpu, env.gpus, env.user) == (3, ["0,1", "2"], "alice")
+    assert env.nodes == ["me@box:2222 ~/.ssh/key", "you@other"]
+    text = (tmp_path / ".aup" / "env.ini").read_text()
+    assert 'gpu_mapping = {"1": "0,1", "2": "2"}' in text  # 2.0's rids: gpu, then node
+    assert 'node_mapping = {"3": "me@box:2222 ~/.ssh/key", "4": "you@other"}' in text
+    assert (tmp_path / "data" / "aup.db").is_file()  # the database is created
+    exp = _quad(tmp_path)
+    r = run_cli("run", exp.name, "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "data/aup.db" in r.stdout
+    assert not (tmp_path / ".aup" / "sqlite3.db").exists()
+    rows = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
+    assert len(rows) == 1 and rows[0]["uid"] is not None
+
+
+def test_existing_env_ini_and_history_are_kept(tmp_path):
+    assert run_cli("setup", "--cpu", "2", cwd=tmp_path).returncode == 0
+    env_ini = tmp_path / ".aup" / "env.ini"
+    before = env_ini.read_text()
+    r = run_cli("setup", "--cpu", "5", cwd=tmp_path)
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert env_ini.read_text() == before
+    exp = _quad(tmp_path)
+    assert run_cli("run", exp.name, "-q", cwd=tmp_path).returncode == 0
+    r = run_cli("setup", "--cpu", "5", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 0 and "1 experiments" in r.stdout
+    assert read_environment(env_ini).cpu == 5
+    r = run_cli("setup", "--overwrite", "--reset-history", cwd=tmp_path)
+    assert r.returncode == 2 and "--yes" in r.stderr
+    assert len(json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)) == 1
+    r = run_cli("setup", "--overwrite", "--reset-history", "--yes", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(run_cli("list", "--json", cwd=tmp_path).stdout) == []
+
+
+def test_auptimizer_2_template_is_accepted_and_tmp_folder_untouched(tmp_path):
+    (tmp_path / "aup_tmp").mkdir()
+    (tmp_path / "aup_tmp" / "keep.txt").write_text("x")
+    (tmp_path / "env_local_template.ini").write_text(
+        "[Auptimizer]\nAuptimizer_PATH = ./.aup\nTMP_FOLDER = ./aup_tmp\nSQL_ENGINE = sqlite\n")
+    r = run_cli("setup", "env_local_template.ini", "--gpu", "none", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    env = read_environment(tmp_path / ".aup" / "env.ini")
+    assert env.database == f"sqlite:///{tmp_path / '.aup' / 'sqlite3.db'}"
+    assert (tmp_path / "aup_tmp" / "keep.txt").is_file()  # 2.0 deleted TMP_FOLDER
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gpu", "0,zero"], "GPU id 'zero'"),
+    (["--node", "hostonly"], "user@host"),
+    (["--cpu", "-1"], "--cpu must be >= 0"),
+    (["--database", "nope://x"], "cannot use database"),
+])
+def test_bad_values_write_nothing(tmp_path, args, message):
+    r = run_cli("setup", *args, cwd=tmp_path)
+    assert r.returncode == 2, r.stdout
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / ".aup").exists()
+
+
+@pytest.mark.postgres
+def test_postgresql_database_errors_write_nothing(tmp_path, postgres_server):
+    bad_pw = postgres_server.url("postgres", password="not-it")
+    r = run_cli("setup", "--database", bad_pw, cwd=tmp_path)
+    assert r.returncode == 2 and "password authentication failed" in r.stderr
+    assert "not-it" not in r.stderr + r.stdout
+    closed = bad_pw.replace(f":{postgres_server.port}/", ":1/")
+    r = run_cli("setup", "--database", closed, cwd=tmp_path)
+    assert r.returncode == 2 and "does not answer" in r.stderr
+    assert not (tmp_path / ".aup").exists()
+
+
+@pytest.mark.postgres
+def test_setup_with_postgresql_then_run(tmp_path, pg_url):
+    r = run_cli("setup", "--database", pg_url, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    env_ini = tmp_path / ".aup" / "env.ini"
+    assert env_ini.stat().st_mode & 0o777 == 0o600  # it holds the password
+    assert read_environment(env_ini).database == pg_url
+    exp = _quad(tmp_path)
+    r = run_cli("run", exp.name, "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "postgresql+psycopg" in r.stdout and "***" in r.stdout
+    from aup.store.store import Store
+
+    st = Store(pg_url)
+    assert [j["status"] for j in st.jobs(1)] == ["FINISHED", "FINISHED"]
+    st.close()
+
+
+@pytest.mark.parametrize("body, key", [
+    ("SQL_ENGINE = sqlite\n", "SQLITE_FILE"),
+    ("SQL_ENGINE = mysql\n", "database"),
+    ("SQLITE_FILE = x.db\ncpu = four\n", "cpu"),
+    ("SQLITE_FILE = x.db\ngpu_mapping = [0, 1]\n", "gpu_mapping"),
+    ("database = just-a-path\n", "database"),
+])
+def test_env_ini_with_missing_or_bad_keys_is_a_clear_error(tmp_path, body, key):
+    (tmp_path / ".aup").mkdir()
+    (tmp_path / ".aup" / "env.ini").write_text("[Auptimizer]\n" + body)
+    with pytest.raises(UsageError, match=key):
+        read_environment(tmp_path / ".aup" / "env.ini")
+    exp = _quad(tmp_path)
+    r = run_cli("run", exp.name, cwd=tmp_path)
+    assert r.returncode == 2 and key in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "jobs").exists()
+
+
+def test_env_ini_without_section_and_aup_env_variable(tmp_path):
+    (tmp_path / "other.ini").write_text("[Other]\nx = 1\n")
+    r = run_cli("list", cwd=tmp_path, env={"AUP_ENV": str(tmp_path / "other.ini")})
+    assert r.returncode == 2 and "[Auptimizer]" in r.stderr
+    r = run_cli("list", cwd=tmp_path, env={"AUP_ENV": str(tmp_path / "missing.ini")})
+    assert r.returncode == 2 and "AUP_ENV" in r.stderr
+
+
+def _spawn(tmp_path, *args):
+    env = dict(os.environ)
+    env.pop("AUP_DB", None)
+    return pexpect.spawn(sys.executable, ["-m", *args], cwd=str(tmp_path), env=env,
+                         encoding="utf-8", timeout=30)
+
+
+def test_interactive_setup_reasks_wrong_answers(tmp_path):
+    child = _spawn(tmp_path, "aup.setup")
+    child.expect(r"database .*\]: ")
+    child.sendline("nope://what")
+    child.expect("no driver for this URL")
+    child.expect(r"database .*\]: ")
+    child.sendline("")
+    child.expect(r"number of CPU slots \[\d+\]: ")
+    child.sendline("many")
+    child.expect("a whole number is needed")
+    child.expect(r"number of CPU slots \[\d+\]: ")
+    child.sendline("2")
+    child.expect(r"GPU ids .*\[none\]: ")
+    child.sendline("0,a")
+    child.expect("GPU id 'a'")
+    child.expect(r"GPU ids .*\[none\]: ")
+    child.sendline("0,1")
+    child.expect(r"SSH nodes .*\[none\]: ")
+    child.sendline("nobody")
+    child.expect("user@host")
+    child.sendline("")
+    child.expect(r"AWS instances .*\[none\]: ")
+    child.sendline("")
+    child.expect(r"user name \[.*\]: ")
+    child.sendline("carol")
+    child.expect("wrote .*env.ini")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    env = read_environment(tmp_path / ".aup" / "env.ini")
+    assert (env.cpu, env.gpus, env.nodes, env.user) == (2, ["0", "1"], [], "carol")
+
+    # again: the existing values are the defaults, and replacing needs a yes
+    child = _spawn(tmp_path, "aup", "setup")
+    for _ in range(2):
+        child.expect(r"\]: ")
+        child.sendline("")
+    child.expect(r"GPU ids .*\[0,1\]: ")
+    child.sendline("")
+    for _ in range(3):
+        child.expect(r"\]: ")
+        child.sendline("")
+    child.expect(r"Replace it .*\(y/n\) \[n\]: ")
+    child.sendline("")
+    child.expect("nothing was written")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2
+    assert read_environment(tmp_path / ".aup" / "env.ini").user == "carol"
