@@ -140,3 +140,25 @@ def test_non_finite_intermediate_values(tmp_path: Path):
     assert scores[0] == 0.5 and scores[1] is None and scores[2] is None and scores[3] == 0.25
     assert jobs(tmp_path)[0]["score"] == 0.25
     assert not any(isinstance(s, float) and math.isnan(s) for s in scores)
+
+
+RETRIED = """
+import os, sys
+a = int(os.environ["AUP_ATTEMPT"])
+for v in (10 + a, 20 + a):
+    print("#Auptimizer:", v, flush=True)
+if a == 0:
+    sys.exit(1)
+"""
+
+
+def test_a_retried_job_keeps_the_results_of_its_last_attempt(tmp_path: Path):
+    exp = setup(tmp_path, RETRIED, n_parallel=1,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1]}],
+                job_failure={"job_retries": 1},
+                resource_args={"track_intermediate_results": True})
+    assert run_cli(str(exp), cwd=tmp_path).returncode == 0
+    (job,) = jobs(tmp_path)
+    assert job["score"] == 21 and job["n_attempts"] == 2
+    rows = query(tmp_path, "SELECT num, score FROM intermediate_result ORDER BY num")
+    assert [(r["num"], r["score"]) for r in rows] == [(0, 11), (1, 21)]

@@ -233,7 +233,7 @@ class Experiment:
                         "run again", eid, n_lost)
         store.claim_experiment(eid)
         exp = cls(config, store, eid, proposer, observer, env_file)
-        for j in store.jobs(eid):
+        for j in store.jobs(eid, status=(JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)):
             if j["status"] in (JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value):
                 exp.rerun_queue.append(_Job(j["jid"], Proposal.from_dict(j["proposal"]),
                                             j["job_config"], attempts=int(j["n_attempts"])))

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import (
     ArgumentError,
@@ -269,9 +269,15 @@ class Store:
                       .values(job_config=_dumps(job_config)))
 
     def start_attempt(self, *, jid: int, num: int, rid: int, output_path: str) -> int:
-        """Insert attempt ``num`` of a job (a retry or a re-run after resume); returns jaid."""
+        """Insert attempt ``num`` of a job (a retry or a re-run after resume); returns jaid.
+
+        The results (intermediate and multiple) of the earlier attempts are deleted in the same
+        transaction: a job's results are those of its latest attempt (the earlier attempts'
+        output stays in their ``jobs/<jid>.<num>.out`` files)."""
         now = time.time()
         with self.engine.begin() as c:
+            c.execute(delete(s.multiple_result).where(s.multiple_result.c.jid == jid))
+            c.execute(delete(s.intermediate_result).where(s.intermediate_result.c.jid == jid))
             jaid = c.execute(insert(s.job_attempt).values(
                 jid=jid, num=num, rid=rid, start_time=now, status="RUNNING",
                 output_path=output_path)).inserted_primary_key[0]
@@ -356,11 +362,15 @@ class Store:
                           .values(status="INTERRUPTED"))
         return len(jids)
 
-    def jobs(self, eid: int, *, include_rerun: bool = False) -> list[dict[str, Any]]:
-        """Jobs of an experiment in jid order (``job_config`` and ``proposal`` decoded)."""
+    def jobs(self, eid: int, *, include_rerun: bool = False,
+             status: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Jobs of an experiment in jid order (``job_config`` and ``proposal`` decoded);
+        only those whose status is in ``status`` when given."""
         q = select(s.job).where(s.job.c.eid == eid)
         if not include_rerun:
             q = q.where(s.job.c.is_rerun.is_(False))
+        if status is not None:
+            q = q.where(s.job.c.status.in_(list(status)))
         with self.engine.connect() as c:
             rows = c.execute(q.order_by(s.job.c.jid)).all()
         return [_job_dict(r) for r in rows]
@@ -398,8 +408,9 @@ class Store:
              .order_by(t.c.jid, t.c.num, t.c.irid))
         out: dict[int, list[float | None]] = {}
         with self.engine.connect() as c:
-            for jid, score in c.execute(q):
-                out.setdefault(int(jid), []).append(score)
+            rows = c.execute(q).all()
+        for jid, score in rows:
+            out.setdefault(jid, []).append(score)
         return out
 
     def multiple(self, jid: int) -> list[dict[str, Any]]:
