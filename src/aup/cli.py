@@ -23,6 +23,9 @@ log = logging.getLogger("aup")
 
 #: Subcommands registered by other modules: name -> (module, function adding the parser).
 EXTRA_COMMANDS: dict[str, str] = {
+    "dashboard": "aup.dashboard.command",
+    "plot": "aup.dashboard.plot",
+    "export": "aup.dashboard.export",
     "tell": "aup.cli_tell",
     "init": "aup.commands.init",
     "setup": "aup.commands.setup",

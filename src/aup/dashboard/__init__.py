@@ -1,0 +1,1 @@
+"""The web dashboard over the store: REST API, pages, plots and exports."""

@@ -1,0 +1,127 @@
+"""``aup dashboard``: serve the web dashboard over a database with uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import socket
+from typing import Any
+
+from aup.errors import UsageError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+TOKEN_ENV = "AUP_DASHBOARD_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def choose_token(host: str, token: str | None) -> tuple[str | None, bool]:
+    """The token to require and whether it was generated here.
+
+    A token is required when ``host`` is not a loopback address; one is generated when none is
+    given. A given token is always used.
+    """
+    if token:
+        return token, False
+    if is_loopback(host):
+        return None, False
+    return secrets.token_urlsafe(24), True
+
+
+def open_read_store(db: str | None):
+    """Open the database for the dashboard without creating anything.
+
+    Raises:
+        UsageError: the SQLite file does not exist or holds no Auptimizer tables.
+    """
+    from pathlib import Path
+
+    from sqlalchemy import inspect
+
+    from aup.api import resolve_db_url
+    from aup.store.store import Store
+
+    url = resolve_db_url(db)
+    if url.startswith("sqlite") and "///" in url:
+        path = url.split("///", 1)[1].split("?", 1)[0]
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise UsageError(f"no database at {path}. Fix: run an experiment first, or give "
+                             "the database with --db URL (or $AUP_DB)")
+    store = Store(url, create=False)
+    if not inspect(store.engine).has_table("experiment"):
+        store.close()
+        raise UsageError(f"{store._safe_url()} holds no Auptimizer experiments. Fix: give the "
+                         "right database with --db URL")
+    return store
+
+
+def _check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as err:
+            raise UsageError(f"cannot listen on {host}:{port}: {err.strerror}. Fix: choose "
+                             "another --port (or --host)") from None
+
+
+def cmd_dashboard(args: Any) -> int:
+    """Serve the dashboard until Ctrl-C."""
+    import uvicorn
+
+    from aup.dashboard.app import create_app
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port} is not a port number. Fix: use 1-65535")
+    if args.refresh <= 0:
+        raise UsageError(f"--refresh {args.refresh} must be positive (seconds)")
+    token, generated = choose_token(args.host, args.token or os.environ.get(TOKEN_ENV))
+    store = open_read_store(args.db)
+    _check_port(args.host, args.port)
+    app = create_app(store, token=token, refresh_seconds=args.refresh)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{shown}:{args.port}/"
+    print(f"Auptimizer dashboard for {store._safe_url()}")
+    if token:
+        print(f"open {url}?token={token}")
+        if generated:
+            print(f"(token generated for this run; set {TOKEN_ENV} or --token to choose one)")
+    else:
+        print(f"open {url}  (loopback only; Ctrl-C to stop)")
+    try:
+        uvicorn.run(app, host=args.host.strip("[]"), port=args.port, log_level="warning",
+                    access_log=False)
+    finally:
+        store.close()
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``aup dashboard`` (see :data:`aup.cli.EXTRA_COMMANDS`)."""
+    p = subparsers.add_parser(
+        "dashboard", help="serve the web dashboard",
+        description="Serve a web dashboard over the experiment database: experiment list, "
+        "experiment pages with charts, job table and logs, comparisons, stop button; a REST API "
+        "at /api (schema at /openapi.json).")
+    p.set_defaults(func=cmd_dashboard)
+    p.add_argument("--db", help="database URL (default: $AUP_DB, .aup/env.ini, else "
+                   ".aup/sqlite3.db)")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help="address to listen on (default 127.0.0.1; any other address requires "
+                   "a token)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8000)")
+    p.add_argument("--token", help=f"secret every request must carry (default: ${TOKEN_ENV}; "
+                   "generated and printed when binding a non-loopback address)")
+    p.add_argument("--refresh", type=float, default=3.0,
+                   help="seconds between live updates of the pages (default 3)")

@@ -1,0 +1,165 @@
+"""``aup plot``: an experiment's best-so-far history and parallel coordinates as a file.
+
+``.html`` files are interactive Plotly figures with Plotly.js embedded (they open offline);
+``.png``, ``.svg`` and ``.pdf`` are drawn with matplotlib (no browser needed). The data comes
+from the same down-sampled queries as the dashboard.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from aup.errors import UsageError
+
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def plot_html(history: dict[str, Any], parallel: dict[str, Any], title: str) -> str:
+    """A standalone HTML page with both figures (Plotly.js embedded once)."""
+    import plotly.graph_objects as go
+
+    h = history
+    fig1 = go.Figure([
+        go.Scatter(x=h["points"]["n"], y=h["points"]["score"], mode="markers", name="score",
+                   customdata=h["points"]["jid"],
+                   hovertemplate="job %{customdata}: %{y}<extra></extra>"),
+        go.Scatter(x=h["best"]["n"], y=h["best"]["score"], mode="lines", name="best so far",
+                   line={"shape": "hv"})])
+    fig1.update_layout(title=f"{title}: score per job", xaxis_title="finished job #",
+                       yaxis_title="score")
+    dims = _plotly_dims(parallel)
+    fig2 = go.Figure(go.Parcoords(dimensions=dims, line={
+        "color": parallel["score"], "colorscale": "Viridis", "showscale": True,
+        "reversescale": parallel["target"] == "max"}))
+    fig2.update_layout(title=f"{title}: parameters vs score ({parallel['n_shown']} of "
+                       f"{parallel['n_finished']} jobs)")
+    body = (fig1.to_html(full_html=False, include_plotlyjs=True)
+            + fig2.to_html(full_html=False, include_plotlyjs=False))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
+            f"</head><body>{body}</body></html>\n")
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def _plotly_dims(parallel: dict[str, Any]) -> list[dict[str, Any]]:
+    dims = []
+    for d in parallel["dimensions"]:
+        dim: dict[str, Any] = {"label": d["name"], "values": d["values"]}
+        if d["type"] == "choice":
+            dim["tickvals"] = list(range(len(d["choices"])))
+            dim["ticktext"] = d["choices"]
+        dims.append(dim)
+    dims.append({"label": "score", "values": parallel["score"]})
+    return dims
+
+
+def plot_image(history: dict[str, Any], parallel: dict[str, Any], title: str,
+               out: Path) -> None:
+    """Draw both charts with matplotlib into ``out`` (format from its suffix)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5))
+    h = history
+    pts = [(n, y) for n, y in zip(h["points"]["n"], h["points"]["score"], strict=True)
+           if y is not None]
+    if pts:
+        ax1.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, alpha=0.6, label="score")
+    ax1.step(h["best"]["n"], h["best"]["score"], where="post", color="C3", label="best so far")
+    ax1.set_xlabel("finished job #")
+    ax1.set_ylabel("score")
+    ax1.set_title(f"{title}: score per job")
+    ax1.legend()
+    cols = [d for d in parallel["dimensions"]] + [
+        {"name": "score", "type": "float", "values": parallel["score"], "choices": None}]
+    data = np.array([[np.nan if v is None else float(v) for v in d["values"]] for d in cols],
+                    dtype=float).reshape(len(cols), -1)
+    finite = [r[~np.isnan(r)] for r in data]
+    lo = np.array([r.min() if r.size else 0.0 for r in finite])
+    hi = np.array([r.max() if r.size else 1.0 for r in finite])
+    if data.size:
+        span = np.where(hi > lo, hi - lo, 1.0)
+        norm = (data - lo[:, None]) / span[:, None]
+        scores = data[-1]
+        cmap = plt.get_cmap("viridis_r" if parallel["target"] == "min" else "viridis")
+        smin, smax = np.nanmin(scores), np.nanmax(scores)
+        for k in range(norm.shape[1]):
+            c = 0.5 if smax == smin else (scores[k] - smin) / (smax - smin)
+            ax2.plot(range(len(cols)), norm[:, k], color=cmap(c), alpha=0.5, lw=0.8)
+        for i, d in enumerate(cols):
+            if d["type"] == "choice":
+                label = "/".join(d["choices"])
+            else:
+                label = f"{lo[i]:.3g}..{hi[i]:.3g}"
+            ax2.text(i, -0.08, label, ha="center", va="top", fontsize=7)
+    ax2.set_xticks(range(len(cols)), [d["name"] for d in cols])
+    ax2.set_yticks([])
+    ax2.set_ylim(-0.15, 1.05)
+    ax2.set_title(f"parameters vs score ({parallel['n_shown']} of {parallel['n_finished']} "
+                  "jobs)")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def write_plot(store: Any, eid: int, out: Path) -> None:
+    """Write experiment ``eid``'s charts to ``out`` (``.html``, ``.png``, ``.svg``, ``.pdf``).
+
+    Raises:
+        UsageError: unsupported suffix or missing folder.
+        aup.dashboard.queries.NotFound: no experiment ``eid``.
+    """
+    from aup.dashboard.queries import DashboardQueries
+
+    suffix = out.suffix.lower()
+    if suffix not in (".html", *IMAGE_SUFFIXES):
+        raise UsageError(f"--out {out}: unknown file type {suffix or '(none)'}. Fix: end the "
+                         "name with .html, .png, .svg or .pdf")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    q = DashboardQueries(store)
+    exp = q.experiment(eid)
+    history = q.history(eid, max_points=4000)
+    parallel = q.parallel(eid, max_lines=1000)
+    title = f"experiment {eid} ({exp['name']})"
+    if suffix == ".html":
+        out.write_text(plot_html(history, parallel, title), encoding="utf-8")
+    else:
+        plot_image(history, parallel, title, out)
+
+
+def cmd_plot(args: Any) -> int:
+    """aup plot EXPERIMENT --out FILE."""
+    from aup.api import find_experiment
+    from aup.dashboard.command import open_read_store
+
+    store = open_read_store(args.db)
+    try:
+        row = find_experiment(store, args.experiment)
+        write_plot(store, int(row["eid"]), Path(args.out))
+    finally:
+        store.close()
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``aup plot`` (see :data:`aup.cli.EXTRA_COMMANDS`)."""
+    p = subparsers.add_parser("plot", help="plot an experiment's history and parameters",
+                              description="Write the best-so-far history and the parallel "
+                              "coordinates of an experiment as HTML (interactive, offline) or "
+                              "PNG/SVG/PDF.")
+    p.set_defaults(func=cmd_plot)
+    p.add_argument("--db", help="database URL (default: $AUP_DB, .aup/env.ini, else "
+                   ".aup/sqlite3.db)")
+    p.add_argument("experiment", help="experiment id or name")
+    p.add_argument("--out", "-o", required=True, help="output file: .html, .png, .svg or .pdf")

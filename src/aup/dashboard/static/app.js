@@ -1,0 +1,75 @@
+// Shared helpers of the Auptimizer dashboard pages (plain JavaScript, no build step).
+"use strict";
+
+const aup = {
+  /** GET (or POST) a JSON API path; throws an Error with the server's message on failure. */
+  async api(path, options) {
+    const opts = Object.assign({ credentials: "same-origin" }, options || {});
+    const res = await fetch(path, opts);
+    let body = null;
+    try { body = await res.json(); } catch (e) { body = null; }
+    if (!res.ok) {
+      const detail = body && body.detail ? body.detail : res.statusText;
+      throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+    }
+    return body;
+  },
+
+  /** Create an element with text content (never HTML from data). */
+  el(tag, text, attrs) {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    return e;
+  },
+
+  num(x) {
+    if (x === null || x === undefined) return "-";
+    if (typeof x !== "number") return String(x);
+    if (Number.isInteger(x)) return String(x);
+    return Number(x.toPrecision(6)).toString();
+  },
+
+  time(t) {
+    if (t === null || t === undefined) return "-";
+    const d = new Date(t * 1000);
+    const p = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ` +
+      `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  },
+
+  duration(s) {
+    if (s === null || s === undefined) return "-";
+    if (s < 60) return `${s.toFixed(1)} s`;
+    if (s < 3600) return `${(s / 60).toFixed(1)} min`;
+    return `${(s / 3600).toFixed(2)} h`;
+  },
+
+  params(p) {
+    return Object.entries(p || {}).map(([k, v]) => `${k}=${aup.num(v)}`).join(", ");
+  },
+
+  statusCell(status) {
+    return aup.el("td", status, { class: `status-${status}` });
+  },
+
+  showError(err) {
+    const box = document.getElementById("error");
+    if (box) box.textContent = err ? String(err.message || err) : "";
+  },
+
+  /** Call fn now and every `seconds`, skipping a round while the previous one runs. */
+  poll(fn, seconds) {
+    let busy = false;
+    const tick = async () => {
+      if (busy) return;
+      busy = true;
+      try { await fn(); aup.showError(null); } catch (e) { aup.showError(e); }
+      finally { busy = false; }
+    };
+    tick();
+    return setInterval(tick, seconds * 1000);
+  },
+
+  plotConfig: { responsive: true, displaylogo: false },
+};
