@@ -329,3 +329,10 @@ def test_cli_rung_jobs_run_in_parallel(tmp_path: Path):
     latest_start = max(s for s, _ in spans)
     assert all(e > latest_start for _, e in spans), "the 3 jobs of rung 0 overlap in time"
     store.close()
+
+
+@pytest.mark.parametrize("name", ["experiment_hyperband.json", "experiment_bohb.json"])
+def test_shipped_examples_are_valid(tmp_path: Path, name: str):
+    example = Path(__file__).resolve().parents[1] / "examples" / "multifidelity" / name
+    r = run_cli("run", "--check", str(example), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
