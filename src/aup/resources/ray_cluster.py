@@ -1,0 +1,281 @@
+"""``resource: ray``: each job attempt is a Ray task on a Ray cluster.
+
+Install with ``pip install 'auptimizer[ray]'``. ``resource_args``:
+
+* ``address``: the cluster (``host:port`` of the head's GCS, ``auto``, or ``ray://host:10001``).
+  Absent: a local Ray instance is started for the experiment and shut down at its end. A
+  ``host:port`` that does not answer is reported before any job starts.
+* ``num_cpus`` (default 1) and ``num_gpus`` (default 0) reserved per job; Ray sets
+  ``CUDA_VISIBLE_DEVICES`` for the GPUs it gives a job.
+* ``ship_workingdir`` (default true): ``workingdir`` is sent to the workers with Ray's runtime
+  environment (``jobs/`` and ``.aup/`` excluded) and the job runs in that copy; false runs the
+  job in ``workingdir`` itself on the worker (a shared file system).
+* ``runtime_env``: more runtime environment keys (``pip``, ``env_vars``...), merged in.
+
+There are ``n_parallel`` slots; Ray places each task where its resources are free (tasks wait in
+Ray's queue while the cluster is full, and ``job_timeout`` counts that wait too). The task body
+(:mod:`aup.resources.ray_task`) is standard-library only and is shipped by value, so workers do
+not need Auptimizer. Its output streams back while the job runs (a streaming generator task)
+into the local ``jobs/<jid>.<attempt>.out`` and through the same parser as local jobs; stopping
+cancels the task, which kills the job's process group (SIGTERM, SIGKILL after ``kill_grace``).
+A task lost with its worker or node ends with ``LOST`` and is retried by the loop when
+``job_failure.job_retries`` allows.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from aup.errors import AupError
+from aup.job import FailReason, OutputParser, StopReason, judge
+from aup.resources.base import AttemptSpec, ResourceManager, ResourceOptions, Slot
+from aup.resources.local import write_job_config
+from aup.resources.stream import OutputSink, end_event, resource_failure
+
+log = logging.getLogger(__name__)
+
+
+class RayOptions(ResourceOptions):
+    """``resource_args`` of ``ray`` (see the module docstring)."""
+
+    address: str | None = None
+    num_cpus: float = Field(default=1.0, ge=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+    ship_workingdir: bool = True
+    runtime_env: dict[str, Any] = Field(default_factory=dict)
+    connect_timeout: float = Field(default=5.0, gt=0)
+
+
+def check_address(address: str, timeout: float) -> None:
+    """Raise :class:`AupError` when a ``host:port`` address does not accept connections."""
+    if address in ("auto", "local") or "://" in address and not address.startswith("ray://"):
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise AupError(f"resource_args.address {address!r} is not 'host:port' (the Ray head's "
+                       "GCS address, e.g. 127.0.0.1:6379), 'auto', or 'ray://host:10001'")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise AupError(f"the Ray cluster at {address} does not answer ({err.strerror or err}); "
+                       "start it with 'ray start --head' or fix resource_args.address") from None
+
+
+class RayAttempt:
+    """One attempt as a Ray streaming-generator task, followed by a driver thread."""
+
+    def __init__(self, manager: RayResourceManager, spec: AttemptSpec):
+        self.manager = manager
+        self.spec = spec
+        self.stopped: StopReason | None = None
+        self.gen: Any = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=f"aup-ray-{self.spec.job_id}.{self.spec.attempt}",
+                         daemon=True).start()
+
+    def _run(self) -> None:
+        import ray
+
+        spec, m = self.spec, self.manager
+        try:
+            sink = OutputSink(spec, m.events)
+        except OSError as err:
+            m._finish(self, judge(None, OutputParser(spec.n_labels, spec.label),
+                                  start_error=f"cannot write {spec.output_path}: {err}"))
+            return
+        outcome = None
+        code = None
+        try:
+            write_job_config(spec)
+            job = {"argv": m.task_command(), "config_path": f"jobs/{spec.job_id}.json",
+                   "config": spec.job_config, "prescript": spec.prescript,
+                   "postscript": spec.postscript, "kill_grace": m.options.kill_grace,
+                   "env": {"PYTHONUNBUFFERED": "1", "AUP_JOB_ID": str(spec.job_id),
+                           "AUP_ATTEMPT": str(spec.attempt), **spec.env}}
+            with self._lock:
+                if self.stopped is None:
+                    self.gen = m.remote_task(job)
+            if self.gen is None:
+                outcome = judge(None, sink.parser, stopped=self.stopped)
+            else:
+                for ref in self.gen:
+                    kind, data = ray.get(ref)
+                    if kind == "out":
+                        for piece in data.splitlines(keepends=True):
+                            sink.write_chunk(piece)
+                    elif kind == "exit":
+                        code = int(data)
+        except Exception as err:  # noqa: BLE001 - every Ray failure ends the attempt
+            outcome = self._failure(err, sink.parser)
+        finally:
+            sink.close()
+        if outcome is None:
+            outcome = judge(code, sink.parser, stopped=self.stopped)
+        m._finish(self, outcome)
+
+    def _failure(self, err: Exception, parser: OutputParser):
+        import ray.exceptions as rex
+
+        if self.stopped is not None or isinstance(err, rex.TaskCancelledError):
+            return judge(None, parser, stopped=self.stopped or StopReason.EXPERIMENT_STOP)
+        if isinstance(err, rex.RuntimeEnvSetupError):
+            return resource_failure(parser, FailReason.RESOURCE_ERROR,
+                                    f"Ray could not set up the runtime environment: "
+                                    f"{str(err).strip().splitlines()[-1][:300]}")
+        if isinstance(err, rex.WorkerCrashedError | rex.NodeDiedError | rex.ObjectLostError
+                      | rex.OwnerDiedError):
+            return resource_failure(parser, FailReason.LOST, f"Ray lost the task: {err!r}"[:400])
+        if isinstance(err, rex.RayTaskError):
+            text = str(err).strip().splitlines()
+            return judge(None, parser, start_error=f"the Ray task failed: "
+                         f"{text[-1][:300] if text else err!r}")
+        return resource_failure(parser, FailReason.RESOURCE_ERROR, f"Ray error: {err!r}"[:400])
+
+    def stop(self, reason: StopReason) -> None:
+        """Cancel the task (its body kills the job's process group)."""
+        import ray
+
+        with self._lock:
+            if self.stopped is not None:
+                return
+            self.stopped = reason
+            gen = self.gen
+        if gen is None:
+            return
+        try:
+            ray.cancel(gen)
+        except Exception as err:  # noqa: BLE001
+            log.warning("%s: cannot cancel the Ray task: %r", self.spec.label, err)
+
+        def force() -> None:
+            time.sleep(self.manager.options.kill_grace + 5)
+            if self.spec.key in self.manager._running:
+                try:
+                    ray.cancel(gen, force=True)
+                except Exception:  # noqa: BLE001 - best effort
+                    pass
+
+        threading.Thread(target=force, daemon=True).start()
+
+
+class RayResourceManager(ResourceManager):
+    """``resource: ray`` (see the module docstring)."""
+
+    kind: ClassVar[str] = "ray"
+    Options = RayOptions
+
+    def __init__(self, config, events, env_file: Any = None):
+        super().__init__(config, events, env_file)
+        self._running: dict[tuple[int, int], RayAttempt] = {}
+        self._lock = threading.Lock()
+        self._owns = False
+        self._remote: Any = None
+
+    @property
+    def slots(self) -> list[Slot]:
+        return [Slot(f"ray:{i}", "ray", f"ray:{i}") for i in range(self.config.n_parallel)]
+
+    def prepare(self) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise AupError("resource 'ray' needs Ray: pip install 'auptimizer[ray]'") from None
+        address = self.options.address
+        if address:
+            check_address(address, self.options.connect_timeout)
+        env = dict(self.options.runtime_env)
+        if self.options.ship_workingdir:
+            env.setdefault("working_dir", str(self.config.workingdir_path))
+            env.setdefault("excludes", ["jobs/", ".aup/", "__pycache__/"])
+        if ray.is_initialized():
+            # Connected by the caller: a working directory can only be shipped at connection
+            # time (Ray's job-level runtime environment), so it must not be asked for here.
+            if self.options.ship_workingdir:
+                raise AupError("Ray is already initialized in this process; resource 'ray' "
+                               "connects by itself to ship workingdir. Call ray.shutdown() "
+                               'first, or set resource_args "ship_workingdir": false')
+        else:
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "configure_logging": False, "runtime_env": env or None}
+            if address:
+                kwargs["address"] = address
+            else:
+                kwargs["num_cpus"] = max(1, int(self.config.n_parallel * self.options.num_cpus))
+            try:
+                ray.init(**kwargs)
+            except Exception as err:  # noqa: BLE001 - Ray raises many kinds here
+                raise AupError(f"cannot connect to the Ray cluster "
+                               f"{address or '(local)'}: {err}") from None
+            self._owns = True
+        from ray import cloudpickle
+
+        from aup.resources import ray_task
+
+        cloudpickle.register_pickle_by_value(ray_task)
+        self._remote = ray.remote(ray_task.run_job)
+
+    def task_command(self) -> list[str]:
+        """The job's argv prefix on the worker (``{python}``: the worker's interpreter)."""
+        argv = self.config.script_argv
+        first = argv[0]
+        if not self.options.ship_workingdir:
+            return [*self.config.job_command()]
+        path = self.config.script_path()
+        import os
+
+        if first.endswith(".py") and not os.access(path, os.X_OK):
+            return ["{python}", first, *argv[1:]]
+        return [first if "/" in first else "./" + first, *argv[1:]]
+
+    def remote_task(self, job: dict[str, Any]) -> Any:
+        """Submit one task; returns its ObjectRefGenerator."""
+        opts: dict[str, Any] = {"num_cpus": self.options.num_cpus,
+                                "num_gpus": self.options.num_gpus, "max_retries": 0,
+                                "num_returns": "streaming"}
+        if not self.options.ship_workingdir:
+            job = {**job, "cwd": str(self.config.workingdir_path)}
+        return self._remote.options(**opts).remote(job)
+
+    def start(self, spec: AttemptSpec, slot: Slot) -> None:
+        att = RayAttempt(self, spec)
+        with self._lock:
+            self._running[spec.key] = att
+        att.start()
+
+    def _finish(self, att: RayAttempt, outcome) -> None:
+        self.events.put(end_event(att.spec, outcome))
+        with self._lock:
+            self._running.pop(att.spec.key, None)
+
+    def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
+        with self._lock:
+            att = self._running.get((job_id, attempt))
+        if att is not None:
+            att.stop(reason)
+
+    def close(self) -> None:
+        with self._lock:
+            atts = list(self._running.values())
+        for a in atts:
+            a.stop(StopReason.EXPERIMENT_STOP)
+        end = time.monotonic() + self.options.kill_grace + 3
+        while time.monotonic() < end:
+            with self._lock:
+                if not self._running:
+                    break
+            time.sleep(0.05)
+        if self._owns:
+            import ray
+
+            ray.shutdown()
+            self._owns = False
