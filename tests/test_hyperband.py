@@ -336,3 +336,58 @@ def test_shipped_examples_are_valid(tmp_path: Path, name: str):
     example = Path(__file__).resolve().parents[1] / "examples" / "multifidelity" / name
     r = run_cli("run", "--check", str(example), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("proposer", ["hyperband", "bohb"])
+def test_cli_kill_9_then_resume_completes_the_schedule(tmp_path: Path, proposer: str):
+    import subprocess
+    import sys
+    import time
+
+    write_script(tmp_path, "train.py", SCRIPT)
+    opts = ({"max_iter": 9, "eta": 3} if proposer == "hyperband"
+            else {"min_budget": 1, "max_budget": 9, "n_iterations": 3})
+    exp = write_experiment(tmp_path, **{
+        **BASE, **opts, "proposer": proposer, "target": "min", "n_parallel": 3, "random_seed": 3,
+        "parameter_config": [{"name": "x", "range": [0, 0.8], "type": "float"},
+                             {"name": "sleep", "range": [0.3, 0.3], "type": "float"}]})
+    proc = subprocess.Popen([sys.executable, "-m", "aup", "run", str(exp)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                store = Store(default_url(tmp_path))
+                n_done = sum(j["status"] == "FINISHED" for j in store.jobs(1))
+                store.close()
+            except Exception:  # noqa: BLE001 - the database may not exist yet
+                n_done = 0
+            if n_done >= 10:
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    store = Store(default_url(tmp_path))
+    assert store.get_experiment(1)["status"] == "RUNNING"  # killed mid-way, as a crash leaves it
+    assert len(store.jobs(1)) < 22
+    store.close()
+    r = run_cli("resume", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs, store = _jobs(tmp_path)
+    store.close()
+    from aup.proposers import registry
+
+    cls = registry.get(proposer)
+    p = cls(SearchSpace((FloatParam("x", 0, 0.8),)), cls.Options(**opts))
+    assert len(jobs) == p.total and all(j["status"] == "FINISHED" for j in jobs)
+    counts = Counter((j["bracket"], j["rung"]) for j in jobs)
+    assert counts == {(b.index, i): n for b in p.schedule.brackets
+                      for i, n in enumerate(b.sizes)}
+    for b in p.schedule.brackets:  # promotions still follow the scores after the crash
+        for i in range(len(b.sizes) - 1):
+            rung = sorted((j for j in jobs if (j["bracket"], j["rung"]) == (b.index, i)),
+                          key=lambda j: j["score"])
+            nxt = [j for j in jobs if (j["bracket"], j["rung"]) == (b.index, i + 1)]
+            assert sorted(j["score"] for j in rung[:len(nxt)]) == \
+                sorted(j["score"] for j in nxt)
