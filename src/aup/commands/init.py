@@ -1,10 +1,500 @@
-"""``aup init`` (placeholder while being written)."""
+"""``aup init`` (also ``python -m aup.init``): write an experiment.json that runs as-is.
+
+Interactive (a terminal): asks for the name, resource, working directory, script,
+``n_parallel``, target, proposer, **the proposer's own options** (read from its pydantic
+``Options`` class in :mod:`aup.proposers.registry`, so a new proposer needs no change here) and
+the parameters (name, type, range, log scale; grid points for ``sequence``). Every answer is
+checked on the spot and asked again with the reason. The finished file is validated with
+:func:`aup.config.parse_config` before it is written (2.0's init wrote files without ``name``,
+which its runner required).
+
+Non-interactive (flags, for scripts)::
+
+    aup init --no-input -e exp.json --script train.py --target min --proposer random \\
+        --param x:float:-5,5 --param lr:float:1e-4,1e-1:log --param act:choice:relu,tanh \\
+        --option n_samples=20
+
+``--from FILE`` (or answering "yes" when the experiment file exists) starts from an existing
+file's values. An existing file is replaced only after a "yes" or with ``--overwrite``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import re
+import sys
+import typing
+from pathlib import Path
+from typing import Any
 
-def add_parser(subparsers):
+from aup.commands.prompt import Prompter, int_check
+from aup.errors import ConfigError, UsageError
+
+HELP = "create an experiment.json interactively (or from flags with --no-input)"
+#: Keys the dialogue asks for itself; the proposer's Options fields are asked after them.
+_OWN_KEYS = ("name", "script", "resource", "workingdir", "n_parallel", "target", "proposer",
+             "parameter_config")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``aup init`` to the CLI."""
-    p = subparsers.add_parser("init", help="create an experiment.json interactively")
-    p.set_defaults(func=lambda args: 2)
+    p = subparsers.add_parser("init", help=HELP, description=HELP)
+    p.add_argument("--exp", "-e", default="experiment.json",
+                   help="experiment file to write (default experiment.json)")
+    p.add_argument("--from", dest="source", help="start from the values of this experiment file")
+    p.add_argument("--overwrite", "-o", action="store_true",
+                   help="replace an existing file without asking")
+    p.add_argument("--no-input", action="store_true",
+                   help="ask nothing: build the file from the flags (default when stdin is not a "
+                   "terminal)")
+    p.add_argument("--name", help="experiment name (default: the file name)")
+    p.add_argument("--script", help="training script (relative to workingdir)")
+    p.add_argument("--resource", help="where jobs run (default cpu)")
+    p.add_argument("--workingdir", help="job folder (default ./)")
+    p.add_argument("--n-parallel", type=int, help="jobs at once (default 1)")
+    p.add_argument("--target", choices=["min", "max"], help="minimize or maximize the score")
+    p.add_argument("--proposer", help="search algorithm (default random)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:TYPE:RANGE[:log]",
+                   help="a parameter, e.g. x:float:0,1  lr:float:1e-4,1e-1:log  "
+                   "act:choice:relu,tanh (repeatable)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a top-level key (proposer option such as n_samples=20, or any other "
+                   "experiment key; VALUE is JSON or text)")
+    p.set_defaults(func=run)
     return p
+
+
+# -- parsing helpers ------------------------------------------------------------------------------
+def parse_list(text: str) -> list[Any]:
+    """A list typed as ``[1, 2]``, ``1, 2``, ``'a', 'b'`` or ``relu, tanh`` (2.0's forms)."""
+    t = text.strip()
+    if t.startswith("[") and t.endswith("]"):
+        t = t[1:-1]
+    if not t.strip():
+        return []
+    out = []
+    for item in _split_top(t):
+        item = item.strip()
+        try:
+            out.append(json.loads(item))
+        except ValueError:
+            if len(item) >= 2 and item[0] == item[-1] == "'":
+                item = item[1:-1]
+            out.append(item)
+    return out
+
+
+def _split_top(text: str) -> list[str]:
+    parts, depth, cur, quote = [], 0, "", ""
+    for ch in text:
+        if quote:
+            cur += ch
+            if ch == quote:
+                quote = ""
+            continue
+        if ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    parts.append(cur)
+    return parts
+
+
+def check_range(kind: str, values: list[Any], log: bool = False) -> list[Any]:
+    """Check a parameter range; returns it (ints as ints).
+
+    Raises:
+        ValueError: with the reason.
+    """
+    if kind == "choice":
+        if not values:
+            raise ValueError("list at least one value, e.g. relu, tanh")
+        return values
+    if len(values) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                   for v in values):
+        raise ValueError("give two numbers low, high (e.g. 0, 1)")
+    low, high = values
+    if low > high:
+        raise ValueError(f"the low bound is above the high one; did you mean {high}, {low}?")
+    if kind == "int":
+        if not all(float(v).is_integer() for v in values):
+            raise ValueError("int bounds must be whole numbers")
+        values = [int(low), int(high)]
+    if log and low <= 0:
+        raise ValueError("a log scale needs a low bound > 0")
+    return values
+
+
+def check_param_name(name: str, taken: set[str]) -> str:
+    """Check a new parameter name against the job protocol and the names already given."""
+    from aup.config import RESERVED_JOB_KEYS
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):
+        raise ValueError("use letters, digits and _ (starting with a letter or _)")
+    if name in RESERVED_JOB_KEYS:
+        raise ValueError(f"{name!r} is reserved for the job protocol")
+    if name in taken:
+        raise ValueError(f"{name!r} is already a parameter")
+    return name
+
+
+def parse_param_flag(text: str) -> dict[str, Any]:
+    """``NAME:TYPE:RANGE[:log]`` -> a parameter_config entry.
+
+    Raises:
+        UsageError: malformed flag.
+    """
+    parts = text.split(":")
+    if len(parts) < 3 or parts[1] not in ("float", "int", "choice"):
+        raise UsageError(f"--param {text!r}: write NAME:TYPE:RANGE[:log] with TYPE float, int or "
+                         "choice, e.g. x:float:0,1")
+    log = parts[-1] == "log" and len(parts) > 3
+    rng = ":".join(parts[2:-1] if log else parts[2:])
+    try:
+        values = check_range(parts[1], parse_list(rng), log)
+    except ValueError as err:
+        raise UsageError(f"--param {text!r}: {err}") from None
+    entry: dict[str, Any] = {"name": parts[0], "type": parts[1], "range": values}
+    if log:
+        entry["log"] = True
+    return entry
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+# -- proposer options from the pydantic model ----------------------------------------------------
+def _describe(field) -> str:
+    bits = []
+    ann = field.annotation
+    args = typing.get_args(ann)
+    if typing.get_origin(ann) is typing.Literal:
+        bits.append("/".join(map(str, args)))
+    else:
+        names = [getattr(a, "__name__", str(a)) for a in (args or (ann,)) if a is not type(None)]
+        bits.append(" or ".join(names))
+        if type(None) in args:
+            bits.append("or none")
+    for m in field.metadata:
+        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            v = getattr(m, attr, None)
+            if v is not None:
+                bits.append(f"{sym} {v:g}" if isinstance(v, float) else f"{sym} {v}")
+    return " ".join(bits)
+
+
+def _is_model(ann: Any) -> bool:
+    from pydantic import BaseModel
+
+    cands = typing.get_args(ann) or (ann,)
+    return any(isinstance(a, type) and issubclass(a, BaseModel) for a in cands)
+
+
+def proposer_questions(proposer_cls) -> list[tuple[str, Any]]:
+    """The Options fields ``aup init`` asks about: ``(name, field)``, the proposer's own first
+    (in declaration order), then the common ones (``n_samples``, ``random_seed``).
+
+    Skipped: nested models (edit the file for those), ``n_samples`` when the proposer sets its
+    own number of jobs (it overrides ``total``), and fields of the experiment itself.
+    """
+    from aup.proposers.base import Proposer, ProposerOptions
+
+    own_total = proposer_cls.total is not Proposer.total
+    fields = proposer_cls.Options.model_fields
+    common = [n for n in fields if n in ProposerOptions.model_fields]
+    ordered = [n for n in fields if n not in common] + common  # the proposer's own keys first
+    out = []
+    for name in ordered:
+        field = fields[name]
+        if name in _OWN_KEYS or _is_model(field.annotation):
+            continue
+        if name == "n_samples" and own_total:
+            continue
+        if name.endswith("_dir"):
+            continue
+        out.append((name, field))
+    return out
+
+
+def _option_check(options_cls, name: str):
+    from pydantic import ValidationError
+
+    def check(text: str) -> Any:
+        value = None if text.lower() in ("none", "null") else _json_or_text(text)
+        try:
+            model = options_cls.model_validate({name: value})
+        except ValidationError as err:
+            msgs = [e["msg"] for e in err.errors() if e["loc"] and e["loc"][0] == name]
+            raise ValueError("; ".join(msgs) or str(err)) from None
+        out = getattr(model, name)
+        return out.value if hasattr(out, "value") and not isinstance(out, int | float) else out
+
+    return check
+
+
+# -- the dialogue ---------------------------------------------------------------------------------
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is not a JSON object")
+    return data
+
+
+def _default_str(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+class _Dialogue:
+    def __init__(self, prompter: Prompter, exp_path: Path, start: dict[str, Any]):
+        self.p = prompter
+        self.exp_path = exp_path
+        self.base = exp_path.resolve().parent
+        self.start = start
+
+    def run(self) -> dict[str, Any]:
+        from aup.proposers import registry as preg
+        from aup.resources import registry as rreg
+
+        s, ask = self.start, self.p.ask
+        data: dict[str, Any] = {}
+        data["name"] = ask("experiment name", s.get("name") or self.exp_path.stem,
+                           _nonempty)
+        data["resource"] = self.p.choose("resource (where jobs run)", rreg.names(),
+                                         s.get("resource", "cpu"))
+        local = getattr(rreg.get(data["resource"]), "local_files", True)
+        wd_question = "working directory of the jobs" + ("" if local else " (on the remote side)")
+        data["workingdir"] = ask(wd_question, s.get("workingdir", "./"),
+                                 self._dir_check if local else _nonempty)
+        wd = (self.base / Path(data["workingdir"]).expanduser()) if local else None
+        data["script"] = ask("training script (relative to the working directory; arguments "
+                             "allowed)", s.get("script"),
+                             (lambda t: _script_check(t, wd)) if local else _nonempty)
+        data["n_parallel"] = ask("jobs at once (n_parallel)", s.get("n_parallel", 1),
+                                 int_check(1))
+        data["target"] = self.p.choose("target: minimize or maximize the score", ["min", "max"],
+                                       s.get("target", "max"))
+        data["proposer"] = self.p.choose("proposer (search algorithm)", preg.names(),
+                                         str(s.get("proposer", "random")).lower())
+        pcls = preg.get(data["proposer"])
+        questions = proposer_questions(pcls)
+        if questions:
+            self.p.say(f"options of the {data['proposer']} proposer:")
+        for name, field in questions:
+            default = s.get(name, field.get_default(call_default_factory=True))
+            if hasattr(default, "value") and not isinstance(default, int | float):
+                default = default.value
+            data[name] = ask(f"  {name} ({_describe(field)})", _default_str(default),
+                             _option_check(pcls.Options, name))
+        grid = data["proposer"] == "sequence" or data.get("engine") == "sequence"
+        data["parameter_config"] = self._parameters(s.get("parameter_config"), grid)
+        # keys of the starting file the dialogue did not ask about are kept
+        stale = {n for n, _ in proposer_questions_all(preg)} if s else set()
+        for k, v in s.items():
+            if k not in data and k not in stale:
+                data[k] = v
+        return data
+
+    def _dir_check(self, text: str) -> str:
+        if not (self.base / Path(text).expanduser()).is_dir():
+            raise ValueError(f"no folder {self.base / text}")
+        return text
+
+    def _parameters(self, existing: Any, grid: bool) -> list[dict[str, Any]]:
+        params: list[dict[str, Any]] = []
+        if isinstance(existing, list) and existing:
+            names = ", ".join(str(p.get("name")) for p in existing if isinstance(p, dict))
+            if self.p.confirm(f"keep the {len(existing)} parameters of the file ({names})?",
+                              True):
+                params = [dict(p) for p in existing]
+        self.p.say("parameters (ENTER on an empty name when done):")
+        while True:
+            taken = {p.get("name") for p in params}
+            name = self.p.ask("  parameter name" + (" (ENTER when done)" if params else ""),
+                              "" if params else None,
+                              lambda t, tk=taken: t if t == "" else check_param_name(t, tk))
+            if name == "":
+                return params
+            kind = self.p.choose(f"  type of {name}", ["float", "int", "choice"], "float")
+            if kind == "choice":
+                values = self.p.ask(f"  values of {name} (comma-separated)", None,
+                                    lambda t: check_range("choice", parse_list(t)))
+                params.append({"name": name, "type": "choice", "range": values})
+                continue
+            values = self.p.ask(f"  range of {name}: low, high", None,
+                                lambda t, k=kind: check_range(k, parse_list(t)))
+            entry: dict[str, Any] = {"name": name, "type": kind, "range": values}
+            if values[0] > 0 and self.p.confirm(f"  log scale for {name}?", False):
+                entry["log"] = True
+            if grid:
+                entry.update(self.p.ask(f"  grid of {name}: n=POINTS or interval=STEP",
+                                        "n=5" if kind == "float" else "interval=1",
+                                        lambda t, k=kind: _grid_check(t, k)))
+            params.append(entry)
+
+
+def proposer_questions_all(preg) -> list[tuple[str, Any]]:
+    """Every option name of every registered proposer (to drop stale keys on a proposer change)."""
+    out = []
+    for n in preg.names():
+        out.extend(proposer_questions(preg.get(n)))
+    return out
+
+
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("it cannot be empty")
+    return text.strip()
+
+
+def _script_check(text: str, wd: Path | None) -> str:
+    import shlex
+
+    try:
+        words = shlex.split(text)
+    except ValueError as err:
+        raise ValueError(f"cannot split the command: {err}") from None
+    if not words:
+        raise ValueError("name the script")
+    if wd is not None and not (wd / Path(words[0]).expanduser()).is_file():
+        raise ValueError(f"no file {wd / words[0]}")
+    return text
+
+
+def _grid_check(text: str, kind: str) -> dict[str, Any]:
+    m = re.fullmatch(r"\s*(n|interval)\s*=\s*(\S+)\s*", text)
+    if not m:
+        raise ValueError("write n=POINTS (e.g. n=5) or interval=STEP (e.g. interval=0.1)")
+    key, raw = m.groups()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number") from None
+    if key == "n":
+        if not value.is_integer() or value < 2:
+            raise ValueError("n must be a whole number >= 2")
+        return {"n": int(value)}
+    if value <= 0:
+        raise ValueError("the interval must be > 0")
+    if kind == "int":
+        if not value.is_integer():
+            raise ValueError("an int grid needs a whole-number interval")
+        return {"interval": int(value)}
+    return {"interval": value}
+
+
+# -- entry point -----------------------------------------------------------------------------------
+def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
+    data = dict(start)
+    for key, value in (("name", args.name), ("script", args.script),
+                       ("resource", args.resource), ("workingdir", args.workingdir),
+                       ("n_parallel", args.n_parallel), ("target", args.target),
+                       ("proposer", args.proposer)):
+        if value is not None:
+            data[key] = value
+    if args.param:
+        data["parameter_config"] = [parse_param_flag(t) for t in args.param]
+    for opt in args.option:
+        key, sep, value = opt.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option {opt!r}: write KEY=VALUE, e.g. n_samples=20")
+        data[key.strip()] = _json_or_text(value.strip())
+    data.setdefault("name", Path(args.exp).stem)
+    missing = [k for k in ("script", "parameter_config") if k not in data]
+    if missing:
+        flags = " and ".join("--" + k.replace("_config", "") for k in missing)
+        raise UsageError(f"--no-input needs {flags} (e.g. --script train.py --param x:float:0,1);"
+                         " nothing was written")
+    return data
+
+
+_ORDER = ("name", "script", "workingdir", "resource", "n_parallel", "target", "proposer",
+          "n_samples", "random_seed")
+
+
+def render(data: dict[str, Any]) -> str:
+    """experiment.json text: the usual keys first, one line per parameter."""
+    keys = [k for k in _ORDER if k in data] + [k for k in data if k not in _ORDER
+                                                and k != "parameter_config"]
+    lines = [f"  {json.dumps(k)}: {json.dumps(data[k])}" for k in keys]
+    params = data.get("parameter_config")
+    if isinstance(params, list):
+        inner = ",\n".join(f"    {json.dumps(p)}" for p in params)
+        lines.append(f'  "parameter_config": [\n{inner}\n  ]')
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.aup-tmp")
+    tmp.write_text(render(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run(args) -> int:
+    """Entry point of ``aup init``. Returns the exit code."""
+    from aup.config import parse_config
+
+    interactive = not args.no_input and sys.stdin.isatty()
+    prompter = Prompter()
+    exp_path = Path(args.exp)
+    start: dict[str, Any] = {}
+    if args.source:
+        start = _load(Path(args.source))
+    if interactive:
+        prompter.say("Auptimizer experiment set-up (ENTER keeps [the default]; Ctrl-D aborts, "
+                     "nothing is written until the end).")
+        exp_path = Path(prompter.ask("experiment file to write", args.exp, _json_name))
+        if exp_path.exists() and not args.source and prompter.confirm(
+                f"{exp_path} exists. Start from its values?", True):
+            start = _load(exp_path)
+        data = _Dialogue(prompter, exp_path, start).run()
+    else:
+        data = _from_flags(args, start)
+    try:
+        config = parse_config(data, exp_path.resolve().parent, exp_path)
+    except ConfigError as err:
+        if interactive:
+            prompter.say(err.render())
+            prompter.say("nothing was written")
+            return 2
+        raise
+    if exp_path.exists() and not args.overwrite:
+        if not interactive:
+            raise UsageError(f"{exp_path} exists; nothing was written. Fix: add --overwrite, or "
+                             "write another file with -e")
+        if not prompter.confirm(f"replace {exp_path}?", False):
+            prompter.say("nothing was written")
+            return 2
+    _write(exp_path, data)
+    print(f"wrote {exp_path}: {config.proposer}, {len(config.space)} parameters, target "
+          f"{config.target}. Run it with: aup run {exp_path}")
+    for w in config.warnings:
+        print(f"note: {w}")
+    return 0
+
+
+def _json_name(text: str) -> str:
+    if not text.endswith(".json"):
+        raise ValueError("the file name must end with .json")
+    return text
+

@@ -1,0 +1,205 @@
+"""aup init: the real prompt driven with pexpect; wrong answers are re-asked; the file runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pexpect
+import pytest
+from conftest import run_cli, write_experiment, write_script
+
+from aup.commands.init import check_range, parse_list, proposer_questions
+from aup.config import load_config
+from aup.proposers import registry
+
+TRAIN = """
+import json, sys
+c = json.load(open(sys.argv[-1]))
+print("#Auptimizer:", (c["x"] - 0.2) ** 2 + (0 if c.get("act", "relu") == "relu" else 1))
+"""
+
+
+class Dialogue:
+    """Answers prompts one by one; each step waits for the prompt text first."""
+
+    def __init__(self, tmp_path, *args: str):
+        env = dict(os.environ)
+        env.pop("AUP_DB", None)
+        self.child = pexpect.spawn(sys.executable, ["-m", *args], cwd=str(tmp_path), env=env,
+                                   encoding="utf-8", timeout=15, dimensions=(50, 300))
+
+    def answer(self, prompt: str, text: str, *, reask: str | None = None) -> None:
+        """Wait for ``prompt`` (a regex ending the question), send ``text``; when ``reask`` is
+        given, expect that reason and the same prompt again (the caller answers it next)."""
+        self.child.expect(prompt)
+        self.child.sendline(text)
+        if reask is not None:
+            self.child.expect(reask)
+
+    def finish(self) -> tuple[int, str]:
+        self.child.expect(pexpect.EOF)
+        out = self.child.before
+        self.child.close()
+        return self.child.exitstatus, out
+
+
+def test_interactive_dialogue_reasks_and_writes_a_runnable_file(tmp_path):
+    write_script(tmp_path, "train.py", TRAIN)
+    d = Dialogue(tmp_path, "aup.init")
+    d.answer(r"experiment file to write \[experiment.json\]: ", "exp",
+             reask="must end with .json")
+    d.answer(r"experiment file to write \[experiment.json\]: ", "hb.json")
+    d.answer(r"experiment name \[hb\]: ", "")
+    d.answer(r"resource \(where jobs run\) .*\[cpu\]: ", "laptop", reask="choose one of")
+    d.answer(r"resource \(where jobs run\) .*\[cpu\]: ", "")
+    d.answer(r"working directory of the jobs \[\./\]: ", "nowhere", reask="no folder")
+    d.answer(r"working directory of the jobs \[\./\]: ", "")
+    d.answer(r"training script .*: ", "missing.py", reask="no file")
+    d.answer(r"training script .*: ", "train.py")
+    d.answer(r"n_parallel\) \[1\]: ", "0", reask="must be >= 1")
+    d.answer(r"n_parallel\) \[1\]: ", "2")
+    d.answer(r"target: .*\[max\]: ", "down", reask="choose one of")
+    d.answer(r"target: .*\[max\]: ", "min")
+    d.answer(r"proposer .*\[random\]: ", "hyperband")
+    # hyperband's own options, read from its pydantic Options class
+    d.answer(r"max_iter \(int >= 1\) \[81\]: ", "0", reask="greater than or equal to 1")
+    d.answer(r"max_iter \(int >= 1\) \[81\]: ", "9")
+    d.answer(r"eta \(int >= 2\) \[3\]: ", "")
+    d.answer(r"skip_last .*\[0\]: ", "")
+    d.answer(r"engine \(random/sequence\) \[random\]: ", "grid", reask="Input should be")
+    d.answer(r"engine \(random/sequence\) \[random\]: ", "")
+    d.answer(r"random_seed .*\[0\]: ", "7")
+    d.answer(r"parameter name: ", "job_id", reask="reserved")
+    d.answer(r"parameter name: ", "x")
+    d.answer(r"type of x .*\[float\]: ", "")
+    d.answer(r"range of x: low, high: ", "1, -1", reask="did you mean -1, 1")
+    d.answer(r"range of x: low, high: ", "[-1, 1]")
+    d.answer(r"parameter name \(ENTER when done\): ", "x", reask="already a parameter")
+    d.answer(r"parameter name \(ENTER when done\): ", "act")
+    d.answer(r"type of act .*\[float\]: ", "choice")
+    d.answer(r"values of act .*: ", "relu, 'tanh'")
+    d.answer(r"parameter name \(ENTER when done\): ", "")
+    code, out = d.finish()
+    assert code == 0, out
+    assert "wrote hb.json" in out
+    data = json.loads((tmp_path / "hb.json").read_text())
+    assert data["name"] == "hb" and data["proposer"] == "hyperband"
+    assert (data["max_iter"], data["eta"], data["random_seed"], data["engine"]) == (9, 3, 7,
+                                                                                    "random")
+    assert "n_samples" not in data  # hyperband sets its own number of jobs
+    assert data["parameter_config"] == [
+        {"name": "x", "type": "float", "range": [-1, 1]},
+        {"name": "act", "type": "choice", "range": ["relu", "tanh"]}]
+    load_config(tmp_path / "hb.json")  # validates
+    r = run_cli("run", "hb.json", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_existing_file_is_the_start_and_is_not_replaced_without_yes(tmp_path):
+    write_script(tmp_path, "train.py", TRAIN)
+    original = write_experiment(tmp_path, "experiment.json", script="train.py",
+                                proposer="sequence", target="min", parameter_config=[
+                                    {"name": "x", "type": "float", "range": [0, 1], "n": 3}])
+    data = json.loads(original.read_text())
+    data["name"] = "orig"
+    original.write_text(json.dumps(data))
+    before = original.read_text()
+    d = Dialogue(tmp_path, "aup", "init")
+    d.answer(r"experiment file to write \[experiment.json\]: ", "")
+    d.answer(r"exists\. Start from its values\? \(y/n\) \[y\]: ", "")
+    d.answer(r"experiment name \[orig\]: ", "")
+    d.answer(r"resource .*\[cpu\]: ", "")
+    d.answer(r"working directory .*\[\./\]: ", "")
+    d.answer(r"training script .*\[train.py\]: ", "")
+    d.answer(r"n_parallel\) \[1\]: ", "")
+    d.answer(r"target: .*\[min\]: ", "")
+    d.answer(r"proposer .*\[sequence\]: ", "")
+    d.answer(r"random_seed .*\[0\]: ", "")
+    d.answer(r"keep the 1 parameters of the file \(x\)\? \(y/n\) \[y\]: ", "")
+    d.answer(r"parameter name \(ENTER when done\): ", "k")
+    d.answer(r"type of k .*\[float\]: ", "int")
+    d.answer(r"range of k: low, high: ", "1.5, 3", reask="whole numbers")
+    d.answer(r"range of k: low, high: ", "1, 3")
+    d.answer(r"log scale for k\? \(y/n\) \[n\]: ", "")
+    d.answer(r"grid of k: .*\[interval=1\]: ", "n=1", reask="n must be a whole number >= 2")
+    d.answer(r"grid of k: .*\[interval=1\]: ", "")
+    d.answer(r"parameter name \(ENTER when done\): ", "")
+    d.answer(r"replace experiment.json\? \(y/n\) \[n\]: ", "")
+    code, out = d.finish()
+    assert code == 2 and "nothing was written" in out
+    assert original.read_text() == before
+
+
+def test_ctrl_d_aborts_without_writing(tmp_path):
+    d = Dialogue(tmp_path, "aup.init")
+    d.answer(r"experiment file to write \[experiment.json\]: ", "")
+    d.child.expect(r"experiment name \[experiment\]: ")
+    d.child.sendeof()
+    code, out = d.finish()
+    assert code == 2 and "nothing was written" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_interactive_flags(tmp_path):
+    write_script(tmp_path, "train.py", TRAIN)
+    r = run_cli("init", "--no-input", "-e", "e.json", "--script", "train.py", "--target", "min",
+                "--proposer", "random", "--param", "x:float:-1,1", "--param",
+                "lr:float:1e-4,1e-1:log", "--param", "act:choice:relu,tanh", "--option",
+                "n_samples=3", "--n-parallel", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["parameter_config"][1] == {"name": "lr", "type": "float",
+                                           "range": [0.0001, 0.1], "log": True}
+    assert (data["name"], data["n_samples"], data["n_parallel"]) == ("e", 3, 2)
+    r = run_cli("run", "e.json", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # never overwritten without --overwrite
+    r = run_cli("init", "--no-input", "-e", "e.json", "--script", "train.py", "--param",
+                "x:int:0,3", cwd=tmp_path)
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert json.loads((tmp_path / "e.json").read_text()) == data
+    # start from the existing file, change one thing
+    r = run_cli("init", "--no-input", "--from", "e.json", "-e", "f.json", "--option",
+                "n_samples=5", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    f = json.loads((tmp_path / "f.json").read_text())
+    assert f["n_samples"] == 5 and f["parameter_config"] == data["parameter_config"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--param", "x:float:1,0"], "did you mean 0, 1"),
+    (["--param", "x:real:0,1"], "NAME:TYPE:RANGE"),
+    (["--param", "x:float:0,1", "--option", "n_samples=0"], "n_samples"),
+    (["--param", "x:float:0,1", "--proposer", "nope"], "unknown proposer"),
+    (["--param", "x:float:0,1", "--script", "missing.py"], "the script does not exist"),
+    ([], "--no-input needs --parameter"),
+])
+def test_non_interactive_bad_input_writes_nothing(tmp_path, args, message):
+    write_script(tmp_path, "train.py", TRAIN)
+    base = ["init", "--no-input", "-e", "x.json"]
+    if "--script" not in args:
+        base += ["--script", "train.py"]
+    r = run_cli(*base, *args, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_helpers():
+    assert parse_list("[1, 2]") == [1, 2]
+    assert parse_list("relu, 'tanh', \"elu\"") == ["relu", "tanh", "elu"]
+    assert parse_list("[1, [2, 3]], 4") == [[1, [2, 3]], 4]
+    assert check_range("int", [1.0, 4]) == [1, 4]
+    with pytest.raises(ValueError, match="low bound > 0"):
+        check_range("float", [0, 1], log=True)
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_proposer_has_askable_options(name):
+    """Every registered proposer's simple options can be asked; defaults validate."""
+    cls = registry.get(name)
+    for field_name, field in proposer_questions(cls):
+        default = field.get_default(call_default_factory=True)
+        cls.Options.model_validate({field_name: default})
