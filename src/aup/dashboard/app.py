@@ -46,6 +46,9 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 Eid = Annotated[int, PathParam(ge=1, le=MAX_ID, description="experiment id")]
 Jid = Annotated[int, PathParam(ge=1, le=MAX_ID, description="job id")]
+SORT_PATTERN = "^(" + "|".join(JOB_SORT_KEYS) + ")$"
+SORT_HELP = "one of: " + ", ".join(JOB_SORT_KEYS)
+EXP_STATUS_PATTERN = "^(" + "|".join(EXPERIMENT_STATUSES) + ")$"
 
 
 def plotly_js_path() -> Path:
@@ -144,8 +147,6 @@ def _token_of(request: Request) -> str | None:
 
 
 def _add_api(app: FastAPI, q: DashboardQueries, refresh_seconds: float) -> None:
-    sort_help = "one of: " + ", ".join(JOB_SORT_KEYS)
-
     @app.get("/api/settings", tags=["meta"])
     def settings() -> dict[str, Any]:
         """Dashboard settings the pages need (refresh interval, lists of statuses)."""
@@ -156,8 +157,7 @@ def _add_api(app: FastAPI, q: DashboardQueries, refresh_seconds: float) -> None:
     @app.get("/api/experiments", tags=["experiments"])
     def experiments(offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                    status: Annotated[str | None, Query(
-                        pattern="^(" + "|".join(EXPERIMENT_STATUSES) + ")$")] = None
+                    status: Annotated[str | None, Query(pattern=EXP_STATUS_PATTERN)] = None
                     ) -> dict[str, Any]:
         """Experiments, newest first: status, proposer, progress, best score, times."""
         return q.list_experiments(offset=offset, limit=limit, status=status)
@@ -182,8 +182,7 @@ def _add_api(app: FastAPI, q: DashboardQueries, refresh_seconds: float) -> None:
     def jobs(eid: Eid,
              offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
              limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-             sort: Annotated[str, Query(pattern="^(" + "|".join(JOB_SORT_KEYS) + ")$",
-                                        description=sort_help)] = "jid",
+             sort: Annotated[str, Query(pattern=SORT_PATTERN, description=SORT_HELP)] = "jid",
              order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
              status: Annotated[list[str], Query(
                  description="keep these statuses (repeat the parameter)")] = [],  # noqa: B006

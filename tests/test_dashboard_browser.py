@@ -1,0 +1,171 @@
+"""Browser tests: Debian's Chromium (headless, driven by Playwright) against the dashboard served
+on a free loopback port, over databases filled by real experiment runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_script
+from dashboard_support import (
+    SLOW_SCRIPT,
+    db_url,
+    expected_grid,
+    experiment_status,
+    serve,
+    write_json,
+)
+
+pytest_plugins = ["dashboard_support"]
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing (scripts/test.sh installs chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page that records console errors and uncaught exceptions."""
+    ctx = browser.new_context()
+    pg = ctx.new_page()
+    pg.set_default_timeout(15000)
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.errors = errors
+    yield pg
+    ctx.close()
+
+
+def test_experiment_list_shows_status_and_best(grid_db, page):
+    with serve(db_url(grid_db)) as base:
+        page.goto(base + "/")
+        page.wait_for_selector("#experiments tbody tr[data-eid='1']")
+        row = page.locator("#experiments tbody tr[data-eid='1']")
+        assert "FINISHED" in row.inner_text()
+        assert row.locator(".best-score").inner_text() == "0"
+        assert page.locator("#experiments tbody tr[data-eid='2'] .best-score").inner_text() == "16.5"
+        assert "10/12" in row.inner_text() or "12/12" in row.inner_text()
+        assert page.errors == []
+
+
+def test_experiment_page_tables_and_charts(grid_db, page):
+    exp = expected_grid()
+    finished = [e for e in exp if not e["failed"]]
+    with serve(db_url(grid_db)) as base:
+        page.goto(base + "/experiments/1")
+        page.wait_for_selector("#best-score")
+        assert page.locator("#best-score").inner_text() == "job 1: score 0" or \
+            page.locator("#best-score").inner_text().endswith("score 0")
+        params = page.locator(".best-param").all_inner_texts()
+        assert params == ["x = 2", "k = a"]
+        page.wait_for_selector("#jobs tbody tr")
+        assert page.locator("#jobs tbody tr").count() == 12
+        # charts: best-so-far line and per-job scores are the experiment's values
+        page.wait_for_function("document.getElementById('history-chart').data !== undefined")
+        ys = page.evaluate("document.getElementById('history-chart').data[0].y")
+        assert ys == [e["score"] for e in finished]
+        best = page.evaluate("document.getElementById('history-chart').data[1].y")
+        running, expect_best = None, []
+        for e in finished:
+            running = e["score"] if running is None else min(running, e["score"])
+            expect_best.append(running)
+        assert best == expect_best
+        dims = page.evaluate("document.getElementById('parallel-chart').data[0].dimensions"
+                             ".map(d => d.label)")
+        assert dims == ["x", "k", "score"]
+        curves = page.evaluate("document.getElementById('curves-chart').data.length")
+        assert curves == len(finished)
+        # server-side sorting by score (descending): worst finished job first
+        page.click("#jobs th[data-key='score']")
+        page.wait_for_selector("#jobs th.sorted-asc")
+        page.click("#jobs th[data-key='score']")
+        page.wait_for_selector("#jobs th.sorted-desc")
+        first = page.locator("#jobs tbody tr").first.locator(".score").inner_text()
+        assert first == "16.5"
+        # filtering: only the failed jobs
+        page.select_option("#job-status", "FAILED")
+        page.wait_for_function("document.querySelectorAll('#jobs tbody tr').length === 2")
+        assert page.locator("#page-info").inner_text() == "1-2 of 2"
+        # job detail: failure reason and log tail
+        page.locator("#jobs tbody tr").first.click()
+        page.wait_for_selector("#job-failure")
+        assert "NONZERO_EXIT" in page.locator("#job-failure").inner_text()
+        page.wait_for_function("document.getElementById('job-log').textContent.includes('boom')")
+        # a finished job shows its multiple-result value (still sorted by score, descending:
+        # the second row is x=6, k=a, whose secondary value is 2*x = 12)
+        page.select_option("#job-status", "FINISHED")
+        page.wait_for_function("document.querySelectorAll('#jobs tbody tr').length === 10")
+        page.locator("#jobs tbody tr[data-jid]").nth(1).click()
+        page.wait_for_function("document.querySelector('#job-extras td') !== null")
+        assert page.locator("#job-extras tbody tr").first.inner_text().split() == ["twice", "12"]
+        assert page.errors == []
+
+
+def test_compare_page(grid_db, page):
+    with serve(db_url(grid_db)) as base:
+        page.goto(base + "/")
+        page.wait_for_selector("#experiments tbody tr[data-eid='2']")
+        page.check("#experiments tbody tr[data-eid='1'] input")
+        page.check("#experiments tbody tr[data-eid='2'] input")
+        page.click("#compare")
+        page.wait_for_selector("#compare-table tbody tr[data-eid='2']")
+        names = page.evaluate("document.getElementById('compare-chart').data.map(t => t.name)")
+        assert sorted(names) == ["1: grid", "2: grid_max"]
+        finals = page.evaluate("document.getElementById('compare-chart').data"
+                               ".map(t => t.y[t.y.length - 1])")
+        assert sorted(finals) == [0, 16.5]
+        assert page.errors == []
+
+
+def test_stop_button_stops_running_experiment(tmp_path, page):
+    write_script(tmp_path, "slow.py", SLOW_SCRIPT)
+    write_json(tmp_path / "slow.json", name="slow", script="slow.py", proposer="random",
+               n_samples=200, parameter_config=[{"name": "x", "range": [0, 1], "type": "float"}])
+    env = dict(os.environ)
+    env.pop("AUP_DB", None)
+    proc = subprocess.Popen([sys.executable, "-m", "aup", "run", "slow.json", "-q"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while experiment_status(tmp_path, 1) != "RUNNING":
+            assert proc.poll() is None and time.monotonic() < deadline, "did not start"
+            time.sleep(0.2)
+        with serve(db_url(tmp_path)) as base:
+            page.on("dialog", lambda d: d.accept())
+            page.goto(base + "/experiments/1")
+            page.wait_for_selector("#stop:not([hidden])")
+            page.click("#stop")
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 130, out
+            assert experiment_status(tmp_path, 1) == "STOPPED"
+            page.reload()
+            page.wait_for_function(
+                "document.getElementById('exp-status').textContent === 'STOPPED'")
+            assert page.locator("#stop").is_hidden()
+            assert page.errors == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
