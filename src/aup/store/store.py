@@ -32,6 +32,8 @@ from aup.store import schema as s
 
 #: Seconds a SQLite connection waits for a lock before failing.
 SQLITE_BUSY_TIMEOUT = 30.0
+#: Seconds to wait for a PostgreSQL server to accept a connection.
+PG_CONNECT_TIMEOUT = 10
 
 
 def default_url(root: str | Path | None = None) -> str:
@@ -84,7 +86,10 @@ class Store:
                                        "check_same_thread": False})
                 event.listen(self.engine, "connect", _set_sqlite_pragmas)
             else:
-                self.engine = create_engine(url, pool_pre_ping=True)
+                # a server that does not answer fails within seconds, not minutes
+                args = ({"connect_timeout": PG_CONNECT_TIMEOUT}
+                        if url.startswith("postgresql") and "connect_timeout" not in url else {})
+                self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
             if create:
                 self._create()
             else:
