@@ -62,6 +62,11 @@ _LOCAL_TOP = 5
 _LOCAL_SCALE = 0.05
 #: Every how many model fits the hyperparameters get random restarts.
 _RESTART_EVERY = 5
+#: Hyperparameters are refitted once the observations grew by 1/this since the last fit
+#: (every proposal up to 20 observations, every 5th around 100).
+_REFIT_FRACTION = 20
+#: Candidates scored again in float64 after the float32 screening.
+_RESCORE = 256
 
 
 class EngineConfig(BaseModel):
@@ -124,6 +129,7 @@ class SpearmintProposer(Proposer):
         self.failures: list[dict[str, Any]] = []
         self.theta: list[float] | None = None
         self.n_fits = 0
+        self.fit_n = 0  # number of observations at the last hyperparameter fit
         self._x: list[np.ndarray] = []  # features of self.observations
 
     @classmethod
@@ -192,15 +198,20 @@ class SpearmintProposer(Proposer):
         mu, sd = float(y.mean()), float(y.std())
         sd = sd if sd > 0 else 1.0
         ys = (y - mu) / sd
-        starts: list[np.ndarray] = []
-        if self.n_fits % _RESTART_EVERY == 0:
-            bounds = gpm.theta_bounds(x.shape[1])
-            starts = [gpm.default_theta(x.shape[1])] + [
-                self.rng.uniform(bounds[:, 0], bounds[:, 1]) for _ in range(cfg.n_restarts)]
-        theta0 = np.asarray(self.theta) if self.theta is not None else None
-        model = gpm.MaternGP.fit(x, ys, theta0, starts)
-        self.theta = [float(t) for t in model.theta]
-        self.n_fits += 1
+        n = len(self.observations)
+        if self.theta is None or n - self.fit_n >= max(1, n // _REFIT_FRACTION):
+            starts: list[np.ndarray] = []
+            if self.n_fits % _RESTART_EVERY == 0:
+                bounds = gpm.theta_bounds(x.shape[1])
+                starts = [gpm.default_theta(x.shape[1])] + [
+                    self.rng.uniform(bounds[:, 0], bounds[:, 1]) for _ in range(cfg.n_restarts)]
+            theta0 = np.asarray(self.theta) if self.theta is not None else None
+            model = gpm.MaternGP.fit(x, ys, theta0, starts)
+            self.theta = [float(t) for t in model.theta]
+            self.n_fits += 1
+            self.fit_n = n
+        else:  # hyperparameters of the last fit, conditioned on the new data
+            model = gpm.MaternGP(np.asarray(self.theta)).condition(x, ys)
         fantasies = [p.params for p in self.pending.values()] + self.failures
         if fantasies:
             xf = np.array([self.enc.encode(p) for p in fantasies])
@@ -209,11 +220,14 @@ class SpearmintProposer(Proposer):
                                                         np.concatenate([ys, yf]))
         best = float(ys.min())
 
-        def acq(u: np.ndarray, snap: bool = True) -> np.ndarray:
-            m, s = model.predict(self.enc.features(u, snap))
+        def acq(u: np.ndarray, snap: bool = True, single: bool = False) -> np.ndarray:
+            m, s = model.predict(self.enc.features(u, snap), single=single)
             return gpm.log_expected_improvement(m, s, best)
 
         cands = np.vstack([self._sobol_candidates(), self._local_candidates()])
+        # Screen every candidate in float32, score the best _RESCORE again in float64.
+        screened = np.argsort(-acq(cands, single=True), kind="stable")[:_RESCORE]
+        cands = cands[screened]
         scores = acq(cands)
         order = np.argsort(-scores, kind="stable")
         top = [cands[i] for i in order[:20]]
@@ -262,7 +276,7 @@ class SpearmintProposer(Proposer):
             return float(vals[0]), (vals[1:] - vals[0]) / step
 
         res = optimize.minimize(f, u0[idx], jac=True, method="L-BFGS-B",
-                                bounds=[(0.0, 1.0)] * len(idx), options={"maxiter": 30})
+                                bounds=[(0.0, 1.0)] * len(idx), options={"maxiter": 20})
         out = u0.copy()
         out[idx] = np.clip(res.x, 0.0, 1.0)
         return out
@@ -279,7 +293,8 @@ class SpearmintProposer(Proposer):
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state.update(rng=self.rng.bit_generator.state, observations=list(self.observations),
-                     failures=list(self.failures), theta=self.theta, n_fits=self.n_fits)
+                     failures=list(self.failures), theta=self.theta, n_fits=self.n_fits,
+                     fit_n=self.fit_n)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -289,4 +304,5 @@ class SpearmintProposer(Proposer):
         self.failures = [dict(p) for p in state.get("failures", [])]
         self.theta = [float(t) for t in state["theta"]] if state.get("theta") else None
         self.n_fits = int(state.get("n_fits", 0))
+        self.fit_n = int(state.get("fit_n", 0))
         self._x = [self.enc.encode(p) for p, _ in self.observations]

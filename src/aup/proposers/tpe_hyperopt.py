@@ -198,15 +198,25 @@ class HyperoptProposer(Proposer):
         if refresh:
             self._trials.refresh()
 
-    def _observe(self, proposal: Proposal, loss: float) -> None:
+    def _vals(self, proposal: Proposal) -> dict[str, Any]:
+        """hyperopt's values of a proposal: recorded at ask, or rebuilt from the parameters
+        (a result told for a configuration this proposer did not propose, e.g. a warm start)."""
         entry = self._history.get(proposal.id)
         if entry is not None:
-            self._record(proposal.id, entry[1], _STATUS_OK, loss)
+            return entry[1]
+        vals: dict[str, Any] = {}
+        for p in self.space:
+            if p.is_constant:
+                continue
+            v = proposal.params[p.name]
+            vals[p.name] = p.index(v) if isinstance(p, ChoiceParam) else float(v)
+        return vals
+
+    def _observe(self, proposal: Proposal, loss: float) -> None:
+        self._record(proposal.id, self._vals(proposal), _STATUS_OK, loss)
 
     def _observe_failure(self, proposal: Proposal) -> None:
-        entry = self._history.get(proposal.id)
-        if entry is not None:
-            self._record(proposal.id, entry[1], _STATUS_FAIL, None)
+        self._record(proposal.id, self._vals(proposal), _STATUS_FAIL, None)
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
