@@ -31,6 +31,7 @@ class MotoEC2:
 
     url: str
     env: dict[str, str]
+    _image: str | None = None
 
     def client(self):
         import boto3
@@ -42,7 +43,9 @@ class MotoEC2:
         """One instance per sshd node; the first ``stopped`` ones are stopped (Auptimizer must
         start them)."""
         ec2 = self.client()
-        image = ec2.describe_images()["Images"][0]["ImageId"]
+        if self._image is None:  # listing moto's images is slow: once per session
+            self._image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        image = self._image
         resp = ec2.run_instances(ImageId=image, MinCount=len(servers.ports),
                                  MaxCount=len(servers.ports), InstanceType="t3.micro")
         ids = [i["InstanceId"] for i in resp["Instances"]]

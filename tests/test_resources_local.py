@@ -1,0 +1,101 @@
+"""gpu and passive specifics: slot lists, bad input, the prompt, and ``aup tell`` errors."""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from resource_backends import Backend, make_experiment, run_experiment
+
+from aup.config import load_config
+from aup.environment import Environment
+from aup.errors import AupError
+from aup.resources.base import AttemptSpec
+from aup.resources.gpu import GPUResourceManager
+from aup.resources.passive import PassiveResourceManager
+
+OK = "import json, sys\ncfg = json.load(open(sys.argv[-1]))\nprint('#Auptimizer:', cfg['x'])\n"
+
+
+def _config(tmp_path: Path, resource: str, args: dict, **cfg):
+    return load_config(make_experiment(tmp_path, Backend(resource, args), OK, **cfg))
+
+
+def test_gpu_slots_from_resource_args_and_env_ini(tmp_path: Path) -> None:
+    rm = GPUResourceManager(_config(tmp_path, "gpu", {"gpus": [0, "0", "1,2"]}), queue.Queue())
+    assert [s.name for s in rm.slots] == ["0", "0", "1,2"]
+    assert len({s.id for s in rm.slots}) == 3
+    env = Environment(tmp_path / "env.ini", gpus=["4", "5"])
+    rm = GPUResourceManager(_config(tmp_path, "gpu", {}), queue.Queue(), env)
+    assert [s.name for s in rm.slots] == ["4", "5"]
+
+
+def test_gpu_without_ids_fails_before_any_job(tmp_path: Path) -> None:
+    rm = GPUResourceManager(_config(tmp_path, "gpu", {}), queue.Queue())
+    with pytest.raises(AupError, match="gpus"):
+        rm.prepare()
+
+
+def test_bad_gpu_id_is_a_config_error_exit_2(tmp_path: Path) -> None:
+    path = make_experiment(tmp_path, Backend("gpu", {"gpus": ["zero"]}), OK)
+    res = run_cli("run", str(path), cwd=tmp_path)
+    assert res.returncode == 2
+    assert "resource_args.gpus" in res.stderr + res.stdout
+    assert "Traceback" not in res.stderr
+
+
+def test_gpu_slot_wins_over_runtime_env(tmp_path: Path) -> None:
+    script = "import os\nprint('CVD=' + os.environ['CUDA_VISIBLE_DEVICES'])\nprint('#Auptimizer: 1')\n"
+    run = run_experiment(tmp_path / "exp", Backend("gpu", {"gpus": [7]}), script,
+                         runtime_args={"env": {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}})
+    (job,) = run.jobs()
+    assert "CVD=7\n" in Path(run.attempts(job["jid"])[0]["output_path"]).read_text()
+
+
+def _spec(tmp_path: Path, jid: int) -> AttemptSpec:
+    return AttemptSpec(jid, 0, {"x": 1, "job_id": jid}, ["python", "job.py"], tmp_path,
+                       tmp_path / "jobs" / f"{jid}.json", tmp_path / "jobs" / f"{jid}.0.out")
+
+
+def test_passive_prompt_lines(tmp_path: Path) -> None:
+    events: queue.Queue = queue.Queue()
+    rm = PassiveResourceManager(_config(tmp_path, "passive", {"prompt": False}, n_parallel=2),
+                                events)
+    shown: list[str] = []
+    rm.announce = shown.append
+    rm.start(_spec(tmp_path, 1), rm.slots[0])
+    assert "python job.py" in shown[-1] and "aup tell" in shown[-1]
+    assert (tmp_path / "jobs" / "1.json").is_file()
+    assert rm.handle_input("0.5\n") == "job 1: recorded"  # one job waits: value alone
+    end = events.get_nowait()
+    while not hasattr(end, "outcome"):
+        end = events.get_nowait()
+    assert end.outcome.status.value == "SUCCEEDED" and end.outcome.score == 0.5
+    rm.start(_spec(tmp_path, 2), rm.slots[0])
+    rm.start(_spec(tmp_path, 3), rm.slots[1])
+    assert "2 jobs wait" in rm.handle_input("0.7")
+    assert rm.handle_input("3 abc").startswith("cannot read '3 abc'")
+    assert rm.handle_input("9 1.0").startswith("job 9 is not waiting")
+    assert rm.handle_input("3 fail 4") == "job 3: recorded"
+    outcomes = [e.outcome for e in list(events.queue) if hasattr(e, "outcome")]
+    assert outcomes[-1].reason.value == "NONZERO_EXIT" and outcomes[-1].exit_code == 4
+    rm.close()  # job 2 still waits: it is stopped
+    last = list(events.queue)[-1]
+    assert last.job_id == 2 and last.outcome.status.value == "STOPPED"
+
+
+def test_aup_tell_refuses_mistakes_with_exit_2(tmp_path: Path) -> None:
+    run = run_experiment(tmp_path / "exp", Backend("cpu"), OK)
+    db = f"sqlite:///{tmp_path / 'exp' / 'aup.db'}"
+    eid, jid = run.result.eid, run.jobs()[0]["jid"]
+    for args, text in [((str(eid), str(jid), "0.5"), "only 'passive'"),
+                       ((str(eid), "99", "0.5"), "no job 99"),
+                       ((str(eid), str(jid), "abc"), "not a number"),
+                       ((str(eid), str(jid)), "VALUE"),
+                       (("nosuch", str(jid), "1"), "no experiment")]:
+        res = run_cli("tell", "--db", db, *args, cwd=tmp_path)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        assert text in res.stderr + res.stdout, (args, res.stderr)
+        assert "Traceback" not in res.stderr

@@ -1,0 +1,207 @@
+"""node (SSH), aws and ray specifics: bad input found before any job, uploads, pre/post
+scripts, copies of the job files, a lost connection retried on another node, instances started
+and stopped. Real sshd and a real Ray head; EC2 is moto's server (the suite's only mock, AWS
+cannot be reached from CI)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from resource_backends import Backend, make_experiment, run_experiment
+
+from aup.config import load_config
+from aup.errors import AupError
+
+pytest_plugins = ["fixtures_ssh", "fixtures_aws"]
+
+OK = "import json, sys\ncfg = json.load(open(sys.argv[-1]))\nprint('#Auptimizer:', cfg['x'])\n"
+
+
+def _prepare(tmp_path: Path, resource: str, args: dict, remote: Path | None = None):
+    """Build the resource manager of an experiment and call prepare()."""
+    from aup.resources import registry
+
+    backend = Backend(resource, args, remote_wd=remote)
+    path = make_experiment(tmp_path / "exp", backend, OK)
+    config = load_config(path)
+    rm = registry.get(resource)(config, queue.Queue())
+    try:
+        rm.prepare()
+    finally:
+        rm.close()
+
+
+def _node(servers, tmp_path: Path, **extra) -> Backend:
+    remote = tmp_path / "remote"
+    remote.mkdir(exist_ok=True)
+    return Backend("node", servers.node_args(python=sys.executable, **extra), remote_wd=remote)
+
+
+# -- node: bad input ----------------------------------------------------------------------------
+def test_unreachable_host_is_named_before_any_job(ssh_servers, tmp_path: Path) -> None:
+    from fixtures_ssh import free_port
+
+    port = free_port()
+    args = ssh_servers.node_args(nodes=[f"{ssh_servers.user}@127.0.0.1:{port} "
+                                        f"{ssh_servers.key}"])
+    (tmp_path / "remote").mkdir()
+    with pytest.raises(AupError, match=rf"127\.0\.0\.1:{port}.*cannot connect"):
+        _prepare(tmp_path, "node", args, tmp_path / "remote")
+
+
+def test_wrong_key_is_refused_with_the_host_named(ssh_servers, tmp_path: Path) -> None:
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    port = ssh_servers.ports[0]
+    args = ssh_servers.node_args(nodes=[f"{ssh_servers.user}@127.0.0.1:{port} {other}"])
+    (tmp_path / "remote").mkdir()
+    with pytest.raises(AupError, match=rf"127\.0\.0\.1:{port}: authentication refused"):
+        _prepare(tmp_path, "node", args, tmp_path / "remote")
+
+
+def test_missing_remote_workingdir(ssh_servers, tmp_path: Path) -> None:
+    with pytest.raises(AupError, match="remote workingdir .*does not exist"):
+        _prepare(tmp_path, "node", ssh_servers.node_args(), tmp_path / "nowhere")
+
+
+def test_unknown_host_key_is_refused_unless_checking_is_off(ssh_servers, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    (tmp_path / "remote").mkdir()
+    with pytest.raises(AupError, match="host key is not in .*ssh-keyscan"):
+        _prepare(tmp_path, "node", ssh_servers.node_args(known_hosts=str(empty)),
+                 tmp_path / "remote")
+    # Explicitly turned off: connects (trust on first use, nothing saved).
+    _prepare(tmp_path / "b", "node", ssh_servers.node_args(known_hosts=str(empty),
+                                                           check_host_keys=False),
+             tmp_path / "remote")
+    assert empty.read_text() == ""
+
+
+def test_malformed_node_entry_is_a_config_error_exit_2(tmp_path: Path) -> None:
+    backend = Backend("node", {"nodes": ["127.0.0.1:22"]}, remote_wd=Path("/tmp"))
+    path = make_experiment(tmp_path, backend, OK)
+    res = run_cli("run", str(path), cwd=tmp_path)
+    assert res.returncode == 2
+    assert "resource_args.nodes" in res.stderr + res.stdout
+    assert "Traceback" not in res.stderr
+
+
+def test_unreachable_node_from_the_cli_fails_cleanly(ssh_servers, tmp_path: Path) -> None:
+    from fixtures_ssh import free_port
+
+    port = free_port()
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    backend = Backend("node", ssh_servers.node_args(
+        nodes=[f"{ssh_servers.user}@127.0.0.1:{port} {ssh_servers.key}"]), remote_wd=remote)
+    path = make_experiment(tmp_path / "exp", backend, OK)
+    res = run_cli("run", str(path), cwd=tmp_path / "exp")
+    assert res.returncode == 1
+    assert f"127.0.0.1:{port}" in res.stderr + res.stdout
+    assert "Traceback" not in res.stderr
+
+
+# -- node: running ------------------------------------------------------------------------------
+def test_job_files_remote_and_local_and_prescript_postscript(ssh_servers, tmp_path) -> None:
+    backend = _node(ssh_servers, tmp_path)
+    script = OK.replace("print(", "import os\nassert os.environ['AUP_PRE'] == 'yes'\nprint(")
+    run = run_experiment(tmp_path / "exp", backend, script, runtime_args={
+        "prescript": "export AUP_PRE=yes; echo pre > pre.txt",
+        "postscript": 'echo "post $aup_rc" > post.txt'})
+    assert run.result.status.value == "FINISHED", run.result.error
+    (job,) = run.jobs()
+    jid = job["jid"]
+    remote = backend.remote_wd
+    assert (remote / "pre.txt").read_text() == "pre\n"
+    assert (remote / "post.txt").read_text() == "post 0\n"
+    assert json.loads((remote / "jobs" / f"{jid}.json").read_text())["job_id"] == jid
+    assert "#Auptimizer:" in (remote / "jobs" / f"{jid}.0.out").read_text()
+    local = tmp_path / "exp" / "jobs"
+    assert json.loads((local / f"{jid}.json").read_text())["job_id"] == jid
+    assert "#Auptimizer:" in (local / f"{jid}.0.out").read_text()
+    assert (remote / "job.py").is_file()  # uploaded
+
+
+def test_script_uploaded_only_when_missing_or_overwrite(ssh_servers, tmp_path: Path) -> None:
+    backend = _node(ssh_servers, tmp_path)
+    remote = backend.remote_wd
+    (remote / "job.py").write_text("print('#Auptimizer: 111')\n")
+    run = run_experiment(tmp_path / "exp", backend, "print('#Auptimizer: 222')\n")
+    assert run.jobs()[0]["score"] == 111  # the remote copy was kept
+    run = run_experiment(tmp_path / "exp2", backend, "print('#Auptimizer: 222')\n",
+                         runtime_args={"overwrite": True})
+    assert run.jobs()[0]["score"] == 222
+    assert "222" in (remote / "job.py").read_text()
+
+
+KILL_MY_CONNECTION = """
+import json, os, signal, sys, time
+cfg = json.load(open(sys.argv[-1]))
+if os.environ["AUP_ATTEMPT"] == "0":
+    pid = os.getpid()
+    while pid > 1:  # the nearest sshd ancestor is this connection's session process
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        pid = int(fields[1])
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().startswith("sshd"):
+                os.kill(pid, signal.SIGKILL)
+                break
+    time.sleep(30)
+print("#Auptimizer: 0.5")
+"""
+
+
+def test_lost_connection_is_retried_on_the_other_node(ssh_servers, tmp_path: Path) -> None:
+    backend = _node(ssh_servers, tmp_path)
+    run = run_experiment(tmp_path / "exp", backend, KILL_MY_CONNECTION, n_parallel=2,
+                         job_failure={"job_retries": 1, "ignore_fail": False})
+    assert run.result.status.value == "FINISHED", run.result.error
+    (job,) = run.jobs()
+    a0, a1 = run.attempts(job["jid"])
+    assert a0["fail_reason"] == "LOST", a0
+    assert a1["status"] == "SUCCEEDED"
+    assert run.slots[(job["jid"], 0)] != run.slots[(job["jid"], 1)]
+
+
+# -- aws ----------------------------------------------------------------------------------------
+def test_unknown_instance_id_is_named(ssh_servers, moto_ec2, tmp_path: Path) -> None:
+    ids = moto_ec2.instances(ssh_servers, stopped=0)
+    bad = "i-0123456789abcdef0"
+    args = moto_ec2.resource_args(ssh_servers, [ids[0], bad])
+    (tmp_path / "remote").mkdir()
+    with pytest.raises(AupError, match=bad):
+        _prepare(tmp_path, "aws", args, tmp_path / "remote")
+
+
+def test_stopped_instances_are_started_and_shut_down(ssh_servers, moto_ec2, tmp_path) -> None:
+    ids = moto_ec2.instances(ssh_servers, stopped=2)
+    assert [moto_ec2.state(i) for i in ids] == ["stopped", "stopped"]
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    backend = Backend("aws", moto_ec2.resource_args(ssh_servers, ids, python=sys.executable,
+                                                    shutdown=True), remote_wd=remote)
+    run = run_experiment(tmp_path / "exp", backend, OK, n_samples=2, n_parallel=2)
+    assert run.result.status.value == "FINISHED", run.result.error
+    assert [moto_ec2.state(i) for i in ids] == ["stopped", "stopped"]  # shutdown: true
+    names = {run.slots[(j["jid"], 0)] for j in run.jobs()}
+    assert all(any(i in n for i in ids) for n in names)
+
+
+# -- ray ----------------------------------------------------------------------------------------
+def test_ray_address_that_does_not_answer(tmp_path: Path) -> None:
+    from fixtures_ssh import free_port
+
+    port = free_port()
+    t0 = time.monotonic()
+    with pytest.raises(AupError, match=rf"Ray cluster at 127\.0\.0\.1:{port} does not answer"):
+        _prepare(tmp_path, "ray", {"address": f"127.0.0.1:{port}"})
+    assert time.monotonic() - t0 < 10
