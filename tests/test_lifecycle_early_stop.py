@@ -230,3 +230,33 @@ def test_finished_histories_survive_resume(tmp_path: Path):
     resumed = Experiment.resume(store, 1)
     assert resumed._histories == {1: [3.0, 2.0, 1.0], 2: [3.0, 2.0, 1.0]}
     store.close()
+
+
+def test_an_error_in_the_policy_disables_it_for_that_job_only(tmp_path: Path, caplog):
+    from aup.config import load_config
+    from aup.experiment import Experiment, ExperimentStatus
+    from aup.store.store import Store
+
+    exp_path = setup(tmp_path, 'for v in (3, 2, 1):\n    print("#Auptimizer:", v)\n',
+                     n_parallel=2,
+                     parameter_config=[{"name": "x", "type": "choice", "range": [1, 2, 3]}],
+                     resource_args={"early_stop": {"aup_policy": "median",
+                                                   "aup_policy_steps": 1}})
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    exp = Experiment.create(load_config(exp_path), store)
+    calls: list[int] = []
+
+    def broken(jid, history, running, finished):
+        calls.append(jid)
+        raise ZeroDivisionError("policy bug")
+
+    exp.early_stop.should_stop = broken
+    disable = exp.early_stop.disable
+    disabled: list[int] = []
+    exp.early_stop.disable = lambda jid: (disabled.append(jid), disable(jid))
+    with caplog.at_level("WARNING"):
+        result = exp.run()
+    store.close()
+    assert result.status is ExperimentStatus.FINISHED and result.n_finished == 3
+    assert sorted(set(disabled)) == [1, 2, 3]
+    assert "early stopping disabled for this job" in caplog.text
