@@ -1,0 +1,248 @@
+"""REST API of the dashboard over a database filled by a real experiment run (in-process
+ASGI client): values, pagination, sorting, filters, bad input, token, file views, stop."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+
+import pytest
+from dashboard_support import db_url, expected_grid
+from fastapi.testclient import TestClient
+
+from aup.dashboard.app import create_app
+from aup.dashboard.command import choose_token, is_loopback
+from aup.store.store import Store
+
+pytest_plugins = ["dashboard_support"]
+
+
+@pytest.fixture
+def client(grid_db):
+    store = Store(db_url(grid_db), create=False)
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+        yield c
+    store.close()
+
+
+def test_experiment_list_and_summary(client):
+    data = client.get("/api/experiments").json()
+    assert data["total"] == 2
+    by_id = {e["eid"]: e for e in data["items"]}
+    assert [e["eid"] for e in data["items"]] == [2, 1]  # newest first
+    e = by_id[1]
+    assert (e["status"], e["proposer"], e["target"]) == ("FINISHED", "sequence", "min")
+    assert (e["n_jobs"], e["n_finished"], e["n_failed"], e["n_total"]) == (12, 10, 2, 12)
+    assert e["best_score"] == 0 and by_id[2]["best_score"] == 16.5
+    assert e["progress"] == 1.0
+    page = client.get("/api/experiments", params={"limit": 1, "offset": 1}).json()
+    assert [x["eid"] for x in page["items"]] == [1] and page["total"] == 2
+    assert client.get("/api/experiments", params={"status": "RUNNING"}).json()["total"] == 0
+    detail = client.get("/api/experiments/1").json()
+    assert detail["best_job"]["params"] == {"x": 2, "k": "a"}
+    assert detail["labels"] == ["twice"]
+    assert [p["name"] for p in detail["parameters"]] == ["x", "k"]
+
+
+def test_job_table_sorts_filters_pages(client):
+    rows = client.get("/api/experiments/1/jobs", params={"limit": 100}).json()
+    assert rows["total"] == 12
+    exp = expected_grid()
+    assert [r["params"] for r in rows["items"]] == [{"x": e["x"], "k": e["k"]} for e in exp]
+    assert [r["score"] for r in rows["items"]] == [e["score"] for e in exp]
+    ok = rows["items"][1]
+    assert ok["extras"] == {"twice": 4.0} and ok["duration"] > 0
+    bad = rows["items"][3]
+    assert bad["status"] == "FAILED" and bad["fail_reason"] == "NONZERO_EXIT"
+    by_score = client.get("/api/experiments/1/jobs",
+                          params={"sort": "score", "order": "desc", "limit": 3}).json()
+    assert [r["score"] for r in by_score["items"]] == [16.5, 16, 9.5]
+    asc = client.get("/api/experiments/1/jobs", params={"sort": "score", "limit": 12}).json()
+    assert [r["score"] for r in asc["items"]][-2:] == [None, None]  # no score: last
+    failed = client.get("/api/experiments/1/jobs", params={"status": "FAILED"}).json()
+    assert failed["total"] == 2
+    rng = client.get("/api/experiments/1/jobs",
+                     params={"min_score": 0.5, "max_score": 1.0}).json()
+    assert sorted(r["score"] for r in rng["items"]) == [0.5, 1.0, 1.0]
+    page2 = client.get("/api/experiments/1/jobs", params={"limit": 5, "offset": 10}).json()
+    assert len(page2["items"]) == 2 and page2["total"] == 12
+
+
+def test_charts_are_downsampled(client):
+    h = client.get("/api/experiments/1/history").json()
+    assert h["step"] == 1 and h["n_finished"] == 10
+    assert h["points"]["score"] == [e["score"] for e in expected_grid() if not e["failed"]]
+    small = client.get("/api/experiments/1/history", params={"max_points": 4}).json()
+    assert small["step"] == 5 and len(small["best"]["n"]) == 2
+    assert small["best"]["score"][-1] == 0
+    assert len(small["points"]["n"]) <= 4
+    assert min(small["points"]["score"]) == 0 and max(small["points"]["score"]) == 16.5
+    p = client.get("/api/experiments/1/parallel").json()
+    assert p["n_shown"] == 10 and p["dimensions"][1]["choices"] == ["a", "b"]
+    c = client.get("/api/experiments/1/curves").json()
+    best = c["jobs"][0]
+    assert best["score"] == [3.0, 2.0, 1.0, 0.0] and best["num"] == [0, 1, 2, 3]
+    one = client.get("/api/experiments/1/curves",
+                     params={"jid": best["jid"], "max_points": 2}).json()
+    assert one["jobs"][0]["num"] == [0, 2, 3]
+    cmp = client.get("/api/compare", params={"eid": [1, 2]}).json()
+    assert [s["best"][-1] for s in cmp["series"]] == [0, 16.5]
+
+
+def test_job_detail_and_log(client):
+    jobs = client.get("/api/experiments/1/jobs", params={"status": "FAILED"}).json()["items"]
+    jid = jobs[0]["jid"]
+    j = client.get(f"/api/experiments/1/jobs/{jid}").json()
+    assert j["attempts"][0]["exit_code"] == 3
+    log = client.get(f"/api/experiments/1/jobs/{jid}/log").json()
+    assert log["source"] == "file" and "boom: x=4" in log["text"]
+    tail = client.get(f"/api/experiments/1/jobs/{jid}/log", params={"max_bytes": 5}).json()
+    assert tail["truncated"] and len(tail["text"]) == 5
+
+
+@pytest.mark.parametrize("path,code", [
+    ("/api/experiments/999", 404), ("/api/experiments/0", 422), ("/api/experiments/abc", 422),
+    ("/api/experiments/999/jobs", 404), ("/api/experiments/1/jobs/99999", 404),
+    ("/api/experiments/2/jobs/1", 404),  # job 1 belongs to experiment 1
+    ("/api/experiments/1/jobs?sort=drop", 422), ("/api/experiments/1/jobs?limit=0", 422),
+    ("/api/experiments/1/jobs?status=NOPE", 422), ("/api/experiments/1/jobs?min_score=nan", 422),
+    ("/api/experiments/1/jobs?offset=-1", 422), ("/api/experiments/1/history?max_points=1", 422),
+    ("/api/experiments/99999999999999999999", 422), ("/api/compare", 422),
+    ("/api/compare?eid=1&eid=999", 404), ("/api/experiments/1/jobs/1/log?attempt=7", 404),
+])
+def test_bad_input_is_a_clear_4xx(client, path, code):
+    r = client.get(path)
+    assert r.status_code == code, r.text
+    assert r.json()["detail"]
+
+
+def test_stop_needs_header_and_a_running_experiment(client):
+    assert client.post("/api/experiments/1/stop").status_code == 422
+    r = client.post("/api/experiments/1/stop", headers={"X-Requested-With": "evil"})
+    assert r.status_code == 400
+    r = client.post("/api/experiments/1/stop", headers={"X-Requested-With": "aup"})
+    assert r.status_code == 409 and "FINISHED" in r.json()["detail"]
+    assert client.post("/api/experiments/9/stop",
+                       headers={"X-Requested-With": "aup"}).status_code == 404
+
+
+def test_log_outside_jobs_dir_is_refused(grid_db, tmp_path):
+    """A recorded output path outside <workingdir>/jobs is never read."""
+    copy = tmp_path / "copy.db"
+    src = sqlite3.connect(grid_db / ".aup" / "sqlite3.db")
+    dst = sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not show")
+    dst.execute("update job_attempt set output_path=? where jid=1", (str(secret),))
+    dst.execute("update job_attempt set output_path=? where jid=2",
+                (str(grid_db / "jobs" / ".." / ".." / "copy.db"),))
+    dst.commit()
+    dst.close()
+    store = Store(f"sqlite:///{copy}", create=False)
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+        for jid in (1, 2):
+            r = c.get(f"/api/experiments/1/jobs/{jid}/log")
+            assert r.status_code == 403 and "outside" in r.json()["detail"]
+        assert c.get("/api/experiments/1/jobs/3/log").status_code == 200
+    store.close()
+
+
+def test_token_required_on_every_request(grid_db):
+    store = Store(db_url(grid_db), create=False)
+    app = create_app(store, token="s3cret")
+    with TestClient(app, base_url="http://10.1.2.3:8000") as c:
+        for path in ("/api/experiments", "/openapi.json", "/api/experiments/1/jobs"):
+            assert c.get(path).status_code == 401
+            assert c.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert c.get(path, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/").status_code == 401
+        assert c.post("/api/experiments/1/stop",
+                      headers={"X-Requested-With": "aup"}).status_code == 401
+        # the address printed by 'aup dashboard' sets a cookie the pages then use
+        r = c.get("/?token=s3cret")
+        assert r.status_code == 200 and "aup_token" in r.headers["set-cookie"]
+        assert c.get("/api/experiments").status_code == 200  # cookie kept by the client
+    with TestClient(app, base_url="http://10.1.2.3:8000") as fresh:
+        assert fresh.get("/api/experiments",
+                         headers={"X-Aup-Token": "s3cret"}).status_code == 200
+    store.close()
+
+
+def test_no_token_means_loopback_host_only(client):
+    assert client.get("/api/experiments", headers={"Host": "evil.example:8000"}
+                      ).status_code == 400
+    assert client.get("/api/experiments", headers={"Host": "localhost:8000"}).status_code == 200
+
+
+def test_token_policy():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
+    assert choose_token("127.0.0.1", None) == (None, False)
+    token, generated = choose_token("0.0.0.0", None)
+    assert generated and len(token) >= 24
+    assert choose_token("0.0.0.0", "given") == ("given", False)
+
+
+def test_reading_while_the_experiment_writes(grid_db, tmp_path):
+    """The API answers while another connection writes continuously; the writer never sees a
+    lock error (SQLite WAL)."""
+    copy = tmp_path / "busy.db"
+    src = sqlite3.connect(grid_db / ".aup" / "sqlite3.db")
+    dst = sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    writer_store = Store(f"sqlite:///{copy}", create=False)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        try:
+            i = 0
+            while not stop.is_set():
+                writer_store.add_result(eid=1, jid=1, num=100 + i, values=(float(i), 1.0),
+                                        receive_time=time.time(), track=True)
+                i += 1
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    store = Store(f"sqlite:///{copy}", create=False)
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+            for _ in range(15):
+                for path in ("/api/experiments", "/api/experiments/1/jobs",
+                             "/api/experiments/1/curves?jid=1", "/api/experiments/1/history"):
+                    r = c.get(path)
+                    assert r.status_code == 200, r.text
+    finally:
+        stop.set()
+        thread.join()
+        store.close()
+        writer_store.close()
+    assert errors == []
+
+
+def test_export_matches_api(grid_db):
+    from aup.dashboard.export import export_text
+
+    store = Store(db_url(grid_db), create=False)
+    data = json.loads(export_text(store, 1, "json"))
+    store.close()
+    assert data["columns"][:3] == ["jid", "status", "score"]
+    assert {"x", "k", "twice"} <= set(data["columns"])
+    assert [(r["x"], r["k"], r["score"]) for r in data["jobs"]] == [
+        (e["x"], e["k"], e["score"]) for e in expected_grid()]
+
+
+def test_pages_and_plotly_are_served(client):
+    for path in ("/", "/experiments/1", "/compare?eid=1", "/static/app.js",
+                 "/static/experiment.js", "/static/style.css"):
+        assert client.get(path).status_code == 200, path
+    js = client.get("/static/plotly.min.js")
+    assert js.status_code == 200 and len(js.content) > 1_000_000

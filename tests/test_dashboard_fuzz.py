@@ -1,0 +1,32 @@
+"""Schemathesis fuzzes every endpoint of the dashboard's OpenAPI schema (a few examples each,
+in-process over ASGI) on a database filled by a real run: no answer is a server error."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from dashboard_support import db_url
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from aup.dashboard.app import create_app
+from aup.store.store import Store
+
+pytest_plugins = ["dashboard_support"]
+
+
+@pytest.fixture(scope="module")
+def api_schema(grid_db):
+    store = Store(db_url(grid_db), create=False)
+    yield schemathesis.openapi.from_asgi("/openapi.json", create_app(store))
+    store.close()
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=8, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_no_server_errors(case):
+    case.call_and_validate(checks=[not_a_server_error], headers={"Host": "127.0.0.1"})
