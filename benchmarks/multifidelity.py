@@ -220,9 +220,17 @@ def mean_curve(traces: list[Trace], grid: np.ndarray, optimum: float) -> np.ndar
 
 
 def first_reach(curve: np.ndarray, grid: np.ndarray, level: float) -> float:
-    """Smallest grid budget where ``curve <= level`` (inf if never)."""
-    hit = np.nonzero(curve <= level * (1 + 1e-12))[0]
-    return float(grid[hit[0]]) if len(hit) else math.inf
+    """Smallest grid budget from which ``curve <= level`` holds for good (inf if never).
+
+    Incumbent curves are not monotone (a new, larger budget can replace a lucky incumbent of a
+    smaller one), so the first touch would flatter a method; this is the last crossing.
+    """
+    above = np.nonzero(curve > level * (1 + 1e-12) + 1e-15)[0]
+    if len(above) == 0:
+        return float(grid[0])
+    if above[-1] == len(grid) - 1:
+        return math.inf
+    return float(grid[above[-1] + 1])
 
 
 def bookkeeping_ms(n_rounds: int = 3) -> tuple[float, float]:
