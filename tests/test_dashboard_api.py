@@ -61,6 +61,12 @@ def test_job_table_sorts_filters_pages(client):
     assert [r["score"] for r in by_score["items"]] == [16.5, 16, 9.5]
     asc = client.get("/api/experiments/1/jobs", params={"sort": "score", "limit": 12}).json()
     assert [r["score"] for r in asc["items"]][-2:] == [None, None]  # no score: last
+    for key in ("jid", "status", "start_time", "end_time", "duration", "n_attempts"):
+        for order in ("asc", "desc"):
+            r = client.get("/api/experiments/1/jobs", params={"sort": key, "order": order,
+                                                               "limit": 12}).json()
+            values = [x[key] for x in r["items"] if x[key] is not None]
+            assert values == sorted(values, reverse=order == "desc"), (key, order)
     failed = client.get("/api/experiments/1/jobs", params={"status": "FAILED"}).json()
     assert failed["total"] == 2
     rng = client.get("/api/experiments/1/jobs",

@@ -239,7 +239,7 @@ class DashboardQueries:
             if fail_reason:
                 where.append(j.c.fail_reason == fail_reason)
             total = c.execute(select(func.count()).select_from(j).where(*where)).scalar() or 0
-            key = {"duration": j.c.end_time - j.c.start_time}.get(sort, getattr(j.c, sort))
+            key = (j.c.end_time - j.c.start_time) if sort == "duration" else j.c[sort]
             direction = key.desc() if order == "desc" else key.asc()
             q = (select(j.c.jid, j.c.status, j.c.score, j.c.job_config, j.c.start_time,
                         j.c.end_time, j.c.n_attempts, j.c.fail_reason, j.c.budget)
