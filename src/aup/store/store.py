@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import (
     ArgumentError,
@@ -60,6 +60,32 @@ def _set_sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
     cur.close()
+
+
+
+# Statements of the hot path (one job: start, results, end), built once: building a Core
+# statement per call cost more than the database work (benchmarks/store.py).
+_INS_JOB = insert(s.job)
+_INS_ATTEMPT = insert(s.job_attempt)
+_INS_INTERMEDIATE = insert(s.intermediate_result)
+_INS_MULTIPLE = insert(s.multiple_result)
+_UPD_EXP_STATE = (update(s.experiment).where(s.experiment.c.eid == bindparam("b_eid"))
+                  .values(proposer_state=bindparam("b_state"), heartbeat=bindparam("b_now")))
+_UPD_EXP_BEAT = (update(s.experiment).where(s.experiment.c.eid == bindparam("b_eid"))
+                 .values(heartbeat=bindparam("b_now")))
+_UPD_ATTEMPT_END = (update(s.job_attempt).where(s.job_attempt.c.jaid == bindparam("b_jaid"))
+                    .values(end_time=bindparam("b_now"), status=bindparam("b_status"),
+                            exit_code=bindparam("b_exit"), fail_reason=bindparam("b_reason"),
+                            detail=bindparam("b_detail"), output_tail=bindparam("b_tail")))
+_UPD_JOB_END = (update(s.job).where(s.job.c.jid == bindparam("b_jid"))
+                .values(end_time=bindparam("b_now"), status=bindparam("b_status"),
+                        score=bindparam("b_score"), fail_reason=bindparam("b_reason")))
+_SEL_LAST_MULTIPLE = (select(s.multiple_result.c.mrid)
+                      .where(s.multiple_result.c.jid == bindparam("b_jid"))
+                      .order_by(s.multiple_result.c.mrid.desc()).limit(bindparam("b_n")))
+_UPD_MULTIPLE_LAST = (update(s.multiple_result)
+                      .where(s.multiple_result.c.mrid.in_(bindparam("b_ids", expanding=True)))
+                      .values(is_last_result=True))
 
 
 class Store:
@@ -255,16 +281,17 @@ class Store:
         """
         now = time.time()
         with self.engine.begin() as c:
-            jid = c.execute(insert(s.job).values(
-                eid=eid, start_time=now, status="RUNNING", job_config=_dumps(job_config),
-                proposal=_dumps(proposal), budget=budget, bracket=bracket, rung=rung,
-                n_attempts=1, is_rerun=is_rerun)).inserted_primary_key[0]
-            jaid = c.execute(insert(s.job_attempt).values(
-                jid=jid, num=0, rid=rid, start_time=now, status="RUNNING",
-                output_path=f"{output_dir}/{jid}.0.out")).inserted_primary_key[0]
+            jid = c.execute(_INS_JOB, {
+                "eid": eid, "start_time": now, "status": "RUNNING",
+                "job_config": _dumps(job_config), "proposal": _dumps(proposal),
+                "budget": budget, "bracket": bracket, "rung": rung, "n_attempts": 1,
+                "is_rerun": is_rerun}).inserted_primary_key[0]
+            jaid = c.execute(_INS_ATTEMPT, {
+                "jid": jid, "num": 0, "rid": rid, "start_time": now, "status": "RUNNING",
+                "output_path": f"{output_dir}/{jid}.0.out"}).inserted_primary_key[0]
             if proposer_state is not None:
-                c.execute(update(s.experiment).where(s.experiment.c.eid == eid)
-                          .values(proposer_state=_dumps(proposer_state), heartbeat=now))
+                c.execute(_UPD_EXP_STATE, {"b_eid": eid, "b_state": _dumps(proposer_state),
+                                           "b_now": now})
         return int(jid), int(jaid)
 
     def set_job_config(self, jid: int, job_config: dict[str, Any]) -> None:
@@ -297,11 +324,11 @@ class Store:
         with self.engine.begin() as c:
             irid = None
             if track:
-                irid = c.execute(insert(s.intermediate_result).values(
-                    num=num, score=_finite(values[0]), jid=jid, receive_time=receive_time)
-                ).inserted_primary_key[0]
+                irid = c.execute(_INS_INTERMEDIATE, {
+                    "num": num, "score": _finite(values[0]), "jid": jid,
+                    "receive_time": receive_time}).inserted_primary_key[0]
             if len(values) > 1:
-                c.execute(insert(s.multiple_result), [
+                c.execute(_INS_MULTIPLE, [
                     {"label_order": i, "value": _finite(v), "receive_time": receive_time,
                      "jid": jid, "irid": irid, "eid": eid, "is_last_result": False}
                     for i, v in enumerate(values[1:], start=1)])
@@ -324,26 +351,22 @@ class Store:
         now = time.time()
         extras = list(extras)
         with self.engine.begin() as c:
-            c.execute(update(s.job_attempt).where(s.job_attempt.c.jaid == jaid).values(
-                end_time=now, status=attempt_status, exit_code=exit_code,
-                fail_reason=fail_reason, detail=detail, output_tail=output_tail))
+            c.execute(_UPD_ATTEMPT_END, {
+                "b_jaid": jaid, "b_now": now, "b_status": attempt_status, "b_exit": exit_code,
+                "b_reason": fail_reason, "b_detail": detail, "b_tail": output_tail})
             if job_status is not None:
-                c.execute(update(s.job).where(s.job.c.jid == jid).values(
-                    end_time=now, status=job_status, score=_finite(score),
-                    fail_reason=fail_reason))
+                c.execute(_UPD_JOB_END, {"b_jid": jid, "b_now": now, "b_status": job_status,
+                                         "b_score": _finite(score), "b_reason": fail_reason})
                 if extras:
-                    rows = c.execute(select(s.multiple_result.c.mrid)
-                                     .where(s.multiple_result.c.jid == jid)
-                                     .order_by(s.multiple_result.c.mrid.desc())
-                                     .limit(len(extras))).scalars().all()
+                    rows = c.execute(_SEL_LAST_MULTIPLE, {"b_jid": jid, "b_n": len(extras)}
+                                     ).scalars().all()
                     if rows:
-                        c.execute(update(s.multiple_result)
-                                  .where(s.multiple_result.c.mrid.in_(rows))
-                                  .values(is_last_result=True))
-            values: dict[str, Any] = {"heartbeat": now}
+                        c.execute(_UPD_MULTIPLE_LAST, {"b_ids": list(rows)})
             if proposer_state is not None:
-                values["proposer_state"] = _dumps(proposer_state)
-            c.execute(update(s.experiment).where(s.experiment.c.eid == eid).values(**values))
+                c.execute(_UPD_EXP_STATE, {"b_eid": eid, "b_state": _dumps(proposer_state),
+                                           "b_now": now})
+            else:
+                c.execute(_UPD_EXP_BEAT, {"b_eid": eid, "b_now": now})
             if error_msg is not None:
                 c.execute(update(s.experiment).where(s.experiment.c.eid == eid,
                                                      s.experiment.c.error_msg.is_(None))
