@@ -49,7 +49,7 @@ from threadpoolctl import threadpool_limits
 from aup.errors import Problem
 from aup.proposers import gp as gpm
 from aup.proposers.base import Proposal, Proposer, ProposerOptions
-from aup.space import SearchSpace
+from aup.space import SearchSpace, config_key
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ class SpearmintProposer(Proposer):
 
     # -- proposing ---------------------------------------------------------------------------
     def _propose(self, proposal_id: int) -> Proposal | None:
-        running = self._pending_keys()
+        # Never a running configuration; never again one that failed (unless nothing else).
+        running = self._pending_keys() | {config_key(f) for f in self.failures}
         if self.enc.n_params == 0:
             return Proposal(proposal_id, self.enc.decode(np.zeros(0)))
         use_model = (self.options.engine != "RandomChooser" and proposal_id >= self.n_initial
@@ -213,12 +214,15 @@ class SpearmintProposer(Proposer):
         else:  # hyperparameters of the last fit, conditioned on the new data
             model = gpm.MaternGP(np.asarray(self.theta)).condition(x, ys)
         fantasies = [p.params for p in self.pending.values()] + self.failures
+        yf = np.zeros(0)
         if fantasies:
             xf = np.array([self.enc.encode(p) for p in fantasies])
             yf = model.predict(xf)[0]
             model = gpm.MaternGP(model.theta).condition(np.vstack([x, xf]),
                                                         np.concatenate([ys, yf]))
         best = float(ys.min())
+        if self.pending:  # kriging believer: the fantasized values count as observed
+            best = min(best, float(yf[: len(self.pending)].min()))
 
         def acq(u: np.ndarray, snap: bool = True, single: bool = False) -> np.ndarray:
             m, s = model.predict(self.enc.features(u, snap), single=single)

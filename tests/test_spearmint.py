@@ -1,0 +1,240 @@
+"""The ``spearmint`` proposer (GP-EI Bayesian optimization) and its GP building blocks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from aup.config import parse_config
+from aup.errors import ConfigError
+from aup.proposers import gp as gpm
+from aup.proposers.base import Proposal
+from aup.proposers.spearmint import SpearmintOptions, SpearmintProposer
+from aup.space import ChoiceParam, FloatParam, IntParam, SearchSpace
+
+FAST = {"grid_size": 512, "engine_config": {"n_restarts": 1}}
+
+
+def make(space: SearchSpace, n: int = 20, seed: int = 0, **extra) -> SpearmintProposer:
+    opts = {"n_samples": n, "random_seed": seed, **FAST, **extra}
+    return SpearmintProposer(space, SpearmintOptions.model_validate(opts))
+
+
+def branin(x1: float, x2: float) -> float:
+    b, c, t = 5.1 / (4 * math.pi ** 2), 5 / math.pi, 1 / (8 * math.pi)
+    return (x2 - b * x1 ** 2 + c * x1 - 6) ** 2 + 10 * (1 - t) * math.cos(x1) + 10
+
+
+# -- expected improvement ------------------------------------------------------------------------
+def test_log_h_matches_direct_formula_and_never_underflows() -> None:
+    z = np.linspace(-8, 8, 321)
+    direct = np.log(z * stats.norm.cdf(z) + stats.norm.pdf(z))
+    assert np.allclose(gpm.log_h(z), direct, rtol=1e-9, atol=1e-12)
+    far = -np.logspace(0.5, 8, 200)
+    values = gpm.log_h(far)
+    assert np.all(np.isfinite(values))
+    assert np.all(np.diff(values) < 0), "log h is increasing in z"
+    # Asymptotics: log h(z) ~ -z^2/2 - log(2 pi)/2 - 2 log|z| for z -> -inf.
+    z0 = -50.0
+    approx = -z0 * z0 / 2 - 0.5 * math.log(2 * math.pi) - 2 * math.log(-z0)
+    assert abs(gpm.log_h(np.array([z0]))[0] - approx) < 1e-2
+
+
+def test_log_expected_improvement_equals_log_of_ei() -> None:
+    mean = np.array([0.0, 1.0, -0.5, 3.0])
+    std = np.array([1.0, 0.5, 0.1, 0.2])
+    best = 0.2
+    z = (best - mean) / std
+    ei = std * (z * stats.norm.cdf(z) + stats.norm.pdf(z))
+    assert np.allclose(gpm.log_expected_improvement(mean, std, best), np.log(ei))
+
+
+# -- the GP ---------------------------------------------------------------------------------------
+def test_kernel_and_likelihood_agree_with_scikit_learn() -> None:
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    rng = np.random.default_rng(0)
+    x = rng.random((25, 3))
+    y = np.sin(4 * x[:, 0]) + x[:, 1] ** 2
+    y = (y - y.mean()) / y.std()
+    theta = np.log([1.7, 0.3, 0.8, 2.0, 1e-3])
+    kernel = (ConstantKernel(1.7) * Matern([0.3, 0.8, 2.0], nu=2.5) + WhiteKernel(1e-3))
+    assert np.allclose(gpm.matern52(x, x, 1.7, np.array([0.3, 0.8, 2.0])) + 1e-3 * np.eye(25),
+                       kernel(x))
+    sk = GaussianProcessRegressor(kernel, alpha=1e-8, optimizer=None).fit(x, y)
+    lml, grad = sk.log_marginal_likelihood(theta, eval_gradient=True)
+    nll, ngrad = gpm.MaternGP.neg_log_marginal_likelihood(theta, x, y)
+    assert nll == pytest.approx(-lml, rel=1e-8)
+    assert np.allclose(ngrad, -grad, rtol=1e-6, atol=1e-8)
+    ours = gpm.MaternGP(theta).condition(x, y)
+    xs = rng.random((40, 3))
+    m, s = ours.predict(xs)
+    km = kernel.k1  # latent function: no noise at the test points
+    sk_latent = GaussianProcessRegressor(km, alpha=1e-3 + 1e-8, optimizer=None).fit(x, y)
+    m2, s2 = sk_latent.predict(xs, return_std=True)
+    assert np.allclose(m, m2, atol=1e-6) and np.allclose(s, s2, atol=1e-6)
+    m32, s32 = ours.predict(xs, single=True)
+    assert np.allclose(m, m32, atol=1e-3) and np.allclose(s, s32, atol=2e-3)
+
+
+def test_fit_improves_likelihood() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.random((40, 2))
+    y = np.sin(6 * x[:, 0])
+    y = (y - y.mean()) / y.std()
+    start = gpm.default_theta(2)
+    fitted = gpm.MaternGP.fit(x, y, None, [])
+    before = gpm.MaternGP.neg_log_marginal_likelihood(start, x, y)[0]
+    after = gpm.MaternGP.neg_log_marginal_likelihood(fitted.theta, x, y)[0]
+    assert after < before - 1
+    # x[:, 1] is irrelevant: its length scale ends longer than x[:, 0]'s.
+    assert fitted.length_scale[1] > fitted.length_scale[0]
+
+
+# -- encoding -----------------------------------------------------------------------------------
+def test_encoder_snaps_integers_like_the_space_does() -> None:
+    space = SearchSpace((IntParam("a", -3, 4), IntParam("b", 1, 1000, log=True),
+                         ChoiceParam("c", ("x", 2, None)), FloatParam("f", 1e-3, 1, log=True),
+                         FloatParam("k", 5, 5)))
+    enc = gpm.Encoder(space)
+    assert enc.dim == 3 + 3 and enc.n_params == 4
+    u = np.random.default_rng(2).random((500, 4))
+    u[:3] = [[0, 0, 0, 0], [1, 1, 1, 1], [0.5, 0.5, 0.5, 0.5]]
+    feats = enc.features(u)
+    for row, f in zip(u, feats, strict=True):
+        values = enc.decode(row)
+        assert np.allclose(enc.encode(values), f)
+        assert type(values["a"]) is int and type(values["b"]) is int
+        assert type(values["f"]) is float and values["k"] == 5.0
+    assert set(feats[:, 2:5].sum(1)) == {1.0}
+
+
+# -- options and spaces -------------------------------------------------------------------------
+def _config(**extra):
+    return {"script": "train.py", "proposer": "spearmint", "n_samples": 5,
+            "parameter_config": [{"name": "x", "range": [0, 1], "type": "float"}], **extra}
+
+
+@pytest.mark.parametrize("key,value,path", [
+    ("grid_size", -5, "grid_size"), ("grid_size", 0, "grid_size"), ("grid_size", "big", "grid_size"),
+    ("engine", "GPEIperSecChooser", "engine"), ("engine", 7, "engine"),
+    ("engine_config", {"max_points": 2}, "engine_config.max_points"),
+    ("engine_config", {"colour": "red"}, "engine_config.colour"),
+    ("engine_config", [1], "engine_config"),
+])
+def test_bad_options_are_config_errors_naming_the_key(key, value, path) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_config(**{key: value}), check_files=False)
+    assert any(p.path == path for p in err.value.problems), err.value.problems
+
+
+def test_seed_option_names_are_accepted() -> None:
+    cfg = parse_config(_config(engine="gpeichooser", engine_config={}, grid_size=100,
+                               random_seed=3, spearmint_dir="somewhere"), check_files=False)
+    opts = cfg.proposer_options
+    assert opts.engine == "GPEIChooser" and opts.grid_size == 100 and opts.random_seed == 3
+    assert not any("spearmint_dir" in w for w in cfg.warnings)
+
+
+def test_too_many_features_refused_at_load() -> None:
+    data = _config()
+    data["parameter_config"].append({"name": "c", "type": "choice", "range": list(range(200))})
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, check_files=False)
+    assert any(p.path == "parameter_config" for p in err.value.problems)
+
+
+# -- behaviour ------------------------------------------------------------------------------
+def test_finds_branin_minimum_in_few_jobs() -> None:
+    space = SearchSpace((FloatParam("x1", -5, 10), FloatParam("x2", 0, 15)))
+    proposer = make(space, n=30, seed=0)
+    best = math.inf
+    while not proposer.finished:
+        p = proposer.ask()
+        y = branin(**p.params)
+        best = min(best, y)
+        proposer.tell(p, y)
+    assert best - 0.397887 < 0.05
+
+
+def test_parallel_proposals_are_spread_by_fantasies() -> None:
+    space = SearchSpace((FloatParam("x1", -5, 10), FloatParam("x2", 0, 15)))
+    proposer = make(space, n=20, seed=1)
+    for _ in range(6):
+        p = proposer.ask()
+        proposer.tell(p, branin(**p.params))
+    batch = [proposer.ask() for _ in range(4)]
+    u = np.array([proposer.enc.to_param_unit(p.params) for p in batch])
+    dist = np.sqrt(((u[:, None, :] - u[None, :, :]) ** 2).sum(-1))
+    assert dist[np.triu_indices(4, 1)].min() > 0.02, u
+
+
+def test_failed_configuration_is_not_proposed_again() -> None:
+    space = SearchSpace((IntParam("n", 0, 6), ChoiceParam("c", ("a", "b"))))
+    proposer = make(space, n=14, seed=0)
+    seen_failed = set()
+    while not proposer.finished:
+        p = proposer.ask()
+        assert p.key not in seen_failed
+        if p.params["n"] == 3 and p.params["c"] == "a":  # best spot, but it always fails
+            proposer.tell_failure(p)
+            seen_failed.add(p.key)
+        else:
+            proposer.tell(p, abs(p.params["n"] - 3) + (p.params["c"] == "b"))
+    assert proposer.failures and not any(
+        o[0] == {"n": 3, "c": "a"} for o in proposer.observations)
+
+
+def test_non_finite_losses_never_reach_the_model() -> None:
+    proposer = make(SearchSpace((FloatParam("x", 0, 1),)), n=5)
+    p = proposer.ask()
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError):
+            proposer.tell(p, bad)
+    assert proposer.observations == []
+
+
+def test_random_chooser_never_fits_and_constant_space() -> None:
+    proposer = make(SearchSpace((FloatParam("x", 0, 1),)), n=12, engine="RandomChooser")
+    while not proposer.finished:
+        p = proposer.ask()
+        proposer.tell(p, p.params["x"])
+    assert proposer.n_fits == 0
+    const = make(SearchSpace((FloatParam("k", 2, 2), ChoiceParam("s", ("z",)))), n=3)
+    ps = [const.ask() for _ in range(3)]
+    assert all(p.params == {"k": 2.0, "s": "z"} for p in ps)
+
+
+def test_gp_sees_at_most_max_points_and_keeps_the_best() -> None:
+    space = SearchSpace((FloatParam("x", 0, 1),))
+    proposer = make(space, n=80, engine_config={"max_points": 10})
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        proposer.tell(Proposal(i, space.sample(rng)), float(i % 17))
+    x, y = proposer._training_set()
+    assert len(y) == 10 and sorted(y)[:5] == [0.0] * 4 + [1.0]
+    proposer._next_id = 60
+    p = proposer.ask()
+    assert p is not None and 0 <= p.params["x"] <= 1
+
+
+def test_state_is_compact_json_and_round_trips() -> None:
+    space = SearchSpace((FloatParam("x", -1, 1), ChoiceParam("c", (True, 1))))
+    a = make(space, n=16, seed=5)
+    for _ in range(9):
+        p = a.ask()
+        a.tell(p, p.params["x"] ** 2 + (p.params["c"] is True))
+    text = json.dumps(a.state_dict())
+    assert len(text) < 4000
+    b = make(space, n=16, seed=5)
+    b.load_state_dict(json.loads(text))
+    for _ in range(4):
+        pa, pb = a.ask(), b.ask()
+        assert pa.key == pb.key
+        a.tell(pa, 0.1)
+        b.tell(pb, 0.1)
