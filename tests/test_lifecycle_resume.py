@@ -102,9 +102,26 @@ def test_aup_stop_from_another_process_is_honoured_within_a_second(tmp_path: Pat
     assert experiment(tmp_path)["stop_requested"] == 0
 
 
+# Gated jobs (and a child of theirs) hang while the file "hold" names their scheduler's pid.
+HELD = """
+import json, os, subprocess, sys, time
+cfg = json.load(open(sys.argv[-1]))
+os.makedirs("pids", exist_ok=True)
+tag = f"{cfg['job_id']}.{os.environ['AUP_ATTEMPT']}"
+open(f"pids/{tag}.pid", "w").write(str(os.getpid()))
+if cfg.get("gate"):
+    child = subprocess.Popen(["sleep", "120"])
+    open(f"pids/{tag}.child.pid", "w").write(str(child.pid))
+    while (os.path.exists("hold")
+           and open("hold").read().strip() == os.environ["AUP_SCHEDULER_PID"]):
+        time.sleep(0.02)
+    child.kill()
+print("#Auptimizer:", cfg["x"])
+"""
+
+
 def _uninterrupted(folder: Path, proposer: str) -> list[dict]:
     folder.mkdir()
-    (folder / "go").touch()
     exp = _write(folder, proposer)
     res = run_cli(str(exp), cwd=folder)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -116,7 +133,7 @@ def _write(folder: Path, proposer: str) -> Path:
     if proposer == "sequence":
         params = [{"name": "x", "type": "float", "range": [0, 1], "n": 5}]
     params.append({"name": "gate", "type": "choice", "range": [False, True]})
-    return setup(folder, GATED, proposer=proposer, n_samples=10, random_seed=2, n_parallel=2,
+    return setup(folder, HELD, proposer=proposer, n_samples=10, random_seed=2, n_parallel=2,
                  parameter_config=params)
 
 
@@ -126,10 +143,14 @@ def test_kill_9_then_resume_continues_like_an_uninterrupted_run(tmp_path: Path, 
     run_dir.mkdir()
     exp = _write(run_dir, proposer)
     proc = start_cli(str(exp), cwd=run_dir)
+    (run_dir / "hold.tmp").write_text(str(proc.pid))
+    (run_dir / "hold.tmp").rename(run_dir / "hold")
     try:
         # wait until some jobs finished and two gated ones hang
         wait_for(lambda: (len(query(run_dir, "SELECT jid FROM job WHERE status='FINISHED'"))
-                          >= 1 and _running(run_dir, 2)), what="finished + running jobs")
+                          >= 1 and _running(run_dir, 2)
+                          and len(list((run_dir / "pids").glob("*.child.pid"))) == 2),
+                 what="finished + running jobs")
         time.sleep(0.2)
         proc.kill()  # kill -9 of the scheduler
         proc.wait()
@@ -140,11 +161,15 @@ def test_kill_9_then_resume_continues_like_an_uninterrupted_run(tmp_path: Path, 
         lost = [j["jid"] for j in before if j["status"] == "RUNNING"]
         done = {j["jid"]: j for j in before if j["status"] == "FINISHED"}
         assert len(lost) == 2 and done
-        (run_dir / "go").touch()
+        orphans = [int((run_dir / "pids" / f"{jid}.0{kind}.pid").read_text())
+                   for jid in lost for kind in ("", ".child")]
+        assert all(alive(p) for p in orphans)  # the dead scheduler's jobs still run
         res = run_cli("resume", "1", cwd=run_dir)
     finally:
         _cleanup(run_dir)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert not [p for p in orphans if alive(p)]  # resume killed them (children included)
+    assert "killed 4 process(es) left running" in res.stderr
     after = jobs(run_dir)
     assert experiment(run_dir)["status"] == "FINISHED"
     for jid in lost:  # lost attempts are recorded, and the job ran again

@@ -31,6 +31,7 @@ from typing import Any
 from aup.config import ExperimentConfig, parse_config
 from aup.errors import AupError, ConfigError, UsageError
 from aup.job import AttemptOutcome, AttemptStatus, JobStatus, StopReason
+from aup.orphans import job_markers
 from aup.proposers import registry as proposer_registry
 from aup.proposers.base import Proposal, Proposer
 from aup.resources import registry as resource_registry
@@ -231,6 +232,11 @@ class Experiment:
         if n_lost:
             log.warning("experiment %d: %d attempt(s) were running when the scheduler died; they "
                         "run again", eid, n_lost)
+            if (config.resource in ("cpu", "gpu") and row.get("host") == socket.gethostname()
+                    and not _process_alive(row.get("host"), row.get("pid"))):
+                from aup.orphans import kill_orphans
+
+                kill_orphans(eid, row.get("pid"))
         store.claim_experiment(eid)
         exp = cls(config, store, eid, proposer, observer, env_file)
         for j in store.jobs(eid, status=(JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)):
@@ -400,7 +406,8 @@ class Experiment:
             command=self.config.job_command(), workingdir=self.workingdir,
             config_path=self.jobs_dir / f"{job.jid}.json",
             output_path=self.jobs_dir / f"{job.jid}.{num}.out",
-            env=dict(rt.env), prescript=rt.prescript, postscript=rt.postscript,
+            env={**job_markers(self.eid), **rt.env}, prescript=rt.prescript,
+            postscript=rt.postscript,
             n_labels=len(self.labels))
         timeout = self.config.job_timeout
         now = time.monotonic()

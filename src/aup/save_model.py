@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aup.job import AttemptStatus, JobStatus, StopReason
+from aup.orphans import job_markers
 from aup.resources.base import AttemptSpec, EndEvent, ResultEvent
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def rerun_best(exp: Experiment) -> dict[str, Any] | None:
         job_id=jid, attempt=0, job_config={**job_config, "job_id": jid},
         command=exp.config.job_command(), workingdir=exp.workingdir,
         config_path=exp.jobs_dir / f"{jid}.json", output_path=exp.jobs_dir / f"{jid}.0.out",
-        env=dict(rt.env), prescript=rt.prescript, postscript=rt.postscript,
+        env={**job_markers(eid), **rt.env}, prescript=rt.prescript, postscript=rt.postscript,
         n_labels=len(exp.labels))
     log.info("experiment %d: re-running best job %d as job %d to save its model in "
              "aup_models/%s", eid, best["jid"], jid, folder)
