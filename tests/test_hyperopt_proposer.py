@@ -129,3 +129,18 @@ def test_int_bounds_inclusive_and_log_scale() -> None:
     assert ns == {1, 2, 3}
     # log-uniform: about half of the draws below sqrt(1000) ~ 32
     assert 15 <= sum(w < 32 for w in ws) <= 45
+
+
+def test_rosenbrock_example_runs(tmp_path) -> None:
+    """The example of docs/proposers.md, through the CLI."""
+    import sqlite3
+
+    from tests.conftest import REPO, run_cli
+
+    db = tmp_path / "r.db"
+    proc = run_cli("run", str(REPO / "examples" / "rosenbrock" / "experiment_hyperopt.json"),
+                   "--db", f"sqlite:///{db}", cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = list(sqlite3.connect(db).execute("SELECT score, job_config FROM job"))
+    assert len(rows) == 30 and min(r[0] for r in rows) < 10
+    assert sorted(json.loads(r[1])["tid"] for r in rows) == list(range(30))
