@@ -121,7 +121,9 @@ def start_postgres() -> PostgresServer:
         if not shutil.which("runuser"):
             raise RuntimeError("running as root and runuser is missing")
         run_as = "postgres"
-    root = Path(tempfile.mkdtemp(prefix="aup-pg-"))
+    # the server user must reach the folder: $TMPDIR may be private to root, /tmp is not
+    base = "/tmp" if run_as and Path("/tmp").is_dir() else None
+    root = Path(tempfile.mkdtemp(prefix="aup-pg-", dir=base))
     if run_as:
         pw = pwd.getpwnam(run_as)
         os.chown(root, pw.pw_uid, pw.pw_gid)

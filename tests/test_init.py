@@ -174,7 +174,7 @@ def test_non_interactive_flags(tmp_path):
     (["--param", "x:float:0,1", "--option", "n_samples=0"], "n_samples"),
     (["--param", "x:float:0,1", "--proposer", "nope"], "unknown proposer"),
     (["--param", "x:float:0,1", "--script", "missing.py"], "the script does not exist"),
-    ([], "--no-input needs --parameter"),
+    ([], "--no-input needs --param"),
 ])
 def test_non_interactive_bad_input_writes_nothing(tmp_path, args, message):
     write_script(tmp_path, "train.py", TRAIN)

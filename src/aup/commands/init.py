@@ -421,7 +421,8 @@ def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
     data.setdefault("name", Path(args.exp).stem)
     missing = [k for k in ("script", "parameter_config") if k not in data]
     if missing:
-        flags = " and ".join("--" + k.replace("_config", "") for k in missing)
+        flags = " and ".join({"script": "--script", "parameter_config": "--param"}[k]
+                             for k in missing)
         raise UsageError(f"--no-input needs {flags} (e.g. --script train.py --param x:float:0,1);"
                          " nothing was written")
     return data
