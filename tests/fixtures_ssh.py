@@ -10,12 +10,14 @@ Use with ``pytest_plugins = ["fixtures_ssh"]`` in a test module.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,16 +89,11 @@ def _start(config: Path, port: int) -> subprocess.Popen:
     return proc
 
 
-@pytest.fixture(scope="session")
-def ssh_servers(tmp_path_factory) -> SSHServers:
-    """Two sshd servers on loopback (skipped only outside CI when sshd is missing)."""
-    if not Path(SSHD).exists() or shutil.which("ssh-keygen") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("sshd / ssh-keygen missing under CI (install openssh-server)")
-        pytest.skip("OpenSSH server not installed (apt-get install openssh-server)")
+@contextlib.contextmanager
+def running_ssh_servers(d: Path) -> Iterator[SSHServers]:
+    """Start two sshd with keys and configs under folder ``d``; stop them at exit."""
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
-    d = tmp_path_factory.mktemp("sshd")
     host_key, user_key = d / "host_key", d / "user_key"
     _keygen(host_key)
     _keygen(user_key)
@@ -131,3 +128,14 @@ def ssh_servers(tmp_path_factory) -> SSHServers:
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture(scope="session")
+def ssh_servers(tmp_path_factory) -> Iterator[SSHServers]:
+    """Two sshd servers on loopback (skipped only outside CI when sshd is missing)."""
+    if not Path(SSHD).exists() or shutil.which("ssh-keygen") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("sshd / ssh-keygen missing under CI (install openssh-server)")
+        pytest.skip("OpenSSH server not installed (apt-get install openssh-server)")
+    with running_ssh_servers(tmp_path_factory.mktemp("sshd")) as servers:
+        yield servers

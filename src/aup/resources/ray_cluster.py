@@ -50,6 +50,7 @@ class RayOptions(ResourceOptions):
     ship_workingdir: bool = True
     runtime_env: dict[str, Any] = Field(default_factory=dict)
     connect_timeout: float = Field(default=5.0, gt=0)
+    warm_up_timeout: float = Field(default=60.0, ge=0)
 
 
 def check_address(address: str, timeout: float) -> None:
@@ -223,6 +224,22 @@ class RayResourceManager(ResourceManager):
 
         cloudpickle.register_pickle_by_value(ray_task)
         self._remote = ray.remote(ray_task.run_job)
+        self._warm_up(ray, ray.remote(ray_task.warm_up))
+
+    def _warm_up(self, ray: Any, warm: Any) -> None:
+        """Start one worker per slot now (a no-op task each); warn when the cluster cannot give
+        a job's ``num_cpus``/``num_gpus`` within ``warm_up_timeout`` seconds."""
+        refs = [warm.options(num_cpus=self.options.num_cpus, num_gpus=self.options.num_gpus,
+                             max_retries=0).remote() for _ in range(self.config.n_parallel)]
+        ready, waiting = ray.wait(refs, num_returns=len(refs),
+                                  timeout=self.options.warm_up_timeout)
+        for ref in waiting:
+            ray.cancel(ref, force=True)
+        if not ready:
+            log.warning("ray: no task with num_cpus=%s, num_gpus=%s could run within %ss; jobs "
+                        "wait until the cluster has room (cluster resources: %s)",
+                        self.options.num_cpus, self.options.num_gpus,
+                        self.options.warm_up_timeout, ray.cluster_resources())
 
     def task_command(self) -> list[str]:
         """The job's argv prefix on the worker (``{python}``: the worker's interpreter)."""

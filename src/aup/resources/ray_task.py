@@ -42,6 +42,12 @@ def _argv(job: dict[str, Any]) -> list[str]:
     return argv
 
 
+def warm_up() -> int:
+    """A no-op task run once per slot before the first job, so that the first jobs do not pay
+    for starting Ray workers (and their runtime environment). Returns the worker's pid."""
+    return os.getpid()
+
+
 def run_job(job: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """Run one attempt; yield ``("out", bytes)`` pieces, then ``("exit", code)``.
 

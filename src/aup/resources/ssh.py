@@ -29,6 +29,7 @@ Every user value reaches the remote shell quoted (:func:`shlex.quote`); ``prescr
 from __future__ import annotations
 
 import io
+import json
 import logging
 import shlex
 import signal
@@ -303,17 +304,24 @@ class Node:
 def wrapper_body(prescript: str, postscript: str) -> str:
     """The remote ``/bin/sh -c`` program that runs one job.
 
-    Positional parameters: ``$1`` the working directory, ``$2`` the remote output file, then the
-    job's argv. It prints the process group id first, runs the prescript, the job (output
-    merged and tee'd to the remote output file), the postscript, and exits with the job's status.
+    Positional parameters: ``$1`` the working directory, ``$2`` the remote output file, ``$3``
+    the job config path and ``$4`` its JSON text (written there first, so that no separate
+    upload is needed), then the job's argv. It prints the process group id first, runs the
+    prescript, the job (output merged and tee'd to the remote output file), the postscript,
+    sends SIGTERM to whatever the job left in its process group, and exits with the job's
+    status.
     """
     return ("echo \"" + PGID_MARK + "$$\"\n"
             'cd "$1" || { echo "aup: cannot cd to $1"; exit 111; }\n'
-            'aup_out=$2; shift 2\n'
+            'aup_out=$2\n'
+            'printf "%s\\n" "$4" > "$3.tmp" && mv -f "$3.tmp" "$3" || '
+            '{ echo "aup: cannot write $3"; exit 112; }\n'
+            'shift 4\n'
             f"{prescript}\n"
             '{ "$@"; echo $? > "$aup_out.rc"; } 2>&1 | tee "$aup_out"\n'
             'aup_rc=$(cat "$aup_out.rc" 2>/dev/null || echo 1); rm -f "$aup_out.rc"\n'
             f"{postscript}\n"
+            'trap "" TERM; kill -TERM 0 2>/dev/null\n'
             "exit $aup_rc\n")
 
 
@@ -349,10 +357,12 @@ class RemoteAttempt:
         wd = remote_path(m.config.workingdir)
         env = {"PYTHONUNBUFFERED": "1", "AUP_JOB_ID": str(spec.job_id),
                "AUP_ATTEMPT": str(spec.attempt), **spec.env}
-        argv = [*m.remote_command(), f"jobs/{spec.job_id}.json"]
+        cfg = f"jobs/{spec.job_id}.json"
+        argv = [*m.remote_command(), cfg]
         out = f"jobs/{spec.job_id}.{spec.attempt}.out"
         words = ["env", *[f"{k}={v}" for k, v in env.items()], "setsid", "-w", "/bin/sh", "-c",
-                 wrapper_body(spec.prescript, spec.postscript), "aup-job", wd, out, *argv]
+                 wrapper_body(spec.prescript, spec.postscript), "aup-job", wd, out, cfg,
+                 json.dumps(spec.job_config, indent=1), *argv]
         return shlex.join(words)
 
     def _run(self) -> None:
@@ -364,9 +374,6 @@ class RemoteAttempt:
         try:
             sink = OutputSink(spec, self.manager.events)
             write_job_config(spec)
-            wd = remote_path(self.manager.config.workingdir)
-            node.upload(spec.config_path.read_bytes(),
-                        str(PurePosixPath(wd) / "jobs" / f"{spec.job_id}.json"))
             client = node.client()
             chan = client.get_transport().open_session(timeout=node.options.connect_timeout)
             chan.set_combine_stderr(True)
@@ -420,9 +427,6 @@ class RemoteAttempt:
             outcome = resource_failure(sink.parser, FailReason.KILLED_BY_SIGNAL,
                                        f"killed by a signal on node {node.where}")
         else:
-            if alive and self.pgid is not None:
-                # Whatever the job left in its process group goes with it.
-                self._signal(signal.SIGKILL, quiet=True)
             outcome = judge(shell_exit_code(rc) if rc != -1 else None, sink.parser,
                             stopped=self.stopped)
         chan.close()
