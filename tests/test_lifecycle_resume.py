@@ -272,3 +272,35 @@ def test_save_model_failure_is_recorded_and_reported(tmp_path: Path):
     assert rerun["status"] == "FAILED" and rerun["fail_reason"] == "NONZERO_EXIT"
     assert experiment(tmp_path)["status"] == "FINISHED"
 
+
+
+def test_second_ctrl_c_kills_without_the_grace_period(tmp_path: Path):
+    stubborn = """
+    import json, os, signal, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    cfg = json.load(open(sys.argv[-1]))
+    os.makedirs("pids", exist_ok=True)
+    open(f"pids/{cfg['job_id']}.pid", "w").write(str(os.getpid()))
+    time.sleep(120)
+    """
+    exp = setup(tmp_path, stubborn, n_parallel=2,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1, 2, 3]}],
+                resource_args={"kill_grace": 60})
+    proc = start_cli(str(exp), cwd=tmp_path)
+    try:
+        wait_for(lambda: _running(tmp_path, 2) and len(read_pids(tmp_path)) == 2,
+                 what="2 running jobs")
+        pids = read_pids(tmp_path)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        assert proc.poll() is None  # the jobs ignore SIGTERM: the grace period runs
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rc, out, err = finish(proc, tmp_path, timeout=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        _cleanup(tmp_path)
+    assert rc == 130, out + err
+    assert elapsed < 3, elapsed
+    assert not [p for p in pids if alive(p)]
+    assert [j["status"] for j in jobs(tmp_path)] == ["INTERRUPTED", "INTERRUPTED"]

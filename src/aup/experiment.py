@@ -309,7 +309,7 @@ class Experiment:
 
     def _loop(self) -> ExperimentStatus:
         next_poll = next_beat = 0.0
-        stopping = False
+        stopping = killed = False
         while True:
             now = time.monotonic()
             if now >= next_poll:
@@ -319,8 +319,12 @@ class Experiment:
                 if now >= next_beat:
                     next_beat = now + HEARTBEAT
                     self.store.update_experiment(self.eid, heartbeat=time.time())
+            if stopping and self._force and not killed:
+                killed = True  # a second Ctrl-C: no grace period
+                self._stop_all(force=True)
             if self._stop_event.is_set() and not stopping:
                 stopping = True
+                killed = self._force
                 self.stop_reason = self.stop_reason or "stopped at the user's request"
                 self.observer.on_stopping(self.stop_reason)
                 self._stop_all(force=self._force)
@@ -455,6 +459,8 @@ class Experiment:
     def _stop_all(self, force: bool) -> None:
         for key in list(self.running):
             self.resource.stop(key[0], key[1], StopReason.EXPERIMENT_STOP)
+            if force:
+                self.resource.kill(key[0], key[1])
 
     def _handle(self, ev: ResultEvent | EndEvent) -> None:
         r = self.running.get((ev.job_id, ev.attempt))

@@ -188,5 +188,10 @@ class ResourceManager(ABC):
     def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
         """Ask a running attempt to stop; its EndEvent follows. Unknown attempts are ignored."""
 
+    def kill(self, job_id: int, attempt: int) -> None:
+        """Kill an attempt at once, without the grace period (a second Ctrl-C). Its EndEvent
+        follows. Default: the same as :meth:`stop` with ``EXPERIMENT_STOP``."""
+        self.stop(job_id, attempt, StopReason.EXPERIMENT_STOP)
+
     def close(self) -> None:  # noqa: B027
         """Release everything (called once, after the last attempt ended)."""

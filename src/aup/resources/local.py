@@ -186,6 +186,15 @@ class LocalProcess:
         self._kill_timer.daemon = True
         self._kill_timer.start()
 
+    def kill(self) -> None:
+        """SIGKILL the process group now (after :meth:`stop`, or as an experiment stop)."""
+        with self._lock:
+            if self.proc is None:
+                return
+            if self.stopped is None:
+                self.stopped = StopReason.EXPERIMENT_STOP
+        kill_group(self.proc.pid, signal.SIGKILL)
+
 
 def job_environment(spec: AttemptSpec, base: dict[str, str] | None = None) -> dict[str, str]:
     """A fresh copy of the scheduler's environment for one job.
@@ -241,6 +250,12 @@ class CPUResourceManager(ResourceManager):
             proc = self._running.get((job_id, attempt))
         if proc is not None:
             proc.stop(reason)
+
+    def kill(self, job_id: int, attempt: int) -> None:
+        with self._lock:
+            proc = self._running.get((job_id, attempt))
+        if proc is not None:
+            proc.kill()
 
     def close(self) -> None:
         with self._lock:
