@@ -252,3 +252,20 @@ def test_rosenbrock_example_runs(tmp_path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     scores = [r[0] for r in sqlite3.connect(db).execute("SELECT score FROM job")]
     assert len(scores) == 30 and min(scores) < 0.5
+
+
+@pytest.mark.parametrize("proposer,key,value", [("spearmint", "grid_size", -5),
+                                                ("spearmint", "engine", "CMAChooser"),
+                                                ("hyperopt", "engine", "bogus")])
+def test_cli_refuses_bad_options_before_any_job(tmp_path, proposer, key, value) -> None:
+    from tests.conftest import run_cli, write_experiment, write_script
+
+    write_script(tmp_path, "quad.py", "print('#Auptimizer: 1')\n")
+    write_experiment(tmp_path, "exp.json", script="quad.py", proposer=proposer, n_samples=3,
+                     parameter_config=[{"name": "x", "range": [0, 1], "type": "float"}],
+                     **{key: value})
+    proc = run_cli("run", "exp.json", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert key in out and "Traceback" not in out
+    assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())

@@ -20,7 +20,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from aup.space import ChoiceParam, IntParam, SearchSpace
 
@@ -356,6 +355,8 @@ def log_h(z: np.ndarray) -> np.ndarray:
     exp(-z^2/2) / 2``, ``log h(z) = -z^2/2 - log(2 pi)/2 + log1mexp(log(|z| erfcx(-z/sqrt 2))
     + log(pi/2)/2)``; below ``-1e4`` the asymptotic ``-z^2/2 - log(2 pi)/2 - 2 log|z|``.
     """
+    from scipy import special
+
     z = np.asarray(z, dtype=float)
     out = np.empty_like(z)
     direct = z > -1.0

@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from threadpoolctl import threadpool_limits
 
 from aup.errors import Problem
 from aup.proposers import gp as gpm
@@ -151,6 +150,8 @@ class SpearmintProposer(Proposer):
         use_model = (self.options.engine != "RandomChooser" and proposal_id >= self.n_initial
                      and len(self.observations) >= 2)
         if use_model:
+            from threadpoolctl import threadpool_limits
+
             try:
                 # One BLAS thread: the matrices are small, and OpenBLAS's threads made the
                 # proposal up to 50x slower on a busy 2-core machine.
