@@ -153,6 +153,9 @@ def test_auptimizer_2_database_is_upgraded_in_place(tmp_path):
                              output_dir="jobs", proposer_state=None)
     st.mark_interrupted(eid)
     assert st.jobs(eid)[0]["status"] == "INTERRUPTED"  # 2.0's CHECK constraint is gone
+    with st.engine.connect() as c:  # the rebuilt job table kept every reference valid
+        assert c.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+        assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     st.close()
     # and it opens again without another upgrade
     st = Store(url)

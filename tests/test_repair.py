@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import REPO, run_cli, write_experiment, write_script
 
 from aup.store.admin import repair
@@ -32,8 +33,15 @@ def _running(store: Store, name: str, **row) -> tuple[int, int]:
     return eid, jid
 
 
-def test_repair_stops_dead_experiments_and_leaves_live_ones(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    return request.getfixturevalue("pg_url")
+
+
+def test_repair_stops_dead_experiments_and_leaves_live_ones(db_url):
+    store = Store(db_url)
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
         dead, dead_job = _running(store, "dead", pid=_dead_pid())

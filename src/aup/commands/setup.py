@@ -171,6 +171,8 @@ def run(args) -> int:
     interactive = not args.no_input and sys.stdin.isatty()
     values: dict[str, str] = {}
     template_path: Path | None = None
+    if args.template == "." and not Path("env.ini").is_file():
+        args.template = None  # 2.0's 'python -m aup.setup .' meant: no template, ask
     if args.template:
         values, template_path = _read_template(args.template)
     folder_text = args.folder or values.get("Auptimizer_PATH") or ".aup"

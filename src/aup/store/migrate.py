@@ -4,7 +4,8 @@ The revisions are Alembic migrations in ``aup/store/migrations/versions``:
 
 * ``0000``: Auptimizer 2.0's tables (``aup.setupdb``), the baseline;
 * ``0001``: Auptimizer 3's columns (statuses, failure reasons, budgets, proposer state...);
-* ``0002``: ``told_result`` (results typed in for the passive resource).
+* ``0002``: ``told_result`` (results typed in for the passive resource);
+* ``0003``: ``ix_job_dashboard``, the dashboard's covering index on ``job``.
 
 **Changing the schema** (:mod:`aup.store.schema`) needs a new revision file in
 ``migrations/versions`` (``down_revision`` = the previous head) and :data:`HEAD` set to it;
@@ -40,7 +41,7 @@ from aup.store import schema as s
 log = logging.getLogger(__name__)
 
 #: The newest revision; must equal the head of ``migrations/versions`` (a test checks it).
-HEAD = "0002"
+HEAD = "0003"
 #: Key of the PostgreSQL advisory lock held while creating or upgrading the schema.
 _PG_LOCK_KEY = 0x617570  # "aup"
 
