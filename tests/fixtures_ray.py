@@ -41,6 +41,10 @@ def ray_head(tmp_path_factory) -> str:
     # A short folder: Ray's socket paths must stay under 107 bytes.
     temp = Path("/tmp") / f"aupray{os.getpid()}"
     log = tmp_path_factory.mktemp("ray") / "head.log"
+    # Loopback only: no token authentication (Ray >= 2.5x), so that a token file another Ray
+    # on this machine rewrites cannot lock the tests out. The experiments inherit this.
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -77,3 +81,7 @@ def ray_head(tmp_path_factory) -> str:
         except ProcessLookupError:
             pass
         shutil.rmtree(temp, ignore_errors=True)
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved
