@@ -99,3 +99,35 @@ def test_aup_tell_refuses_mistakes_with_exit_2(tmp_path: Path) -> None:
         assert res.returncode == 2, (args, res.stdout, res.stderr)
         assert text in res.stderr + res.stdout, (args, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_passive_through_the_cli_with_results_typed_on_stdin(tmp_path: Path) -> None:
+    """The real 'aup run' prints each job's command; the 'user' types '<jid> <value>'."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    path = make_experiment(tmp_path, Backend("passive", {"poll_interval": 0.1}), OK,
+                           n_samples=2, n_parallel=2)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("AUP_DB", None)
+    proc = subprocess.Popen([sys.executable, "-m", "aup", "run", str(path)], cwd=tmp_path,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    seen: list[int] = []
+    lines: list[str] = []
+    end = time.monotonic() + 60
+    assert proc.stdout is not None and proc.stdin is not None
+    while len(seen) < 2 and time.monotonic() < end:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "waits for you" in line:
+            seen.append(int(line.split("job ")[1].split()[0]))
+    assert len(seen) == 2, "".join(lines)
+    for jid in seen:
+        proc.stdin.write(f"{jid} {jid / 10}\n")
+        proc.stdin.flush()
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(lines) + out
+    assert "recorded" in out
