@@ -164,6 +164,8 @@ class Experiment:
         self.n_parallel = config.n_parallel
         self.workingdir = config.workingdir_path
         self.jobs_dir = self.resource.jobs_dir
+        #: argv prefix of the script, computed once (it stats the script file).
+        self._command = tuple(config.job_command())
         self.resource.attach(store, eid)
         ra = config.resource_args
         self.labels = list(ra.multi_res_labels or [])
@@ -407,7 +409,7 @@ class Experiment:
         rt = self.config.runtime_args
         spec = AttemptSpec(
             job_id=job.jid, attempt=num, job_config={**job.job_config, "job_id": job.jid},
-            command=self.config.job_command(), workingdir=self.workingdir,
+            command=list(self._command), workingdir=self.workingdir,
             config_path=self.jobs_dir / f"{job.jid}.json",
             output_path=self.jobs_dir / f"{job.jid}.{num}.out",
             env={**job_markers(self.eid), **rt.env}, prescript=rt.prescript,
