@@ -18,6 +18,10 @@ Three measurements, each with a baseline from the same run:
     this process; the scheduler's RSS at job 1,000 and at job 10,000. Goal: growth <= 30 MB.
     Takes a few minutes; run it in the background.
 
+``loop``
+    the experiment loop and store alone: CPU per job when jobs end at once (no process
+    start-up). Goal <= 3 ms.
+
 The store micro-benchmark (>= 2000 job records per second) is ``benchmarks/store.py``.
 
 Usage::
@@ -25,6 +29,7 @@ Usage::
     python benchmarks/lifecycle.py readers [--jobs 500]
     python benchmarks/lifecycle.py resume [--jobs 1000]
     python benchmarks/lifecycle.py memory [--jobs 10000]
+    python benchmarks/lifecycle.py loop [--jobs 2000]
 """
 
 from __future__ import annotations
@@ -265,9 +270,55 @@ def bench_memory(n: int) -> bool:
     return ok
 
 
+def bench_loop(n: int) -> bool:
+    """Scheduler + store CPU per job, without process start-up: the cpu resource is replaced
+    by one whose jobs end at once (one result line each). Baseline: the same with intermediate
+    tracking on (one more transaction per job)."""
+    from aup.config import parse_config
+    from aup.experiment import Experiment
+    from aup.job import AttemptOutcome, AttemptStatus
+    from aup.resources.base import EndEvent, ResultEvent
+    from aup.resources.local import CPUResourceManager
+    from aup.store.store import Store
+
+    class Instant(CPUResourceManager):
+        def start(self, spec, slot) -> None:
+            t = time.time()
+            self.events.put(ResultEvent(spec.job_id, spec.attempt, (0.5,), t))
+            self.events.put(EndEvent(spec.job_id, spec.attempt,
+                                     AttemptOutcome(AttemptStatus.SUCCEEDED, 0.5, (), 0), t))
+
+    out = {}
+    for track in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "job.py").write_text(PY_JOB)
+            cfg = parse_config({"script": "job.py", "n_samples": n, "n_parallel": 8,
+                                "target": "min",
+                                "parameter_config": [{"name": "x", "type": "float",
+                                                      "range": [0, 1]}],
+                                "resource_args": {"track_intermediate_results": track}}, tmp)
+            store = Store(f"sqlite:///{tmp}/db.sqlite")
+            exp = Experiment.create(cfg, store)
+            exp.resource = Instant(cfg, exp.events)
+            r0 = rlimit.getrusage(rlimit.RUSAGE_SELF)
+            t0 = time.perf_counter()
+            result = exp.run()
+            wall = time.perf_counter() - t0
+            r1 = rlimit.getrusage(rlimit.RUSAGE_SELF)
+            store.close()
+            cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+            out[track] = (1000 * cpu / n, 1000 * wall / n, result.n_finished)
+            print(f"loop: {result.n_finished} jobs, tracking {'on' if track else 'off'}: "
+                  f"CPU {out[track][0]:.2f} ms per job, wall {out[track][1]:.2f} ms per job")
+    print(f"loop: tracking on / off CPU ratio {out[True][0] / out[False][0]:.2f}")
+    ok = out[False][0] <= 3 and out[False][2] == n
+    print(f"loop: {'PASS' if ok else 'FAIL'} (goal: <= 3 ms scheduler CPU per job)")
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["readers", "resume", "memory", "all"])
+    parser.add_argument("what", choices=["readers", "resume", "memory", "loop", "all"])
     parser.add_argument("--jobs", type=int, default=None, help="number of jobs")
     args = parser.parse_args()
     ok = True
@@ -275,6 +326,8 @@ def main() -> int:
         ok &= bench_readers(args.jobs or 500)
     if args.what in ("resume", "all"):
         ok &= bench_resume(args.jobs or 1000)
+    if args.what in ("loop", "all"):
+        ok &= bench_loop(args.jobs or 2000)
     if args.what in ("memory", "all"):
         ok &= bench_memory(args.jobs or 10_000)
     return 0 if ok else 1
