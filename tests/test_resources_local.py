@@ -131,3 +131,20 @@ def test_passive_through_the_cli_with_results_typed_on_stdin(tmp_path: Path) -> 
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, "".join(lines) + out
     assert "recorded" in out
+
+
+def test_node_and_aws_hosts_from_env_ini(tmp_path: Path) -> None:
+    from aup.resources.aws import AWSResourceManager
+    from aup.resources.ssh import SSHResourceManager
+
+    env = Environment(tmp_path / "env.ini", nodes=["me@a:2222 /k", "me@b"],
+                      aws=["ubuntu@i-0123456789abcdef0"])
+    cfg = _config(tmp_path, "node", {}, workingdir="/remote")
+    assert [s.name for s in SSHResourceManager(cfg, queue.Queue(), env).slots] == [
+        "me@a:2222", "me@b:22"]
+    cfg = _config(tmp_path, "aws", {}, workingdir="/remote")
+    assert [s.name for s in AWSResourceManager(cfg, queue.Queue(), env).slots] == [
+        "ubuntu@i-0123456789abcdef0"]
+    rm = SSHResourceManager(cfg, queue.Queue(), None)
+    with pytest.raises(AupError, match="no hosts"):
+        rm.prepare()
