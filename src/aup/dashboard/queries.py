@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, func, literal, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.engine import Engine
 
 from aup.errors import AupError
@@ -241,13 +241,18 @@ class DashboardQueries:
             total = c.execute(select(func.count()).select_from(j).where(*where)).scalar() or 0
             key = (j.c.end_time - j.c.start_time) if sort == "duration" else j.c[sort]
             direction = key.desc() if order == "desc" else key.asc()
-            q = (select(j.c.jid, j.c.status, j.c.score, j.c.job_config, j.c.start_time,
-                        j.c.end_time, j.c.n_attempts, j.c.fail_reason, j.c.budget)
-                 .where(*where)
-                 .order_by(case((key.is_(None), 1), else_=0), direction, j.c.jid)
-                 .offset(offset).limit(limit))
-            rows = [r._mapping for r in c.execute(q)]
-            jids = [int(r["jid"]) for r in rows]
+            ordering = [direction] if sort == "jid" else \
+                [case((key.is_(None), 1), else_=0), direction, j.c.jid]
+            # Two steps: sort and page the ids on the covering index ix_job_dashboard, then
+            # read the wide rows (JSON parameters) of this page only.
+            jids = [int(x) for x in c.execute(select(j.c.jid).where(*where)
+                                              .order_by(*ordering).offset(offset).limit(limit)
+                                              ).scalars()]
+            by_jid = {int(r.jid): r._mapping for r in c.execute(
+                select(j.c.jid, j.c.status, j.c.score, j.c.job_config, j.c.start_time,
+                       j.c.end_time, j.c.n_attempts, j.c.fail_reason, j.c.budget)
+                .where(j.c.jid.in_(jids)))} if jids else {}
+            rows = [by_jid[x] for x in jids if x in by_jid]
             details = self._last_details(c, jids)
             extras = self._last_extras(c, jids)
         labels = self.labels(_loads(row["exp_config"]) or {})
@@ -387,9 +392,11 @@ class DashboardQueries:
         """Score per finished job and the best-so-far line, down-sampled in SQL.
 
         Jobs are numbered ``n = 1, 2, ...`` in jid order among the experiment's finished jobs.
-        With more than ``max_points / 2`` jobs, consecutive jobs are grouped in buckets of
-        ``step`` jobs; each bucket gives its lowest- and highest-scoring job as points and the
-        best-so-far value at its last job.
+        Up to ``max_points / 2`` jobs, every job is a point. Beyond, consecutive jobs are grouped
+        in buckets of ``step`` jobs (a GROUP BY in SQL); each bucket gives two points, its lowest
+        and its highest score, drawn at the bucket's middle job (``jid`` is then None), and the
+        best-so-far line takes the running best of the buckets at each bucket's last job, which
+        is exact.
 
         Returns:
             ``{"target", "n_finished", "step", "points": {"n", "jid", "score"},
@@ -399,40 +406,47 @@ class DashboardQueries:
             NotFound: no experiment ``eid``.
         """
         target = self.target(eid)
+        better = max if target == "max" else min
         j = s.job
         where = self._finished(eid)
+        points: dict[str, list] = {"n": [], "jid": [], "score": []}
+        best: dict[str, list] = {"n": [], "jid": [], "score": []}
         with self.engine.connect() as c:
             total = int(c.execute(select(func.count()).select_from(j).where(*where)).scalar()
                         or 0)
             step = max(1, math.ceil(total / max(1, max_points // 2)))
-            agg = func.max if target == "max" else func.min
-            n = func.row_number().over(order_by=j.c.jid)
-            f = select(j.c.jid, j.c.score, n.label("n"),
-                       agg(j.c.score).over(order_by=j.c.jid, rows=(None, 0)).label("best")
+            # "jid + 0": number the jobs reading the covering index (then sorting narrow
+            # rows) rather than walking ix_job_eid_status and the wide table rows.
+            f = select(j.c.jid, j.c.score,
+                       func.row_number().over(order_by=j.c.jid + 0).label("n")
                        ).where(*where).subquery()
-            b = ((f.c.n - 1) // step) if step > 1 else (f.c.n - 1)
-            g = select(f.c.jid, f.c.score, f.c.n, f.c.best, b.label("b")).subquery()
-            h = select(g.c.jid, g.c.score, g.c.n, g.c.best,
-                       func.row_number().over(partition_by=g.c.b,
-                                              order_by=(g.c.score.asc(), g.c.jid)).label("lo"),
-                       func.row_number().over(partition_by=g.c.b,
-                                              order_by=(g.c.score.desc(), g.c.jid)).label("hi"),
-                       func.row_number().over(partition_by=g.c.b,
-                                              order_by=g.c.n.desc()).label("last")
-                       ).subquery()
-            rows = c.execute(select(h).where(or_(h.c.lo == 1, h.c.hi == 1, h.c.last == 1))
-                             .order_by(h.c.n)).all()
-        points: dict[str, list] = {"n": [], "jid": [], "score": []}
-        best: dict[str, list] = {"n": [], "jid": [], "score": []}
-        for r in rows:
-            if r.lo == 1 or r.hi == 1:
-                points["n"].append(int(r.n))
-                points["jid"].append(int(r.jid))
-                points["score"].append(_num(r.score))
-            if r.last == 1:
-                best["n"].append(int(r.n))
-                best["jid"].append(int(r.jid))
-                best["score"].append(_num(r.best))
+            if step == 1:
+                running = None
+                for r in c.execute(select(f).order_by(f.c.n)):
+                    score = _num(r.score)
+                    running = score if running is None else better(running, score)
+                    for d, v in ((points, score), (best, running)):
+                        d["n"].append(int(r.n))
+                        d["jid"].append(int(r.jid))
+                        d["score"].append(v)
+            else:
+                b = (f.c.n - 1).self_group().op("/")(step).label("b")  # integer division
+                q = (select(b, func.min(f.c.score).label("lo"), func.max(f.c.score).label("hi"),
+                            func.min(f.c.n).label("first"), func.max(f.c.n).label("last"),
+                            func.max(f.c.jid).label("last_jid"))
+                     .group_by(b).order_by(b))
+                running = None
+                for r in c.execute(q):
+                    mid = (int(r.first) + int(r.last)) // 2
+                    for v in (r.lo, r.hi) if r.lo != r.hi else (r.lo,):
+                        points["n"].append(mid)
+                        points["jid"].append(None)
+                        points["score"].append(_num(v))
+                    edge = r.hi if target == "max" else r.lo
+                    running = edge if running is None else better(running, edge)
+                    best["n"].append(int(r.last))
+                    best["jid"].append(int(r.last_jid))
+                    best["score"].append(_num(running))
         return {"eid": eid, "target": target, "n_finished": total, "step": step,
                 "points": points, "best": best}
 
@@ -440,8 +454,8 @@ class DashboardQueries:
                  ) -> dict[str, Any]:
         """Parameters and score of a sample of finished jobs for parallel coordinates.
 
-        The sample is the ``n_best`` best jobs plus every ``step``-th other job (in jid order),
-        at most about ``max_lines`` in all.
+        The sample is the ``n_best`` best jobs plus the first job of each range of consecutive
+        job ids (as many ranges as ``max_lines - n_best``), so at most ``max_lines`` jobs.
 
         Returns:
             ``{"target", "n_finished", "n_shown", "dimensions": [{"name", "type", "values",
@@ -459,15 +473,23 @@ class DashboardQueries:
             total = int(c.execute(select(func.count()).select_from(j).where(*where)).scalar()
                         or 0)
             n_best = min(n_best, max_lines)
-            step = max(1, math.ceil(total / max(1, max_lines - n_best)))
             rank_order = j.c.score.desc() if target == "max" else j.c.score.asc()
-            f = select(j.c.jid, j.c.score, j.c.job_config,
-                       func.row_number().over(order_by=j.c.jid).label("n"),
-                       func.row_number().over(order_by=(rank_order, j.c.jid)).label("r")
-                       ).where(*where).subquery()
-            keep = or_(f.c.r <= n_best, (f.c.n % step) == 0) if step > 1 else literal(True)
-            rows = c.execute(select(f.c.jid, f.c.score, f.c.job_config).where(keep)
-                             .order_by(f.c.jid)).all()
+            # The best jobs (ordered by the covering index), then one job (the first) per
+            # range of ``width`` consecutive job ids; then the JSON parameters of those only.
+            top = select(j.c.jid).where(*where)
+            if total > max_lines:
+                top = top.order_by(rank_order, j.c.jid).limit(n_best)
+            jids = [int(x) for x in c.execute(top).scalars()]
+            if total > max_lines:
+                lo, hi = c.execute(select(func.min(j.c.jid), func.max(j.c.jid))
+                                   .where(*where)).one()
+                width = max(1, math.ceil((hi - lo + 1) / max(1, max_lines - n_best)))
+                bucket = (j.c.jid - lo).self_group().op("/")(width)  # integer division
+                sample = select(func.min(j.c.jid)).where(*where).group_by(bucket)
+                jids = sorted(set(jids) | {int(x) for x in c.execute(sample).scalars()})
+            rows = sorted(c.execute(select(j.c.jid, j.c.score, j.c.job_config)
+                                    .where(j.c.jid.in_(jids))).all(),
+                          key=lambda r: r.jid) if jids else []
         params = exp["parameters"]
         configs = [_loads(r.job_config) or {} for r in rows]
         dims = []
