@@ -1,0 +1,147 @@
+"""``aup export``, ``aup plot``, ``aup dashboard`` through the real CLI, ``to_dataframe()``, and
+the dashboard queries on PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from conftest import run_cli
+from dashboard_support import GRID_SCRIPT, expected_grid, free_port, write_json
+
+pytest_plugins = ["dashboard_support"]
+
+
+def test_export_csv_and_json(grid_db, tmp_path):
+    proc = run_cli("export", "grid", "--format", "csv", cwd=grid_db)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    exp = expected_grid()
+    assert [(int(r["x"]), r["k"]) for r in rows] == [(e["x"], e["k"]) for e in exp]
+    assert [float(r["score"]) if r["score"] else None for r in rows] == [e["score"] for e in exp]
+    assert rows[3]["status"] == "FAILED" and rows[3]["fail_reason"] == "NONZERO_EXIT"
+    assert float(rows[1]["twice"]) == 4.0 and float(rows[1]["duration"]) > 0
+    out = tmp_path / "jobs.json"
+    proc = run_cli("export", "1", "--out", str(out), cwd=grid_db)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["experiment"]["best_job"]["params"] == {"x": 2, "k": "a"}
+    assert len(data["jobs"]) == 12
+
+
+def test_plot_png_and_html(grid_db, tmp_path):
+    png = tmp_path / "grid.png"
+    proc = run_cli("plot", "grid", "--out", str(png), cwd=grid_db)
+    assert proc.returncode == 0, proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    html = tmp_path / "grid.html"
+    proc = run_cli("plot", "grid", "--out", str(html), cwd=grid_db)
+    assert proc.returncode == 0, proc.stderr
+    text = html.read_text()
+    assert "parcoords" in text and "best so far" in text
+    assert "cdn.plot.ly" not in text.split("<script", 2)[1][:200]  # Plotly.js is embedded
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["plot", "nope", "--out", "x.png"], "no experiment 'nope'"),
+    (["plot", "1", "--out", "x.txt"], "unknown file type .txt"),
+    (["plot", "1", "--out", "missing/x.png"], "does not exist"),
+    (["export", "1", "--format", "xml"], "invalid choice"),
+    (["export", "42"], "no experiment '42'"),
+])
+def test_file_commands_bad_usage(grid_db, args, needle):
+    proc = run_cli(*args, cwd=grid_db)
+    assert proc.returncode == 2
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_commands_without_database(tmp_path):
+    for args in (["export", "1"], ["plot", "1", "--out", "x.png"], ["dashboard"]):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == 2 and "no database at" in proc.stderr, proc.stderr
+    assert not (tmp_path / ".aup").exists()  # nothing created
+
+
+def test_to_dataframe(grid_db):
+    import aup
+
+    rec = aup.load_experiment("grid", db=str(grid_db / ".aup" / "sqlite3.db"))
+    df = rec.to_dataframe()
+    rec.store.close()
+    assert len(df) == 12
+    assert list(df["param_x"])[:6] == [1, 2, 3, 4, 5, 6]
+    assert {"status", "score", "fail_reason", "detail", "start_time", "end_time"} <= set(df)
+    assert df.loc[df["status"] == "FAILED", "fail_reason"].unique().tolist() == ["NONZERO_EXIT"]
+
+
+def test_dashboard_command_serves_and_requires_given_token(grid_db):
+    port = free_port()
+    env = dict(os.environ)
+    env.pop("AUP_DB", None)
+    proc = subprocess.Popen([sys.executable, "-m", "aup", "dashboard", "--port", str(port),
+                             "--token", "tok123"], cwd=grid_db, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(url + "/api/experiments", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+                time.sleep(0.2)
+        assert r.status_code == 401
+        r = httpx.get(url + "/api/experiments", headers={"Authorization": "Bearer tok123"})
+        assert r.status_code == 200 and r.json()["total"] == 2
+        busy = run_cli("dashboard", "--port", str(port), cwd=grid_db)
+        assert busy.returncode == 2 and "another --port" in busy.stderr
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert f"open http://127.0.0.1:{port}/?token=tok123" in out
+
+
+@pytest.mark.postgres
+def test_queries_on_postgresql(pg_url, tmp_path):
+    """The same SQL (windows, integer division, covering index) answers on PostgreSQL."""
+    from aup.dashboard.queries import DashboardQueries
+    from aup.store.store import Store
+
+    (tmp_path / "grid.py").write_text(GRID_SCRIPT.lstrip())
+    write_json(tmp_path / "grid.json", name="grid", script="grid.py", proposer="sequence",
+               target="min", parameter_config=[
+                   {"name": "x", "range": [1, 6], "type": "int", "interval": 1},
+                   {"name": "k", "range": ["a", "b"], "type": "choice"}],
+               resource_args={"track_intermediate_results": True,
+                              "multi_res_labels": ["twice"]},
+               job_failure={"ignore_fail": True})
+    proc = run_cli("run", "grid.json", "-q", "--db", pg_url, cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    store = Store(pg_url, create=False)
+    try:
+        q = DashboardQueries(store)
+        exp = expected_grid()
+        assert q.list_experiments()["items"][0]["best_score"] == 0
+        page = q.jobs(1, sort="score", order="desc", limit=3)
+        assert [r["score"] for r in page["items"]] == [16.5, 16, 9.5]
+        asc = q.jobs(1, sort="duration", limit=12)
+        assert len(asc["items"]) == 12
+        h = q.history(1, max_points=4)
+        assert h["step"] == 5 and h["best"]["score"][-1] == 0
+        full = q.history(1)
+        assert full["points"]["score"] == [e["score"] for e in exp if not e["failed"]]
+        p = q.parallel(1, max_lines=4, n_best=2)
+        assert 2 <= p["n_shown"] <= 4 and 0 in p["score"]
+        c = q.curves(1, max_points=2)
+        assert c["jobs"][0]["num"] == [0, 2, 3]
+    finally:
+        store.close()
