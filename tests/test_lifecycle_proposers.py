@@ -92,3 +92,31 @@ def test_failures_early_stop_and_resume_with_every_proposer(tmp_path: Path, prop
         assert status[3] == "EARLY_STOPPED"
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_lifecycle_on_postgresql(tmp_path: Path, pg_url: str):
+    """Failures, early stopping, stop and resume (with the peers' histories) on PostgreSQL."""
+    write_script(tmp_path, "job.py", SCRIPT)
+    path = write_experiment(
+        tmp_path, script="job.py", proposer="random", n_samples=6, n_parallel=2,
+        target="min", job_failure={"ignore_fail": True, "job_retries": 1},
+        parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}],
+        resource_args={"early_stop": {"aup_policy": "median", "aup_policy_steps": 2,
+                                      "min_peers": 1},
+                       "save_model": True})
+    store = Store(pg_url)
+    try:
+        exp = Experiment.create(load_config(path), store, observer=StopAfter(3))
+        assert exp.run().status is ExperimentStatus.STOPPED
+        resumed = Experiment.resume(store, exp.eid)
+        assert resumed._histories  # reloaded from intermediate_result
+        result = resumed.run()
+        assert result.status is ExperimentStatus.FINISHED
+        status = {r["jid"]: r["status"] for r in store.jobs(exp.eid)}
+        assert len(status) == 6 and status[2] == "FAILED" and status[3] == "EARLY_STOPPED"
+        assert [a["fail_reason"] for a in store.attempts(2)] == ["NONZERO_EXIT"] * 2
+        (rerun,) = [j for j in store.jobs(exp.eid, include_rerun=True) if j["is_rerun"]]
+        assert rerun["status"] == "FINISHED"
+    finally:
+        store.close()
