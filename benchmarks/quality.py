@@ -5,6 +5,7 @@ Run on demand (not collected by pytest)::
     python benchmarks/quality.py                 # 10 seeds, 100 jobs, latency at 100/500/1000
     python benchmarks/quality.py --quick         # 3 seeds, 50 jobs, latency at 100
     python benchmarks/quality.py --seeds 5 --jobs 100 --functions branin --methods aup-spearmint
+    python benchmarks/quality.py --functions "" --latency 100,500   # latency only
 
 Quality: Branin (2-D) and Hartmann6 (6-D), minimized; for each method and seed the regret
 ``best loss found - global minimum`` after 50 and 100 jobs; the table gives the median and
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     for reason in unavailable.values():
         print(f"# skipped: {reason}", flush=True)
     rows = []
-    for fname in args.functions.split(","):
+    for fname in [f for f in args.functions.split(",") if f]:
         fn, bounds, fstar = FUNCTIONS[fname]
         for method in methods:
             runs = []

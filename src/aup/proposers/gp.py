@@ -189,6 +189,24 @@ def matern52(x: np.ndarray, z: np.ndarray, amplitude: float, length_scale: np.nd
     return poly
 
 
+def neg_log_prior(theta: np.ndarray) -> tuple[float, np.ndarray]:
+    """Weak priors on the hyperparameters (standardized outputs, unit-box inputs), and the
+    gradient with respect to ``theta``.
+
+    Length scale ``l``: penalty ``0.1 (l^2 + 1 / l^2)`` (favours ``l`` near 1, keeps every input
+    relevant); amplitude ``a``: Gamma(2, 1); noise variance ``s``: Gamma(1.1, 30) (favours a
+    small but non-zero noise, which keeps some exploration). These are the priors Optuna's
+    GPSampler uses (``optuna/_gp/prior.py``), written here in log-parameter form.
+    """
+    amp, ls2, noise = np.exp(theta[0]), np.exp(2 * theta[1:-1]), np.exp(theta[-1])
+    value = float(0.1 * (ls2 + 1.0 / ls2).sum()) + (amp - theta[0]) + (30.0 * noise - 0.1 * theta[-1])
+    grad = np.empty_like(theta)
+    grad[0] = amp - 1.0
+    grad[1:-1] = 0.2 * (ls2 - 1.0 / ls2)
+    grad[-1] = 30.0 * noise - 0.1
+    return value, grad
+
+
 class MaternGP:
     """Exact GP regression with a Matern 5/2 ARD kernel and Gaussian noise, zero prior mean.
 
@@ -279,9 +297,12 @@ class MaternGP:
                 np.concatenate(stds).astype(np.float64))
 
     @staticmethod
-    def neg_log_marginal_likelihood(theta: np.ndarray, x: np.ndarray, y: np.ndarray
-                                    ) -> tuple[float, np.ndarray]:
-        """Negative log marginal likelihood and its gradient with respect to ``theta``."""
+    def neg_log_marginal_likelihood(theta: np.ndarray, x: np.ndarray, y: np.ndarray,
+                                    prior: bool = False) -> tuple[float, np.ndarray]:
+        """Negative log marginal likelihood and its gradient with respect to ``theta``.
+
+        With ``prior``, the negative log prior of :func:`neg_log_prior` is added (a MAP fit).
+        """
         from scipy import linalg
 
         amp, ls, noise = np.exp(theta[0]), np.exp(theta[1:-1]), np.exp(theta[-1])
@@ -310,6 +331,9 @@ class MaternGP:
             diff = xs[:, j][:, None] - xs[:, j][None, :]
             grad[1 + j] = 0.5 * float((g * diff * diff).sum())
         grad[-1] = 0.5 * float(np.trace(w)) * noise
+        if prior:
+            p, pg = neg_log_prior(theta)
+            return nll + p, -grad + pg
         return nll, -grad
 
     @classmethod
@@ -334,7 +358,7 @@ class MaternGP:
 
         def run(t0: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, float]:
             t0 = np.clip(t0, bounds[:, 0], bounds[:, 1])
-            res = optimize.minimize(cls.neg_log_marginal_likelihood, t0, args=(xs, ys),
+            res = optimize.minimize(cls.neg_log_marginal_likelihood, t0, args=(xs, ys, True),
                                     jac=True, method="L-BFGS-B", bounds=bounds,
                                     options={"maxiter": maxiter, "ftol": _FTOL})
             return res.x, float(res.fun)

@@ -64,6 +64,8 @@ _RESTART_EVERY = 5
 #: Hyperparameters are refitted once the observations grew by 1/this since the last fit
 #: (every proposal up to 20 observations, every 5th around 100).
 _REFIT_FRACTION = 20
+#: Most recent failures the GP sees as fantasies (all of them are never proposed again).
+_MAX_FAILED = 50
 #: Candidates scored again in float64 after the float32 screening.
 _RESCORE = 256
 
@@ -76,6 +78,7 @@ class EngineConfig(BaseModel):
         max_points: most observations the GP sees (cost cap; see the module docstring).
         n_restarts: random restarts of the likelihood maximization (on every 5th fit).
         n_refine: candidates refined by L-BFGS-B (``GPEIOptChooser`` only).
+        output_warping: Yeo-Johnson warp of the losses before standardizing.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -83,6 +86,7 @@ class EngineConfig(BaseModel):
     max_points: int = Field(default=200, ge=10)
     n_restarts: int = Field(default=2, ge=0, le=50)
     n_refine: int = Field(default=3, ge=0, le=50)
+    output_warping: bool = True
 
 
 class SpearmintOptions(ProposerOptions):
@@ -108,6 +112,28 @@ class SpearmintOptions(ProposerOptions):
             if v.strip().lower() == name.lower():
                 return name
         raise ValueError(f"unknown engine {v!r}; use one of {', '.join(ENGINES)}")
+
+
+def _standardize(y: np.ndarray, warp: bool) -> np.ndarray:
+    """Losses as the GP sees them: Yeo-Johnson warped (scikit-learn's ``PowerTransformer``,
+    whose exponent maximizes the Gaussian likelihood) when ``warp``, then zero mean and unit
+    variance. The warp is increasing, so the best loss stays the best; it makes skewed losses
+    (a few good results far below the rest) look Gaussian, which keeps expected improvement
+    exploring instead of polishing the first basin found."""
+    y = np.asarray(y, dtype=float)
+    if warp and len(y) >= 3 and np.ptp(y) > 0:
+        import warnings
+
+        from sklearn.preprocessing import PowerTransformer
+
+        scaled = (y - y.mean()) / y.std()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            z = PowerTransformer(method="yeo-johnson").fit_transform(scaled[:, None])[:, 0]
+        if np.all(np.isfinite(z)) and np.ptp(z) > 0:
+            y = z
+    sd = float(y.std())
+    return (y - float(y.mean())) / (sd if sd > 0 else 1.0)
 
 
 class SpearmintProposer(Proposer):
@@ -197,9 +223,7 @@ class SpearmintProposer(Proposer):
         """Param-unit points, best acquisition first (a handful of distinct ones)."""
         cfg = self.options.engine_config
         x, y = self._training_set()
-        mu, sd = float(y.mean()), float(y.std())
-        sd = sd if sd > 0 else 1.0
-        ys = (y - mu) / sd
+        ys = _standardize(y, cfg.output_warping)
         n = len(self.observations)
         if self.theta is None or n - self.fit_n >= max(1, n // _REFIT_FRACTION):
             starts: list[np.ndarray] = []
@@ -214,7 +238,7 @@ class SpearmintProposer(Proposer):
             self.fit_n = n
         else:  # hyperparameters of the last fit, conditioned on the new data
             model = gpm.MaternGP(np.asarray(self.theta)).condition(x, ys)
-        fantasies = [p.params for p in self.pending.values()] + self.failures
+        fantasies = [p.params for p in self.pending.values()] + self.failures[-_MAX_FAILED:]
         yf = np.zeros(0)
         if fantasies:
             xf = np.array([self.enc.encode(p) for p in fantasies])
