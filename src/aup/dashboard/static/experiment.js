@@ -83,8 +83,9 @@ async function loadParallel() {
   Plotly.react("parallel-chart", [{
     type: "parcoords", dimensions: dims,
     line: { color: p.score, colorscale: "Viridis", reversescale: reverse, showscale: true },
-  }], { title: { text: `parameters vs score (${p.n_shown} of ${p.n_finished} jobs)` },
-        margin: { t: 60, l: 50, r: 50 } }, aup.plotConfig);
+  }], { title: { text: `parameters vs score (${p.n_shown} of ${p.n_finished} jobs)`,
+                  y: 0.98, font: { size: 14 } },
+        margin: { t: 90, l: 60, r: 60 } }, aup.plotConfig);
 }
 
 async function loadCurves() {
@@ -99,7 +100,8 @@ async function loadCurves() {
     title: { text: traces.length ? `intermediate results (${what})`
       : "intermediate results: none recorded (set track_intermediate_results)" },
     xaxis: { title: { text: "result #" } }, yaxis: { title: { text: "score" } },
-    margin: { t: 40 } }, aup.plotConfig);
+    showlegend: true, margin: { t: 40 } }, aup.plotConfig);
+  document.getElementById("curves-reset").hidden = !st.curveJobs.length;
 }
 
 function renderHeader() {
@@ -227,6 +229,10 @@ async function main() {
     st.offset = Math.max(0, st.offset - st.limit); loadJobs().catch(aup.showError); });
   document.getElementById("next").addEventListener("click", () => {
     st.offset += st.limit; loadJobs().catch(aup.showError); });
+  document.getElementById("curves-reset").addEventListener("click", () => {
+    st.curveJobs = [];
+    loadCurves().catch(aup.showError);
+  });
   document.getElementById("stop").addEventListener("click", async () => {
     if (!window.confirm(`Stop experiment ${eid}? It stays resumable.`)) return;
     try {
