@@ -91,8 +91,11 @@ def bare_loop(folder: Path, n: int, workers: int) -> float:
     cfg.write_text(json.dumps({"x": 0.5}))
 
     def one(_: int) -> None:
+        # Own session like Auptimizer's jobs: with Linux's scheduler autogroups a session is
+        # a CPU-share unit, and on a busy machine that alone changes the time several-fold.
         proc = subprocess.Popen([sys.executable, str(folder / "job.py"), str(cfg)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         proc.stdout.read()
         proc.wait()
 

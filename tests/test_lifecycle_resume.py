@@ -80,8 +80,19 @@ def test_ctrl_c_stops_jobs_and_resume_continues(tmp_path: Path):
     assert len(jobs(tmp_path)) == 4
 
 
+TERM_TIME = """
+import json, os, signal, sys, time
+def on_term(signum, frame):
+    open(f"pids/{os.getpid()}.term", "w").write(repr(time.time()))
+    sys.exit(1)
+signal.signal(signal.SIGTERM, on_term)
+open(f"pids/{os.getpid()}.pid", "w").write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
 def test_aup_stop_from_another_process_is_honoured_within_a_second(tmp_path: Path):
-    exp = setup(tmp_path, GATED, n_parallel=2,
+    exp = setup(tmp_path, TERM_TIME, n_parallel=2,
                 parameter_config=[{"name": "x", "type": "choice", "range": [1, 2, 3]},
                                   {"name": "gate", "type": "choice", "range": [True]}],
                 resource_args={"kill_grace": 5})
@@ -89,15 +100,16 @@ def test_aup_stop_from_another_process_is_honoured_within_a_second(tmp_path: Pat
     try:
         wait_for(lambda: _running(tmp_path, 2), what="2 running jobs")
         stop = run_cli("stop", "1", cwd=tmp_path)
-        t0 = time.monotonic()
+        t0 = time.time()  # the request is in the database once 'aup stop' returned
         assert stop.returncode == 0 and "stop requested" in stop.stdout
         rc, out, err = finish(proc, tmp_path, timeout=30)
-        elapsed = time.monotonic() - t0
     finally:
         _cleanup(tmp_path)
     assert rc == 130, out + err
-    # polled every 0.5 s; the jobs die at SIGTERM (the grace of 5 s is not used)
-    assert elapsed < 2.0, elapsed
+    # polled every 0.5 s: the jobs got SIGTERM well within a second of the request
+    terms = [float(p.read_text()) for p in (tmp_path / "pids").glob("*.term")]
+    assert len(terms) == 2
+    assert max(terms) - t0 < 1.0, [t - t0 for t in terms]
     assert experiment(tmp_path)["status"] == "STOPPED"
     assert experiment(tmp_path)["stop_requested"] == 0
 
