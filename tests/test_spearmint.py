@@ -269,3 +269,19 @@ def test_cli_refuses_bad_options_before_any_job(tmp_path, proposer, key, value) 
     out = proc.stdout + proc.stderr
     assert key in out and "Traceback" not in out
     assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())
+
+
+def test_map_objective_gradient_matches_finite_differences() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.random((15, 2))
+    y = np.cos(3 * x[:, 0]) - x[:, 1]
+    y = (y - y.mean()) / y.std()
+    theta = np.log([0.8, 0.4, 1.3, 2e-3])
+    value, grad = gpm.MaternGP.neg_log_marginal_likelihood(theta, x, y, True)
+    assert value > gpm.MaternGP.neg_log_marginal_likelihood(theta, x, y)[0]
+    for k in range(len(theta)):
+        step = np.zeros_like(theta)
+        step[k] = 1e-6
+        up = gpm.MaternGP.neg_log_marginal_likelihood(theta + step, x, y, True)[0]
+        down = gpm.MaternGP.neg_log_marginal_likelihood(theta - step, x, y, True)[0]
+        assert grad[k] == pytest.approx((up - down) / 2e-6, rel=1e-4, abs=1e-6)

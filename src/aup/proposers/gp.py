@@ -7,8 +7,9 @@
   the *snapped* point follows Garrido-Merchan and Hernandez-Lobato 2020, "Dealing with
   categorical and integer-valued variables in Bayesian optimization with Gaussian processes".
 * :class:`MaternGP` is an exact GP with a Matern 5/2 kernel with one length scale per feature
-  (ARD), an amplitude and a noise term, fitted by maximizing the log marginal likelihood with
-  L-BFGS-B (warm started from the previous fit, plus random restarts when asked).
+  (ARD), an amplitude and a noise term, fitted by maximizing the log marginal likelihood plus
+  weak log priors (:func:`neg_log_prior`) with L-BFGS-B (warm started from the previous fit,
+  plus random restarts when asked).
 * :func:`log_expected_improvement` computes log EI without underflow, following Ament et al.
   2023, "Unexpected Improvements to Expected Improvement for Bayesian Optimization".
 """

@@ -8,11 +8,14 @@ scikit-learn and scipy:
    for ``d`` non-constant parameters) are points of a scrambled Sobol sequence seeded by
    ``random_seed``.
 2. **Model.** A GP with a Matern 5/2 kernel with one length scale per feature (ARD), an
-   amplitude and a noise term, on standardized losses. Hyperparameters are point estimates:
-   the log marginal likelihood is maximized with L-BFGS-B, warm started from the previous
-   fit, with ``n_restarts`` extra random starts on every 5th fit (and the first). Spearmint
-   proper sampled the hyperparameters by slice sampling; the point estimate is much cheaper
-   and, with restarts, works as well on the benchmark (``benchmarks/quality.py``).
+   amplitude and a noise term, on Yeo-Johnson-warped then standardized losses (see
+   :func:`_standardize`). Hyperparameters are a MAP point estimate (marginal likelihood times
+   the weak priors of :func:`aup.proposers.gp.neg_log_prior`) found with L-BFGS-B, warm
+   started from the previous fit, with ``n_restarts`` extra random starts on every 5th fit
+   (and the first); refitted at every proposal up to 20 observations, then each time the data
+   grew by 5% (in between, the last hyperparameters are conditioned on the new data).
+   Spearmint proper sampled the hyperparameters by slice sampling; the point estimate is much
+   cheaper (``benchmarks/quality.py`` measures the result).
 3. **Encoding.** Floats use the unit interval (log-warped with ``"log": true``); integers are
    rounded to the centre of their slice of the unit interval before the GP sees them;
    choices are one-hot. Constants are passed through untouched.
