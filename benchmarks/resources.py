@@ -2,7 +2,7 @@
 
     python benchmarks/resources.py            # full: 100 x 1 s jobs on cpu and ray, 50 SSH jobs
     python benchmarks/resources.py --quick    # 20 x 0.5 s jobs, 20 SSH jobs
-    python benchmarks/resources.py --only cpu,ssh
+    python benchmarks/resources.py --only cpu,ssh --out benchmarks/results/resources.jsonl
 
 What it measures, each time against a baseline measured in the same run:
 
@@ -144,24 +144,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer, shorter jobs")
     ap.add_argument("--only", default="cpu,ray,ssh", help="comma-separated: cpu,ray,ssh")
+    ap.add_argument("--out", help="also append the results (JSON lines) to this file")
     args = ap.parse_args()
     n, sleep, m = (20, 0.5, 20) if args.quick else (100, 1.0, 50)
     only = set(args.only.split(","))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    results = []
+    load = os.getloadavg()[0]
+
+    def report(row: dict) -> None:
+        row = {**row, "quick": args.quick, "cpus": os.cpu_count(),
+               "load_avg_before": round(load, 2), "time": time.strftime("%Y-%m-%d %H:%M")}
+        print(json.dumps(row), flush=True)
+        if args.out:
+            with open(args.out, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="aupbench") as d:
         tmp = Path(d)
         if "cpu" in only:
-            results.append(bench_cpu(tmp, n, sleep))
-            print(json.dumps(results[-1]), flush=True)
+            report(bench_cpu(tmp, n, sleep))
         if "ssh" in only:
-            results.append(bench_ssh(tmp, m))
-            print(json.dumps(results[-1]), flush=True)
+            report(bench_ssh(tmp, m))
         if "ray" in only:
-            results.append(bench_ray(tmp, n, sleep))
-            print(json.dumps(results[-1]), flush=True)
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-
+            report(bench_ray(tmp, n, sleep))
 
 if __name__ == "__main__":
     main()
