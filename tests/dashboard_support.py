@@ -1,10 +1,12 @@
-"""Shared fixtures of the dashboard tests: a database filled by a real experiment run, and the
-dashboard app served by uvicorn on a free loopback port (started and stopped by the fixture)."""
+"""Helpers of the dashboard tests: a database filled by a real experiment run (built once per
+session), and the dashboard app served by uvicorn on a free loopback port (started and stopped
+by the context manager)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import socket
 import sqlite3
 import threading
@@ -12,7 +14,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from conftest import run_cli, write_script
 
 #: Job script: score (x-2)^2 (+0.5 for k=b), three intermediate results, a secondary value
@@ -68,13 +69,19 @@ def run_grid_experiment(folder: Path, name: str = "grid", target: str = "min") -
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="session")
-def grid_db(tmp_path_factory) -> Path:
-    """A folder whose ``.aup/sqlite3.db`` holds two finished grid experiments (ids 1, 2;
-    the second maximizes)."""
-    folder = tmp_path_factory.mktemp("grid")
-    run_grid_experiment(folder, "grid")
-    run_grid_experiment(folder, "grid_max", target="max")
+def shared_grid_db(tmp_path_factory) -> Path:
+    """A folder whose ``.aup/sqlite3.db`` holds two finished grid experiments (ids 1, 2; the
+    second maximizes), built once per test session under pytest's base temporary folder and
+    reused by every dashboard test module (a marker file says it is complete)."""
+    folder = tmp_path_factory.getbasetemp() / "dashboard-grid"
+    done = folder / "complete"
+    if not done.exists():
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir()
+        run_grid_experiment(folder, "grid")
+        run_grid_experiment(folder, "grid_max", target="max")
+        done.touch()
     return folder
 
 

@@ -9,14 +9,17 @@ import threading
 import time
 
 import pytest
-from dashboard_support import db_url, expected_grid
+from dashboard_support import db_url, expected_grid, shared_grid_db
 from fastapi.testclient import TestClient
 
 from aup.dashboard.app import create_app
 from aup.dashboard.command import choose_token, is_loopback
 from aup.store.store import Store
 
-pytest_plugins = ["dashboard_support"]
+
+@pytest.fixture(scope="module")
+def grid_db(tmp_path_factory):
+    return shared_grid_db(tmp_path_factory)
 
 
 @pytest.fixture

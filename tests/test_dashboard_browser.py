@@ -17,10 +17,14 @@ from dashboard_support import (
     expected_grid,
     experiment_status,
     serve,
+    shared_grid_db,
     write_json,
 )
 
-pytest_plugins = ["dashboard_support"]
+
+@pytest.fixture(scope="module")
+def grid_db(tmp_path_factory):
+    return shared_grid_db(tmp_path_factory)
 
 pytestmark = pytest.mark.browser
 

@@ -14,9 +14,12 @@ import time
 import httpx
 import pytest
 from conftest import run_cli
-from dashboard_support import GRID_SCRIPT, expected_grid, free_port, write_json
+from dashboard_support import GRID_SCRIPT, expected_grid, free_port, shared_grid_db, write_json
 
-pytest_plugins = ["dashboard_support"]
+
+@pytest.fixture(scope="module")
+def grid_db(tmp_path_factory):
+    return shared_grid_db(tmp_path_factory)
 
 
 def test_export_csv_and_json(grid_db, tmp_path):

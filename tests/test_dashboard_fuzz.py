@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from dashboard_support import db_url
+from dashboard_support import db_url, shared_grid_db
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from aup.dashboard.app import create_app
 from aup.store.store import Store
 
-pytest_plugins = ["dashboard_support"]
+
+@pytest.fixture(scope="module")
+def grid_db(tmp_path_factory):
+    return shared_grid_db(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
