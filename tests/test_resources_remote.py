@@ -205,3 +205,42 @@ def test_ray_address_that_does_not_answer(tmp_path: Path) -> None:
     with pytest.raises(AupError, match=rf"Ray cluster at 127\.0\.0\.1:{port} does not answer"):
         _prepare(tmp_path, "ray", {"address": f"127.0.0.1:{port}"})
     assert time.monotonic() - t0 < 10
+
+
+def test_node_reconnects_after_the_connection_drops_and_the_server_returns(ssh_servers) -> None:
+    """max_retries/reconn_wait_time: a dropped connection is reopened; while the server is
+    down the attempts are spaced and counted, then the error names the host."""
+    import threading
+
+    from fixtures_ssh import _start
+
+    from aup.resources.ssh import Node, NodeOptions, parse_host
+
+    opts = NodeOptions(known_hosts=str(ssh_servers.known_hosts), reconn_wait_time=0.5,
+                       max_retries=3, connect_timeout=3)
+    node = Node("n", parse_host(ssh_servers.entries()[1]), opts)
+    assert node.run("echo hi")[1].strip() == "hi"
+    node._client.get_transport().close()  # the connection drops
+    assert node.run("echo again")[1].strip() == "again"  # reopened transparently
+    node._client.get_transport().close()
+    proc = ssh_servers.procs[1]
+    proc.terminate()
+    proc.wait(5)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(AupError, match=rf"127\.0\.0\.1:{ssh_servers.ports[1]}.*cannot "
+                                           "connect"):
+            node.client()
+        assert time.monotonic() - t0 >= 2 * 0.5  # 3 attempts, 2 waits
+        # The server comes back while the node retries: the retry succeeds.
+        node.options = NodeOptions(known_hosts=str(ssh_servers.known_hosts),
+                                   reconn_wait_time=0.5, max_retries=40, connect_timeout=3)
+        restart = threading.Timer(0.3, lambda: ssh_servers.procs.__setitem__(
+            1, _start(ssh_servers.configs[1], ssh_servers.ports[1])))
+        restart.start()
+        assert node.run("echo back")[1].strip() == "back"
+        restart.join()
+    finally:
+        if ssh_servers.procs[1].poll() is not None:
+            ssh_servers.procs[1] = _start(ssh_servers.configs[1], ssh_servers.ports[1])
+        node.close()
