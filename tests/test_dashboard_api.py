@@ -184,7 +184,10 @@ def test_token_required_on_every_request(grid_db):
 def test_no_token_means_loopback_host_only(client):
     assert client.get("/api/experiments", headers={"Host": "evil.example:8000"}
                       ).status_code == 400
-    assert client.get("/api/experiments", headers={"Host": "localhost:8000"}).status_code == 200
+    for host in ("localhost:8000", "127.0.0.2:8000", "[::1]:8000", "127.0.0.1"):
+        assert client.get("/api/experiments", headers={"Host": host}).status_code == 200
+    for host in ("10.0.0.1:8000", "localhost.evil.example", "[::2]:80", ""):
+        assert client.get("/api/experiments", headers={"Host": host}).status_code == 400
 
 
 def test_token_policy():

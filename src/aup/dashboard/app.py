@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 
+from aup.dashboard.command import is_loopback
 from aup.dashboard.queries import (
     EXPERIMENT_STATUSES,
     JOB_SORT_KEYS,
@@ -42,7 +43,6 @@ STATIC = Path(__file__).resolve().parent / "static"
 #: Largest id accepted in a path or query (SQLite integers are 64-bit; keep well inside).
 MAX_ID = 2**53
 TOKEN_COOKIE = "aup_token"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 Eid = Annotated[int, PathParam(ge=1, le=MAX_ID, description="experiment id")]
 Jid = Annotated[int, PathParam(ge=1, le=MAX_ID, description="job id")]
@@ -95,7 +95,7 @@ def create_app(store: Store, *, token: str | None = None, refresh_seconds: float
     async def guard(request: Request, call_next):
         if token is None:
             host = _host_only(request.headers.get("host", ""))
-            if host not in LOOPBACK_HOSTS and host != "testserver":
+            if not is_loopback(host):
                 return JSONResponse({"detail": f"host {host!r} not allowed; the dashboard "
                                      "without a token answers loopback addresses only"},
                                     status_code=400)

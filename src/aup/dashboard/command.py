@@ -16,8 +16,9 @@ TOKEN_ENV = "AUP_DASHBOARD_TOKEN"
 
 
 def is_loopback(host: str) -> bool:
-    """True when ``host`` names only this machine (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
+    """True when ``host`` names only this machine (127.0.0.0/8, ::1, localhost); brackets
+    around an IPv6 address are allowed."""
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
