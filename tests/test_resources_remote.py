@@ -244,3 +244,13 @@ def test_node_reconnects_after_the_connection_drops_and_the_server_returns(ssh_s
         if ssh_servers.procs[1].poll() is not None:
             ssh_servers.procs[1] = _start(ssh_servers.configs[1], ssh_servers.ports[1])
         node.close()
+
+
+def test_node_experiment_through_the_cli(ssh_servers, tmp_path: Path) -> None:
+    backend = _node(ssh_servers, tmp_path)
+    path = make_experiment(tmp_path / "exp", backend, OK, n_samples=4, n_parallel=2)
+    res = run_cli("run", str(path), cwd=tmp_path / "exp")
+    assert res.returncode == 0, res.stdout + res.stderr
+    outs = sorted((tmp_path / "exp" / "jobs").glob("*.0.out"))
+    assert len(outs) == 4 and all("#Auptimizer:" in p.read_text() for p in outs)
+    assert len(list((backend.remote_wd / "jobs").glob("*.json"))) == 4
