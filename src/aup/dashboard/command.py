@@ -91,7 +91,10 @@ def cmd_dashboard(args: Any) -> int:
     store = open_read_store(args.db)
     _check_port(args.host, args.port)
     app = create_app(store, token=token, refresh_seconds=args.refresh)
-    shown = f"[{args.host}]" if ":" in args.host else args.host
+    shown = args.host.strip("[]")
+    if shown in ("0.0.0.0", "::"):  # every interface: show a name other machines can use
+        shown = socket.gethostname()
+    shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{args.port}/"
     print(f"Auptimizer dashboard for {store._safe_url()}")
     if token:
