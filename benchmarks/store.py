@@ -122,6 +122,11 @@ def main() -> int:
 
             stop_postgres(server)
     base = rows[0][2]
+    import os
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average {load:.1f} (other processes share "
+          "them: rates scale with free cores)")
     print(f"\nstore micro-benchmark: {args.jobs} job records per writer, each = start_job + "
           f"{args.results} x add_result + end_attempt ({args.results + 2} transactions)")
     print(f"{'database':<11} {'writers':>7} {'records/s':>10} {'vs sqlite-1':>11} "

@@ -130,6 +130,41 @@ class Store:
                              f"{str(err.orig).strip().splitlines()[0] if err.orig else err}"
                              ) from None
         self._rid_cache: dict[tuple[str, str], int] = {}
+        self._sql: dict[tuple[int, tuple[str, ...]], tuple[str, list[str] | None]] = {}
+
+    # -- the hot path: statements compiled once per store, run as driver SQL ---------------------
+    def _exec(self, c, stmt, params: dict[str, Any] | list[dict[str, Any]], *,
+              returning=None):
+        """Run a prebuilt statement with ``params`` (one dict, or a list for executemany).
+
+        The statement is compiled for this database once (per set of parameter names) and
+        then run with ``exec_driver_sql``, which skips SQLAlchemy's per-call statement
+        processing: the job hot path's cost was mostly that, not the database.
+        ``returning``: the primary-key column of an INSERT, whose new value is returned.
+        """
+        first = params[0] if isinstance(params, list) else params
+        key = (id(stmt), tuple(first))
+        compiled = self._sql.get(key)
+        if compiled is None:
+            target = stmt
+            use_returning = returning is not None and self.engine.dialect.name != "sqlite"
+            if use_returning:
+                target = stmt.returning(returning)
+            comp = target.compile(dialect=self.engine.dialect, column_keys=list(first))
+            names = list(comp.positiontup) if comp.positional else None
+            compiled = self._sql[key] = (str(comp), names)
+        sql, names = compiled
+
+        def bind(p: dict[str, Any]):
+            return tuple(p[n] for n in names) if names is not None else p
+
+        args = [bind(p) for p in params] if isinstance(params, list) else bind(params)
+        result = c.exec_driver_sql(sql, args)
+        if returning is None:
+            return result
+        if self.engine.dialect.name == "sqlite":
+            return result.lastrowid
+        return result.scalar_one()
 
     def _safe_url(self) -> str:
         try:
@@ -281,17 +316,17 @@ class Store:
         """
         now = time.time()
         with self.engine.begin() as c:
-            jid = c.execute(_INS_JOB, {
+            jid = self._exec(c, _INS_JOB, {
                 "eid": eid, "start_time": now, "status": "RUNNING",
                 "job_config": _dumps(job_config), "proposal": _dumps(proposal),
                 "budget": budget, "bracket": bracket, "rung": rung, "n_attempts": 1,
-                "is_rerun": is_rerun}).inserted_primary_key[0]
-            jaid = c.execute(_INS_ATTEMPT, {
+                "is_rerun": bool(is_rerun)}, returning=s.job.c.jid)
+            jaid = self._exec(c, _INS_ATTEMPT, {
                 "jid": jid, "num": 0, "rid": rid, "start_time": now, "status": "RUNNING",
-                "output_path": f"{output_dir}/{jid}.0.out"}).inserted_primary_key[0]
+                "output_path": f"{output_dir}/{jid}.0.out"}, returning=s.job_attempt.c.jaid)
             if proposer_state is not None:
-                c.execute(_UPD_EXP_STATE, {"b_eid": eid, "b_state": _dumps(proposer_state),
-                                           "b_now": now})
+                self._exec(c, _UPD_EXP_STATE, {"b_eid": eid, "b_state": _dumps(proposer_state),
+                                               "b_now": now})
         return int(jid), int(jaid)
 
     def set_job_config(self, jid: int, job_config: dict[str, Any]) -> None:
@@ -324,11 +359,11 @@ class Store:
         with self.engine.begin() as c:
             irid = None
             if track:
-                irid = c.execute(_INS_INTERMEDIATE, {
+                irid = self._exec(c, _INS_INTERMEDIATE, {
                     "num": num, "score": _finite(values[0]), "jid": jid,
-                    "receive_time": receive_time}).inserted_primary_key[0]
+                    "receive_time": receive_time}, returning=s.intermediate_result.c.irid)
             if len(values) > 1:
-                c.execute(_INS_MULTIPLE, [
+                self._exec(c, _INS_MULTIPLE, [
                     {"label_order": i, "value": _finite(v), "receive_time": receive_time,
                      "jid": jid, "irid": irid, "eid": eid, "is_last_result": False}
                     for i, v in enumerate(values[1:], start=1)])
@@ -351,22 +386,23 @@ class Store:
         now = time.time()
         extras = list(extras)
         with self.engine.begin() as c:
-            c.execute(_UPD_ATTEMPT_END, {
+            self._exec(c, _UPD_ATTEMPT_END, {
                 "b_jaid": jaid, "b_now": now, "b_status": attempt_status, "b_exit": exit_code,
                 "b_reason": fail_reason, "b_detail": detail, "b_tail": output_tail})
             if job_status is not None:
-                c.execute(_UPD_JOB_END, {"b_jid": jid, "b_now": now, "b_status": job_status,
-                                         "b_score": _finite(score), "b_reason": fail_reason})
+                self._exec(c, _UPD_JOB_END, {
+                    "b_jid": jid, "b_now": now, "b_status": job_status,
+                    "b_score": _finite(score), "b_reason": fail_reason})
                 if extras:
                     rows = c.execute(_SEL_LAST_MULTIPLE, {"b_jid": jid, "b_n": len(extras)}
                                      ).scalars().all()
                     if rows:
                         c.execute(_UPD_MULTIPLE_LAST, {"b_ids": list(rows)})
             if proposer_state is not None:
-                c.execute(_UPD_EXP_STATE, {"b_eid": eid, "b_state": _dumps(proposer_state),
-                                           "b_now": now})
+                self._exec(c, _UPD_EXP_STATE, {"b_eid": eid, "b_state": _dumps(proposer_state),
+                                               "b_now": now})
             else:
-                c.execute(_UPD_EXP_BEAT, {"b_eid": eid, "b_now": now})
+                self._exec(c, _UPD_EXP_BEAT, {"b_eid": eid, "b_now": now})
             if error_msg is not None:
                 c.execute(update(s.experiment).where(s.experiment.c.eid == eid,
                                                      s.experiment.c.error_msg.is_(None))
