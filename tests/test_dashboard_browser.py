@@ -160,6 +160,11 @@ def test_stop_button_stops_running_experiment(tmp_path, page):
             page.on("dialog", lambda d: d.accept())
             page.goto(base + "/experiments/1")
             page.wait_for_selector("#stop:not([hidden])")
+            # live refresh: the job table grows while the experiment runs
+            page.wait_for_selector("#jobs tbody tr")
+            first = page.locator("#jobs tbody tr").count()
+            page.wait_for_function(
+                f"document.querySelectorAll('#jobs tbody tr').length > {first}", timeout=30000)
             page.click("#stop")
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode == 130, out
