@@ -183,7 +183,7 @@ q = cfg["q"]
 for i in range(1, 16):
     loss = q + 1.0 / i
     print("#Auptimizer:", loss if cfg["target"] == "min" else 10 - loss, flush=True)
-    time.sleep(0.07)
+    time.sleep(0.2 if q > 1 else 0.05)  # the bad job leaves time to be stopped
 """
 
 POLICY_OPTIONS = {
