@@ -39,7 +39,7 @@ def test_experiment_list_and_summary(client):
     assert (e["status"], e["proposer"], e["target"]) == ("FINISHED", "sequence", "min")
     assert (e["n_jobs"], e["n_finished"], e["n_failed"], e["n_total"]) == (12, 10, 2, 12)
     assert e["best_score"] == 0 and by_id[2]["best_score"] == 16.5
-    assert e["progress"] == 1.0
+    assert e["progress"] == 1.0 and e["stale"] is False
     page = client.get("/api/experiments", params={"limit": 1, "offset": 1}).json()
     assert [x["eid"] for x in page["items"]] == [1] and page["total"] == 2
     assert client.get("/api/experiments", params={"status": "RUNNING"}).json()["total"] == 0
@@ -258,3 +258,22 @@ def test_pages_and_plotly_are_served(client):
         assert client.get(path).status_code == 200, path
     js = client.get("/static/plotly.min.js")
     assert js.status_code == 200 and len(js.content) > 1_000_000
+
+
+def test_running_experiment_without_heartbeat_is_stale(grid_db, tmp_path):
+    copy = tmp_path / "stale.db"
+    src = sqlite3.connect(grid_db / ".aup" / "sqlite3.db")
+    dst = sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    now = time.time()
+    dst.execute("update experiment set status='RUNNING', heartbeat=? where eid=1", (now - 600,))
+    dst.execute("update experiment set status='RUNNING', heartbeat=? where eid=2", (now,))
+    dst.commit()
+    dst.close()
+    store = Store(f"sqlite:///{copy}", create=False)
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+        items = {e["eid"]: e for e in c.get("/api/experiments").json()["items"]}
+        assert items[1]["stale"] is True and items[2]["stale"] is False
+        assert c.get("/api/experiments", params={"status": "RUNNING"}).json()["total"] == 2
+    store.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ JOB_SORT_KEYS = ("jid", "score", "status", "start_time", "end_time", "duration",
 JOB_STATUSES = ("RUNNING", "FINISHED", "FAILED", "EARLY_STOPPED", "INTERRUPTED")
 #: Experiment statuses accepted as filters.
 EXPERIMENT_STATUSES = ("CREATED", "RUNNING", "STOPPED", "FINISHED", "FAILED")
+#: Seconds without a heartbeat after which a RUNNING experiment is shown as stale (its process
+#: writes one every 5 s; a stale one probably died: ``aup resume`` continues it).
+STALE_AFTER = 30.0
 #: Statuses of jobs that count as done for progress.
 _DONE = ("FINISHED", "FAILED", "EARLY_STOPPED")
 
@@ -111,6 +115,8 @@ class DashboardQueries:
             "stop_requested": bool(m["stop_requested"]), "error_msg": m["error_msg"],
             "resource": cfg.get("resource"), "n_parallel": cfg.get("n_parallel"),
             "heartbeat": m["heartbeat"], "host": m["host"],
+            "stale": (m["status"] == "RUNNING"
+                      and (m["heartbeat"] or 0) < time.time() - STALE_AFTER),
         }
 
     def list_experiments(self, *, offset: int = 0, limit: int = 50,

@@ -49,8 +49,15 @@ const aup = {
     return Object.entries(p || {}).map(([k, v]) => `${k}=${aup.num(v)}`).join(", ");
   },
 
-  statusCell(status) {
-    return aup.el("td", status, { class: `status-${status}` });
+  statusCell(status, note) {
+    return aup.el("td", status + (note ? ` (${note})` : ""), { class: `status-${status}` });
+  },
+
+  /** "stopping" after a stop request, "no heartbeat" when the process seems gone. */
+  statusNote(e) {
+    if (e.status !== "RUNNING") return "";
+    if (e.stale) return "no heartbeat: resume it with aup resume";
+    return e.stop_requested ? "stopping" : "";
   },
 
   showError(err) {

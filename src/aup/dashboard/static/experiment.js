@@ -17,7 +17,8 @@ function renderSummary(e) {
   document.title = `Auptimizer: ${e.name} (${e.eid})`;
   document.getElementById("title").textContent = `experiment ${e.eid}: ${e.name}`;
   const status = document.getElementById("exp-status");
-  status.textContent = e.status + (e.stop_requested && e.status === "RUNNING" ? " (stopping)" : "");
+  const note = aup.statusNote(e);
+  status.textContent = e.status + (note ? ` (${note})` : "");
   status.className = `status-${e.status}`;
   const stop = document.getElementById("stop");
   stop.hidden = e.status !== "RUNNING";
