@@ -134,6 +134,7 @@ def test_first_failure_reason_and_tail_in_cli_output_exit_1(tmp_path: Path):
     cfg = json.load(open(sys.argv[-1]))
     if cfg["x"] == 2:
         print("TAIL-LINE-1234 before failing")
+        print("second line")
         sys.exit(7)
     time.sleep(0.3 if cfg["x"] == 1 else 30)
     print("#Auptimizer:", cfg["x"])
@@ -147,7 +148,7 @@ def test_first_failure_reason_and_tail_in_cli_output_exit_1(tmp_path: Path):
     assert res.returncode == 1, res.stdout
     assert "FAILED" in res.stdout
     assert "NONZERO_EXIT" in res.stdout and "exited with code 7" in res.stdout
-    assert "TAIL-LINE-1234" in res.stdout
+    assert "TAIL-LINE-1234 before failing\nsecond line" in res.stdout  # the tail, line by line
     assert "aup resume 1" in res.stdout
     row = experiment(tmp_path)
     assert row["status"] == "FAILED" and "TAIL-LINE-1234" in row["error_msg"]

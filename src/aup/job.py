@@ -165,14 +165,14 @@ class OutputParser:
         if len(line) > TAIL_BYTES:
             line = line[-TAIL_BYTES:]
         self._tail.append(line)
-        self._tail_len += len(line)
+        self._tail_len += len(line) + 1  # + the newline the lines are joined with
         while self._tail_len > TAIL_BYTES and len(self._tail) > 1:
-            self._tail_len -= len(self._tail.popleft())
+            self._tail_len -= len(self._tail.popleft()) + 1
 
     @property
     def tail(self) -> str:
-        """The last ``TAIL_BYTES`` characters of output (at most)."""
-        return "".join(self._tail)[-TAIL_BYTES:]
+        """The last ``TAIL_BYTES`` characters of output (at most), one line per line."""
+        return "\n".join(self._tail)[-TAIL_BYTES:]
 
 
 @dataclass
