@@ -176,6 +176,8 @@ def test_kill_9_then_resume_continues_like_an_uninterrupted_run(tmp_path: Path, 
         orphans = [int((run_dir / "pids" / f"{jid}.0{kind}.pid").read_text())
                    for jid in lost for kind in ("", ".child")]
         assert all(alive(p) for p in orphans)  # the dead scheduler's jobs still run
+        stop = run_cli("stop", "1", cwd=run_dir)  # nobody would honour a stop request
+        assert stop.returncode == 0 and "crashed" in stop.stdout, stop.stdout
         res = run_cli("resume", "1", cwd=run_dir)
     finally:
         _cleanup(run_dir)

@@ -262,6 +262,15 @@ def cmd_stop(args) -> int:
     if row["status"] != "RUNNING":
         _console().print(f"experiment {row['eid']} is {row['status']}, not running")
         return EXIT_OK
+    import socket
+
+    from aup.experiment import _process_alive
+
+    if row.get("host") == socket.gethostname() and not _process_alive(row["host"], row["pid"]):
+        _console().print(f"experiment {row['eid']} is marked RUNNING but its process "
+                         f"{row['pid']} is gone (it crashed); continue it with: aup resume "
+                         f"{row['eid']}")
+        return EXIT_OK
     store.request_stop(int(row["eid"]))
     _console().print(f"stop requested for experiment {row['eid']}")
     return EXIT_OK
