@@ -32,7 +32,7 @@ HELP = "write a job script that calls FUNCTION of SCRIPT with the experiment's p
 BUDGET_KEY = "n_iterations"
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``aup convert`` to the CLI."""
     p = subparsers.add_parser("convert", help=HELP, description=HELP)
     p.add_argument("script", help="the Python file that defines the function")
@@ -176,7 +176,7 @@ def _experiment_params(path: Path) -> tuple[list[str], dict]:
     return names, data
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     """Entry point of ``aup convert``. Returns the exit code."""
     source = Path(args.script)
     if not source.is_file():

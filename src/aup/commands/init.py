@@ -38,7 +38,7 @@ _OWN_KEYS = ("name", "script", "resource", "workingdir", "n_parallel", "target",
              "parameter_config")
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``aup init`` to the CLI."""
     p = subparsers.add_parser("init", help=HELP, description=HELP)
     p.add_argument("--exp", "-e", default="experiment.json",
@@ -451,7 +451,7 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     """Entry point of ``aup init``. Returns the exit code."""
     from aup.config import parse_config
 

@@ -13,7 +13,7 @@ import argparse
 HELP = "mark jobs and experiments left running by a crashed scheduler as interrupted/stopped"
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``aup repair`` to the CLI."""
     p = subparsers.add_parser("repair", help=HELP, description=HELP)
     p.add_argument("--db", help="database URL (default: $AUP_DB, .aup/env.ini, else "
@@ -28,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     """Entry point of ``aup repair``. Returns the exit code."""
     from aup.api import resolve_db_url
     from aup.store.admin import repair

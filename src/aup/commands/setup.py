@@ -34,7 +34,7 @@ from aup.errors import StoreError, UsageError
 HELP = "write the environment file .aup/env.ini (database, resources, user) and create the database"
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``aup setup`` to the CLI."""
     p = subparsers.add_parser("setup", help=HELP, description=HELP)
     fill_parser(p)
@@ -164,7 +164,7 @@ def _safe(url: str) -> str:
         return url
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     """Entry point of ``aup setup``. Returns the exit code."""
     from aup.commands.prompt import Prompter, int_check
 
