@@ -214,3 +214,32 @@ def test_version_0_database_on_postgresql_is_upgraded(pg_url):
     assert [a["status"] for a in st.attempts(2)] == ["SUCCEEDED"]
     st.mark_interrupted(1)
     st.close()
+
+
+def _open_and_report(url: str, queue) -> None:
+    try:
+        st = Store(url)
+        queue.put(len(st.jobs(1)))
+        st.close()
+    except Exception as err:  # noqa: BLE001 - reported to the test
+        queue.put(f"{type(err).__name__}: {err}")
+
+
+def test_several_processes_opening_a_2_0_database_at_once_upgrade_it_once(tmp_path):
+    import multiprocessing as mp
+
+    url = _v2_sqlite(tmp_path / "sqlite3.db")
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_open_and_report, args=(url, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert results == [4, 4, 4]  # every process sees the 4 jobs of experiment 1
+    engine = create_engine(url)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+        assert c.execute(text("SELECT count(*) FROM job")).scalar() == 5
+    engine.dispose()
