@@ -130,7 +130,7 @@ def test_bad_input_is_a_clear_4xx(client, path, code):
 def test_stop_needs_header_and_a_running_experiment(client):
     assert client.post("/api/experiments/1/stop").status_code == 422
     r = client.post("/api/experiments/1/stop", headers={"X-Requested-With": "evil"})
-    assert r.status_code == 400
+    assert r.status_code == 422
     r = client.post("/api/experiments/1/stop", headers={"X-Requested-With": "aup"})
     assert r.status_code == 409 and "FINISHED" in r.json()["detail"]
     assert client.post("/api/experiments/9/stop",

@@ -7,7 +7,7 @@ import pytest
 import schemathesis
 from dashboard_support import db_url, shared_grid_db
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from aup.dashboard.app import create_app
 from aup.store.store import Store
@@ -33,6 +33,6 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @settings(max_examples=8, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 def test_no_server_errors(case):
-    response = case.call_and_validate(checks=[not_a_server_error],
+    response = case.call_and_validate(checks=[not_a_server_error, response_schema_conformance],
                                       headers={"Host": "127.0.0.1"})
     assert "not allowed" not in response.text  # the request reached the API itself

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 
+from aup.dashboard import models as M
 from aup.dashboard.command import is_loopback
 from aup.dashboard.queries import (
     EXPERIMENT_STATUSES,
@@ -46,9 +48,10 @@ TOKEN_COOKIE = "aup_token"
 
 Eid = Annotated[int, PathParam(ge=1, le=MAX_ID, description="experiment id")]
 Jid = Annotated[int, PathParam(ge=1, le=MAX_ID, description="job id")]
-SORT_PATTERN = "^(" + "|".join(JOB_SORT_KEYS) + ")$"
-SORT_HELP = "one of: " + ", ".join(JOB_SORT_KEYS)
-EXP_STATUS_PATTERN = "^(" + "|".join(EXPERIMENT_STATUSES) + ")$"
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+SortKey = Literal[JOB_SORT_KEYS]  # type: ignore[valid-type]
+JobStatusName = Literal[JOB_STATUSES]  # type: ignore[valid-type]
+ExperimentStatusName = Literal[EXPERIMENT_STATUSES]  # type: ignore[valid-type]
 
 
 def plotly_js_path() -> Path:
@@ -85,7 +88,12 @@ def create_app(store: Store, *, token: str | None = None, refresh_seconds: float
         A FastAPI app (ASGI); serve it with ``uvicorn.run(app, ...)``.
     """
     q = DashboardQueries(store)
-    app = FastAPI(title="Auptimizer dashboard", version="1",
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": M.Error, "description": text} for code, text in (
+            (401, "missing or wrong token"), (403, "file outside the experiment's jobs folder"),
+            (404, "unknown experiment or job"), (409, "the experiment is not running"),
+            (503, "the database does not answer; retry"))}
+    app = FastAPI(title="Auptimizer dashboard", version="1", responses=errors,
                   description="Read-only REST API over the Auptimizer store, plus stop requests. "
                   "Lists are paginated with offset/limit and report their total.")
     app.state.queries = q
@@ -147,102 +155,92 @@ def _token_of(request: Request) -> str | None:
 
 
 def _add_api(app: FastAPI, q: DashboardQueries, refresh_seconds: float) -> None:
-    @app.get("/api/settings", tags=["meta"])
+    @app.get("/api/settings", tags=["meta"], response_model=M.Settings)
     def settings() -> dict[str, Any]:
         """Dashboard settings the pages need (refresh interval, lists of statuses)."""
         return {"refresh_seconds": refresh_seconds, "job_statuses": list(JOB_STATUSES),
                 "experiment_statuses": list(EXPERIMENT_STATUSES),
                 "job_sort_keys": list(JOB_SORT_KEYS)}
 
-    @app.get("/api/experiments", tags=["experiments"])
+    @app.get("/api/experiments", tags=["experiments"], response_model=M.ExperimentPage)
     def experiments(offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                    status: Annotated[str | None, Query(pattern=EXP_STATUS_PATTERN)] = None
+                    status: ExperimentStatusName | None = None
                     ) -> dict[str, Any]:
         """Experiments, newest first: status, proposer, progress, best score, times."""
         return q.list_experiments(offset=offset, limit=limit, status=status)
 
-    @app.get("/api/experiments/{eid}", tags=["experiments"])
+    @app.get("/api/experiments/{eid}", tags=["experiments"],
+             response_model=M.ExperimentDetail)
     def experiment(eid: Eid) -> dict[str, Any]:
         """One experiment: summary, configuration, parameters, result labels, best job."""
         return q.experiment(eid)
 
-    @app.post("/api/experiments/{eid}/stop", tags=["experiments"], status_code=202)
-    def stop(eid: Eid, x_requested_with: Annotated[str, Header(
+    @app.post("/api/experiments/{eid}/stop", tags=["experiments"], status_code=202,
+              response_model=M.StopAnswer)
+    def stop(eid: Eid, x_requested_with: Annotated[Literal["aup"], Header(
             description="must be 'aup' (protects against cross-site requests)")]
              ) -> dict[str, Any]:
         """Ask a running experiment to stop, as ``aup stop`` does (it stays resumable).
 
         409 when the experiment is not running."""
-        if x_requested_with != "aup":
-            raise HTTPException(400, "header X-Requested-With must be 'aup'")
         return q.request_stop(eid)
 
-    @app.get("/api/experiments/{eid}/jobs", tags=["jobs"])
+    @app.get("/api/experiments/{eid}/jobs", tags=["jobs"], response_model=M.JobPage)
     def jobs(eid: Eid,
              offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
              limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-             sort: Annotated[str, Query(pattern=SORT_PATTERN, description=SORT_HELP)] = "jid",
-             order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
-             status: Annotated[list[str], Query(
+             sort: SortKey = "jid",
+             order: Literal["asc", "desc"] = "asc",
+             status: Annotated[list[JobStatusName], Query(
                  description="keep these statuses (repeat the parameter)")] = [],  # noqa: B006
              min_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
              max_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
              fail_reason: Annotated[str | None, Query(max_length=32)] = None
              ) -> dict[str, Any]:
         """A page of the job table, sorted and filtered by the database."""
-        bad = [x for x in status if x not in JOB_STATUSES]
-        if bad:
-            raise HTTPException(422, f"unknown job status {bad[0]!r}; use one of "
-                                f"{', '.join(JOB_STATUSES)}")
         return q.jobs(eid, offset=offset, limit=limit, sort=sort, order=order, status=status,
                       min_score=min_score, max_score=max_score, fail_reason=fail_reason)
 
-    @app.get("/api/experiments/{eid}/jobs/{jid}", tags=["jobs"])
+    @app.get("/api/experiments/{eid}/jobs/{jid}", tags=["jobs"], response_model=M.JobDetail)
     def job(eid: Eid, jid: Jid) -> dict[str, Any]:
         """One job: parameters, score, attempts with failure reasons, multiple results."""
         return q.job(eid, jid)
 
-    @app.get("/api/experiments/{eid}/jobs/{jid}/log", tags=["jobs"])
+    @app.get("/api/experiments/{eid}/jobs/{jid}/log", tags=["jobs"], response_model=M.LogTail)
     def log(eid: Eid, jid: Jid,
             attempt: Annotated[int | None, Query(ge=0, le=10**6)] = None,
             max_bytes: Annotated[int, Query(ge=1, le=1_000_000)] = 16384) -> dict[str, Any]:
         """The tail of a job attempt's output (default: its last attempt)."""
         return q.log_tail(eid, jid, attempt, max_bytes)
 
-    @app.get("/api/experiments/{eid}/history", tags=["charts"])
+    @app.get("/api/experiments/{eid}/history", tags=["charts"], response_model=M.History)
     def history(eid: Eid, max_points: Annotated[int, Query(ge=2, le=20000)] = 2000
                 ) -> dict[str, Any]:
         """Score per finished job and the best-so-far line, down-sampled."""
         return q.history(eid, max_points=max_points)
 
-    @app.get("/api/experiments/{eid}/parallel", tags=["charts"])
+    @app.get("/api/experiments/{eid}/parallel", tags=["charts"], response_model=M.Parallel)
     def parallel(eid: Eid, max_lines: Annotated[int, Query(ge=1, le=10000)] = 1000
                  ) -> dict[str, Any]:
         """Parameters and scores of a sample of finished jobs (best ones always included)."""
         return q.parallel(eid, max_lines=max_lines)
 
-    @app.get("/api/experiments/{eid}/curves", tags=["charts"])
+    @app.get("/api/experiments/{eid}/curves", tags=["charts"], response_model=M.Curves)
     def curves(eid: Eid,
-               jid: Annotated[list[int], Query(description="jobs to show (repeat); default: "
-                                               "the best and the running ones")] = [],  # noqa: B006
+               jid: Annotated[list[Id], Query(
+                   max_length=100, description="jobs to show (repeat, at most 100); default: "
+                   "the best and the running ones")] = [],  # noqa: B006
                n_jobs: Annotated[int, Query(ge=1, le=100)] = 10,
                max_points: Annotated[int, Query(ge=2, le=5000)] = 200) -> dict[str, Any]:
         """Intermediate results per job, down-sampled."""
-        if len(jid) > 100:
-            raise HTTPException(422, "at most 100 jobs at a time")
-        if any(not 1 <= x <= MAX_ID for x in jid):
-            raise HTTPException(422, f"job ids must be between 1 and {MAX_ID}")
         return q.curves(eid, jid, n_jobs=n_jobs, max_points=max_points)
 
-    @app.get("/api/compare", tags=["charts"])
-    def compare(eid: Annotated[list[int], Query(description="experiment ids (repeat)")],
+    @app.get("/api/compare", tags=["charts"], response_model=M.Compare)
+    def compare(eid: Annotated[list[Id], Query(min_length=1, max_length=20,
+                                               description="experiment ids (repeat, 1-20)")],
                 max_points: Annotated[int, Query(ge=2, le=20000)] = 1000) -> dict[str, Any]:
         """Best-so-far curves of several experiments, by job number."""
-        if not 1 <= len(eid) <= 20:
-            raise HTTPException(422, "give between 1 and 20 experiment ids")
-        if any(not 1 <= x <= MAX_ID for x in eid):
-            raise HTTPException(422, f"experiment ids must be between 1 and {MAX_ID}")
         return q.compare(list(dict.fromkeys(eid)), max_points=max_points)
 
 
