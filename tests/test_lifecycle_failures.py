@@ -156,6 +156,18 @@ def test_first_failure_reason_and_tail_in_cli_output_exit_1(tmp_path: Path):
     assert statuses[2] == "FAILED"
     assert statuses[3] == "INTERRUPTED"  # stopped cleanly, runs again on resume
     assert 4 not in statuses and 5 not in statuses  # nothing new started after the failure
+    # the user fixes the script and resumes: the failed job stays failed (kept exactly once),
+    # the interrupted one runs again, the rest run
+    (tmp_path / "job.py").write_text('import json, sys\n'
+                                     'print("#Auptimizer:", json.load(open(sys.argv[-1]))["x"])\n')
+    res = run_cli("resume", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = {j["job_config"]["x"]: j for j in jobs(tmp_path)}
+    assert {x: j["status"] for x, j in rows.items()} == {
+        1: "FINISHED", 2: "FAILED", 3: "FINISHED", 4: "FINISHED", 5: "FINISHED"}
+    assert rows[2]["n_attempts"] == 1 and rows[3]["n_attempts"] == 2
+    assert experiment(tmp_path)["status"] == "FINISHED"
+    assert experiment(tmp_path)["error_msg"] is None
 
 
 def test_all_failed_experiment_is_failed_without_best(tmp_path: Path):
