@@ -285,3 +285,19 @@ def test_map_objective_gradient_matches_finite_differences() -> None:
         up = gpm.MaternGP.neg_log_marginal_likelihood(theta + step, x, y, True)[0]
         down = gpm.MaternGP.neg_log_marginal_likelihood(theta - step, x, y, True)[0]
         assert grad[k] == pytest.approx((up - down) / 2e-6, rel=1e-4, abs=1e-6)
+
+
+def test_yeo_johnson_matches_scikit_learn() -> None:
+    from sklearn.preprocessing import PowerTransformer
+
+    from aup.proposers.spearmint import yeo_johnson
+
+    rng = np.random.default_rng(0)
+    for y in (rng.standard_normal(50), -np.exp(2 * rng.standard_normal(80)),
+              10 * rng.random(30) ** 4 - 3):
+        y = (y - y.mean()) / y.std()
+        ref = PowerTransformer(method="yeo-johnson").fit_transform(y[:, None])[:, 0]
+        ours = yeo_johnson(y)
+        ours = (ours - ours.mean()) / ours.std()
+        assert np.allclose(ours, ref, atol=1e-3)
+        assert np.all(np.diff(ours[np.argsort(y)]) >= 0), "the warp is increasing"
