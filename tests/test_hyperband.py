@@ -295,6 +295,7 @@ def test_cli_promotes_in_the_target_direction(tmp_path: Path, target: str):
     assert r.returncode == 0, r.stdout + r.stderr
     jobs, store = _jobs(tmp_path)
     assert len(jobs) == 22
+    assert store.get_experiment(1)["n_total"] == 22  # the progress bar's total, known upfront
     for j in jobs:  # budget, bracket and rung recorded, and the budget reached the job
         cfg = j["job_config"]
         assert j["budget"] == cfg["n_iterations"] == 9 * 3 ** j["rung"] // 3 ** (2 - j["bracket"])
