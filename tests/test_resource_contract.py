@@ -236,3 +236,12 @@ print("#Auptimizer: 1")
                     for a in run.attempts(j["jid"]))
     overlap = max(sum(1 for s, e in starts if s <= t < e) for t, _ in starts)
     assert overlap == 3
+
+
+def test_ray_job_that_no_node_can_place_is_refused(ray_head, tmp_path: Path) -> None:
+    """A 2-CPU, 0-GPU cluster cannot give a job 1 GPU: error before any job, not a hang."""
+    from aup.errors import AupError
+
+    backend = Backend("ray", {"address": ray_head, "num_gpus": 1})
+    with pytest.raises(AupError, match=r"num_gpus=1 for one job .*GPU: 0"):
+        run_experiment(tmp_path / "exp", backend, HEAD + "print('#Auptimizer: 1')\n")

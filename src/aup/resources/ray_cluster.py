@@ -51,6 +51,7 @@ class RayOptions(ResourceOptions):
     runtime_env: dict[str, Any] = Field(default_factory=dict)
     connect_timeout: float = Field(default=5.0, gt=0)
     warm_up_timeout: float = Field(default=60.0, ge=0)
+    check_resources: bool = True
 
 
 def check_address(address: str, timeout: float) -> None:
@@ -224,7 +225,25 @@ class RayResourceManager(ResourceManager):
 
         cloudpickle.register_pickle_by_value(ray_task)
         self._remote = ray.remote(ray_task.run_job)
+        if self.options.check_resources:
+            self._check_resources(ray)
         self._warm_up(ray, ray.remote(ray_task.warm_up))
+
+    def _check_resources(self, ray: Any) -> None:
+        """Raise :class:`AupError` when no node of the cluster can ever give one job its
+        ``num_cpus``/``num_gpus`` (the jobs would wait for ever)."""
+        need = {"CPU": self.options.num_cpus, "GPU": self.options.num_gpus}
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if any(all(res.get(k, 0.0) >= v for k, v in need.items() if v > 0) for res in nodes):
+            return
+        if self._owns:
+            ray.shutdown()
+            self._owns = False
+        have = ", ".join(f"{{CPU: {r.get('CPU', 0):g}, GPU: {r.get('GPU', 0):g}}}" for r in nodes)
+        raise AupError(f"no node of the Ray cluster has num_cpus={self.options.num_cpus:g} and "
+                       f"num_gpus={self.options.num_gpus:g} for one job (nodes: {have or 'none'})"
+                       "; lower resource_args num_cpus/num_gpus, or set \"check_resources\": "
+                       "false for an autoscaling cluster that adds such nodes")
 
     def _warm_up(self, ray: Any, warm: Any) -> None:
         """Start one worker per slot now (a no-op task each); warn when the cluster cannot give
