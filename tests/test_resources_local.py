@@ -148,3 +148,21 @@ def test_node_and_aws_hosts_from_env_ini(tmp_path: Path) -> None:
     rm = SSHResourceManager(cfg, queue.Queue(), None)
     with pytest.raises(AupError, match="no hosts"):
         rm.prepare()
+
+
+def test_the_documented_examples_are_valid_configurations(tmp_path: Path) -> None:
+    """Every ```json block of docs/resources.md validates (script and parameters added)."""
+    import json
+    import re
+
+    from aup.config import parse_config
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "resources.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, re.S)
+    assert len(blocks) >= 5
+    for block in blocks:
+        data = json.loads(block)
+        data.setdefault("script", "train.py")
+        data["parameter_config"] = [{"name": "x", "range": [0, 1], "type": "float"}]
+        cfg = parse_config(data, tmp_path, check_files=False)
+        assert not [w for w in cfg.warnings if "resource_args" in w], (block, cfg.warnings)
