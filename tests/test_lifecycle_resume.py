@@ -178,6 +178,9 @@ def test_kill_9_then_resume_continues_like_an_uninterrupted_run(tmp_path: Path, 
         assert all(alive(p) for p in orphans)  # the dead scheduler's jobs still run
         stop = run_cli("stop", "1", cwd=run_dir)  # nobody would honour a stop request
         assert stop.returncode == 0 and "crashed" in stop.stdout, stop.stdout
+        if proposer == "random":  # 'aup repair' first (marks LOST) must change nothing below
+            repair = run_cli("repair", cwd=run_dir)
+            assert repair.returncode == 0 and "STOPPED" in repair.stdout, repair.stdout
         res = run_cli("resume", "1", cwd=run_dir)
     finally:
         _cleanup(run_dir)

@@ -234,11 +234,12 @@ class Experiment:
         if n_lost:
             log.warning("experiment %d: %d attempt(s) were running when the scheduler died; they "
                         "run again", eid, n_lost)
-            if (config.resource in ("cpu", "gpu") and row.get("host") == socket.gethostname()
-                    and not _process_alive(row.get("host"), row.get("pid"))):
-                from aup.orphans import kill_orphans
+        if (config.resource in ("cpu", "gpu") and row.get("host") == socket.gethostname()
+                and row.get("pid") and not _process_alive(row.get("host"), row.get("pid"))):
+            # Also after 'aup repair', which marked the attempts LOST already.
+            from aup.orphans import kill_orphans
 
-                kill_orphans(eid, row.get("pid"))
+            kill_orphans(eid, row.get("pid"))
         store.claim_experiment(eid)
         exp = cls(config, store, eid, proposer, observer, env_file)
         for j in store.jobs(eid, status=(JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)):
