@@ -16,8 +16,9 @@ unavailable when ``import torch`` fails), hyperopt's own ``fmin`` with TPE, and,
 ``--skopt``, scikit-optimize's ``gp_minimize`` (a second GP-EI reference; slow).
 
 Latency: the history is pre-filled with N uniformly random evaluated points (N = 100, 500,
-1000), then the proposer proposes 6 times (each proposal is evaluated and told); we report the
-first ("cold": includes a model fit from scratch) and the median of the other five ("warm").
+1000), then the proposer proposes several times (each proposal is evaluated and told); we
+report the first ("cold": includes a model fit from scratch) and the median of the others
+("warm"; 5 for spearmint, 15 for the cheap ones).
 For hyperopt, ``fmin``'s own per-iteration cost with the same pre-filled history is measured
 alongside, and the mean time per proposal of each method over the quality runs is printed too.
 
@@ -293,16 +294,17 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.latency.split(",") if s]
     if sizes:
         print("\n# latency per proposal with N observations pre-filled (hartmann6, 6-D): "
-              "cold (first, fits from scratch) / warm (median of the next 5)")
+              "cold (first, fits from scratch) / warm (median of the next ones)")
         fn, bounds, _ = FUNCTIONS["hartmann6"]
         for size in sizes:
             line = [f"N={size:5d}"]
             for name in ("random", "hyperopt", "spearmint"):
                 opts = sp_opts if name == "spearmint" else {}
-                cold, warm = aup_latency(name, fn, bounds, size, opts)
+                cold, warm = aup_latency(name, fn, bounds, size, opts,
+                                         repeats=6 if name == "spearmint" else 16)
                 raw["latency"][f"aup-{name}/{size}"] = {"cold_s": cold, "warm_s": warm}
                 line.append(f"aup-{name} {cold * 1000:7.1f} / {warm * 1000:7.1f} ms")
-            fm = fmin_latency(fn, bounds, size)
+            fm = fmin_latency(fn, bounds, size, repeats=15)
             raw["latency"][f"hyperopt-fmin/{size}"] = {"per_iteration_s": fm}
             line.append(f"fmin(tpe) {fm * 1000:7.1f} ms/iteration")
             print("  ".join(line), flush=True)
