@@ -243,3 +243,14 @@ def test_several_processes_opening_a_2_0_database_at_once_upgrade_it_once(tmp_pa
         assert c.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
         assert c.execute(text("SELECT count(*) FROM job")).scalar() == 5
     engine.dispose()
+
+
+def test_readers_upgrade_an_old_database_but_create_nothing(tmp_path):
+    url = _v2_sqlite(tmp_path / "old.db")
+    reader = Store(url, create=False)  # the dashboard opens the store like this
+    assert [j["jid"] for j in reader.jobs(1)] == [1, 2, 3, 4]
+    reader.close()
+    empty = tmp_path / "empty.db"
+    reader = Store(f"sqlite:///{empty}", create=False)
+    assert inspect(reader.engine).get_table_names() == []
+    reader.close()

@@ -137,6 +137,25 @@ def ensure_schema(engine: Engine) -> str:
         conn.close()
 
 
+def upgrade_existing(engine: Engine) -> str:
+    """For readers: upgrade a database that has Auptimizer tables but an older schema; create
+    nothing in an empty one. Costs one ``SELECT`` when the schema is current.
+
+    Returns:
+        ``"current"``, ``"empty"`` or ``"upgraded from <rev>"``.
+
+    Raises:
+        StoreError: as :func:`ensure_schema`.
+        sqlalchemy.exc.OperationalError: the database cannot be reached.
+    """
+    if _fast_revision(engine) == HEAD:
+        return "current"
+    with engine.connect() as c:
+        if not inspect(c).has_table("experiment"):
+            return "empty"
+    return ensure_schema(engine)
+
+
 def _ensure_locked(conn: Connection) -> str:
     from alembic import command
 

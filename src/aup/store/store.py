@@ -119,8 +119,10 @@ class Store:
             if create:
                 self._create()
             else:
-                with self.engine.connect():
-                    pass
+                # readers create nothing, but an older schema is upgraded so they can read it
+                from aup.store.migrate import upgrade_existing
+
+                upgrade_existing(self.engine)
         except (ArgumentError, NoSuchModuleError, ImportError) as err:
             raise StoreError(f"cannot use database URL {self._safe_url()}: {err}. Fix: give a "
                              "SQLAlchemy URL such as sqlite:///path/to/db.sqlite or "
