@@ -79,9 +79,13 @@ def _check_port(host: str, port: int) -> None:
 
 def cmd_dashboard(args: Any) -> int:
     """Serve the dashboard until Ctrl-C."""
-    import uvicorn
+    try:
+        import uvicorn
 
-    from aup.dashboard.app import create_app
+        from aup.dashboard.app import create_app
+    except ImportError as err:
+        raise UsageError(f"the dashboard needs {err.name or 'its web packages'}. Fix: pip "
+                         "install 'auptimizer[dashboard]'") from None
 
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port} is not a port number. Fix: use 1-65535")

@@ -18,7 +18,11 @@ IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 
 def plot_html(history: dict[str, Any], parallel: dict[str, Any], title: str) -> str:
     """A standalone HTML page with both figures (Plotly.js embedded once)."""
-    import plotly.graph_objects as go
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        raise UsageError("HTML plots need plotly. Fix: pip install 'auptimizer[dashboard]'"
+                         ) from None
 
     h = history
     fig1 = go.Figure([
@@ -62,7 +66,11 @@ def _plotly_dims(parallel: dict[str, Any]) -> list[dict[str, Any]]:
 def plot_image(history: dict[str, Any], parallel: dict[str, Any], title: str,
                out: Path) -> None:
     """Draw both charts with matplotlib into ``out`` (format from its suffix)."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError(f"{out.name}: images need matplotlib. Fix: pip install "
+                         "'auptimizer[dashboard]', or write .html") from None
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
