@@ -4,6 +4,7 @@ whole process group, and scripts that misbehave (bad input of issue 5)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -188,6 +189,12 @@ def test_all_failed_experiment_is_failed_without_best(tmp_path: Path):
         assert [a["fail_reason"] for a in attempts(tmp_path, j["jid"])] == ["NONZERO_EXIT"] * 2
     best = run_cli("best", "1", cwd=tmp_path)
     assert best.returncode == 1
+    shown = run_cli("show", "1", "--attempts", "--json", cwd=tmp_path)
+    rows = json.loads(shown.stdout)
+    assert [(a["jid"], a["num"], a["fail_reason"]) for a in rows] == [
+        (jid, num, "NONZERO_EXIT") for jid in (1, 2, 3) for num in (0, 1)]
+    table = run_cli("show", "1", "--attempts", cwd=tmp_path)
+    assert table.returncode == 0 and table.stdout.count("NONZERO_EXIT") == 6
 
 
 def test_retry_prefers_another_slot(tmp_path: Path):
@@ -226,8 +233,6 @@ def test_ignore_fail_goes_on_and_tells_the_proposer(tmp_path: Path):
     rows = jobs(tmp_path)
     assert len(rows) == 6  # failed jobs count toward n_samples and are not replaced
     assert {j["status"] for j in rows} <= {"FINISHED", "FAILED"}
-    import json
-
     state = json.loads(experiment(tmp_path)["proposer_state"])
     assert state["n_failed"] == sum(j["status"] == "FAILED" for j in rows)
     assert state["n_told"] == sum(j["status"] == "FINISHED" for j in rows)

@@ -314,6 +314,8 @@ def cmd_show(args) -> int:
 
     store = _open(args)
     row = find_experiment(store, args.experiment)
+    if getattr(args, "attempts", False):
+        return _show_attempts(store, row, args.json)
     jobs = store.jobs(int(row["eid"]))
     attempts = store.last_attempts(int(row["eid"]))
     if args.json:
@@ -334,6 +336,28 @@ def cmd_show(args) -> int:
     console.print(table)
     if row.get("error_msg") and row["status"] == "FAILED":
         console.print(f"first failure: {row['error_msg']}")
+    return EXIT_OK
+
+
+def _show_attempts(store, row, as_json: bool) -> int:
+    """aup show --attempts: every attempt with its status, exit code and failure reason."""
+    from rich.table import Table
+
+    rows = store.experiment_attempts(int(row["eid"]))
+    if as_json:
+        print(json.dumps(rows, default=str))
+        return EXIT_OK
+    table = Table("job", "attempt", "status", "exit", "reason", "detail", "seconds", "output")
+    for a in rows:
+        secs = ("-" if a["end_time"] is None or a["start_time"] is None
+                else f"{a['end_time'] - a['start_time']:.1f}")
+        table.add_row(str(a["jid"]), str(a["num"]), a["status"],
+                      "-" if a["exit_code"] is None else str(a["exit_code"]),
+                      a["fail_reason"] or "", a["detail"] or "", secs, a["output_path"] or "")
+    console = _console()
+    console.print(f"experiment {row['eid']} ({row['name']}): {row['status']}, "
+                  f"{len(rows)} attempt(s)")
+    console.print(table)
     return EXIT_OK
 
 
@@ -392,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p = add("show", cmd_show, "show an experiment's jobs")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--attempts", action="store_true",
+                   help="list every attempt (retries, lost and stopped runs) with its reason")
     p = add("best", cmd_best, "show an experiment's best job")
     p.add_argument("--json", action="store_true", help="print JSON")
 

@@ -448,6 +448,15 @@ class Store:
                              .order_by(s.job_attempt.c.num)).all()
         return [dict(r._mapping) for r in rows]
 
+    def experiment_attempts(self, eid: int) -> list[dict[str, Any]]:
+        """Every attempt of every job of ``eid`` (re-runs included), by jid then number."""
+        a, j = s.job_attempt, s.job
+        q = (select(a).join(j, j.c.jid == a.c.jid).where(j.c.eid == eid)
+             .order_by(a.c.jid, a.c.num))
+        with self.engine.connect() as c:
+            rows = c.execute(q).all()
+        return [dict(r._mapping) for r in rows]
+
     def last_attempts(self, eid: int) -> dict[int, dict[str, Any]]:
         """The latest attempt of every job of ``eid``, by jid."""
         a, j = s.job_attempt, s.job
