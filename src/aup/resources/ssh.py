@@ -412,7 +412,7 @@ class RemoteAttempt:
                     continue
                 first = False
                 sink.write_chunk(chunk)
-            rc = chan.recv_exit_status()
+            rc = _exit_status(chan)
         except (paramiko.SSHException, OSError, EOFError) as err:
             lost, rc = err, -1
         finally:
@@ -463,6 +463,17 @@ class RemoteAttempt:
                     self.chan.close()  # the job cannot be reached: give up the channel
 
         threading.Thread(target=kill, daemon=True).start()
+
+
+def _exit_status(chan: Any, timeout: float = 30.0) -> int:
+    """The exit status of a channel whose output ended, or -1 when none comes (the channel
+    was closed, the connection lost, or the job was killed by a signal)."""
+    end = time.monotonic() + timeout
+    while not chan.exit_status_ready():
+        if chan.closed or time.monotonic() > end:
+            return -1
+        time.sleep(0.01)
+    return int(chan.exit_status)
 
 
 def _parser(spec: AttemptSpec):
