@@ -245,3 +245,23 @@ def test_ray_job_that_no_node_can_place_is_refused(ray_head, tmp_path: Path) -> 
     backend = Backend("ray", {"address": ray_head, "num_gpus": 1})
     with pytest.raises(AupError, match=r"num_gpus=1 for one job .*GPU: 0"):
         run_experiment(tmp_path / "exp", backend, HEAD + "print('#Auptimizer: 1')\n")
+
+
+def test_ray_worker_death_is_lost_and_retried(ray_head, tmp_path: Path) -> None:
+    """The first attempt kills its Ray worker: the attempt is LOST, the retry succeeds."""
+    script = HEAD + """
+import signal
+if os.environ["AUP_ATTEMPT"] == "0":
+    os.kill(os.getppid(), signal.SIGKILL)  # the Ray worker running the task
+    time.sleep(5)
+    sys.exit(0)
+print("#Auptimizer: 0.5")
+"""
+    backend = Backend("ray", {"address": ray_head, "num_cpus": 1})
+    run = run_experiment(tmp_path / "exp", backend, script, n_parallel=2,
+                         job_failure={"job_retries": 1, "ignore_fail": False})
+    assert run.result.status.value == "FINISHED", run.result.error
+    (job,) = run.jobs()
+    a0, a1 = run.attempts(job["jid"])
+    assert a0["fail_reason"] == "LOST", a0
+    assert a1["status"] == "SUCCEEDED"
