@@ -254,3 +254,40 @@ def test_node_experiment_through_the_cli(ssh_servers, tmp_path: Path) -> None:
     outs = sorted((tmp_path / "exp" / "jobs").glob("*.0.out"))
     assert len(outs) == 4 and all("#Auptimizer:" in p.read_text() for p in outs)
     assert len(list((backend.remote_wd / "jobs").glob("*.json"))) == 4
+
+
+def test_dead_node_is_avoided_by_new_jobs(ssh_servers, tmp_path: Path) -> None:
+    """Node 0 dies during the run (server stopped, connection dropped): its job is retried on
+    node 1, and once a reconnection failed, new jobs start on node 1 only."""
+    from fixtures_ssh import _start
+
+    backend = _node(ssh_servers, tmp_path, reconn_wait_time=0.2, max_retries=2)
+    dead = ssh_servers.entries()[0].split()[0]
+
+    def kill_node0(exp) -> None:
+        end = time.monotonic() + 60
+        while not exp.running and time.monotonic() < end:
+            time.sleep(0.02)
+        ssh_servers.procs[0].terminate()
+        ssh_servers.procs[0].wait(5)
+        node = exp.resource._nodes[dead]
+        if node._client is not None:
+            node._client.get_transport().close()  # the open connection drops too
+
+    script = OK.replace("print(", "import time\ntime.sleep(0.5)\nprint(")
+    try:
+        run = run_experiment(tmp_path / "exp", backend, script, n_samples=4, n_parallel=1,
+                             on_start=kill_node0,
+                             job_failure={"job_retries": 1, "ignore_fail": False})
+    finally:
+        ssh_servers.procs[0] = _start(ssh_servers.configs[0], ssh_servers.ports[0])
+    assert run.result.status.value == "FINISHED", run.result.error
+    order = sorted(run.slots.items(), key=lambda kv: kv[0])
+    reasons = {(j["jid"], a["num"]): a["fail_reason"] for j in run.jobs()
+               for a in run.attempts(j["jid"])}
+    on_dead = [key for key, slot in order if dead in slot]
+    assert on_dead, order
+    assert all(reasons[k] in ("LOST", "RESOURCE_ERROR") for k in on_dead), reasons
+    assert "RESOURCE_ERROR" in reasons.values()
+    assert len(on_dead) <= 2, f"new jobs kept going to the dead node: {order}"
+    assert all(j["status"] == "FINISHED" for j in run.jobs())

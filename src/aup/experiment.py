@@ -365,7 +365,7 @@ class Experiment:
         return ExperimentStatus.FINISHED
 
     def _free_slots(self) -> list[Slot]:
-        return [s for s in self.slots if s.id not in self.busy]
+        return [s for s in self.slots if s.id not in self.busy and self.resource.available(s)]
 
     def _fill(self) -> bool:
         """Start attempts on free slots. Returns True when the proposer asked us to wait."""

@@ -175,6 +175,11 @@ class ResourceManager(ABC):
         """Called once by the experiment loop with its store and experiment id (the passive
         resource reads values sent with ``aup tell`` from it). Nothing by default."""
 
+    def available(self, slot: Slot) -> bool:
+        """False while ``slot`` is known to be unusable (an SSH node that does not answer); the
+        loop then starts new attempts elsewhere. True by default."""
+        return True
+
     def prepare(self) -> None:  # noqa: B027
         """Connect, check hosts, start instances... before the first job. Raises
         :class:`~aup.errors.AupError` with a clear message (naming the host or id) on failure."""

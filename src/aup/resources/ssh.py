@@ -161,6 +161,8 @@ class Node:
         self.options = options
         self._client: Any = None
         self._lock = threading.Lock()
+        self._down = threading.Event()
+        self._closed = threading.Event()
 
     @property
     def where(self) -> str:
@@ -293,8 +295,36 @@ class Node:
         except (paramiko.SSHException, OSError, EOFError) as err:
             raise SSHError(f"node {self.where}: cannot write {path}: {err}") from None
 
+    @property
+    def down(self) -> bool:
+        """True after a failed (re)connection, until a background probe connects again."""
+        return self._down.is_set()
+
+    def mark_down(self) -> None:
+        """Note that the node does not answer and probe it every ``reconn_wait_time`` seconds
+        (at least 1 s) in a background thread until it does."""
+        with self._lock:
+            if self._down.is_set() or self._closed.is_set():
+                return
+            self._down.set()
+        log.warning("node %s does not answer; new jobs go to other nodes until it does",
+                    self.where)
+
+        def probe() -> None:
+            while not self._closed.wait(max(1.0, self.options.reconn_wait_time)):
+                try:
+                    self.client(retry=False)
+                except SSHError:
+                    continue
+                self._down.clear()
+                log.info("node %s answers again", self.where)
+                return
+
+        threading.Thread(target=probe, name=f"aup-probe-{self.label}", daemon=True).start()
+
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and stop probing)."""
+        self._closed.set()
         with self._lock:
             if self._client is not None:
                 self._client.close()
@@ -381,6 +411,7 @@ class RemoteAttempt:
                 self.chan = chan
             chan.exec_command(self._command())
         except SSHError as err:
+            node.mark_down()  # new attempts go elsewhere until it answers again
             outcome = resource_failure(sink.parser if sink else _parser(spec),
                                        FailReason.RESOURCE_ERROR, str(err))
         except (paramiko.SSHException, OSError, EOFError) as err:
@@ -592,6 +623,14 @@ class SSHResourceManager(ResourceManager):
         node.upload(local.read_bytes(), target, mode=0o755)
 
     # -- attempts ------------------------------------------------------------------------------
+    def available(self, slot: Slot) -> bool:
+        """False for a node that stopped answering, unless every node did (then the attempts
+        fail and ``job_failure`` decides, rather than the experiment waiting for ever)."""
+        node = self._nodes.get(slot.name)
+        if node is None or not node.down:
+            return True
+        return all(n.down for n in self._nodes.values())
+
     def start(self, spec: AttemptSpec, slot: Slot) -> None:
         node = self._nodes.get(slot.name)
         if node is None:  # prepare() was not called (library use)
