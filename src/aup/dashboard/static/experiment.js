@@ -206,7 +206,9 @@ async function showJob(jid) {
 
 async function refresh() {
   const e = await loadExperiment();
-  await Promise.all([loadHistory(), loadParallel(), loadCurves(), loadJobs()]);
+  const work = [loadHistory(), loadParallel(), loadCurves(), loadJobs()];
+  if (st.selectedJob !== null) work.push(showJob(st.selectedJob));  // live log tail
+  await Promise.all(work);
   document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   return e;
 }
