@@ -450,11 +450,14 @@ class RemoteAttempt:
             sink.close()
         transport = chan.get_transport()
         alive = transport is not None and transport.is_active()
-        if rc == -1 and (lost is not None or not alive):
+        if self.stopped is not None:  # timeout, early stop, experiment stop: as asked
+            outcome = judge(shell_exit_code(rc) if rc != -1 else None, sink.parser,
+                            stopped=self.stopped)
+        elif rc == -1 and (lost is not None or not alive):
             outcome = resource_failure(sink.parser, FailReason.LOST,
                                        f"node {node.where}: connection lost while the job ran"
                                        + (f" ({lost})" if lost else ""))
-        elif rc == -1 and self.stopped is None:
+        elif rc == -1:
             outcome = resource_failure(sink.parser, FailReason.KILLED_BY_SIGNAL,
                                        f"killed by a signal on node {node.where}")
         else:
