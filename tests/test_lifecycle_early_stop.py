@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from lifecycle_helpers import experiment, jobs, query, setup
+from lifecycle_helpers import experiment, finish, jobs, query, setup, start_cli
 
 from aup.early_stop import (
     EarlyStopOptions,
@@ -194,25 +194,32 @@ POLICY_OPTIONS = {
 }
 
 
-@pytest.mark.parametrize("target", ["min", "max"])
 @pytest.mark.parametrize("policy", sorted(POLICY_OPTIONS))
-def test_policy_stops_the_bad_job_through_the_cli(tmp_path: Path, policy, target):
+def test_policy_stops_the_bad_job_through_the_cli(tmp_path: Path, policy):
     es = {"aup_policy": policy, "aup_policy_steps": 5, **POLICY_OPTIONS[policy]}
-    exp = setup(tmp_path, CURVES, target=target, n_parallel=1,
-                parameter_config=[{"name": "q", "type": "choice", "range": [0.0, -0.05, 8.0]},
-                                  {"name": "target", "type": "choice", "range": [target]}],
-                resource_args={"early_stop": es, "kill_grace": 1})
-    res = run_cli(str(exp), cwd=tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr
-    good1, good2, bad = jobs(tmp_path)
-    assert good1["status"] == good2["status"] == "FINISHED"
-    assert bad["status"] == "EARLY_STOPPED", res.stdout + res.stderr
-    inter = query(tmp_path, "SELECT score FROM intermediate_result WHERE jid = ? ORDER BY num",
-                  (bad["jid"],))
-    assert 5 <= len(inter) < 15
-    assert bad["score"] == inter[-1]["score"]  # recorded with its last value
-    assert "early-stopped 1" in res.stdout
-    assert experiment(tmp_path)["status"] == "FINISHED"
+    procs = {}
+    for target in ("min", "max"):  # both targets, run side by side
+        folder = tmp_path / target
+        folder.mkdir()
+        exp = setup(folder, CURVES, target=target, n_parallel=1,
+                    parameter_config=[{"name": "q", "type": "choice",
+                                       "range": [0.0, -0.05, 8.0]},
+                                      {"name": "target", "type": "choice", "range": [target]}],
+                    resource_args={"early_stop": es, "kill_grace": 1})
+        procs[target] = start_cli(str(exp), cwd=folder)
+    for target, proc in procs.items():
+        folder = tmp_path / target
+        rc, out, err = finish(proc, folder)
+        assert rc == 0, out + err
+        good1, good2, bad = jobs(folder)
+        assert good1["status"] == good2["status"] == "FINISHED", target
+        assert bad["status"] == "EARLY_STOPPED", (target, out + err)
+        inter = query(folder, "SELECT score FROM intermediate_result WHERE jid = ? "
+                              "ORDER BY num", (bad["jid"],))
+        assert 5 <= len(inter) < 15, target
+        assert bad["score"] == inter[-1]["score"]  # recorded with its last value
+        assert "early-stopped 1" in out
+        assert experiment(folder)["status"] == "FINISHED"
 
 
 def test_finished_histories_survive_resume(tmp_path: Path):
