@@ -148,3 +148,29 @@ def test_queries_on_postgresql(pg_url, tmp_path):
         assert c["jobs"][0]["num"] == [0, 2, 3]
     finally:
         store.close()
+
+
+def test_log_scale_parameter_is_drawn_in_log10(tmp_path):
+    """A ``"log": true`` parameter is flagged for the charts; both plot formats draw it."""
+    from aup.dashboard.queries import DashboardQueries
+    from aup.store.store import Store
+
+    (tmp_path / "lr.py").write_text(
+        "import json, sys, math\ncfg = json.load(open(sys.argv[-1]))\n"
+        "print('#Auptimizer:', abs(math.log10(cfg['lr']) + 3))\n")
+    write_json(tmp_path / "lr.json", name="lr", script="lr.py", proposer="random",
+               n_samples=4, random_seed=3, target="min",
+               parameter_config=[{"name": "lr", "range": [1e-6, 1], "type": "float",
+                                  "log": True}])
+    proc = run_cli("run", "lr.json", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    store = Store(f"sqlite:///{tmp_path / '.aup' / 'sqlite3.db'}", create=False)
+    try:
+        dim = DashboardQueries(store).parallel(1)["dimensions"][0]
+    finally:
+        store.close()
+    assert dim["log"] is True and all(1e-6 <= v <= 1 for v in dim["values"])
+    for name in ("lr.png", "lr.html"):
+        proc = run_cli("plot", "lr", "--out", name, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    assert "lr (log10)" in (tmp_path / "lr.html").read_text()

@@ -72,6 +72,7 @@ class Parameter(BaseModel):
     name: str | None
     type: str | None
     range: Any = None
+    log: bool = False
 
 
 class BestJob(BaseModel):
@@ -202,6 +203,7 @@ class Dimension(BaseModel):
 
     name: str | None
     type: str | None
+    log: bool = Field(False, description="a log-scale parameter (draw its axis in log10)")
     values: list[Number | int | None]
     choices: list[str] | None = Field(description="for choice parameters: values are indices")
 

@@ -7,6 +7,7 @@ from the same down-sampled queries as the dashboard.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,11 @@ def _plotly_dims(parallel: dict[str, Any]) -> list[dict[str, Any]]:
     dims = []
     for d in parallel["dimensions"]:
         dim: dict[str, Any] = {"label": d["name"], "values": d["values"]}
-        if d["type"] == "choice":
+        if d.get("log"):
+            dim["values"] = [math.log10(v) if v is not None and v > 0 else None
+                             for v in d["values"]]
+            dim["label"] = f"{d['name']} (log10)"
+        elif d["type"] == "choice":
             dim["tickvals"] = list(range(len(d["choices"])))
             dim["ticktext"] = d["choices"]
         dims.append(dim)
@@ -89,8 +94,12 @@ def plot_image(history: dict[str, Any], parallel: dict[str, Any], title: str,
     ax1.legend()
     cols = [d for d in parallel["dimensions"]] + [
         {"name": "score", "type": "float", "values": parallel["score"], "choices": None}]
-    data = np.array([[np.nan if v is None else float(v) for v in d["values"]] for d in cols],
-                    dtype=float).reshape(len(cols), -1)
+    def axis(d: dict[str, Any]) -> list[float]:
+        if d.get("log"):
+            return [np.log10(v) if v is not None and v > 0 else np.nan for v in d["values"]]
+        return [np.nan if v is None else float(v) for v in d["values"]]
+
+    data = np.array([axis(d) for d in cols], dtype=float).reshape(len(cols), -1)
     finite = [r[~np.isnan(r)] for r in data]
     lo = np.array([r.min() if r.size else 0.0 for r in finite])
     hi = np.array([r.max() if r.size else 1.0 for r in finite])
@@ -106,6 +115,8 @@ def plot_image(history: dict[str, Any], parallel: dict[str, Any], title: str,
         for i, d in enumerate(cols):
             if d["type"] == "choice":
                 label = "/".join(d["choices"])
+            elif d.get("log"):
+                label = f"{10 ** lo[i]:.3g}..{10 ** hi[i]:.3g} (log)"
             else:
                 label = f"{lo[i]:.3g}..{hi[i]:.3g}"
             ax2.text(i, -0.08, label, ha="center", va="top", fontsize=7)

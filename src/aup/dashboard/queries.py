@@ -174,7 +174,8 @@ class DashboardQueries:
             "config": cfg,
             "workingdir": row["workingdir"], "config_path": row["config_path"],
             "parameters": [{"name": p.get("name"), "type": p.get("type"),
-                            "range": p.get("range")} for p in cfg.get("parameter_config") or []],
+                            "range": p.get("range"), "log": bool(p.get("log"))}
+                           for p in cfg.get("parameter_config") or []],
             "labels": self.labels(cfg),
             "best_job": None if best is None else {
                 "jid": best["jid"], "score": _num(best["score"]),
@@ -513,10 +514,10 @@ class DashboardQueries:
                 keys = [json.dumps(x) for x in choices]
                 vals_i = [keys.index(json.dumps(v)) if json.dumps(v) in keys else None
                           for v in vals]
-                dims.append({"name": name, "type": "choice", "values": vals_i,
+                dims.append({"name": name, "type": "choice", "log": False, "values": vals_i,
                              "choices": [str(x) for x in choices]})
             else:
-                dims.append({"name": name, "type": p.get("type"),
+                dims.append({"name": name, "type": p.get("type"), "log": bool(p.get("log")),
                              "values": [_num(v) if isinstance(v, int | float) else None
                                         for v in vals], "choices": None})
         return {"eid": eid, "target": target, "n_finished": total, "n_shown": len(rows),
@@ -537,7 +538,7 @@ class DashboardQueries:
         cfg = _loads(row.exp_config) or {}
         return {"target": row.target or "max", "config": cfg, "labels": self.labels(cfg),
                 "parameters": [{"name": p.get("name"), "type": p.get("type"),
-                                "range": p.get("range")}
+                                "range": p.get("range"), "log": bool(p.get("log"))}
                                for p in cfg.get("parameter_config") or []]}
 
     def curves(self, eid: int, jids: Sequence[int] = (), *, n_jobs: int = 10,

@@ -73,7 +73,15 @@ async function loadParallel() {
   const p = await aup.api(`/api/experiments/${eid}/parallel`);
   const dims = p.dimensions.map((d) => {
     const dim = { label: d.name, values: d.values };
-    if (d.type === "choice") {
+    if (d.log) {  // parcoords has no log axis: draw log10 and label the powers of ten
+      dim.values = d.values.map((v) => (v > 0 ? Math.log10(v) : null));
+      const finite = dim.values.filter((v) => v !== null);
+      const lo = Math.floor(Math.min(...finite)), hi = Math.ceil(Math.max(...finite));
+      dim.tickvals = [];
+      for (let k = lo; k <= hi && finite.length; k++) dim.tickvals.push(k);
+      dim.ticktext = dim.tickvals.map((k) => `1e${k}`);
+      dim.label = `${d.name} (log)`;
+    } else if (d.type === "choice") {
       dim.tickvals = d.choices.map((_, i) => i);
       dim.ticktext = d.choices;
     }
