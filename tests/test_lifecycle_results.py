@@ -162,3 +162,26 @@ def test_a_retried_job_keeps_the_results_of_its_last_attempt(tmp_path: Path):
     assert job["score"] == 21 and job["n_attempts"] == 2
     rows = query(tmp_path, "SELECT num, score FROM intermediate_result ORDER BY num")
     assert [(r["num"], r["score"]) for r in rows] == [(0, 11), (1, 21)]
+
+
+CHATTY = """
+import sys
+for i in range(5000):
+    sys.stdout.write(f"#Auptimizer:{i},{2 * i}\\n")
+"""
+
+
+def test_a_chatty_job_keeps_every_result_in_order(tmp_path: Path):
+    # thousands of lines arrive together: written in batches, nothing lost or reordered
+    exp = setup(tmp_path, CHATTY, n_parallel=1,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1]}],
+                resource_args={"track_intermediate_results": True, "multi_res_labels": ["d"]})
+    res = run_cli(str(exp), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert jobs(tmp_path)[0]["score"] == 4999
+    rows = query(tmp_path, "SELECT i.num, i.score, m.value, m.is_last_result FROM "
+                           "intermediate_result i JOIN multiple_result m ON m.irid = i.irid "
+                           "ORDER BY i.irid")
+    assert [(r["num"], r["score"], r["value"]) for r in rows] == [
+        (i, i, 2 * i) for i in range(5000)]
+    assert [r["num"] for r in rows if r["is_last_result"]] == [4999]

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 STOP_POLL = 0.5
 #: Seconds between two heartbeat writes.
 HEARTBEAT = 5.0
+#: Most events handled in one batch after the first (their result lines: one transaction).
+EVENT_BATCH = 1000
 
 
 class ExperimentStatus(str, Enum):
@@ -177,6 +179,8 @@ class Experiment:
             from aup.early_stop import make_policy
 
             self.early_stop = make_policy(ra.early_stop, maximize=config.maximize)
+        #: Result lines not written yet: (jid, num, values, receive time).
+        self._results: list[tuple[int, int, tuple[float, ...], float]] = []
         #: Outcome of the ``save_model`` re-run (set by :mod:`aup.save_model`), or None.
         self.saved_model: dict[str, Any] | None = None
 
@@ -435,12 +439,15 @@ class Experiment:
         except queue.Empty:
             return
         self._handle(ev)
-        while True:
+        # Take what else arrived (bounded, so that stop requests and deadlines stay prompt);
+        # the result lines among them are written in one transaction.
+        for _ in range(EVENT_BATCH):
             try:
                 ev = self.events.get_nowait()
             except queue.Empty:
-                return
+                break
             self._handle(ev)
+        self._flush_results()
 
     def _drain(self, timeout: float) -> None:
         end = time.monotonic() + timeout
@@ -449,6 +456,7 @@ class Experiment:
                 self._handle(self.events.get(timeout=0.2))
             except queue.Empty:
                 pass
+        self._flush_results()
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
@@ -472,6 +480,7 @@ class Experiment:
         if isinstance(ev, ResultEvent):
             self._on_result(r, ev)
         else:
+            self._flush_results()  # the job's results go first (is_last_result marks them)
             self._on_end(r, ev)
 
     def _on_result(self, r: _Running, ev: ResultEvent) -> None:
@@ -481,12 +490,17 @@ class Experiment:
         # Without multi_res_labels extra values are ignored (as in Auptimizer 2.0).
         values = ev.values if self.labels else ev.values[:1]
         if self.track or len(values) > 1:
-            self.store.add_result(eid=self.eid, jid=r.job.jid, num=num, values=values,
-                                  receive_time=ev.time, track=self.track)
+            self._results.append((r.job.jid, num, values, ev.time))
         self.observer.on_result(r.job.jid, ev.values)
         if self.early_stop is not None:
             r.history.append(ev.values[0])
             self._check_early_stop(r)
+
+    def _flush_results(self) -> None:
+        """Write the result lines collected since the last flush (one transaction)."""
+        if self._results:
+            rows, self._results = self._results, []
+            self.store.add_results(eid=self.eid, rows=rows, track=self.track)
 
     def _check_early_stop(self, r: _Running) -> None:
         """Ask the early-stopping policy about a running job; stop it if the policy says so.

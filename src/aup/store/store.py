@@ -370,6 +370,35 @@ class Store:
                      "jid": jid, "irid": irid, "eid": eid, "is_last_result": False}
                     for i, v in enumerate(values[1:], start=1)])
 
+    def add_results(self, *, eid: int, rows: list[tuple[int, int, tuple[float, ...], float]],
+                    track: bool) -> None:
+        """Record several result lines in one transaction, as :meth:`add_result` would one by
+        one (the experiment loop batches the lines that arrived together).
+
+        Args:
+            rows: ``(jid, num, values, receive_time)`` per line, in arrival order.
+        """
+        if not rows:
+            return
+        with self.engine.begin() as c:
+            if all(len(r[2]) == 1 for r in rows):
+                if track:
+                    self._exec(c, _INS_INTERMEDIATE, [
+                        {"num": num, "score": _finite(values[0]), "jid": jid,
+                         "receive_time": t} for jid, num, values, t in rows])
+                return
+            for jid, num, values, t in rows:
+                irid = None
+                if track:
+                    irid = self._exec(c, _INS_INTERMEDIATE, {
+                        "num": num, "score": _finite(values[0]), "jid": jid,
+                        "receive_time": t}, returning=s.intermediate_result.c.irid)
+                if len(values) > 1:
+                    self._exec(c, _INS_MULTIPLE, [
+                        {"label_order": i, "value": _finite(v), "receive_time": t,
+                         "jid": jid, "irid": irid, "eid": eid, "is_last_result": False}
+                        for i, v in enumerate(values[1:], start=1)])
+
     def end_attempt(self, *, eid: int, jid: int, jaid: int, attempt_status: str,
                     exit_code: int | None, fail_reason: str | None, detail: str,
                     output_tail: str, job_status: str | None = None,
