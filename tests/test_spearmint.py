@@ -302,3 +302,19 @@ def test_yeo_johnson_matches_scikit_learn() -> None:
         ours = (ours - ours.mean()) / ours.std()
         assert np.allclose(ours, ref, atol=1e-3)
         assert np.all(np.diff(ours[np.argsort(y)]) >= 0), "the warp is increasing"
+
+
+def test_huge_and_flat_losses_are_handled() -> None:
+    import warnings
+
+    space = SearchSpace((FloatParam("x", 0, 1),))
+    proposer = make(space, n=14, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i in range(14):
+            p = proposer.ask()
+            proposer.tell(p, 1e200 * (1 + p.params["x"]) if i % 2 else -1e200 * p.params["x"])
+    flat = make(space, n=10, seed=0)
+    for _ in range(10):
+        flat.tell(flat.ask(), 1.0)
+    assert flat.finished

@@ -123,6 +123,9 @@ def _standardize(y: np.ndarray, warp: bool) -> np.ndarray:
     it makes skewed losses (a few good results far below the rest) look Gaussian, which keeps
     expected improvement exploring instead of polishing the first basin found."""
     y = np.asarray(y, dtype=float)
+    y = y - float(np.median(y))
+    span = float(np.abs(y).max())
+    y = y / span if span > 0 else y  # first into [-1, 1]: the variance of 1e200s overflows
     sd = float(y.std())
     y = (y - float(y.mean())) / (sd if sd > 0 else 1.0)
     if warp and len(y) >= 3 and sd > 0:
