@@ -124,6 +124,8 @@ def test_stop_kills_the_process_group(backend: Backend, tmp_path: Path) -> None:
     assert run.result.status.value == "STOPPED"
     (job,) = run.jobs()
     assert job["status"] == "INTERRUPTED"
+    if backend.passive:
+        return  # the user's own process is the user's to stop; the wait ended, that is all
     (pidfile,) = marks.glob("*.pid")
     pid = int(pidfile.read_text())
     end = time.monotonic() + 10
