@@ -87,7 +87,9 @@ def rerun_best(exp: Experiment) -> dict[str, Any] | None:
         fail_reason=o.reason.value if o.reason else None, detail=o.detail, output_tail=o.tail,
         job_status=status.value, score=o.score if status is JobStatus.FINISHED else None,
         extras=o.extras if exp.labels else ())
-    path = exp.workingdir / "aup_models" / folder
+    path: Any = exp.workingdir / "aup_models" / folder
+    if not getattr(exp.resource, "local_files", True):
+        path = f"aup_models/{folder} under workingdir {exp.config.workingdir} on {slot.name}"
     if status is JobStatus.FINISHED:
         log.info("experiment %d: best model saved by job %d; see %s", eid, jid, path)
     else:
