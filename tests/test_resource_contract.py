@@ -267,3 +267,26 @@ print("#Auptimizer: 0.5")
     a0, a1 = run.attempts(job["jid"])
     assert a0["fail_reason"] == "LOST", a0
     assert a1["status"] == "SUCCEEDED"
+
+
+CURVES = HEAD + """
+q = cfg["q"]
+for i in range(1, 16):
+    print("#Auptimizer:", q + 1.0 / i, flush=True)
+    time.sleep(0.25 if q > 1 else 0.03)  # the bad job leaves time to be stopped
+"""
+
+
+def test_early_stopping_stops_the_bad_job(backend: Backend, tmp_path: Path) -> None:
+    """Results arrive live, so the median policy stops the bad job before its end."""
+    es = {"aup_policy": "median", "aup_policy_steps": 5}
+    run = run_experiment(tmp_path / "exp", backend, CURVES, proposer="sequence",
+                         parameter_config=[{"name": "q", "type": "choice",
+                                            "range": [0.0, -0.05, 8.0]}],
+                         resource_args={"early_stop": es, "kill_grace": 1})
+    assert run.result.status.value == "FINISHED", run.result.error
+    good1, good2, bad = run.jobs()
+    assert good1["status"] == good2["status"] == "FINISHED"
+    assert bad["status"] == "EARLY_STOPPED"
+    n = len(run.store.intermediate(bad["jid"]))
+    assert 5 <= n < 15
