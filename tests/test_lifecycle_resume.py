@@ -321,3 +321,40 @@ def test_second_ctrl_c_kills_without_the_grace_period(tmp_path: Path):
     assert elapsed < 3, elapsed
     assert not [p for p in pids if alive(p)]
     assert [j["status"] for j in jobs(tmp_path)] == ["INTERRUPTED", "INTERRUPTED"]
+
+
+def test_crash_during_the_save_model_rerun_then_resume_reruns_it(tmp_path: Path):
+    body = """
+    import json, os, sys, time
+    cfg = json.load(open(sys.argv[-1]))
+    if cfg.get("save_model"):
+        os.makedirs("pids", exist_ok=True)
+        open("pids/rerun.pid", "w").write(str(os.getpid()))
+        while not os.path.exists("go"):
+            time.sleep(0.02)
+        os.makedirs(os.path.join("aup_models", cfg["folder_name"]), exist_ok=True)
+        open(os.path.join("aup_models", cfg["folder_name"], "m.txt"), "w").write("saved")
+    print("#Auptimizer:", cfg["x"])
+    """
+    exp = setup(tmp_path, body, n_parallel=1,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1, 2]}],
+                resource_args={"save_model": True})
+    proc = start_cli(str(exp), cwd=tmp_path)
+    try:
+        wait_for(lambda: (tmp_path / "pids" / "rerun.pid").exists(), what="the re-run")
+        proc.kill()
+        proc.wait()
+        for f in proc._aup_files:  # type: ignore[attr-defined]
+            f.close()
+        assert experiment(tmp_path)["status"] == "RUNNING"  # not FINISHED before the re-run
+        (tmp_path / "go").touch()
+        res = run_cli("resume", "1", cwd=tmp_path)
+    finally:
+        _cleanup(tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "best model saved" in res.stdout
+    assert (tmp_path / "aup_models" / "models_1" / "m.txt").read_text() == "saved"
+    assert [j["status"] for j in jobs(tmp_path)] == ["FINISHED", "FINISHED"]  # not re-run
+    reruns = jobs(tmp_path, rerun=True)
+    assert [r["status"] for r in reruns] == ["INTERRUPTED", "FINISHED"]
+    assert experiment(tmp_path)["status"] == "FINISHED"
