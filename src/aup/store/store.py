@@ -12,12 +12,24 @@ import json
 import math
 import os
 import socket
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import (
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import (
     ArgumentError,
@@ -80,12 +92,16 @@ _UPD_ATTEMPT_END = (update(s.job_attempt).where(s.job_attempt.c.jaid == bindpara
 _UPD_JOB_END = (update(s.job).where(s.job.c.jid == bindparam("b_jid"))
                 .values(end_time=bindparam("b_now"), status=bindparam("b_status"),
                         score=bindparam("b_score"), fail_reason=bindparam("b_reason")))
-_SEL_LAST_MULTIPLE = (select(s.multiple_result.c.mrid)
-                      .where(s.multiple_result.c.jid == bindparam("b_jid"))
-                      .order_by(s.multiple_result.c.mrid.desc()).limit(bindparam("b_n")))
+# The job's last k multiple-result rows (k = number of labels) get is_last_result, in one
+# statement: no expanding IN, so it compiles once like the rest of the hot path.
 _UPD_MULTIPLE_LAST = (update(s.multiple_result)
-                      .where(s.multiple_result.c.mrid.in_(bindparam("b_ids", expanding=True)))
-                      .values(is_last_result=True))
+                      .where(s.multiple_result.c.mrid.in_(
+                          select(s.multiple_result.c.mrid)
+                          .where(s.multiple_result.c.jid == bindparam("b_jid"))
+                          .order_by(s.multiple_result.c.mrid.desc())
+                          .limit(bindparam("b_n")).offset(bindparam("b_off"))
+                          .scalar_subquery()))
+                      .values(is_last_result=true()))
 
 
 class Store:
@@ -132,7 +148,31 @@ class Store:
                              f"{str(err.orig).strip().splitlines()[0] if err.orig else err}"
                              ) from None
         self._rid_cache: dict[tuple[str, str], int] = {}
+        self._writer: Any = None
+        self._writer_thread: int | None = None
         self._sql: dict[tuple[int, tuple[str, ...]], tuple[str, list[str] | None]] = {}
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        """A transaction on this store's long-lived write connection (the hot path).
+
+        Checking a connection out of the pool and resetting it on return cost about as much
+        as the SQLite commit itself, twice per job and once per result line; the writer
+        keeps one connection instead. Only the thread that first wrote uses it (the
+        experiment loop); other threads get a pooled connection. A connection that broke
+        (PostgreSQL restart) is replaced on the next transaction.
+        """
+        me = threading.get_ident()
+        if self._writer_thread is None:
+            self._writer_thread = me
+        if me != self._writer_thread:
+            with self.engine.begin() as c:
+                yield c
+            return
+        if self._writer is None or self._writer.invalidated or self._writer.closed:
+            self._writer = self.engine.connect()
+        with self._writer.begin():
+            yield self._writer
 
     # -- the hot path: statements compiled once per store, run as driver SQL ---------------------
     def _exec(self, c, stmt, params: dict[str, Any] | list[dict[str, Any]], *,
@@ -185,6 +225,9 @@ class Store:
 
     def close(self) -> None:
         """Release the connections."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self.engine.dispose()
 
     # -- users and resources ------------------------------------------------------------------
@@ -241,7 +284,7 @@ class Store:
         """
         if "proposer_state" in values and not isinstance(values["proposer_state"], str | None):
             values["proposer_state"] = _dumps(values["proposer_state"])
-        with self.engine.begin() as c:
+        with self._tx() as c:
             c.execute(update(s.experiment).where(s.experiment.c.eid == eid).values(**values))
 
     def claim_experiment(self, eid: int) -> None:
@@ -317,7 +360,7 @@ class Store:
             ``(jid, jaid)``.
         """
         now = time.time()
-        with self.engine.begin() as c:
+        with self._tx() as c:
             jid = self._exec(c, _INS_JOB, {
                 "eid": eid, "start_time": now, "status": "RUNNING",
                 "job_config": _dumps(job_config), "proposal": _dumps(proposal),
@@ -344,7 +387,7 @@ class Store:
         transaction: a job's results are those of its latest attempt (the earlier attempts'
         output stays in their ``jobs/<jid>.<num>.out`` files)."""
         now = time.time()
-        with self.engine.begin() as c:
+        with self._tx() as c:
             c.execute(delete(s.multiple_result).where(s.multiple_result.c.jid == jid))
             c.execute(delete(s.intermediate_result).where(s.intermediate_result.c.jid == jid))
             jaid = c.execute(insert(s.job_attempt).values(
@@ -358,7 +401,7 @@ class Store:
                    receive_time: float, track: bool) -> None:
         """Record one result line: an ``intermediate_result`` row when ``track``, and the
         secondary values in ``multiple_result``."""
-        with self.engine.begin() as c:
+        with self._tx() as c:
             irid = None
             if track:
                 irid = self._exec(c, _INS_INTERMEDIATE, {
@@ -380,7 +423,7 @@ class Store:
         """
         if not rows:
             return
-        with self.engine.begin() as c:
+        with self._tx() as c:
             if all(len(r[2]) == 1 for r in rows):
                 if track:
                     self._exec(c, _INS_INTERMEDIATE, [
@@ -416,7 +459,7 @@ class Store:
         """
         now = time.time()
         extras = list(extras)
-        with self.engine.begin() as c:
+        with self._tx() as c:
             self._exec(c, _UPD_ATTEMPT_END, {
                 "b_jaid": jaid, "b_now": now, "b_status": attempt_status, "b_exit": exit_code,
                 "b_reason": fail_reason, "b_detail": detail, "b_tail": output_tail})
@@ -425,10 +468,8 @@ class Store:
                     "b_jid": jid, "b_now": now, "b_status": job_status,
                     "b_score": _finite(score), "b_reason": fail_reason})
                 if extras:
-                    rows = c.execute(_SEL_LAST_MULTIPLE, {"b_jid": jid, "b_n": len(extras)}
-                                     ).scalars().all()
-                    if rows:
-                        c.execute(_UPD_MULTIPLE_LAST, {"b_ids": list(rows)})
+                    self._exec(c, _UPD_MULTIPLE_LAST, {"b_jid": jid, "b_n": len(extras),
+                                                       "b_off": 0})
             if proposer_state is not None:
                 self._exec(c, _UPD_EXP_STATE, {"b_eid": eid, "b_state": _dumps(proposer_state),
                                                "b_now": now})
@@ -443,7 +484,7 @@ class Store:
         """Mark RUNNING attempts of ``eid`` as ``reason`` (LOST or STOPPED) and their jobs
         INTERRUPTED, so that they run again on resume. Returns the number of jobs."""
         now = time.time()
-        with self.engine.begin() as c:
+        with self._tx() as c:
             jids = c.execute(select(s.job.c.jid).where(s.job.c.eid == eid,
                                                        s.job.c.status == "RUNNING")
                              ).scalars().all()
