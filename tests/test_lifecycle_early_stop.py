@@ -3,6 +3,7 @@ validation, and every policy for both targets through the real CLI."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -219,7 +220,10 @@ def test_policy_stops_the_bad_job_through_the_cli(tmp_path: Path, policy):
         assert 5 <= len(inter) < 15, target
         assert bad["score"] == inter[-1]["score"]  # recorded with its last value
         assert "early-stopped 1" in out
-        assert experiment(folder)["status"] == "FINISHED"
+        row = experiment(folder)
+        assert row["status"] == "FINISHED"
+        # early stopping turns tracking on, and the stored configuration says so
+        assert json.loads(row["exp_config"])["resource_args"]["track_intermediate_results"]
 
 
 def test_finished_histories_survive_resume(tmp_path: Path):

@@ -200,7 +200,7 @@ class Experiment:
                         config.proposer, proposer.total, config.n_samples)
         eid = store.create_experiment(
             user=user or default_user(), name=config.experiment_name,
-            config=config.to_json_dict(), proposer=config.proposer, target=config.target,
+            config=_stored_config(config), proposer=config.proposer, target=config.target,
             n_total=proposer.total, config_path=str(config.source) if config.source else None,
             workingdir=str(config.workingdir_path))
         store.update_experiment(eid, proposer_state=proposer.state_dict())
@@ -618,6 +618,16 @@ def build_proposer(config: ExperimentConfig) -> Proposer:
 
         raise ConfigError([Problem("proposer", str(err), config.proposer)],
                           str(config.source) if config.source else None) from None
+
+
+def _stored_config(config: ExperimentConfig) -> dict[str, Any]:
+    """The configuration as stored: every default filled in, and intermediate tracking shown
+    on when early stopping turns it on (as Auptimizer 2.0 stored it)."""
+    data = config.to_json_dict()
+    ra = data.get("resource_args")
+    if isinstance(ra, dict) and ra.get("early_stop"):
+        ra["track_intermediate_results"] = True
+    return data
 
 
 def default_user() -> str:
