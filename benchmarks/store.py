@@ -31,7 +31,8 @@ from pathlib import Path
 GOAL = 2000.0
 
 
-def _writer(url: str, name: str, n_jobs: int, n_results: int, start, queue) -> None:
+def _writer(url: str, name: str, n_jobs: int, n_results: int, start, queue,
+            batch: bool = False) -> None:
     from aup.store.store import Store
 
     errors = 0
@@ -48,9 +49,14 @@ def _writer(url: str, name: str, n_jobs: int, n_results: int, start, queue) -> N
                                      proposal={"id": i, "params": {"x": i / n_jobs}},
                                      rid=rid, output_dir="jobs",
                                      proposer_state={"next_id": i + 1, "rng": [i, i]})
-            for k in range(n_results):
-                st.add_result(eid=eid, jid=jid, num=k, values=(float(k), 1.0),
-                              receive_time=time.time(), track=True)
+            if batch:  # lines that arrive together: one transaction, as the loop writes them
+                now = time.time()
+                st.add_results(eid=eid, rows=[(jid, k, (float(k), 1.0), now)
+                                              for k in range(n_results)], track=True)
+            else:
+                for k in range(n_results):
+                    st.add_result(eid=eid, jid=jid, num=k, values=(float(k), 1.0),
+                                  receive_time=time.time(), track=True)
             st.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="SUCCEEDED",
                            exit_code=0, fail_reason=None, detail="", output_tail="ok\n",
                            job_status="FINISHED", score=float(i), extras=[1.0],
@@ -64,7 +70,8 @@ def _writer(url: str, name: str, n_jobs: int, n_results: int, start, queue) -> N
     queue.put((name, elapsed, errors))
 
 
-def run_case(url: str, writers: int, n_jobs: int, n_results: int) -> tuple[float, int, float]:
+def run_case(url: str, writers: int, n_jobs: int, n_results: int,
+             batch: bool = False) -> tuple[float, int, float]:
     """Run ``writers`` processes of ``n_jobs`` job records each; returns (records/s, errors,
     seconds)."""
     from aup.store.store import Store
@@ -74,7 +81,7 @@ def run_case(url: str, writers: int, n_jobs: int, n_results: int) -> tuple[float
     start = ctx.Event()
     queue = ctx.Queue()
     procs = [ctx.Process(target=_writer, args=(url, f"w{k}-{writers}", n_jobs, n_results,
-                                               start, queue)) for k in range(writers)]
+                                               start, queue, batch)) for k in range(writers)]
     for p in procs:
         p.start()
     time.sleep(1.0 + 0.5 * writers)  # every writer imported and connected
@@ -93,6 +100,9 @@ def main() -> int:
     ap.add_argument("--results", type=int, default=3, help="result lines per job")
     ap.add_argument("--pg-url", help="an empty PostgreSQL database (default: start one)")
     ap.add_argument("--skip-pg", action="store_true", help="SQLite only")
+    ap.add_argument("--batch", action="store_true",
+                    help="write a job's result lines in one transaction (Store.add_results), "
+                    "as the experiment loop does for lines that arrive together")
     args = ap.parse_args()
 
     server = None
@@ -112,10 +122,10 @@ def main() -> int:
             for writers in (1, 4):
                 url = f"sqlite:///{Path(tmp) / f'bench{writers}.db'}"
                 rows.append(("sqlite", writers, *run_case(url, writers, args.jobs,
-                                                          args.results)))
+                                                          args.results, args.batch)))
             for writers, url in pg_urls.items():
                 rows.append(("postgresql", writers, *run_case(url, writers, args.jobs,
-                                                              args.results)))
+                                                              args.results, args.batch)))
     finally:
         if server is not None:
             from pg_fixture import stop_postgres
@@ -127,8 +137,12 @@ def main() -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nmachine: {os.cpu_count()} CPUs, load average {load:.1f} (other processes share "
           "them: rates scale with free cores)")
-    print(f"\nstore micro-benchmark: {args.jobs} job records per writer, each = start_job + "
-          f"{args.results} x add_result + end_attempt ({args.results + 2} transactions)")
+    if args.batch:
+        what = f"start_job + add_results({args.results} lines) + end_attempt (3 transactions)"
+    else:
+        what = (f"start_job + {args.results} x add_result + end_attempt "
+                f"({args.results + 2} transactions)")
+    print(f"\nstore micro-benchmark: {args.jobs} job records per writer, each = {what}")
     print(f"{'database':<11} {'writers':>7} {'records/s':>10} {'vs sqlite-1':>11} "
           f"{'errors':>6} {'seconds':>8}  goal >= {GOAL:.0f}/s")
     ok = True
