@@ -17,10 +17,12 @@ touch the database and never mutate ``os.environ``: each attempt gets its own en
 from __future__ import annotations
 
 import queue
+import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -126,6 +128,91 @@ class EndEvent:
 
 
 Event = ResultEvent | EndEvent
+
+
+class RunningAttempt(Protocol):
+    """What :class:`RunningAttempts` needs of one attempt object (a local process, an SSH
+    channel, a Ray task...)."""
+
+    spec: AttemptSpec
+
+    def start(self) -> None:
+        """Start the attempt without blocking."""
+
+    def stop(self, reason: StopReason) -> None:
+        """Ask the attempt to stop; its EndEvent follows."""
+
+
+A = TypeVar("A", bound=RunningAttempt)
+
+
+class RunningAttempts(Generic[A]):
+    """The attempts a manager is running, by ``(job_id, attempt)``, behind one lock.
+
+    A manager that runs each attempt as an object of its own (with ``spec``, ``start()`` and
+    ``stop(reason)``) keeps one of these: :meth:`start` registers the object before starting it,
+    the object calls :meth:`ended` once its EndEvent is queued, and :meth:`stop`,
+    :meth:`stop_all` and :meth:`wait_empty` serve the manager's ``stop`` and ``close``. Safe to
+    use from the loop's thread and the attempts' own threads at once.
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[int, int], A] = {}
+        self._lock = threading.Lock()
+
+    def start(self, att: A) -> None:
+        """Register ``att`` under ``att.spec.key``, then call ``att.start()``."""
+        with self._lock:
+            self._by_key[att.spec.key] = att
+        att.start()
+
+    def ended(self, att: A) -> None:
+        """Forget ``att`` (called by the attempt after its EndEvent was queued)."""
+        with self._lock:
+            self._by_key.pop(att.spec.key, None)
+
+    def get(self, job_id: int, attempt: int) -> A | None:
+        """The running attempt ``(job_id, attempt)``, or None when it is not running."""
+        with self._lock:
+            return self._by_key.get((job_id, attempt))
+
+    def __contains__(self, key: object) -> bool:
+        """True while the attempt with ``key`` (``(job_id, attempt)``) is registered."""
+        with self._lock:
+            return key in self._by_key
+
+    def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
+        """``stop(reason)`` the attempt ``(job_id, attempt)``; unknown attempts are ignored."""
+        att = self.get(job_id, attempt)
+        if att is not None:
+            att.stop(reason)
+
+    def stop_all(self, reason: StopReason = StopReason.EXPERIMENT_STOP) -> int:
+        """Ask every running attempt to stop (outside the lock).
+
+        Returns:
+            int: how many attempts were asked.
+        """
+        with self._lock:
+            atts = list(self._by_key.values())
+        for a in atts:
+            a.stop(reason)
+        return len(atts)
+
+    def wait_empty(self, timeout: float, poll: float = 0.05) -> bool:
+        """Wait until no attempt is registered, at most ``timeout`` seconds.
+
+        Returns:
+            bool: True when none is left.
+        """
+        end = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if not self._by_key:
+                    return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(poll)
 
 
 class ResourceManager(ABC):

@@ -16,7 +16,7 @@ from pydantic import field_validator
 
 from aup.errors import AupError
 from aup.resources.base import AttemptSpec, ResourceOptions, Slot
-from aup.resources.local import CPUResourceManager, LocalProcess, job_environment
+from aup.resources.local import CPUResourceManager, job_environment
 
 
 class GPUOptions(ResourceOptions):
@@ -73,10 +73,7 @@ class GPUResourceManager(CPUResourceManager):
     def slot_env(self, slot: Slot) -> dict[str, str]:
         return {"CUDA_VISIBLE_DEVICES": slot.name}
 
-    def start(self, spec: AttemptSpec, slot: Slot) -> None:
+    def job_env(self, spec: AttemptSpec, slot: Slot) -> dict[str, str]:
         env = job_environment(spec, self.slot_env(slot))
         env["CUDA_VISIBLE_DEVICES"] = slot.name  # the slot wins over runtime_args.env
-        proc = LocalProcess(spec, env, self.events, self.options.kill_grace, self._ended)
-        with self._lock:
-            self._running[spec.key] = proc
-        proc.start()
+        return env

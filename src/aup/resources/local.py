@@ -31,6 +31,7 @@ from aup.resources.base import (
     ResourceManager,
     ResourceOptions,
     ResultEvent,
+    RunningAttempts,
     Slot,
 )
 
@@ -223,8 +224,7 @@ class CPUResourceManager(ResourceManager):
 
     def __init__(self, config, events, env_file: Any = None):
         super().__init__(config, events, env_file)
-        self._running: dict[tuple[int, int], LocalProcess] = {}
-        self._lock = threading.Lock()
+        self._attempts: RunningAttempts[LocalProcess] = RunningAttempts()
 
     @property
     def slots(self) -> list[Slot]:
@@ -234,34 +234,24 @@ class CPUResourceManager(ResourceManager):
         """Environment variables for a job on ``slot``."""
         return {"CUDA_VISIBLE_DEVICES": ""}
 
-    def start(self, spec: AttemptSpec, slot: Slot) -> None:
-        env = job_environment(spec, self.slot_env(slot))
-        proc = LocalProcess(spec, env, self.events, self.options.kill_grace, self._ended)
-        with self._lock:
-            self._running[spec.key] = proc
-        proc.start()
+    def job_env(self, spec: AttemptSpec, slot: Slot) -> dict[str, str]:
+        """The complete environment of a job on ``slot`` (``runtime_args.env`` wins)."""
+        return job_environment(spec, self.slot_env(slot))
 
-    def _ended(self, proc: LocalProcess) -> None:
-        with self._lock:
-            self._running.pop(proc.spec.key, None)
+    def start(self, spec: AttemptSpec, slot: Slot) -> None:
+        self._attempts.start(LocalProcess(spec, self.job_env(spec, slot), self.events,
+                                          self.options.kill_grace, self._attempts.ended))
 
     def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
-        with self._lock:
-            proc = self._running.get((job_id, attempt))
-        if proc is not None:
-            proc.stop(reason)
+        self._attempts.stop(job_id, attempt, reason)
 
     def kill(self, job_id: int, attempt: int) -> None:
-        with self._lock:
-            proc = self._running.get((job_id, attempt))
+        proc = self._attempts.get(job_id, attempt)
         if proc is not None:
             proc.kill()
 
     def close(self) -> None:
-        with self._lock:
-            procs = list(self._running.values())
-        for p in procs:
-            p.stop(StopReason.EXPERIMENT_STOP)
+        self._attempts.stop_all()
 
 
 def relative_to(path: Path, root: Path) -> str:

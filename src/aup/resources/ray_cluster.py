@@ -34,7 +34,13 @@ from pydantic import Field
 
 from aup.errors import AupError
 from aup.job import FailReason, OutputParser, StopReason, judge
-from aup.resources.base import AttemptSpec, ResourceManager, ResourceOptions, Slot
+from aup.resources.base import (
+    AttemptSpec,
+    ResourceManager,
+    ResourceOptions,
+    RunningAttempts,
+    Slot,
+)
 from aup.resources.local import write_job_config
 from aup.resources.stream import OutputSink, end_event, resource_failure
 
@@ -161,7 +167,7 @@ class RayAttempt:
 
         def force() -> None:
             time.sleep(self.manager.options.kill_grace + 5)
-            if self.spec.key in self.manager._running:
+            if self.spec.key in self.manager._attempts:
                 try:
                     ray.cancel(gen, force=True)
                 except Exception:  # noqa: BLE001 - best effort
@@ -178,8 +184,7 @@ class RayResourceManager(ResourceManager):
 
     def __init__(self, config, events, env_file: Any = None):
         super().__init__(config, events, env_file)
-        self._running: dict[tuple[int, int], RayAttempt] = {}
-        self._lock = threading.Lock()
+        self._attempts: RunningAttempts[RayAttempt] = RunningAttempts()
         self._owns = False
         self._remote: Any = None
 
@@ -283,33 +288,18 @@ class RayResourceManager(ResourceManager):
         return self._remote.options(**opts).remote(job)
 
     def start(self, spec: AttemptSpec, slot: Slot) -> None:
-        att = RayAttempt(self, spec)
-        with self._lock:
-            self._running[spec.key] = att
-        att.start()
+        self._attempts.start(RayAttempt(self, spec))
 
     def _finish(self, att: RayAttempt, outcome) -> None:
         self.events.put(end_event(att.spec, outcome))
-        with self._lock:
-            self._running.pop(att.spec.key, None)
+        self._attempts.ended(att)
 
     def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
-        with self._lock:
-            att = self._running.get((job_id, attempt))
-        if att is not None:
-            att.stop(reason)
+        self._attempts.stop(job_id, attempt, reason)
 
     def close(self) -> None:
-        with self._lock:
-            atts = list(self._running.values())
-        for a in atts:
-            a.stop(StopReason.EXPERIMENT_STOP)
-        end = time.monotonic() + self.options.kill_grace + 3
-        while time.monotonic() < end:
-            with self._lock:
-                if not self._running:
-                    break
-            time.sleep(0.05)
+        self._attempts.stop_all()
+        self._attempts.wait_empty(self.options.kill_grace + 3)
         if self._owns:
             import ray
 

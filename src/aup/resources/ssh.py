@@ -43,7 +43,13 @@ from pydantic import Field, field_validator
 
 from aup.errors import AupError
 from aup.job import FailReason, StopReason, judge
-from aup.resources.base import AttemptSpec, ResourceManager, ResourceOptions, Slot
+from aup.resources.base import (
+    AttemptSpec,
+    ResourceManager,
+    ResourceOptions,
+    RunningAttempts,
+    Slot,
+)
 from aup.resources.local import write_job_config
 from aup.resources.stream import OutputSink, end_event, resource_failure
 
@@ -468,7 +474,7 @@ class RemoteAttempt:
 
     def _finish(self, outcome) -> None:
         self.manager.events.put(end_event(self.spec, outcome))
-        self.manager._ended(self)
+        self.manager._attempts.ended(self)
 
     def _signal(self, sig: int, quiet: bool = False) -> None:
         if self.pgid is None:
@@ -530,8 +536,7 @@ class SSHResourceManager(ResourceManager):
     def __init__(self, config, events, env_file: Any = None):
         super().__init__(config, events, env_file)
         self._nodes: dict[str, Node] = {}
-        self._running: dict[tuple[int, int], RemoteAttempt] = {}
-        self._lock = threading.Lock()
+        self._attempts: RunningAttempts[RemoteAttempt] = RunningAttempts()
 
     # -- hosts and slots -----------------------------------------------------------------------
     def entries(self) -> list[str]:
@@ -639,32 +644,14 @@ class SSHResourceManager(ResourceManager):
         if node is None:  # prepare() was not called (library use)
             label_spec = dict(self.labelled_specs()).get(slot.name)
             node = self._nodes.setdefault(slot.name, Node(slot.name, label_spec, self.options))
-        att = RemoteAttempt(self, spec, node)
-        with self._lock:
-            self._running[spec.key] = att
-        att.start()
-
-    def _ended(self, att: RemoteAttempt) -> None:
-        with self._lock:
-            self._running.pop(att.spec.key, None)
+        self._attempts.start(RemoteAttempt(self, spec, node))
 
     def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
-        with self._lock:
-            att = self._running.get((job_id, attempt))
-        if att is not None:
-            att.stop(reason)
+        self._attempts.stop(job_id, attempt, reason)
 
     def close(self) -> None:
-        with self._lock:
-            atts = list(self._running.values())
-        for a in atts:
-            a.stop(StopReason.EXPERIMENT_STOP)
-        end = time.monotonic() + self.options.kill_grace + 2
-        while atts and time.monotonic() < end:
-            with self._lock:
-                if not self._running:
-                    break
-            time.sleep(0.05)
+        if self._attempts.stop_all():
+            self._attempts.wait_empty(self.options.kill_grace + 2)
         for node in self._nodes.values():
             node.close()
 
