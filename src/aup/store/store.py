@@ -400,23 +400,14 @@ class Store:
     def add_result(self, *, eid: int, jid: int, num: int, values: tuple[float, ...],
                    receive_time: float, track: bool) -> None:
         """Record one result line: an ``intermediate_result`` row when ``track``, and the
-        secondary values in ``multiple_result``."""
-        with self._tx() as c:
-            irid = None
-            if track:
-                irid = self._exec(c, _INS_INTERMEDIATE, {
-                    "num": num, "score": _finite(values[0]), "jid": jid,
-                    "receive_time": receive_time}, returning=s.intermediate_result.c.irid)
-            if len(values) > 1:
-                self._exec(c, _INS_MULTIPLE, [
-                    {"label_order": i, "value": _finite(v), "receive_time": receive_time,
-                     "jid": jid, "irid": irid, "eid": eid, "is_last_result": False}
-                    for i, v in enumerate(values[1:], start=1)])
+        secondary values in ``multiple_result`` (:meth:`add_results` with one line)."""
+        self.add_results(eid=eid, rows=[(jid, num, values, receive_time)], track=track)
 
     def add_results(self, *, eid: int, rows: list[tuple[int, int, tuple[float, ...], float]],
                     track: bool) -> None:
-        """Record several result lines in one transaction, as :meth:`add_result` would one by
-        one (the experiment loop batches the lines that arrived together).
+        """Record several result lines in one transaction (the experiment loop batches the lines
+        that arrived together): per line an ``intermediate_result`` row when ``track``, and the
+        secondary values in ``multiple_result``.
 
         Args:
             rows: ``(jid, num, values, receive_time)`` per line, in arrival order.
