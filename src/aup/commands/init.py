@@ -29,7 +29,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from aup.commands.prompt import Prompter, int_check
+from aup.commands.prompt import Prompter, allow_replace, int_check
 from aup.errors import ConfigError, UsageError
 
 HELP = "create an experiment.json interactively (or from flags with --no-input)"
@@ -479,13 +479,10 @@ def run(args: argparse.Namespace) -> int:
             prompter.say("nothing was written")
             return 2
         raise
-    if exp_path.exists() and not args.overwrite:
-        if not interactive:
-            raise UsageError(f"{exp_path} exists; nothing was written. Fix: add --overwrite, or "
-                             "write another file with -e")
-        if not prompter.confirm(f"replace {exp_path}?", False):
-            prompter.say("nothing was written")
-            return 2
+    if exp_path.exists() and not args.overwrite and not allow_replace(
+            prompter, exp_path, interactive=interactive, question=f"replace {exp_path}?",
+            fix="add --overwrite, or write another file with -e"):
+        return 2
     _write(exp_path, data)
     print(f"wrote {exp_path}: {config.proposer}, {len(config.space)} parameters, target "
           f"{config.target}. Run it with: aup run {exp_path}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from aup.errors import UsageError
@@ -89,6 +90,31 @@ class Prompter:
             raise ValueError("choose one of " + ", ".join(options))
 
         return self.ask(f"{question} ({'/'.join(options)})", default, pick)
+
+
+def allow_replace(prompter: Prompter, path: Path, *, interactive: bool, question: str,
+                  fix: str) -> bool:
+    """Whether the existing file ``path`` may be replaced (call it when ``--overwrite`` is off).
+
+    Args:
+        prompter: asks the question when ``interactive``.
+        path: the file that exists.
+        interactive: False under ``--no-input``.
+        question: the yes/no question asked (default: no).
+        fix: what the user can do, for the non-interactive message.
+
+    Returns:
+        bool: True when the user said yes; False (after saying "nothing was written") when no.
+
+    Raises:
+        UsageError: not interactive: ``<path> exists; nothing was written. Fix: <fix>``.
+    """
+    if not interactive:
+        raise UsageError(f"{path} exists; nothing was written. Fix: {fix}")
+    if prompter.confirm(question, False):
+        return True
+    prompter.say("nothing was written")
+    return False
 
 
 def int_check(low: int | None = None, high: int | None = None) -> Callable[[str], int]:

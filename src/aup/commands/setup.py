@@ -166,7 +166,7 @@ def _safe(url: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``aup setup``. Returns the exit code."""
-    from aup.commands.prompt import Prompter, int_check
+    from aup.commands.prompt import Prompter, allow_replace, int_check
 
     interactive = not args.no_input and sys.stdin.isatty()
     values: dict[str, str] = {}
@@ -242,13 +242,11 @@ def run(args: argparse.Namespace) -> int:
         user = user_default
 
     # -- confirmations ---------------------------------------------------------------------------
-    if env_path.is_file() and not args.overwrite:
-        if not interactive:
-            raise UsageError(f"{env_path} exists; nothing was written. Fix: add --overwrite to "
-                             "replace it (the recorded history is kept)")
-        if not prompter.confirm(f"{env_path} exists. Replace it (history is kept)?", False):
-            prompter.say("nothing was written")
-            return 2
+    if env_path.is_file() and not args.overwrite and not allow_replace(
+            prompter, env_path, interactive=interactive,
+            question=f"{env_path} exists. Replace it (history is kept)?",
+            fix="add --overwrite to replace it (the recorded history is kept)"):
+        return 2
 
     from aup.store.admin import count_history, delete_history
     from aup.store.store import Store
