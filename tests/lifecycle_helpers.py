@@ -14,6 +14,8 @@ from typing import Any
 
 from conftest import write_experiment, write_script
 
+from aup.orphans import pid_exists
+
 
 def db_path(folder: Path) -> Path:
     """The default database of experiments run in ``folder``."""
@@ -101,12 +103,8 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.05, what: str =
 
 def alive(pid: int) -> bool:
     """True when process ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_exists(pid):
         return False
-    except PermissionError:
-        return True
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0] != "Z"

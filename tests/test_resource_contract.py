@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lifecycle_helpers import alive
 from resource_backends import Backend, run_experiment
 
 pytest_plugins = ["fixtures_ssh", "fixtures_aws", "fixtures_ray"]
@@ -94,18 +95,6 @@ time.sleep(60)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_stop_kills_the_process_group(backend: Backend, tmp_path: Path) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -129,9 +118,9 @@ def test_stop_kills_the_process_group(backend: Backend, tmp_path: Path) -> None:
     (pidfile,) = marks.glob("*.pid")
     pid = int(pidfile.read_text())
     end = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < end:
+    while alive(pid) and time.monotonic() < end:
         time.sleep(0.1)
-    assert not _alive(pid), "the job's child process survived the stop"
+    assert not alive(pid), "the job's child process survived the stop"
 
 
 def test_intermediate_results_stream_live(backend: Backend, tmp_path: Path) -> None:

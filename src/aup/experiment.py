@@ -31,7 +31,7 @@ from typing import Any
 from aup.config import ExperimentConfig, parse_config
 from aup.errors import AupError, ConfigError, UsageError
 from aup.job import AttemptOutcome, AttemptStatus, JobStatus, StopReason
-from aup.orphans import job_markers
+from aup.orphans import job_markers, pid_exists
 from aup.proposers import registry as proposer_registry
 from aup.proposers.base import Proposal, Proposer
 from aup.resources import registry as resource_registry
@@ -638,10 +638,4 @@ def default_user() -> str:
 def _process_alive(host: str | None, pid: int | None) -> bool:
     if not pid or host != socket.gethostname():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return int(pid) != os.getpid()
+    return pid_exists(int(pid)) and int(pid) != os.getpid()

@@ -26,6 +26,20 @@ def job_markers(eid: int, scheduler_pid: int | None = None) -> dict[str, str]:
     return {ENV_EXPERIMENT: str(eid), ENV_SCHEDULER: str(scheduler_pid or os.getpid())}
 
 
+def pid_exists(pid: int) -> bool:
+    """True when a process ``pid`` exists on this host (also one of another user, or a zombie).
+
+    Sends signal 0, which checks without delivering anything.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def find_orphans(eid: int, scheduler_pid: int, proc: Path = Path("/proc")) -> list[int]:
     """Pids of live processes marked as jobs of ``eid`` started by ``scheduler_pid``.
 

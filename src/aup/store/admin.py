@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 
+from aup.orphans import pid_exists
 from aup.store import schema as s
 from aup.store.store import Store
 
@@ -55,16 +56,6 @@ class RepairReport:
         return bool(self.stopped or self.cleaned or self.resources_freed)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def experiment_alive(row: dict, stale_after: float, now: float | None = None) -> str | None:
     """Why the RUNNING experiment ``row`` looks alive, or None when its process is gone."""
     now = time.time() if now is None else now
@@ -72,7 +63,7 @@ def experiment_alive(row: dict, stale_after: float, now: float | None = None) ->
     if host == socket.gethostname() and pid:
         if int(pid) == os.getpid():
             return None
-        return f"process {pid} is running on this host" if _pid_alive(int(pid)) else None
+        return f"process {pid} is running on this host" if pid_exists(int(pid)) else None
     beat = row.get("heartbeat")
     if beat is not None and now - float(beat) < stale_after:
         return (f"process {pid} on {host} sent a heartbeat {now - float(beat):.0f} s ago "
