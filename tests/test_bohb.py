@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli, write_experiment, write_script
+from proposer_helpers import drain, drain_with_restarts
 
 from aup.config import parse_config
 from aup.errors import ConfigError
@@ -29,26 +30,13 @@ def loss(q) -> float:
             + (p["c"] != "b") * 0.5 + 0.3 / q.budget)
 
 
-def drain(p, loss_of=loss, fail=lambda q: False):
-    out = []
-    while not p.finished:
-        q = p.ask()
-        assert q is not None
-        out.append(q)
-        if fail(q):
-            p.tell_failure(q)
-        else:
-            p.tell(q, loss_of(q))
-    return out
-
-
 def test_reuses_the_hyperband_schedule_and_runs_every_rung():
     p = BOHBProposer(SPACE, BOHBOptions())
     assert isinstance(p.runner, SuccessiveHalving)
     assert p.schedule.s_max == 4 and p.total == 201
     assert [b.sizes for b in p.schedule.brackets] == [
         (81, 27, 9, 3, 1), (34, 11, 3, 1), (15, 5, 1), (8, 2)]
-    props = drain(p)
+    props = drain(p, loss)
     assert len(props) == 201
     per_rung = Counter((q.bracket, q.rung) for q in props)
     assert all(per_rung[(b.index, i)] == n for b in p.schedule.brackets
@@ -57,7 +45,7 @@ def test_reuses_the_hyperband_schedule_and_runs_every_rung():
 
 def test_budgets_are_floats_between_min_and_max():
     p = BOHBProposer(SPACE, BOHBOptions(min_budget=1, max_budget=9, n_iterations=5))
-    props = drain(p)
+    props = drain(p, loss)
     budgets = sorted({q.budget for q in props})
     assert budgets == [1.0, 3.0, 9.0] and all(isinstance(b, float) for b in budgets)
     assert [b.s for b in p.schedule.brackets] == [2, 1, 0, 2, 1]
@@ -70,7 +58,7 @@ def test_budgets_are_floats_between_min_and_max():
 def test_values_are_valid_plain_json():
     p = BOHBProposer(SPACE, BOHBOptions(random_fraction=0, min_budget=1, max_budget=9,
                                         n_iterations=6))
-    for q in drain(p):
+    for q in drain(p, loss):
         v = q.params
         assert type(v["x"]) is float and -1 <= v["x"] <= 1
         assert type(v["y"]) is float and 1e-3 <= v["y"] <= 1
@@ -86,7 +74,7 @@ def test_model_beats_random_sampling():
     def later_rung0(random_fraction: float, seed: int) -> float:
         p = BOHBProposer(SPACE, BOHBOptions(random_fraction=random_fraction, min_budget=1,
                                             max_budget=9, n_iterations=8, random_seed=seed))
-        props = drain(p)
+        props = drain(p, loss)
         late = [loss(q) - 0.3 / q.budget for q in props if q.bracket >= 4 and q.rung == 0]
         return float(np.mean(late))
 
@@ -111,14 +99,14 @@ def test_model_uses_the_largest_budget_with_enough_points():
 def test_failures_count_as_worst_and_never_stall():
     p = BOHBProposer(SPACE, BOHBOptions(min_budget=1, max_budget=9, n_iterations=4,
                                         random_fraction=0))
-    props = drain(p, fail=lambda q: q.params["c"] == "a")
+    props = drain(p, loss, fail=lambda q: q.params["c"] == "a")
     assert len(props) == p.total and p.n_failed > 0
     assert any(r[1] is None for rows in p.obs.values() for r in rows)
 
 
 def test_all_failures_still_finish():
     p = BOHBProposer(SPACE, BOHBOptions(min_budget=1, max_budget=9))
-    props = drain(p, fail=lambda q: True)
+    props = drain(p, loss, fail=lambda q: True)
     assert len(props) == p.total == p.n_failed
 
 
@@ -138,30 +126,12 @@ def test_parallel_asks_then_promotion():
 def test_resume_continues_exactly():
     opts = {"min_budget": 1, "max_budget": 9, "n_iterations": 5, "random_seed": 3,
             "min_points_in_model": 2, "random_fraction": 0.2}
+    def fail(q):
+        return q.id % 4 == 0
+
+    got = drain_with_restarts(lambda: BOHBProposer(SPACE, BOHBOptions(**opts)), loss, 5, fail)
     p = BOHBProposer(SPACE, BOHBOptions(**opts))
-    got, running, step = [], [], 0
-    while not p.finished or running:
-        step += 1
-        if step % 5 == 0:
-            state = json.loads(json.dumps(p.state_dict(), allow_nan=False))
-            p = BOHBProposer(SPACE, BOHBOptions(**opts))
-            p.load_state_dict(state)
-        q = p.ask() if not running else None
-        if q is not None:
-            got.append(q)
-            running.append(q)
-        else:
-            r = running.pop()
-            if r.id % 4 == 0:
-                p.tell_failure(r)
-            else:
-                p.tell(r, loss(r))
-    ref2 = []
-    p = BOHBProposer(SPACE, BOHBOptions(**opts))
-    while not p.finished:
-        q = p.ask()
-        ref2.append(q)
-        p.tell_failure(q) if q.id % 4 == 0 else p.tell(q, loss(q))
+    ref2 = drain(p, loss, fail)
     assert len(ref2) == p.total
     assert [(q.params, q.budget, q.bracket, q.rung) for q in got] == \
         [(q.params, q.budget, q.bracket, q.rung) for q in ref2]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, write_experiment, write_script
+from proposer_helpers import drain, drain_with_restarts
 
 from aup.config import parse_config
 from aup.errors import ConfigError
@@ -29,21 +30,6 @@ SPACE = SearchSpace((FloatParam("x", 0.0, 1.0), IntParam("k", 1, 5),
 
 def make(**opts) -> HyperbandProposer:
     return HyperbandProposer(SPACE, HyperbandOptions(**opts))
-
-
-def drain(p, loss_of, fail=lambda q: False):
-    """Run a proposer serially to the end; return the proposals in order."""
-    out = []
-    while not p.finished:
-        q = p.ask()
-        assert q is not None, "serial run must never wait"
-        out.append(q)
-        if fail(q):
-            p.tell_failure(q)
-        else:
-            p.tell(q, loss_of(q))
-    assert p.ask() is None
-    return out
 
 
 # -- the schedule --------------------------------------------------------------------------------
@@ -208,22 +194,9 @@ def test_resume_continues_exactly(engine):
         return (q.params["x"] - 0.4) ** 2 + q.params["k"] / 10
 
     ref = drain(make(max_iter=27, eta=3, engine=engine, random_seed=5), loss)
-    p = make(max_iter=27, eta=3, engine=engine, random_seed=5)
-    got, running = [], []
-    step = 0
-    while not p.finished or running:
-        step += 1
-        if step % 7 == 0:  # pause and resume from a JSON round trip, jobs still running
-            state = json.loads(json.dumps(p.state_dict()))
-            p = make(max_iter=27, eta=3, engine=engine, random_seed=5)
-            p.load_state_dict(state)
-        q = p.ask() if not running else None
-        if q is not None:
-            got.append(q)
-            running.append(q)
-        else:
-            r = running.pop()
-            p.tell(r, loss(r))
+    # pause and resume from a JSON round trip every 7 steps, jobs still running
+    got = drain_with_restarts(lambda: make(max_iter=27, eta=3, engine=engine, random_seed=5),
+                              loss, 7)
     assert [(q.params, q.budget, q.bracket, q.rung) for q in got] == \
         [(q.params, q.budget, q.bracket, q.rung) for q in ref]
 
