@@ -42,6 +42,13 @@ def _running(folder: Path, n: int):
     return len(rows) >= n and rows
 
 
+def _wait_for_jobs(folder: Path, n: int) -> list[int]:
+    """Wait until ``n`` attempts are RUNNING and ``n`` jobs wrote their pid; return the pids."""
+    wait_for(lambda: _running(folder, n) and len(read_pids(folder)) == n,
+             what=f"{n} running jobs")
+    return read_pids(folder)
+
+
 def _cleanup(folder: Path) -> None:
     kill_pids(read_pids(folder))
 
@@ -53,9 +60,7 @@ def test_ctrl_c_stops_jobs_and_resume_continues(tmp_path: Path):
                 resource_args={"kill_grace": 1})
     proc = start_cli(str(exp), cwd=tmp_path)
     try:
-        wait_for(lambda: _running(tmp_path, 2) and len(read_pids(tmp_path)) == 2,
-                 what="2 running jobs")
-        pids = read_pids(tmp_path)
+        pids = _wait_for_jobs(tmp_path, 2)
         proc.send_signal(signal.SIGINT)
         rc, out, err = finish(proc, tmp_path, timeout=30)
     finally:
@@ -306,9 +311,7 @@ def test_second_ctrl_c_kills_without_the_grace_period(tmp_path: Path):
                 resource_args={"kill_grace": 60})
     proc = start_cli(str(exp), cwd=tmp_path)
     try:
-        wait_for(lambda: _running(tmp_path, 2) and len(read_pids(tmp_path)) == 2,
-                 what="2 running jobs")
-        pids = read_pids(tmp_path)
+        pids = _wait_for_jobs(tmp_path, 2)
         proc.send_signal(signal.SIGINT)
         time.sleep(1.0)
         assert proc.poll() is None  # the jobs ignore SIGTERM: the grace period runs
