@@ -210,3 +210,20 @@ def run_experiment(folder: Path, backend: Backend, script: str, *, on_start=None
             else:
                 os.environ[k] = v
     return Run(result, exp, store, folder, changes, slots)
+
+
+def run_lost_then_retried(folder: Path, backend: Backend, script: str) -> tuple[Run, dict]:
+    """Run a one-job experiment (``n_parallel`` 2, one retry) whose first attempt loses its
+    worker or connection; assert that attempt is LOST and the retry succeeds.
+
+    Returns:
+        the run and its job row.
+    """
+    run = run_experiment(folder, backend, script, n_parallel=2,
+                         job_failure={"job_retries": 1, "ignore_fail": False})
+    assert run.result.status.value == "FINISHED", run.result.error
+    (job,) = run.jobs()
+    a0, a1 = run.attempts(job["jid"])
+    assert a0["fail_reason"] == "LOST", a0
+    assert a1["status"] == "SUCCEEDED"
+    return run, job

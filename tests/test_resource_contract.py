@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from lifecycle_helpers import alive
-from resource_backends import Backend, run_experiment
+from resource_backends import Backend, run_experiment, run_lost_then_retried
 
 pytest_plugins = ["fixtures_ssh", "fixtures_aws", "fixtures_ray"]
 
@@ -249,13 +249,7 @@ if os.environ["AUP_ATTEMPT"] == "0":
 print("#Auptimizer: 0.5")
 """
     backend = Backend("ray", {"address": ray_head, "num_cpus": 1})
-    run = run_experiment(tmp_path / "exp", backend, script, n_parallel=2,
-                         job_failure={"job_retries": 1, "ignore_fail": False})
-    assert run.result.status.value == "FINISHED", run.result.error
-    (job,) = run.jobs()
-    a0, a1 = run.attempts(job["jid"])
-    assert a0["fail_reason"] == "LOST", a0
-    assert a1["status"] == "SUCCEEDED"
+    run_lost_then_retried(tmp_path / "exp", backend, script)
 
 
 CURVES = HEAD + """

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from resource_backends import Backend, make_experiment, run_experiment
+from resource_backends import Backend, make_experiment, run_experiment, run_lost_then_retried
 
 from aup.config import load_config
 from aup.errors import AupError
@@ -162,13 +162,7 @@ print("#Auptimizer: 0.5")
 
 def test_lost_connection_is_retried_on_the_other_node(ssh_servers, tmp_path: Path) -> None:
     backend = _node(ssh_servers, tmp_path)
-    run = run_experiment(tmp_path / "exp", backend, KILL_MY_CONNECTION, n_parallel=2,
-                         job_failure={"job_retries": 1, "ignore_fail": False})
-    assert run.result.status.value == "FINISHED", run.result.error
-    (job,) = run.jobs()
-    a0, a1 = run.attempts(job["jid"])
-    assert a0["fail_reason"] == "LOST", a0
-    assert a1["status"] == "SUCCEEDED"
+    run, job = run_lost_then_retried(tmp_path / "exp", backend, KILL_MY_CONNECTION)
     assert run.slots[(job["jid"], 0)] != run.slots[(job["jid"], 1)]
 
 
