@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from aup.commands.args import add_db_argument
 from aup.errors import UsageError
 
 
@@ -17,8 +18,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "tell", help="send the result of a job run by hand (resource passive)",
         description="Send the result of a job of a 'passive' experiment: the score, or "
         "'v0,v1,...' with multi_res_labels. --exit-code reports a failed run.")
-    p.add_argument("--db", help="database URL (default: $AUP_DB, .aup/env.ini, else "
-                   ".aup/sqlite3.db)")
+    add_db_argument(p)
     p.add_argument("experiment", help="experiment id or name")
     p.add_argument("job", type=int, help="job id (jid), as printed by the experiment")
     p.add_argument("value", nargs="?", help="the result, e.g. 0.93 or 0.93,12.5")

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 
+from aup.commands.args import add_db_argument
+
 HELP = "mark jobs and experiments left running by a crashed scheduler as interrupted/stopped"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``aup repair`` to the CLI."""
     p = subparsers.add_parser("repair", help=HELP, description=HELP)
-    p.add_argument("--db", help="database URL (default: $AUP_DB, .aup/env.ini, else "
-                   ".aup/sqlite3.db)")
+    add_db_argument(p)
     p.add_argument("--stale-after", type=float, default=60.0, metavar="SECONDS",
                    help="an experiment run from another host counts as dead after this many "
                    "seconds without heartbeat (default 60)")

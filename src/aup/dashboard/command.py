@@ -8,6 +8,7 @@ import secrets
 import socket
 from typing import Any
 
+from aup.commands.args import add_db_argument
 from aup.errors import UsageError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -123,8 +124,7 @@ def add_parser(subparsers: Any) -> None:
         "experiment pages with charts, job table and logs, comparisons, stop button; a REST API "
         "at /api (schema at /openapi.json).")
     p.set_defaults(func=cmd_dashboard)
-    p.add_argument("--db", help="database URL (default: $AUP_DB, .aup/env.ini, else "
-                   ".aup/sqlite3.db)")
+    add_db_argument(p)
     p.add_argument("--host", default=DEFAULT_HOST,
                    help="address to listen on (default 127.0.0.1; any other address requires "
                    "a token)")

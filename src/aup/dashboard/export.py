@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aup.commands.args import add_db_argument
 from aup.errors import UsageError
 
 FORMATS = ("csv", "json")
@@ -83,8 +84,7 @@ def add_parser(subparsers: Any) -> None:
                               description="Export an experiment's jobs (parameters, score, "
                               "status, failure reason, times, multiple results) as CSV or JSON.")
     p.set_defaults(func=cmd_export)
-    p.add_argument("--db", help="database URL (default: $AUP_DB, .aup/env.ini, else "
-                   ".aup/sqlite3.db)")
+    add_db_argument(p)
     p.add_argument("experiment", help="experiment id or name")
     p.add_argument("--format", choices=FORMATS,
                    help="csv or json (default: from --out's suffix, else csv)")

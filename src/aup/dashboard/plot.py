@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aup.commands.args import add_db_argument
 from aup.errors import UsageError
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -178,7 +179,6 @@ def add_parser(subparsers: Any) -> None:
                               "coordinates of an experiment as HTML (interactive, offline) or "
                               "PNG/SVG/PDF.")
     p.set_defaults(func=cmd_plot)
-    p.add_argument("--db", help="database URL (default: $AUP_DB, .aup/env.ini, else "
-                   ".aup/sqlite3.db)")
+    add_db_argument(p)
     p.add_argument("experiment", help="experiment id or name")
     p.add_argument("--out", "-o", required=True, help="output file: .html, .png, .svg or .pdf")
