@@ -137,13 +137,20 @@ def test_stop_needs_header_and_a_running_experiment(client):
                        headers={"X-Requested-With": "aup"}).status_code == 404
 
 
+def _copy_db(grid_db, path) -> sqlite3.Connection:
+    """Copy the grid experiments' database to ``path`` (SQLite backup); returns an open
+    connection to the copy, for the test to change it."""
+    src = sqlite3.connect(grid_db / ".aup" / "sqlite3.db")
+    dst = sqlite3.connect(path)
+    src.backup(dst)
+    src.close()
+    return dst
+
+
 def test_log_outside_jobs_dir_is_refused(grid_db, tmp_path):
     """A recorded output path outside <workingdir>/jobs is never read."""
     copy = tmp_path / "copy.db"
-    src = sqlite3.connect(grid_db / ".aup" / "sqlite3.db")
-    dst = sqlite3.connect(copy)
-    src.backup(dst)
-    src.close()
+    dst = _copy_db(grid_db, copy)
     secret = tmp_path / "secret.txt"
     secret.write_text("do not show")
     dst.execute("update job_attempt set output_path=? where jid=1", (str(secret),))
@@ -203,11 +210,7 @@ def test_reading_while_the_experiment_writes(grid_db, tmp_path):
     """The API answers while another connection writes continuously; the writer never sees a
     lock error (SQLite WAL)."""
     copy = tmp_path / "busy.db"
-    src = sqlite3.connect(grid_db / ".aup" / "sqlite3.db")
-    dst = sqlite3.connect(copy)
-    src.backup(dst)
-    src.close()
-    dst.close()
+    _copy_db(grid_db, copy).close()
     writer_store = Store(f"sqlite:///{copy}", create=False)
     errors: list[BaseException] = []
     stop = threading.Event()
@@ -262,10 +265,7 @@ def test_pages_and_plotly_are_served(client):
 
 def test_running_experiment_without_heartbeat_is_stale(grid_db, tmp_path):
     copy = tmp_path / "stale.db"
-    src = sqlite3.connect(grid_db / ".aup" / "sqlite3.db")
-    dst = sqlite3.connect(copy)
-    src.backup(dst)
-    src.close()
+    dst = _copy_db(grid_db, copy)
     now = time.time()
     dst.execute("update experiment set status='RUNNING', heartbeat=? where eid=1", (now - 600,))
     dst.execute("update experiment set status='RUNNING', heartbeat=? where eid=2", (now,))
