@@ -146,6 +146,44 @@ class RunningAttempt(Protocol):
 A = TypeVar("A", bound=RunningAttempt)
 
 
+class ThreadedAttempt(ABC):
+    """Base of an attempt followed by a daemon thread of its own (a remote job, a Ray task).
+
+    :meth:`start` runs :meth:`_run` in a thread named ``<thread_prefix>-<jid>.<attempt>``;
+    ``_run`` must end by queuing the attempt's EndEvent.
+
+    Args:
+        manager: the resource manager running the attempt.
+        spec: the attempt.
+
+    Attributes:
+        stopped: why :meth:`stop` was asked, or None; set under ``_lock``.
+    """
+
+    #: Prefix of the thread's name, e.g. ``aup-ssh``.
+    thread_prefix: ClassVar[str] = "aup"
+
+    def __init__(self, manager: Any, spec: AttemptSpec):
+        self.manager = manager
+        self.spec = spec
+        self.stopped: StopReason | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the attempt's thread (never blocks)."""
+        threading.Thread(target=self._run, daemon=True,
+                         name=f"{self.thread_prefix}-{self.spec.job_id}.{self.spec.attempt}"
+                         ).start()
+
+    @abstractmethod
+    def _run(self) -> None:
+        """Run the attempt to its end (in the attempt's thread)."""
+
+    @abstractmethod
+    def stop(self, reason: StopReason) -> None:
+        """Ask the attempt to stop; its EndEvent follows."""
+
+
 class RunningAttempts(Generic[A]):
     """The attempts a manager is running, by ``(job_id, attempt)``, behind one lock.
 

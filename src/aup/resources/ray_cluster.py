@@ -40,6 +40,7 @@ from aup.resources.base import (
     ResourceOptions,
     RunningAttempts,
     Slot,
+    ThreadedAttempt,
 )
 from aup.resources.local import write_job_config
 from aup.resources.stream import OutputSink, end_event, resource_failure
@@ -77,19 +78,15 @@ def check_address(address: str, timeout: float) -> None:
                        "start it with 'ray start --head' or fix resource_args.address") from None
 
 
-class RayAttempt:
+class RayAttempt(ThreadedAttempt):
     """One attempt as a Ray streaming-generator task, followed by a driver thread."""
 
-    def __init__(self, manager: RayResourceManager, spec: AttemptSpec):
-        self.manager = manager
-        self.spec = spec
-        self.stopped: StopReason | None = None
-        self.gen: Any = None
-        self._lock = threading.Lock()
+    thread_prefix = "aup-ray"
+    manager: RayResourceManager
 
-    def start(self) -> None:
-        threading.Thread(target=self._run, name=f"aup-ray-{self.spec.job_id}.{self.spec.attempt}",
-                         daemon=True).start()
+    def __init__(self, manager: RayResourceManager, spec: AttemptSpec):
+        super().__init__(manager, spec)
+        self.gen: Any = None
 
     def _run(self) -> None:
         import ray

@@ -49,6 +49,7 @@ from aup.resources.base import (
     ResourceOptions,
     RunningAttempts,
     Slot,
+    ThreadedAttempt,
 )
 from aup.resources.local import write_job_config
 from aup.resources.stream import OutputSink, end_event, resource_failure
@@ -372,21 +373,17 @@ def shell_exit_code(rc: int) -> int:
     return rc
 
 
-class RemoteAttempt:
+class RemoteAttempt(ThreadedAttempt):
     """One attempt running on a node (a thread reading its SSH channel)."""
 
+    thread_prefix = "aup-ssh"
+    manager: SSHResourceManager
+
     def __init__(self, manager: SSHResourceManager, spec: AttemptSpec, node: Node):
-        self.manager = manager
-        self.spec = spec
+        super().__init__(manager, spec)
         self.node = node
-        self.stopped: StopReason | None = None
         self.pgid: int | None = None
         self.chan: Any = None
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        threading.Thread(target=self._run, name=f"aup-ssh-{self.spec.job_id}.{self.spec.attempt}",
-                         daemon=True).start()
 
     def _command(self) -> str:
         m, spec = self.manager, self.spec
