@@ -243,3 +243,23 @@ def test_flood_of_output_and_invalid_utf8(tmp_path: Path) -> None:
     out = (tmp_path / "jobs" / "1.0.out").read_bytes()
     assert len(out) > 11 * (1 << 20)
     assert "\ufffd broken bytes".encode() in out
+
+
+def test_detached_grandchild_holding_the_output_does_not_stall_the_job(tmp_path: Path) -> None:
+    # setsid puts the sleeper outside the job's process group, with the job's stdout open.
+    write_script(tmp_path, "bg.sh", """
+        #!/bin/sh
+        setsid sleep 30 &
+        echo "#Auptimizer:1"
+    """, executable=True)
+    path = write_experiment(tmp_path, script="bg.sh", n_samples=1, job_timeout=20,
+                            parameter_config=X)
+    import time
+
+    start = time.monotonic()
+    proc = run_cli("run", str(path), cwd=tmp_path, timeout=60)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert elapsed < 15
+    job = _db(tmp_path).execute("SELECT status, score FROM job").fetchone()
+    assert tuple(job) == ("FINISHED", 1.0)

@@ -14,9 +14,11 @@ Auptimizer 2.0.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -97,6 +99,7 @@ class LocalProcess:
         self.proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
         self._kill_timer: threading.Timer | None = None
+        self._abandon = threading.Event()
 
     def start(self) -> None:
         """Start the process and its reader thread; errors end the attempt as START_FAILED."""
@@ -128,6 +131,13 @@ class LocalProcess:
         if reader.is_alive():
             # Children of the job still hold the pipe: the job is over, so they go too.
             kill_group(proc.pid, signal.SIGKILL)
+            reader.join(PIPE_GRACE)
+        if reader.is_alive():
+            # A descendant left the process group (setsid) and keeps the pipe open: stop
+            # reading, the attempt ended with its main process.
+            log.warning("%s: a detached process still holds the job's output; no longer "
+                        "reading it", spec.label)
+            self._abandon.set()
             reader.join()
         kill_group(proc.pid, signal.SIGKILL)
         if self._kill_timer is not None:
@@ -135,39 +145,54 @@ class LocalProcess:
         log.debug("%s exited with %s", spec.label, code)
         self._finish(judge(code, self.parser, stopped=self.stopped))
 
+    def _emit(self, line: bytes) -> None:
+        values = self.parser.feed(line.decode("utf-8", errors="replace").rstrip("\r\n"))
+        if values is not None:
+            self.events.put(ResultEvent(self.spec.job_id, self.spec.attempt, values,
+                                        time.time()))
+
     def _read(self, pipe) -> None:
+        """Copy the output to the .out file and parse complete lines, until EOF or abandon.
+
+        Reads the raw descriptor with select(), so that it can give up on a pipe held open
+        by a detached descendant. A line longer than ``LINE_LIMIT`` is not kept whole: only
+        its last 4 KiB, where a marker may still end it.
+        """
         spec = self.spec
-        partial = b""
+        fd = pipe.fileno()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        buf = b""
+        out = None
         try:
-            with open(spec.output_path, "wb") as out:
-                while True:
-                    chunk = pipe.readline(LINE_LIMIT)
-                    if not chunk:
-                        break
-                    text = chunk.decode("utf-8", errors="replace")
-                    out.write(text.encode("utf-8"))
-                    out.flush()
-                    if not chunk.endswith(b"\n"):
-                        # Keep a short prefix of a long line: a marker may still end it.
-                        partial = (partial + chunk)[-4096:]
-                        continue
-                    if partial:
-                        text = (partial + chunk).decode("utf-8", errors="replace")
-                        partial = b""
-                    values = self.parser.feed(text.rstrip("\r\n"))
-                    if values is not None:
-                        self.events.put(ResultEvent(spec.job_id, spec.attempt, values,
-                                                    time.time()))
-                if partial:
-                    values = self.parser.feed(partial.decode("utf-8", errors="replace"))
-                    if values is not None:
-                        self.events.put(ResultEvent(spec.job_id, spec.attempt, values,
-                                                    time.time()))
+            out = open(spec.output_path, "wb")
         except OSError as err:
             log.error("%s: cannot write output to %s: %s", spec.label, spec.output_path, err)
-            while pipe.read(LINE_LIMIT):
-                pass
+        try:
+            while not self._abandon.is_set():
+                ready, _, _ = select.select([fd], [], [], 0.2)
+                if not ready:
+                    continue
+                data = os.read(fd, 1 << 16)
+                if not data:
+                    break
+                if out is not None:
+                    out.write(decoder.decode(data).encode("utf-8"))
+                    out.flush()
+                buf += data
+                start = 0
+                while (nl := buf.find(b"\n", start)) >= 0:
+                    self._emit(buf[start:nl + 1])
+                    start = nl + 1
+                buf = buf[start:]
+                if len(buf) > LINE_LIMIT:
+                    buf = buf[-4096:]
+            if buf:
+                self._emit(buf)
+            if out is not None:
+                out.write(decoder.decode(b"", final=True).encode("utf-8"))
         finally:
+            if out is not None:
+                out.close()
             pipe.close()
 
     def _finish(self, outcome) -> None:
