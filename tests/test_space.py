@@ -93,3 +93,26 @@ def test_space_encoding() -> None:
 def test_duplicate_names_rejected() -> None:
     with pytest.raises(ValueError):
         SearchSpace((FloatParam("x", 0, 1), IntParam("x", 0, 1)))
+
+
+@pytest.mark.parametrize("param", [FloatParam("x", 0.0, 1.0, interval=0.1),
+                                   FloatParam("x", 1e-3, 1.0, log=True, n=7),
+                                   FloatParam("x", 0.0, 0.3, interval=0.1),
+                                   IntParam("k", 0, 10, interval=3), IntParam("k", -5, 5),
+                                   IntParam("k", 0, 2, n=5), ChoiceParam("c", (1, 2, 3))])
+def test_grid_len_matches_or_bounds_the_grid(param) -> None:
+    assert param.grid_len() >= len(param.grid())
+    if not (isinstance(param, IntParam) and param.n):
+        assert param.grid_len() == len(param.grid())
+
+
+def test_huge_grids_are_counted_without_being_built() -> None:
+    from aup.proposers.base import ProposerOptions
+    from aup.proposers.sequence import SequenceProposer
+
+    for p in (FloatParam("x", 0.0, 1.0, interval=1e-9), FloatParam("x", 0.0, 1.0, n=10**8),
+              IntParam("k", 0, 10**9)):
+        space = SearchSpace((p,))
+        assert space.grid_size() >= 10**8  # instant: nothing is materialized
+        problems = SequenceProposer.check_space(space, ProposerOptions())
+        assert problems and "interval" in problems[0].hint

@@ -92,6 +92,17 @@ class FloatParam:
         """Draw a value uniformly (log-uniformly when ``log``) from ``[low, high]``."""
         return self.from_unit(float(rng.random()))
 
+    def grid_len(self) -> int:
+        """Number of grid points, computed without building the grid."""
+        if self.is_constant:
+            return 1
+        if self.interval is not None:
+            step = math.log(self.interval) if self.log else self.interval
+            if step <= 0:
+                return 1
+            return _grid_count(self._tlow(), self._thigh(), step)
+        return self.n or 2
+
     def grid(self) -> list[float]:
         """Grid values ``low + k*step`` for the ``sequence`` proposer.
 
@@ -184,6 +195,17 @@ class IntParam:
             return int(rng.integers(self.low, self.high + 1))
         return self.from_unit(float(rng.random()))
 
+    def grid_len(self) -> int:
+        """Number of grid points (an upper bound with ``n``: rounding may merge points),
+        computed without building the grid."""
+        if self.is_constant:
+            return 1
+        if self.interval is not None:
+            return (self.high - self.low) // self.interval + 1
+        if self.n is None:
+            return self.high - self.low + 1
+        return min(self.n, self.high - self.low + 1)
+
     def grid(self) -> list[int]:
         """Grid values for the ``sequence`` proposer.
 
@@ -249,6 +271,10 @@ class ChoiceParam:
     def sample(self, rng: np.random.Generator) -> Any:
         """Draw one choice uniformly (a deep copy of it)."""
         return copy.deepcopy(self.choices[int(rng.integers(len(self.choices)))])
+
+    def grid_len(self) -> int:
+        """Number of choices."""
+        return len(self.choices)
 
     def grid(self) -> list[Any]:
         """Every choice, in order."""
@@ -330,8 +356,9 @@ class SearchSpace:
         return {p.name: _py(p.from_unit(float(x))) for p, x in zip(self.params, u, strict=True)}
 
     def grid_size(self) -> int:
-        """Number of points of the full grid (product of per-parameter grid lengths)."""
+        """Number of points of the full grid (product of per-parameter grid lengths), computed
+        without building any grid (a step of 1e-9 on [0, 1] must not exhaust memory)."""
         n = 1
         for p in self.params:
-            n *= len(p.grid())
+            n *= p.grid_len()
         return n
