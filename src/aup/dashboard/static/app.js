@@ -78,5 +78,14 @@ const aup = {
     return setInterval(tick, seconds * 1000);
   },
 
+  /** Show "first-last of total" (or `empty`) in #page-info and enable #prev/#next. */
+  pager(offset, limit, total, empty) {
+    const last = Math.min(offset + limit, total);
+    document.getElementById("page-info").textContent =
+      total ? `${offset + 1}-${last} of ${total}` : empty;
+    document.getElementById("prev").disabled = offset === 0;
+    document.getElementById("next").disabled = last >= total;
+  },
+
   plotConfig: { responsive: true, displaylogo: false },
 };

@@ -160,11 +160,7 @@ async function loadJobs() {
     tr.addEventListener("click", () => showJob(j.jid).catch(aup.showError));
     body.appendChild(tr);
   }
-  const last = Math.min(st.offset + st.limit, data.total);
-  document.getElementById("page-info").textContent =
-    data.total ? `${st.offset + 1}-${last} of ${data.total}` : "no jobs";
-  document.getElementById("prev").disabled = st.offset === 0;
-  document.getElementById("next").disabled = last >= data.total;
+  aup.pager(st.offset, st.limit, data.total, "no jobs");
 }
 
 async function showJob(jid) {
