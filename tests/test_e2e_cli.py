@@ -263,3 +263,16 @@ def test_detached_grandchild_holding_the_output_does_not_stall_the_job(tmp_path:
     assert elapsed < 15
     job = _db(tmp_path).execute("SELECT status, score FROM job").fetchone()
     assert tuple(job) == ("FINISHED", 1.0)
+
+
+def test_resource_not_ready_is_exit_2_and_nothing_recorded(tmp_path: Path) -> None:
+    # gpu with no ids anywhere (no resource_args.gpus, no env.ini): refused before any write
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", resource="gpu", parameter_config=X)
+    proc = run_cli("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "gpus" in proc.stderr and "Traceback" not in proc.stderr
+    assert "started" not in proc.stdout
+    db = tmp_path / ".aup" / "sqlite3.db"
+    if db.exists():
+        assert _db(tmp_path).execute("SELECT count(*) FROM experiment").fetchone()[0] == 0

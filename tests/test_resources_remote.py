@@ -104,9 +104,14 @@ def test_unreachable_node_from_the_cli_fails_cleanly(ssh_servers, tmp_path: Path
         nodes=[f"{ssh_servers.user}@127.0.0.1:{port} {ssh_servers.key}"]), remote_wd=remote)
     path = make_experiment(tmp_path / "exp", backend, OK)
     res = run_cli("run", str(path), cwd=tmp_path / "exp")
-    assert res.returncode == 1
+    assert res.returncode == 2  # checked before anything is recorded
     assert f"127.0.0.1:{port}" in res.stderr + res.stdout
     assert "Traceback" not in res.stderr
+    import sqlite3
+
+    db = tmp_path / "exp" / ".aup" / "sqlite3.db"
+    if db.exists():
+        assert sqlite3.connect(db).execute("SELECT count(*) FROM experiment").fetchone()[0] == 0
 
 
 # -- node: running ------------------------------------------------------------------------------

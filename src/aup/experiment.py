@@ -144,15 +144,18 @@ class Experiment:
     """
 
     def __init__(self, config: ExperimentConfig, store: Store, eid: int, proposer: Proposer,
-                 observer: Observer | None = None, env_file: Any = None):
+                 observer: Observer | None = None, env_file: Any = None,
+                 resource: ResourceManager | None = None):
         self.config = config
         self.store = store
         self.eid = eid
         self.proposer = proposer
         self.observer = observer or Observer()
-        self.events: queue.Queue = queue.Queue()
-        self.resource: ResourceManager = resource_registry.get(config.resource)(
-            config, self.events, env_file)
+        if resource is None:
+            resource = prepared_resource(config, queue.Queue(), env_file, prepare=False)
+        self.resource: ResourceManager = resource
+        self.events: queue.Queue = resource.events
+        self._prepared = getattr(resource, "_aup_prepared", False)
         self.slots = self.resource.slots[: max(1, len(self.resource.slots))]
         self.busy: dict[str, tuple[int, int]] = {}
         self.running: dict[tuple[int, int], _Running] = {}
@@ -198,13 +201,15 @@ class Experiment:
                 and proposer.total != config.n_samples):
             log.warning("%s runs %d jobs (its schedule or grid size), not n_samples=%d",
                         config.proposer, proposer.total, config.n_samples)
+        # The resource is ready (hosts reached, GPU ids known...) before anything is written.
+        resource = prepared_resource(config, queue.Queue(), env_file)
         eid = store.create_experiment(
             user=user or default_user(), name=config.experiment_name,
             config=_stored_config(config), proposer=config.proposer, target=config.target,
             n_total=proposer.total, config_path=str(config.source) if config.source else None,
             workingdir=str(config.workingdir_path))
         store.update_experiment(eid, proposer_state=proposer.state_dict())
-        return cls(config, store, eid, proposer, observer, env_file)
+        return cls(config, store, eid, proposer, observer, env_file, resource)
 
     @classmethod
     def resume(cls, store: Store, eid: int, *, observer: Observer | None = None,
@@ -244,8 +249,9 @@ class Experiment:
             from aup.orphans import kill_orphans
 
             kill_orphans(eid, row.get("pid"))
+        resource = prepared_resource(config, queue.Queue(), env_file)
         store.claim_experiment(eid)
-        exp = cls(config, store, eid, proposer, observer, env_file)
+        exp = cls(config, store, eid, proposer, observer, env_file, resource)
         for j in store.jobs(eid, status=(JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)):
             if j["status"] in (JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value):
                 exp.rerun_queue.append(_Job(j["jid"], Proposal.from_dict(j["proposal"]),
@@ -272,11 +278,13 @@ class Experiment:
             not raised; :class:`~aup.errors.AupError` is raised only when the resource cannot
             be prepared (the experiment is then marked FAILED with that message).
         """
-        try:
-            self.resource.prepare()
-        except AupError as err:
-            self.store.end_experiment(self.eid, ExperimentStatus.FAILED.value, str(err))
-            raise
+        if not self._prepared:
+            try:
+                self.resource.prepare()
+            except AupError as err:
+                self.store.end_experiment(self.eid, ExperimentStatus.FAILED.value, str(err))
+                raise
+            self._prepared = True
         self.observer.on_start(self)
         status = ExperimentStatus.FAILED
         try:
@@ -600,6 +608,29 @@ class Experiment:
             except Exception as err:  # noqa: BLE001 - the experiment itself has finished
                 log.error("experiment %d: the save_model re-run failed: %r", self.eid, err)
                 self.saved_model = {"status": "FAILED", "detail": repr(err)}
+
+
+def prepared_resource(config: ExperimentConfig, events: queue.Queue, env_file: Any = None,
+                      prepare: bool = True) -> ResourceManager:
+    """Build the configured resource manager and (by default) prepare it.
+
+    Raises:
+        UsageError: the resource is not ready (no GPU ids, a host that does not answer, a
+            missing package...); nothing has been recorded yet.
+    """
+    try:
+        resource = resource_registry.get(config.resource)(config, events, env_file)
+        if prepare:
+            resource.prepare()
+            resource._aup_prepared = True  # type: ignore[attr-defined]
+    except ConfigError:
+        raise
+    except ImportError as err:
+        raise UsageError(f"resource '{config.resource}' needs the Python package "
+                         f"'{err.name}'. Fix: pip install 'auptimizer[all]'") from None
+    except AupError as err:
+        raise UsageError(f"resource '{config.resource}' is not ready: {err}") from None
+    return resource
 
 
 def build_proposer(config: ExperimentConfig) -> Proposer:
