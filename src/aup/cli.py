@@ -183,7 +183,8 @@ def _print_summary(console, exp, result) -> int:
     if status is ExperimentStatus.STOPPED:
         console.print(f"experiment {result.eid} stopped; running jobs were stopped and will "
                       "run again")
-    console.print(f"resume with: aup resume {result.eid}")
+    if result.resumable:
+        console.print(f"resume with: aup resume {result.eid}")
     return EXIT_INTERRUPTED if status is ExperimentStatus.STOPPED else EXIT_FAILED
 
 

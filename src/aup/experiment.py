@@ -81,6 +81,8 @@ class ExperimentResult:
     n_failed: int
     n_early_stopped: int
     error: str | None = None
+    #: False when resuming would run nothing (every planned job has ended).
+    resumable: bool = True
 
 
 class Observer:
@@ -165,6 +167,8 @@ class Experiment:
         self._force = False
         self.stop_reason: str | None = None
         self.first_failure: str | None = None
+        #: The first job that failed for good (also with ignore_fail), with its output tail.
+        self.first_job_failure: str | None = None
         self.failed = False
         self.n_parallel = config.n_parallel
         self.workingdir = config.workingdir_path
@@ -320,7 +324,10 @@ class Experiment:
             self.eid, status, self.store.best_job(self.eid, self.config.maximize), len(jobs),
             count[JobStatus.FINISHED], count[JobStatus.FAILED], count[JobStatus.EARLY_STOPPED],
             self.first_failure or (self.stop_reason if status is ExperimentStatus.FAILED
-                                   else None))
+                                   else None),
+            resumable=status is not ExperimentStatus.FINISHED and (
+                not self.proposer.finished or count[JobStatus.INTERRUPTED] > 0
+                or count[JobStatus.RUNNING] > 0))
 
     def _loop(self) -> ExperimentStatus:
         next_poll = next_beat = 0.0
@@ -372,7 +379,9 @@ class Experiment:
                    if j["status"] in (JobStatus.FINISHED.value, JobStatus.EARLY_STOPPED.value))
         if n_ok == 0:
             self.stop_reason = "no job succeeded"
-            self.first_failure = self.first_failure or self.stop_reason
+            first = self.first_job_failure
+            self.first_failure = self.first_failure or (
+                f"no job succeeded; the first failure was {first}" if first else self.stop_reason)
             return ExperimentStatus.FAILED
         return ExperimentStatus.FINISHED
 
@@ -578,6 +587,7 @@ class Experiment:
             else:
                 job_status = JobStatus.FAILED
                 log.error("%s", summary)
+                self.first_job_failure = self.first_job_failure or error_msg
                 self.proposer.tell_failure(job.proposal)
                 if not self.config.job_failure.ignore_fail and not self.failed:
                     self.failed = True
