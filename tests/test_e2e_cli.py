@@ -221,6 +221,10 @@ def test_all_jobs_failed_means_failed_and_no_best(tmp_path: Path) -> None:
     proc = run_cli("run", str(path), cwd=tmp_path)
     assert proc.returncode == 1
     assert "no best result" in proc.stdout and "FAILED" in proc.stdout
+    # the first failure's reason is shown, and resuming would run nothing: no resume advice
+    assert "no job succeeded; the first failure was job" in proc.stdout
+    assert "exited with code 1" in proc.stdout
+    assert "resume with" not in proc.stdout
 
 
 def test_flood_of_output_and_invalid_utf8(tmp_path: Path) -> None:
