@@ -280,3 +280,14 @@ def test_resource_not_ready_is_exit_2_and_nothing_recorded(tmp_path: Path) -> No
     db = tmp_path / ".aup" / "sqlite3.db"
     if db.exists():
         assert _db(tmp_path).execute("SELECT count(*) FROM experiment").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("args", [("list",), ("show", "1"), ("best", "1"), ("stop", "1"),
+                                  ("resume", "1")])
+def test_read_commands_do_not_create_a_database(tmp_path: Path, args: tuple[str, ...]) -> None:
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2 and "no database at" in proc.stderr
+    assert not (tmp_path / ".aup").exists()
+    elsewhere = tmp_path / "nowhere" / "x.db"
+    proc = run_cli(*args, "--db", f"sqlite:///{elsewhere}", cwd=tmp_path)
+    assert proc.returncode == 2 and not elsewhere.parent.exists()

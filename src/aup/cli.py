@@ -227,11 +227,23 @@ def cmd_run(args) -> int:
     return _run_loop(exp, args, console)
 
 
-def _open(args, create: bool = True):
+def _open(args):
+    """Open the existing database for a command that reads or steers recorded experiments.
+
+    Raises:
+        UsageError: there is no SQLite database at that place (nothing is created).
+    """
     from aup.api import resolve_db_url
     from aup.store.store import open_store
 
-    return open_store(resolve_db_url(args.db), create=create)
+    url = resolve_db_url(args.db)
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if not path.is_file():
+            raise UsageError(f"no database at {path}: nothing was recorded there yet. Fix: run "
+                             "this command where you ran 'aup run', or give --db URL (or set "
+                             "AUP_DB)")
+    return open_store(url, create=False)
 
 
 def cmd_resume(args) -> int:
