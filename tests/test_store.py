@@ -100,8 +100,15 @@ def test_job_attempts_results_and_best(store):
     _finish(store, eid, 0.7)
     _finish(store, eid, 9.0)
     _finish(store, eid, None, status="FAILED")
-    assert store.best_job(eid, maximize=False)["score"] == 0.7
-    assert store.best_job(eid, maximize=True)["score"] == 9.0
+    # only the jobs at the largest budget compete: the first job (budget 3) is the best
+    assert store.best_job(eid, maximize=False)["score"] == 1.5
+    assert store.best_job(eid, maximize=True)["score"] == 1.5
+    eid2 = _experiment(store, target="min")
+    _finish(store, eid2, 0.7)
+    _finish(store, eid2, 9.0)
+    _finish(store, eid2, None, status="FAILED")
+    assert store.best_job(eid2, maximize=False)["score"] == 0.7
+    assert store.best_job(eid2, maximize=True)["score"] == 9.0
 
 
 def test_non_finite_scores_are_stored_as_null(store):

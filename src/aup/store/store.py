@@ -586,11 +586,16 @@ class Store:
                 for r in rows]
 
     def best_job(self, eid: int, maximize: bool) -> dict[str, Any] | None:
-        """The FINISHED job with the best score (ties: lowest jid), or None."""
+        """The FINISHED job with the best score (ties: lowest jid), or None.
+
+        With budgets (hyperband, bohb) only the jobs run at the largest budget compete: a
+        score at a smaller budget is not comparable (fewer epochs, less data).
+        """
         j = s.job
         order = j.c.score.desc() if maximize else j.c.score.asc()
         q = (select(j).where(j.c.eid == eid, j.c.status == "FINISHED", j.c.score.is_not(None),
-                             j.c.is_rerun.is_(False)).order_by(order, j.c.jid).limit(1))
+                             j.c.is_rerun.is_(False))
+             .order_by(func.coalesce(j.c.budget, 0).desc(), order, j.c.jid).limit(1))
         with self.engine.connect() as c:
             row = c.execute(q).first()
         return _job_dict(row) if row is not None else None
