@@ -52,6 +52,18 @@ def _setup_logging(level: str) -> None:
     root.setLevel(getattr(logging, level.upper(), logging.WARNING))
 
 
+def _shown_params(job: dict[str, Any]) -> dict[str, Any]:
+    """A job's parameters for humans: the proposal's values plus its budget as
+    ``n_iterations``, without proposer bookkeeping keys such as hyperopt's ``tid``."""
+    proposal = job.get("proposal") or {}
+    if "params" not in proposal:
+        return dict(job["job_config"])
+    shown = dict(proposal["params"])
+    if "n_iterations" in job["job_config"]:
+        shown["n_iterations"] = job["job_config"]["n_iterations"]
+    return shown
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
@@ -166,7 +178,7 @@ def _print_summary(console, exp, result) -> int:
                   f"{result.n_failed}, early-stopped {result.n_early_stopped}")
     if result.best is not None:
         best = result.best
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["job_config"].items())
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in _shown_params(best).items())
         console.print(f"best job {best['jid']}: score {best['score']:.6g} ({params})")
     else:
         console.print("no best result: no job finished")
@@ -390,7 +402,7 @@ def cmd_best(args) -> int:
         return EXIT_FAILED
     console.print(f"experiment {row['eid']} ({row['name']}): best job {best['jid']}, score "
                   f"{best['score']:.6g}")
-    for k, v in best["job_config"].items():
+    for k, v in _shown_params(best).items():
         console.print(f"  {k} = {_fmt(v)}")
     return EXIT_OK
 
