@@ -36,6 +36,34 @@ def test_print_result_rejects_non_numbers() -> None:
         print_result(None, file=io.StringIO())
 
 
+def test_print_result_writes_no_blank_line() -> None:
+    out = io.StringIO()
+    print_result(0.5, file=out)
+    print_result([1, 2], file=out)
+    assert out.getvalue() == "#Auptimizer:0.5\n#Auptimizer:1.0,2.0\n"
+
+
+@pytest.mark.parametrize("value", ["0.5", b"0.5", ["0.5"], (1, "2"), True])
+def test_print_result_rejects_numbers_given_as_strings(value) -> None:
+    out = io.StringIO()
+    with pytest.raises(TypeError, match="a result must be a number"):
+        print_result(value, file=out)
+    assert out.getvalue() == ""
+
+
+def test_aup_args_names_unused_config_keys(tmp_path: Path, caplog) -> None:
+    (tmp_path / "job.json").write_text(json.dumps({"x": 2, "z": 3, "job_id": 7}))
+
+    @aup_args
+    def main(x):
+        return x
+
+    with caplog.at_level("WARNING", logger="aup.client"):
+        assert main(str(tmp_path / "job.json")) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "config key 'z' is not a parameter of main(); ignored"]
+
+
 def test_basic_config_json_and_pickle(tmp_path: Path) -> None:
     cfg = BasicConfig(a=1, b="x")
     cfg.c = [1, 2]

@@ -285,7 +285,8 @@ def cmd_stop(args) -> int:
     store = _open(args)
     row = find_experiment(store, args.experiment)
     if row["status"] != "RUNNING":
-        _console().print(f"experiment {row['eid']} is {row['status']}, not running")
+        _console().print(f"experiment {row['eid']} is {row['status']}, not running: nothing "
+                         "to stop")
         return EXIT_OK
     import socket
 
@@ -456,14 +457,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``aup`` and ``python -m aup``. Returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # 'aup experiment.json' / 'python -m aup experiment.json' -> run
-    # (the value of a global '--log LEVEL' is not the first positional argument)
+    # 'aup experiment.json' / 'python -m aup --check experiment.json' -> 'aup run ...'
+    # ('run' goes right after the global '--log LEVEL', so that run's own options given before
+    # the file (--check/--test, -q, --user NAME, --db URL) still belong to 'run')
+    with_value = {"--log", "--user", "--db"}
     first = next((i for i, a in enumerate(argv) if not a.startswith("-")
-                  and not (i > 0 and argv[i - 1] == "--log")), None)
+                  and not (i > 0 and argv[i - 1] in with_value)), None)
     known = {"run", "resume", "stop", "list", "show", "best", *EXTRA_COMMANDS}
     if first is not None and argv[first] not in known and (
             argv[first].endswith(".json") or Path(argv[first]).is_file()):
-        argv.insert(first, "run")
+        at = 0
+        while at < first and (argv[at] == "--log" or argv[at].startswith("--log=")):
+            at += 2 if argv[at] == "--log" else 1
+        argv.insert(min(at, first), "run")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

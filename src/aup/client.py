@@ -43,7 +43,7 @@ def _number(value: Any) -> str:
             value = value.item()
         except (TypeError, ValueError):
             pass
-    if isinstance(value, bool):
+    if isinstance(value, bool | str | bytes):
         raise TypeError(f"a result must be a number, got {value!r}")
     try:
         number = float(value)
@@ -55,17 +55,18 @@ def _number(value: Any) -> str:
 def print_result(result: Any, file: Any = None) -> None:
     """Report a result to Auptimizer.
 
-    Writes ``#Auptimizer:<v>`` (a number) or ``#Auptimizer:<v0>,<v1>,...`` (a list, tuple or
-    1-D array: the score first, then the ``multi_res_labels`` values) on its own line to stderr,
-    and flushes. Call it once per epoch to report intermediate results; the last call is the
-    final result.
+    Writes the line ``#Auptimizer:<v>`` (a number) or ``#Auptimizer:<v0>,<v1>,...`` (a list,
+    tuple or 1-D array: the score first, then the ``multi_res_labels`` values) to stderr, and
+    flushes. No blank line is written before it; the marker is found even after other text on
+    the same line (e.g. an unfinished progress line). Call it once per epoch to report
+    intermediate results; the last call is the final result.
 
     Args:
         result: a number, or a sequence of numbers (numpy/torch scalars and arrays work).
         file: where to write (default ``sys.stderr``).
 
     Raises:
-        TypeError: a value is not a number.
+        TypeError: a value is not a number (a string such as ``"0.5"`` or a bool included).
     """
     if hasattr(result, "tolist") and callable(result.tolist):
         result = result.tolist()
@@ -74,7 +75,7 @@ def print_result(result: Any, file: Any = None) -> None:
     else:
         text = _number(result)
     out = file if file is not None else sys.stderr
-    out.write(f"\n{MARKER}{text}\n")
+    out.write(f"{MARKER}{text}\n")
     out.flush()
 
 
@@ -233,7 +234,8 @@ def aup_args(func: Callable[..., Any]) -> Callable[..., Any]:
                 if takes_var_kw:
                     kwargs[key] = config[key]
                 elif key not in ("job_id", "n_iterations", "save_model", "folder_name", "tid"):
-                    _warn(f"{key} is not used in optimization")
+                    _warn(f"config key '{key}' is not a parameter of {func.__name__}(); "
+                          "ignored")
         result = func(**kwargs)
         if result is not None:
             print_result(result)

@@ -8,7 +8,15 @@ The keys and defaults follow the seed document (``proposer`` random, ``n_samples
 ``n_parallel`` 1, ``job_retries`` 0, ``ignore_fail`` false, ``target`` max, ``workingdir`` "./").
 Additions over Auptimizer 2.0: ``name`` is optional (file stem), ``resource`` defaults to
 ``cpu``, ``"log": true`` on float/int parameters, ``job_timeout`` (seconds), ``storage``
-(SQLAlchemy URL). Unknown keys produce a warning naming the key.
+(SQLAlchemy URL). Unknown keys, at the top level and inside ``job_failure``, ``runtime_args``,
+``resource_args`` and the parameter entries, produce a warning naming the key path.
+
+Validation is strict, unlike Auptimizer 2.0: an integer must be a JSON integer (``3``, not
+``"3"`` or ``3.0``), a boolean ``true``/``false`` (not ``"yes"``), a string a JSON string; an
+integer is fine where a number is expected. The file may start with a UTF-8 byte order mark; a
+key given twice in one object is an error. A proposer or resource whose optional Python
+package is missing (``pip install 'auptimizer[bo]'``...) is reported at load, before anything
+runs.
 
 Relative paths (``workingdir``) resolve against the folder of the experiment file; ``script``
 resolves against ``workingdir``.
@@ -16,8 +24,10 @@ resolves against ``workingdir``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -25,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from aup.config_problems import finalize, problems_from_validation, unknown_key_warning
 from aup.errors import MISSING, ConfigError, Problem
 from aup.space import ChoiceParam, FloatParam, IntParam, Param, SearchSpace
 
@@ -32,7 +43,7 @@ RESERVED_JOB_KEYS = ("job_id", "n_iterations", "save_model", "folder_name")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow", validate_default=True)
+    model_config = ConfigDict(extra="allow", validate_default=True, strict=True)
 
 
 class ParameterSpec(_Model):
@@ -91,7 +102,7 @@ class ExperimentConfig(_Model):
     name: str | None = None
     proposer: str = "random"
     n_samples: int = Field(default=10, ge=1)
-    random_seed: int = 0
+    random_seed: int = Field(default=0, ge=0)
     script: str = Field(min_length=1)
     parameter_config: list[dict[str, Any]] = Field(min_length=1)
     resource: str = "cpu"
@@ -186,8 +197,6 @@ class ExperimentConfig(_Model):
 
         A ``.py`` script that is not executable runs under the current Python interpreter.
         """
-        import os
-
         argv = self.script_argv
         path = self.script_path()
         if path.suffix == ".py" and not os.access(path, os.X_OK):
@@ -200,48 +209,12 @@ class ExperimentConfig(_Model):
         return data
 
 
-# -- hints per field, used when pydantic reports a problem ------------------------------------
-_HINTS = {
-    "script": 'name the training script to run, e.g. "script": "train.py"',
-    "parameter_config": 'give a list of {"name", "range", "type"} objects',
-    "type": 'use one of "float", "int", "choice"',
-    "range": "give [low, high] for float/int or a non-empty list of values for choice",
-    "n_parallel": "use an integer >= 1",
-    "n_samples": "use an integer >= 1",
-    "target": 'use "min" or "max"',
-    "job_retries": "use an integer >= 0",
-    "ignore_fail": "use true or false",
-    "job_timeout": "give a number of seconds > 0, or leave the key out",
-    "interval": "use a step > 0",
-    "n": "use an integer number of grid points >= 2",
-    "name": "use a non-empty string",
-}
-
-
-def _loc_to_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _problems_from_validation(err: ValidationError, data: Any) -> list[Problem]:
-    problems = []
-    for e in err.errors():
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        path = _loc_to_path(loc)
-        field = next((p for p in reversed(loc) if isinstance(p, str)), "")
-        if e["type"] == "missing":
-            msg, value = "required key is missing", MISSING
-        else:
-            msg, value = e["msg"], e.get("input", MISSING)
-            if e["type"] == "literal_error":
-                msg = "not an allowed value"
-        problems.append(Problem(path, msg, value, _HINTS.get(field, "")))
-    return problems
+def _problems_from_validation(err: ValidationError, prefix: str = "") -> list[Problem]:
+    problems = problems_from_validation(err)
+    if not prefix:
+        return problems
+    return [Problem(f"{prefix}.{p.path}" if p.path else prefix, p.message, p.value, p.hint)
+            for p in problems]
 
 
 def _build_param(spec: ParameterSpec, path: str, problems: list[Problem]) -> Param | None:
@@ -288,13 +261,46 @@ def _build_param(spec: ParameterSpec, path: str, problems: list[Problem]) -> Par
 
 _KNOWN_PARAM_KEYS = set(ParameterSpec.model_fields) | {"size"}
 
+#: Blocks whose unknown keys are reported (``resource_args`` is handled with the resource).
+_NESTED_BLOCKS: dict[str, type[BaseModel]] = {"job_failure": JobFailure,
+                                              "runtime_args": RuntimeArgs}
+
+
+def _missing_modules(modules: tuple[str, ...]) -> list[str]:
+    """The top-level modules of ``modules`` that cannot be imported (looked up, not imported)."""
+    out = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # ValueError: sys.modules[name] is None
+            found = False
+        if not found:
+            out.append(name)
+    return out
+
+
+def _requirement_problems(key: str, name: str, registry: Any) -> list[Problem]:
+    """A problem at ``key`` when the proposer/resource ``name`` needs a package not installed."""
+    extra, modules = getattr(registry, "REQUIREMENTS", {}).get(name, ("", ()))
+    missing = _missing_modules(modules)
+    if not missing:
+        return []
+    what = ", ".join(missing)
+    return [Problem(key, f"{key} '{name}' needs the Python package{'s' if len(missing) > 1 else ''}"
+                    f" {what}, which {'are' if len(missing) > 1 else 'is'} not installed", name,
+                    f"pip install 'auptimizer[{extra}]'")]
+
 
 def _check_files(data: dict[str, Any], base_dir: Path) -> list[Problem]:
-    """Check that the working directory and the script exist (local resources)."""
+    """Check the working directory and the script of local resources: both exist, and the
+    script is a file that can run (executable, or a ``.py`` run under Python)."""
     wd_text, script = data.get("workingdir", "./"), data.get("script")
     if not isinstance(wd_text, str):
         return []
     wd = (base_dir / Path(wd_text).expanduser()).resolve()
+    if wd.exists() and not wd.is_dir():
+        return [Problem("workingdir", "the working directory is not a directory (it is a file)",
+                        wd_text, f"give the folder the jobs run in, e.g. {str(wd.parent)!r}")]
     if not wd.is_dir():
         return [Problem("workingdir", "the working directory does not exist", wd_text,
                         f"create {wd} or fix the path")]
@@ -306,10 +312,49 @@ def _check_files(data: dict[str, Any], base_dir: Path) -> list[Problem]:
         return [Problem("script", "cannot split the script command", script,
                         "check the quotes")]
     path = (wd / Path(first).expanduser()).resolve()
+    if path.is_dir():
+        return [Problem("script", "the script is a directory, not a file", script,
+                        f"name the script file inside {path}")]
     if not path.is_file():
         return [Problem("script", "the script does not exist", script,
                         f"no file at {path}; paths are relative to workingdir")]
+    if path.suffix != ".py" and not os.access(path, os.X_OK):
+        return [Problem("script", "the script is not executable (only a .py script runs "
+                        "under Python without the executable bit)", script,
+                        f"chmod +x {shlex.quote(str(path))}")]
     return []
+
+
+def _nested_key_warnings(data: dict[str, Any]) -> list[str]:
+    """Warnings for unknown keys inside ``job_failure`` and ``runtime_args``."""
+    out = []
+    for block, model in _NESTED_BLOCKS.items():
+        value = data.get(block)
+        if isinstance(value, dict):
+            out.extend(unknown_key_warning(f"{block}.{k}", k, model.model_fields)
+                       for k in value if k not in model.model_fields)
+    return out
+
+
+def _grid_key_warnings(data: dict[str, Any], proposer: str) -> list[str]:
+    """Warnings for ``interval``/``n`` given to a proposer that does not use a grid."""
+    pc = data.get("parameter_config")
+    engine = data.get("engine")
+    if proposer == "sequence" or (proposer == "hyperband" and isinstance(engine, str)
+                                  and engine.strip().lower() == "sequence"):
+        return []
+    if not isinstance(pc, list):
+        return []
+    out = []
+    for i, entry in enumerate(pc):
+        if not isinstance(entry, dict):
+            continue
+        for k in ("interval", "n"):
+            if k in entry:
+                out.append(f"parameter_config[{i}].{k} is ignored by proposer '{proposer}' "
+                           "(only the sequence proposer and hyperband with \"engine\": "
+                           "\"sequence\" use a grid)")
+    return out
 
 
 def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | None = None,
@@ -326,7 +371,7 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         The validated configuration, with proposer and resource options validated too.
 
     Raises:
-        ConfigError: listing every problem found.
+        ConfigError: listing every problem found (each once, each with a hint).
     """
     from aup.proposers import registry as proposer_registry
     from aup.resources import registry as resource_registry
@@ -340,23 +385,31 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as err:
-        problems.extend(_problems_from_validation(err, data))
+        problems.extend(_problems_from_validation(err))
         cfg = None
 
-    # Proposer and resource names, and their own options.
-    proposer_name = str(data.get("proposer", "random")).strip().lower()
-    resource_name = str(data.get("resource", "cpu")).strip().lower()
+    # Proposer and resource names (a non-string is reported by ExperimentConfig), their
+    # optional packages, and their own options.
+    raw_proposer, raw_resource = data.get("proposer", "random"), data.get("resource", "cpu")
+    proposer_name = raw_proposer.strip().lower() if isinstance(raw_proposer, str) else None
+    resource_name = raw_resource.strip().lower() if isinstance(raw_resource, str) else None
     proposer_cls = resource_cls = None
-    try:
-        proposer_cls = proposer_registry.get(proposer_name)
-    except KeyError:
-        problems.append(Problem("proposer", "unknown proposer", data.get("proposer"),
-                                "use one of " + ", ".join(proposer_registry.names())))
-    try:
-        resource_cls = resource_registry.get(resource_name)
-    except KeyError:
-        problems.append(Problem("resource", "unknown resource", data.get("resource"),
-                                "use one of " + ", ".join(resource_registry.names())))
+    if proposer_name is not None:
+        try:
+            proposer_cls = proposer_registry.get(proposer_name)
+        except KeyError:
+            problems.append(Problem("proposer", "unknown proposer", raw_proposer,
+                                    "use one of " + ", ".join(proposer_registry.names())))
+        else:
+            problems.extend(_requirement_problems("proposer", proposer_name, proposer_registry))
+    if resource_name is not None:
+        try:
+            resource_cls = resource_registry.get(resource_name)
+        except KeyError:
+            problems.append(Problem("resource", "unknown resource", raw_resource,
+                                    "use one of " + ", ".join(resource_registry.names())))
+        else:
+            problems.extend(_requirement_problems("resource", resource_name, resource_registry))
 
     proposer_options = resource_options = None
     known_top = set(ExperimentConfig.model_fields)
@@ -365,27 +418,26 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         known_top |= set(opts_cls.model_fields)
         try:
             proposer_options = opts_cls.model_validate(
-                {k: v for k, v in data.items() if k in opts_cls.model_fields})
+                {k: v for k, v in data.items() if k in opts_cls.model_fields}, strict=True)
         except ValidationError as err:
-            problems.extend(_problems_from_validation(err, data))
+            problems.extend(_problems_from_validation(err))
     ra = data.get("resource_args") if isinstance(data.get("resource_args"), dict) else {}
     if resource_cls is not None:
         ropts_cls = resource_cls.Options
         known_ra = set(ResourceArgs.model_fields) | set(ropts_cls.model_fields)
         try:
             resource_options = ropts_cls.model_validate(
-                {k: v for k, v in ra.items() if k in ropts_cls.model_fields})
+                {k: v for k, v in ra.items() if k in ropts_cls.model_fields}, strict=True)
         except ValidationError as err:
-            for p in _problems_from_validation(err, ra):
-                problems.append(Problem("resource_args." + p.path, p.message, p.value, p.hint))
-        for k in ra:
-            if k not in known_ra:
-                warnings.append(f"unknown key resource_args.{k} is ignored by resource "
-                                f"'{resource_name}'")
+            problems.extend(_problems_from_validation(err, "resource_args"))
+        warnings.extend(unknown_key_warning(f"resource_args.{k}", k, known_ra,
+                                            f" by resource '{resource_name}'")
+                        for k in ra if k not in known_ra)
 
-    for k in data:
-        if k not in known_top:
-            warnings.append(f"unknown key '{k}' is ignored")
+    warnings.extend(unknown_key_warning(k, k, known_top) for k in data if k not in known_top)
+    warnings.extend(_nested_key_warnings(data))
+    if proposer_cls is not None and proposer_name is not None:
+        warnings.extend(_grid_key_warnings(data, proposer_name))
 
     # Parameters, one by one so that every entry's problems are reported.
     space = None
@@ -395,12 +447,13 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         seen: set[str] = set()
         for i, entry in enumerate(pc):
             path = f"parameter_config[{i}]"
+            if isinstance(entry, dict):
+                warnings.extend(unknown_key_warning(f"{path}.{k}", k, _KNOWN_PARAM_KEYS)
+                                for k in entry if k not in _KNOWN_PARAM_KEYS)
             try:
                 spec = ParameterSpec.model_validate(entry)
             except ValidationError as err:
-                for p in _problems_from_validation(err, entry):
-                    problems.append(Problem(f"{path}.{p.path}" if p.path else path, p.message,
-                                            p.value, p.hint))
+                problems.extend(_problems_from_validation(err, path))
                 continue
             if spec.name in seen:
                 problems.append(Problem(path + ".name", "duplicate parameter name", spec.name,
@@ -410,9 +463,6 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
             if spec.name in RESERVED_JOB_KEYS:
                 problems.append(Problem(path + ".name", "this name is reserved for the job "
                                         "protocol", spec.name, "rename the parameter"))
-            for k in (spec.model_extra or {}):
-                if k not in _KNOWN_PARAM_KEYS:
-                    warnings.append(f"unknown key '{path}.{k}' is ignored")
             p = _build_param(spec, path, problems)
             if p is not None:
                 params.append(p)
@@ -441,10 +491,68 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
             problems.extend(resource_cls.check_config(cfg))
 
     if problems:
-        raise ConfigError(problems, src)
+        raise ConfigError(finalize(problems), src)
     assert cfg is not None
     cfg._warnings = warnings
     return cfg
+
+
+def _json_path_problems(data: Any, duplicated: dict[int, list[str]], path: str = ""
+                        ) -> list[Problem]:
+    """Problems for the keys given twice, found by walking ``data`` (objects by identity)."""
+    out: list[Problem] = []
+    if isinstance(data, dict):
+        for k in duplicated.get(id(data), []):
+            key_path = f"{path}.{k}" if path else k
+            out.append(Problem(key_path, "this key is given more than once (JSON would keep only "
+                               "the last value)", data[k], f"keep one '{k}' and delete the others"))
+        for k, v in data.items():
+            out.extend(_json_path_problems(v, duplicated, f"{path}.{k}" if path else k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out.extend(_json_path_problems(v, duplicated, f"{path}[{i}]"))
+    return out
+
+
+def read_json(path: Path) -> tuple[Any, list[Problem]]:
+    """Read a JSON file (UTF-8, with or without a byte order mark).
+
+    Returns:
+        The data, and one problem per key given twice in the same object.
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8 or is not valid JSON.
+    """
+    duplicated: dict[int, list[str]] = {}
+    keep: list[dict[str, Any]] = []  # keeps objects alive, so that their ids stay unique
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        twice: list[str] = []
+        for k, v in pairs:
+            if k in obj and k not in twice:
+                twice.append(k)
+            obj[k] = v
+        if twice:
+            duplicated[id(obj)] = twice
+            keep.append(obj)
+        return obj
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text, object_pairs_hook=pairs_hook)
+    except UnicodeDecodeError as err:
+        raise ConfigError([Problem("", "the file is not UTF-8 text", str(err)[:80],
+                                   "save it as UTF-8 JSON")], str(path)) from None
+    except json.JSONDecodeError as err:
+        raise ConfigError([Problem("", f"not valid JSON: {err.msg} at line {err.lineno} column "
+                                   f"{err.colno}", MISSING, "fix the JSON syntax")],
+                          str(path)) from None
+    except OSError as err:
+        raise ConfigError([Problem("", "the experiment file cannot be read", str(path),
+                                   f"check its permissions ({err.strerror})")],
+                          str(path)) from None
+    return data, (_json_path_problems(data, duplicated) if duplicated else [])
 
 
 def load_config(path: str | Path, *, check_files: bool = True) -> ExperimentConfig:
@@ -458,20 +566,24 @@ def load_config(path: str | Path, *, check_files: bool = True) -> ExperimentConf
         The validated :class:`ExperimentConfig`.
 
     Raises:
-        ConfigError: the file is missing, is not JSON, or has invalid keys (all listed).
+        ConfigError: the file is missing or a directory, is not JSON, has a key twice, or has
+            invalid keys (all listed).
     """
     p = Path(path)
+    if p.is_dir():
+        inside = sorted(p.glob("*.json"))
+        hint = (f"give the experiment file itself, e.g. {inside[0]}" if inside
+                else "give the path of an experiment.json file, not of a folder")
+        raise ConfigError([Problem("", "this is a directory, not an experiment file", str(path),
+                                   hint)], str(path))
     if not p.is_file():
         raise ConfigError([Problem("", "the experiment file does not exist", str(path),
                                    "give the path of an experiment.json")], str(path))
+    data, duplicates = read_json(p)
     try:
-        text = p.read_text(encoding="utf-8")
-        data = json.loads(text)
-    except UnicodeDecodeError as err:
-        raise ConfigError([Problem("", "the file is not UTF-8 text", str(err)[:80],
-                                   "save it as UTF-8 JSON")], str(path)) from None
-    except json.JSONDecodeError as err:
-        raise ConfigError([Problem("", f"not valid JSON: {err.msg} at line {err.lineno} column "
-                                   f"{err.colno}", MISSING, "fix the JSON syntax")],
-                          str(path)) from None
-    return parse_config(data, p.resolve().parent, p, check_files=check_files)
+        config = parse_config(data, p.resolve().parent, p, check_files=check_files)
+    except ConfigError as err:
+        raise ConfigError(finalize([*duplicates, *err.problems]), str(path)) from None
+    if duplicates:
+        raise ConfigError(duplicates, str(path))
+    return config

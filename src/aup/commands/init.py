@@ -124,7 +124,7 @@ def check_range(kind: str, values: list[Any], log: bool = False) -> list[Any]:
         raise ValueError("give two numbers low, high (e.g. 0, 1)")
     low, high = values
     if low > high:
-        raise ValueError(f"the low bound is above the high one; did you mean {high}, {low}?")
+        raise ValueError(f"the low bound is above the high one (did you mean {high}, {low})")
     if kind == "int":
         if not all(float(v).is_integer() for v in values):
             raise ValueError("int bounds must be whole numbers")

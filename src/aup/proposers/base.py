@@ -32,12 +32,13 @@ class ProposerOptions(BaseModel):
 
     Attributes:
         n_samples: number of jobs to run (for proposers with a fixed budget of jobs).
-        random_seed: seed of the proposer's random number generator.
+        random_seed: seed of the proposer's random number generator (>= 0: numpy's seeds are
+            non-negative).
     """
 
     model_config = ConfigDict(extra="ignore")
     n_samples: int = Field(default=10, ge=1)
-    random_seed: int = 0
+    random_seed: int = Field(default=0, ge=0)
 
 
 @dataclass

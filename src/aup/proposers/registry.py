@@ -20,6 +20,14 @@ _PROPOSERS: dict[str, str] = {
 }
 
 
+#: Optional modules a proposer needs: name -> (pip extra, top-level module names).
+REQUIREMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bohb": ("bo", ("statsmodels", "scipy")),
+    "hyperopt": ("bo", ("hyperopt",)),
+    "spearmint": ("bo", ("scipy", "threadpoolctl")),
+}
+
+
 def names() -> list[str]:
     """Registered proposer names, sorted."""
     return sorted(_PROPOSERS)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from aup.errors import Problem
 from aup.job import AttemptOutcome, StopReason
@@ -37,11 +37,11 @@ class ResourceOptions(BaseModel):
     """``resource_args`` keys specific to a resource. Subclass per resource.
 
     Attributes:
-        kill_grace: seconds between SIGTERM and SIGKILL when an attempt is stopped.
+        kill_grace: seconds (>= 0) between SIGTERM and SIGKILL when an attempt is stopped.
     """
 
     model_config = ConfigDict(extra="ignore")
-    kill_grace: float = 5.0
+    kill_grace: float = Field(default=5.0, ge=0)
 
 
 @dataclass(frozen=True)

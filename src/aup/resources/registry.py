@@ -16,6 +16,14 @@ _RESOURCES: dict[str, str] = {
 }
 
 
+#: Optional modules a resource needs: name -> (pip extra, top-level module names).
+REQUIREMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "node": ("ssh", ("paramiko",)),
+    "aws": ("aws", ("paramiko", "boto3")),
+    "ray": ("ray", ("ray",)),
+}
+
+
 def names() -> list[str]:
     """Registered resource names, sorted."""
     return sorted(_RESOURCES)

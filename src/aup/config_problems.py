@@ -1,0 +1,187 @@
+"""Turning pydantic validation errors of experiment.json into :class:`~aup.errors.Problem` lines.
+
+Every problem gets a key path, the bad value and a "Fix:" hint: a hint written for the key when
+there is one, else one derived from the kind of error (``use an integer``, ``use one of "tpe",
+"rand" or "anneal"``, ``use a value >= 2``...). A number or boolean written in quotes (``"3"``,
+``"true"``) gets a hint showing it without quotes, since the configuration is validated
+strictly (a JSON string is never turned into a number or a boolean).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import ValidationError
+
+from aup.errors import MISSING, Problem
+
+#: Hint used when nothing more specific is known.
+GENERIC_HINT = "see docs/experiment.md for the allowed values of this key"
+
+#: Hints per key name, used whatever the error is (unless the value only needs its quotes
+#: removed).
+FIELD_HINTS = {
+    "script": 'name the training script to run, e.g. "script": "train.py"',
+    "parameter_config": 'give a list of {"name", "range", "type"} objects',
+    "type": 'use one of "float", "int", "choice"',
+    "range": "give [low, high] for float/int or a non-empty list of values for choice",
+    "n_parallel": "use an integer >= 1",
+    "n_samples": "use an integer >= 1",
+    "random_seed": "use an integer >= 0",
+    "target": 'use "min" or "max"',
+    "job_retries": "use an integer >= 0",
+    "ignore_fail": "use true or false",
+    "job_timeout": "give a number of seconds > 0, or leave the key out",
+    "kill_grace": "give a number of seconds >= 0",
+    "interval": "use a step > 0",
+    "n": "use an integer number of grid points >= 2",
+    "name": "use a non-empty string",
+    "multi_res_labels": 'list the names of the extra results, e.g. ["accuracy", "time"]',
+}
+
+_TRUE_WORDS = {"true", "yes", "on", "1", "y", "t"}
+_FALSE_WORDS = {"false", "no", "off", "0", "n", "f"}
+
+
+def _number_text(value: Any, integer: bool) -> str | None:
+    """The number a quoted string holds, written as JSON, or None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        number = int(text) if integer else float(text)
+    except ValueError:
+        return None
+    return str(number) if integer else text
+
+
+def _type_hint(etype: str, ctx: dict[str, Any], value: Any) -> str:
+    """A hint derived from the pydantic error type alone."""
+    if etype in ("int_type", "int_parsing", "int_from_float"):
+        return "use an integer (a JSON number without quotes), e.g. 3"
+    if etype in ("float_type", "float_parsing", "finite_number"):
+        return "use a number (without quotes), e.g. 0.5"
+    if etype in ("bool_type", "bool_parsing"):
+        return "use true or false (JSON booleans, without quotes)"
+    if etype == "string_type":
+        return 'use a string in double quotes, e.g. "text"'
+    if etype in ("list_type", "tuple_type", "iterable_type"):
+        return "use a list in [ ... ]"
+    if etype in ("dict_type", "model_type", "model_attributes_type", "dataclass_type"):
+        return "use a JSON object { ... }"
+    if etype in ("literal_error", "enum") and "expected" in ctx:
+        return f"use one of {str(ctx['expected']).replace(chr(39), chr(34))}"  # JSON quotes
+    bounds = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
+              "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
+    if etype in bounds and bounds[etype][1] in ctx:
+        op, key = bounds[etype]
+        return f"use a value {op} {ctx[key]}"
+    if etype == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"give at least {n} item{'s' if n != 1 else ''}"
+    if etype == "too_long":
+        return f"give at most {ctx.get('max_length')} items"
+    if etype == "string_too_short":
+        return "use a non-empty string"
+    if etype == "extra_forbidden":
+        return "remove this key or fix its spelling"
+    if etype == "missing":
+        return "add this key"
+    return GENERIC_HINT
+
+
+def _quote_hint(etype: str, value: Any) -> str:
+    """For a number or boolean written as a string: the same value without quotes; for a whole
+    number written ``3.0`` where an integer is expected: ``3``."""
+    if etype in ("int_type", "int_parsing", "int_from_float") and isinstance(value, float) \
+            and value.is_integer():
+        return f"write a whole number without a decimal point: {int(value)}"
+    if etype in ("int_type", "int_parsing"):
+        text = _number_text(value, integer=True)
+        if text is not None:
+            return f"write the number without quotes: {text}"
+    if etype in ("float_type", "float_parsing"):
+        text = _number_text(value, integer=False)
+        if text is not None:
+            return f"write the number without quotes: {text}"
+    if etype in ("bool_type", "bool_parsing") and isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE_WORDS:
+            return "write true (a JSON boolean, without quotes)"
+        if word in _FALSE_WORDS:
+            return "write false (a JSON boolean, without quotes)"
+    return ""
+
+
+def loc_to_path(loc: Iterable[Any]) -> str:
+    """``("parameter_config", 1, "range")`` -> ``parameter_config[1].range``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def problems_from_validation(err: ValidationError) -> list[Problem]:
+    """One :class:`Problem` per pydantic error, each with a hint.
+
+    Args:
+        err: the error raised by ``model_validate``.
+
+    Returns:
+        The problems, paths relative to the validated object.
+    """
+    problems = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+        etype, ctx = e["type"], e.get("ctx") or {}
+        if etype == "missing":
+            msg, value = "required key is missing", MISSING
+        else:
+            msg, value = e["msg"], e.get("input", MISSING)
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            if etype in ("literal_error", "enum"):
+                msg = "not an allowed value"
+        hint = _quote_hint(etype, value)
+        if not hint and etype == "value_error" and "; use " in msg:
+            msg, _, rest = msg.partition("; use ")
+            hint = "use " + rest
+        if not hint and etype in ("literal_error", "enum"):
+            hint = _type_hint(etype, ctx, value)
+        hint = hint or FIELD_HINTS.get(field, "") or _type_hint(etype, ctx, value)
+        problems.append(Problem(loc_to_path(loc), msg, value, hint))
+    return problems
+
+
+def finalize(problems: Iterable[Problem]) -> list[Problem]:
+    """Drop repeated problems (same path and message, e.g. ``n_samples`` checked by the
+    experiment and by the proposer's options) and give every problem a hint."""
+    out: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    for p in problems:
+        key = (p.path, p.message)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(p if p.hint else Problem(p.path, p.message, p.value, GENERIC_HINT))
+    return out
+
+
+def unknown_key_warning(path: str, key: str, known: Iterable[str], where: str = "") -> str:
+    """``unknown key 'job_failure.job_retry' is ignored (did you mean 'job_retries'?)``.
+
+    Args:
+        path: the key's full path.
+        key: the key itself (compared with ``known`` for a suggestion).
+        known: the keys allowed at that place.
+        where: text appended after "is ignored", e.g. " by resource 'cpu'".
+    """
+    text = f"unknown key '{path}' is ignored{where}"
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return text + (f" (did you mean '{close[0]}'?)" if close else "")

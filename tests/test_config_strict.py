@@ -1,0 +1,276 @@
+"""Strict experiment.json checks found by a fresh-user trial: missing optional packages, quoted
+numbers and booleans, nested typos, non-executable scripts, BOM and duplicate keys, hints on
+every problem, and the ``aup --check FILE`` shorthand."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aup.cli import main
+from aup.config import load_config, parse_config
+from aup.errors import ConfigError, Problem
+from tests.conftest import write_experiment, write_script
+
+PARAMS = [{"name": "x", "range": [0, 1], "type": "float"}]
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    write_script(tmp_path, "train.py", "print('#Auptimizer:1')\n")
+    return tmp_path
+
+
+def _config(**over: Any) -> dict[str, Any]:
+    return {"script": "train.py", "parameter_config": PARAMS, **over}
+
+
+def _problems(data: dict[str, Any], folder: Path | None = None, **kw: Any) -> list[Problem]:
+    with pytest.raises(ConfigError) as info:
+        if folder is None:
+            parse_config(data, check_files=False, **kw)
+        else:
+            parse_config(data, folder, **kw)
+    return info.value.problems
+
+
+def _by_path(problems: list[Problem]) -> dict[str, Problem]:
+    return {p.path: p for p in problems}
+
+
+# -- 1. missing optional packages -----------------------------------------------------------------
+@pytest.mark.parametrize(("key", "name", "module", "extra"), [
+    ("proposer", "hyperopt", "hyperopt", "bo"),
+    ("proposer", "spearmint", "scipy", "bo"),
+    ("proposer", "bohb", "statsmodels", "bo"),
+    ("resource", "node", "paramiko", "ssh"),
+    ("resource", "aws", "boto3", "aws"),
+    ("resource", "ray", "ray", "ray"),
+])
+def test_missing_optional_package_is_reported_at_load(monkeypatch, key, name, module,
+                                                      extra) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # "import <module>" now fails
+    problems = [p for p in _problems(_config(**{key: name})) if p.path == key]
+    assert len(problems) == 1
+    assert module in problems[0].message and "not installed" in problems[0].message
+    assert problems[0].hint == f"pip install 'auptimizer[{extra}]'"
+
+
+def test_installed_optional_package_is_not_reported() -> None:
+    cfg = parse_config(_config(proposer="hyperopt"), check_files=False)
+    assert cfg.proposer == "hyperopt"
+
+
+def test_run_with_a_missing_package_records_nothing(folder: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "hyperopt", None)
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("AUP_DB", raising=False)
+    path = write_experiment(folder, **_config(proposer="hyperopt", n_samples=2))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'auptimizer[bo]'" in err and "Traceback" not in err
+    assert not (folder / ".aup").exists()  # no database, no RUNNING experiment row
+
+
+# -- 2. strict types ------------------------------------------------------------------------------
+@pytest.mark.parametrize(("over", "path", "hint"), [
+    ({"n_samples": "3"}, "n_samples", "without quotes: 3"),
+    ({"n_parallel": "2"}, "n_parallel", "without quotes: 2"),
+    ({"job_timeout": "10"}, "job_timeout", "without quotes: 10"),
+    ({"n_samples": 3.0}, "n_samples", "without a decimal point: 3"),
+    ({"job_failure": {"ignore_fail": "yes"}}, "job_failure.ignore_fail", "write true"),
+    ({"resource_args": {"track_intermediate_results": "yes"}},
+     "resource_args.track_intermediate_results", "write true"),
+    ({"resource_args": {"save_model": "no"}}, "resource_args.save_model", "write false"),
+    ({"target": 1}, "target", '"min" or "max"'),
+    ({"proposer": "hyperband", "max_iter": "9"}, "max_iter", "without quotes: 9"),
+    ({"proposer": "bohb", "min_budget": "0.5"}, "min_budget", "without quotes: 0.5"),
+    ({"resource_args": {"kill_grace": "3"}}, "resource_args.kill_grace", "without quotes: 3"),
+    ({"parameter_config": [{"name": "x", "range": [0, 1], "type": "float", "log": "yes"}]},
+     "parameter_config[0].log", "write true"),
+])
+def test_quoted_numbers_and_booleans_are_rejected(over, path, hint) -> None:
+    problem = _by_path(_problems(_config(**over)))[path]
+    assert hint in problem.hint
+
+
+def test_an_int_where_a_number_is_expected_is_fine() -> None:
+    cfg = parse_config(_config(job_timeout=10, proposer="bohb", min_budget=1, max_budget=9,
+                               resource_args={"kill_grace": 2}), check_files=False)
+    assert cfg.job_timeout == 10.0 and cfg.proposer_options.min_budget == 1.0
+    assert cfg.resource_options.kill_grace == 2.0
+
+
+def test_kill_grace_must_not_be_negative() -> None:
+    problem = _by_path(_problems(_config(resource_args={"kill_grace": -1})))
+    assert "resource_args.kill_grace" in problem
+
+
+# -- 3. random_seed -------------------------------------------------------------------------------
+@pytest.mark.parametrize("proposer", ["random", "hyperband", "bohb", "hyperopt", "spearmint"])
+def test_negative_random_seed_is_named_at_load(proposer: str) -> None:
+    problems = _problems(_config(proposer=proposer, random_seed=-1))
+    assert [p.path for p in problems] == ["random_seed"]  # once, although checked twice
+    assert ">= 0" in problems[0].hint
+
+
+# -- 4. nested typos and ignored grid keys -------------------------------------------------------
+def test_unknown_nested_keys_are_warned_with_a_suggestion() -> None:
+    cfg = parse_config(_config(
+        job_failure={"job_retry": 2}, runtime_args={"envs": {"A": "1"}},
+        parameter_config=[{"name": "x", "range": [0, 1], "type": "float", "lgo": True}]),
+        check_files=False)
+    text = "\n".join(cfg.warnings)
+    assert "'job_failure.job_retry' is ignored (did you mean 'job_retries'?)" in text
+    assert "'runtime_args.envs' is ignored (did you mean 'env'?)" in text
+    assert "'parameter_config[0].lgo' is ignored (did you mean 'log'?)" in text
+
+
+@pytest.mark.parametrize(("over", "warned"), [
+    ({"proposer": "random"}, True),
+    ({"proposer": "hyperband", "max_iter": 9}, True),
+    ({"proposer": "sequence"}, False),
+    ({"proposer": "hyperband", "max_iter": 9, "engine": "sequence"}, False),
+])
+def test_grid_keys_warn_when_the_proposer_ignores_them(over, warned: bool) -> None:
+    params = [{"name": "x", "range": [0, 1], "type": "float", "interval": 0.25},
+              {"name": "y", "range": [0, 4], "type": "int", "n": 3}]
+    cfg = parse_config(_config(parameter_config=params, **over), check_files=False)
+    grid = [w for w in cfg.warnings if "use a grid" in w]
+    assert len(grid) == (2 if warned else 0)
+    if warned:
+        assert grid[0].startswith("parameter_config[0].interval is ignored by proposer")
+        assert grid[1].startswith("parameter_config[1].n is ignored")
+
+
+# -- 5. scripts, working directories and experiment paths ----------------------------------------
+def test_non_executable_script_needs_chmod(folder: Path) -> None:
+    script = write_script(folder, "ne.sh", "#!/bin/sh\necho '#Auptimizer:1'\n")
+    problem = _by_path(_problems(_config(script="ne.sh --fast"), folder))["script"]
+    assert "not executable" in problem.message and problem.hint == f"chmod +x {script}"
+    script.chmod(0o755)
+    assert parse_config(_config(script="ne.sh --fast"), folder).script == "ne.sh --fast"
+
+
+def test_non_executable_python_script_is_fine(folder: Path) -> None:
+    assert parse_config(_config(), folder).script == "train.py"
+
+
+def test_script_check_is_skipped_for_remote_resources(folder: Path) -> None:
+    write_script(folder, "ne.sh", "#!/bin/sh\n")
+    cfg = parse_config(_config(script="ne.sh", resource="node",
+                               resource_args={"nodes": ["me@host"]}), folder)
+    assert cfg.resource == "node"
+
+
+def test_directory_as_script_or_file_as_workingdir(folder: Path) -> None:
+    (folder / "sub").mkdir()
+    assert "is a directory" in _by_path(_problems(_config(script="sub"), folder))[
+        "script"].message
+    problem = _by_path(_problems(_config(workingdir="train.py"), folder))["workingdir"]
+    assert "not a directory" in problem.message
+
+
+def test_directory_as_experiment_file(folder: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(folder)
+    assert "is a directory" in info.value.problems[0].message
+    assert "does not exist" not in str(info.value)
+
+
+# -- 6. BOM and duplicate keys --------------------------------------------------------------------
+def test_utf8_bom_is_accepted(folder: Path) -> None:
+    path = folder / "bom.json"
+    path.write_bytes(codecs.BOM_UTF8 + json.dumps(_config(n_samples=2)).encode())
+    assert load_config(path).n_samples == 2
+
+
+def test_duplicate_keys_are_reported_with_their_path(folder: Path) -> None:
+    path = folder / "dup.json"
+    path.write_text('{"script": "train.py", "n_samples": 3, "n_samples": 4,\n'
+                    ' "job_failure": {"job_retries": 1, "job_retries": 2},\n'
+                    ' "parameter_config": [{"name": "x", "name": "y", "range": [0, 1],'
+                    ' "type": "float"}]}', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    paths = [p.path for p in info.value.problems]
+    assert paths == ["n_samples", "job_failure.job_retries", "parameter_config[0].name"]
+    assert "more than once" in info.value.problems[0].message
+    assert info.value.problems[0].hint == "keep one 'n_samples' and delete the others"
+
+
+def test_duplicate_keys_are_listed_with_other_problems(folder: Path) -> None:
+    path = folder / "dup.json"
+    path.write_text('{"script": "train.py", "n_parallel": 0, "n_parallel": 0,'
+                    ' "parameter_config": [{"name": "x", "range": [0, 1], "type": "float"}]}',
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert [p.message[:20] for p in info.value.problems] == [
+        "this key is given mo", "Input should be grea"]
+
+
+# -- 7./8. one problem per mistake, each with a hint ----------------------------------------------
+def test_problems_are_not_repeated() -> None:
+    problems = _problems(_config(n_samples="3", proposer="hyperband"))
+    assert [p.path for p in problems] == ["n_samples"]
+
+
+@pytest.mark.parametrize(("over", "path", "hint"), [
+    ({"proposer": "hyperband", "eta": 1}, "eta", "use a value >= 2"),
+    ({"proposer": "hyperopt", "engine": "tpe2"}, "engine", 'use one of "tpe", "rand" or "anneal"'),
+    ({"proposer": "hyperband", "engine": "grid"}, "engine", 'use one of "random" or "sequence"'),
+    ({"resource_args": {"multi_res_labels": "acc"}}, "resource_args.multi_res_labels",
+     '["accuracy", "time"]'),
+    ({"proposer": "spearmint", "engine": "GP"}, "engine", "use one of GPEIOptChooser"),
+    ({"proposer": "bohb", "top_n_percent": 100}, "top_n_percent", "use a value <= 99"),
+    ({"runtime_args": {"env": {"A": 1}}}, "runtime_args.env.A", "use a string in double"),
+    ({"storage": 5}, "storage", "use a string in double quotes"),
+    ({"parameter_config": "x"}, "parameter_config", 'give a list of {"name"'),
+])
+def test_every_problem_has_a_fix(over, path: str, hint: str) -> None:
+    problems = _problems(_config(**over))
+    assert all(p.hint for p in problems)
+    problem = _by_path(problems)[path]
+    assert hint in problem.hint
+    assert not problem.message.startswith("Value error")
+    assert ". Fix: " in problem.render()
+
+
+# -- 9. CLI shorthand and aup stop ----------------------------------------------------------------
+@pytest.mark.parametrize("argv", [["--check", "E"], ["--test", "E"], ["-q", "E", "--check"],
+                                  ["--log", "error", "--test", "E"], ["E", "--check"]])
+def test_options_before_the_experiment_file(folder: Path, monkeypatch, capsys, argv) -> None:
+    monkeypatch.chdir(folder)
+    path = write_experiment(folder, **_config())
+    assert main([str(path) if a == "E" else a for a in argv]) == 0
+    assert "configuration is valid" in capsys.readouterr().out
+    assert not (folder / ".aup").exists()
+
+
+def test_stop_on_a_finished_experiment_says_nothing_to_stop(folder: Path, monkeypatch,
+                                                            capsys) -> None:
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("AUP_DB", raising=False)
+    path = write_experiment(folder, name="once", **_config(n_samples=1))
+    assert main(["-q", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["stop", "once"]) == 0
+    assert "FINISHED, not running: nothing to stop" in capsys.readouterr().out
+
+
+# -- 11. aup init's re-ask message -----------------------------------------------------------------
+def test_swapped_range_message_has_single_punctuation() -> None:
+    from aup.commands.init import check_range
+
+    with pytest.raises(ValueError) as info:
+        check_range("float", [1, -1])
+    text = f"invalid answer '1, -1': {info.value}. Try again."  # as aup init prints it
+    assert "did you mean -1, 1" in text and "?." not in text
+    setup_doc = Path(__file__).resolve().parents[1] / "docs" / "setup.md"
+    assert str(info.value) in setup_doc.read_text(encoding="utf-8")
