@@ -101,15 +101,17 @@ def test_aup_tell_refuses_mistakes_with_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in res.stderr
 
 
-def test_passive_through_the_cli_with_results_typed_on_stdin(tmp_path: Path) -> None:
-    """The real 'aup run' prints each job's command; the 'user' types '<jid> <value>'."""
+@pytest.mark.parametrize("mode", ["stdin", "aup tell"])
+def test_passive_through_the_cli_with_results_typed_on_stdin(tmp_path: Path, mode: str) -> None:
+    """The real 'aup run' prints each job's command; the 'user' types '<jid> <value>' at the
+    prompt, or sends it with 'aup tell' from another process."""
     import os
     import subprocess
     import sys
     import time
 
-    path = make_experiment(tmp_path, Backend("passive", {"poll_interval": 0.1}), OK,
-                           n_samples=2, n_parallel=2)
+    args = {"poll_interval": 0.1} if mode == "stdin" else {"poll_interval": 0.1, "prompt": False}
+    path = make_experiment(tmp_path, Backend("passive", args), OK, n_samples=2, n_parallel=2)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("AUP_DB", None)
     proc = subprocess.Popen([sys.executable, "-m", "aup", "run", str(path)], cwd=tmp_path,
@@ -126,11 +128,17 @@ def test_passive_through_the_cli_with_results_typed_on_stdin(tmp_path: Path) -> 
             seen.append(int(line.split("job ")[1].split()[0]))
     assert len(seen) == 2, "".join(lines)
     for jid in seen:
-        proc.stdin.write(f"{jid} {jid / 10}\n")
-        proc.stdin.flush()
+        if mode == "stdin":
+            proc.stdin.write(f"{jid} {jid / 10}\n")
+            proc.stdin.flush()
+        else:
+            told = subprocess.run([sys.executable, "-m", "aup", "tell", "1", str(jid),
+                                   str(jid / 10)], cwd=tmp_path, env=env, capture_output=True,
+                                  text=True, timeout=60)
+            assert told.returncode == 0, told.stderr
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, "".join(lines) + out
-    assert "recorded" in out
+    assert ("recorded" if mode == "stdin" else "finished 2") in out
 
 
 def test_node_and_aws_hosts_from_env_ini(tmp_path: Path) -> None:

@@ -98,13 +98,19 @@ class PassiveResourceManager(ResourceManager):
     def attach(self, store: Any, eid: int) -> None:
         self.store = store
         self.eid = eid
+        # The experiment is prepared before its row exists, so the poller may start here.
+        self._start_poller()
+
+    def _start_poller(self) -> None:
+        """Start polling the store for ``aup tell`` values, once a store is attached."""
+        if self.store is None or self._poller is not None:
+            return
+        self._last_tid = self._max_tid()
+        self._poller = threading.Thread(target=self._poll, name="aup-passive-poll", daemon=True)
+        self._poller.start()
 
     def prepare(self) -> None:
-        if self.store is not None:
-            self._last_tid = self._max_tid()
-            self._poller = threading.Thread(target=self._poll, name="aup-passive-poll",
-                                            daemon=True)
-            self._poller.start()
+        self._start_poller()
         if self.options.prompt and sys.stdin is not None:
             threading.Thread(target=self._read_stdin, name="aup-passive-stdin",
                              daemon=True).start()
