@@ -11,8 +11,9 @@ Quality: Branin (2-D) and Hartmann6 (6-D), minimized; for each method and seed t
 ``best loss found - global minimum`` after 50 and 100 jobs; the table gives the median and
 the quartiles over seeds. Our proposers (``aup-*``) are driven directly by ask/tell, in one
 process, with no job subprocesses. References run in the same process: Optuna's
-RandomSampler, TPESampler and GPSampler (GPSampler needs PyTorch; it is reported as
-unavailable when ``import torch`` fails), hyperopt's own ``fmin`` with TPE, and, with
+RandomSampler, TPESampler and GPSampler (GPSampler needs PyTorch, which the project does not
+install: ``pip install torch==2.13.0`` (CPU) first; without it GPSampler is reported as
+unavailable and skipped), hyperopt's own ``fmin`` with TPE, and, with
 ``--skopt``, scikit-optimize's ``gp_minimize`` (a second GP-EI reference; slow).
 
 Latency: the history is pre-filled with N uniformly random evaluated points (N = 100, 500,
