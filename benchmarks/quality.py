@@ -6,6 +6,7 @@ Run on demand (not collected by pytest)::
     python benchmarks/quality.py --quick         # 3 seeds, 50 jobs, latency at 100
     python benchmarks/quality.py --seeds 5 --jobs 100 --functions branin --methods aup-spearmint
     python benchmarks/quality.py --functions "" --latency 100,500   # latency only
+    python benchmarks/quality.py --first-seed 10 --functions hartmann6 --latency ""  # seeds 10-19
 
 Quality: Branin (2-D) and Hartmann6 (6-D), minimized; for each method and seed the regret
 ``best loss found - global minimum`` after 50 and 100 jobs; the table gives the median and
@@ -237,6 +238,7 @@ def regret_at(losses: list[float], k: int, fmin_value: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. +seeds-1")
     ap.add_argument("--jobs", type=int, default=100)
     ap.add_argument("--quick", action="store_true", help="3 seeds, 50 jobs, latency at 100")
     ap.add_argument("--functions", default="branin,hartmann6")
@@ -272,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         fn, bounds, fstar = FUNCTIONS[fname]
         for method in methods:
             runs = []
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 losses, spent = run_method(method, fn, bounds, args.jobs, seed, sp_opts)
                 runs.append({"seed": seed, "losses": losses, "propose_s": spent})
             raw["runs"][f"{fname}/{method}"] = runs
