@@ -12,18 +12,16 @@ library, so ``import aup`` inside a job costs a few milliseconds.
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import os
 import sys
-from collections.abc import Callable
 
 TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~4 ms at import
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
-# inspect, logging, pickle and shutil are imported where used: `import aup` inside a job must
+# json, functools, inspect, logging, pickle and shutil are imported where used: `import aup` inside a job must
 # stay within a few milliseconds of a bare interpreter start.
 
 __all__ = ["BasicConfig", "aup_args", "aup_flags", "aup_save_model", "print_result"]
@@ -125,6 +123,8 @@ class BasicConfig(dict):
         kind = self._kind(str(path))
         if kind == "json":
             with open(path, encoding="utf-8") as f:
+                import json
+
                 data = json.load(f)
         else:
             import pickle
@@ -141,6 +141,8 @@ class BasicConfig(dict):
         kind = self._kind(str(path))
         if kind == "json":
             with open(path, "w", encoding="utf-8") as f:
+                import json
+
                 json.dump(dict(self), f, indent=2)
         else:
             import pickle
@@ -214,6 +216,8 @@ def aup_args(func: Callable[..., Any]) -> Callable[..., Any]:
     sig = inspect.signature(func)
     takes_var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
 
+    import functools
+
     @functools.wraps(func)
     def wrapper(config_path: str | None = None, **overrides: Any) -> Any:
         path = config_path if config_path is not None else sys.argv[-1]
@@ -253,6 +257,8 @@ def aup_flags(flags: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """
 
     def decorate(main: Callable[..., Any]) -> Callable[..., Any]:
+        import functools
+
         @functools.wraps(main)
         def wrapper(argv: list[str] | None = None) -> Any:
             args = list(argv) if argv is not None else list(sys.argv)
