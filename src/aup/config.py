@@ -288,7 +288,8 @@ def _requirement_problems(key: str, name: str, registry: Any) -> list[Problem]:
     what = ", ".join(missing)
     return [Problem(key, f"{key} '{name}' needs the Python package{'s' if len(missing) > 1 else ''}"
                     f" {what}, which {'are' if len(missing) > 1 else 'is'} not installed", name,
-                    f"pip install 'auptimizer[{extra}]'")]
+                    f"pip install 'auptimizer[{extra}]' (from a clone: "
+                    f"pip install -e '.[{extra}]')")]
 
 
 def _check_files(data: dict[str, Any], base_dir: Path) -> list[Problem]:
