@@ -57,6 +57,7 @@ def test_plot_png_and_html(grid_db, tmp_path):
     (["plot", "1", "--out", "x.txt"], "unknown file type .txt"),
     (["plot", "1", "--out", "missing/x.png"], "does not exist"),
     (["export", "1", "--format", "xml"], "invalid choice"),
+    (["export", "1", "--out", "jobs.xlsx"], "neither csv nor json"),
     (["export", "42"], "no experiment '42'"),
 ])
 def test_file_commands_bad_usage(grid_db, args, needle):

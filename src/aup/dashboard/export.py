@@ -60,7 +60,11 @@ def cmd_export(args: Any) -> int:
     fmt = args.format
     if fmt is None:
         suffix = Path(args.out).suffix.lower().lstrip(".") if args.out else ""
-        fmt = suffix if suffix in FORMATS else "csv"
+        if suffix and suffix not in FORMATS:
+            raise UsageError(f"cannot tell the format of --out {args.out!r} (.{suffix} is "
+                             "neither csv nor json). Fix: name it .csv or .json, or give "
+                             "--format")
+        fmt = suffix or "csv"
     store = open_read_store(args.db)
     try:
         row = find_experiment(store, args.experiment)
