@@ -31,7 +31,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlalchemy import insert, inspect, select, text
+from sqlalchemy import (
+    Column,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    insert,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -156,21 +166,34 @@ def upgrade_existing(engine: Engine) -> str:
     return ensure_schema(engine)
 
 
-def _ensure_locked(conn: Connection) -> str:
-    from alembic import command
+def _stamp_new(conn: Connection) -> None:
+    """Record :data:`HEAD` in ``alembic_version`` the way ``alembic stamp`` does, without
+    importing Alembic (a new database is created on the first ``aup run``: it should be fast).
+    """
+    version = Table("alembic_version", MetaData(),
+                    Column("version_num", String(32), nullable=False),
+                    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
+    version.create(conn, checkfirst=True)
+    conn.execute(version.delete())
+    conn.execute(version.insert().values(version_num=HEAD))
 
+
+def _ensure_locked(conn: Connection) -> str:
     rev = current_revision(conn)
     if rev == HEAD:
         return "current"
-    cfg = alembic_config(conn)
     if rev is None:
         tables = set(inspect(conn).get_table_names())
         if "experiment" not in tables:
             s.metadata.create_all(conn)
             if conn.execute(select(s.schema_info.c.version)).first() is None:
                 conn.execute(insert(s.schema_info).values(version=s.SCHEMA_VERSION))
-            command.stamp(cfg, HEAD)
+            _stamp_new(conn)
             return "created"
+    from alembic import command
+
+    cfg = alembic_config(conn)
+    if rev is None:
         rev = "0001" if "aup_schema" in tables else "0000"
         log.warning("database without a schema revision: taken as %s (%s)", rev,
                     "Auptimizer 3 before versioning" if rev == "0001" else "Auptimizer 2.0")
