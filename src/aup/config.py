@@ -292,6 +292,27 @@ def _requirement_problems(key: str, name: str, registry: Any) -> list[Problem]:
                     f"pip install -e '.[{extra}]')")]
 
 
+def _lookup(key: str, raw: Any, registry: Any,
+            problems: list[Problem]) -> tuple[str | None, Any]:
+    """Find ``raw`` (the value of ``proposer`` or ``resource``) in its registry.
+
+    Returns ``(name, class)``; the class is None when the name is unknown (a problem is added)
+    or not a string (ExperimentConfig reports that). A known name whose optional packages are
+    missing adds a problem too, but its class is returned so its options are still checked.
+    """
+    if not isinstance(raw, str):
+        return None, None
+    name = raw.strip().lower()
+    try:
+        cls = registry.get(name)
+    except KeyError:
+        problems.append(Problem(key, f"unknown {key}", raw,
+                                "use one of " + ", ".join(registry.names())))
+        return name, None
+    problems.extend(_requirement_problems(key, name, registry))
+    return name, cls
+
+
 def _check_files(data: dict[str, Any], base_dir: Path) -> list[Problem]:
     """Check the working directory and the script of local resources: both exist, and the
     script is a file that can run (executable, or a ``.py`` run under Python)."""
@@ -392,25 +413,8 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
     # Proposer and resource names (a non-string is reported by ExperimentConfig), their
     # optional packages, and their own options.
     raw_proposer, raw_resource = data.get("proposer", "random"), data.get("resource", "cpu")
-    proposer_name = raw_proposer.strip().lower() if isinstance(raw_proposer, str) else None
-    resource_name = raw_resource.strip().lower() if isinstance(raw_resource, str) else None
-    proposer_cls = resource_cls = None
-    if proposer_name is not None:
-        try:
-            proposer_cls = proposer_registry.get(proposer_name)
-        except KeyError:
-            problems.append(Problem("proposer", "unknown proposer", raw_proposer,
-                                    "use one of " + ", ".join(proposer_registry.names())))
-        else:
-            problems.extend(_requirement_problems("proposer", proposer_name, proposer_registry))
-    if resource_name is not None:
-        try:
-            resource_cls = resource_registry.get(resource_name)
-        except KeyError:
-            problems.append(Problem("resource", "unknown resource", raw_resource,
-                                    "use one of " + ", ".join(resource_registry.names())))
-        else:
-            problems.extend(_requirement_problems("resource", resource_name, resource_registry))
+    proposer_name, proposer_cls = _lookup("proposer", raw_proposer, proposer_registry, problems)
+    resource_name, resource_cls = _lookup("resource", raw_resource, resource_registry, problems)
 
     proposer_options = resource_options = None
     known_top = set(ExperimentConfig.model_fields)
