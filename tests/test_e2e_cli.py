@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -291,3 +293,27 @@ def test_read_commands_do_not_create_a_database(tmp_path: Path, args: tuple[str,
     elsewhere = tmp_path / "nowhere" / "x.db"
     proc = run_cli(*args, "--db", f"sqlite:///{elsewhere}", cwd=tmp_path)
     assert proc.returncode == 2 and not elsewhere.parent.exists()
+
+
+@pytest.mark.parametrize("proposer", ["random", "sequence"])
+def test_run_starts_light_when_output_is_not_a_terminal(tmp_path: Path, proposer: str) -> None:
+    # 'aup run' into a pipe needs neither rich (no progress bar), numpy (random and grid search
+    # draw with the standard library) nor the modules of the other subcommands: each of these
+    # imports cost tens of milliseconds before the first job.
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", proposer=proposer, n_samples=3,
+                            parameter_config=[{"name": "x", "range": [-1, 1], "type": "float",
+                                               "n": 3}])
+    probe = ("import atexit, runpy, sys\n"
+             "heavy = ('numpy', 'rich', 'aup.dashboard', 'aup.commands', 'aup.cli_tell')\n"
+             "atexit.register(lambda: print('LOADED', sorted(m for m in sys.modules\n"
+             "                              if m.startswith(heavy))))\n"
+             f"sys.argv = ['aup', 'run', {str(path)!r}]\n"
+             "runpy.run_module('aup', run_name='__main__')\n")
+    res = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "LOADED []" in res.stdout, res.stdout
+    # plain lines instead of rich's console: the same summary a terminal user reads
+    assert "FINISHED  jobs 3, finished 3, failed 0" in res.stdout, res.stdout
+    assert "best job" in res.stdout

@@ -24,17 +24,30 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Relative tolerance used when deciding whether a grid end point lies on the grid.
 GRID_RTOL = 1e-9
 
 
+class UniformSource(Protocol):
+    """The two draws :meth:`SearchSpace.sample` needs; a ``numpy.random.Generator`` is one.
+
+    ``random()`` returns a float uniform in ``[0, 1)``; ``integers(low, high)`` an int uniform
+    in ``[low, high)`` (``integers(n)``: in ``[0, n)``).
+    """
+
+    def random(self) -> float: ...
+
+    def integers(self, low: int, high: int | None = None) -> int: ...
+
+
 def _py(value: Any) -> Any:
-    """Convert numpy scalars to plain Python numbers."""
-    if isinstance(value, np.generic):
+    """Convert numpy scalars to plain Python numbers (numpy itself is not imported here)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
         return value.item()
     return value
 
@@ -88,7 +101,7 @@ class FloatParam:
         v = math.exp(v) if self.log else v
         return float(min(self.high, max(self.low, v)))
 
-    def sample(self, rng: np.random.Generator) -> float:
+    def sample(self, rng: UniformSource) -> float:
         """Draw a value uniformly (log-uniformly when ``log``) from ``[low, high]``."""
         return self.from_unit(float(rng.random()))
 
@@ -187,7 +200,7 @@ class IntParam:
         v = math.exp(v) if self.log else v
         return int(min(self.high, max(self.low, round(v))))
 
-    def sample(self, rng: np.random.Generator) -> int:
+    def sample(self, rng: UniformSource) -> int:
         """Draw an integer from ``[low, high]``: uniformly, or log-uniformly when ``log``."""
         if self.is_constant:
             return int(self.low)
@@ -268,7 +281,7 @@ class ChoiceParam:
         i = min(len(self.choices) - 1, max(0, int(float(u) * len(self.choices))))
         return copy.deepcopy(self.choices[i])
 
-    def sample(self, rng: np.random.Generator) -> Any:
+    def sample(self, rng: UniformSource) -> Any:
         """Draw one choice uniformly (a deep copy of it)."""
         return copy.deepcopy(self.choices[int(rng.integers(len(self.choices)))])
 
@@ -343,12 +356,14 @@ class SearchSpace:
                 return p
         raise KeyError(name)
 
-    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+    def sample(self, rng: UniformSource) -> dict[str, Any]:
         """Draw one assignment: a dict name -> plain JSON value."""
         return {p.name: p.sample(rng) for p in self.params}
 
     def to_unit(self, values: dict[str, Any]) -> np.ndarray:
         """Encode an assignment as a vector in ``[0, 1]^d`` (``d = len(self)``)."""
+        import numpy as np
+
         return np.array([p.to_unit(values[p.name]) for p in self.params], dtype=float)
 
     def from_unit(self, u: Sequence[float]) -> dict[str, Any]:
