@@ -174,3 +174,44 @@ def test_the_documented_examples_are_valid_configurations(tmp_path: Path) -> Non
         data["parameter_config"] = [{"name": "x", "range": [0, 1], "type": "float"}]
         cfg = parse_config(data, tmp_path, check_files=False)
         assert not [w for w in cfg.warnings if "resource_args" in w], (block, cfg.warnings)
+
+
+def test_one_output_pump_thread_serves_every_cpu_job(tmp_path: Path) -> None:
+    # Four jobs at once: their output and exits are watched by a single pump thread (no thread
+    # per job), every result arrives, and the pump stops once nothing runs.
+    import sys
+    import threading
+    import time
+
+    from aup.resources.base import EndEvent, ResultEvent
+    from aup.resources.local import CPUResourceManager, OutputPump
+
+    events: queue.Queue = queue.Queue()
+    rm = CPUResourceManager(_config(tmp_path, "cpu", {}, n_parallel=4), events)
+    (tmp_path / "two.py").write_text(
+        "import json, sys, time\ncfg = json.load(open(sys.argv[-1]))\n"
+        "print('#Auptimizer:', cfg['x'], flush=True)\ntime.sleep(0.5)\n"
+        "print('#Auptimizer:', cfg['x'] + 1)\n")
+    before = {t.ident for t in threading.enumerate()}
+    for jid, slot in zip(range(1, 5), rm.slots, strict=True):
+        spec = _spec(tmp_path, jid)
+        spec.command = [sys.executable, "two.py"]
+        spec.job_config["x"] = jid
+        rm.start(spec, slot)
+    time.sleep(0.25)
+    new = [t for t in threading.enumerate() if t.ident not in before]
+    assert [t.name for t in new] == ["aup-output-pump"]
+    results: dict[int, list] = {}
+    ends = {}
+    while len(ends) < 4:
+        ev = events.get(timeout=30)
+        if isinstance(ev, ResultEvent):
+            results.setdefault(ev.job_id, []).append(ev.values[0])
+        elif isinstance(ev, EndEvent):
+            ends[ev.job_id] = ev.outcome
+    assert results == {j: [float(j), float(j + 1)] for j in range(1, 5)}
+    assert all(o.status.value == "SUCCEEDED" and o.score == j + 1 for j, o in ends.items())
+    deadline = time.monotonic() + OutputPump.LINGER + 5
+    while any(t.name == "aup-output-pump" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the pump thread did not stop when idle"
+        time.sleep(0.05)

@@ -18,7 +18,7 @@ import codecs
 import json
 import logging
 import os
-import select
+import selectors
 import signal
 import subprocess
 import threading
@@ -79,71 +79,176 @@ def kill_group(pgid: int, sig: int) -> None:
 class LocalProcess:
     """One attempt running as a local subprocess (see the module docstring).
 
+    The process's output and exit are watched by an :class:`OutputPump` (one thread for all
+    the attempts of a manager), not by threads of its own: starting a job costs no thread.
+
     Args:
         spec: the attempt.
         env: the complete environment of the job (already a copy).
         events: queue receiving :class:`ResultEvent` and one final :class:`EndEvent`.
         kill_grace: seconds between SIGTERM and SIGKILL when stopped.
         on_end: called with this object after the EndEvent was queued (frees the slot).
+        pump: the pump that watches the process (a private one when None).
     """
 
     def __init__(self, spec: AttemptSpec, env: dict[str, str], events, kill_grace: float,
-                 on_end=None):
+                 on_end=None, pump: OutputPump | None = None):
         self.spec = spec
         self.env = env
         self.events = events
         self.kill_grace = kill_grace
         self.on_end = on_end
+        self.pump = pump if pump is not None else OutputPump()
         self.parser = OutputParser(spec.n_labels, spec.label)
         self.stopped: StopReason | None = None
         self.proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
         self._kill_timer: threading.Timer | None = None
-        self._abandon = threading.Event()
+        # watched by the pump thread only:
+        self._fd = -1
+        self._pidfd: int | None = None
+        self._out = None
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buf = b""
+        self._eof = False
+        self._code: int | None = None
+        self._exited_at: float | None = None
+        self._group_killed = False
 
     def start(self) -> None:
-        """Start the process and its reader thread; errors end the attempt as START_FAILED."""
+        """Start the process and hand it to the pump; errors end the attempt as START_FAILED."""
         spec = self.spec
         try:
             write_job_config(spec)
             spec.output_path.parent.mkdir(parents=True, exist_ok=True)
             argv = wrap_command([*spec.command, str(spec.config_path)], spec.prescript,
                                 spec.postscript)
+        except OSError as err:
+            self._finish(judge(None, self.parser, start_error=f"cannot start {spec.command[0]}: "
+                                                             f"{err.strerror or err}"))
+            return
+        try:
+            self._out = open(spec.output_path, "wb")
+        except OSError as err:
+            log.error("%s: cannot write output to %s: %s", spec.label, spec.output_path, err)
+        try:
             self.proc = subprocess.Popen(
                 argv, cwd=spec.workingdir, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                 close_fds=True)
         except OSError as err:
+            if self._out is not None:
+                self._out.close()
             self._finish(judge(None, self.parser, start_error=f"cannot start {spec.command[0]}: "
                                                              f"{err.strerror or err}"))
             return
-        threading.Thread(target=self._run, name=f"aup-{spec.job_id}.{spec.attempt}",
-                         daemon=True).start()
+        assert self.proc.stdout is not None
+        self._fd = self.proc.stdout.fileno()
+        self.pump.add(self)
 
-    def _run(self) -> None:
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None
-        spec = self.spec
-        reader = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
-        reader.start()
-        code = proc.wait()
-        reader.join(PIPE_GRACE)
-        if reader.is_alive():
-            # Children of the job still hold the pipe: the job is over, so they go too.
-            kill_group(proc.pid, signal.SIGKILL)
-            reader.join(PIPE_GRACE)
-        if reader.is_alive():
-            # A descendant left the process group (setsid) and keeps the pipe open: stop
-            # reading, the attempt ended with its main process.
+    # -- called by the pump thread ---------------------------------------------------------------
+    def watch(self, selector: selectors.BaseSelector) -> None:
+        """Register the output pipe and (where the OS has pidfds) the process's exit."""
+        assert self.proc is not None
+        selector.register(self._fd, selectors.EVENT_READ, (self, False))
+        try:
+            self._pidfd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):  # not Linux >= 5.3: a thread waits for the exit
+            self._pidfd = None
+            threading.Thread(target=self._wait_exit, name=f"aup-wait-{self.spec.label}",
+                             daemon=True).start()
+        else:
+            selector.register(self._pidfd, selectors.EVENT_READ, (self, True))
+
+    def _wait_exit(self) -> None:
+        assert self.proc is not None
+        self.proc.wait()
+        self.pump.wake()
+
+    def on_output(self, selector: selectors.BaseSelector) -> None:
+        """Read what the pipe has: copy it to the .out file, parse complete lines.
+
+        A line longer than ``LINE_LIMIT`` is not kept whole: only its last 4 KiB, where a
+        marker may still end it.
+        """
+        data = os.read(self._fd, 1 << 16)
+        if not data:
+            self._close_pipe(selector)
+            return
+        if self._out is not None:
+            self._out.write(self._decoder.decode(data).encode("utf-8"))
+            self._out.flush()
+        buf = self._buf + data
+        start = 0
+        while (nl := buf.find(b"\n", start)) >= 0:
+            self._emit(buf[start:nl + 1])
+            start = nl + 1
+        buf = buf[start:]
+        if len(buf) > LINE_LIMIT:
+            buf = buf[-4096:]
+        self._buf = buf
+
+    def on_exit(self, selector: selectors.BaseSelector) -> None:
+        """The process's pidfd is readable: collect the exit code."""
+        assert self.proc is not None and self._pidfd is not None
+        selector.unregister(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        self._code = self.proc.wait()
+        self._exited_at = time.monotonic()
+
+    def deadline(self) -> float | None:
+        """When :meth:`check` must run next (monotonic seconds), or None: on events only."""
+        if self._exited_at is None or self._eof:
+            return None
+        return self._exited_at + (2 if self._group_killed else 1) * PIPE_GRACE
+
+    def check(self, selector: selectors.BaseSelector, now: float) -> bool:
+        """Finish the attempt when both the process and its output ended. Returns True then.
+
+        When the main process exited but the pipe stays open, the rest of its process group
+        is killed after ``PIPE_GRACE`` seconds; a descendant that left the group (setsid) and
+        still holds the pipe after another ``PIPE_GRACE`` is no longer read.
+        """
+        if self._exited_at is None:
+            if self._pidfd is not None or self.proc is None or self.proc.poll() is None:
+                return False
+            self._code = self.proc.returncode
+            self._exited_at = now
+        if not self._eof:
+            waited = now - self._exited_at
+            if waited >= PIPE_GRACE and not self._group_killed:
+                assert self.proc is not None
+                kill_group(self.proc.pid, signal.SIGKILL)
+                self._group_killed = True
+            if waited < 2 * PIPE_GRACE:
+                return False
             log.warning("%s: a detached process still holds the job's output; no longer "
-                        "reading it", spec.label)
-            self._abandon.set()
-            reader.join()
-        kill_group(proc.pid, signal.SIGKILL)
+                        "reading it", self.spec.label)
+            self._close_pipe(selector)
+        self._end()
+        return True
+
+    def _close_pipe(self, selector: selectors.BaseSelector) -> None:
+        self._eof = True
+        selector.unregister(self._fd)
+        assert self.proc is not None and self.proc.stdout is not None
+        self.proc.stdout.close()
+        if self._buf:
+            self._emit(self._buf)
+            self._buf = b""
+        if self._out is not None:
+            self._out.write(self._decoder.decode(b"", final=True).encode("utf-8"))
+            self._out.close()
+            self._out = None
+
+    def _end(self) -> None:
+        assert self.proc is not None
+        kill_group(self.proc.pid, signal.SIGKILL)  # nothing of the job outlives it
         if self._kill_timer is not None:
             self._kill_timer.cancel()
-        log.debug("%s exited with %s", spec.label, code)
-        self._finish(judge(code, self.parser, stopped=self.stopped))
+        log.debug("%s exited with %s", self.spec.label, self._code)
+        self._finish(judge(self._code, self.parser, stopped=self.stopped))
 
     def _emit(self, line: bytes) -> None:
         values = self.parser.feed(line.decode("utf-8", errors="replace").rstrip("\r\n"))
@@ -151,55 +256,12 @@ class LocalProcess:
             self.events.put(ResultEvent(self.spec.job_id, self.spec.attempt, values,
                                         time.time()))
 
-    def _read(self, pipe) -> None:
-        """Copy the output to the .out file and parse complete lines, until EOF or abandon.
-
-        Reads the raw descriptor with select(), so that it can give up on a pipe held open
-        by a detached descendant. A line longer than ``LINE_LIMIT`` is not kept whole: only
-        its last 4 KiB, where a marker may still end it.
-        """
-        spec = self.spec
-        fd = pipe.fileno()
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        buf = b""
-        out = None
-        try:
-            out = open(spec.output_path, "wb")
-        except OSError as err:
-            log.error("%s: cannot write output to %s: %s", spec.label, spec.output_path, err)
-        try:
-            while not self._abandon.is_set():
-                ready, _, _ = select.select([fd], [], [], 0.2)
-                if not ready:
-                    continue
-                data = os.read(fd, 1 << 16)
-                if not data:
-                    break
-                if out is not None:
-                    out.write(decoder.decode(data).encode("utf-8"))
-                    out.flush()
-                buf += data
-                start = 0
-                while (nl := buf.find(b"\n", start)) >= 0:
-                    self._emit(buf[start:nl + 1])
-                    start = nl + 1
-                buf = buf[start:]
-                if len(buf) > LINE_LIMIT:
-                    buf = buf[-4096:]
-            if buf:
-                self._emit(buf)
-            if out is not None:
-                out.write(decoder.decode(b"", final=True).encode("utf-8"))
-        finally:
-            if out is not None:
-                out.close()
-            pipe.close()
-
     def _finish(self, outcome) -> None:
         self.events.put(EndEvent(self.spec.job_id, self.spec.attempt, outcome, time.time()))
         if self.on_end is not None:
             self.on_end(self)
 
+    # -- called by the experiment loop -------------------------------------------------------------
     def stop(self, reason: StopReason) -> None:
         """SIGTERM the process group now, SIGKILL it after ``kill_grace`` seconds."""
         with self._lock:
@@ -220,6 +282,101 @@ class LocalProcess:
             if self.stopped is None:
                 self.stopped = StopReason.EXPERIMENT_STOP
         kill_group(self.proc.pid, signal.SIGKILL)
+
+
+class OutputPump:
+    """One thread that watches every running :class:`LocalProcess` of a manager: it reads
+    their output as it comes (``select``/``epoll``), notices their exits (Linux pidfds;
+    elsewhere a small waiter thread per process) and ends each attempt when both happened.
+
+    One event loop instead of two threads per job keeps the start of a job cheap and leaves the
+    CPU to the job. The thread starts with the first process and stops ``LINGER`` seconds
+    after the last one ended.
+    """
+
+    #: Seconds the idle thread waits for another process before it stops.
+    LINGER = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._new: list[LocalProcess] = []
+        self._thread: threading.Thread | None = None
+        self._wake_w: int | None = None
+
+    def add(self, proc: LocalProcess) -> None:
+        """Watch ``proc`` (already started) from the pump thread, starting it if needed."""
+        with self._lock:
+            self._new.append(proc)
+            if self._thread is None:
+                r, w = os.pipe()
+                self._wake_w = w
+                self._thread = threading.Thread(target=self._run, args=(r, w),
+                                                name="aup-output-pump", daemon=True)
+                self._thread.start()
+                return
+        self.wake()
+
+    def wake(self) -> None:
+        """Make the pump thread look at its processes now."""
+        with self._lock:
+            if self._wake_w is not None:
+                try:
+                    os.write(self._wake_w, b"x")
+                except BlockingIOError:
+                    pass  # already awake: the pipe is full of wake-ups
+
+    def _run(self, wake_r: int, wake_w: int) -> None:
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        selector = selectors.DefaultSelector()
+        selector.register(wake_r, selectors.EVENT_READ, None)
+        procs: list[LocalProcess] = []
+        idle_since = time.monotonic()
+        try:
+            while True:
+                with self._lock:
+                    new, self._new = self._new, []
+                    if not new and not procs and time.monotonic() - idle_since >= self.LINGER:
+                        self._thread = None
+                        self._wake_w = None
+                        return
+                for p in new:
+                    p.watch(selector)
+                procs.extend(new)
+                deadlines = [d for p in procs if (d := p.deadline()) is not None]
+                if not procs:
+                    timeout = max(0.0, idle_since + self.LINGER - time.monotonic())
+                elif deadlines:
+                    timeout = max(0.0, min(deadlines) - time.monotonic())
+                else:
+                    timeout = None
+                for key, _ in selector.select(timeout):
+                    if key.data is None:
+                        try:
+                            os.read(wake_r, 4096)
+                        except BlockingIOError:
+                            pass
+                        continue
+                    proc, is_exit = key.data
+                    try:
+                        if is_exit:
+                            proc.on_exit(selector)
+                        else:
+                            proc.on_output(selector)
+                    except OSError as err:  # the pipe broke: treat it as closed
+                        log.warning("%s: reading the output failed: %s", proc.spec.label, err)
+                        if not is_exit and not proc._eof:
+                            proc._close_pipe(selector)
+                now = time.monotonic()
+                done = [p for p in procs if p.check(selector, now)]
+                if done:
+                    procs = [p for p in procs if p not in done]
+                    if not procs:
+                        idle_since = time.monotonic()
+        finally:
+            selector.close()
+            os.close(wake_r)
+            os.close(wake_w)
 
 
 def job_environment(spec: AttemptSpec, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -250,6 +407,7 @@ class CPUResourceManager(ResourceManager):
     def __init__(self, config, events, env_file: Any = None):
         super().__init__(config, events, env_file)
         self._attempts: RunningAttempts[LocalProcess] = RunningAttempts()
+        self._pump = OutputPump()
 
     @property
     def slots(self) -> list[Slot]:
@@ -265,7 +423,8 @@ class CPUResourceManager(ResourceManager):
 
     def start(self, spec: AttemptSpec, slot: Slot) -> None:
         self._attempts.start(LocalProcess(spec, self.job_env(spec, slot), self.events,
-                                          self.options.kill_grace, self._attempts.ended))
+                                          self.options.kill_grace, self._attempts.ended,
+                                          self._pump))
 
     def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
         self._attempts.stop(job_id, attempt, reason)
