@@ -93,6 +93,8 @@ def test_aup_tell_refuses_mistakes_with_exit_2(tmp_path: Path) -> None:
     for args, text in [((str(eid), str(jid), "0.5"), "only 'passive'"),
                        ((str(eid), "99", "0.5"), "no job 99"),
                        ((str(eid), str(jid), "abc"), "not a number"),
+                       ((str(eid), str(jid), "nan"), "finite number"),
+                       ((str(eid), str(jid), "inf,1"), "finite number"),
                        ((str(eid), str(jid)), "VALUE"),
                        (("nosuch", str(jid), "1"), "no experiment")]:
         res = run_cli("tell", "--db", db, *args, cwd=tmp_path)

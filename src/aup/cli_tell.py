@@ -7,6 +7,7 @@ within ``resource_args.poll_interval`` seconds. Registered in :data:`aup.cli.EXT
 from __future__ import annotations
 
 import argparse
+import math
 
 from aup.commands.args import add_db_argument
 from aup.errors import UsageError
@@ -45,6 +46,10 @@ def cmd_tell(args) -> int:
         except ValueError:
             raise UsageError(f"VALUE {args.value!r} is not a number or a comma-separated list "
                              "of numbers; e.g. aup tell 1 3 0.93") from None
+        if not math.isfinite(values[0]):
+            # A job whose score is NaN or infinite fails; a typo must not fail it.
+            raise UsageError(f"VALUE {args.value!r}: the score must be a finite number; to "
+                             "report a failed run use --exit-code N")
     if args.intermediate and args.exit_code is not None:
         raise UsageError("--intermediate and --exit-code exclude each other")
     store = open_store(resolve_db_url(args.db))
