@@ -137,8 +137,10 @@ LENGTH_SCALE_BOUNDS = (1e-2, 1e2)
 NOISE_BOUNDS = (1e-6, 1e-1)
 _SQRT5 = math.sqrt(5.0)
 _JITTER = 1e-8
-#: Restarts of the likelihood maximization are screened on at most this many points.
-_SCREEN_POINTS = 100
+#: Restarts of the likelihood maximization are screened on at most this many points, with at
+#: most this many L-BFGS-B iterations each.
+_SCREEN_POINTS = 50
+_SCREEN_ITERS = 20
 #: Relative tolerance of the likelihood maximization (the likelihood is ~n nats; finer
 #: digits do not change a proposal).
 _FTOL = 1e-5
@@ -357,18 +359,21 @@ class MaternGP:
         bounds = theta_bounds(dim)
         inits = [default_theta(dim) if theta0 is None else np.asarray(theta0)] + list(starts)
 
-        def run(t0: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, float]:
+        def run(t0: np.ndarray, xs: np.ndarray, ys: np.ndarray, iters: int
+                ) -> tuple[np.ndarray, float]:
             t0 = np.clip(t0, bounds[:, 0], bounds[:, 1])
             res = optimize.minimize(cls.neg_log_marginal_likelihood, t0, args=(xs, ys, True),
                                     jac=True, method="L-BFGS-B", bounds=bounds,
-                                    options={"maxiter": maxiter, "ftol": _FTOL})
+                                    options={"maxiter": iters, "ftol": _FTOL})
             return res.x, float(res.fun)
 
         if len(inits) > 1 and len(y) > _SCREEN_POINTS:
-            # Multi-start on an evenly spaced subset, then polish the winner on all the data.
+            # Multi-start on an evenly spaced subset (a short run ranks the starts), then
+            # polish the winner on all the data.
             sub = np.linspace(0, len(y) - 1, _SCREEN_POINTS).round().astype(int)
-            inits = [min((run(t0, x[sub], y[sub]) for t0 in inits), key=lambda r: r[1])[0]]
-        best = min((run(t0, x, y) for t0 in inits), key=lambda r: r[1])
+            inits = [min((run(t0, x[sub], y[sub], min(maxiter, _SCREEN_ITERS)) for t0 in inits),
+                         key=lambda r: r[1])[0]]
+        best = min((run(t0, x, y, maxiter) for t0 in inits), key=lambda r: r[1])
         return cls(best[0]).condition(x, y)
 
 
