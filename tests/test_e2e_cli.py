@@ -297,15 +297,17 @@ def test_read_commands_do_not_create_a_database(tmp_path: Path, args: tuple[str,
 
 @pytest.mark.parametrize("proposer", ["random", "sequence"])
 def test_run_starts_light_when_output_is_not_a_terminal(tmp_path: Path, proposer: str) -> None:
-    # 'aup run' into a pipe needs neither rich (no progress bar), numpy (random and grid search
-    # draw with the standard library) nor the modules of the other subcommands: each of these
-    # imports cost tens of milliseconds before the first job.
+    # 'aup run' into a pipe needs neither rich (no progress bar) nor the modules of the other
+    # subcommands, and grid search needs no numpy: each of these imports costs tens of
+    # milliseconds before the first job.
     write_script(tmp_path, "quad.py", QUADRATIC)
     path = write_experiment(tmp_path, script="quad.py", proposer=proposer, n_samples=3,
                             parameter_config=[{"name": "x", "range": [-1, 1], "type": "float",
                                                "n": 3}])
+    heavy = ("rich", "aup.dashboard", "aup.commands", "aup.cli_tell") + (
+        ("numpy",) if proposer == "sequence" else ())
     probe = ("import atexit, runpy, sys\n"
-             "heavy = ('numpy', 'rich', 'aup.dashboard', 'aup.commands', 'aup.cli_tell')\n"
+             f"heavy = {heavy!r}\n"
              "atexit.register(lambda: print('LOADED', sorted(m for m in sys.modules\n"
              "                              if m.startswith(heavy))))\n"
              f"sys.argv = ['aup', 'run', {str(path)!r}]\n"
