@@ -6,6 +6,7 @@ cannot be reached from CI)."""
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -290,3 +291,28 @@ def test_dead_node_is_avoided_by_new_jobs(ssh_servers, tmp_path: Path) -> None:
     assert "RESOURCE_ERROR" in reasons.values()
     assert len(on_dead) <= 2, f"new jobs kept going to the dead node: {order}"
     assert all(j["status"] == "FINISHED" for j in run.jobs())
+
+
+def test_ray_backstop_kills_a_stopped_jobs_group_on_this_machine() -> None:
+    # When Ray kills the worker before the task's clean-up ran (forced cancel, the driver
+    # disconnecting), the scheduler kills what is left of a job in its own PID namespace. A
+    # group that ignores SIGTERM (sh and its sleeps) goes within the grace time.
+    from aup.resources.ray_cluster import reap_group
+    from aup.resources.ray_task import process_namespace
+
+    assert process_namespace() and process_namespace() == process_namespace()
+    proc = subprocess.Popen(["/bin/sh", "-c", "trap '' TERM; sleep 60 & sleep 60"],
+                            start_new_session=True)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    reap_group(proc.pid, 0.3)
+    assert proc.wait(timeout=5) != 0
+    assert time.monotonic() - t0 < 3
+    with pytest.raises(ProcessLookupError):  # the background sleep went with the group
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            os.killpg(proc.pid, 0)
+            time.sleep(0.05)
+    t0 = time.monotonic()
+    reap_group(proc.pid, 5.0)  # a group that is gone: returns at once
+    assert time.monotonic() - t0 < 1

@@ -25,6 +25,8 @@ A task lost with its worker or node ends with ``LOST`` and is retried by the loo
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 import threading
 import time
@@ -43,6 +45,7 @@ from aup.resources.base import (
     ThreadedAttempt,
 )
 from aup.resources.local import write_job_config
+from aup.resources.ray_task import process_namespace
 from aup.resources.stream import OutputSink, end_event, resource_failure
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,27 @@ def check_address(address: str, timeout: float) -> None:
                        "start it with 'ray start --head' or fix resource_args.address") from None
 
 
+def reap_group(pgid: int, grace: float) -> None:
+    """Wait up to ``grace`` seconds for process group ``pgid`` to end, then SIGKILL it.
+
+    The backstop for a stopped job on this machine: Ray may kill the worker (a forced cancel,
+    the driver disconnecting) before the task's own clean-up killed the job's group.
+    """
+    end = time.monotonic() + grace
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        if time.monotonic() >= end:
+            break
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 class RayAttempt(ThreadedAttempt):
     """One attempt as a Ray streaming-generator task, followed by a driver thread."""
 
@@ -87,6 +111,8 @@ class RayAttempt(ThreadedAttempt):
     def __init__(self, manager: RayResourceManager, spec: AttemptSpec):
         super().__init__(manager, spec)
         self.gen: Any = None
+        #: The job's process group when it runs in this process's PID namespace, else None.
+        self.local_pgid: int | None = None
 
     def _run(self) -> None:
         import ray
@@ -115,7 +141,10 @@ class RayAttempt(ThreadedAttempt):
             else:
                 for ref in self.gen:
                     kind, data = ray.get(ref)
-                    if kind == "out":
+                    if kind == "pgid":
+                        if data["namespace"] and data["namespace"] == process_namespace():
+                            self.local_pgid = int(data["pgid"])
+                    elif kind == "out":
                         for piece in data.splitlines(keepends=True):
                             sink.write_chunk(piece)
                     elif kind == "exit":
@@ -124,6 +153,8 @@ class RayAttempt(ThreadedAttempt):
             outcome = self._failure(err, sink.parser)
         finally:
             sink.close()
+        if self.stopped is not None and self.local_pgid is not None:
+            reap_group(self.local_pgid, m.options.kill_grace + 1)
         if outcome is None:
             outcome = judge(code, sink.parser, stopped=self.stopped)
         m._finish(self, outcome)

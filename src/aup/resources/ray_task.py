@@ -4,8 +4,11 @@ This module is shipped to the Ray workers by value (cloudpickle), so the workers
 Auptimizer nor anything beyond Python. :func:`run_job` is a generator task: it writes the job
 config into the task's working directory (the copy of ``workingdir`` that Ray's runtime
 environment shipped), runs the job in its own process group, and yields the output as it
-arrives (``("out", bytes)``), then ``("exit", code)``. When Ray cancels the task (the scheduler
-stopped the attempt), the job's process group gets SIGTERM, then SIGKILL after the grace time.
+arrives (``("out", bytes)``), then ``("exit", code)``. Its first item is ``("pgid", where)``:
+the job's process group and the machine and PID namespace it lives in, so that a scheduler on
+the same machine can make sure a stopped job is gone even when Ray killed the worker before its
+clean-up ran. When Ray cancels the task (the scheduler stopped the attempt), the job's process
+group gets SIGTERM, then SIGKILL after the grace time.
 """
 
 from __future__ import annotations
@@ -42,6 +45,17 @@ def _argv(job: dict[str, Any]) -> list[str]:
     return argv
 
 
+def process_namespace() -> str:
+    """This process's machine and PID namespace: ``"<boot id>/<pid namespace>"``; equal strings
+    mean that process ids mean the same processes. Empty when the system does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return ""
+
+
 def warm_up() -> int:
     """A no-op task run once per slot before the first job, so that the first jobs do not pay
     for starting Ray workers (and their runtime environment). Returns the worker's pid."""
@@ -49,7 +63,8 @@ def warm_up() -> int:
 
 
 def run_job(job: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    """Run one attempt; yield ``("out", bytes)`` pieces, then ``("exit", code)``.
+    """Run one attempt; yield ``("pgid", {"pgid", "namespace"})``, ``("out", bytes)`` pieces,
+    then ``("exit", code)``.
 
     Args:
         job: ``argv`` (``"{python}"`` stands for the worker's interpreter), ``config_path``
@@ -82,6 +97,7 @@ def run_job(job: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     threading.Thread(target=read, daemon=True).start()
     done = False
     try:
+        yield ("pgid", {"pgid": proc.pid, "namespace": process_namespace()})
         while not done:
             try:
                 item = pieces.get(timeout=0.1)
