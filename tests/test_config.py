@@ -66,6 +66,19 @@ def test_unknown_keys_warn(folder: Path) -> None:
     assert any("learning_rat" in w for w in cfg.warnings)
 
 
+def test_unknown_keys_are_listed_with_the_problems(folder: Path) -> None:
+    # One round of fixes: a file with errors also shows its unknown keys (a typo of n_samples
+    # may be why the user is confused), after the problems.
+    path = write_experiment(folder, script="train.py", n_sample=5, n_parallel=0,
+                            parameter_config=[{"name": "x", "range": [1, 0], "type": "float"}])
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = info.value.render()
+    assert "2 problems" in text and "n_parallel" in text and "parameter_config[0].range" in text
+    assert text.index("also (warnings):") > text.index("parameter_config[0].range")
+    assert "'n_sample' is ignored (did you mean 'n_samples'?)" in text
+
+
 BROKEN = {
     "missing script": ({"parameter_config": PARAMS}, "script", "required key is missing"),
     "unknown proposer": ({"script": "train.py", "proposer": "grid_search",

@@ -319,3 +319,12 @@ def test_run_starts_light_when_output_is_not_a_terminal(tmp_path: Path, proposer
     # plain lines instead of rich's console: the same summary a terminal user reads
     assert "FINISHED  jobs 3, finished 3, failed 0" in res.stdout, res.stdout
     assert "best job" in res.stdout
+
+
+def test_a_mistyped_option_shows_the_usage_of_its_command(tmp_path: Path) -> None:
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", parameter_config=X)
+    res = run_cli("run", "--quite", str(path), cwd=tmp_path)
+    assert res.returncode == 2
+    assert "usage: aup run" in res.stderr and "unrecognized arguments: --quite" in res.stderr
+    assert not (tmp_path / ".aup").exists()  # nothing ran, nothing was recorded

@@ -91,6 +91,9 @@ def test_aup_tell_refuses_mistakes_with_exit_2(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'exp' / 'aup.db'}"
     eid, jid = run.result.eid, run.jobs()[0]["jid"]
     for args, text in [((str(eid), str(jid), "0.5"), "only 'passive'"),
+                       # the value may follow an option: it is still the VALUE
+                       ((str(eid), str(jid), "--intermediate", "0.5"), "only 'passive'"),
+                       ((str(eid), str(jid), "0.5", "0.6"), "usage: aup tell"),
                        ((str(eid), "99", "0.5"), "no job 99"),
                        ((str(eid), str(jid), "abc"), "not a number"),
                        ((str(eid), str(jid), "nan"), "finite number"),

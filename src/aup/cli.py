@@ -449,6 +449,7 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--log", default="warning",
                         choices=["debug", "info", "warning", "error"], help="log level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.subcommand_parsers = sub.choices  # name -> its parser (for error messages)
 
     def add(name: str, func, help_: str, experiment: bool = True):
         p = sub.add_parser(name, help=help_, description=help_)
@@ -508,7 +509,14 @@ def main(argv: list[str] | None = None) -> int:
     # A core command needs none of the extra commands' modules (a quicker start of 'aup run').
     parser = build_parser(extras=command not in CORE_COMMANDS)
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        take_extra = getattr(args, "take_extra", None)
+        if extra and take_extra is not None:
+            extra = take_extra(args, extra)
+        if extra:
+            # the command's own usage line, not the top-level one
+            command_parser = parser.subcommand_parsers.get(getattr(args, "command", None))
+            (command_parser or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:
         return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
     _setup_logging(args.log)

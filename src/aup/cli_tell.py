@@ -27,8 +27,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="an intermediate result (the job goes on)")
     p.add_argument("--exit-code", type=int, default=None,
                    help="the job failed with this exit code")
-    p.set_defaults(func=cmd_tell)
+    p.set_defaults(func=cmd_tell, take_extra=_value_after_options)
     return p
+
+
+def _value_after_options(args, extra: list[str]) -> list[str]:
+    """``aup tell E J --intermediate 0.3``: argparse leaves a VALUE typed after an option
+    unparsed (VALUE is optional); take it as VALUE. Returns what is still unrecognized."""
+    if args.value is None and len(extra) == 1 and not extra[0].startswith("--"):
+        args.value = extra[0]
+        return []
+    return extra
 
 
 def cmd_tell(args) -> int:

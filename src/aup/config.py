@@ -496,7 +496,7 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
             problems.extend(resource_cls.check_config(cfg))
 
     if problems:
-        raise ConfigError(finalize(problems), src)
+        raise ConfigError(finalize(problems), src, warnings)
     assert cfg is not None
     cfg._warnings = warnings
     return cfg
@@ -588,7 +588,8 @@ def load_config(path: str | Path, *, check_files: bool = True) -> ExperimentConf
     try:
         config = parse_config(data, p.resolve().parent, p, check_files=check_files)
     except ConfigError as err:
-        raise ConfigError(finalize([*duplicates, *err.problems]), str(path)) from None
+        raise ConfigError(finalize([*duplicates, *err.problems]), str(path),
+                          err.warnings) from None
     if duplicates:
-        raise ConfigError(duplicates, str(path))
+        raise ConfigError(duplicates, str(path), config.warnings)
     return config

@@ -79,16 +79,24 @@ class ConfigError(AupError):
     Attributes:
         problems: the problems, in the order they were found.
         source: the file the configuration came from, if any.
+        warnings: warnings found on the way (unknown keys...), shown after the problems so
+            that one round of fixes covers them too.
     """
 
-    def __init__(self, problems: list[Problem], source: str | None = None):
+    def __init__(self, problems: list[Problem], source: str | None = None,
+                 warnings: list[str] | None = None):
         self.problems = list(problems)
         self.source = source
+        self.warnings = list(warnings or [])
         super().__init__(self.render())
 
     def render(self) -> str:
-        """Return a multi-line message listing every problem."""
+        """Return a multi-line message listing every problem, then every warning."""
         where = f" in {self.source}" if self.source else ""
         n = len(self.problems)
         head = f"{n} problem{'s' if n != 1 else ''} in the experiment configuration{where}:"
-        return "\n".join([head] + [f"  - {p.render()}" for p in self.problems])
+        lines = [head] + [f"  - {p.render()}" for p in self.problems]
+        if self.warnings:
+            lines.append("also (warnings):")
+            lines += [f"  - {w}" for w in self.warnings]
+        return "\n".join(lines)
