@@ -136,7 +136,8 @@ class ProgressObserver:
             TimeElapsedColumn,
         )
 
-        self.progress = Progress(TextColumn(f"[bold]experiment {exp.eid}[/]"), BarColumn(),
+        self.progress = Progress(TextColumn(f"[bold]experiment {exp.eid}[/]"),
+                                 BarColumn(complete_style="cyan", finished_style="green"),
                                  MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                                  TimeElapsedColumn(), console=self.console, transient=False)
         self.progress.start()
