@@ -300,7 +300,7 @@ def test_ray_backstop_kills_a_stopped_jobs_group_on_this_machine() -> None:
     from aup.resources.ray_cluster import reap_group
     from aup.resources.ray_task import process_namespace
 
-    assert process_namespace() and process_namespace() == process_namespace()
+    assert process_namespace()  # Linux: the boot id and the PID namespace are known
     proc = subprocess.Popen(["/bin/sh", "-c", "trap '' TERM; sleep 60 & sleep 60"],
                             start_new_session=True)
     time.sleep(0.2)

@@ -498,15 +498,14 @@ def main(argv: list[str] | None = None) -> int:
     with_value = {"--log", "--user", "--db"}
     first = next((i for i, a in enumerate(argv) if not a.startswith("-")
                   and not (i > 0 and argv[i - 1] in with_value)), None)
-    known = {*CORE_COMMANDS, *EXTRA_COMMANDS}
-    if first is not None and argv[first] not in known and (
-            argv[first].endswith(".json") or Path(argv[first]).is_file()):
+    command = argv[first] if first is not None else None
+    if command is not None and command not in {*CORE_COMMANDS, *EXTRA_COMMANDS} and (
+            command.endswith(".json") or Path(command).is_file()):
         at = 0
         while at < first and (argv[at] == "--log" or argv[at].startswith("--log=")):
             at += 2 if argv[at] == "--log" else 1
         argv.insert(min(at, first), "run")
-    command = next((a for i, a in enumerate(argv) if not a.startswith("-")
-                    and not (i > 0 and argv[i - 1] in with_value)), None)
+        command = "run"
     # A core command needs none of the extra commands' modules (a quicker start of 'aup run').
     parser = build_parser(extras=command not in CORE_COMMANDS)
     try:

@@ -123,15 +123,11 @@ class LocalProcess:
             spec.output_path.parent.mkdir(parents=True, exist_ok=True)
             argv = wrap_command([*spec.command, str(spec.config_path)], spec.prescript,
                                 spec.postscript)
-        except OSError as err:
-            self._finish(judge(None, self.parser, start_error=f"cannot start {spec.command[0]}: "
-                                                             f"{err.strerror or err}"))
-            return
-        try:
-            self._out = open(spec.output_path, "wb")
-        except OSError as err:
-            log.error("%s: cannot write output to %s: %s", spec.label, spec.output_path, err)
-        try:
+            try:
+                self._out = open(spec.output_path, "wb")
+            except OSError as err:
+                log.error("%s: cannot write output to %s: %s", spec.label, spec.output_path,
+                          err)
             self.proc = subprocess.Popen(
                 argv, cwd=spec.workingdir, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
@@ -171,7 +167,11 @@ class LocalProcess:
         A line longer than ``LINE_LIMIT`` is not kept whole: only its last 4 KiB, where a
         marker may still end it.
         """
-        data = os.read(self._fd, 1 << 16)
+        try:
+            data = os.read(self._fd, 1 << 16)
+        except OSError as err:  # the pipe broke: treat it as closed
+            log.warning("%s: reading the output failed: %s", self.spec.label, err)
+            data = b""
         if not data:
             self._close_pipe(selector)
             return
@@ -358,15 +358,10 @@ class OutputPump:
                             pass
                         continue
                     proc, is_exit = key.data
-                    try:
-                        if is_exit:
-                            proc.on_exit(selector)
-                        else:
-                            proc.on_output(selector)
-                    except OSError as err:  # the pipe broke: treat it as closed
-                        log.warning("%s: reading the output failed: %s", proc.spec.label, err)
-                        if not is_exit and not proc._eof:
-                            proc._close_pipe(selector)
+                    if is_exit:
+                        proc.on_exit(selector)
+                    else:
+                        proc.on_output(selector)
                 now = time.monotonic()
                 done = [p for p in procs if p.check(selector, now)]
                 if done:

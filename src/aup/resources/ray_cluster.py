@@ -44,7 +44,7 @@ from aup.resources.base import (
     Slot,
     ThreadedAttempt,
 )
-from aup.resources.local import write_job_config
+from aup.resources.local import kill_group, write_job_config
 from aup.resources.ray_task import process_namespace
 from aup.resources.stream import OutputSink, end_event, resource_failure
 
@@ -96,10 +96,7 @@ def reap_group(pgid: int, grace: float) -> None:
         if time.monotonic() >= end:
             break
         time.sleep(0.05)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    kill_group(pgid, signal.SIGKILL)
 
 
 class RayAttempt(ThreadedAttempt):
