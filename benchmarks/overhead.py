@@ -6,11 +6,20 @@ and the same script launched by a bare loop (1 and 2 workers) with the same inte
 ms per job for both, the difference and the ratio, and the cost of ``import aup`` inside a job
 against ``python -c pass``.
 
+Two views of the same runs:
+
+* **whole command**: wall time of ``aup run`` for N jobs (Python start, imports, database
+  creation and the summary included) against the bare loop of N jobs, per job;
+* **per job** (marginal): each run is also done with ``--small`` jobs (default 50), and the
+  slope ``(T(N) - T(small)) / (N - small)`` is the time one more job costs. The one-time cost of
+  starting the command cancels out of the slope and is shown on its own ("fixed start-up":
+  the difference of the intercepts). The throughput ratio is the ratio of the slopes.
+
 Usage::
 
-    python benchmarks/overhead.py            # 200 jobs
-    python benchmarks/overhead.py --jobs 50  # quicker
-    python benchmarks/overhead.py --rounds 5 # more bare/aup pairs (this machine is noisy)
+    python benchmarks/overhead.py            # 200 jobs (and 50 for the slope)
+    python benchmarks/overhead.py --jobs 100 --small 25  # quicker
+    python benchmarks/overhead.py --rounds 5 # more rounds (this machine is noisy)
 
 Goals (issue 2): overhead <= 3 ms per job at n_parallel 1; throughput at n_parallel 2 >= 0.8 x
 the bare 2-worker loop; ``import aup`` <= 15 ms over bare Python start.
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sqlite3
 import statistics
@@ -89,40 +99,66 @@ def startup(cmd: list[str], repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--small", type=int, default=50,
+                        help="jobs of the short runs that give the per-job slope (0: none)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="bare/aup pairs per n_parallel, run back to back (medians shown)")
+                        help="rounds per n_parallel, each a bare and an aup run of both sizes, "
+                             "back to back (medians shown)")
     parser.add_argument("--repeat", type=int, default=30, help="runs for the import timing")
     args = parser.parse_args()
-    n = args.jobs
+    n, m = args.jobs, args.small
+    if not 0 <= m < n:
+        parser.error("--small must be at least 0 and below --jobs")
+    med = statistics.median
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "job.py").write_text(JOB)
         rows = []
         for parallel in (1, 2):
-            # This machine's speed drifts by tens of percent within a minute: each aup run is
-            # paired with a bare loop run right before it, and the medians of the pairs count.
-            pairs = []
+            # This machine's speed drifts by tens of percent within a minute: every aup run is
+            # paired with a bare loop run right before it, and the medians of the rounds count.
+            rounds = []
             for _ in range(args.rounds):
                 bare = bare_loop(folder, n, parallel)
                 wall, loop = full_stack(folder, n, parallel)
-                pairs.append((bare, wall, loop))
-            rows.append((parallel, pairs))
+                bare_s = aup_s = math.nan
+                if m:
+                    bare_s = bare_loop(folder, m, parallel)
+                    aup_s = full_stack(folder, m, parallel)[0]
+                rounds.append((bare, wall, loop, bare_s, aup_s))
+            rows.append((parallel, rounds))
         print(f"{n} trivial jobs, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-              f"median of {args.rounds} back-to-back pairs")
+              f"median of {args.rounds} rounds")
+        print("whole command (start-up included, spread over the jobs):")
         print(f"{'n_parallel':>10} {'bare ms/job':>12} {'aup ms/job':>11} {'(loop only)':>12} "
               f"{'overhead ms':>12} {'throughput ratio':>17}")
-        for parallel, pairs in rows:
-            med = statistics.median
-            b = med(p[0] for p in pairs) / n * 1e3
-            w = med(p[1] for p in pairs) / n * 1e3
-            lp = med(p[2] for p in pairs) / n * 1e3
-            over = med((p[1] - p[0]) for p in pairs) / n * 1e3
-            ratio = med(p[0] / p[1] for p in pairs)
+        for parallel, rounds in rows:
+            b = med(r[0] for r in rounds) / n * 1e3
+            w = med(r[1] for r in rounds) / n * 1e3
+            lp = med(r[2] for r in rounds) / n * 1e3
+            over = med((r[1] - r[0]) for r in rounds) / n * 1e3
+            ratio = med(r[0] / r[1] for r in rounds)
             print(f"{parallel:>10} {b:>12.2f} {w:>11.2f} {lp:>12.2f} {over:>12.2f} "
                   f"{ratio:>17.3f}")
-            each = ", ".join(f"{(p[1] - p[0]) / n * 1e3:.2f} ms / {p[0] / p[1]:.3f}x"
-                             for p in pairs)
-            print(f"{'':>10} pairs: {each}")
+            each = ", ".join(f"{(r[1] - r[0]) / n * 1e3:.2f} ms / {r[0] / r[1]:.3f}x"
+                             for r in rounds)
+            print(f"{'':>10} rounds: {each}")
+        if m:
+            print(f"per job (slope between {m} and {n} jobs) and the fixed start-up:")
+            print(f"{'n_parallel':>10} {'bare ms/job':>12} {'aup ms/job':>11} "
+                  f"{'overhead ms':>12} {'throughput ratio':>17} {'fixed start-up ms':>18}")
+            for parallel, rounds in rows:
+                bare_k = [(r[0] - r[3]) / (n - m) for r in rounds]
+                aup_k = [(r[1] - r[4]) / (n - m) for r in rounds]
+                fixed = [(r[4] - aup_k[i] * m) - (r[3] - bare_k[i] * m)
+                         for i, r in enumerate(rounds)]
+                print(f"{parallel:>10} {med(bare_k) * 1e3:>12.2f} {med(aup_k) * 1e3:>11.2f} "
+                      f"{med(a - b for a, b in zip(aup_k, bare_k, strict=True)) * 1e3:>12.2f} "
+                      f"{med(b / a for a, b in zip(aup_k, bare_k, strict=True)):>17.3f} "
+                      f"{med(fixed) * 1e3:>18.0f}")
+                each = ", ".join(f"{(a - b) * 1e3:.2f} ms / {b / a:.3f}x"
+                                 for a, b in zip(aup_k, bare_k, strict=True))
+                print(f"{'':>10} rounds: {each}")
         py = startup([sys.executable, "-c", "pass"], args.repeat)
         imp = startup([sys.executable, "-c", "import aup"], args.repeat)
         print(f"python -c pass: {py * 1e3:.1f} ms; python -c 'import aup': {imp * 1e3:.1f} ms; "

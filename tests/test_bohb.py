@@ -87,11 +87,17 @@ def test_model_uses_the_largest_budget_with_enough_points():
     p = BOHBProposer(SPACE, BOHBOptions(min_points_in_model=6, min_budget=1, max_budget=9))
     assert p._model() is None
     rng = np.random.default_rng(0)
-    for level, n in ((0, 50), (1, 8), (2, 7)):
+    for level, n in ((0, 50), (1, 11), (2, 10)):
         p.obs[level] = [[list(rng.random(3)) + [float(rng.integers(3))], float(rng.random())]
                         for _ in range(n)]
-    assert p._model() is p._models[1][1]  # level 2 has 7 < 6 + 2 results
-    assert p._models[1][1].data.shape == (6, 4)  # max(6, 15% of 8) good points
+    # Level 2: 6 good points leave 4 bad ones, not more than the 4 dimensions.
+    assert p._model() is p._models[1][1]
+    assert 2 not in p._models
+    good, bad = p._models[1][1].good.data, p._models[1][1].bad.data
+    assert good.shape == (6, 4) and bad.shape == (5, 4)  # max(6, 15% of 11) good, the rest bad
+    # The good and bad sets never share a result (HpBandSter's split).
+    rows = sorted(p.obs[1], key=lambda r: r[1])
+    assert np.allclose(good, [r[0] for r in rows[:6]]) and np.allclose(bad, [r[0] for r in rows[6:]])
     # min_points_in_model is raised to dimensions + 1 = 5 (statsmodels needs n > d).
     assert BOHBProposer(SPACE, BOHBOptions(min_points_in_model=2)).n_min == 5
 

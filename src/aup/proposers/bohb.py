@@ -8,8 +8,13 @@ configuration is drawn differs:
 * with probability ``random_fraction``, or while no budget has at least
   ``min_points_in_model + 2`` results, a configuration is drawn at random;
 * otherwise the results of the **largest** budget that has enough are split into the best
-  ``max(N_min, top_n_percent% of N)`` ("good") and the worst ``max(N_min, N - N_good)``
-  ("bad"); two product-kernel densities ``l`` (good) and ``g`` (bad) are fitted with
+  ``N_good = max(N_min, top_n_percent% of N)`` ("good") and the other ``N - N_good`` ("bad");
+  as in the authors' reference implementation (HpBandSter) the two sets never share a point,
+  so a budget is modelled only once its bad set also has more points than dimensions
+  (``N >= N_good + d + 1``, i.e. ``2d + 2`` results with the defaults). The paper's Eq. 3
+  (``N_bad = max(N_min, N - N_good)``) lets the sets overlap when ``N < 2 N_min``: a model
+  whose good and bad densities share most of their points then replaced a better-informed
+  model of a smaller budget. Two product-kernel densities ``l`` (good) and ``g`` (bad) are fitted with
   statsmodels' ``KDEMultivariate`` (Scott's normal-reference bandwidths, floored at
   ``min_bandwidth``); ``num_samples`` candidates are drawn around random good points with the
   bandwidths widened by ``bandwidth_factor``; the candidate maximizing ``l(x) / g(x)`` is
@@ -170,7 +175,8 @@ class BOHBProposer(Proposer):
         for level in sorted(self.obs, reverse=True):
             rows = self.obs[level]
             n = len(rows)
-            if n < self.n_min + 2:
+            n_good = max(self.n_min, (self.options.top_n_percent * n) // 100)
+            if n < self.n_min + 2 or n - n_good <= len(self.dims):
                 continue
             cached = self._models.get(level)
             if cached is not None and cached[0] == n:
@@ -178,10 +184,8 @@ class BOHBProposer(Proposer):
             order = sorted(range(n), key=lambda i: (rows[i][1] is None,
                                                     rows[i][1] if rows[i][1] is not None
                                                     else math.inf, i))
-            n_good = max(self.n_min, (self.options.top_n_percent * n) // 100)
-            n_bad = max(self.n_min, n - n_good)
             x = np.array([rows[i][0] for i in order], dtype=float)
-            model = _Model(x[:n_good], x[n - n_bad:], [c for _, c in self.dims],
+            model = _Model(x[:n_good], x[n_good:], [c for _, c in self.dims],
                            self.options.min_bandwidth)
             self._models[level] = (n, model)
             return model
