@@ -189,25 +189,43 @@ def run_method(method: str, fn: Callable, bounds: list[tuple[float, float]], n: 
 
 # -- latency --------------------------------------------------------------------------------------
 def aup_latency(name: str, fn: Callable, bounds: list[tuple[float, float]], size: int,
-                options: dict[str, Any], repeats: int = 6) -> tuple[float, float]:
-    """(cold, warm median) seconds per proposal with ``size`` observations pre-filled."""
+                options: dict[str, Any], repeats: int = 6) -> tuple[float, float, float]:
+    """Seconds per proposal with ``size`` observations pre-filled: (cold, resumed, warm).
+
+    cold: the first proposal of a proposer that was only told the ``size`` results (spearmint
+    fits its GP from scratch, with restarts: this never happens in aup's loop, where the GP has
+    been fitted all along); resumed: the first proposal of a new proposer loaded from the state
+    of the first one (what ``aup resume`` does); warm: median of the next ones.
+    """
     space = SearchSpace(tuple(FloatParam(f"x{i}", lo, hi) for i, (lo, hi) in enumerate(bounds)))
     cls = registry.get(name)
-    proposer = cls(space, cls.Options.model_validate(
-        {"n_samples": size + repeats, "random_seed": 0, **options}))
+
+    def make():
+        return cls(space, cls.Options.model_validate(
+            {"n_samples": size + repeats + 2, "random_seed": 0, **options}))
+
+    proposer = make()
     rng = np.random.default_rng(1)
     for i in range(size):
         p = Proposal(i, space.sample(rng))
         proposer.tell(p, fn([p.params[f"x{k}"] for k in range(len(bounds))]))
     proposer._next_id = size  # benchmark shortcut: the pre-filled points took ids 0..size-1
-    times = []
-    for _ in range(repeats):
+
+    def timed_step(prop) -> float:
         t0 = time.perf_counter()
-        p = proposer.ask()
-        times.append(time.perf_counter() - t0)
-        assert p is not None
-        proposer.tell(p, fn([p.params[f"x{k}"] for k in range(len(bounds))]))
-    return times[0], statistics.median(times[1:])
+        q = prop.ask()
+        spent = time.perf_counter() - t0
+        assert q is not None
+        prop.tell(q, fn([q.params[f"x{k}"] for k in range(len(bounds))]))
+        return spent
+
+    cold = timed_step(proposer)
+    state = json.loads(json.dumps(proposer.state_dict()))  # as stored in the database
+    proposer = make()
+    proposer.load_state_dict(state)
+    resumed = timed_step(proposer)
+    warm = [timed_step(proposer) for _ in range(repeats)]
+    return cold, resumed, statistics.median(warm)
 
 
 def fmin_latency(fn: Callable, bounds: list[tuple[float, float]], size: int,
@@ -297,16 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.latency.split(",") if s]
     if sizes:
         print("\n# latency per proposal with N observations pre-filled (hartmann6, 6-D): "
-              "cold (first, fits from scratch) / warm (median of the next ones)")
+              "cold (first, fits from scratch) / resumed (first after a state round trip) / "
+              "warm (median of the next ones)")
         fn, bounds, _ = FUNCTIONS["hartmann6"]
         for size in sizes:
             line = [f"N={size:5d}"]
             for name in ("random", "hyperopt", "spearmint"):
                 opts = sp_opts if name == "spearmint" else {}
-                cold, warm = aup_latency(name, fn, bounds, size, opts,
-                                         repeats=6 if name == "spearmint" else 16)
-                raw["latency"][f"aup-{name}/{size}"] = {"cold_s": cold, "warm_s": warm}
-                line.append(f"aup-{name} {cold * 1000:7.1f} / {warm * 1000:7.1f} ms")
+                cold, resumed, warm = aup_latency(name, fn, bounds, size, opts,
+                                                  repeats=6 if name == "spearmint" else 16)
+                raw["latency"][f"aup-{name}/{size}"] = {"cold_s": cold, "resumed_s": resumed,
+                                                         "warm_s": warm}
+                line.append(f"aup-{name} {cold * 1000:6.1f} / {resumed * 1000:6.1f} / "
+                            f"{warm * 1000:6.1f} ms")
             fm = fmin_latency(fn, bounds, size, repeats=15)
             raw["latency"][f"hyperopt-fmin/{size}"] = {"per_iteration_s": fm}
             line.append(f"fmin(tpe) {fm * 1000:7.1f} ms/iteration")
