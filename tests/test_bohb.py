@@ -159,7 +159,9 @@ BASE = {"script": "train.py", "proposer": "bohb",
                                        ("n_iterations", 2.5), ("n_iterations", 0),
                                        ("top_n_percent", 0), ("random_fraction", 1.5),
                                        ("num_samples", 0), ("bandwidth_factor", 0),
-                                       ("min_bandwidth", 0), ("min_points_in_model", 0)])
+                                       ("min_bandwidth", 0), ("min_points_in_model", 0),
+                                       ("max_budget", float("inf")), ("min_budget", float("nan")),
+                                       ("min_budget", 1e-300), ("n_iterations", 10**9)])
 def test_bad_options_name_the_key(key, value):
     cfg = {**BASE, "min_budget": 1, "max_budget": 2, key: value}
     with pytest.raises(ConfigError) as err:

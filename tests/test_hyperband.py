@@ -20,6 +20,7 @@ from aup.proposers.schedule import (
     SuccessiveHalving,
     budget_levels,
     integer_log,
+    schedule_total,
 )
 from aup.space import ChoiceParam, FloatParam, IntParam, SearchSpace
 from aup.store.store import Store, default_url
@@ -225,7 +226,8 @@ BASE = {"script": "train.py", "proposer": "hyperband",
 
 @pytest.mark.parametrize("key,value", [("eta", 1), ("eta", 2.5), ("max_iter", 0),
                                        ("max_iter", 8.5), ("skip_last", -1),
-                                       ("skip_last", 3), ("engine", "grid")])
+                                       ("skip_last", 3), ("engine", "grid"),
+                                       ("max_iter", 10**30), ("max_iter", 3**15)])
 def test_bad_options_name_the_key(key, value):
     with pytest.raises(ConfigError) as err:
         parse_config({**BASE, "max_iter": 9, key: value}, check_files=False)
@@ -365,3 +367,43 @@ def test_cli_kill_9_then_resume_completes_the_schedule(tmp_path: Path, proposer:
             nxt = [j for j in jobs if (j["bracket"], j["rung"]) == (b.index, i + 1)]
             assert sorted(j["score"] for j in rung[:len(nxt)]) == \
                 sorted(j["score"] for j in nxt)
+
+
+@pytest.mark.parametrize("eta,s_max", [(2, 0), (2, 5), (3, 4), (4, 3), (10, 3)])
+@pytest.mark.parametrize("n_brackets", [None, 1, 7, 13])
+def test_schedule_total_matches_the_built_schedule(eta, s_max, n_brackets):
+    for skip in range(s_max + 1):
+        built = HyperbandSchedule(eta, s_max, n_brackets, skip_last=skip)
+        assert schedule_total(eta, s_max, n_brackets, skip) == built.total
+
+
+@pytest.mark.parametrize("proposer,text", [
+    ("hyperband", '"max_iter": 1000000000000000000000000000000'),
+    ("bohb", '"min_budget": 1, "max_budget": 1e400'),
+    ("bohb", '"min_budget": 1e-300, "max_budget": 1'),
+])
+def test_absurd_budget_ranges_are_refused_at_load(tmp_path: Path, proposer: str, text: str):
+    # Found by a fresh-user trial: 1e400 (infinity) hung `aup run`, 1e30 crashed it with an
+    # OverflowError traceback; both passed --check.
+    write_script(tmp_path, "train.py", "print('#Auptimizer:1')\n")
+    exp = tmp_path / "experiment.json"
+    exp.write_text('{"script": "train.py", "proposer": "' + proposer + '", ' + text
+                   + ', "parameter_config": [{"name": "x", "range": [0, 1], "type": "float"}]}')
+    for args in (("run", "--check", str(exp)), ("run", str(exp))):
+        r = run_cli(*args, cwd=tmp_path, timeout=60)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        out = r.stdout + r.stderr
+        assert "Traceback" not in out
+        assert any(k in out for k in ("max_iter", "max_budget", "min_budget")), out
+    assert not (tmp_path / "jobs").exists()
+
+
+def test_check_shows_the_planned_jobs_and_the_n_samples_warning(tmp_path: Path):
+    # Found by a fresh-user trial: the n_samples warning appeared with `aup run` only.
+    write_script(tmp_path, "train.py", "print('#Auptimizer:1')\n")
+    exp = write_experiment(tmp_path, **{**BASE, "max_iter": 9, "n_samples": 50})
+    r = run_cli("run", "--check", str(exp), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "configuration is valid (hyperband, cpu, 1 parameters, 22 jobs)" in r.stdout
+    assert "hyperband runs 22 jobs (its schedule or grid size), not n_samples=50" in r.stderr
+    assert not (tmp_path / ".aup").exists()

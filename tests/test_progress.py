@@ -33,3 +33,29 @@ def test_progress_bar_shows_done_total_failed_and_best(tmp_path: Path) -> None:
     best = min(j["score"] for j in store.jobs(exp.eid))
     assert f"best {best:.6g}" in text
     assert result.best["score"] == best
+
+
+def test_progress_best_follows_the_largest_budget(tmp_path: Path) -> None:
+    # Found by a fresh-user trial: with hyperband the bar showed a score of a small budget as
+    # the best, while the summary (largest budget only) named another job.
+    write_script(tmp_path, "train.py", (
+        "import json, sys\n"
+        "cfg = json.load(open(sys.argv[-1]))\n"
+        "small = float(cfg['n_iterations']) < 9\n"
+        "print('#Auptimizer:', cfg['x'] - (10 if small else 0))\n"))
+    cfg = load_config(write_experiment(
+        tmp_path, script="train.py", proposer="hyperband", max_iter=9, eta=3, target="min",
+        parameter_config=[{"name": "x", "range": [-1, 1], "type": "float"}]))
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, color_system=None)
+    observer = ProgressObserver(console, enabled=True)
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    exp = Experiment.create(cfg, store, observer=observer)
+    result = exp.run()
+    observer.close()
+    best = result.best["score"]
+    assert result.best["budget"] == 9 and best > -2
+    assert min(j["score"] for j in store.jobs(exp.eid)) < -9  # a smaller budget scored lower
+    last = out.getvalue().rsplit("best ", 1)[1].split()[0]
+    assert last == f"{best:.6g}"
+    assert observer.best == best

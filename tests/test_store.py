@@ -37,11 +37,11 @@ def _experiment(store: Store, name: str = "exp", target: str = "min", user: str 
 
 
 def _finish(store: Store, eid: int, score: float | None, status: str = "FINISHED",
-            x: float = 0.5) -> int:
+            x: float = 0.5, budget: float | None = None) -> int:
     rid = store.resource_id("cpu", "cpu:0")
     jid, jaid = store.start_job(eid=eid, job_config={"x": x}, proposal={"id": 0, "params":
                                 {"x": x}}, rid=rid, output_dir="/x/jobs",
-                                proposer_state={"next_id": 1})
+                                proposer_state={"next_id": 1}, budget=budget)
     store.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="SUCCEEDED"
                       if status == "FINISHED" else "FAILED", exit_code=0, fail_reason=None
                       if status == "FINISHED" else "NONZERO_EXIT", detail="", output_tail="",
@@ -145,6 +145,22 @@ def test_list_experiments_counts_and_best_by_target(store):
     assert rows[e1]["best_score"] == 5.0 and rows[e2]["best_score"] == 1.0
     assert (rows[e1]["n_jobs"], rows[e1]["n_finished"], rows[e1]["n_failed"]) == (3, 2, 1)
     assert [r["eid"] for r in store.list_experiments(limit=1)] == [e2]
+
+
+def test_list_experiments_best_uses_the_largest_budget(store):
+    # Found by a fresh-user trial: `aup list` showed a budget-1 score as the best while the
+    # summary and `aup best` (largest budget only) showed another job.
+    e_min = _experiment(store, "hb-min", target="min")
+    e_max = _experiment(store, "hb-max", target="max")
+    for eid in (e_min, e_max):
+        _finish(store, eid, -5.0, budget=1.0)
+        _finish(store, eid, 2.0, budget=9.0)
+        _finish(store, eid, 3.0, budget=9.0)
+        _finish(store, eid, 9.5, budget=3.0)
+        _finish(store, eid, None, status="FAILED", budget=27.0)
+    rows = {r["eid"]: r for r in store.list_experiments()}
+    assert rows[e_min]["best_score"] == 2.0 == store.best_job(e_min, maximize=False)["score"]
+    assert rows[e_max]["best_score"] == 3.0 == store.best_job(e_max, maximize=True)["score"]
 
 
 def test_reopen_keeps_data_and_users(db_url):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -103,7 +104,8 @@ def _fmt(v: Any) -> str:
 
 # -- progress ------------------------------------------------------------------------------------
 class ProgressObserver:
-    """Draws a rich progress bar: done/total, running, failed, best so far."""
+    """Draws a rich progress bar: done/total, running, failed, best so far (the rule of the
+    summary: finished jobs, and with budgets only those at the largest budget so far)."""
 
     def __init__(self, console, enabled: bool):
         self.console = console
@@ -111,21 +113,24 @@ class ProgressObserver:
         self.progress = None
         self.task = None
         self.done = self.failed = 0
-        self.running: set[int] = set()
+        self.running: dict[int, float] = {}  # job id -> budget (0 without budgets)
         self.best: float | None = None
+        self.best_budget = -math.inf
         self.maximize = True
+        self.exp = None
 
     def on_start(self, exp) -> None:
         from aup.experiment import Observer  # noqa: F401 - interface documented there
 
+        self.exp = exp
         self.maximize = exp.config.maximize
         self.total = exp.proposer.total
         for j in exp.store.jobs(exp.eid):
             if j["status"] in ("FINISHED", "EARLY_STOPPED", "FAILED"):
                 self.done += 1
                 self.failed += j["status"] == "FAILED"
-                if j["score"] is not None and j["status"] == "FINISHED":
-                    self._best(j["score"])
+                if j["score"] is not None and j["status"] == "FINISHED" and not j["is_rerun"]:
+                    self._best(j["score"], j["budget"] or 0.0)
         if not self.enabled:
             return
         from rich.progress import (
@@ -144,9 +149,10 @@ class ProgressObserver:
         self.task = self.progress.add_task("jobs", total=self.total, completed=self.done,
                                            info=self._info())
 
-    def _best(self, score: float) -> None:
-        if self.best is None or (score > self.best if self.maximize else score < self.best):
-            self.best = score
+    def _best(self, score: float, budget: float) -> None:
+        better = self.best is None or (score > self.best if self.maximize else score < self.best)
+        if budget > self.best_budget or (budget == self.best_budget and better):
+            self.best, self.best_budget = score, budget
 
     def _info(self) -> str:
         best = "-" if self.best is None else f"{self.best:.6g}"
@@ -157,20 +163,22 @@ class ProgressObserver:
             self.progress.update(self.task, completed=self.done, info=self._info())
 
     def on_job_started(self, jid, attempt, slot, config) -> None:
-        self.running.add(jid)
+        r = self.exp.running.get((jid, attempt)) if self.exp is not None else None
+        budget = r.job.proposal.budget if r is not None else None
+        self.running[jid] = float(budget or 0.0)
         self._refresh()
 
     def on_result(self, jid, values) -> None:
         pass
 
     def on_job_ended(self, jid, attempt, outcome, job_status) -> None:
-        self.running.discard(jid)
+        budget = self.running.pop(jid, 0.0)
         if job_status is not None and job_status.value != "INTERRUPTED":
             self.done += 1
             if job_status.value == "FAILED":
                 self.failed += 1
             elif job_status.value == "FINISHED" and outcome.score is not None:
-                self._best(outcome.score)
+                self._best(outcome.score, budget)
         self._refresh()
 
     def on_stopping(self, reason: str) -> None:
@@ -249,7 +257,7 @@ def cmd_run(args) -> int:
     from aup.api import resolve_db_url
     from aup.config import load_config
     from aup.environment import load_environment
-    from aup.experiment import Experiment
+    from aup.experiment import Experiment, build_proposer, warn_planned_jobs
     from aup.store.store import open_store
 
     config = load_config(args.experiment)
@@ -257,8 +265,11 @@ def cmd_run(args) -> int:
         log.warning("%s: %s", args.experiment, w)
     console = _console(plain_ok=True)
     if args.check:
+        proposer = build_proposer(config)  # the same checks and warnings as a run
+        warn_planned_jobs(config, proposer)
+        jobs = f", {proposer.total} jobs" if proposer.total is not None else ""
         console.print(f"{args.experiment}: configuration is valid ({config.proposer}, "
-                      f"{config.resource}, {len(config.space)} parameters)")
+                      f"{config.resource}, {len(config.space)} parameters{jobs})")
         return EXIT_OK
     env = load_environment()
     store = open_store(resolve_db_url(args.db, config.storage))

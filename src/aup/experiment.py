@@ -201,10 +201,7 @@ class Experiment:
             ConfigError: the proposer rejects its options.
         """
         proposer = build_proposer(config)
-        if ("n_samples" in config.raw and proposer.total is not None
-                and proposer.total != config.n_samples):
-            log.warning("%s runs %d jobs (its schedule or grid size), not n_samples=%d",
-                        config.proposer, proposer.total, config.n_samples)
+        warn_planned_jobs(config, proposer)
         # The resource is ready (hosts reached, GPU ids known...) before anything is written.
         resource = prepared_resource(config, queue.Queue(), env_file)
         eid = store.create_experiment(
@@ -641,6 +638,15 @@ def prepared_resource(config: ExperimentConfig, events: queue.Queue, env_file: A
     except AupError as err:
         raise UsageError(f"resource '{config.resource}' is not ready: {err}") from None
     return resource
+
+
+def warn_planned_jobs(config: ExperimentConfig, proposer: Proposer) -> None:
+    """Warn when the proposer's planned number of jobs (a schedule or a grid) differs from an
+    ``n_samples`` the configuration sets."""
+    if ("n_samples" in config.raw and proposer.total is not None
+            and proposer.total != config.n_samples):
+        log.warning("%s runs %d jobs (its schedule or grid size), not n_samples=%d",
+                    config.proposer, proposer.total, config.n_samples)
 
 
 def build_proposer(config: ExperimentConfig) -> Proposer:

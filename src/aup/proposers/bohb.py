@@ -45,7 +45,14 @@ from pydantic import Field, field_validator
 
 from aup.errors import Problem
 from aup.proposers.base import Proposal, Proposer, ProposerOptions
-from aup.proposers.schedule import Bracket, HyperbandSchedule, SuccessiveHalving, budget_levels
+from aup.proposers.schedule import (
+    MAX_SCHEDULED_JOBS,
+    Bracket,
+    HyperbandSchedule,
+    SuccessiveHalving,
+    budget_levels,
+    schedule_total,
+)
 from aup.space import ChoiceParam, config_key
 
 #: Random draws tried to avoid repeating a configuration within a bracket (tiny spaces).
@@ -56,8 +63,8 @@ class BOHBOptions(ProposerOptions):
     """Options of the ``bohb`` proposer (see the module docstring)."""
 
     n_iterations: int = Field(default=4, ge=1)
-    min_budget: float = Field(default=0.01, gt=0)
-    max_budget: float = Field(default=1.0, gt=0)
+    min_budget: float = Field(default=0.01, gt=0, allow_inf_nan=False)
+    max_budget: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     eta: int = Field(default=3, ge=2)
     min_points_in_model: int | None = Field(default=None, ge=1)
     top_n_percent: int = Field(default=15, ge=1, le=99)
@@ -139,10 +146,21 @@ class BOHBProposer(Proposer):
 
     @classmethod
     def check_space(cls, space, options: BOHBOptions) -> list[Problem]:
-        if options.min_budget > options.max_budget:
-            return [Problem("min_budget", f"min_budget is above max_budget "
-                            f"({options.max_budget})", options.min_budget,
-                            "use 0 < min_budget <= max_budget")]
+        o = options
+        if o.min_budget > o.max_budget:
+            return [Problem("min_budget", f"min_budget is above max_budget ({o.max_budget})",
+                            o.min_budget, "use 0 < min_budget <= max_budget")]
+        s_max = budget_levels(o.min_budget, o.max_budget, o.eta)
+        if o.eta ** min(s_max, 64) > MAX_SCHEDULED_JOBS:
+            return [Problem("min_budget", f"max_budget / min_budget = "
+                            f"{o.max_budget / o.min_budget:.3g} with eta={o.eta} gives "
+                            f"{s_max + 1} budget levels, and the first bracket alone more than "
+                            f"{MAX_SCHEDULED_JOBS:,} jobs", o.min_budget,
+                            "use a smaller ratio of max_budget to min_budget, or a larger eta")]
+        if schedule_total(o.eta, s_max, o.n_iterations) > MAX_SCHEDULED_JOBS:
+            return [Problem("n_iterations", f"{o.n_iterations} brackets plan more than "
+                            f"{MAX_SCHEDULED_JOBS:,} jobs", o.n_iterations,
+                            "n_iterations is the number of brackets: use a smaller one")]
         return []
 
     @property

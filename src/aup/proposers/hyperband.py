@@ -31,7 +31,14 @@ from pydantic import Field
 
 from aup.errors import Problem
 from aup.proposers.base import Proposal, Proposer, ProposerOptions
-from aup.proposers.schedule import Bracket, HyperbandSchedule, SuccessiveHalving, integer_log
+from aup.proposers.schedule import (
+    MAX_SCHEDULED_JOBS,
+    Bracket,
+    HyperbandSchedule,
+    SuccessiveHalving,
+    integer_log,
+    schedule_total,
+)
 from aup.space import config_key
 
 #: Random draws tried to avoid repeating a configuration within a bracket (tiny spaces).
@@ -89,6 +96,12 @@ class HyperbandProposer(Proposer):
                 "skip_last", f"max_iter={options.max_iter} with eta={options.eta} gives brackets "
                 f"of at most {s_max + 1} rungs, so skipping {options.skip_last} leaves none to run",
                 options.skip_last, f"use skip_last between 0 and {s_max}, or raise max_iter"))
+        elif schedule_total(options.eta, s_max, skip_last=options.skip_last) > MAX_SCHEDULED_JOBS:
+            problems.append(Problem(
+                "max_iter", f"max_iter={options.max_iter} with eta={options.eta} plans more than "
+                f"{MAX_SCHEDULED_JOBS:,} jobs", options.max_iter,
+                "max_iter is the largest budget in units of the smallest one (e.g. epochs): "
+                "use a smaller max_iter or a larger eta"))
         if options.engine == "sequence":
             from aup.proposers.sequence import SequenceProposer
 

@@ -36,6 +36,9 @@ from aup.space import config_key
 
 #: Relative tolerance when comparing budgets given as floats (``min_budget * eta^s <= max``).
 BUDGET_RTOL = 1e-9
+#: Most jobs a schedule may plan. A larger plan comes from a mistyped budget range, never
+#: from a plan anyone can run; it is refused at load (and the schedule is never built).
+MAX_SCHEDULED_JOBS = 10_000_000
 
 
 def integer_log(ratio: int, eta: int) -> int:
@@ -75,6 +78,31 @@ def budget_levels(min_budget: float, max_budget: float, eta: int) -> int:
         s += 1
         b *= eta
     return s
+
+
+def rung_sizes(eta: int, s_max: int, s: int, skip_last: int = 0) -> tuple[int, ...]:
+    """Jobs per rung of bracket ``s`` (Li et al. 2018): ``n = ceil((s_max + 1) eta^s / (s + 1))``
+    configurations, ``floor(n / eta^i)`` in rung ``i``; the last ``skip_last`` rungs dropped."""
+    n = -(-(s_max + 1) * eta ** s // (s + 1))  # exact ceil
+    return tuple(n // eta ** i for i in range(s + 1 - skip_last))
+
+
+def schedule_total(eta: int, s_max: int, n_brackets: int | None = None,
+                   skip_last: int = 0) -> int:
+    """Number of jobs of ``HyperbandSchedule(eta, s_max, n_brackets, skip_last)``, computed
+    without building it (at load, before a mistyped budget range builds billions of rungs).
+
+    Returns:
+        the exact total, or any number above :data:`MAX_SCHEDULED_JOBS` once it is certain
+        that the total exceeds it (the first bracket alone starts ``eta^s_max``
+        configurations).
+    """
+    if eta ** min(s_max, 64) > MAX_SCHEDULED_JOBS:
+        return MAX_SCHEDULED_JOBS + 1
+    cycle = [sum(rung_sizes(eta, s_max, s_max - k, skip_last)) for k in range(s_max + 1)]
+    count = s_max + 1 if n_brackets is None else n_brackets
+    full, rest = divmod(count, s_max + 1)
+    return full * sum(cycle) + sum(cycle[:rest])
 
 
 @dataclass(frozen=True)
@@ -121,8 +149,7 @@ class HyperbandSchedule:
         brackets = []
         for k in range(count):
             s = self.s_max - (k % (self.s_max + 1))
-            n = -(-(self.s_max + 1) * self.eta ** s // (s + 1))  # exact ceil
-            sizes = tuple(n // self.eta ** i for i in range(s + 1 - self.skip_last))
+            sizes = rung_sizes(self.eta, self.s_max, s, self.skip_last)
             if sizes:
                 brackets.append(Bracket(len(brackets), s, sizes))
         self.brackets: tuple[Bracket, ...] = tuple(brackets)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    and_,
     bindparam,
     create_engine,
     delete,
@@ -323,17 +324,25 @@ class Store:
 
     def list_experiments(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Every experiment, newest first, with ``n_jobs``, ``n_finished``, ``n_failed`` and
-        ``best_score`` (by the experiment's target)."""
+        ``best_score`` (by the experiment's target, with the rule of :meth:`best_job`: finished
+        jobs only and, with budgets, only those at the largest budget)."""
         e, j = s.experiment, s.job
         counts = (select(j.c.eid, func.count().label("n_jobs"),
                          func.sum((j.c.status == "FINISHED").cast(s.Integer)).label("n_finished"),
-                         func.sum((j.c.status == "FAILED").cast(s.Integer)).label("n_failed"),
-                         func.max(j.c.score).label("max_score"),
-                         func.min(j.c.score).label("min_score"))
+                         func.sum((j.c.status == "FAILED").cast(s.Integer)).label("n_failed"))
                   .where(j.c.is_rerun.is_(False)).group_by(j.c.eid).subquery())
+        scored = and_(j.c.status == "FINISHED", j.c.score.is_not(None), j.c.is_rerun.is_(False))
+        budget = func.coalesce(j.c.budget, 0)
+        top = (select(j.c.eid, func.max(budget).label("top")).where(scored)
+               .group_by(j.c.eid).subquery())
+        best = (select(j.c.eid, func.max(j.c.score).label("max_score"),
+                       func.min(j.c.score).label("min_score"))
+                .join(top, and_(top.c.eid == j.c.eid, budget == top.c.top)).where(scored)
+                .group_by(j.c.eid).subquery())
         q = (select(e, counts.c.n_jobs, counts.c.n_finished, counts.c.n_failed,
-                    counts.c.max_score, counts.c.min_score)
-             .outerjoin(counts, counts.c.eid == e.c.eid).order_by(e.c.eid.desc()))
+                    best.c.max_score, best.c.min_score)
+             .outerjoin(counts, counts.c.eid == e.c.eid)
+             .outerjoin(best, best.c.eid == e.c.eid).order_by(e.c.eid.desc()))
         if limit:
             q = q.limit(limit)
         with self.engine.connect() as c:
