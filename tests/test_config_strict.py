@@ -91,6 +91,8 @@ def test_run_with_a_missing_package_records_nothing(folder: Path, monkeypatch, c
     ({"target": 1}, "target", '"min" or "max"'),
     ({"proposer": "hyperband", "max_iter": "9"}, "max_iter", "without quotes: 9"),
     ({"proposer": "bohb", "min_budget": "0.5"}, "min_budget", "without quotes: 0.5"),
+    # "nan" is no JSON number: the hint must not suggest writing it without quotes.
+    ({"proposer": "bohb", "max_budget": "nan"}, "max_budget", "use a number (without quotes)"),
     ({"resource_args": {"kill_grace": "3"}}, "resource_args.kill_grace", "without quotes: 3"),
     ({"parameter_config": [{"name": "x", "range": [0, 1], "type": "float", "log": "yes"}]},
      "parameter_config[0].log", "write true"),

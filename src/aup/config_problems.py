@@ -10,6 +10,7 @@ strictly (a JSON string is never turned into a number or a boolean).
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -54,6 +55,8 @@ def _number_text(value: Any, integer: bool) -> str | None:
         number = int(text) if integer else float(text)
     except ValueError:
         return None
+    if not math.isfinite(number):
+        return None  # "nan" and "inf" are strings Python parses, but not JSON numbers
     return str(number) if integer else text
 
 
