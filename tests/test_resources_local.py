@@ -220,3 +220,97 @@ def test_one_output_pump_thread_serves_every_cpu_job(tmp_path: Path) -> None:
     while any(t.name == "aup-output-pump" for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the pump thread did not stop when idle"
         time.sleep(0.05)
+
+
+def test_the_pump_thread_starts_the_processes(tmp_path: Path, monkeypatch) -> None:
+    # The busy experiment loop only writes the job's files; the mostly idle pump thread spawns
+    # (a spawn from the loop waited ~4 ms at n_parallel 2, from the pump ~0.3 ms).
+    import subprocess
+    import sys
+    import threading
+
+    from aup.resources import local
+    from aup.resources.base import EndEvent
+
+    spawners = []
+    real_popen = subprocess.Popen
+
+    def spy(*args, **kwargs):  # records the calling thread, then starts the real process
+        spawners.append(threading.current_thread().name)
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(local.subprocess, "Popen", spy)
+    events: queue.Queue = queue.Queue()
+    rm = local.CPUResourceManager(_config(tmp_path, "cpu", {}, n_parallel=2), events)
+    (tmp_path / "job.py").write_text("print('#Auptimizer: 1')\n")
+    for jid, slot in zip((1, 2), rm.slots, strict=True):
+        spec = _spec(tmp_path, jid)
+        spec.command = [sys.executable, "job.py"]
+        rm.start(spec, slot)
+    ends = [events.get(timeout=30) for _ in range(4)]
+    outcomes = [e.outcome.status.value for e in ends if isinstance(e, EndEvent)]
+    assert outcomes == ["SUCCEEDED", "SUCCEEDED"]
+    assert spawners == ["aup-output-pump", "aup-output-pump"]
+
+
+def test_a_start_error_of_any_kind_ends_the_attempt_and_the_pump_goes_on(tmp_path: Path) -> None:
+    # Popen raised in the pump thread would stop it and leave every job waiting for ever: a
+    # NUL byte in the environment (ValueError, not OSError) ends that attempt as START_FAILED,
+    # and the next job on the same pump runs.
+    import sys
+
+    from aup.resources.base import EndEvent
+    from aup.resources.local import LocalProcess, OutputPump
+
+    (tmp_path / "job.py").write_text("print('#Auptimizer: 1')\n")
+    events: queue.Queue = queue.Queue()
+    pump = OutputPump()
+    bad = _spec(tmp_path, 1)
+    bad.command = [sys.executable, "job.py"]
+    LocalProcess(bad, {"BAD": "a\0b"}, events, 1.0, pump=pump).start()
+    end = events.get(timeout=30)
+    assert isinstance(end, EndEvent) and end.outcome.reason.value == "START_FAILED"
+    assert "null byte" in end.outcome.detail
+    good = _spec(tmp_path, 2)
+    good.command = [sys.executable, "job.py"]
+    LocalProcess(good, {}, events, 1.0, pump=pump).start()
+    ends = [e for e in (events.get(timeout=30) for _ in range(2)) if isinstance(e, EndEvent)]
+    assert [e.outcome.status.value for e in ends] == ["SUCCEEDED"]
+
+
+class _HeldPump:
+    """Keeps what it is given without starting it (test seam: lets a test stop an attempt in the
+    window between the loop's start() and the pump's spawn, which is otherwise microseconds)."""
+
+    def __init__(self) -> None:
+        self.held: list = []
+
+    def add(self, proc) -> None:
+        self.held.append(proc)
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_an_attempt_stopped_before_the_pump_spawns_it_never_runs(tmp_path: Path,
+                                                                  how: str) -> None:
+    import sys
+
+    from aup.resources.base import EndEvent, StopReason
+    from aup.resources.local import LocalProcess
+
+    marker = tmp_path / "ran"
+    (tmp_path / "job.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    events: queue.Queue = queue.Queue()
+    pump = _HeldPump()
+    spec = _spec(tmp_path, 1)
+    spec.command = [sys.executable, "job.py"]
+    proc = LocalProcess(spec, {}, events, 1.0, pump=pump)
+    proc.start()
+    assert pump.held == [proc] and proc.proc is None
+    if how == "stop":
+        proc.stop(StopReason.EXPERIMENT_STOP)
+    else:
+        proc.kill()
+    assert proc.spawn() is False and proc.proc is None
+    end = events.get(timeout=5)
+    assert isinstance(end, EndEvent) and end.outcome.status.value == "STOPPED"
+    assert not marker.exists()
