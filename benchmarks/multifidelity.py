@@ -38,6 +38,7 @@ Usage::
     python benchmarks/multifidelity.py --quick    # 3 seeds, smaller horizon
     python benchmarks/multifidelity.py --task hartmann6 --out results.json
     python benchmarks/multifidelity.py --task digits-mlp
+    python benchmarks/multifidelity.py --task digits-mlp --first-seed 10   # seeds 10-19
 """
 
 from __future__ import annotations
@@ -291,11 +292,11 @@ def bookkeeping_ms(n_rounds: int = 3) -> tuple[float, float]:
     return min(times), trace.seconds_per_ask * 1000
 
 
-def benchmark(task: Task, seeds: int, horizon_jobs: int) -> dict[str, Any]:
+def benchmark(task: Task, seeds: int, horizon_jobs: int, first_seed: int = 0) -> dict[str, Any]:
     limit = float(horizon_jobs * task.max_budget)
     runs: dict[str, list[Trace]] = {"random": [], "hyperband": [], "bohb": []}
     t0 = time.perf_counter()
-    for s in range(seeds):
+    for s in range(first_seed, first_seed + seeds):
         runs["random"].append(run_random(task, s, limit))
         runs["hyperband"].append(run_hyperband(task, s, limit))
         runs["bohb"].append(run_bohb(task, s, limit))
@@ -335,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task", choices=[*TASKS, "all"], default="all")
     ap.add_argument("--seeds", type=int, default=None, help="default 10 (3 with --quick)")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. +seeds-1")
     ap.add_argument("--quick", action="store_true", help="3 seeds, 40 full-budget jobs")
     ap.add_argument("--out", help="write the figures as JSON to this file")
     args = ap.parse_args(argv)
@@ -348,10 +350,11 @@ def main(argv: list[str] | None = None) -> int:
           f"(goal <= 5 ms: {'PASS' if hb_ms <= 5 else 'FAIL'}); bohb ask+tell incl. KDE: "
           f"{bohb_ms:.2f} ms/proposal")
     for make in tasks:
-        r = benchmark(make(), seeds, horizon)
+        r = benchmark(make(), seeds, horizon, args.first_seed)
         results["tasks"].append(r)
         lim = r["budget_limit"]
-        print(f"\n{r['task']}: {seeds} seeds, budget limit {lim:g} ({horizon} full-budget jobs)")
+        print(f"\n{r['task']}: {seeds} seeds from {args.first_seed}, budget limit {lim:g} "
+              f"({horizon} full-budget jobs)")
         print("  mean regret at a fraction of the budget limit:")
         for k, row in r["regret_at_fraction_of_limit"].items():
             print(f"    {k:10s} " + "  ".join(f"{c}: {v:.4f}" for c, v in row.items()))
