@@ -14,8 +14,8 @@ configuration is drawn differs:
   (``N >= N_good + d + 1``, i.e. ``2d + 2`` results with the defaults). The paper's Eq. 3
   (``N_bad = max(N_min, N - N_good)``) lets the sets overlap when ``N < 2 N_min``: a model
   whose good and bad densities share most of their points then replaced a better-informed
-  model of a smaller budget. Two product-kernel densities ``l`` (good) and ``g`` (bad) are fitted with
-  statsmodels' ``KDEMultivariate`` (Scott's normal-reference bandwidths, floored at
+  model of a smaller budget. Two product-kernel densities ``l`` (good) and ``g`` (bad) are
+  fitted with statsmodels' ``KDEMultivariate`` (Scott's normal-reference bandwidths, floored at
   ``min_bandwidth``); ``num_samples`` candidates are drawn around random good points with the
   bandwidths widened by ``bandwidth_factor``; the candidate maximizing ``l(x) / g(x)`` is
   proposed.
@@ -51,6 +51,7 @@ from aup.proposers.schedule import (
     HyperbandSchedule,
     SuccessiveHalving,
     budget_levels,
+    first_bracket_too_large,
     schedule_total,
 )
 from aup.space import ChoiceParam, config_key
@@ -151,7 +152,7 @@ class BOHBProposer(Proposer):
             return [Problem("min_budget", f"min_budget is above max_budget ({o.max_budget})",
                             o.min_budget, "use 0 < min_budget <= max_budget")]
         s_max = budget_levels(o.min_budget, o.max_budget, o.eta)
-        if o.eta ** min(s_max, 64) > MAX_SCHEDULED_JOBS:
+        if first_bracket_too_large(o.eta, s_max):
             return [Problem("min_budget", f"max_budget / min_budget = "
                             f"{o.max_budget / o.min_budget:.3g} with eta={o.eta} gives "
                             f"{s_max + 1} budget levels, and the first bracket alone more than "
@@ -194,7 +195,7 @@ class BOHBProposer(Proposer):
             rows = self.obs[level]
             n = len(rows)
             n_good = max(self.n_min, (self.options.top_n_percent * n) // 100)
-            if n < self.n_min + 2 or n - n_good <= len(self.dims):
+            if n - n_good <= len(self.dims):  # (implies n >= n_min + 2: n_good >= n_min >= 2)
                 continue
             cached = self._models.get(level)
             if cached is not None and cached[0] == n:

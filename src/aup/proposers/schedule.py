@@ -87,6 +87,12 @@ def rung_sizes(eta: int, s_max: int, s: int, skip_last: int = 0) -> tuple[int, .
     return tuple(n // eta ** i for i in range(s + 1 - skip_last))
 
 
+def first_bracket_too_large(eta: int, s_max: int) -> bool:
+    """True when the most aggressive bracket alone starts more than
+    :data:`MAX_SCHEDULED_JOBS` configurations (``eta^s_max`` of them)."""
+    return eta ** min(s_max, 64) > MAX_SCHEDULED_JOBS
+
+
 def schedule_total(eta: int, s_max: int, n_brackets: int | None = None,
                    skip_last: int = 0) -> int:
     """Number of jobs of ``HyperbandSchedule(eta, s_max, n_brackets, skip_last)``, computed
@@ -97,7 +103,7 @@ def schedule_total(eta: int, s_max: int, n_brackets: int | None = None,
         that the total exceeds it (the first bracket alone starts ``eta^s_max``
         configurations).
     """
-    if eta ** min(s_max, 64) > MAX_SCHEDULED_JOBS:
+    if first_bracket_too_large(eta, s_max):
         return MAX_SCHEDULED_JOBS + 1
     cycle = [sum(rung_sizes(eta, s_max, s_max - k, skip_last)) for k in range(s_max + 1)]
     count = s_max + 1 if n_brackets is None else n_brackets

@@ -136,12 +136,16 @@ class LocalProcess:
         self.pump.add(self)
 
     def _start_failed(self, err: Exception) -> None:
+        why = getattr(err, "strerror", None) or err
+        self._end_unstarted(judge(None, self.parser, start_error=f"cannot start "
+                                                                f"{self.spec.command[0]}: {why}"))
+
+    def _end_unstarted(self, outcome) -> None:
+        """End an attempt whose process never ran (start error, or stopped before its spawn)."""
         if self._out is not None:
             self._out.close()
             self._out = None
-        why = getattr(err, "strerror", None) or err
-        self._finish(judge(None, self.parser, start_error=f"cannot start "
-                                                         f"{self.spec.command[0]}: {why}"))
+        self._finish(outcome)
 
     # -- called by the pump thread ---------------------------------------------------------------
     def spawn(self) -> bool:
@@ -166,10 +170,7 @@ class LocalProcess:
                     error = err
         if self.proc is None:
             if self.stopped is not None:  # stopped before it started: it never ran
-                if self._out is not None:
-                    self._out.close()
-                    self._out = None
-                self._finish(judge(None, self.parser, stopped=self.stopped))
+                self._end_unstarted(judge(None, self.parser, stopped=self.stopped))
             else:
                 assert error is not None
                 self._start_failed(error)
