@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -71,6 +72,7 @@ def full_stack(folder: Path, n: int, parallel: int) -> tuple[float, float]:
     db = folder / f"bench{parallel}.db"
     for old in folder.glob(db.name + "*"):
         old.unlink()  # a fresh database for each run, as for a first experiment
+    shutil.rmtree(folder / "jobs", ignore_errors=True)  # (and no job files of the last one)
     exp.write_text(json.dumps({
         "script": "job.py", "proposer": "random", "n_samples": n, "n_parallel": parallel,
         "target": "min", "parameter_config": [{"name": "x", "range": [0, 1], "type": "float"}]}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -62,3 +63,13 @@ def quadratic_experiment(tmp_path: Path):
         return write_experiment(tmp_path, **cfg)
 
     return make
+
+
+@pytest.fixture
+def examples(tmp_path: Path) -> Path:
+    """A copy of the shipped examples (their jobs/ folders are written next to the experiment
+    files, and the repository stays clean); the tests run them from another folder."""
+    copy = tmp_path / "examples"
+    shutil.copytree(REPO / "examples", copy,
+                    ignore=shutil.ignore_patterns("jobs", ".aup", "aup_models", "__pycache__"))
+    return copy

@@ -121,7 +121,16 @@ BROKEN = {
                               "parameter_config": PARAMS}, "job_failure.job_retries",
                              "greater than or equal to 0"),
     "top level not an object": ([1, 2], "", "must be a JSON object"),
+    "repeated choice": ({"script": "train.py", "parameter_config": [
+        {"name": "k", "range": ["a", 1, "a"], "type": "choice"}]}, "parameter_config[0].range",
+        'the choice "a" is listed twice'),
 }
+
+
+def test_choices_of_different_json_types_are_not_repeats(folder: Path) -> None:
+    cfg = parse_config({"script": "train.py", "parameter_config": [
+        {"name": "k", "range": [1, 1.0, "1", True, "true", None], "type": "choice"}]}, folder)
+    assert len(cfg.space.params[0].choices) == 6
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
@@ -178,6 +187,20 @@ def test_check_flag_validates_without_writing(folder: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "valid" in proc.stdout
     assert not (folder / ".aup").exists()
+
+
+@pytest.mark.parametrize(("resource", "needle"), [("gpu", 'resource "gpu" has no GPU ids'),
+                                                   ("node", 'resource "node" has no hosts')])
+def test_check_flag_refuses_a_resource_that_run_would_refuse(folder: Path, resource: str,
+                                                             needle: str) -> None:
+    # --check runs the resource's checks that need no connection: no GPU ids, no hosts.
+    path = write_experiment(folder, script="train.py", parameter_config=PARAMS,
+                            resource=resource)
+    for args in (("run", "--check", str(path)), ("run", str(path))):
+        proc = run_cli(*args, cwd=folder, env={"HOME": str(folder)})
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert not (folder / ".aup" / "sqlite3.db").exists()
 
 
 def test_stored_config_has_defaults_filled(folder: Path) -> None:

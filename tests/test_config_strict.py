@@ -171,6 +171,17 @@ def test_script_check_is_skipped_for_remote_resources(folder: Path) -> None:
     assert cfg.resource == "node"
 
 
+@pytest.mark.parametrize("program", ["python", "python3", "bash"])
+def test_a_program_before_the_script_is_named_as_such(folder: Path, program: str) -> None:
+    # "python train.py" is a common first try: say to drop the program, not "no file python".
+    problem = _by_path(_problems(_config(script=f"{program} train.py --fast"), folder))["script"]
+    assert f"not the program '{program}'" in problem.message
+    assert problem.hint.startswith('write "script": "train.py --fast"')
+    # a first word that is no program stays "does not exist"
+    problem = _by_path(_problems(_config(script="nosuchprogram123 train.py"), folder))["script"]
+    assert problem.message == "the script does not exist"
+
+
 def test_directory_as_script_or_file_as_workingdir(folder: Path) -> None:
     (folder / "sub").mkdir()
     assert "is a directory" in _by_path(_problems(_config(script="sub"), folder))[

@@ -175,3 +175,24 @@ def test_log_scale_parameter_is_drawn_in_log10(tmp_path):
         proc = run_cli("plot", "lr", "--out", name, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
     assert "lr (log10)" in (tmp_path / "lr.html").read_text()
+
+
+def test_export_keeps_parameters_named_like_its_columns_apart(tmp_path):
+    # A parameter called "score" or "status" must not replace the job's own score and status.
+    (tmp_path / "s.py").write_text(
+        "import json, sys\ncfg = json.load(open(sys.argv[-1]))\n"
+        "print('#Auptimizer:', cfg['score'] * 10)\n")
+    write_json(tmp_path / "e.json", name="clash", script="s.py", n_samples=2, target="min",
+               parameter_config=[{"name": "score", "range": [0, 1], "type": "float"},
+                                 {"name": "status", "range": ["a", "b"], "type": "choice"}])
+    assert run_cli("run", "e.json", cwd=tmp_path).returncode == 0
+    proc = run_cli("export", "clash", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert [r["status"] for r in rows] == ["FINISHED", "FINISHED"]
+    assert all(float(r["score"]) == 10 * float(r["param.score"]) for r in rows)
+    assert {r["param.status"] for r in rows} <= {"a", "b"}
+    data = json.loads(run_cli("export", "clash", "--format", "json", cwd=tmp_path).stdout)
+    assert data["columns"][:3] == ["jid", "status", "score"]
+    assert "param.score" in data["columns"] and "param.status" in data["columns"]
+    assert all(j["status"] == "FINISHED" for j in data["jobs"])

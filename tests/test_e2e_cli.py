@@ -304,7 +304,9 @@ def test_run_starts_light_when_output_is_not_a_terminal(tmp_path: Path, proposer
     path = write_experiment(tmp_path, script="quad.py", proposer=proposer, n_samples=3,
                             parameter_config=[{"name": "x", "range": [-1, 1], "type": "float",
                                                "n": 3}])
-    heavy = ("rich", "aup.dashboard", "aup.commands", "aup.cli_tell") + (
+    from aup.cli import EXTRA_COMMANDS
+
+    heavy = ("rich", "aup.dashboard", *EXTRA_COMMANDS.values()) + (
         ("numpy",) if proposer == "sequence" else ())
     probe = ("import atexit, runpy, sys\n"
              f"heavy = {heavy!r}\n"
@@ -328,3 +330,71 @@ def test_a_mistyped_option_shows_the_usage_of_its_command(tmp_path: Path) -> Non
     assert res.returncode == 2
     assert "usage: aup run" in res.stderr and "unrecognized arguments: --quite" in res.stderr
     assert not (tmp_path / ".aup").exists()  # nothing ran, nothing was recorded
+
+
+def test_a_second_database_does_not_overwrite_the_job_files_of_the_first(tmp_path: Path) -> None:
+    # Job files are named by job id, and ids count per database: a run with another database
+    # (or after deleting .aup/) in the same folder is refused before it records anything.
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", n_samples=2, parameter_config=X)
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+    first = (tmp_path / "jobs" / "1.0.out").read_text()
+    other = tmp_path / "other.db"
+    proc = run_cli("run", "--db", f"sqlite:///{other}", str(path), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "holds the files of jobs up to id 2" in proc.stderr and "Fix:" in proc.stderr
+    assert (tmp_path / "jobs" / "1.0.out").read_text() == first
+    assert sqlite3.connect(other).execute("SELECT count(*) FROM experiment").fetchone()[0] == 0
+    # the database that recorded them goes on using the folder (ids continue at 3)
+    proc = run_cli("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "jobs" / "3.json").exists()
+    assert (tmp_path / "jobs" / "1.0.out").read_text() == first
+
+
+def test_relative_storage_is_next_to_the_experiment_file_and_the_hint_names_it(
+        tmp_path: Path) -> None:
+    # "storage": "sqlite:///runs.db" is relative to the experiment file's folder (like every
+    # path of experiment.json), and the resume hint says which database to resume from.
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    write_script(folder, "bad.py", "raise SystemExit(1)\n")
+    path = write_experiment(folder, script="bad.py", n_samples=2, parameter_config=X,
+                            storage="sqlite:///runs.db")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run_cli("run", str(path), cwd=elsewhere)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (folder / "runs.db").is_file() and not (elsewhere / "runs.db").exists()
+    hint = f"resume with: aup resume --db sqlite:///{folder / 'runs.db'} 1"
+    assert hint in proc.stdout, proc.stdout
+    # following the hint from that other folder resumes this experiment
+    proc = run_cli(*hint.split(": ", 1)[1].split()[1:], cwd=elsewhere)
+    assert "experiment 1 (experiment) resumed" in proc.stdout, proc.stdout + proc.stderr
+    # with the default database the hint stays short
+    write_script(tmp_path, "bad.py", "raise SystemExit(1)\n")
+    path = write_experiment(tmp_path, script="bad.py", n_samples=2, parameter_config=X)
+    proc = run_cli("run", str(path), cwd=tmp_path)
+    assert "resume with: aup resume 1 (after fixing the cause" in proc.stdout, proc.stdout
+
+
+def test_show_keeps_the_json_types_of_choice_values_apart(tmp_path: Path) -> None:
+    # 1, 1.0, "1", true and "true" reach the job as different values; the tables say so too.
+    write_script(tmp_path, "echo.py", """
+        import json, sys
+        cfg = json.load(open(sys.argv[-1]))
+        print("#Auptimizer:", cfg["job_id"])
+    """)
+    choices = [1, 1.0, "1", True, "true", "rbf"]
+    path = write_experiment(tmp_path, script="echo.py", proposer="sequence", n_samples=6,
+                            parameter_config=[{"name": "c", "range": choices,
+                                               "type": "choice"}])
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+    proc = run_cli("show", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shown = [line.split("c=", 1)[1].split()[0] for line in proc.stdout.splitlines()
+             if "c=" in line]
+    assert shown == ["1", "1.0", '"1"', "true", '"true"', "rbf"], proc.stdout
+    proc = run_cli("best", "1", cwd=tmp_path)  # the best is the last job (score = job id)
+    assert 'c = rbf' in proc.stdout, proc.stdout

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
-
-EXAMPLES = REPO / "examples"
+from tests.conftest import run_cli
 
 
 def _jobs(db: Path) -> list[sqlite3.Row]:
@@ -19,10 +17,10 @@ def _jobs(db: Path) -> list[sqlite3.Row]:
     return con.execute("SELECT * FROM job ORDER BY jid").fetchall()
 
 
-def test_digits_svm_reaches_097_in_20_jobs(tmp_path: Path) -> None:
+def test_digits_svm_reaches_097_in_20_jobs(tmp_path: Path, examples: Path) -> None:
     pytest.importorskip("sklearn")
     db = tmp_path / "digits.db"
-    proc = run_cli("run", str(EXAMPLES / "digits_svm" / "experiment.json"), "--db",
+    proc = run_cli("run", str(examples / "digits_svm" / "experiment.json"), "--db",
                    f"sqlite:///{db}", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     jobs = _jobs(db)
@@ -32,9 +30,9 @@ def test_digits_svm_reaches_097_in_20_jobs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name, n_jobs", [("experiment_grid.json", 81),
                                           ("experiment_random.json", 30)])
-def test_rosenbrock(tmp_path: Path, name: str, n_jobs: int) -> None:
+def test_rosenbrock(tmp_path: Path, examples: Path, name: str, n_jobs: int) -> None:
     db = tmp_path / "r.db"
-    proc = run_cli("run", str(EXAMPLES / "rosenbrock" / name), "--db", f"sqlite:///{db}",
+    proc = run_cli("run", str(examples / "rosenbrock" / name), "--db", f"sqlite:///{db}",
                    cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     jobs = _jobs(db)
@@ -44,9 +42,9 @@ def test_rosenbrock(tmp_path: Path, name: str, n_jobs: int) -> None:
         assert json.loads(best["job_config"])["x"] == 1 and best["score"] == 0
 
 
-def test_bash_job(tmp_path: Path) -> None:
+def test_bash_job(tmp_path: Path, examples: Path) -> None:
     db = tmp_path / "b.db"
-    proc = run_cli("run", str(EXAMPLES / "bash_job" / "experiment.json"), "--db",
+    proc = run_cli("run", str(examples / "bash_job" / "experiment.json"), "--db",
                    f"sqlite:///{db}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for j in _jobs(db):

@@ -131,14 +131,14 @@ def test_int_bounds_inclusive_and_log_scale() -> None:
     assert 15 <= sum(w < 32 for w in ws) <= 45
 
 
-def test_rosenbrock_example_runs(tmp_path) -> None:
+def test_rosenbrock_example_runs(tmp_path, examples) -> None:
     """The example of docs/proposers.md, through the CLI."""
     import sqlite3
 
-    from tests.conftest import REPO, run_cli
+    from tests.conftest import run_cli
 
     db = tmp_path / "r.db"
-    proc = run_cli("run", str(REPO / "examples" / "rosenbrock" / "experiment_hyperopt.json"),
+    proc = run_cli("run", str(examples / "rosenbrock" / "experiment_hyperopt.json"),
                    "--db", f"sqlite:///{db}", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = list(sqlite3.connect(db).execute("SELECT score, job_config FROM job"))

@@ -84,6 +84,18 @@ def test_failure_reasons(code: int, lines: list[str], reason: FailReason) -> Non
     assert o.exit_code == code
 
 
+@pytest.mark.parametrize("line", ["#auptimizer:0.5", "#AUPTIMIZER: 0.5"])
+def test_a_marker_in_other_letter_case_is_named_in_the_reason(line: str) -> None:
+    p = OutputParser()
+    p.feed("epoch 1")
+    p.feed(line)
+    o = judge(0, p)
+    assert o.reason is FailReason.NO_RESULT and "other letter case" in o.detail
+    p = OutputParser()
+    p.feed("epoch 1")
+    assert "letter case" not in judge(0, p).detail
+
+
 def test_marker_then_exit_1_keeps_the_value_but_fails() -> None:
     p = OutputParser()
     p.feed("#Auptimizer:0.5")

@@ -240,14 +240,14 @@ def test_state_is_compact_json_and_round_trips() -> None:
         b.tell(pb, 0.1)
 
 
-def test_rosenbrock_example_runs(tmp_path) -> None:
+def test_rosenbrock_example_runs(tmp_path, examples) -> None:
     """The example of docs/proposers.md, through the CLI."""
     import sqlite3
 
-    from tests.conftest import REPO, run_cli
+    from tests.conftest import run_cli
 
     db = tmp_path / "r.db"
-    proc = run_cli("run", str(REPO / "examples" / "rosenbrock" / "experiment_spearmint.json"),
+    proc = run_cli("run", str(examples / "rosenbrock" / "experiment_spearmint.json"),
                    "--db", f"sqlite:///{db}", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     scores = [r[0] for r in sqlite3.connect(db).execute("SELECT score FROM job")]

@@ -227,6 +227,17 @@ def test_malformed_url_is_a_store_error():
         Store("notadriver://x/y")
 
 
+def test_a_file_that_is_no_database_is_a_store_error_with_a_fix(tmp_path):
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database " * 20)
+    with pytest.raises(StoreError) as err:
+        open_store(f"sqlite:///{bad}")
+    msg = str(err.value)
+    assert f"cannot open database sqlite:///{bad}: file is not a database. Fix:" in msg
+    assert "sqlalche.me" not in msg
+    assert bad.read_bytes() == b"not a database " * 20  # left as it was
+
+
 def test_unreachable_server_is_a_store_error():
     import socket
 

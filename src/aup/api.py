@@ -34,6 +34,18 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
     return url
 
 
+def db_option(store: Store) -> str:
+    """``" --db URL"`` for a command hint (``aup resume``, ``aup stop``) when ``store`` is not
+    the database such a command would open by default here (``--db``, ``storage`` or
+    ``AUP_DB`` chose another one); ``""`` otherwise. A password in the URL is shown as ``***``.
+    """
+    import shlex
+
+    if store.url == resolve_db_url(None):
+        return ""
+    return f" --db {shlex.quote(store._safe_url())}"
+
+
 def find_experiment(store: Store, ref: int | str) -> dict[str, Any]:
     """The experiment row for an id or a name (the newest of that name).
 
@@ -60,7 +72,7 @@ def run_experiment(path: str | os.PathLike, *, db: str | None = None, observer: 
     from aup.experiment import Experiment
 
     config = load_config(path)
-    store = open_store(resolve_db_url(db, config.storage))
+    store = open_store(resolve_db_url(db, config.storage_url))
     try:
         exp = Experiment.create(config, store, user=user, observer=observer,
                                 env_file=load_environment())

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aup.commands.args import DB_HELP
 from aup.errors import AupError, ConfigError, StoreError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -97,9 +98,19 @@ def _shown_params(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fmt(v: Any) -> str:
+    """A parameter value for the summary and tables, its JSON type visible: floats with 6
+    significant digits and always a point or exponent (``1.0``, not ``1``, which is an int);
+    strings bare unless they read as another JSON value (``"1"``, ``"true"`` stay quoted)."""
     if isinstance(v, float):
-        return f"{v:.6g}"
-    return json.dumps(v) if not isinstance(v, str) else v
+        text = f"{v:.6g}"
+        return text if any(c in text for c in ".eEn") else text + ".0"  # n: nan, inf
+    if isinstance(v, str):
+        try:
+            json.loads(v)
+        except ValueError:
+            return v
+        return json.dumps(v)
+    return json.dumps(v)
 
 
 # -- progress ------------------------------------------------------------------------------------
@@ -236,7 +247,11 @@ def _print_summary(console, exp, result) -> int:
         console.print(f"experiment {result.eid} stopped; running jobs were stopped and will "
                       "run again")
     if result.resumable:
-        console.print(f"resume with: aup resume {result.eid}")
+        from aup.api import db_option
+
+        console.print(f"resume with: aup resume{db_option(exp.store)} {result.eid}"
+                      + (" (after fixing the cause: the failed job stays FAILED; resuming goes "
+                         "on with new jobs)" if status is ExperimentStatus.FAILED else ""))
     return EXIT_INTERRUPTED if status is ExperimentStatus.STOPPED else EXIT_FAILED
 
 
@@ -254,16 +269,21 @@ def _run_loop(exp, args, console) -> int:
 
 def cmd_run(args) -> int:
     """aup run: validate, record and run an experiment."""
+    import queue
+
     from aup.api import resolve_db_url
     from aup.config import load_config
     from aup.environment import load_environment
-    from aup.experiment import Experiment, build_proposer, warn_planned_jobs
+    from aup.experiment import Experiment, build_proposer, prepared_resource, warn_planned_jobs
     from aup.store.store import open_store
 
     config = load_config(args.experiment)
     for w in config.warnings:
         log.warning("%s: %s", args.experiment, w)
     console = _console(plain_ok=True)
+    env = load_environment()
+    # Resource checks that connect to nothing (GPU ids, hosts given): before the database.
+    prepared_resource(config, queue.Queue(), env, check_only=True)
     if args.check:
         proposer = build_proposer(config)  # the same checks and warnings as a run
         warn_planned_jobs(config, proposer)
@@ -271,8 +291,7 @@ def cmd_run(args) -> int:
         console.print(f"{args.experiment}: configuration is valid ({config.proposer}, "
                       f"{config.resource}, {len(config.space)} parameters{jobs})")
         return EXIT_OK
-    env = load_environment()
-    store = open_store(resolve_db_url(args.db, config.storage))
+    store = open_store(resolve_db_url(args.db, config.storage_url))
     observer = ProgressObserver(console, enabled=not args.quiet and console.is_terminal)
     exp = Experiment.create(config, store, user=args.user or (env.user if env else None),
                             observer=observer, env_file=env)
@@ -336,9 +355,11 @@ def cmd_stop(args) -> int:
     from aup.experiment import _process_alive
 
     if row.get("host") == socket.gethostname() and not _process_alive(row["host"], row["pid"]):
+        from aup.api import db_option
+
         _console().print(f"experiment {row['eid']} is marked RUNNING but its process "
-                         f"{row['pid']} is gone (it crashed); continue it with: aup resume "
-                         f"{row['eid']}")
+                         f"{row['pid']} is gone (it crashed); continue it with: aup resume"
+                         f"{db_option(store)} {row['eid']}")
         return EXIT_OK
     store.request_stop(int(row["eid"]))
     _console().print(f"stop requested for experiment {row['eid']}")
@@ -466,8 +487,9 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     def add(name: str, func, help_: str, experiment: bool = True):
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
-        p.add_argument("--db", help="database URL (default: storage in experiment.json, "
-                       "$AUP_DB, .aup/env.ini, else .aup/sqlite3.db)")
+        p.add_argument("--db", help=("database URL (default: storage in experiment.json, "
+                                     "$AUP_DB, .aup/env.ini, else .aup/sqlite3.db)")
+                       if name == "run" else DB_HELP)
         if experiment:
             p.add_argument("experiment", help="experiment id or name")
         return p
@@ -481,7 +503,8 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     p = add("resume", cmd_resume, "continue a stopped, failed or crashed experiment")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true",
-                   help="resume even if the experiment looks alive in another process")
+                   help="resume even if the experiment looks alive in another process (only "
+                        "when that process is gone: two live processes run jobs twice)")
     add("stop", cmd_stop, "ask a running experiment to stop (it stays resumable)")
     p = add("list", cmd_list, "list experiments", experiment=False)
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -179,6 +180,24 @@ class ExperimentConfig(_Model):
         return (self._base_dir / Path(self.workingdir).expanduser()).resolve()
 
     @property
+    def storage_url(self) -> str | None:
+        """``storage`` with a relative SQLite path resolved against the experiment file's folder
+        (like every other path of experiment.json); None when ``storage`` is not given.
+
+        A bare path (no ``://``) is a SQLite file, as for ``--db``.
+        """
+        url = self.storage
+        if url is None:
+            return None
+        if "://" not in url:
+            return f"sqlite:///{(self._base_dir / Path(url).expanduser()).resolve()}"
+        prefix, _, path = url.partition(":///")
+        if prefix.startswith("sqlite") and path and not path.startswith(("/", ":memory:")) \
+                and not path.startswith("file:"):
+            return f"{prefix}:///{(self._base_dir / Path(path).expanduser()).resolve()}"
+        return url
+
+    @property
     def maximize(self) -> bool:
         """True when ``target`` is ``max``."""
         return self.target == "max"
@@ -227,10 +246,20 @@ def _build_param(spec: ParameterSpec, path: str, problems: list[Problem]) -> Par
         if spec.log:
             problems.append(Problem(path + ".log", "log scale applies to float/int only", True,
                                     "remove \"log\" from this choice parameter"))
+        seen: set[str] = set()
+        for v in r:  # 1, 1.0, "1" and true are different values; a repeat is a mistake
+            key = json.dumps(v, sort_keys=True)
+            if key in seen:
+                problems.append(Problem(path + ".range", f"the choice {key} is listed twice", r,
+                                        "list each value once (a repeated value would be "
+                                        "proposed twice as often, and twice in a grid)"))
+                return None
+            seen.add(key)
         return ChoiceParam(spec.name, tuple(r))
     if len(r) != 2 or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in r):
-        problems.append(Problem(path + ".range", f"a {spec.type} range must be [low, high] numbers",
-                                r, "write the bounds as two numbers, e.g. [0, 1]"))
+        problems.append(Problem(path + ".range", f"the range of a {spec.type} parameter must "
+                                "be [low, high] numbers", r,
+                                "write the bounds as two numbers, e.g. [0, 1]"))
         return None
     low, high = r
     if not all(math.isfinite(x) for x in r):
@@ -338,6 +367,15 @@ def _check_files(data: dict[str, Any], base_dir: Path) -> list[Problem]:
         return [Problem("script", "the script is a directory, not a file", script,
                         f"name the script file inside {path}")]
     if not path.is_file():
+        words = shlex.split(script)
+        if len(words) > 1 and "/" not in first and shutil.which(first):
+            # "python train.py": the first word is a program, not the script
+            rest = json.dumps(shlex.join(words[1:]))
+            return [Problem("script", f"the script must be the file to run, not the program "
+                            f"{first!r} that would run it", script,
+                            f"write \"script\": {rest} (a .py file runs under Auptimizer's "
+                            "Python; any other script runs by its #! line once it is "
+                            "executable)")]
         return [Problem("script", "the script does not exist", script,
                         f"no file at {path}; paths are relative to workingdir")]
     if path.suffix != ".py" and not os.access(path, os.X_OK):

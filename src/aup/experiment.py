@@ -204,6 +204,7 @@ class Experiment:
         warn_planned_jobs(config, proposer)
         # The resource is ready (hosts reached, GPU ids known...) before anything is written.
         resource = prepared_resource(config, queue.Queue(), env_file)
+        check_jobs_dir(resource.jobs_dir, store)
         eid = store.create_experiment(
             user=user or default_user(), name=config.experiment_name,
             config=_stored_config(config), proposer=config.proposer, target=config.target,
@@ -233,8 +234,11 @@ class Experiment:
                              "resume")
         if (row["status"] == ExperimentStatus.RUNNING.value and not force
                 and _process_alive(row.get("host"), row.get("pid"))):
+            from aup.api import db_option
+
             raise UsageError(f"experiment {eid} is still running (process {row['pid']} on "
-                             f"{row['host']}); stop it first with: aup stop {eid}")
+                             f"{row['host']}); stop it first with: aup stop{db_option(store)} "
+                             f"{eid}")
         base = Path(row["config_path"]).parent if row.get("config_path") else Path.cwd()
         config = parse_config(row["exp_config"], base, row.get("config_path"))
         proposer = build_proposer(config)
@@ -251,6 +255,7 @@ class Experiment:
 
             kill_orphans(eid, row.get("pid"))
         resource = prepared_resource(config, queue.Queue(), env_file)
+        check_jobs_dir(resource.jobs_dir, store)
         store.claim_experiment(eid)
         exp = cls(config, store, eid, proposer, observer, env_file, resource)
         for j in store.jobs(eid, status=(JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)):
@@ -618,8 +623,10 @@ class Experiment:
 
 
 def prepared_resource(config: ExperimentConfig, events: queue.Queue, env_file: Any = None,
-                      prepare: bool = True) -> ResourceManager:
-    """Build the configured resource manager and (by default) prepare it.
+                      prepare: bool = True, check_only: bool = False) -> ResourceManager:
+    """Build the configured resource manager and (by default) prepare it; with
+    ``check_only``, run only its checks that connect to nothing and start nothing
+    (``aup run --check``).
 
     Raises:
         UsageError: the resource is not ready (no GPU ids, a host that does not answer, a
@@ -627,7 +634,9 @@ def prepared_resource(config: ExperimentConfig, events: queue.Queue, env_file: A
     """
     try:
         resource = resource_registry.get(config.resource)(config, events, env_file)
-        if prepare:
+        if check_only:
+            resource.check()
+        elif prepare:
             resource.prepare()
             resource._aup_prepared = True  # type: ignore[attr-defined]
     except ConfigError:
@@ -665,6 +674,37 @@ def build_proposer(config: ExperimentConfig) -> Proposer:
 
         raise ConfigError([Problem("proposer", str(err), config.proposer)],
                           str(config.source) if config.source else None) from None
+
+
+def check_jobs_dir(jobs_dir: Path, store: Store) -> None:
+    """Refuse a ``jobs/`` folder that holds the files of jobs another database recorded.
+
+    Job files are named by job id (``<id>.json``, ``<id>.<attempt>.out``) and ids count per
+    database, so a second database (another ``--db``, ``storage`` or ``AUP_DB``, or a deleted
+    ``.aup/``) would overwrite the first one's outputs. A file whose id is above the largest
+    id this database recorded cannot be one of its own (a job is recorded before its files are
+    written; the folder is listed before the database is asked, so a job another process of
+    the same database starts meanwhile is no false alarm).
+
+    Raises:
+        UsageError: such files exist (nothing has been written).
+    """
+    try:
+        names = [e.name for e in os.scandir(jobs_dir)]
+    except OSError:  # no folder yet (or unreadable: the job launch reports that)
+        return
+    ids = [int(n.split(".", 1)[0]) for n in names
+           if n.split(".", 1)[0].isdigit() and (n.endswith(".json") or n.endswith(".out"))]
+    if not ids:
+        return
+    last = store.last_job_id()
+    if max(ids) > last:
+        raise UsageError(
+            f"the folder {jobs_dir} holds the files of jobs up to id {max(ids)}, but the "
+            f"database {store._safe_url()} recorded jobs only up to id {last}: they belong to "
+            "another database (another --db, storage or AUP_DB, or a deleted .aup/), and this "
+            "experiment's jobs would overwrite them. Fix: use the database that recorded them, "
+            "or move that jobs folder away (or run from another workingdir)")
 
 
 def _stored_config(config: ExperimentConfig) -> dict[str, Any]:

@@ -249,7 +249,11 @@ def judge(exit_code: int | None, parser: OutputParser,
         reason, _, text = parser.last_bad.partition(": ")
         return fail(FailReason(reason), f"the last result line is invalid: {text}")
     if last is None:
-        return fail(FailReason.NO_RESULT, f"no '{MARKER}<value>' line in the output")
+        detail = f"no '{MARKER}<value>' line in the output"
+        if MARKER.lower() in tail.lower():
+            detail += (f" (a marker in other letter case was printed: write exactly "
+                       f"'{MARKER}', or use aup.print_result)")
+        return fail(FailReason.NO_RESULT, detail)
     if not math.isfinite(last[0]):
         return fail(FailReason.NON_FINITE_SCORE, f"the final score is not finite: {last[0]}")
     return AttemptOutcome(AttemptStatus.SUCCEEDED, score, extras, exit_code, None, "", tail)

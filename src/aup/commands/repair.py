@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``aup repair``. Returns the exit code."""
-    from aup.api import resolve_db_url
+    from aup.api import db_option, resolve_db_url
     from aup.store.admin import repair
     from aup.store.store import open_store
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     verb = "would mark" if args.dry_run else "marked"
     for eid, name, n in report.stopped:
         print(f"experiment {eid} ({name}): {verb} STOPPED, {n} running job(s) INTERRUPTED; "
-              f"continue with: aup resume {eid}")
+              f"continue with: aup resume{db_option(store)} {eid}")
     for eid, name, n in report.cleaned:
         print(f"experiment {eid} ({name}): {verb} {n} leftover running job(s) INTERRUPTED")
     for eid, name, why in report.alive:

@@ -21,7 +21,8 @@ def export_text(store: Any, eid: int, fmt: str) -> str:
 
     CSV: one row per job; columns ``jid, status, score, fail_reason, detail, start_time,
     end_time, duration, n_attempts, budget``, then one per parameter and one per
-    ``multi_res_labels`` label. Times are Unix epoch seconds. JSON: ``{"experiment": {...},
+    ``multi_res_labels`` label (``param.<name>`` / ``result.<name>`` for a name that is also
+    one of the first columns). Times are Unix epoch seconds. JSON: ``{"experiment": {...},
     "columns": [...], "jobs": [{column: value}]}``.
 
     Raises:

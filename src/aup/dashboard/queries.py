@@ -607,13 +607,20 @@ class DashboardQueries:
         return {"series": series}
 
 
+#: The fixed columns of :func:`flat_records`, before the parameters and result labels.
+EXPORT_COLUMNS = ("jid", "status", "score", "fail_reason", "detail", "start_time", "end_time",
+                  "duration", "n_attempts", "budget")
+
+
 def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[dict[str, Any]]]:
     """Every job of an experiment as flat rows for CSV/JSON export.
 
     Returns:
-        ``(columns, rows)``: ``jid``, ``status``, ``score``, ``fail_reason``, ``detail``,
-        ``start_time``, ``end_time``, ``duration``, ``n_attempts``, ``budget``, one column per
-        parameter (its name) and one per ``multi_res_labels`` label.
+        ``(columns, rows)``: the :data:`EXPORT_COLUMNS` (``jid``, ``status``, ``score``,
+        ``fail_reason``, ``detail``, ``start_time``, ``end_time``, ``duration``,
+        ``n_attempts``, ``budget``), then one column per parameter (its name) and one per
+        ``multi_res_labels`` label. A parameter or label named like a fixed column gets the
+        column ``param.<name>`` or ``result.<name>``, so it never hides the job's own value.
 
     Raises:
         NotFound: no experiment ``eid``.
@@ -621,21 +628,23 @@ def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[d
     exp = queries.experiment_config(eid)
     params = [p["name"] for p in exp["parameters"]]
     labels = exp["labels"]
+
+    def column(name: str, prefix: str) -> str:
+        return f"{prefix}.{name}" if name in EXPORT_COLUMNS else name
+
     rows: list[dict[str, Any]] = []
     page, offset = 5000, 0
     while True:
         chunk = queries.jobs(eid, offset=offset, limit=page)
         for it in chunk["items"]:
-            rec = {k: it[k] for k in ("jid", "status", "score", "fail_reason", "detail",
-                                      "start_time", "end_time", "duration", "n_attempts",
-                                      "budget")}
+            rec = {k: it[k] for k in EXPORT_COLUMNS}
             for p in params:
-                rec[p] = it["params"].get(p)
+                rec[column(p, "param")] = it["params"].get(p)
             for k, v in it["params"].items():
-                if k not in rec and k != "job_id":
+                if k not in params and k not in rec and k != "job_id":
                     rec[k] = v
             for lab in labels:
-                rec[lab] = it["extras"].get(lab)
+                rec[column(lab, "result")] = it["extras"].get(lab)
             rows.append(rec)
         offset += page
         if offset >= chunk["total"]:
@@ -646,8 +655,8 @@ def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[d
             if k not in columns:
                 columns.append(k)
     if not rows:
-        columns = ["jid", "status", "score", "fail_reason", "detail", "start_time", "end_time",
-                   "duration", "n_attempts", "budget", *params, *labels]
+        columns = [*EXPORT_COLUMNS, *(column(p, "param") for p in params),
+                   *(column(lab, "result") for lab in labels)]
     return columns, rows
 
 

@@ -127,11 +127,14 @@ class AWSResourceManager(SSHResourceManager):
             raise SSHError(f"aws: unknown EC2 instance(s): {', '.join(missing)}")
         return found
 
-    def prepare(self) -> None:
-        specs = self.labelled_specs()
-        if not specs:
+    def check(self) -> None:
+        if not self.labelled_specs():
             raise SSHError('resource "aws" has no instances: give resource_args "instances": '
                            '["user@i-0123456789abcdef0 keyfile"], or aws_mapping in .aup/env.ini')
+
+    def prepare(self) -> None:
+        self.check()
+        specs = self.labelled_specs()
         ids = list(dict.fromkeys(spec.host for _, spec in specs))
         self._ids = ids
         found = self._describe(ids)

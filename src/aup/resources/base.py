@@ -305,9 +305,15 @@ class ResourceManager(ABC):
         loop then starts new attempts elsewhere. True by default."""
         return True
 
+    def check(self) -> None:  # noqa: B027
+        """Readiness checks that connect to nothing and start nothing (hosts or GPU ids
+        given at all...), run by ``aup run --check`` and at the start of :meth:`prepare`.
+        Raises :class:`~aup.errors.AupError` with a clear message on failure."""
+
     def prepare(self) -> None:  # noqa: B027
         """Connect, check hosts, start instances... before the first job. Raises
-        :class:`~aup.errors.AupError` with a clear message (naming the host or id) on failure."""
+        :class:`~aup.errors.AupError` with a clear message (naming the host or id) on failure.
+        Implementations call :meth:`check` first."""
 
     @abstractmethod
     def start(self, spec: AttemptSpec, slot: Slot) -> None:

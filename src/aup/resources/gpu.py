@@ -65,6 +65,9 @@ class GPUResourceManager(CPUResourceManager):
         return [Slot(f"gpu:{i}/{gid}", "gpu", gid) for i, gid in enumerate(self.gpu_ids())]
 
     def prepare(self) -> None:
+        self.check()
+
+    def check(self) -> None:
         if not self.gpu_ids():
             raise AupError('resource "gpu" has no GPU ids: give resource_args "gpus": [0, 1] '
                            'in experiment.json, or run "aup setup --gpu 0,1" to write '

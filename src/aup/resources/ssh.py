@@ -583,13 +583,16 @@ class SSHResourceManager(ResourceManager):
         first = Path(self.config.script_argv[0]).expanduser()
         return first if first.is_absolute() else (self.config.base_dir / first).resolve()
 
-    def prepare(self) -> None:
-        specs = self.labelled_specs()
-        if not specs:
+    def check(self) -> None:
+        if not self.labelled_specs():
             raise SSHError(f'resource "{self.kind}" has no hosts: give resource_args '
                            f'"{self.args_key}": ["user@host:port keyfile"], or run aup setup '
                            f"to write {self.env_key[:-1] if self.env_key.endswith('s') else ''}"
                            "_mapping in .aup/env.ini")
+
+    def prepare(self) -> None:
+        self.check()
+        specs = self.labelled_specs()
         for label, spec in specs:
             if label not in self._nodes:
                 self._nodes[label] = Node(label, spec, self.options)

@@ -49,6 +49,16 @@ SQLITE_BUSY_TIMEOUT = 30.0
 PG_CONNECT_TIMEOUT = 10
 
 
+def safe_url(url: str) -> str:
+    """``url`` for messages: the password (if any) shown as ``***``."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for messages
+        return "<unparseable URL>"
+
+
 def default_url(root: str | Path | None = None) -> str:
     """URL of the default database: ``<root>/.aup/sqlite3.db`` (root: current directory)."""
     base = Path(root) if root is not None else Path.cwd()
@@ -210,12 +220,7 @@ class Store:
         return result.scalar_one()
 
     def _safe_url(self) -> str:
-        try:
-            from sqlalchemy.engine import make_url
-
-            return make_url(self.url).render_as_string(hide_password=True)
-        except Exception:  # noqa: BLE001 - only for messages
-            return "<unparseable URL>"
+        return safe_url(self.url)
 
     def _create(self) -> None:
         # New database: create_all + stamp the newest revision; older one: Alembic upgrade;
@@ -594,6 +599,11 @@ class Store:
                  "values": tuple(json.loads(r.vals)) if r.vals is not None else None}
                 for r in rows]
 
+    def last_job_id(self) -> int:
+        """The largest job id recorded in this database, over every experiment (0: none)."""
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.max(s.job.c.jid))).scalar() or 0)
+
     def best_job(self, eid: int, maximize: bool) -> dict[str, Any] | None:
         """The FINISHED job with the best score (ties: lowest jid), or None.
 
@@ -635,7 +645,12 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     Raises:
         StoreError: the database cannot be opened.
     """
+    url = url or default_url()
     try:
-        return Store(url or default_url(), create=create)
+        return Store(url, create=create)
     except SQLAlchemyError as err:
-        raise StoreError(f"cannot open database: {err}") from None
+        orig = getattr(err, "orig", None)
+        reason = str(orig).strip().splitlines()[0] if orig else str(err).splitlines()[0]
+        raise StoreError(f"cannot open database {safe_url(url)}: {reason}. Fix: give the "
+                         "URL of an Auptimizer database (--db, AUP_DB or storage), or move "
+                         "this file away to start a new one there") from None
