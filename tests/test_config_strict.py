@@ -267,6 +267,18 @@ def test_options_before_the_experiment_file(folder: Path, monkeypatch, capsys, a
     assert not (folder / ".aup").exists()
 
 
+def test_check_counts_the_warnings(folder: Path, monkeypatch, capsys) -> None:
+    # a typo is only a warning (the seed's rule), so --check says there were some
+    monkeypatch.chdir(folder)
+    path = write_experiment(folder, **_config(targt="min"))
+    assert main(["run", "--check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "configuration is valid" in out and "1 warning(s) above" in out
+    path = write_experiment(folder, **_config())
+    assert main(["run", "--check", str(path)]) == 0
+    assert "warning(s)" not in capsys.readouterr().out
+
+
 def test_stop_on_a_finished_experiment_says_nothing_to_stop(folder: Path, monkeypatch,
                                                             capsys) -> None:
     monkeypatch.chdir(folder)

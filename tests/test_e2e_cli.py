@@ -398,3 +398,10 @@ def test_show_keeps_the_json_types_of_choice_values_apart(tmp_path: Path) -> Non
     assert shown == ["1", "1.0", '"1"', "true", '"true"', "rbf"], proc.stdout
     proc = run_cli("best", "1", cwd=tmp_path)  # the best is the last job (score = job id)
     assert 'c = rbf' in proc.stdout, proc.stdout
+
+
+def test_a_folder_where_the_database_should_be_is_named(tmp_path: Path) -> None:
+    (tmp_path / ".aup" / "sqlite3.db").mkdir(parents=True)
+    proc = run_cli("list", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "is not a file (it is a folder)" in proc.stderr, proc.stderr

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import queue
+import sys
 from pathlib import Path
 
 import pytest
@@ -314,3 +317,25 @@ def test_an_attempt_stopped_before_the_pump_spawns_it_never_runs(tmp_path: Path,
     end = events.get(timeout=5)
     assert isinstance(end, EndEvent) and end.outcome.status.value == "STOPPED"
     assert not marker.exists()
+
+
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs a virtual environment")
+def test_a_job_sees_the_virtual_environment_of_aup_activated(tmp_path: Path) -> None:
+    # '.venv/bin/aup run' without activating the venv: an executable job script whose
+    # '#!/usr/bin/env python3' line must find the Python that has aup.
+    script = tmp_path / "job.py"
+    script.write_text("#!/usr/bin/env python3\nimport os, sys\nimport aup\n"
+                      "print(os.environ['VIRTUAL_ENV'], file=sys.stderr)\n"
+                      "aup.print_result(float(sys.prefix == os.environ['VIRTUAL_ENV']))\n")
+    script.chmod(0o755)
+    (tmp_path / "e.json").write_text(json.dumps({
+        "script": "job.py", "n_samples": 1,
+        "parameter_config": [{"name": "x", "range": [0, 1], "type": "float"}]}))
+    env = {"PATH": os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
+                                   if d != str(Path(sys.prefix) / "bin")),
+           "VIRTUAL_ENV": ""}
+    proc = run_cli("run", "e.json", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "score 1" in proc.stdout, proc.stdout
+    assert (tmp_path / "jobs" / "1.0.out").read_text().startswith(sys.prefix)
+

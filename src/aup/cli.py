@@ -288,8 +288,10 @@ def cmd_run(args) -> int:
         proposer = build_proposer(config)  # the same checks and warnings as a run
         warn_planned_jobs(config, proposer)
         jobs = f", {proposer.total} jobs" if proposer.total is not None else ""
+        warned = (f"; {len(config.warnings)} warning(s) above: check them, an unknown key "
+                  "is ignored" if config.warnings else "")
         console.print(f"{args.experiment}: configuration is valid ({config.proposer}, "
-                      f"{config.resource}, {len(config.space)} parameters{jobs})")
+                      f"{config.resource}, {len(config.space)} parameters{jobs}){warned}")
         return EXIT_OK
     store = open_store(resolve_db_url(args.db, config.storage_url))
     observer = ProgressObserver(console, enabled=not args.quiet and console.is_terminal)
@@ -313,6 +315,10 @@ def _open(args):
     url = resolve_db_url(args.db)
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
+        if path.exists() and not path.is_file():
+            raise UsageError(f"the database {path} is not a file (it is a "
+                             f"{'folder' if path.is_dir() else 'special file'}). Fix: give "
+                             "--db URL of the database file (or set AUP_DB)")
         if not path.is_file():
             raise UsageError(f"no database at {path}: nothing was recorded there yet. Fix: run "
                              "this command where you ran 'aup run', or give --db URL (or set "

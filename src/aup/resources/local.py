@@ -21,6 +21,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -421,8 +422,18 @@ def job_environment(spec: AttemptSpec, base: dict[str, str] | None = None) -> di
     Adds ``AUP_JOB_ID``, ``AUP_ATTEMPT``, ``PYTHONUNBUFFERED=1`` (results arrive live), then
     ``base`` (resource settings such as ``CUDA_VISIBLE_DEVICES``), then ``spec.env``
     (``runtime_args.env``, which wins). ``os.environ`` itself is never modified.
+
+    When Auptimizer runs from a virtual environment that is not activated (``.venv/bin/aup
+    run``), the job sees it activated, as ``bin/activate`` would do it: ``VIRTUAL_ENV`` set and
+    its ``bin`` first on ``PATH``. So ``python`` and ``#!/usr/bin/env python3`` in a job are
+    the interpreter that has ``aup`` and the packages installed with it.
     """
     env = dict(os.environ)
+    if sys.prefix != sys.base_prefix and env.get("VIRTUAL_ENV") != sys.prefix:
+        venv_bin = os.path.join(sys.prefix, "bin")
+        env["VIRTUAL_ENV"] = sys.prefix
+        env["PATH"] = os.pathsep.join([venv_bin, *(d for d in env.get("PATH", "").split(
+            os.pathsep) if d and d != venv_bin)])
     env.setdefault("PYTHONUNBUFFERED", "1")
     env["AUP_JOB_ID"] = str(spec.job_id)
     env["AUP_ATTEMPT"] = str(spec.attempt)
