@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,13 @@ def test_cli_missing_file(folder: Path) -> None:
     proc = run_cli("run", str(folder / "absent.json"), cwd=folder)
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_a_pipe_as_experiment_file(folder: Path) -> None:
+    os.mkfifo(folder / "exp.json")
+    proc = run_cli("run", str(folder / "exp.json"), cwd=folder, timeout=30)
+    assert proc.returncode == 2
+    assert "not a regular file" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_check_flag_validates_without_writing(folder: Path) -> None:

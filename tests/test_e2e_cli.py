@@ -227,6 +227,10 @@ def test_all_jobs_failed_means_failed_and_no_best(tmp_path: Path) -> None:
     assert "no job succeeded; the first failure was job" in proc.stdout
     assert "exited with code 1" in proc.stdout
     assert "resume with" not in proc.stdout
+    # resumed anyway, the failures are older than the process: the summary still names one
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no job succeeded; the first failure was job 1 (NONZERO_EXIT)" in proc.stdout
 
 
 def test_flood_of_output_and_invalid_utf8(tmp_path: Path) -> None:

@@ -619,6 +619,10 @@ def load_config(path: str | Path, *, check_files: bool = True) -> ExperimentConf
                 else "give the path of an experiment.json file, not of a folder")
         raise ConfigError([Problem("", "this is a directory, not an experiment file", str(path),
                                    hint)], str(path))
+    if p.exists() and not p.is_file():
+        raise ConfigError([Problem("", "this is not a regular file (a pipe or a device)",
+                                   str(path), "save the experiment as a .json file and give "
+                                   "its path")], str(path))
     if not p.is_file():
         raise ConfigError([Problem("", "the experiment file does not exist", str(path),
                                    "give the path of an experiment.json")], str(path))

@@ -377,11 +377,16 @@ class Experiment:
                 self._poll_early_stop()
 
     def _final_status(self) -> ExperimentStatus:
-        n_ok = sum(1 for j in self.store.jobs(self.eid)
+        jobs = self.store.jobs(self.eid)
+        n_ok = sum(1 for j in jobs
                    if j["status"] in (JobStatus.FINISHED.value, JobStatus.EARLY_STOPPED.value))
         if n_ok == 0:
             self.stop_reason = "no job succeeded"
             first = self.first_job_failure
+            if first is None:  # every failure happened before a resume: name the first one
+                failed = [j for j in jobs if j["status"] == JobStatus.FAILED.value]
+                if failed:
+                    first = f"job {failed[0]['jid']} ({failed[0]['fail_reason']})"
             self.first_failure = self.first_failure or (
                 f"no job succeeded; the first failure was {first}" if first else self.stop_reason)
             return ExperimentStatus.FAILED
