@@ -15,6 +15,11 @@ Two views of the same runs:
   starting the command cancels out of the slope and is shown on its own ("fixed start-up":
   the difference of the intercepts). The throughput ratio is the ratio of the slopes.
 
+* **in one run** (n_parallel 1): ``aup run`` with time stamps around each job process; the
+  time per job outside the job processes (writing the job's files, starting it, recording its
+  result, proposing the next) is measured within one run, so the machine's pace, which drifts
+  between the paired runs above, cancels out.
+
 Usage::
 
     python benchmarks/overhead.py            # 200 jobs (and 50 for the slope)
@@ -86,6 +91,56 @@ def full_stack(folder: Path, n: int, parallel: int) -> tuple[float, float]:
     n_done = con.execute("SELECT count(*) FROM job WHERE status='FINISHED'").fetchone()[0]
     assert n_done == n, n_done
     return wall, t1 - t0
+
+
+#: Runs ``aup run`` with time stamps around each local job's process (benchmark only: the
+#: methods of ``LocalProcess`` are wrapped, nothing in aup changes) and writes them as JSON.
+_STAMPED = """
+import atexit, json, runpy, sys, time
+from aup.resources import local
+stamps = {}
+def wrap(name):
+    orig = getattr(local.LocalProcess, name)
+    def stamped(self, *a, **k):
+        out = orig(self, *a, **k)
+        stamps.setdefault(self.spec.job_id, {})[name] = time.perf_counter()
+        return out
+    setattr(local.LocalProcess, name, stamped)
+for name in ("spawn", "on_exit", "_finish"):
+    wrap(name)
+out, exp = sys.argv[1], sys.argv[2]
+atexit.register(lambda: open(out, "w").write(json.dumps(stamps)))
+sys.argv = ["aup", "run", "-q", exp]
+runpy.run_module("aup", run_name="__main__")
+"""
+
+
+def in_run_overhead(folder: Path, n: int) -> tuple[float, float]:
+    """One ``aup run`` of n jobs at n_parallel 1 with the job processes timed inside it.
+
+    Returns ``(ms per job, ms per job outside the job processes)``: the second is the time
+    from the first spawn to the last job's end, less each job process's own life (from its
+    spawn returning to its exit being seen), per job. Both parts are measured in the same run,
+    so the machine's drifting pace cancels out; what it leaves out is any slowing of the job
+    processes themselves (the paired bare-loop figures include that).
+    """
+    exp = folder / "exp_stamped.json"
+    db = folder / "stamped.db"
+    for old in folder.glob(db.name + "*"):
+        old.unlink()
+    shutil.rmtree(folder / "jobs", ignore_errors=True)
+    exp.write_text(json.dumps({
+        "script": "job.py", "proposer": "random", "n_samples": n, "n_parallel": 1,
+        "target": "min", "parameter_config": [{"name": "x", "range": [0, 1], "type": "float"}]}))
+    out = folder / "stamps.json"
+    env = dict(os.environ, AUP_DB=f"sqlite:///{db}")
+    subprocess.run([sys.executable, "-c", _STAMPED, str(out), str(exp)], cwd=folder, env=env,
+                   check=True, capture_output=True)
+    stamps = [v for _, v in sorted((int(k), v) for k, v in json.loads(out.read_text()).items())]
+    assert len(stamps) == n, len(stamps)
+    span = stamps[-1]["_finish"] - stamps[0]["spawn"]
+    lives = sum(s["on_exit"] - s["spawn"] for s in stamps)
+    return span / n * 1e3, (span - lives) / n * 1e3
 
 
 def startup(cmd: list[str], repeat: int) -> float:
@@ -161,6 +216,11 @@ def main() -> None:
                 each = ", ".join(f"{(a - b) * 1e3:.2f} ms / {b / a:.3f}x"
                                  for a, b in zip(aup_k, bare_k, strict=True))
                 print(f"{'':>10} rounds: {each}")
+        inside = [in_run_overhead(folder, n) for _ in range(args.rounds)]
+        print(f"in one run (n_parallel 1, drift-free): {med(i[0] for i in inside):.2f} ms per "
+              f"job, of which {med(i[1] for i in inside):.2f} ms outside the job processes "
+              "(writing job files, starting the process, recording, proposing); rounds: "
+              + ", ".join(f"{i[1]:.2f}" for i in inside))
         py = startup([sys.executable, "-c", "pass"], args.repeat)
         imp = startup([sys.executable, "-c", "import aup"], args.repeat)
         print(f"python -c pass: {py * 1e3:.1f} ms; python -c 'import aup': {imp * 1e3:.1f} ms; "

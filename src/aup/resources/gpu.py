@@ -77,6 +77,6 @@ class GPUResourceManager(CPUResourceManager):
         return {"CUDA_VISIBLE_DEVICES": slot.name}
 
     def job_env(self, spec: AttemptSpec, slot: Slot) -> dict[str, str]:
-        env = job_environment(spec, self.slot_env(slot))
+        env = job_environment(spec, self.slot_env(slot), self._environ)
         env["CUDA_VISIBLE_DEVICES"] = slot.name  # the slot wins over runtime_args.env
         return env
