@@ -297,6 +297,56 @@ def test_save_model_failure_is_recorded_and_reported(tmp_path: Path):
 
 
 
+def test_save_model_rerun_that_saves_nothing_is_not_reported_as_saved(tmp_path: Path):
+    body = """
+    import json, sys
+    cfg = json.load(open(sys.argv[-1]))
+    print("#Auptimizer:", cfg["x"])
+    """
+    exp = setup(tmp_path, body, n_parallel=1,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1, 2]}],
+                resource_args={"save_model": True})
+    res = run_cli(str(exp), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "best model saved" not in res.stdout
+    assert "finished, but nothing was written in" in res.stdout
+
+
+def test_ctrl_c_during_the_save_model_rerun_is_resumable(tmp_path: Path):
+    body = """
+    import json, os, sys, time
+    cfg = json.load(open(sys.argv[-1]))
+    if cfg.get("save_model"):
+        os.makedirs("pids", exist_ok=True)
+        open(f"pids/rerun{cfg['job_id']}.pid", "w").write(str(os.getpid()))
+        while not os.path.exists("go"):
+            time.sleep(0.02)
+        os.makedirs(os.path.join("aup_models", cfg["folder_name"]), exist_ok=True)
+        open(os.path.join("aup_models", cfg["folder_name"], "m.txt"), "w").write("saved")
+    print("#Auptimizer:", cfg["x"])
+    """
+    exp = setup(tmp_path, body, n_parallel=1,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1, 2]}],
+                resource_args={"save_model": True})
+    proc = start_cli(str(exp), cwd=tmp_path)
+    try:
+        wait_for(lambda: any((tmp_path / "pids").glob("rerun*.pid")), what="the re-run")
+        proc.send_signal(signal.SIGINT)
+        rc, out, err = finish(proc, tmp_path, timeout=60)
+        assert rc == 130, out + err  # not FINISHED (exit 0) without a model
+        assert experiment(tmp_path)["status"] == "STOPPED"
+        assert "resume with: aup resume 1" in out
+        (tmp_path / "go").touch()
+        res = run_cli("resume", "1", cwd=tmp_path)
+    finally:
+        _cleanup(tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "best model saved" in res.stdout
+    assert (tmp_path / "aup_models" / "models_1" / "m.txt").read_text() == "saved"
+    assert [r["status"] for r in jobs(tmp_path, rerun=True)] == ["INTERRUPTED", "FINISHED"]
+    assert experiment(tmp_path)["status"] == "FINISHED"
+
+
 def test_second_ctrl_c_kills_without_the_grace_period(tmp_path: Path):
     stubborn = """
     import json, os, signal, sys, time

@@ -235,7 +235,13 @@ def _print_summary(console, exp, result) -> int:
         console.print("no best result: no job finished")
     saved = getattr(exp, "saved_model", None)
     if saved:
-        if saved.get("status") == "FINISHED":
+        if saved.get("status") == "FINISHED" and saved.get("wrote") is False:
+            console.print(f"save_model re-run (job {saved['jid']}) finished, but nothing was "
+                          f"written in {saved['folder']}: the script saves its model there "
+                          "with aup_save_model, or itself when its job config has "
+                          "\"save_model\": true (the folder is \"folder_name\" under "
+                          "aup_models/)")
+        elif saved.get("status") == "FINISHED":
             console.print(f"best model saved by job {saved['jid']} in {saved['folder']}")
         else:
             console.print(f"save_model re-run {saved.get('status')}: {saved.get('detail')}")

@@ -297,6 +297,11 @@ class Experiment:
             status = self._loop()
             if status is ExperimentStatus.FINISHED:
                 self._after_finish()
+                if (self.saved_model or {}).get("status") == JobStatus.INTERRUPTED.value:
+                    # Ctrl-C or 'aup stop' during the save_model re-run: resumable (the
+                    # resume runs it again), not FINISHED without a saved model.
+                    status = ExperimentStatus.STOPPED
+                    self.stop_reason = self.stop_reason or "stopped during the save_model re-run"
         except BaseException as err:
             self.stop_reason = self.stop_reason or f"scheduler error: {err!r}"
             self._stop_all(force=True)
@@ -329,7 +334,8 @@ class Experiment:
                                    else None),
             resumable=status is not ExperimentStatus.FINISHED and (
                 not self.proposer.finished or count[JobStatus.INTERRUPTED] > 0
-                or count[JobStatus.RUNNING] > 0))
+                or count[JobStatus.RUNNING] > 0
+                or (self.saved_model or {}).get("status") == JobStatus.INTERRUPTED.value))
 
     def _loop(self) -> ExperimentStatus:
         next_poll = next_beat = 0.0

@@ -47,8 +47,9 @@ def rerun_best(exp: Experiment) -> dict[str, Any] | None:
         exp: an experiment whose loop just finished normally.
 
     Returns:
-        ``{"jid", "status", "folder", "detail"}`` (status: the re-run job's status), or None
-        when there is no best job.
+        ``{"jid", "best_jid", "status", "folder", "wrote", "detail", "reason"}`` (status: the
+        re-run job's status; wrote: whether the model folder has files, None for a remote
+        resource), or None when there is no best job.
     """
     store, eid = exp.store, exp.eid
     best = store.best_job(eid, exp.config.maximize)
@@ -88,15 +89,21 @@ def rerun_best(exp: Experiment) -> dict[str, Any] | None:
         job_status=status.value, score=o.score if status is JobStatus.FINISHED else None,
         extras=o.extras if exp.labels else ())
     path: Any = exp.workingdir / "aup_models" / folder
+    wrote: bool | None = None  # unknown for remote resources
     if not getattr(exp.resource, "local_files", True):
         path = f"aup_models/{folder} under workingdir {exp.config.workingdir} on {slot.name}"
-    if status is JobStatus.FINISHED:
+    else:
+        wrote = path.is_dir() and any(path.iterdir())
+    if status is JobStatus.FINISHED and wrote is False:
+        log.warning("experiment %d: the save_model re-run (job %d) finished but wrote nothing "
+                    "in %s", eid, jid, path)
+    elif status is JobStatus.FINISHED:
         log.info("experiment %d: best model saved by job %d; see %s", eid, jid, path)
     else:
         log.warning("experiment %d: the save_model re-run (job %d) ended %s: %s", eid, jid,
                     status.value, o.detail)
     exp.saved_model = {"jid": jid, "best_jid": best["jid"], "status": status.value,
-                       "folder": str(path), "detail": o.detail,
+                       "folder": str(path), "wrote": wrote, "detail": o.detail,
                        "reason": o.reason.value if o.reason else None}
     return exp.saved_model
 
