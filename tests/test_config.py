@@ -122,6 +122,12 @@ BROKEN = {
                               "parameter_config": PARAMS}, "job_failure.job_retries",
                              "greater than or equal to 0"),
     "top level not an object": ([1, 2], "", "must be a JSON object"),
+    "repeated label": ({"script": "train.py", "parameter_config": PARAMS,
+                        "resource_args": {"multi_res_labels": ["acc", "acc"]}},
+                       "resource_args.multi_res_labels", "the label 'acc' is given twice"),
+    "empty label": ({"script": "train.py", "parameter_config": PARAMS,
+                     "resource_args": {"multi_res_labels": ["acc", " "]}},
+                    "resource_args.multi_res_labels", "a label is empty"),
     "repeated choice": ({"script": "train.py", "parameter_config": [
         {"name": "k", "range": ["a", 1, "a"], "type": "choice"}]}, "parameter_config[0].range",
         'the choice "a" is listed twice'),

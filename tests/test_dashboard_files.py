@@ -193,6 +193,22 @@ def test_export_keeps_parameters_named_like_its_columns_apart(tmp_path):
     assert all(float(r["score"]) == 10 * float(r["param.score"]) for r in rows)
     assert {r["param.status"] for r in rows} <= {"a", "b"}
     data = json.loads(run_cli("export", "clash", "--format", "json", cwd=tmp_path).stdout)
+    assert {"bracket", "rung"} <= set(data["columns"])
     assert data["columns"][:3] == ["jid", "status", "score"]
     assert "param.score" in data["columns"] and "param.status" in data["columns"]
     assert all(j["status"] == "FINISHED" for j in data["jobs"])
+
+
+def test_export_keeps_labels_named_like_parameters_apart(tmp_path):
+    # A multi_res_labels label called like a parameter ("x") must not replace its values.
+    (tmp_path / "g.py").write_text(
+        "import json, sys\ncfg = json.load(open(sys.argv[-1]))\n"
+        "print(f'#Auptimizer:{cfg[\"x\"]},{cfg[\"x\"] + 100}')\n")
+    write_json(tmp_path / "e.json", name="lab", script="g.py", n_samples=2,
+               parameter_config=[{"name": "x", "range": [0, 1], "type": "float"}],
+               resource_args={"multi_res_labels": ["x"]})
+    assert run_cli("run", "e.json", cwd=tmp_path).returncode == 0
+    rows = list(csv.DictReader(io.StringIO(run_cli("export", "lab", cwd=tmp_path).stdout)))
+    assert all(0 <= float(r["x"]) <= 1 for r in rows)
+    assert all(float(r["result.x"]) == float(r["x"]) + 100 for r in rows)
+

@@ -80,6 +80,19 @@ class ResourceArgs(_Model):
     track_intermediate_results: bool = False
     early_stop: dict[str, Any] | None = None
 
+    @field_validator("multi_res_labels")
+    @classmethod
+    def _labels(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if any(not label.strip() for label in v):
+            raise ValueError("a label is empty")
+        repeated = sorted({label for label in v if v.count(label) > 1})
+        if repeated:
+            raise ValueError(f"the label {repeated[0]!r} is given twice; give each result its "
+                             "own name")
+        return v
+
 
 class RuntimeArgs(_Model):
     """``runtime_args``: ``env`` (merged into the job's environment), shell ``prescript`` and

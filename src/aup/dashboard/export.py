@@ -19,10 +19,9 @@ FORMATS = ("csv", "json")
 def export_text(store: Any, eid: int, fmt: str) -> str:
     """The jobs of experiment ``eid`` rendered as ``csv`` or ``json``.
 
-    CSV: one row per job; columns ``jid, status, score, fail_reason, detail, start_time,
-    end_time, duration, n_attempts, budget``, then one per parameter and one per
-    ``multi_res_labels`` label (``param.<name>`` / ``result.<name>`` for a name that is also
-    one of the first columns). Times are Unix epoch seconds. JSON: ``{"experiment": {...},
+    CSV: one row per job; the columns of :func:`aup.dashboard.queries.flat_records` (times,
+    status, score, budget, bracket, rung, then one per parameter and one per
+    ``multi_res_labels`` label). Times are Unix epoch seconds. JSON: ``{"experiment": {...},
     "columns": [...], "jobs": [{column: value}]}``.
 
     Raises:

@@ -115,6 +115,8 @@ class JobRow(BaseModel):
     n_attempts: int | None
     fail_reason: str | None
     budget: Number
+    bracket: int | None = Field(default=None, description="hyperband/bohb bracket")
+    rung: int | None = Field(default=None, description="hyperband/bohb rung")
     detail: str | None = Field(description="how the last attempt ended")
     extras: dict[str, Number] = Field(description="final multiple-result values by label")
 

@@ -257,7 +257,8 @@ class DashboardQueries:
                                               ).scalars()]
             by_jid = {int(r.jid): r._mapping for r in c.execute(
                 select(j.c.jid, j.c.status, j.c.score, j.c.job_config, j.c.start_time,
-                       j.c.end_time, j.c.n_attempts, j.c.fail_reason, j.c.budget)
+                       j.c.end_time, j.c.n_attempts, j.c.fail_reason, j.c.budget, j.c.bracket,
+                       j.c.rung)
                 .where(j.c.jid.in_(jids)))} if jids else {}
             rows = [by_jid[x] for x in jids if x in by_jid]
             details = self._last_details(c, jids)
@@ -273,7 +274,8 @@ class DashboardQueries:
                 "params": _loads(r["job_config"]) or {}, "start_time": start, "end_time": end,
                 "duration": (end - start) if start is not None and end is not None else None,
                 "n_attempts": r["n_attempts"], "fail_reason": r["fail_reason"],
-                "budget": r["budget"], "detail": details.get(jid),
+                "budget": r["budget"], "bracket": r["bracket"], "rung": r["rung"],
+                "detail": details.get(jid),
                 "extras": {(labels[i - 1] if 0 < i <= len(labels) else f"value{i}"): v
                            for i, v in sorted(ex.items())},
             })
@@ -609,7 +611,7 @@ class DashboardQueries:
 
 #: The fixed columns of :func:`flat_records`, before the parameters and result labels.
 EXPORT_COLUMNS = ("jid", "status", "score", "fail_reason", "detail", "start_time", "end_time",
-                  "duration", "n_attempts", "budget")
+                  "duration", "n_attempts", "budget", "bracket", "rung")
 
 
 def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[dict[str, Any]]]:
@@ -618,9 +620,10 @@ def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[d
     Returns:
         ``(columns, rows)``: the :data:`EXPORT_COLUMNS` (``jid``, ``status``, ``score``,
         ``fail_reason``, ``detail``, ``start_time``, ``end_time``, ``duration``,
-        ``n_attempts``, ``budget``), then one column per parameter (its name) and one per
-        ``multi_res_labels`` label. A parameter or label named like a fixed column gets the
-        column ``param.<name>`` or ``result.<name>``, so it never hides the job's own value.
+        ``n_attempts``, ``budget``, ``bracket``, ``rung``), then one column per parameter
+        (its name) and one per ``multi_res_labels`` label. A parameter named like a fixed
+        column gets the column ``param.<name>``, a label named like a fixed column or a
+        parameter ``result.<name>``, so no value ever hides another.
 
     Raises:
         NotFound: no experiment ``eid``.
@@ -630,7 +633,8 @@ def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[d
     labels = exp["labels"]
 
     def column(name: str, prefix: str) -> str:
-        return f"{prefix}.{name}" if name in EXPORT_COLUMNS else name
+        taken = EXPORT_COLUMNS if prefix == "param" else (*EXPORT_COLUMNS, *params)
+        return f"{prefix}.{name}" if name in taken else name
 
     rows: list[dict[str, Any]] = []
     page, offset = 5000, 0
