@@ -190,6 +190,23 @@ def test_failed_configuration_is_not_proposed_again() -> None:
         o[0] == {"n": 3, "c": "a"} for o in proposer.observations)
 
 
+@pytest.mark.parametrize("n_parallel", [1, 3])
+def test_an_observed_configuration_is_not_proposed_again(n_parallel: int) -> None:
+    # 14 points, 14 jobs: a deterministic job gains nothing from the same point twice (the
+    # acquisition liked corners and integer points again), so every proposal is new.
+    space = SearchSpace((IntParam("n", 0, 6), ChoiceParam("c", ("a", "b"))))
+    proposer = make(space, n=14, seed=3)
+    seen: list[str] = []
+    while not proposer.finished:
+        batch = [proposer.ask() for _ in range(n_parallel)]
+        for p in batch:
+            if p is None:
+                continue
+            seen.append(p.key)
+            proposer.tell(p, (p.params["n"] - 6) ** 2 + (p.params["c"] == "b"))
+    assert len(seen) == 14 and len(set(seen)) == 14, seen
+
+
 def test_non_finite_losses_never_reach_the_model() -> None:
     proposer = make(SearchSpace((FloatParam("x", 0, 1),)), n=5)
     p = proposer.ask()

@@ -22,7 +22,9 @@ scikit-learn and scipy:
 4. **Pending jobs** (``n_parallel > 1``) and **failed jobs** enter the GP as fantasies at the
    posterior mean ("kriging believer"): the variance there collapses, expected improvement
    vanishes, so parallel proposals differ and a failing configuration is not proposed again.
-   Failed jobs never contribute a loss to the model.
+   Failed jobs never contribute a loss to the model. A configuration already observed is not
+   proposed again either (unless nothing else is left): the noise term keeps some expected
+   improvement at observed corners and integer points, and a second run there is a wasted job.
 5. **Acquisition.** log expected improvement (numerically stable, see
    :func:`aup.proposers.gp.log_h`) over ``grid_size`` scrambled Sobol candidates plus
    perturbations of the best observations, then (engine ``GPEIOptChooser``) refined with
@@ -188,6 +190,7 @@ class SpearmintProposer(Proposer):
         self.n_fits = 0
         self.fit_n = 0  # number of observations at the last hyperparameter fit
         self._x: list[np.ndarray] = []  # features of self.observations
+        self._observed_keys: set[str] = set()  # config keys of self.observations
         self._threadpools: Any = None
 
     @classmethod
@@ -202,8 +205,10 @@ class SpearmintProposer(Proposer):
 
     # -- proposing ---------------------------------------------------------------------------
     def _propose(self, proposal_id: int) -> Proposal | None:
-        # Never a running configuration; never again one that failed (unless nothing else).
-        running = self._pending_keys() | {config_key(f) for f in self.failures}
+        # Never a running configuration; never again one that failed or was already observed
+        # (a corner or an integer point the acquisition favours again), unless nothing else.
+        running = (self._pending_keys() | {config_key(f) for f in self.failures}
+                   | self._observed_keys)
         if self.enc.n_params == 0:
             return Proposal(proposal_id, self.enc.decode(np.zeros(0)))
         use_model = (self.options.engine != "RandomChooser" and proposal_id >= self.n_initial
@@ -356,6 +361,7 @@ class SpearmintProposer(Proposer):
     def _observe(self, proposal: Proposal, loss: float) -> None:
         self.observations.append([proposal.params, loss])
         self._x.append(self.enc.encode(proposal.params))
+        self._observed_keys.add(proposal.key)
 
     def _observe_failure(self, proposal: Proposal) -> None:
         self.failures.append(proposal.params)
@@ -377,3 +383,4 @@ class SpearmintProposer(Proposer):
         self.n_fits = int(state.get("n_fits", 0))
         self.fit_n = int(state.get("fit_n", 0))
         self._x = [self.enc.encode(p) for p, _ in self.observations]
+        self._observed_keys = {config_key(p) for p, _ in self.observations}
