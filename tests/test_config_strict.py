@@ -300,3 +300,14 @@ def test_swapped_range_message_has_single_punctuation() -> None:
     assert "did you mean -1, 1" in text and "?." not in text
     setup_doc = Path(__file__).resolve().parents[1] / "docs" / "setup.md"
     assert str(info.value) in setup_doc.read_text(encoding="utf-8")
+
+
+def test_generic_hint_of_a_proposer_option_points_to_the_proposer_docs() -> None:
+    from aup.config_problems import GENERIC_HINT, finalize
+    from aup.errors import Problem
+
+    docs = {"max_iter": "docs/multifidelity.md"}
+    out = finalize([Problem("max_iter", "is odd", 7, ""), Problem("n_samples", "is odd", 7, "")],
+                   docs)
+    assert out[0].hint == "see docs/multifidelity.md for the allowed values of this key"
+    assert out[1].hint == GENERIC_HINT

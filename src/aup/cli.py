@@ -292,10 +292,10 @@ def cmd_run(args) -> int:
     prepared_resource(config, queue.Queue(), env, check_only=True)
     if args.check:
         proposer = build_proposer(config)  # the same checks and warnings as a run
-        warn_planned_jobs(config, proposer)
+        n_warnings = len(config.warnings) + warn_planned_jobs(config, proposer)
         jobs = f", {proposer.total} jobs" if proposer.total is not None else ""
-        warned = (f"; {len(config.warnings)} warning(s) above: check them, an unknown key "
-                  "is ignored" if config.warnings else "")
+        warned = (f"; {n_warnings} warning(s) above: check them, an unknown key is ignored"
+                  if n_warnings else "")
         console.print(f"{args.experiment}: configuration is valid ({config.proposer}, "
                       f"{config.resource}, {len(config.space)} parameters{jobs}){warned}")
         return EXIT_OK

@@ -547,7 +547,12 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
             problems.extend(resource_cls.check_config(cfg))
 
     if problems:
-        raise ConfigError(finalize(problems), src, warnings)
+        # A proposer's own options are documented with the proposer, not in experiment.md.
+        doc = ("docs/multifidelity.md" if proposer_name in ("hyperband", "bohb")
+               else "docs/proposers.md")
+        docs = ({k: doc for k in proposer_cls.Options.model_fields
+                 if k not in ExperimentConfig.model_fields} if proposer_cls is not None else {})
+        raise ConfigError(finalize(problems, docs), src, warnings)
     assert cfg is not None
     cfg._warnings = warnings
     return cfg

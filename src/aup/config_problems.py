@@ -162,9 +162,15 @@ def problems_from_validation(err: ValidationError) -> list[Problem]:
     return problems
 
 
-def finalize(problems: Iterable[Problem]) -> list[Problem]:
+def finalize(problems: Iterable[Problem], docs: dict[str, str] | None = None) -> list[Problem]:
     """Drop repeated problems (same path and message, e.g. ``n_samples`` checked by the
-    experiment and by the proposer's options) and give every problem a hint."""
+    experiment and by the proposer's options) and give every problem a hint.
+
+    Args:
+        problems: the problems found.
+        docs: for keys not documented in docs/experiment.md (a proposer's options), the
+            document that lists their allowed values, by top-level key.
+    """
     out: list[Problem] = []
     seen: set[tuple[str, str]] = set()
     for p in problems:
@@ -172,7 +178,12 @@ def finalize(problems: Iterable[Problem]) -> list[Problem]:
         if key in seen:
             continue
         seen.add(key)
-        out.append(p if p.hint else Problem(p.path, p.message, p.value, GENERIC_HINT))
+        if not p.hint:
+            top = p.path.split(".", 1)[0].split("[", 1)[0]
+            doc = (docs or {}).get(top)
+            hint = f"see {doc} for the allowed values of this key" if doc else GENERIC_HINT
+            p = Problem(p.path, p.message, p.value, hint)
+        out.append(p)
     return out
 
 

@@ -660,13 +660,15 @@ def prepared_resource(config: ExperimentConfig, events: queue.Queue, env_file: A
     return resource
 
 
-def warn_planned_jobs(config: ExperimentConfig, proposer: Proposer) -> None:
+def warn_planned_jobs(config: ExperimentConfig, proposer: Proposer) -> bool:
     """Warn when the proposer's planned number of jobs (a schedule or a grid) differs from an
-    ``n_samples`` the configuration sets."""
+    ``n_samples`` the configuration sets. Returns True when it warned."""
     if ("n_samples" in config.raw and proposer.total is not None
             and proposer.total != config.n_samples):
         log.warning("%s runs %d jobs (its schedule or grid size), not n_samples=%d",
                     config.proposer, proposer.total, config.n_samples)
+        return True
+    return False
 
 
 def build_proposer(config: ExperimentConfig) -> Proposer:

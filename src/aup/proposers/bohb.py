@@ -72,7 +72,7 @@ class BOHBOptions(ProposerOptions):
     num_samples: int = Field(default=64, ge=1)
     random_fraction: float = Field(default=1 / 3, ge=0, le=1)
     bandwidth_factor: float = Field(default=3.0, gt=0)
-    min_bandwidth: float = Field(default=1e-3, gt=0)
+    min_bandwidth: float = Field(default=1e-3, gt=0, le=1)  # the KDEs work in [0, 1]
 
     @field_validator("min_points_in_model", mode="before")
     @classmethod
@@ -153,8 +153,11 @@ class BOHBProposer(Proposer):
                             o.min_budget, "use 0 < min_budget <= max_budget")]
         s_max = budget_levels(o.min_budget, o.max_budget, o.eta)
         if first_bracket_too_large(o.eta, s_max):
+            ratio = o.max_budget / o.min_budget
+            shown = (f"{ratio:.3g}" if math.isfinite(ratio) else
+                     f"1e{math.log10(o.max_budget) - math.log10(o.min_budget):.0f}")
             return [Problem("min_budget", f"max_budget / min_budget = "
-                            f"{o.max_budget / o.min_budget:.3g} with eta={o.eta} gives "
+                            f"{shown} with eta={o.eta} gives "
                             f"{s_max + 1} budget levels, and the first bracket alone more than "
                             f"{MAX_SCHEDULED_JOBS:,} jobs", o.min_budget,
                             "use a smaller ratio of max_budget to min_budget, or a larger eta")]

@@ -73,7 +73,7 @@ class HyperoptOptions(ProposerOptions):
     @classmethod
     def _startup(cls, v: int) -> int:
         if v < 0:
-            raise ValueError("must be >= 0")
+            raise ValueError("must be >= 0; use 0 or more random jobs before TPE (default 20)")
         return v
 
 
