@@ -409,3 +409,17 @@ def test_a_folder_where_the_database_should_be_is_named(tmp_path: Path) -> None:
     proc = run_cli("list", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "is not a file (it is a folder)" in proc.stderr, proc.stderr
+
+
+def test_resume_says_when_the_experiment_file_was_edited(tmp_path: Path) -> None:
+    # resume goes on with the recorded configuration; an edit of the file is named, not ignored
+    write_script(tmp_path, "bad.py", "raise SystemExit(1)\n")
+    path = write_experiment(tmp_path, script="bad.py", n_samples=3, parameter_config=X,
+                            job_timeout=5)
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 1
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    assert "was edited" not in proc.stderr
+    write_experiment(tmp_path, script="bad.py", n_samples=3, parameter_config=X, job_timeout=50)
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    assert "was edited since the experiment started (job_timeout)" in proc.stderr, proc.stderr
+    assert f"aup run {path}" in proc.stderr

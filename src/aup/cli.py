@@ -256,8 +256,9 @@ def _print_summary(console, exp, result) -> int:
         from aup.api import db_option
 
         console.print(f"resume with: aup resume{db_option(exp.store)} {result.eid}"
-                      + (" (after fixing the cause: the failed job stays FAILED; resuming goes "
-                         "on with new jobs)" if status is ExperimentStatus.FAILED else ""))
+                      + (" (after fixing the cause in the script or its data: resume keeps the "
+                         "recorded experiment.json settings, and the failed job stays FAILED)"
+                         if status is ExperimentStatus.FAILED else ""))
     return EXIT_INTERRUPTED if status is ExperimentStatus.STOPPED else EXIT_FAILED
 
 

@@ -241,6 +241,12 @@ class Experiment:
                              f"{eid}")
         base = Path(row["config_path"]).parent if row.get("config_path") else Path.cwd()
         config = parse_config(row["exp_config"], base, row.get("config_path"))
+        changed = _edited_since(row)
+        if changed:
+            log.warning("experiment %d: %s was edited since the experiment started (%s); "
+                        "resume goes on with the configuration recorded then. To use the "
+                        "edited one, start a new experiment with: aup run %s", eid,
+                        row["config_path"], ", ".join(changed), row["config_path"])
         proposer = build_proposer(config)
         if row.get("proposer_state"):
             proposer.load_state_dict(row["proposer_state"])
@@ -718,6 +724,23 @@ def check_jobs_dir(jobs_dir: Path, store: Store) -> None:
             "another database (another --db, storage or AUP_DB, or a deleted .aup/), and this "
             "experiment's jobs would overwrite them. Fix: use the database that recorded them, "
             "or move that jobs folder away (or run from another workingdir)")
+
+
+def _edited_since(row: dict[str, Any]) -> list[str]:
+    """The top-level keys of an experiment's file that differ now from the configuration
+    recorded when it started ([] when the file is gone or unchanged; ``["(unreadable)"]``
+    when it no longer validates)."""
+    path = row.get("config_path")
+    if not path or not Path(path).is_file():
+        return []
+    from aup.config import load_config
+
+    try:
+        now = _stored_config(load_config(path, check_files=False))
+    except AupError:
+        return ["(it no longer validates)"]
+    old = row.get("exp_config") or {}
+    return sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k))
 
 
 def _stored_config(config: ExperimentConfig) -> dict[str, Any]:
