@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aup.client import BasicConfig, aup_args, aup_flags, print_result
+from aup.client import BasicConfig, aup_args, aup_flags, aup_save_model, print_result
 
 
 def test_print_result_number_and_list() -> None:
@@ -49,6 +49,77 @@ def test_print_result_rejects_numbers_given_as_strings(value) -> None:
     with pytest.raises(TypeError, match="a result must be a number"):
         print_result(value, file=out)
     assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize("value", [[], (), "numpy"])
+def test_print_result_refuses_an_empty_sequence(value) -> None:
+    if value == "numpy":
+        value = pytest.importorskip("numpy").array([])
+    out = io.StringIO()
+    with pytest.raises(ValueError, match=r"empty sequence: give the score, or \[score, v1"):
+        print_result(value, file=out)
+    assert out.getvalue() == ""  # not a bare '#Auptimizer:'
+
+
+@pytest.mark.parametrize("value", [10**400, [1, -10**400]])
+def test_print_result_refuses_an_int_too_large_for_a_float(value) -> None:
+    out = io.StringIO()
+    with pytest.raises(ValueError, match="must be a finite number, got -?1000.*too large"):
+        print_result(value, file=out)
+    assert out.getvalue() == ""
+
+
+def test_aup_save_model_needs_a_callable_at_registration() -> None:
+    with pytest.raises(TypeError, match=r"function that saves the model first, got 42 \(int\)"):
+        aup_save_model(42, "model.pt")
+    from aup.client import _save_registry
+
+    assert _save_registry.callback is None
+
+
+def test_aup_args_run_without_a_config_file_says_so(monkeypatch) -> None:
+    @aup_args
+    def main(x):
+        return x
+
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    with pytest.raises(ValueError) as err:
+        main()
+    text = str(err.value)
+    assert "last command-line argument, and train.py got none" in text
+    assert "'train.py <workingdir>/jobs/<job id>.json'" in text
+    assert "python train.py config.json" in text and "unsupported" not in text
+
+    @aup_flags(object())
+    def flags_main():
+        return 1
+
+    with pytest.raises(ValueError, match="last command-line argument"):
+        flags_main()
+
+
+def test_aup_args_keeps_protocol_keys_out_of_kwargs(tmp_path: Path, capsys) -> None:
+    """docs/experiment.md: protocol keys are dropped silently, also with **kwargs; a function
+    gets one by naming it."""
+    (tmp_path / "job.json").write_text(json.dumps(
+        {"x": 2, "z": 3, "job_id": 7, "n_iterations": 9, "save_model": False,
+         "folder_name": "m"}))
+
+    seen: list[dict] = []
+
+    @aup_args
+    def main(x, **kw):
+        seen.append({"x": x, **kw})
+
+    main(str(tmp_path / "job.json"))
+    assert seen.pop() == {"x": 2, "z": 3}
+
+    @aup_args
+    def named(x, job_id, n_iterations, **kw):
+        seen.append({"x": x, "job_id": job_id, "n_iterations": n_iterations, **kw})
+
+    named(str(tmp_path / "job.json"))
+    assert seen.pop() == {"x": 2, "job_id": 7, "n_iterations": 9, "z": 3}
 
 
 def test_aup_args_names_unused_config_keys(tmp_path: Path, caplog) -> None:

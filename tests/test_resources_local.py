@@ -109,6 +109,135 @@ def test_aup_tell_refuses_mistakes_with_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in res.stderr
 
 
+def _outcomes(events: queue.Queue) -> list:
+    return [e.outcome for e in list(events.queue) if hasattr(e, "outcome")]
+
+
+def test_passive_prompt_refuses_values_the_job_would_fail_on(tmp_path: Path) -> None:
+    """'0.5' with multi_res_labels ["acc"] (WRONG_RESULT_COUNT) and '1 nan' (NON_FINITE_SCORE)
+    are refused at the prompt with the reason; the job keeps waiting."""
+    events: queue.Queue = queue.Queue()
+    rm = PassiveResourceManager(_config(tmp_path, "passive", {
+        "prompt": False, "multi_res_labels": ["acc"]}), events)
+    shown: list[str] = []
+    rm.announce = shown.append
+    rm.start(_spec(tmp_path, 1), rm.slots[0])
+    assert "aup tell <experiment> 1 <score>,<acc>" in shown[-1]
+    for line, why in [("0.5", "is 2 values, <score>,<acc>; got 1"),
+                      ("1 0.5,", "is 2 values, <score>,<acc>; got 1"),
+                      ("1 0.5,1,2", "got 3"),
+                      ("1 nan", "the score must be a finite number, got nan"),
+                      ("1 inf,0.9", "the score must be a finite number, got inf")]:
+        reply = rm.handle_input(line)
+        assert reply.startswith(f"cannot read {line!r}: ") and why in reply, reply
+        assert "type '<jid> <score>,<acc>' or '<jid> fail [code]'" in reply
+    assert [w.spec.job_id for w in rm.pending()] == [1] and _outcomes(events) == []
+    assert rm.handle_input("1 0.5,0.9") == "job 1: recorded"
+    (end,) = _outcomes(events)
+    assert end.status.value == "SUCCEEDED" and end.score == 0.5 and end.extras == (0.9,)
+
+
+def test_passive_prompt_error_says_its_fix_once(tmp_path: Path) -> None:
+    events: queue.Queue = queue.Queue()
+    rm = PassiveResourceManager(_config(tmp_path, "passive", {"prompt": False}, n_parallel=2),
+                                events)
+    rm.announce = lambda text: None
+    rm.start(_spec(tmp_path, 2), rm.slots[0])
+    rm.start(_spec(tmp_path, 3), rm.slots[1])
+    reply = rm.handle_input("0.7")
+    assert reply == ("cannot read '0.7': 2 jobs wait (2, 3), so give the job id first; type "
+                     "'<jid> <value>' or '<jid> fail [code]' for a failed run")
+    rm.close()
+
+
+def test_passive_announces_aup_tell_without_the_prompt(tmp_path: Path) -> None:
+    for prompt, then in [(False, "then run: aup tell <experiment> 1 <value>"),
+                         (True, "then type '1 <value>' here, or run: aup tell <experiment> 1 "
+                                "<value>")]:
+        rm = PassiveResourceManager(_config(tmp_path, "passive", {"prompt": prompt}),
+                                    queue.Queue())
+        shown: list[str] = []
+        rm.announce = shown.append
+        rm.start(_spec(tmp_path, 1), rm.slots[0])
+        assert shown[-1].splitlines()[-1] == then
+        rm.close()
+
+
+def _passive_db(tmp_path: Path, labels: list[str] | None = None) -> tuple[str, int, int]:
+    """A database with a passive experiment whose one job waits (RUNNING, attempt 0), as the
+    experiment process leaves it; returns (url, eid, jid)."""
+    from aup.store.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'passive.db'}"
+    store = open_store(url)
+    ra = {"multi_res_labels": labels} if labels else {}
+    eid = store.create_experiment(user="me", name="p", config={
+        "resource": "passive", "resource_args": ra}, proposer="random", target="max",
+        n_total=1, config_path=None, workingdir=str(tmp_path))
+    jid, _ = store.start_job(eid=eid, job_config={"x": 1}, proposal={}, rid=store.resource_id(
+        "passive", "passive:0"), output_dir=str(tmp_path / "jobs"), proposer_state=None)
+    store.close()
+    return url, eid, jid
+
+
+def _told(url: str) -> list[dict]:
+    from aup.store.store import open_store
+
+    store = open_store(url, create=False)
+    try:
+        return store.told([1, 2, 3])
+    finally:
+        store.close()
+
+
+def test_aup_tell_refuses_a_value_count_that_does_not_match_the_labels(tmp_path: Path) -> None:
+    url, eid, jid = _passive_db(tmp_path, ["acc"])
+    for value in ("0.5", "0.5,", "0.5,0.9,1"):
+        res = run_cli("tell", "--db", url, str(eid), str(jid), value, cwd=tmp_path)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert "multi_res_labels ['acc']" in res.stderr and "<score>,<acc>" in res.stderr
+        assert "Traceback" not in res.stderr
+    res = run_cli("tell", "--db", url, str(eid), str(jid), "--intermediate", "0.5", cwd=tmp_path)
+    assert res.returncode == 2 and "<score>,<acc>" in res.stderr
+    assert _told(url) == []
+    res = run_cli("tell", "--db", url, str(eid), str(jid), "0.5,0.9", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert [r["values"] for r in _told(url)] == [(0.5, 0.9)]
+
+
+def test_aup_tell_refuses_a_second_value_while_the_first_waits(tmp_path: Path) -> None:
+    """With a long poll_interval both tells were accepted and the second was dropped."""
+    url, eid, jid = _passive_db(tmp_path)
+    tell = ("tell", "--db", url, str(eid), str(jid))
+    assert run_cli(*tell, "--intermediate", "0.1", cwd=tmp_path).returncode == 0
+    assert run_cli(*tell, "--intermediate", "0.2", cwd=tmp_path).returncode == 0
+    assert run_cli(*tell, "0.5", cwd=tmp_path).returncode == 0  # intermediate values go first
+    for args in (("0.6",), ("--exit-code", "3"), ("--intermediate", "0.7")):
+        res = run_cli(*tell, *args, cwd=tmp_path)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert f"a value is already waiting for job {jid}: 0.5, told at" in res.stderr
+    assert [r["values"] for r in _told(url)] == [(0.1,), (0.2,), (0.5,)]
+    # the value was taken and the attempt failed; its retry takes a value again
+    from aup.store.store import open_store
+
+    store = open_store(url)
+    store.start_attempt(jid=jid, num=1, rid=1, output_path=str(tmp_path / "jobs" / "x.out"))
+    store.close()
+    res = run_cli(*tell, "--exit-code", "3", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = run_cli(*tell, "0.6", cwd=tmp_path)
+    assert res.returncode == 2 and ": failure (exit code 3), told at" in res.stderr
+
+
+def test_aup_tell_creates_no_database(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "aup.db"
+    for args in (("--db", str(missing)), ("--db", f"sqlite:///{missing}"), ()):
+        res = run_cli("tell", *args, "1", "1", "0.5", cwd=tmp_path)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert "no database at" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "typo").exists() and not (tmp_path / ".aup").exists()
+
+
 @pytest.mark.parametrize("mode", ["stdin", "aup tell"])
 def test_passive_through_the_cli_with_results_typed_on_stdin(tmp_path: Path, mode: str) -> None:
     """The real 'aup run' prints each job's command; the 'user' types '<jid> <value>' at the

@@ -44,6 +44,10 @@ def load_experiment(experiment: int | str, *, db: str | None = None) -> Any:
 
     Returns:
         :class:`aup.api.ExperimentRecord` with ``jobs()``, ``best()`` and ``to_dataframe()``.
+
+    Raises:
+        aup.errors.UsageError: no database at ``db`` (nothing is created), or no such
+            experiment.
     """
     from aup.api import load_experiment as _load
 

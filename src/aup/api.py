@@ -34,6 +34,39 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
     return url
 
 
+def open_existing_store(db: str | None = None) -> Store:
+    """Open the database of recorded experiments (location as :func:`resolve_db_url`) without
+    creating anything: for ``aup tell`` and :func:`load_experiment`, which only read or add to
+    existing experiments. An older schema is upgraded.
+
+    Raises:
+        UsageError: there is no SQLite file at that place (a mistyped path must not become a
+            new empty database), it is a folder, or the database holds no Auptimizer tables.
+        StoreError: the database cannot be opened.
+    """
+    from sqlalchemy import inspect
+
+    url = resolve_db_url(db)
+    if url.startswith("sqlite") and "///" in url:
+        path = url.split("///", 1)[1].split("?", 1)[0]
+        if path and path != ":memory:":
+            file = Path(path)
+            if file.exists() and not file.is_file():
+                raise UsageError(f"the database {file} is not a file (it is a "
+                                 f"{'folder' if file.is_dir() else 'special file'}). Fix: give "
+                                 "the database file (--db URL, db= in Python, or AUP_DB)")
+            if not file.is_file():
+                raise UsageError(f"no database at {file}: nothing was recorded there yet. Fix: "
+                                 "run this where you ran 'aup run', or give the database "
+                                 "(--db URL, db= in Python, or AUP_DB)")
+    store = open_store(url, create=False)
+    if not inspect(store.engine).has_table("experiment"):
+        store.close()
+        raise UsageError(f"{store._safe_url()} holds no Auptimizer experiments. Fix: give the "
+                         "database 'aup run' wrote (--db URL, db= in Python, or AUP_DB)")
+    return store
+
+
 def db_option(store: Store) -> str:
     """``" --db URL"`` for a command hint (``aup resume``, ``aup stop``) when ``store`` is not
     the database such a command would open by default here (``--db``, ``storage`` or
@@ -107,19 +140,32 @@ class ExperimentRecord:
         return self.store.best_job(self.eid, self.row.get("target") == "max")
 
     def records(self) -> list[dict[str, Any]]:
-        """One flat dict per job: jid, status, score, fail_reason, times, budget, and one
-        ``param_<name>`` key per parameter value (and extra job-config keys)."""
+        """One flat dict per job, in jid order: ``jid``, ``status``, ``score``,
+        ``fail_reason``, ``detail`` (of the last attempt), ``start_time``, ``end_time``,
+        ``duration`` (``end_time - start_time``, None while either is unknown),
+        ``n_attempts``, ``budget``, ``bracket``, ``rung``, one ``param_<name>`` key per
+        job-config value (parameters, ``job_id``...), and one ``result_<label>`` key per
+        ``multi_res_labels`` label: that value of the job's final result (None without one).
+        """
         out = []
         attempts = self.store.last_attempts(self.eid)
+        ra = (self.row.get("exp_config") or {}).get("resource_args") or {}
+        labels = [str(x) for x in (ra.get("multi_res_labels") or [])]
+        extras = self.store.final_extras(self.eid) if labels else {}
         for j in self.jobs():
+            start, end = j["start_time"], j["end_time"]
             rec = {"jid": j["jid"], "status": j["status"], "score": j["score"],
-                   "fail_reason": j["fail_reason"], "start_time": j["start_time"],
-                   "end_time": j["end_time"], "n_attempts": j["n_attempts"],
+                   "fail_reason": j["fail_reason"], "start_time": start, "end_time": end,
+                   "duration": end - start if start is not None and end is not None else None,
+                   "n_attempts": j["n_attempts"],
                    "budget": j["budget"], "bracket": j["bracket"], "rung": j["rung"]}
             a = attempts.get(j["jid"])
             rec["detail"] = a["detail"] if a else None
             for k, v in (j["job_config"] or {}).items():
                 rec[f"param_{k}"] = v
+            ex = extras.get(j["jid"], {})
+            for i, lab in enumerate(labels, start=1):
+                rec[f"result_{lab}"] = ex.get(i)
             out.append(rec)
         return out
 
@@ -133,6 +179,14 @@ class ExperimentRecord:
 
 
 def load_experiment(experiment: int | str, *, db: str | None = None) -> ExperimentRecord:
-    """Open a recorded experiment by id or name; see :func:`aup.load_experiment`."""
-    store = open_store(resolve_db_url(db), create=True)
-    return ExperimentRecord(find_experiment(store, experiment), store)
+    """Open a recorded experiment by id or name; see :func:`aup.load_experiment`.
+
+    Raises:
+        UsageError: no database at ``db`` (nothing is created), or no such experiment.
+    """
+    store = open_existing_store(db)
+    try:
+        return ExperimentRecord(find_experiment(store, experiment), store)
+    except BaseException:
+        store.close()
+        raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 
 from aup.commands.args import add_db_argument
 from aup.errors import UsageError
@@ -41,10 +42,15 @@ def _value_after_options(args, extra: list[str]) -> list[str]:
 
 
 def cmd_tell(args) -> int:
-    """Store the told value after checking the job waits for one."""
-    from aup.api import find_experiment, resolve_db_url
-    from aup.resources.passive import parse_values
-    from aup.store.store import open_store
+    """Store the told value after checking the job waits for one.
+
+    Refused (:class:`UsageError`, exit code 2; nothing is stored): a value that is not a
+    number, a NaN or infinite score, a count other than 1 + len(``multi_res_labels``), a job
+    that is not waiting or already has a final value waiting to be taken, an experiment that
+    is not passive, and a database that does not exist (none is created).
+    """
+    from aup.api import find_experiment, open_existing_store
+    from aup.resources.passive import check_values, parse_values, value_hint
 
     if args.value is None and args.exit_code is None:
         raise UsageError("give the job's VALUE, or --exit-code N for a failed run")
@@ -61,19 +67,30 @@ def cmd_tell(args) -> int:
                              "report a failed run use --exit-code N")
     if args.intermediate and args.exit_code is not None:
         raise UsageError("--intermediate and --exit-code exclude each other")
-    store = open_store(resolve_db_url(args.db))
+    store = open_existing_store(args.db)
     try:
         row = find_experiment(store, args.experiment)
         eid = int(row["eid"])
         job = next((j for j in store.jobs(eid, include_rerun=True) if j["jid"] == args.job), None)
         if job is None:
             raise UsageError(f"experiment {eid} has no job {args.job}; see 'aup show {eid}'")
-        resource = (row.get("exp_config") or {}).get("resource", "cpu")
+        config = row.get("exp_config") or {}
+        resource = config.get("resource", "cpu")
         if resource != "passive":
             raise UsageError(f"experiment {eid} runs on resource '{resource}'; only 'passive' "
                              "jobs take told results")
         if job["status"] != "RUNNING":
             raise UsageError(f"job {args.job} is {job['status']}, not waiting for a result")
+        labels = [str(x) for x in ((config.get("resource_args") or {}).get("multi_res_labels")
+                                   or [])]
+        if values is not None:
+            try:
+                check_values(values, labels)
+            except ValueError as err:
+                # the job would fail WRONG_RESULT_COUNT, which may end the experiment
+                raise UsageError(f"VALUE {args.value!r}: {err}. Fix: aup tell {args.experiment} "
+                                 f"{args.job} {value_hint(labels)}") from None
+        _refuse_second_value(store, args.job)
         store.tell(args.job, values, final=not args.intermediate, exit_code=args.exit_code)
     finally:
         store.close()
@@ -81,3 +98,27 @@ def cmd_tell(args) -> int:
     print(f"told job {args.job} of experiment {eid}: {what}"
           + (" (intermediate)" if args.intermediate else ""))
     return 0
+
+
+def _refuse_second_value(store, jid: int) -> None:
+    """Refuse a tell while a final value (or failure) told for the job's current attempt has
+    not been taken by the experiment yet: the first one ends the attempt, so a second would be
+    dropped. Told values older than the attempt belong to an earlier one (taken, or lost when
+    the experiment stopped); intermediate values are all taken, in order.
+
+    Raises:
+        UsageError: such a value is waiting.
+    """
+    attempts = store.attempts(jid)
+    since = attempts[-1]["start_time"] if attempts else None
+    for r in store.told([jid]):
+        if ((r["final"] or r["exit_code"] is not None)
+                and (since is None or (r["time"] or 0) >= since)):
+            told = (f"failure (exit code {r['exit_code']})" if r["exit_code"] is not None
+                    else ",".join(str(v) for v in r["values"] or ()))
+            at = time.strftime("%H:%M:%S", time.localtime(r["time"] or 0))
+            raise UsageError(f"a value is already waiting for job {jid}: {told}, told at {at} "
+                             "and not yet taken by the experiment (it reads told values every "
+                             "resource_args.poll_interval seconds; a job takes one final "
+                             "value). Fix: nothing to do if that value is right; if the "
+                             "experiment is no longer running, 'aup resume' runs the job again")

@@ -47,7 +47,20 @@ def _number(value: Any) -> str:
         number = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"a result must be a number, got {value!r}") from None
+    except OverflowError:  # an int beyond the float range (10**400)
+        raise ValueError(f"a result must be a finite number, got {_short(value)}, which is too "
+                         "large for a float; report a smaller value (e.g. scale or clip it)"
+                         ) from None
     return repr(number) if math.isfinite(number) else str(number)
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` for messages, shortened."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond sys.get_int_max_str_digits()
+        return f"{type(value).__name__} with too many digits to show"
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]} ({len(text)} characters)"
 
 
 def print_result(result: Any, file: Any = None) -> None:
@@ -65,10 +78,14 @@ def print_result(result: Any, file: Any = None) -> None:
 
     Raises:
         TypeError: a value is not a number (a string such as ``"0.5"`` or a bool included).
+        ValueError: an empty sequence, or an integer too large for a float (``10**400``).
     """
     if hasattr(result, "tolist") and callable(result.tolist):
         result = result.tolist()
     if isinstance(result, list | tuple):
+        if not result:
+            raise ValueError("print_result() got an empty sequence: give the score, or "
+                             "[score, v1, ...] with one value per multi_res_labels label")
         text = ",".join(_number(v) for v in result)
     else:
         text = _number(result)
@@ -174,7 +191,14 @@ def aup_save_model(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     It is called only in the best-model re-run (``resource_args.save_model``), from inside
     ``aup_models/<folder_name>/`` (so relative paths land there), after the function decorated
     with :func:`aup_args` returns.
+
+    Raises:
+        TypeError: ``fn`` is not callable (checked now, not in the re-run).
     """
+    if not callable(fn):
+        raise TypeError(f"aup_save_model() takes the function that saves the model first, got "
+                        f"{_short(fn)} ({type(fn).__name__}); e.g. aup_save_model(model.save, "
+                        "'model.pt')")
     _save_registry.callback = (fn, args, kwargs)
 
 
@@ -198,18 +222,44 @@ def _run_save_callback(config: dict[str, Any]) -> None:
         os.chdir(here)
 
 
+#: Job-config keys the job protocol adds (``tid``: Auptimizer 2.0); :func:`aup_args` passes
+#: one only to a function that names it as a parameter.
+PROTOCOL_KEYS = ("job_id", "n_iterations", "save_model", "folder_name", "tid")
+
+
+def _config_path_from_argv(argv: list[str], name: str) -> str:
+    """The job config path: the last command-line argument.
+
+    Raises:
+        ValueError: there is no argument after the script (it was run by hand without one).
+    """
+    if len(argv) < 2:
+        prog = os.path.basename(argv[0]) if argv and argv[0] else "script.py"
+        raise ValueError(f"{name}() reads the job config file from the last command-line "
+                         f"argument, and {prog} got none. Auptimizer runs the script as "
+                         f"'{prog} <workingdir>/jobs/<job id>.json'; to run it by hand, give a "
+                         f"config file: python {prog} config.json (a JSON object of the "
+                         "parameters)")
+    return argv[-1]
+
+
 def aup_args(func: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator: call ``func`` with the job config's values as keyword arguments.
 
     The decorated function takes the config file path (``sys.argv[-1]`` when called without
     arguments) and optional keyword overrides. Parameters of ``func`` without a default must be
     in the config; config keys ``func`` does not take are dropped with a warning, unless it has
-    ``**kwargs``. The return value goes to :func:`print_result` (a None return prints nothing).
-    With ``save_model: true`` in the config, a callback registered with :func:`aup_save_model`
-    then runs. Unlike Auptimizer 2.0, no hidden ``init*`` functions are called.
+    ``**kwargs``, which receives them. The protocol keys (:data:`PROTOCOL_KEYS`: ``job_id``,
+    ``n_iterations``...) reach ``func`` only as named parameters; otherwise they are dropped
+    silently, ``**kwargs`` or not. The return value goes to :func:`print_result` (a None
+    return prints nothing). With ``save_model: true`` in the config, a callback registered
+    with :func:`aup_save_model` then runs. Unlike Auptimizer 2.0, no hidden ``init*``
+    functions are called.
 
     Raises:
         TypeError: a required parameter is missing from the config (message names it).
+        ValueError: called without a path while the command line has no argument after the
+            script (run by hand without a job config file).
     """
     import inspect
 
@@ -220,7 +270,8 @@ def aup_args(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(config_path: str | None = None, **overrides: Any) -> Any:
-        path = config_path if config_path is not None else sys.argv[-1]
+        path = (config_path if config_path is not None
+                else _config_path_from_argv(sys.argv, func.__name__))
         config = BasicConfig().load(path)
         config.update(overrides)
         kwargs: dict[str, Any] = {}
@@ -234,10 +285,10 @@ def aup_args(func: Callable[..., Any]) -> Callable[..., Any]:
                                 f"the job config {path}; add it to parameter_config or give it "
                                 "a default value")
         for key in config:
-            if key not in sig.parameters:
+            if key not in sig.parameters and key not in PROTOCOL_KEYS:
                 if takes_var_kw:
                     kwargs[key] = config[key]
-                elif key not in ("job_id", "n_iterations", "save_model", "folder_name", "tid"):
+                else:
                     _warn(f"config key '{key}' is not a parameter of {func.__name__}(); "
                           "ignored")
         result = func(**kwargs)
@@ -262,7 +313,7 @@ def aup_flags(flags: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         @functools.wraps(main)
         def wrapper(argv: list[str] | None = None) -> Any:
             args = list(argv) if argv is not None else list(sys.argv)
-            BasicConfig().load(args[-1]).to_flags(flags)
+            BasicConfig().load(_config_path_from_argv(args, main.__name__)).to_flags(flags)
             import inspect
 
             n_params = len(inspect.signature(main).parameters)

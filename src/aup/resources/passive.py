@@ -10,6 +10,9 @@ command to run and waits. The user runs it wherever they like and reports the re
   intermediate result, ``--exit-code N`` for a failure). The value goes into the database
   (``told_result``) and the experiment process polls it every ``poll_interval`` seconds.
 
+Both refuse a value the job would fail on (a NaN or infinite score, a count other than
+1 + len(``multi_res_labels``)): :func:`check_values`. The job keeps waiting.
+
 A told value is judged exactly like a ``#Auptimizer:`` line (same parser): a final value ends the
 attempt as SUCCEEDED, an exit code as FAILED/NONZERO_EXIT, ``job_timeout`` and stops end the wait.
 Several jobs may wait at once (``n_parallel`` > 1); one slot per parallel job.
@@ -21,10 +24,12 @@ that writes to stdout (``announce``) and reads stdin (``"prompt": false`` turns 
 from __future__ import annotations
 
 import logging
+import math
 import shlex
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -72,6 +77,31 @@ def parse_values(text: str) -> tuple[float, ...]:
     return tuple(float(p) for p in parts)
 
 
+def value_hint(labels: Sequence[str]) -> str:
+    """How a told value is written: ``<value>``, or ``<score>,<acc>`` with multi_res_labels."""
+    return ",".join(["<score>", *(f"<{lab}>" for lab in labels)]) if labels else "<value>"
+
+
+def check_values(values: tuple[float, ...], labels: Sequence[str]) -> None:
+    """Refuse a told value that would fail the job instead of reporting its result.
+
+    Args:
+        values: the parsed value (score first).
+        labels: the experiment's ``multi_res_labels`` (empty: any count, as for result lines).
+
+    Raises:
+        ValueError: the score is NaN or infinite (the job would fail NON_FINITE_SCORE), or,
+            with labels, the count is not 1 + len(labels) (WRONG_RESULT_COUNT); the message
+            names the expected values.
+    """
+    if not math.isfinite(values[0]):
+        raise ValueError(f"the score must be a finite number, got {values[0]}")
+    if labels and len(values) != 1 + len(labels):
+        raise ValueError(f"this experiment has multi_res_labels {list(labels)}, so a result "
+                         f"is {1 + len(labels)} values, {value_hint(labels)}; got "
+                         f"{len(values)}")
+
+
 class PassiveResourceManager(ResourceManager):
     """``resource: passive`` (see the module docstring)."""
 
@@ -87,6 +117,7 @@ class PassiveResourceManager(ResourceManager):
         self._closed = threading.Event()
         self._poller: threading.Thread | None = None
         self._last_tid = 0
+        self.labels = [str(x) for x in (config.resource_args.multi_res_labels or [])]
         #: Where instructions go (a callable taking one string); stdout by default.
         self.announce = lambda text: print(text, flush=True)
 
@@ -109,9 +140,14 @@ class PassiveResourceManager(ResourceManager):
         self._poller = threading.Thread(target=self._poll, name="aup-passive-poll", daemon=True)
         self._poller.start()
 
+    @property
+    def prompting(self) -> bool:
+        """True when results typed on stdin are read (``prompt`` on, and a stdin exists)."""
+        return bool(self.options.prompt and sys.stdin is not None)
+
     def prepare(self) -> None:
         self._start_poller()
-        if self.options.prompt and sys.stdin is not None:
+        if self.prompting:
             threading.Thread(target=self._read_stdin, name="aup-passive-stdin",
                              daemon=True).start()
 
@@ -144,12 +180,15 @@ class PassiveResourceManager(ResourceManager):
         with self._lock:
             self._waiting[spec.job_id] = w
         exp = self.eid if self.eid is not None else "<experiment>"
+        hint = value_hint(self.labels)
+        tell = f"aup tell {exp} {spec.job_id} {hint}"
+        then = (f"then type '{spec.job_id} {hint}' here, or run: {tell}" if self.prompting
+                else f"then run: {tell}")
         self.announce(
             f"[aup passive] job {spec.job_id} (attempt {spec.attempt}) waits for you. Run:\n"
             f"  {command}\n"
             f"  (config: {spec.config_path})\n"
-            f"then type '{spec.job_id} <value>' here, or run: aup tell {exp} {spec.job_id} "
-            "<value>")
+            f"{then}")
 
     def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
         with self._lock:
@@ -212,13 +251,22 @@ class PassiveResourceManager(ResourceManager):
                 self.handle_input(line)
 
     def handle_input(self, line: str) -> str:
-        """Apply one line typed at the prompt; returns the reply shown to the user."""
+        """Apply one line typed at the prompt; returns the reply shown to the user.
+
+        A value the job would fail on (NaN or infinite score, a wrong number of values with
+        ``multi_res_labels``) is refused with the reason; the job keeps waiting.
+        """
         words = line.split()
         waiting = self.pending()
+        hint = value_hint(self.labels)
         try:
             if len(words) == 1:
+                if not waiting:
+                    raise ValueError("no job waits for a result now")
                 if len(waiting) != 1:
-                    raise ValueError(f"{len(waiting)} jobs wait; type '<jid> <value>'")
+                    raise ValueError(f"{len(waiting)} jobs wait ("
+                                     f"{', '.join(str(w.spec.job_id) for w in waiting)}), so "
+                                     "give the job id first")
                 jid, rest = waiting[0].spec.job_id, words
             else:
                 jid, rest = int(words[0]), words[1:]
@@ -226,12 +274,14 @@ class PassiveResourceManager(ResourceManager):
                 code = int(rest[1]) if len(rest) > 1 else 1
                 ok = self.receive(jid, None, exit_code=code)
             else:
-                ok = self.receive(jid, parse_values("".join(rest)))
+                values = parse_values("".join(rest))
+                check_values(values, self.labels)
+                ok = self.receive(jid, values)
             reply = (f"job {jid}: recorded" if ok else f"job {jid} is not waiting (waiting: "
                      f"{', '.join(str(w.spec.job_id) for w in waiting) or 'none'})")
         except (ValueError, IndexError) as err:
-            reply = (f"cannot read {line.strip()!r}: {err}; type '<jid> <value>' or "
-                     "'<jid> fail [code]'")
+            reply = (f"cannot read {line.strip()!r}: {err}; type '<jid> {hint}' or "
+                     "'<jid> fail [code]' for a failed run")
         self.announce("[aup passive] " + reply)
         return reply
 

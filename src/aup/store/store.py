@@ -570,6 +570,19 @@ class Store:
             rows = c.execute(select(t).where(t.c.jid == jid).order_by(t.c.mrid)).all()
         return [dict(r._mapping) for r in rows]
 
+    def final_extras(self, eid: int) -> dict[int, dict[int, float | None]]:
+        """The secondary values of each job's final result (``is_last_result``), by jid, then
+        by label order (1 = the first ``multi_res_labels`` label). One query."""
+        m, j = s.multiple_result, s.job
+        # through job (indexed by eid), then multiple_result by its jid index
+        q = (select(m.c.jid, m.c.label_order, m.c.value).join(j, j.c.jid == m.c.jid)
+             .where(j.c.eid == eid, m.c.is_last_result.is_(True)))
+        out: dict[int, dict[int, float | None]] = {}
+        with self.engine.connect() as c:
+            for jid, order, value in c.execute(q):
+                out.setdefault(int(jid), {})[int(order)] = value
+        return out
+
     def tell(self, jid: int, values: tuple[float, ...] | None, *, final: bool = True,
              exit_code: int | None = None) -> int:
         """Record a result sent by hand for a ``passive`` job (``aup tell``); returns its id.
