@@ -117,3 +117,25 @@ def test_python_m_aup_convert_works(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out.py").is_file()
+
+
+def test_bad_outputs_and_sources_are_clear_errors_and_leave_nothing(tmp_path):
+    write_script(tmp_path, "rb.py", SOURCE)
+    exp = write_experiment(tmp_path, script="job.py", parameter_config=PARAMS)
+    (tmp_path / "d.py").mkdir()
+    (tmp_path / "bin.py").write_bytes(b"\xff\xfe")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    missing = tmp_path / "missing"
+    for args, needle in (
+            (["rb.py", exp.name, "rosenbrock", "-o", ".", "--overwrite"], "is a folder"),
+            (["rb.py", exp.name, "rosenbrock", "-o", "d.py", "--overwrite"], "is a folder"),
+            (["rb.py", exp.name, "rosenbrock", "-o", "d.py"], "is a folder"),
+            (["bin.py", exp.name, "rosenbrock", "-o", "j.py"], "bin.py is not UTF-8 text"),
+            (["rb.py", exp.name, "rosenbrock", "-o", str(missing / "j.py")],
+             f"the folder {missing} of the output")):
+        r = run_cli("convert", *args, cwd=tmp_path)
+        assert r.returncode == 2, r.stdout
+        assert needle in r.stderr and "Fix:" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing left behind
+    assert not list((tmp_path / "d.py").iterdir()) and not missing.exists()

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from aup.dashboard.app import create_app
 from aup.dashboard.command import choose_token, is_loopback
+from aup.job import FailReason
 from aup.store.store import Store
 
 
@@ -120,11 +121,22 @@ def test_job_detail_and_log(client):
     ("/api/experiments/1/jobs?offset=-1", 422), ("/api/experiments/1/history?max_points=1", 422),
     ("/api/experiments/99999999999999999999", 422), ("/api/compare", 422),
     ("/api/compare?eid=1&eid=999", 404), ("/api/experiments/1/jobs/1/log?attempt=7", 404),
+    ("/api/experiments/1/jobs?fail_reason=BOGUS", 422),
 ])
 def test_bad_input_is_a_clear_4xx(client, path, code):
     r = client.get(path)
     assert r.status_code == code, r.text
     assert r.json()["detail"]
+
+
+def test_fail_reason_filter_knows_the_reasons(client):
+    failed = client.get("/api/experiments/1/jobs", params={"fail_reason": "NONZERO_EXIT"})
+    assert failed.status_code == 200 and failed.json()["total"] == 2
+    assert client.get("/api/experiments/1/jobs",
+                      params={"fail_reason": "TIMEOUT"}).json()["total"] == 0
+    r = client.get("/api/experiments/1/jobs", params={"fail_reason": "nonzero_exit"})
+    assert r.status_code == 422
+    assert all(reason.value in r.text for reason in FailReason)  # lists the known reasons
 
 
 def test_stop_needs_header_and_a_running_experiment(client):

@@ -4,9 +4,11 @@ the dashboard queries on PostgreSQL."""
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -67,6 +69,81 @@ def test_file_commands_bad_usage(grid_db, args, needle):
     assert "Traceback" not in proc.stderr
 
 
+def test_out_needs_overwrite_and_never_replaces_a_database(grid_db, tmp_path):
+    project = tmp_path / "project"  # a copy: a regression must not destroy the shared database
+    (project / ".aup").mkdir(parents=True)
+    db = project / ".aup" / "sqlite3.db"
+    src, dst = sqlite3.connect(grid_db / ".aup" / "sqlite3.db"), sqlite3.connect(db)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    history = db.read_bytes()
+    disguised = tmp_path / "history.png"  # an SQLite database with a plot's name
+    disguised.write_bytes(history)
+    for args in (["export", "grid", "--format", "json", "--out", str(db)],
+                 ["export", "grid", "--format", "json", "--out", str(db), "--overwrite"],
+                 ["plot", "grid", "--out", str(disguised), "--overwrite"]):
+        proc = run_cli(*args, cwd=project)
+        assert proc.returncode == 2 and "is an SQLite database" in proc.stderr, proc.stderr
+        assert "not even with --overwrite" in proc.stderr and "Traceback" not in proc.stderr
+    assert db.read_bytes() == history and disguised.read_bytes() == history
+    for args, name in ((["export", "grid"], "jobs.csv"), (["plot", "grid"], "grid.png")):
+        out = tmp_path / name
+        out.write_text("keep me")
+        proc = run_cli(*args, "--out", str(out), cwd=project)
+        assert proc.returncode == 2 and "exists" in proc.stderr and "--overwrite" in proc.stderr
+        assert out.read_text() == "keep me"
+        proc = run_cli(*args, "--out", str(out), "--overwrite", cwd=project)
+        assert proc.returncode == 0, proc.stderr
+        assert out.read_bytes() != b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "history.png", "jobs.csv",
+                                                          "project"]  # no temporary file left
+
+
+@pytest.mark.parametrize("args,name", [(["plot", "1"], "d.png"), (["export", "1"], "d.csv"),
+                                       (["export", "1", "--overwrite"], "d.json")])
+def test_out_that_is_a_folder_is_a_clear_error(grid_db, tmp_path, args, name):
+    folder = tmp_path / name
+    folder.mkdir()
+    proc = run_cli(*args, "--out", str(folder), cwd=grid_db)
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot write {folder}: it is a folder. Fix:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [name] and not list(folder.iterdir())
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_full_disk_is_a_clear_error(grid_db):
+    proc = run_cli("export", "1", "--out", "/dev/full", cwd=grid_db)
+    assert proc.returncode == 2
+    assert "cannot write /dev/full: No space left on device" in proc.stderr
+    assert "Fix:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path):
+    from aup.dashboard.export import write_out
+    from aup.errors import UsageError
+
+    out = tmp_path / "jobs.csv"
+    out.write_text("old")
+
+    def fail_half_way(path):
+        path.write_text("half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(UsageError, match="No space left on device"):
+        write_out(out, fail_half_way)
+    assert out.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["jobs.csv"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e-9", "0.4", "0", "-3"])
+def test_dashboard_refresh_must_be_finite_and_at_least_half_a_second(grid_db, value):
+    proc = run_cli("dashboard", f"--refresh={value}", "--port", str(free_port()), cwd=grid_db)
+    assert proc.returncode == 2
+    assert "at least 0.5" in proc.stderr and "Fix:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_commands_without_database(tmp_path):
     for args in (["export", "1"], ["plot", "1", "--out", "x.png"], ["dashboard"]):
         proc = run_cli(*args, cwd=tmp_path)
@@ -84,6 +161,43 @@ def test_to_dataframe(grid_db):
     assert list(df["param_x"])[:6] == [1, 2, 3, 4, 5, 6]
     assert {"status", "score", "fail_reason", "detail", "start_time", "end_time"} <= set(df)
     assert df.loc[df["status"] == "FAILED", "fail_reason"].unique().tolist() == ["NONZERO_EXIT"]
+
+
+def test_to_dataframe_has_the_result_labels_and_duration_as_the_export(grid_db):
+    import aup
+
+    rec = aup.load_experiment("grid", db=str(grid_db / ".aup" / "sqlite3.db"))
+    try:
+        df = rec.to_dataframe()
+        records = rec.records()
+    finally:
+        rec.store.close()
+    ok = df[df["status"] == "FINISHED"]
+    # the final result line's label value, by label name ('twice' = 2x, as in 'aup export')
+    assert list(ok["result_twice"]) == [2.0 * x for x in ok["param_x"]]
+    assert df.loc[df["status"] == "FAILED", "result_twice"].isna().all()
+    assert (df["duration"] == df["end_time"] - df["start_time"]).all()
+    assert (df["duration"] > 0).all()
+    assert records[0]["result_twice"] == 2.0 and records[0]["duration"] > 0
+    proc = run_cli("export", "grid", "--format", "json", cwd=grid_db)
+    exported = json.loads(proc.stdout)["jobs"]
+    assert [r["twice"] for r in exported] == [r["result_twice"] for r in records]
+    assert [r["duration"] for r in exported] == pytest.approx([r["duration"] for r in records])
+
+
+def test_load_experiment_creates_no_database(tmp_path, monkeypatch):
+    import aup
+    from aup.errors import UsageError
+
+    monkeypatch.delenv("AUP_DB", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for db in (str(tmp_path / "nonexistent.db"), f"sqlite:///{tmp_path / 'x' / 'a.db'}", None):
+        with pytest.raises(UsageError, match="no database at .*Fix: run this where you ran"):
+            aup.load_experiment(1, db=db)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "empty.db").touch()  # a file, but no Auptimizer database
+    with pytest.raises(UsageError, match="holds no Auptimizer experiments"):
+        aup.load_experiment(1, db=str(tmp_path / "empty.db"))
 
 
 def test_dashboard_command_serves_and_requires_given_token(grid_db):

@@ -10,7 +10,7 @@ import pexpect
 import pytest
 from conftest import run_cli, write_experiment, write_script
 
-from aup.commands.init import check_range, parse_list, proposer_questions
+from aup.commands.init import check_param_name, check_range, parse_list, proposer_questions
 from aup.config import load_config
 from aup.proposers import registry
 
@@ -168,6 +168,32 @@ def test_non_interactive_flags(tmp_path):
     assert f["n_samples"] == 5 and f["parameter_config"] == data["parameter_config"]
 
 
+def test_non_ascii_parameter_names_are_accepted_by_flags_and_dialogue(tmp_path):
+    write_script(tmp_path, "train.py", TRAIN)
+    r = run_cli("init", "--no-input", "-e", "flags.json", "--script", "train.py", "--param",
+                "学习率:float:1e-4,1e-1:log", "--param", "x:float:0,1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    names = [p["name"] for p in json.loads((tmp_path / "flags.json").read_text())
+             ["parameter_config"]]
+    assert names == ["学习率", "x"]
+    d = Dialogue(tmp_path, "aup", "init", "--from", "flags.json", "-e", "talk.json")
+    d.answer(r"experiment file to write \[talk.json\]: ", "")
+    for _ in range(7):  # name, resource, workingdir, script, n_parallel, target, proposer
+        d.answer(r"\]: ", "")
+    d.answer(r"n_samples .*\]: ", "")
+    d.answer(r"random_seed .*\]: ", "")
+    d.answer(r"keep the 2 parameters .*\? \(y/n\) \[y\]: ", "n")
+    d.answer(r"parameter name: ", "1x", reask="not a parameter name")
+    d.answer(r"parameter name: ", "动量")
+    d.answer(r"type of 动量 .*\[float\]: ", "")
+    d.answer(r"range of 动量: low, high: ", "0, 1")
+    d.answer(r"parameter name \(ENTER when done\): ", "")
+    code, out = d.finish()
+    assert code == 0, out
+    data = json.loads((tmp_path / "talk.json").read_text(encoding="utf-8"))
+    assert data["parameter_config"] == [{"name": "动量", "type": "float", "range": [0, 1]}]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--param", "x:float:1,0"], "did you mean 0, 1"),
     (["--param", "x:real:0,1"], "NAME:TYPE:RANGE"),
@@ -175,6 +201,12 @@ def test_non_interactive_flags(tmp_path):
     (["--param", "x:float:0,1", "--proposer", "nope"], "unknown proposer"),
     (["--param", "x:float:0,1", "--script", "missing.py"], "the script does not exist"),
     ([], "--no-input needs --param"),
+    (["--param", "x:float:0,1:logg"], "unknown flag 'logg'"),
+    (["--param", "x:int:0:5"], "unknown flag '5'"),
+    (["--param", "x:choice:[1,2"], "unbalanced brackets in '[1,2'"),
+    (["--param", "x:choice:1,2]"], "unbalanced brackets"),
+    (["--param", "1x:float:0,1"], "'1x' is not a parameter name"),
+    (["--param", "x:float:0,1", "--param", "x:int:0,3"], "'x' is already a parameter"),
 ])
 def test_non_interactive_bad_input_writes_nothing(tmp_path, args, message):
     write_script(tmp_path, "train.py", TRAIN)
@@ -191,6 +223,16 @@ def test_helpers():
     assert parse_list("[1, 2]") == [1, 2]
     assert parse_list("relu, 'tanh', \"elu\"") == ["relu", "tanh", "elu"]
     assert parse_list("[1, [2, 3]], 4") == [[1, [2, 3]], 4]
+    assert parse_list("[1, 2], [3, 4]") == [[1, 2], [3, 4]]
+    assert parse_list("'a]b', c") == ["a]b", "c"]
+    for bad in ("[1,2", "1,2]", "{'a': 1"):
+        with pytest.raises(ValueError, match="unbalanced brackets"):
+            parse_list(bad)
+    assert check_param_name("学习率", set()) == "学习率"
+    assert check_param_name("lr.decay-2", set()) == "lr.decay-2"
+    for bad in ("1x", "a b", "x:y", ""):
+        with pytest.raises(ValueError, match="not a parameter name"):
+            check_param_name(bad, set())
     assert check_range("int", [1.0, 4]) == [1, 4]
     with pytest.raises(ValueError, match="low bound > 0"):
         check_range("float", [0, 1], log=True)

@@ -129,3 +129,12 @@ def test_repair_after_kill_9_then_resume_finishes(tmp_path):
     finished = sorted(j["job_config"]["x"] for j in jobs if j["status"] == "FINISHED")
     assert finished == [0.1, 0.2, 1.5]
     store.close()
+
+
+@pytest.mark.parametrize("value", ["-5", "nan"])
+def test_negative_stale_after_is_refused(tmp_path, value):
+    r = run_cli("repair", f"--stale-after={value}", cwd=tmp_path)
+    assert r.returncode == 2
+    assert f"--stale-after {value} must be a number of seconds >= 0" in r.stderr
+    assert "Fix:" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / ".aup").exists()  # checked before the database is opened

@@ -10,7 +10,7 @@ import pexpect
 import pytest
 from conftest import QUADRATIC, run_cli, write_experiment, write_script
 
-from aup.environment import read_environment
+from aup.environment import check_resource_spec, read_environment
 from aup.errors import UsageError
 
 
@@ -82,12 +82,26 @@ def test_auptimizer_2_template_is_accepted_and_tmp_folder_untouched(tmp_path):
     (["--node", "hostonly"], "user@host"),
     (["--cpu", "-1"], "--cpu must be >= 0"),
     (["--database", "nope://x"], "cannot use database"),
+    (["--node", "u@h:99999"], "the port '99999' is not a number in 1..65535"),
+    (["--node", "u@h:0"], "the port '0' is not a number in 1..65535"),
+    (["--aws", "ubuntu@myhost"], "'myhost' is not an EC2 instance id"),
+    (["--aws", "ubuntu@i-0123456789abcdef0:70000"], "not a number in 1..65535"),
+    (["--aws", "i-123"], "fix: e.g. ubuntu@i-0123456789abcdef0"),
 ])
 def test_bad_values_write_nothing(tmp_path, args, message):
     r = run_cli("setup", *args, cwd=tmp_path)
     assert r.returncode == 2, r.stdout
     assert message in r.stderr and "Traceback" not in r.stderr
+    if "--aws" in args:
+        assert "me@10.0.0.5" not in r.stderr  # the example is an instance, not a host
     assert not (tmp_path / ".aup").exists()
+
+
+def test_aws_instances_and_node_ports_that_are_valid_are_accepted():
+    for item in ("ubuntu@i-0123456789abcdef0 ~/.ssh/aws.pem", "ec2-user@i-01234567:2222"):
+        check_resource_spec(item, "aws")
+    for item in ("me@box:65535", "me@box:1 key", "me@box"):
+        check_resource_spec(item, "node")
 
 
 @pytest.mark.postgres

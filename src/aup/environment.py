@@ -194,22 +194,40 @@ def parse_resource_list(value: str | None, kind: str) -> list[str]:
     return items
 
 
+#: The form of a ``node``/``aws`` entry and an example, for messages.
+_SPEC_FORMS = {"node": ("user@host[:port] [keyfile]", "me@10.0.0.5:22 ~/.ssh/id_ed25519"),
+               "aws": ("user@instance-id[:port] [keyfile]",
+                       "ubuntu@i-0123456789abcdef0 ~/.ssh/aws.pem")}
+
+
 def check_resource_spec(item: str, kind: str) -> None:
-    """Raise :class:`UsageError` when ``item`` is not a valid ``kind`` spec."""
+    """Raise :class:`UsageError` when ``item`` is not a valid ``kind`` spec.
+
+    ``gpu``: whole numbers (comma-separated: one slot seeing several cards). ``node``:
+    ``user@host[:port] [keyfile]`` with a port in 1..65535. ``aws``: the same with an EC2
+    instance id (``i-`` and 8 to 17 hex digits) as the host.
+    """
     if kind == "gpu":
         if not all(x.strip().isdigit() for x in item.split(",")):
             raise UsageError(f"GPU id {item!r} is not a whole number (or a comma-separated list "
                              "of them, one slot seeing several cards); fix: e.g. 0,1,2 or a "
                              "file with one id per line")
         return
+    form, example = _SPEC_FORMS.get(kind, _SPEC_FORMS["node"])
     words = item.split()
     host = words[0] if words else ""
     if "@" not in host or not host.split("@", 1)[0] or not host.split("@", 1)[1] or len(words) > 2:
-        raise UsageError(f"{kind} spec {item!r} is not 'user@host[:port] [keyfile]'; fix: e.g. "
-                         "me@10.0.0.5:22 ~/.ssh/id_ed25519")
-    hostport = host.split("@", 1)[1]
-    if ":" in hostport and not hostport.rsplit(":", 1)[1].isdigit():
-        raise UsageError(f"{kind} spec {item!r}: the port must be a number")
+        raise UsageError(f"{kind} spec {item!r} is not '{form}'; fix: e.g. {example}")
+    name, colon, port = host.split("@", 1)[1].partition(":")
+    if colon and not (port.isdigit() and 0 < int(port) < 65536):
+        raise UsageError(f"{kind} spec {item!r}: the port {port!r} is not a number in 1..65535; "
+                         f"fix: e.g. {example}")
+    if kind == "aws":
+        from aup.resources.aws import INSTANCE_ID
+
+        if not INSTANCE_ID.match(name):
+            raise UsageError(f"aws spec {item!r}: {name!r} is not an EC2 instance id (i- "
+                             f"followed by 8 to 17 hex digits); fix: e.g. {example}")
 
 
 def render_environment(values: dict[str, str]) -> str:

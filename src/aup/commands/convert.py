@@ -10,8 +10,10 @@ Checked before anything is written (a clear message and exit code 2 otherwise):
 * the source parses and defines ``FUNCTION`` at top level (found with :mod:`ast`, the script is
   never run);
 * the function accepts every parameter of the experiment and needs no other argument;
-* the output is not the source (2.0 overwrote it when ``script`` named the source) and does not
-  exist yet, unless ``--overwrite``.
+* the source is UTF-8 text;
+* the output is not the source (2.0 overwrote it when ``script`` named the source), not a
+  folder, its folder exists (it is never created), and it does not exist yet, unless
+  ``--overwrite``.
 
 The output is written to a temporary file and renamed into place, so an error never leaves a
 half-written script. The source's own ``if __name__ == "__main__":`` block is disabled in the
@@ -117,7 +119,8 @@ def generate(source_text: str, function: str, params: list[str], source: Path) -
     try:
         tree = ast.parse(source_text, filename=str(source))
     except SyntaxError as err:
-        raise UsageError(f"{source} line {err.lineno}: syntax error ({err.msg}); nothing was "
+        where = f" line {err.lineno}" if err.lineno else ""
+        raise UsageError(f"{source}{where}: syntax error ({err.msg}); nothing was "
                          "written") from None
     fn = _function(tree, function, source)
     takes_budget = _check_signature(fn, params, source)
@@ -195,15 +198,34 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"the output {out} is the source script itself; refusing to overwrite "
                          "it. Fix: give another file with -o, or change 'script' in "
                          f"{exp_path}")
+    if out.is_dir():
+        raise UsageError(f"the output {out} is a folder; nothing was written. Fix: give a file "
+                         f"name with -o, e.g. {out / 'job.py'}")
+    if not out.parent.is_dir():
+        raise UsageError(f"the folder {out.parent} of the output {out} does not exist; nothing "
+                         "was written. Fix: create it first, or choose another file with -o")
     if out.exists() and not args.overwrite:
         raise UsageError(f"{out} exists; nothing was written. Fix: add --overwrite, or choose "
                          "another file with -o")
-    text = generate(source.read_text(encoding="utf-8"), args.function, params, source)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        source_text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{source} is not UTF-8 text (byte {err.object[err.start]:#04x} at "
+                         f"offset {err.start}); nothing was written. Fix: give a Python source "
+                         "file saved as UTF-8") from None
+    except OSError as err:
+        raise UsageError(f"cannot read the script {source}: {err.strerror}") from None
+    text = generate(source_text, args.function, params, source)
     tmp = out.with_name(f".{out.name}.aup-tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, out)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {out}: {err.strerror or err}; nothing was written. Fix: "
+                         "check that the folder is writable and has free space, or choose "
+                         "another file with -o") from None
     print(f"wrote {out}: calls {args.function}({', '.join(params)}) and reports its result")
     if data.get("script") and Path(str(data["script"]).split()[0]).name != out.name:
         print(f"note: {exp_path} runs {data['script']!r}; set \"script\": \"{out.name}\" to use "

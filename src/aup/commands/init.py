@@ -70,7 +70,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def parse_list(text: str) -> list[Any]:
     """A list typed as ``[1, 2]``, ``1, 2``, ``'a', 'b'`` or ``relu, tanh`` (2.0's forms)."""
     t = text.strip()
-    if t.startswith("[") and t.endswith("]"):
+    if not _balanced(t):
+        raise ValueError(f"unbalanced brackets in {t!r}; fix: close every [ and {{ you open, "
+                         "e.g. [1, 2]")
+    if t.startswith("[") and t.endswith("]") and _balanced(t[1:-1]):
         t = t[1:-1]
     if not t.strip():
         return []
@@ -84,6 +87,23 @@ def parse_list(text: str) -> list[Any]:
                 item = item[1:-1]
             out.append(item)
     return out
+
+
+def _balanced(text: str) -> bool:
+    """Whether every ``[``/``{`` outside quotes is closed, in order, by a ``]``/``}``."""
+    depth, quote = 0, ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
 
 
 def _split_top(text: str) -> list[str]:
@@ -134,12 +154,25 @@ def check_range(kind: str, values: list[Any], log: bool = False) -> list[Any]:
     return values
 
 
+#: Parameter names ``aup init`` accepts (interactive and ``--param``): a letter of any script or
+#: ``_``, then letters, digits, ``_``, ``.`` and ``-``.
+PARAM_NAME = re.compile(r"[^\W\d][\w.-]*")
+
+
 def check_param_name(name: str, taken: set[str]) -> str:
-    """Check a new parameter name against the job protocol and the names already given."""
+    """Check a new parameter name against the job protocol and the names already given.
+
+    The same rule serves the dialogue and ``--param``: :data:`PARAM_NAME`, not reserved by the
+    job protocol, not given twice.
+
+    Raises:
+        ValueError: with the reason.
+    """
     from aup.config import RESERVED_JOB_KEYS
 
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):
-        raise ValueError("use letters, digits and _ (starting with a letter or _)")
+    if not PARAM_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a parameter name: use letters (of any script), "
+                         "digits, _, . and - (starting with a letter or _)")
     if name in RESERVED_JOB_KEYS:
         raise ValueError(f"{name!r} is reserved for the job protocol")
     if name in taken:
@@ -147,8 +180,11 @@ def check_param_name(name: str, taken: set[str]) -> str:
     return name
 
 
-def parse_param_flag(text: str) -> dict[str, Any]:
+def parse_param_flag(text: str, taken: set[str] | None = None) -> dict[str, Any]:
     """``NAME:TYPE:RANGE[:log]`` -> a parameter_config entry.
+
+    A float or int range holds no ``:``, so anything after it but ``log`` is an unknown flag;
+    a choice's values may contain ``:``. ``taken``: names of the parameters given before.
 
     Raises:
         UsageError: malformed flag.
@@ -158,8 +194,14 @@ def parse_param_flag(text: str) -> dict[str, Any]:
         raise UsageError(f"--param {text!r}: write NAME:TYPE:RANGE[:log] with TYPE float, int or "
                          "choice, e.g. x:float:0,1")
     log = parts[-1] == "log" and len(parts) > 3
+    flags = parts[3:-1] if log else parts[3:]
+    if parts[1] != "choice" and flags:
+        raise UsageError(f"--param {text!r}: unknown flag {flags[0]!r} after the range (the only "
+                         f"flag is log). Fix: write {parts[0]}:{parts[1]}:LOW,HIGH[:log], e.g. "
+                         f"{parts[0]}:{parts[1]}:1,100:log")
     rng = ":".join(parts[2:-1] if log else parts[2:])
     try:
+        check_param_name(parts[0], taken or set())
         values = check_range(parts[1], parse_list(rng), log)
     except ValueError as err:
         raise UsageError(f"--param {text!r}: {err}") from None
@@ -412,7 +454,10 @@ def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
         if value is not None:
             data[key] = value
     if args.param:
-        data["parameter_config"] = [parse_param_flag(t) for t in args.param]
+        params: list[dict[str, Any]] = []
+        for t in args.param:
+            params.append(parse_param_flag(t, {p["name"] for p in params}))
+        data["parameter_config"] = params
     for opt in args.option:
         key, sep, value = opt.partition("=")
         if not sep or not key.strip():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from aup.commands.args import add_db_argument
+from aup.errors import UsageError
 
 HELP = "mark jobs and experiments left running by a crashed scheduler as interrupted/stopped"
 
@@ -21,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_db_argument(p)
     p.add_argument("--stale-after", type=float, default=60.0, metavar="SECONDS",
                    help="an experiment run from another host counts as dead after this many "
-                   "seconds without heartbeat (default 60)")
+                   "seconds without heartbeat (default 60, at least 0)")
     p.add_argument("--force", action="store_true",
                    help="also repair experiments whose process looks alive")
     p.add_argument("--dry-run", action="store_true", help="only show what would be repaired")
@@ -35,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from aup.store.admin import repair
     from aup.store.store import open_store
 
+    if not args.stale_after >= 0:  # also refuses nan
+        raise UsageError(f"--stale-after {args.stale_after:g} must be a number of seconds >= 0; "
+                         "nothing was repaired. Fix: e.g. --stale-after 60 (the default)")
     store = open_store(resolve_db_url(args.db))
     try:
         report = repair(store, stale_after=args.stale_after, force=args.force,

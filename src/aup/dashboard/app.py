@@ -32,6 +32,7 @@ from aup.dashboard import models as M
 from aup.dashboard.command import is_loopback
 from aup.dashboard.queries import (
     EXPERIMENT_STATUSES,
+    FAIL_REASONS,
     JOB_SORT_KEYS,
     JOB_STATUSES,
     Conflict,
@@ -52,6 +53,7 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 SortKey = Literal[JOB_SORT_KEYS]  # type: ignore[valid-type]
 JobStatusName = Literal[JOB_STATUSES]  # type: ignore[valid-type]
 ExperimentStatusName = Literal[EXPERIMENT_STATUSES]  # type: ignore[valid-type]
+FailReasonName = Literal[FAIL_REASONS]  # type: ignore[valid-type]
 
 
 def plotly_js_path() -> Path:
@@ -196,7 +198,8 @@ def _add_api(app: FastAPI, q: DashboardQueries, refresh_seconds: float) -> None:
                  description="keep these statuses (repeat the parameter)")] = [],  # noqa: B006
              min_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
              max_score: Annotated[float | None, Query(allow_inf_nan=False)] = None,
-             fail_reason: Annotated[str | None, Query(max_length=32)] = None
+             fail_reason: Annotated[FailReasonName | None, Query(
+                 description="keep jobs that failed for this reason")] = None
              ) -> dict[str, Any]:
         """A page of the job table, sorted and filtered by the database."""
         return q.jobs(eid, offset=offset, limit=limit, sort=sort, order=order, status=status,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import secrets
 import socket
@@ -14,6 +15,8 @@ from aup.errors import UsageError
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 TOKEN_ENV = "AUP_DASHBOARD_TOKEN"
+#: Shortest ``--refresh`` accepted, in seconds (the pages poll the API at this interval).
+MIN_REFRESH = 0.5
 
 
 def is_loopback(host: str) -> bool:
@@ -90,8 +93,10 @@ def cmd_dashboard(args: Any) -> int:
 
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port} is not a port number. Fix: use 1-65535")
-    if args.refresh <= 0:
-        raise UsageError(f"--refresh {args.refresh} must be positive (seconds)")
+    if not (math.isfinite(args.refresh) and args.refresh >= MIN_REFRESH):
+        raise UsageError(f"--refresh {args.refresh:g} is not a usable refresh interval: it must "
+                         f"be a number of seconds, at least {MIN_REFRESH:g} (faster updates "
+                         "would only load the database). Fix: e.g. --refresh 3 (the default)")
     token, generated = choose_token(args.host, args.token or os.environ.get(TOKEN_ENV))
     store = open_read_store(args.db)
     _check_port(args.host, args.port)
@@ -132,4 +137,5 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--token", help=f"secret every request must carry (default: ${TOKEN_ENV}; "
                    "generated and printed when binding a non-loopback address)")
     p.add_argument("--refresh", type=float, default=3.0,
-                   help="seconds between live updates of the pages (default 3)")
+                   help="seconds between live updates of the pages (default 3, at least "
+                   f"{MIN_REFRESH:g})")

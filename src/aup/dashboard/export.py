@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,71 @@ from aup.commands.args import add_db_argument
 from aup.errors import UsageError
 
 FORMATS = ("csv", "json")
+#: The first bytes of every SQLite database file (``--out`` never replaces one).
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` file that cannot or must not be written, before any work is done.
+
+    Refused: a missing folder, a folder as ``out``, an existing file without ``overwrite``, and
+    an SQLite database (the experiment history, say) even with ``overwrite``. Special files
+    (``/dev/stdout``, a named pipe) are accepted: they are written in place.
+
+    Raises:
+        UsageError: with the reason and a fix.
+    """
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {out.parent} does not exist. Fix: create it "
+                         "first, or choose another --out")
+    if out.is_dir():
+        raise UsageError(f"cannot write {out}: it is a folder. Fix: give a file name, e.g. "
+                         f"{out / ('experiment' + (out.suffix or '.csv'))}")
+    if not out.is_file():
+        return
+    try:
+        with out.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as err:
+        raise UsageError(f"cannot read {out}: {err.strerror}. Fix: choose another --out"
+                         ) from None
+    if head == SQLITE_HEADER:
+        raise UsageError(f"--out {out} is an SQLite database (perhaps the experiment history); "
+                         "it is never replaced, not even with --overwrite; nothing was "
+                         "written. Fix: choose another file name")
+    if not overwrite:
+        raise UsageError(f"--out {out} exists; nothing was written. Fix: add --overwrite to "
+                         "replace it, or choose another file name")
+
+
+def write_out(out: Path, write: Callable[[Path], None]) -> None:
+    """Write ``out`` with ``write(path)`` so that a failure leaves nothing half-written.
+
+    A regular file is written to a temporary file next to ``out`` (same suffix), then renamed
+    into place; the temporary file is removed on failure. A special file (``/dev/stdout``, a
+    named pipe) is written in place. Call :func:`check_out` first.
+
+    Raises:
+        UsageError: the file cannot be written (no permission, disk full...).
+    """
+    special = out.exists() and not stat.S_ISREG(out.stat().st_mode)
+    tmp = out if special else out.with_name(f".{out.stem}.aup-tmp{out.suffix}")
+    try:
+        write(tmp)
+        if not special:
+            os.replace(tmp, out)
+    except OSError as err:
+        if not special:
+            tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {out}: {err.strerror or err}; nothing was written. "
+                         "Fix: check that the folder is writable and has free space, or "
+                         "choose another --out") from None
+
+
+def add_overwrite_argument(parser: Any) -> None:
+    """Add ``--overwrite`` (replace an existing ``--out`` file) to ``parser``."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out file (never an SQLite database)")
 
 
 def export_text(store: Any, eid: int, fmt: str) -> str:
@@ -65,17 +133,17 @@ def cmd_export(args: Any) -> int:
                              "neither csv nor json). Fix: name it .csv or .json, or give "
                              "--format")
         fmt = suffix or "csv"
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_out(out, args.overwrite)
     store = open_read_store(args.db)
     try:
         row = find_experiment(store, args.experiment)
         text = export_text(store, int(row["eid"]), fmt)
     finally:
         store.close()
-    if args.out:
-        out = Path(args.out)
-        if not out.parent.is_dir():
-            raise UsageError(f"--out {args.out}: folder {out.parent} does not exist")
-        out.write_text(text, encoding="utf-8")
+    if out is not None:
+        write_out(out, lambda path: path.write_text(text, encoding="utf-8"))
         print(f"wrote {out} ({fmt})", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -92,4 +160,6 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("experiment", help="experiment id or name")
     p.add_argument("--format", choices=FORMATS,
                    help="csv or json (default: from --out's suffix, else csv)")
-    p.add_argument("--out", "-o", help="output file (default: standard output)")
+    p.add_argument("--out", "-o", help="output file (default: standard output); an existing "
+                   "file needs --overwrite")
+    add_overwrite_argument(p)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aup.commands.args import add_db_argument
+from aup.dashboard.export import add_overwrite_argument
 from aup.errors import UsageError
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -131,30 +132,48 @@ def plot_image(history: dict[str, Any], parallel: dict[str, Any], title: str,
     plt.close(fig)
 
 
-def write_plot(store: Any, eid: int, out: Path) -> None:
-    """Write experiment ``eid``'s charts to ``out`` (``.html``, ``.png``, ``.svg``, ``.pdf``).
+def check_plot_out(out: Path, overwrite: bool = False) -> None:
+    """Refuse a bad ``--out`` before any work: unsupported suffix, and everything
+    :func:`aup.dashboard.export.check_out` refuses (missing folder, a folder, an existing file
+    without ``overwrite``, an SQLite database).
 
     Raises:
-        UsageError: unsupported suffix or missing folder.
-        aup.dashboard.queries.NotFound: no experiment ``eid``.
+        UsageError: with the reason and a fix.
     """
-    from aup.dashboard.queries import DashboardQueries
+    from aup.dashboard.export import check_out
 
     suffix = out.suffix.lower()
     if suffix not in (".html", *IMAGE_SUFFIXES):
         raise UsageError(f"--out {out}: unknown file type {suffix or '(none)'}. Fix: end the "
                          "name with .html, .png, .svg or .pdf")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {out}: folder {out.parent} does not exist")
+    check_out(out, overwrite)
+
+
+def write_plot(store: Any, eid: int, out: Path, overwrite: bool = False) -> None:
+    """Write experiment ``eid``'s charts to ``out`` (``.html``, ``.png``, ``.svg``, ``.pdf``).
+
+    The file is written under a temporary name and renamed, so a failure leaves nothing
+    half-written; an existing file is replaced only with ``overwrite`` (never an SQLite
+    database).
+
+    Raises:
+        UsageError: see :func:`check_plot_out`, or the file cannot be written.
+        aup.dashboard.queries.NotFound: no experiment ``eid``.
+    """
+    from aup.dashboard.export import write_out
+    from aup.dashboard.queries import DashboardQueries
+
+    check_plot_out(out, overwrite)
     q = DashboardQueries(store)
     exp = q.experiment(eid)
     history = q.history(eid, max_points=4000)
     parallel = q.parallel(eid, max_lines=1000)
     title = f"experiment {eid} ({exp['name']})"
-    if suffix == ".html":
-        out.write_text(plot_html(history, parallel, title), encoding="utf-8")
+    if out.suffix.lower() == ".html":
+        text = plot_html(history, parallel, title)
+        write_out(out, lambda path: path.write_text(text, encoding="utf-8"))
     else:
-        plot_image(history, parallel, title, out)
+        write_out(out, lambda path: plot_image(history, parallel, title, path))
 
 
 def cmd_plot(args: Any) -> int:
@@ -162,10 +181,12 @@ def cmd_plot(args: Any) -> int:
     from aup.api import find_experiment
     from aup.dashboard.command import open_read_store
 
+    out = Path(args.out)
+    check_plot_out(out, args.overwrite)
     store = open_read_store(args.db)
     try:
         row = find_experiment(store, args.experiment)
-        write_plot(store, int(row["eid"]), Path(args.out))
+        write_plot(store, int(row["eid"]), out, args.overwrite)
     finally:
         store.close()
     print(f"wrote {args.out}", file=sys.stderr)
@@ -181,4 +202,6 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=cmd_plot)
     add_db_argument(p)
     p.add_argument("experiment", help="experiment id or name")
-    p.add_argument("--out", "-o", required=True, help="output file: .html, .png, .svg or .pdf")
+    p.add_argument("--out", "-o", required=True, help="output file: .html, .png, .svg or .pdf "
+                   "(an existing file needs --overwrite)")
+    add_overwrite_argument(p)

@@ -26,6 +26,7 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.engine import Engine
 
 from aup.errors import AupError
+from aup.job import FailReason
 from aup.store import schema as s
 from aup.store.store import Store
 
@@ -33,6 +34,8 @@ from aup.store.store import Store
 JOB_SORT_KEYS = ("jid", "score", "status", "start_time", "end_time", "duration", "n_attempts")
 #: Job statuses (``aup.job.JobStatus``) accepted as filters.
 JOB_STATUSES = ("RUNNING", "FINISHED", "FAILED", "EARLY_STOPPED", "INTERRUPTED")
+#: Failure reasons (the values of ``aup.job.FailReason``) accepted as filters.
+FAIL_REASONS = tuple(r.value for r in FailReason)
 #: Experiment statuses accepted as filters.
 EXPERIMENT_STATUSES = ("CREATED", "RUNNING", "STOPPED", "FINISHED", "FAILED")
 #: Seconds without a heartbeat after which a RUNNING experiment is shown as stale (its process
@@ -665,4 +668,4 @@ def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[d
 
 
 __all__ = ["DashboardQueries", "NotFound", "Conflict", "Forbidden", "JOB_SORT_KEYS",
-           "JOB_STATUSES", "EXPERIMENT_STATUSES", "flat_records"]
+           "JOB_STATUSES", "EXPERIMENT_STATUSES", "FAIL_REASONS", "flat_records"]
