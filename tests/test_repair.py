@@ -138,3 +138,10 @@ def test_negative_stale_after_is_refused(tmp_path, value):
     assert f"--stale-after {value} must be a number of seconds >= 0" in r.stderr
     assert "Fix:" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / ".aup").exists()  # checked before the database is opened
+
+
+def test_repair_where_nothing_was_recorded_creates_no_database(tmp_path):
+    for args in (["repair", "--dry-run"], ["repair"]):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == 2 and "no database at" in proc.stderr, proc.stderr
+    assert not (tmp_path / ".aup").exists()

@@ -32,14 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``aup repair``. Returns the exit code."""
-    from aup.api import db_option, resolve_db_url
+    from aup.api import db_option, open_existing_store
     from aup.store.admin import repair
-    from aup.store.store import open_store
 
     if not args.stale_after >= 0:  # also refuses nan
         raise UsageError(f"--stale-after {args.stale_after:g} must be a number of seconds >= 0; "
                          "nothing was repaired. Fix: e.g. --stale-after 60 (the default)")
-    store = open_store(resolve_db_url(args.db))
+    store = open_existing_store(args.db)  # a mistyped place gets no new empty database
     try:
         report = repair(store, stale_after=args.stale_after, force=args.force,
                         dry_run=args.dry_run)
