@@ -134,7 +134,7 @@ def test_each_job_has_its_own_environment_and_process_group(tmp_path: Path) -> N
     assert len(seen) == 2
     for s in seen:
         assert s["cuda"] == "" and s["mine"] == "on"
-        assert s["pgid"] == s["pid"]  # its own process group (session leader)
+        assert s["pgid"] == s["pid"]  # its own process group
     assert {s["job"] for s in seen} == {"1", "2"}
 
 
