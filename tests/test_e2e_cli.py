@@ -349,7 +349,7 @@ def test_a_second_database_does_not_overwrite_the_job_files_of_the_first(tmp_pat
     assert "Traceback" not in proc.stderr
     assert "holds the files of jobs up to id 2" in proc.stderr and "Fix:" in proc.stderr
     assert (tmp_path / "jobs" / "1.0.out").read_text() == first
-    assert sqlite3.connect(other).execute("SELECT count(*) FROM experiment").fetchone()[0] == 0
+    assert not other.exists()  # refused before the new database was created
     # the database that recorded them goes on using the folder (ids continue at 3)
     proc = run_cli("run", str(path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

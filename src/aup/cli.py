@@ -281,7 +281,13 @@ def cmd_run(args) -> int:
     from aup.api import resolve_db_url
     from aup.config import load_config
     from aup.environment import load_environment
-    from aup.experiment import Experiment, build_proposer, prepared_resource, warn_planned_jobs
+    from aup.experiment import (
+        Experiment,
+        build_proposer,
+        check_jobs_dir,
+        prepared_resource,
+        warn_planned_jobs,
+    )
     from aup.store.store import open_store
 
     config = load_config(args.experiment)
@@ -290,7 +296,7 @@ def cmd_run(args) -> int:
     console = _console(plain_ok=True)
     env = load_environment()
     # Resource checks that connect to nothing (GPU ids, hosts given): before the database.
-    prepared_resource(config, queue.Queue(), env, check_only=True)
+    checked = prepared_resource(config, queue.Queue(), env, check_only=True)
     if args.check:
         proposer = build_proposer(config)  # the same checks and warnings as a run
         n_warnings = len(config.warnings) + warn_planned_jobs(config, proposer)
@@ -300,7 +306,11 @@ def cmd_run(args) -> int:
         console.print(f"{args.experiment}: configuration is valid ({config.proposer}, "
                       f"{config.resource}, {len(config.space)} parameters{jobs}){warned}")
         return EXIT_OK
-    store = open_store(resolve_db_url(args.db, config.storage_url))
+    url = resolve_db_url(args.db, config.storage_url)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        # a new database: refuse another one's job files before creating it
+        check_jobs_dir(checked.jobs_dir, url)
+    store = open_store(url)
     observer = ProgressObserver(console, enabled=not args.quiet and console.is_terminal)
     exp = Experiment.create(config, store, user=args.user or (env.user if env else None),
                             observer=observer, env_file=env)

@@ -695,7 +695,7 @@ def build_proposer(config: ExperimentConfig) -> Proposer:
                           str(config.source) if config.source else None) from None
 
 
-def check_jobs_dir(jobs_dir: Path, store: Store) -> None:
+def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
     """Refuse a ``jobs/`` folder that holds the files of jobs another database recorded.
 
     Job files are named by job id (``<id>.json``, ``<id>.<attempt>.out``) and ids count per
@@ -704,6 +704,11 @@ def check_jobs_dir(jobs_dir: Path, store: Store) -> None:
     id this database recorded cannot be one of its own (a job is recorded before its files are
     written; the folder is listed before the database is asked, so a job another process of
     the same database starts meanwhile is no false alarm).
+
+    Args:
+        jobs_dir: the folder of the experiment's job files.
+        store: the database, or the URL of one that does not exist yet (it recorded nothing:
+            checked before it is created).
 
     Raises:
         UsageError: such files exist (nothing has been written).
@@ -716,11 +721,16 @@ def check_jobs_dir(jobs_dir: Path, store: Store) -> None:
            if n.split(".", 1)[0].isdigit() and (n.endswith(".json") or n.endswith(".out"))]
     if not ids:
         return
-    last = store.last_job_id()
+    if isinstance(store, str):
+        from aup.store.store import safe_url
+
+        last, where = 0, safe_url(store)
+    else:
+        last, where = store.last_job_id(), store._safe_url()
     if max(ids) > last:
         raise UsageError(
             f"the folder {jobs_dir} holds the files of jobs up to id {max(ids)}, but the "
-            f"database {store._safe_url()} recorded jobs only up to id {last}: they belong to "
+            f"database {where} recorded jobs only up to id {last}: they belong to "
             "another database (another --db, storage or AUP_DB, or a deleted .aup/), and this "
             "experiment's jobs would overwrite them. Fix: use the database that recorded them, "
             "or move that jobs folder away (or run from another workingdir)")
