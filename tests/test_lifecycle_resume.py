@@ -297,6 +297,28 @@ def test_save_model_failure_is_recorded_and_reported(tmp_path: Path):
 
 
 
+#: A job whose save_model re-run writes pids/rerun.pid, waits for a file "go", then saves.
+RERUN_WAITS_FOR_GO = """
+import json, os, sys, time
+cfg = json.load(open(sys.argv[-1]))
+if cfg.get("save_model"):
+    os.makedirs("pids", exist_ok=True)
+    open("pids/rerun.pid", "w").write(str(os.getpid()))
+    while not os.path.exists("go"):
+        time.sleep(0.02)
+    os.makedirs(os.path.join("aup_models", cfg["folder_name"]), exist_ok=True)
+    open(os.path.join("aup_models", cfg["folder_name"], "m.txt"), "w").write("saved")
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def _rerun_waiting_for_go(folder: Path) -> Path:
+    """An experiment of two jobs with save_model whose re-run waits for ``folder/go``."""
+    return setup(folder, RERUN_WAITS_FOR_GO, n_parallel=1,
+                 parameter_config=[{"name": "x", "type": "choice", "range": [1, 2]}],
+                 resource_args={"save_model": True})
+
+
 def test_save_model_rerun_that_saves_nothing_is_not_reported_as_saved(tmp_path: Path):
     body = """
     import json, sys
@@ -313,24 +335,10 @@ def test_save_model_rerun_that_saves_nothing_is_not_reported_as_saved(tmp_path: 
 
 
 def test_ctrl_c_during_the_save_model_rerun_is_resumable(tmp_path: Path):
-    body = """
-    import json, os, sys, time
-    cfg = json.load(open(sys.argv[-1]))
-    if cfg.get("save_model"):
-        os.makedirs("pids", exist_ok=True)
-        open(f"pids/rerun{cfg['job_id']}.pid", "w").write(str(os.getpid()))
-        while not os.path.exists("go"):
-            time.sleep(0.02)
-        os.makedirs(os.path.join("aup_models", cfg["folder_name"]), exist_ok=True)
-        open(os.path.join("aup_models", cfg["folder_name"], "m.txt"), "w").write("saved")
-    print("#Auptimizer:", cfg["x"])
-    """
-    exp = setup(tmp_path, body, n_parallel=1,
-                parameter_config=[{"name": "x", "type": "choice", "range": [1, 2]}],
-                resource_args={"save_model": True})
+    exp = _rerun_waiting_for_go(tmp_path)
     proc = start_cli(str(exp), cwd=tmp_path)
     try:
-        wait_for(lambda: any((tmp_path / "pids").glob("rerun*.pid")), what="the re-run")
+        wait_for(lambda: (tmp_path / "pids" / "rerun.pid").exists(), what="the re-run")
         proc.send_signal(signal.SIGINT)
         rc, out, err = finish(proc, tmp_path, timeout=60)
         assert rc == 130, out + err  # not FINISHED (exit 0) without a model
@@ -378,21 +386,7 @@ def test_second_ctrl_c_kills_without_the_grace_period(tmp_path: Path):
 
 
 def test_crash_during_the_save_model_rerun_then_resume_reruns_it(tmp_path: Path):
-    body = """
-    import json, os, sys, time
-    cfg = json.load(open(sys.argv[-1]))
-    if cfg.get("save_model"):
-        os.makedirs("pids", exist_ok=True)
-        open("pids/rerun.pid", "w").write(str(os.getpid()))
-        while not os.path.exists("go"):
-            time.sleep(0.02)
-        os.makedirs(os.path.join("aup_models", cfg["folder_name"]), exist_ok=True)
-        open(os.path.join("aup_models", cfg["folder_name"], "m.txt"), "w").write("saved")
-    print("#Auptimizer:", cfg["x"])
-    """
-    exp = setup(tmp_path, body, n_parallel=1,
-                parameter_config=[{"name": "x", "type": "choice", "range": [1, 2]}],
-                resource_args={"save_model": True})
+    exp = _rerun_waiting_for_go(tmp_path)
     proc = start_cli(str(exp), cwd=tmp_path)
     try:
         wait_for(lambda: (tmp_path / "pids" / "rerun.pid").exists(), what="the re-run")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aup.errors import UsageError
-from aup.store.store import Store, default_url, open_store
+from aup.store.store import Store, default_url, open_store, sqlite_file
 
 
 def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
@@ -36,8 +36,9 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
 
 def open_existing_store(db: str | None = None) -> Store:
     """Open the database of recorded experiments (location as :func:`resolve_db_url`) without
-    creating anything: for ``aup tell`` and :func:`load_experiment`, which only read or add to
-    existing experiments. An older schema is upgraded.
+    creating anything: for every command that reads or steers recorded experiments (``list``,
+    ``show``, ``resume``, ``tell``, ``repair``, ``export``, ``plot``, ``dashboard``...) and
+    :func:`load_experiment`. An older schema is upgraded.
 
     Raises:
         UsageError: there is no SQLite file at that place (a mistyped path must not become a
@@ -47,18 +48,15 @@ def open_existing_store(db: str | None = None) -> Store:
     from sqlalchemy import inspect
 
     url = resolve_db_url(db)
-    if url.startswith("sqlite") and "///" in url:
-        path = url.split("///", 1)[1].split("?", 1)[0]
-        if path and path != ":memory:":
-            file = Path(path)
-            if file.exists() and not file.is_file():
-                raise UsageError(f"the database {file} is not a file (it is a "
-                                 f"{'folder' if file.is_dir() else 'special file'}). Fix: give "
-                                 "the database file (--db URL, db= in Python, or AUP_DB)")
-            if not file.is_file():
-                raise UsageError(f"no database at {file}: nothing was recorded there yet. Fix: "
-                                 "run this where you ran 'aup run', or give the database "
-                                 "(--db URL, db= in Python, or AUP_DB)")
+    file = sqlite_file(url)
+    if file is not None and file.exists() and not file.is_file():
+        raise UsageError(f"the database {file} is not a file (it is a "
+                         f"{'folder' if file.is_dir() else 'special file'}). Fix: give "
+                         "the database file (--db URL, db= in Python, or AUP_DB)")
+    if file is not None and not file.is_file():
+        raise UsageError(f"no database at {file}: nothing was recorded there yet. Fix: "
+                         "run this where you ran 'aup run', or give the database "
+                         "(--db URL, db= in Python, or AUP_DB)")
     store = open_store(url, create=False)
     if not inspect(store.engine).has_table("experiment"):
         store.close()

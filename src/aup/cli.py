@@ -288,7 +288,7 @@ def cmd_run(args) -> int:
         prepared_resource,
         warn_planned_jobs,
     )
-    from aup.store.store import open_store
+    from aup.store.store import open_store, sqlite_file
 
     config = load_config(args.experiment)
     for w in config.warnings:
@@ -307,7 +307,8 @@ def cmd_run(args) -> int:
                       f"{config.resource}, {len(config.space)} parameters{jobs}){warned}")
         return EXIT_OK
     url = resolve_db_url(args.db, config.storage_url)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+    new_file = sqlite_file(url)
+    if new_file is not None and not new_file.exists():
         # a new database: refuse another one's job files before creating it
         check_jobs_dir(checked.jobs_dir, url)
     store = open_store(url)
@@ -321,26 +322,15 @@ def cmd_run(args) -> int:
 
 
 def _open(args):
-    """Open the existing database for a command that reads or steers recorded experiments.
+    """Open the existing database for a command that reads or steers recorded experiments
+    (:func:`aup.api.open_existing_store`: nothing is created).
 
     Raises:
-        UsageError: there is no SQLite database at that place (nothing is created).
+        UsageError: there is no Auptimizer database at that place.
     """
-    from aup.api import resolve_db_url
-    from aup.store.store import open_store
+    from aup.api import open_existing_store
 
-    url = resolve_db_url(args.db)
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        if path.exists() and not path.is_file():
-            raise UsageError(f"the database {path} is not a file (it is a "
-                             f"{'folder' if path.is_dir() else 'special file'}). Fix: give "
-                             "--db URL of the database file (or set AUP_DB)")
-        if not path.is_file():
-            raise UsageError(f"no database at {path}: nothing was recorded there yet. Fix: run "
-                             "this command where you ran 'aup run', or give --db URL (or set "
-                             "AUP_DB)")
-    return open_store(url, create=False)
+    return open_existing_store(args.db)
 
 
 def cmd_resume(args) -> int:

@@ -26,6 +26,7 @@ import os
 import re
 import sys
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +90,12 @@ def parse_list(text: str) -> list[Any]:
     return out
 
 
-def _balanced(text: str) -> bool:
-    """Whether every ``[``/``{`` outside quotes is closed, in order, by a ``]``/``}``."""
+def _scan(text: str) -> Iterator[tuple[str, int, bool]]:
+    """Each character of ``text`` with the ``[``/``{`` depth after it and whether it lies
+    inside quotes (the quote characters themselves count as outside)."""
     depth, quote = 0, ""
     for ch in text:
+        quoted = bool(quote) and ch != quote
         if quote:
             quote = "" if ch == quote else quote
         elif ch in "\"'":
@@ -101,30 +104,27 @@ def _balanced(text: str) -> bool:
             depth += 1
         elif ch in "]}":
             depth -= 1
-            if depth < 0:
-                return False
+        yield ch, depth, quoted
+
+
+def _balanced(text: str) -> bool:
+    """Whether every ``[``/``{`` outside quotes is closed by a later ``]``/``}``."""
+    depth = 0
+    for _, depth, _ in _scan(text):
+        if depth < 0:
+            return False
     return depth == 0
 
 
 def _split_top(text: str) -> list[str]:
-    parts, depth, cur, quote = [], 0, "", ""
-    for ch in text:
-        if quote:
-            cur += ch
-            if ch == quote:
-                quote = ""
-            continue
-        if ch in "\"'":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
+    """``text`` split at the commas outside brackets and quotes."""
+    parts, cur = [], ""
+    for ch, depth, quoted in _scan(text):
+        if ch == "," and depth == 0 and not quoted:
             parts.append(cur)
             cur = ""
-            continue
-        cur += ch
+        else:
+            cur += ch
     parts.append(cur)
     return parts
 

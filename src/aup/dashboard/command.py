@@ -43,33 +43,6 @@ def choose_token(host: str, token: str | None) -> tuple[str | None, bool]:
     return secrets.token_urlsafe(24), True
 
 
-def open_read_store(db: str | None):
-    """Open the database for the dashboard without creating anything.
-
-    Raises:
-        UsageError: the SQLite file does not exist or holds no Auptimizer tables.
-    """
-    from pathlib import Path
-
-    from sqlalchemy import inspect
-
-    from aup.api import resolve_db_url
-    from aup.store.store import Store
-
-    url = resolve_db_url(db)
-    if url.startswith("sqlite") and "///" in url:
-        path = url.split("///", 1)[1].split("?", 1)[0]
-        if path and path != ":memory:" and not Path(path).is_file():
-            raise UsageError(f"no database at {path}. Fix: run an experiment first, or give "
-                             "the database with --db URL (or $AUP_DB)")
-    store = Store(url, create=False)
-    if not inspect(store.engine).has_table("experiment"):
-        store.close()
-        raise UsageError(f"{store._safe_url()} holds no Auptimizer experiments. Fix: give the "
-                         "right database with --db URL")
-    return store
-
-
 def _check_port(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -97,8 +70,10 @@ def cmd_dashboard(args: Any) -> int:
         raise UsageError(f"--refresh {args.refresh:g} is not a usable refresh interval: it must "
                          f"be a number of seconds, at least {MIN_REFRESH:g} (faster updates "
                          "would only load the database). Fix: e.g. --refresh 3 (the default)")
+    from aup.api import open_existing_store
+
     token, generated = choose_token(args.host, args.token or os.environ.get(TOKEN_ENV))
-    store = open_read_store(args.db)
+    store = open_existing_store(args.db)
     _check_port(args.host, args.port)
     app = create_app(store, token=token, refresh_seconds=args.refresh)
     shown = args.host.strip("[]")

@@ -122,8 +122,7 @@ def export_text(store: Any, eid: int, fmt: str) -> str:
 
 def cmd_export(args: Any) -> int:
     """Write the export to --out or stdout."""
-    from aup.api import find_experiment
-    from aup.dashboard.command import open_read_store
+    from aup.api import find_experiment, open_existing_store
 
     fmt = args.format
     if fmt is None:
@@ -136,7 +135,7 @@ def cmd_export(args: Any) -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         check_out(out, args.overwrite)
-    store = open_read_store(args.db)
+    store = open_existing_store(args.db)
     try:
         row = find_experiment(store, args.experiment)
         text = export_text(store, int(row["eid"]), fmt)

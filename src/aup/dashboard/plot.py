@@ -178,12 +178,11 @@ def write_plot(store: Any, eid: int, out: Path, overwrite: bool = False) -> None
 
 def cmd_plot(args: Any) -> int:
     """aup plot EXPERIMENT --out FILE."""
-    from aup.api import find_experiment
-    from aup.dashboard.command import open_read_store
+    from aup.api import find_experiment, open_existing_store
 
     out = Path(args.out)
     check_plot_out(out, args.overwrite)
-    store = open_read_store(args.db)
+    store = open_existing_store(args.db)
     try:
         row = find_experiment(store, args.experiment)
         write_plot(store, int(row["eid"]), out, args.overwrite)

@@ -59,6 +59,15 @@ def safe_url(url: str) -> str:
         return "<unparseable URL>"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (``sqlite:///path``, ``sqlite+pysqlite:///path?opts``), or None
+    for another database or an in-memory one."""
+    if not url.startswith("sqlite") or "///" not in url:
+        return None
+    path = url.split("///", 1)[1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def default_url(root: str | Path | None = None) -> str:
     """URL of the default database: ``<root>/.aup/sqlite3.db`` (root: current directory)."""
     base = Path(root) if root is not None else Path.cwd()
@@ -131,9 +140,9 @@ class Store:
         self.url = url
         try:
             if url.startswith("sqlite"):
-                path = url.split("///", 1)[-1] if "///" in url else ""
-                if path and path != ":memory:":
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                path = sqlite_file(url)
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
                 self.engine: Engine = create_engine(
                     url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT,
                                        "check_same_thread": False})
