@@ -302,16 +302,15 @@ def test_read_commands_do_not_create_a_database(tmp_path: Path, args: tuple[str,
 @pytest.mark.parametrize("proposer", ["random", "sequence"])
 def test_run_starts_light_when_output_is_not_a_terminal(tmp_path: Path, proposer: str) -> None:
     # 'aup run' into a pipe needs neither rich (no progress bar) nor the modules of the other
-    # subcommands, and grid search needs no numpy: each of these imports costs tens of
-    # milliseconds before the first job.
+    # subcommands, and neither random nor grid search needs numpy: each of these imports costs
+    # tens of milliseconds before the first job.
     write_script(tmp_path, "quad.py", QUADRATIC)
     path = write_experiment(tmp_path, script="quad.py", proposer=proposer, n_samples=3,
                             parameter_config=[{"name": "x", "range": [-1, 1], "type": "float",
                                                "n": 3}])
     from aup.cli import EXTRA_COMMANDS
 
-    heavy = ("rich", "aup.dashboard", *EXTRA_COMMANDS.values()) + (
-        ("numpy",) if proposer == "sequence" else ())
+    heavy = ("rich", "aup.dashboard", "numpy", *EXTRA_COMMANDS.values())
     probe = ("import atexit, runpy, sys\n"
              f"heavy = {heavy!r}\n"
              "atexit.register(lambda: print('LOADED', sorted(m for m in sys.modules\n"
