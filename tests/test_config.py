@@ -67,6 +67,22 @@ def test_unknown_keys_warn(folder: Path) -> None:
     assert any("learning_rat" in w for w in cfg.warnings)
 
 
+def test_unknown_keys_name_the_proposer_they_belong_to_and_close_keys(folder: Path) -> None:
+    # hyperband's max_iter given to bohb, and "log_scale" for "log", were ignored without a hint
+    # (bohb then ran its default budgets, and the parameter was searched on a linear scale).
+    cfg = load_config(write_experiment(folder, script="train.py", proposer="bohb", max_iter=27,
+                                       parameter_config=[{"name": "lr", "type": "float",
+                                                          "range": [1e-4, 1],
+                                                          "log_scale": True}]))
+    assert ("unknown key 'max_iter' is ignored (an option of proposer 'hyperband', not of "
+            "'bohb'" in cfg.warnings[0])
+    assert cfg.warnings[1] == ("unknown key 'parameter_config[0].log_scale' is ignored "
+                               "(did you mean 'log'?)")
+    cfg = load_config(write_experiment(folder, script="train.py", typo_key=1,
+                                       parameter_config=PARAMS))
+    assert cfg.warnings == ["unknown key 'typo_key' is ignored"]
+
+
 def test_unknown_keys_are_listed_with_the_problems(folder: Path) -> None:
     # One round of fixes: a file with errors also shows its unknown keys (a typo of n_samples
     # may be why the user is confused), after the problems.
@@ -128,6 +144,14 @@ BROKEN = {
     "empty label": ({"script": "train.py", "parameter_config": PARAMS,
                      "resource_args": {"multi_res_labels": ["acc", " "]}},
                     "resource_args.multi_res_labels", "a label is empty"),
+    # aup_args drops the protocol's keys from every job config: such a parameter never
+    # reached the job's function (tid: the trial id hyperopt adds)
+    "parameter named tid": ({"script": "train.py", "parameter_config": [
+        {"name": "tid", "range": [5, 9], "type": "int"}]}, "parameter_config[0].name",
+        "reserved for the job protocol"),
+    "parameter named job_id": ({"script": "train.py", "parameter_config": [
+        {"name": "job_id", "range": [5, 9], "type": "int"}]}, "parameter_config[0].name",
+        "reserved for the job protocol"),
     "repeated choice": ({"script": "train.py", "parameter_config": [
         {"name": "k", "range": ["a", 1, "a"], "type": "choice"}]}, "parameter_config[0].range",
         'the choice "a" is listed twice'),

@@ -136,6 +136,21 @@ def test_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path):
     assert out.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["jobs.csv"]
 
 
+def test_plot_without_matplotlib_names_the_file_asked_for(grid_db, tmp_path):
+    # The message named the temporary file (.h.aup-tmp.png) and only the PyPI install command.
+    out = tmp_path / "h.png"
+    probe = ("import sys, runpy\n"
+             "sys.modules['matplotlib'] = None  # as if it were not installed\n"
+             f"sys.argv = ['aup', 'plot', 'grid', '--out', {str(out)!r}]\n"
+             "runpy.run_module('aup', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=grid_db, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{out}: images need matplotlib" in proc.stderr
+    assert "pip install -e '.[dashboard]'" in proc.stderr and "aup-tmp" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "1e-9", "0.4", "0", "-3"])
 def test_dashboard_refresh_must_be_finite_and_at_least_half_a_second(grid_db, value):
     proc = run_cli("dashboard", f"--refresh={value}", "--port", str(free_port()), cwd=grid_db)

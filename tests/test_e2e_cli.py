@@ -422,3 +422,58 @@ def test_resume_says_when_the_experiment_file_was_edited(tmp_path: Path) -> None
     proc = run_cli("resume", "1", cwd=tmp_path)
     assert "was edited since the experiment started (job_timeout)" in proc.stderr, proc.stderr
     assert f"aup run {path}" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "resume"])
+def test_ctrl_c_just_after_the_experiment_is_recorded_stops_it_cleanly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        command: str) -> None:
+    # A Ctrl-C between recording the experiment as RUNNING and the start of its loop left it
+    # RUNNING with only "interrupted" printed; it now stops it (STOPPED, exit 130, resume hint).
+    import os
+    import signal
+
+    from aup import cli
+    from aup.experiment import Experiment
+
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", n_samples=3, parameter_config=X)
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    monkeypatch.chdir(tmp_path)
+    if command == "resume":  # a stopped experiment whose last job runs again on resume
+        assert cli.main(["run", "--db", db, str(path)]) == 0
+        con = sqlite3.connect(tmp_path / "c.db")
+        con.execute("UPDATE experiment SET status = 'STOPPED'")
+        con.execute("UPDATE job SET status = 'INTERRUPTED' WHERE jid = 3")
+        con.commit()
+        con.close()
+        capsys.readouterr()
+    real = getattr(Experiment, command if command == "resume" else "create").__func__
+
+    def recorded_then_interrupted(cls, *args, **kwargs):
+        exp = real(cls, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, right after the RUNNING row
+        return exp
+
+    monkeypatch.setattr(Experiment, command if command == "resume" else "create",
+                        classmethod(recorded_then_interrupted))
+    args = ["run", "--db", db, str(path)] if command == "run" else ["resume", "--db", db, "1"]
+    assert cli.main(args) == 130
+    out = capsys.readouterr()
+    assert f"resume with: aup resume --db {db} 1" in out.out, out.out + out.err
+    con = sqlite3.connect(tmp_path / "c.db")
+    assert con.execute("SELECT status FROM experiment").fetchone()[0] == "STOPPED"
+    con.close()
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    # 'aup show --json 1 | head -c 10' ended with a BrokenPipeError traceback.
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", n_samples=2, parameter_config=X)
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "aup", "show", "--json", "1"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before aup writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "Error" not in err, err

@@ -142,7 +142,8 @@ class ExperimentRecord:
         ``fail_reason``, ``detail`` (of the last attempt), ``start_time``, ``end_time``,
         ``duration`` (``end_time - start_time``, None while either is unknown),
         ``n_attempts``, ``budget``, ``bracket``, ``rung``, one ``param_<name>`` key per
-        job-config value (parameters, ``job_id``...), and one ``result_<label>`` key per
+        recorded job-config value (the parameters, plus ``n_iterations`` for hyperband/bohb
+        and ``tid`` for hyperopt; ``job_id`` is ``jid``), and one ``result_<label>`` key per
         ``multi_res_labels`` label: that value of the job's final result (None without one).
         """
         out = []

@@ -1,6 +1,7 @@
 """The ``aup`` command line: the only place that prints for humans and sets exit codes.
 
-Exit codes: 0 success, 1 experiment failed, 2 bad usage or bad configuration, 130 interrupted
+Exit codes: 0 success, 1 experiment failed, 2 bad usage or bad configuration, 130 interrupted,
+141 the output's reader went away (a closed pipe, as a process ended by SIGPIPE)
 (stopped by Ctrl-C or ``aup stop``).
 """
 
@@ -10,16 +11,16 @@ import argparse
 import json
 import logging
 import math
+import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aup.commands.args import DB_HELP
 from aup.errors import AupError, ConfigError, StoreError, UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 log = logging.getLogger("aup")
 
@@ -203,21 +204,42 @@ class ProgressObserver:
 
 
 # -- commands --------------------------------------------------------------------------------------
-def _install_sigint(exp) -> Callable[[], None]:
-    count = {"n": 0}
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM turned into stop requests of an experiment.
 
-    def handler(signum, frame):
-        count["n"] += 1
-        exp.request_stop(force=count["n"] > 1)
+    Installed *before* the experiment is recorded as RUNNING (created or resumed), so that a
+    signal at any moment from then on stops it cleanly (STOPPED, resumable, with the resume
+    hint) instead of leaving a RUNNING row behind: a signal that arrives before
+    :meth:`attach` is remembered and passed on when the experiment exists. The second signal
+    asks for a forced stop (jobs killed at once). Use as a context manager; leaving it
+    restores the previous handlers.
+    """
 
-    old_int = signal.signal(signal.SIGINT, handler)
-    old_term = signal.signal(signal.SIGTERM, handler)
+    def __init__(self) -> None:
+        self.count = 0
+        self.exp: Any = None
+        self._old: tuple[Any, Any] | None = None
 
-    def restore() -> None:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.exp is not None:
+            self.exp.request_stop(force=self.count > 1)
 
-    return restore
+    def attach(self, exp: Any) -> None:
+        """Send stop requests to ``exp`` (and the ones received so far)."""
+        self.exp = exp
+        if self.count:
+            exp.request_stop(force=self.count > 1)
+
+    def __enter__(self) -> StopSignals:
+        self._old = (signal.signal(signal.SIGINT, self._handler),
+                     signal.signal(signal.SIGTERM, self._handler))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old[0])
+            signal.signal(signal.SIGTERM, self._old[1])
 
 
 def _print_summary(console, exp, result) -> int:
@@ -262,13 +284,12 @@ def _print_summary(console, exp, result) -> int:
     return EXIT_INTERRUPTED if status is ExperimentStatus.STOPPED else EXIT_FAILED
 
 
-def _run_loop(exp, args, console) -> int:
+def _run_loop(exp, args, console, signals: StopSignals) -> int:
     observer = exp.observer
-    restore = _install_sigint(exp)
+    signals.attach(exp)
     try:
         result = exp.run()
     finally:
-        restore()
         if isinstance(observer, ProgressObserver):
             observer.close()
     return _print_summary(console, exp, result)
@@ -301,8 +322,7 @@ def cmd_run(args) -> int:
         proposer = build_proposer(config)  # the same checks and warnings as a run
         n_warnings = len(config.warnings) + warn_planned_jobs(config, proposer)
         jobs = f", {proposer.total} jobs" if proposer.total is not None else ""
-        warned = (f"; {n_warnings} warning(s) above: check them, an unknown key is ignored"
-                  if n_warnings else "")
+        warned = f"; {n_warnings} warning(s) above: check them" if n_warnings else ""
         console.print(f"{args.experiment}: configuration is valid ({config.proposer}, "
                       f"{config.resource}, {len(config.space)} parameters{jobs}){warned}")
         return EXIT_OK
@@ -313,12 +333,13 @@ def cmd_run(args) -> int:
         check_jobs_dir(checked.jobs_dir, url)
     store = open_store(url)
     observer = ProgressObserver(console, enabled=not args.quiet and console.is_terminal)
-    exp = Experiment.create(config, store, user=args.user or (env.user if env else None),
-                            observer=observer, env_file=env)
-    console.print(f"experiment {exp.eid} ({config.experiment_name}) started: proposer "
-                  f"{config.proposer}, resource {config.resource}, n_parallel "
-                  f"{config.n_parallel}, database {store._safe_url()}")
-    return _run_loop(exp, args, console)
+    with StopSignals() as signals:
+        exp = Experiment.create(config, store, user=args.user or (env.user if env else None),
+                                observer=observer, env_file=env)
+        console.print(f"experiment {exp.eid} ({config.experiment_name}) started: proposer "
+                      f"{config.proposer}, resource {config.resource}, n_parallel "
+                      f"{config.n_parallel}, database {store._safe_url()}")
+        return _run_loop(exp, args, console, signals)
 
 
 def _open(args):
@@ -347,10 +368,11 @@ def cmd_resume(args) -> int:
                       "resume")
         return EXIT_OK
     observer = ProgressObserver(console, enabled=not args.quiet and console.is_terminal)
-    exp = Experiment.resume(store, int(row["eid"]), observer=observer,
-                            env_file=load_environment(), force=args.force)
-    console.print(f"experiment {exp.eid} ({row['name']}) resumed")
-    return _run_loop(exp, args, console)
+    with StopSignals() as signals:
+        exp = Experiment.resume(store, int(row["eid"]), observer=observer,
+                                env_file=load_environment(), force=args.force)
+        console.print(f"experiment {exp.eid} ({row['name']}) resumed")
+        return _run_loop(exp, args, console, signals)
 
 
 def cmd_stop(args) -> int:
@@ -396,8 +418,9 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(rows, default=str))
         return EXIT_OK
-    table = Table("id", "name", "status", "proposer", "target", "jobs", "failed", "best",
-                  "started", "ended")
+    # "finished/planned": the run summary's "jobs N" counts the jobs started instead
+    table = Table("id", "name", "status", "proposer", "target", "finished/planned", "failed",
+                  "best", "started", "ended")
     for r in rows:
         total = r["n_total"]
         jobs = f"{r['n_finished']}/{total if total is not None else '?'}"
@@ -585,6 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of the output went away (aup show --json | head): end quietly, with the
+        # status of a process ended by SIGPIPE, and let nothing more reach the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -37,10 +37,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aup.config_problems import finalize, problems_from_validation, unknown_key_warning
-from aup.errors import MISSING, ConfigError, Problem
+from aup.errors import MISSING, ConfigError, Problem, install_hint
 from aup.space import ChoiceParam, FloatParam, IntParam, Param, SearchSpace
 
-RESERVED_JOB_KEYS = ("job_id", "n_iterations", "save_model", "folder_name")
+#: Job-config keys of the job protocol; no parameter may be named like one. ``tid`` is the
+#: trial id the hyperopt proposer adds (as Auptimizer 2.0 did): ``aup.client.aup_args`` drops
+#: it from every job config, so a parameter of that name would never reach the function.
+RESERVED_JOB_KEYS = ("job_id", "n_iterations", "save_model", "folder_name", "tid")
 
 
 class _Model(BaseModel):
@@ -330,8 +333,7 @@ def _requirement_problems(key: str, name: str, registry: Any) -> list[Problem]:
     what = ", ".join(missing)
     return [Problem(key, f"{key} '{name}' needs the Python package{'s' if len(missing) > 1 else ''}"
                     f" {what}, which {'are' if len(missing) > 1 else 'is'} not installed", name,
-                    f"pip install 'auptimizer[{extra}]' (from a clone: "
-                    f"pip install -e '.[{extra}]')")]
+                    install_hint(extra))]
 
 
 def _lookup(key: str, raw: Any, registry: Any,
@@ -396,6 +398,30 @@ def _check_files(data: dict[str, Any], base_dir: Path) -> list[Problem]:
                         "under Python without the executable bit)", script,
                         f"chmod +x {shlex.quote(str(path))}")]
     return []
+
+
+def _option_of_another_proposer(key: str, proposer: str | None) -> str:
+    """`` (an option of proposer 'hyperband', not of 'bohb')`` when ``key`` is an option of
+    another registered proposer (hyperband's ``max_iter`` given to bohb...), else ``""``."""
+    if proposer is None:
+        return ""
+    from aup.proposers import registry
+
+    owners = []
+    for name in registry.names():
+        if name == proposer:
+            continue
+        try:
+            fields = registry.get(name).Options.model_fields
+        except ImportError:  # its optional package is not installed
+            continue
+        if key in fields:
+            owners.append(name)
+    if not owners:
+        return ""
+    which = "proposer" if len(owners) == 1 else "proposers"
+    return (f" (an option of {which} {', '.join(repr(o) for o in owners)}, not of "
+            f"'{proposer}'; see docs/proposers.md)")
 
 
 def _nested_key_warnings(data: dict[str, Any]) -> list[str]:
@@ -490,7 +516,8 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
                                             f" by resource '{resource_name}'")
                         for k in ra if k not in known_ra)
 
-    warnings.extend(unknown_key_warning(k, k, known_top) for k in data if k not in known_top)
+    warnings.extend(unknown_key_warning(k, k, known_top, _option_of_another_proposer(
+        k, proposer_name)) for k in data if k not in known_top)
     warnings.extend(_nested_key_warnings(data))
     if proposer_cls is not None and proposer_name is not None:
         warnings.extend(_grid_key_warnings(data, proposer_name))

@@ -198,4 +198,7 @@ def unknown_key_warning(path: str, key: str, known: Iterable[str], where: str = 
     """
     text = f"unknown key '{path}' is ignored{where}"
     close = difflib.get_close_matches(key, sorted(known), n=1)
+    if not close:  # 'log_scale' -> 'log': a known key the unknown one starts with
+        close = sorted((k for k in known if len(k) >= 3 and key.lower().startswith(k)),
+                       key=len, reverse=True)[:1]
     return text + (f" (did you mean '{close[0]}'?)" if close else "")

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def install_hint(extra: str) -> str:
+    """How to install the optional dependencies ``extra`` (e.g. ``"dashboard"``), for an
+    installed package and for a clone of the repository (the README's way)."""
+    return f"pip install 'auptimizer[{extra}]' (from a clone: pip install -e '.[{extra}]')"
+
+
 class AupError(Exception):
     """Base class of every error Auptimizer raises deliberately."""
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from aup.config import ExperimentConfig, parse_config
-from aup.errors import AupError, ConfigError, UsageError
+from aup.errors import AupError, ConfigError, UsageError, install_hint
 from aup.job import AttemptOutcome, AttemptStatus, JobStatus, StopReason
 from aup.orphans import job_markers, pid_exists
 from aup.proposers import registry as proposer_registry
@@ -660,7 +660,7 @@ def prepared_resource(config: ExperimentConfig, events: queue.Queue, env_file: A
         raise
     except ImportError as err:
         raise UsageError(f"resource '{config.resource}' needs the Python package "
-                         f"'{err.name}'. Fix: pip install 'auptimizer[all]'") from None
+                         f"'{err.name}'. Fix: {install_hint('all')}") from None
     except AupError as err:
         raise UsageError(f"resource '{config.resource}' is not ready: {err}") from None
     return resource

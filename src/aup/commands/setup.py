@@ -29,7 +29,7 @@ from aup.environment import (
     render_environment,
     write_environment_file,
 )
-from aup.errors import StoreError, UsageError
+from aup.errors import StoreError, UsageError, install_hint
 
 HELP = "write the environment file .aup/env.ini (database, resources, user) and create the database"
 
@@ -142,7 +142,7 @@ def check_database(url: str) -> str:
         engine = create_engine(u, connect_args=connect_args)
     except (NoSuchModuleError, ImportError) as err:
         raise ValueError(f"no driver for this URL ({err}); for PostgreSQL use "
-                         "postgresql+psycopg:// and pip install 'auptimizer[postgres]'") from None
+                         f"postgresql+psycopg:// and {install_hint('postgres')}") from None
     try:
         with engine.connect():
             pass

@@ -10,7 +10,7 @@ import socket
 from typing import Any
 
 from aup.commands.args import add_db_argument
-from aup.errors import UsageError
+from aup.errors import UsageError, install_hint
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -61,8 +61,8 @@ def cmd_dashboard(args: Any) -> int:
 
         from aup.dashboard.app import create_app
     except ImportError as err:
-        raise UsageError(f"the dashboard needs {err.name or 'its web packages'}. Fix: pip "
-                         "install 'auptimizer[dashboard]'") from None
+        raise UsageError(f"the dashboard needs {err.name or 'its web packages'}. Fix: "
+                         f"{install_hint('dashboard')}") from None
 
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port} is not a port number. Fix: use 1-65535")

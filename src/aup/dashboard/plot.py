@@ -14,7 +14,7 @@ from typing import Any
 
 from aup.commands.args import add_db_argument
 from aup.dashboard.export import add_overwrite_argument
-from aup.errors import UsageError
+from aup.errors import UsageError, install_hint
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -24,7 +24,7 @@ def plot_html(history: dict[str, Any], parallel: dict[str, Any], title: str) -> 
     try:
         import plotly.graph_objects as go
     except ImportError:
-        raise UsageError("HTML plots need plotly. Fix: pip install 'auptimizer[dashboard]'"
+        raise UsageError(f"HTML plots need plotly. Fix: {install_hint('dashboard')}"
                          ) from None
 
     h = history
@@ -70,14 +70,28 @@ def _plotly_dims(parallel: dict[str, Any]) -> list[dict[str, Any]]:
     return dims
 
 
+def require_matplotlib(out: Path) -> None:
+    """Check that images can be drawn, before anything is written.
+
+    Raises:
+        UsageError: matplotlib is not installed (the message names ``out`` and the fix).
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError(f"{out}: images need matplotlib. Fix: {install_hint('dashboard')}, "
+                         "or write .html") from None
+
+
 def plot_image(history: dict[str, Any], parallel: dict[str, Any], title: str,
                out: Path) -> None:
-    """Draw both charts with matplotlib into ``out`` (format from its suffix)."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise UsageError(f"{out.name}: images need matplotlib. Fix: pip install "
-                         "'auptimizer[dashboard]', or write .html") from None
+    """Draw both charts with matplotlib into ``out`` (format from its suffix).
+
+    Raises:
+        UsageError: matplotlib is not installed.
+    """
+    require_matplotlib(out)
+    import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -173,6 +187,7 @@ def write_plot(store: Any, eid: int, out: Path, overwrite: bool = False) -> None
         text = plot_html(history, parallel, title)
         write_out(out, lambda path: path.write_text(text, encoding="utf-8"))
     else:
+        require_matplotlib(out)  # named as given, not as the temporary file written first
         write_out(out, lambda path: plot_image(history, parallel, title, path))
 
 

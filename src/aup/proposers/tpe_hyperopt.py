@@ -112,7 +112,8 @@ class HyperoptProposer(Proposer):
     """hyperopt's TPE / random / annealing search, driven one proposal at a time.
 
     Each proposal carries ``tid`` (hyperopt's trial id, equal to the proposal id) in its job
-    config, as in Auptimizer 2.0, unless a parameter is itself named ``tid``.
+    config, as in Auptimizer 2.0 (``tid`` is a reserved parameter name,
+    :data:`aup.config.RESERVED_JOB_KEYS`).
     """
 
     name = "hyperopt"
@@ -144,8 +145,7 @@ class HyperoptProposer(Proposer):
             if Proposal(proposal_id, params).key not in running:
                 break
         self._record(proposal_id, vals, _STATUS_RUNNING, None)
-        extra = {} if "tid" in self.space.names else {"tid": proposal_id}
-        return Proposal(proposal_id, params, extra=extra)
+        return Proposal(proposal_id, params, extra={"tid": proposal_id})
 
     def _suggest(self, tid: int, seed: int) -> dict[str, Any]:
         """One call of the engine: the new trial's values as hyperopt reports them."""

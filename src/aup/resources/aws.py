@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
+from aup.errors import install_hint
 from aup.resources.ssh import HostSpec, Node, NodeOptions, SSHError, SSHResourceManager, parse_host
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class AWSResourceManager(SSHResourceManager):
         try:
             import boto3
         except ImportError:
-            raise SSHError("resource 'aws' needs boto3: pip install 'auptimizer[aws]'") from None
+            raise SSHError(f"resource 'aws' needs boto3: {install_hint('aws')}") from None
         if self._ec2 is None:
             self._ec2 = boto3.client("ec2", region_name=self.options.region,
                                      endpoint_url=self.options.endpoint_url)

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from aup.errors import AupError
+from aup.errors import AupError, install_hint
 from aup.job import FailReason, OutputParser, StopReason, judge
 from aup.resources.base import (
     AttemptSpec,
@@ -221,7 +221,7 @@ class RayResourceManager(ResourceManager):
         try:
             import ray
         except ImportError:
-            raise AupError("resource 'ray' needs Ray: pip install 'auptimizer[ray]'") from None
+            raise AupError(f"resource 'ray' needs Ray: {install_hint('ray')}") from None
         address = self.options.address
         if address:
             check_address(address, self.options.connect_timeout)

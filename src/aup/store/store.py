@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     and_,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -496,16 +497,28 @@ class Store:
 
     def mark_interrupted(self, eid: int, reason: str = "LOST") -> int:
         """Mark RUNNING attempts of ``eid`` as ``reason`` (LOST or STOPPED) and their jobs
-        INTERRUPTED, so that they run again on resume. Returns the number of jobs."""
+        INTERRUPTED, so that they run again on resume. Returns the number of jobs.
+
+        A STOPPED attempt ends now. A LOST one (its scheduler died) ends, as far as anyone
+        knows, at the scheduler's last heartbeat (written every few seconds while it ran; never
+        before the attempt's start), not at the later moment of the resume or repair.
+        """
         now = time.time()
         with self._tx() as c:
             jids = c.execute(select(s.job.c.jid).where(s.job.c.eid == eid,
                                                        s.job.c.status == "RUNNING")
                              ).scalars().all()
             if jids:
+                end: Any = now
+                if reason == "LOST":
+                    beat = c.execute(select(s.experiment.c.heartbeat)
+                                     .where(s.experiment.c.eid == eid)).scalar()
+                    if beat is not None and beat < now:
+                        start = s.job_attempt.c.start_time
+                        end = case((start > beat, start), else_=beat)
                 c.execute(update(s.job_attempt).where(s.job_attempt.c.jid.in_(jids),
                                                       s.job_attempt.c.status == "RUNNING")
-                          .values(status=reason, end_time=now,
+                          .values(status=reason, end_time=end,
                                   fail_reason="LOST" if reason == "LOST" else None,
                                   detail="the scheduler stopped while the attempt ran"))
                 c.execute(update(s.job).where(s.job.c.jid.in_(jids))
