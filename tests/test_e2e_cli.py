@@ -477,3 +477,19 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
     assert "Traceback" not in err and "Error" not in err, err
+
+
+def test_resume_names_the_recorded_copy_when_it_no_longer_validates(tmp_path: Path) -> None:
+    # After the script moved, resume named experiment.json as if that file were the problem.
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", n_samples=2, parameter_config=X)
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+    con = sqlite3.connect(tmp_path / ".aup" / "sqlite3.db")
+    con.execute("UPDATE experiment SET status = 'STOPPED'")
+    con.commit()
+    con.close()
+    (tmp_path / "quad.py").rename(tmp_path / "moved.py")
+    res = run_cli("resume", "1", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"in the copy recorded for experiment 1 from {path}" in " ".join(res.stderr.split())
+    assert "script" in res.stderr and "does not exist" in res.stderr

@@ -240,7 +240,12 @@ class Experiment:
                              f"{row['host']}); stop it first with: aup stop{db_option(store)} "
                              f"{eid}")
         base = Path(row["config_path"]).parent if row.get("config_path") else Path.cwd()
-        config = parse_config(row["exp_config"], base, row.get("config_path"))
+        try:
+            config = parse_config(row["exp_config"], base, row.get("config_path"))
+        except ConfigError as err:  # e.g. the script moved: name what was validated
+            origin = f" from {row['config_path']}" if row.get("config_path") else ""
+            raise ConfigError(err.problems, f"the copy recorded for experiment {eid}{origin} "
+                              "(resume goes on with that copy)", err.warnings) from None
         changed = _edited_since(row)
         if changed:
             log.warning("experiment %d: %s was edited since the experiment started (%s); "
