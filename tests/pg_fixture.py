@@ -75,6 +75,15 @@ class PostgresServer:
     root: Path
     bindir: Path
     run_as: str | None
+    options: str = ""
+
+    def pg_ctl(self, *args: str) -> None:
+        """Run ``pg_ctl -D <data> ARGS`` (``stop -m fast``, ``start``...) and wait for it."""
+        extra = ["-o", self.options, "-l", str(self.root / "log")] if "start" in args else []
+        subprocess.run(_cmd(self.run_as, [str(self.bindir / "pg_ctl"), "-D",
+                                          str(self.root / "data"), *extra, "-w", "-t", "60",
+                                          *args]),
+                       check=True, capture_output=True, text=True, timeout=90)
 
     def url(self, dbname: str = "postgres", password: str | None = None) -> str:
         """SQLAlchemy URL of database ``dbname`` (psycopg 3 driver)."""
@@ -152,7 +161,7 @@ def start_postgres() -> PostgresServer:
             out += log.read_text(errors="replace")[-2000:]
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"cannot start PostgreSQL: {err}\n{out}") from None
-    return PostgresServer("127.0.0.1", port, PG_USER, PG_PASSWORD, root, bindir, run_as)
+    return PostgresServer("127.0.0.1", port, PG_USER, PG_PASSWORD, root, bindir, run_as, opts)
 
 
 def stop_postgres(server: PostgresServer) -> None:

@@ -96,10 +96,29 @@ def test_run_with_a_missing_package_records_nothing(folder: Path, monkeypatch, c
     ({"resource_args": {"kill_grace": "3"}}, "resource_args.kill_grace", "without quotes: 3"),
     ({"parameter_config": [{"name": "x", "range": [0, 1], "type": "float", "log": "yes"}]},
      "parameter_config[0].log", "write true"),
+    # nested option models get the same hint (early_stop's own checks kept only the message)
+    ({"resource_args": {"early_stop": {"aup_policy": "median", "aup_policy_steps": "3"}}},
+     "resource_args.early_stop.aup_policy_steps", "without quotes: 3"),
+    ({"resource_args": {"early_stop": {"aup_policy": "bandit", "aup_policy_steps": 2,
+                                       "bandit_factor": "0.5"}}},
+     "resource_args.early_stop.bandit_factor", "without quotes: 0.5"),
+    ({"resource_args": {"early_stop": {"aup_policy": "median", "aup_policy_steps": 3.0}}},
+     "resource_args.early_stop.aup_policy_steps", "without a decimal point: 3"),
+    ({"proposer": "spearmint", "engine_config": {"n_restarts": "3"}},
+     "engine_config.n_restarts", "without quotes: 3"),
+    ({"resource": "node", "resource_args": {"nodes": ["me@host"], "max_retries": "3"}},
+     "resource_args.max_retries", "without quotes: 3"),
 ])
 def test_quoted_numbers_and_booleans_are_rejected(over, path, hint) -> None:
     problem = _by_path(_problems(_config(**over)))[path]
     assert hint in problem.hint
+
+
+def test_a_non_number_in_a_nested_model_keeps_its_own_hint() -> None:
+    problem = _by_path(_problems(_config(resource_args={"early_stop": {
+        "aup_policy": "median", "aup_policy_steps": "often"}})))[
+        "resource_args.early_stop.aup_policy_steps"]
+    assert problem.hint.startswith("use an integer >= 1")
 
 
 def test_an_int_where_a_number_is_expected_is_fine() -> None:
@@ -311,3 +330,154 @@ def test_generic_hint_of_a_proposer_option_points_to_the_proposer_docs() -> None
                    docs)
     assert out[0].hint == "see docs/multifidelity.md for the allowed values of this key"
     assert out[1].hint == GENERIC_HINT
+
+
+# -- 12. generic hints point to the document of the key -----------------------------------------
+RESOURCES_DOC = "see docs/resources.md for the allowed values of this key"
+
+
+@pytest.mark.parametrize(("resource", "args", "path"), [
+    ("gpu", {"gpus": [-1]}, "resource_args.gpus"),
+    ("gpu", {"gpus": ["a"]}, "resource_args.gpus"),
+    ("gpu", {"gpus": []}, "resource_args.gpus"),
+    ("node", {"nodes": ["host"]}, "resource_args.nodes"),
+    ("node", {"nodes": ["me@host:70000"]}, "resource_args.nodes"),
+    ("aws", {"instances": ["me@host"]}, "resource_args.instances"),
+])
+def test_generic_hint_of_a_resource_key_points_to_the_resource_docs(resource, args,
+                                                                      path) -> None:
+    problem = _by_path(_problems(_config(resource=resource, resource_args=args)))[path]
+    assert problem.hint == RESOURCES_DOC
+    assert f". Fix: {RESOURCES_DOC}" in problem.render()
+
+
+def test_generic_hint_of_a_nested_key_uses_the_document_of_its_block() -> None:
+    from aup.config_problems import GENERIC_HINT, finalize
+
+    docs = {"resource_args.nodes": "docs/resources.md", "max_iter": "docs/multifidelity.md"}
+    out = finalize([Problem("resource_args.nodes[0]", "is odd", "x", ""),
+                    Problem("resource_args.save_model", "is odd", 1, ""),
+                    Problem("max_iter", "is odd", 7, "")], docs)
+    assert [p.hint for p in out] == [RESOURCES_DOC, GENERIC_HINT,
+                                     "see docs/multifidelity.md for the allowed values of "
+                                     "this key"]
+
+
+# -- 13. a script file name with a space ----------------------------------------------------------
+@pytest.mark.parametrize(("script", "quoted"), [
+    ("my job.py --flag 'a b'", "'my job.py' --flag 'a b'"),
+    ("my job.py", "'my job.py'"),
+])
+def test_a_script_name_with_a_space_gets_the_quoted_form(folder: Path, script: str,
+                                                         quoted: str) -> None:
+    write_script(folder, "my job.py", "print('#Auptimizer:1')\n")
+    problem = _by_path(_problems(_config(script=script), folder))["script"]
+    assert problem.message == "the script does not exist" and problem.value == script
+    assert f"no file at {folder / 'my'}" in problem.hint
+    assert f'quote the file name, which has a space: write "script": {json.dumps(quoted)}' \
+        in problem.hint
+    cfg = parse_config(_config(script=quoted), folder)  # the quoted form is valid
+    assert cfg.script_path() == folder / "my job.py"
+
+
+def test_a_missing_script_without_a_space_gets_no_quoting_hint(folder: Path) -> None:
+    problem = _by_path(_problems(_config(script="nofile.py --flag 'a b'"), folder))["script"]
+    assert "quote" not in problem.hint
+
+
+# -- 14. the interpreter of a script run as a program ---------------------------------------------
+def _exe(folder: Path, name: str, body: str | bytes) -> Path:
+    path = folder / name
+    if isinstance(body, bytes):
+        path.write_bytes(body)
+    else:
+        path.write_text(body, encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("resource", ["cpu", "gpu"])
+def test_a_missing_interpreter_is_reported_at_load(folder: Path, resource: str) -> None:
+    _exe(folder, "badinterp.sh", "#!/no/such/interp\necho '#Auptimizer:1'\n")
+    args = {"gpus": [0]} if resource == "gpu" else {}
+    problem = _by_path(_problems(_config(script="badinterp.sh --fast", resource=resource,
+                                         resource_args=args), folder))["script"]
+    assert "interpreter /no/such/interp" in problem.message and "does not exist" in \
+        problem.message
+    assert problem.value == "badinterp.sh --fast"
+    assert f"change the first line of {folder / 'badinterp.sh'}" in problem.hint
+
+
+def test_a_missing_interpreter_that_is_installed_elsewhere_suggests_env(folder: Path) -> None:
+    _exe(folder, "job.sh", "#!/no/such/dir/sh\necho '#Auptimizer:1'\n")
+    problem = _by_path(_problems(_config(script="job.sh"), folder))["script"]
+    assert "#!/usr/bin/env sh" in problem.hint
+
+
+def test_an_interpreter_that_is_a_directory_is_reported(folder: Path) -> None:
+    _exe(folder, "job.sh", f"#!{folder}\n")
+    problem = _by_path(_problems(_config(script="job.sh"), folder))["script"]
+    assert "is not an executable file" in problem.message
+
+
+@pytest.mark.parametrize(("name", "hint"), [
+    ("noshebang.sh", "e.g. #!/bin/sh"),
+    ("noshebang.py", "#!/usr/bin/env python3"),  # executable: run as a program, not by Python
+])
+def test_a_text_script_without_a_shebang_line_is_reported(folder: Path, name: str,
+                                                          hint: str) -> None:
+    _exe(folder, name, "echo '#Auptimizer:1'\n")
+    problem = _by_path(_problems(_config(script=name), folder))["script"]
+    assert "no #! line" in problem.message and "Exec format error" in problem.message
+    assert hint in problem.hint and str(folder / name) in problem.hint
+
+
+def test_windows_line_endings_in_the_shebang_line_are_reported(folder: Path) -> None:
+    _exe(folder, "crlf.sh", "#!/bin/sh\r\necho '#Auptimizer:1'\r\n")
+    problem = _by_path(_problems(_config(script="crlf.sh"), folder))["script"]
+    assert "carriage return" in problem.message and "dos2unix" in problem.hint
+
+
+@pytest.mark.parametrize(("name", "body", "over"), [
+    ("sh.sh", "#!/bin/sh\necho '#Auptimizer:1'\n", {}),
+    ("env.sh", "#!/usr/bin/env python3\nprint('#Auptimizer:1')\n", {}),
+    ("spaced.sh", "#! /bin/sh -e\necho '#Auptimizer:1'\n", {}),
+    # only env itself is checked: where NAME is found depends on the job's PATH
+    ("envname.sh", "#!/usr/bin/env nosuchprogram123\n", {}),
+    ("binary", b"\x7fELF\x02\x01\x01\x00" + bytes(64), {}),
+    # with a prescript the job runs under /bin/sh, which runs such a file as a shell script
+    ("plain.sh", "echo '#Auptimizer:1'\n", {"runtime_args": {"prescript": "true"}}),
+])
+def test_scripts_that_can_start_are_accepted(folder: Path, name: str, body: str | bytes,
+                                             over: dict[str, Any]) -> None:
+    _exe(folder, name, body)
+    assert parse_config(_config(script=name, **over), folder).script == name
+
+
+@pytest.mark.parametrize(("resource", "args"), [
+    ("node", {"nodes": ["me@host"]}),
+    ("aws", {"instances": ["ubuntu@i-0123456789abcdef0"]}),
+    ("ray", {}),
+    ("passive", {}),
+])
+def test_interpreter_checks_are_only_for_jobs_run_here(folder: Path, resource: str,
+                                                       args: dict[str, Any]) -> None:
+    _exe(folder, "badinterp.sh", "#!/no/such/interp\n")
+    _exe(folder, "noshebang.sh", "echo hi\n")
+    for script in ("badinterp.sh", "noshebang.sh"):
+        try:
+            parse_config(_config(script=script, resource=resource, resource_args=args), folder)
+        except ConfigError as err:
+            assert "script" not in _by_path(err.problems), err
+
+
+def test_check_reports_a_missing_interpreter_with_exit_2(folder: Path, monkeypatch,
+                                                         capsys) -> None:
+    monkeypatch.chdir(folder)
+    _exe(folder, "badinterp.sh", "#!/no/such/interp\necho '#Auptimizer:1'\n")
+    path = write_experiment(folder, **_config(script="badinterp.sh"))
+    assert main(["run", "--check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "script: the interpreter /no/such/interp" in err and ". Fix: change the first " \
+        "line of" in err
+    assert "Traceback" not in err and not (folder / ".aup").exists()

@@ -171,6 +171,9 @@ def test_to_dataframe(grid_db):
 
     rec = aup.load_experiment("grid", db=str(grid_db / ".aup" / "sqlite3.db"))
     df = rec.to_dataframe()
+    # a short repr, not the row's proposer state
+    assert repr(rec).startswith("ExperimentRecord(eid=1, name='grid', status=")
+    assert len(repr(rec)) < 300
     rec.store.close()
     assert len(df) == 12
     assert list(df["param_x"])[:6] == [1, 2, 3, 4, 5, 6]

@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from conftest import run_cli, write_script
+from conftest import run_cli
 from lifecycle_helpers import alive, attempts, experiment, jobs, read_pids, setup
 
 MODES = """
@@ -119,8 +119,11 @@ def test_wrong_result_count_with_labels(tmp_path: Path):
 
 
 def test_start_failed_is_a_reason(tmp_path: Path):
-    write_script(tmp_path, "job.sh", "#!/nonexistent/interpreter\necho hi\n", executable=True)
-    exp = setup(tmp_path, "", script="job.sh", n_parallel=1,
+    # A binary the kernel cannot run (a missing #! interpreter is refused at load already).
+    binary = tmp_path / "job.bin"
+    binary.write_bytes(b"\0\0\0\0garbage")
+    binary.chmod(0o755)
+    exp = setup(tmp_path, "", script="job.bin", n_parallel=1,
                 parameter_config=[{"name": "x", "type": "choice", "range": [1]}])
     res = run_cli(str(exp), cwd=tmp_path)
     assert res.returncode == 1

@@ -71,6 +71,8 @@ def test_ctrl_c_stops_jobs_and_resume_continues(tmp_path: Path):
     assert [j["status"] for j in jobs(tmp_path)] == ["INTERRUPTED", "INTERRUPTED"]
     assert [a["status"] for a in attempts(tmp_path, 1)] == ["STOPPED"]
     assert not [p for p in pids if alive(p)]  # the jobs were stopped
+    shown = run_cli("show", "1", cwd=tmp_path).stdout  # the reason column says why
+    assert shown.count("INTERRUPTED") == 2 and shown.count("STOPPED:") == 2, shown
     (tmp_path / "go").touch()
     res = run_cli("resume", "1", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -78,3 +78,80 @@ def test_wrong_password_or_dead_server_exit_2_and_write_nothing(tmp_path, postgr
     r = run_cli("run", exp.name, cwd=tmp_path)
     assert r.returncode == 2 and "cannot open database" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment.json", "quad.py"]
+
+
+SLOW_QUADRATIC = """
+import json, sys, time
+cfg = json.load(open(sys.argv[-1]))
+time.sleep(1.0)
+print("#Auptimizer:", (cfg["x"] - 0.3) ** 2)
+"""
+
+
+def _start_run(tmp_path, pg_url, env_extra=None):
+    folder = tmp_path / "exp"
+    exp = _experiment(folder, pg_url, name="outage", n_samples=6)
+    write_script(folder, "quad.py", SLOW_QUADRATIC)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), **(env_extra or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "aup", "run", "-q", exp.name], cwd=folder,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return folder, proc
+
+
+def _wait_for_jobs(pg_url, n, timeout=60.0):
+    import time
+
+    st = Store(pg_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            rows = st.list_experiments()
+            if rows and len(st.jobs(rows[0]["eid"])) >= n:
+                return
+            time.sleep(0.2)
+    finally:
+        st.close()
+    raise AssertionError(f"fewer than {n} jobs started in {timeout} s")
+
+
+def test_a_database_restart_during_a_run_is_waited_for(tmp_path, pg_url, postgres_server):
+    # A PostgreSQL restart mid-run ended 'aup run' with a 158-line traceback and left the
+    # experiment RUNNING; the run now waits for the server and finishes.
+    folder, proc = _start_run(tmp_path, pg_url)
+    try:
+        _wait_for_jobs(pg_url, 2)
+        postgres_server.pg_ctl("stop", "-m", "fast")  # terminates every connection
+        import time
+
+        time.sleep(3)
+        postgres_server.pg_ctl("start")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out + err
+    assert "does not answer" in err and "answers again" in err and "Traceback" not in err
+    rows = json.loads(run_cli("list", "--json", "--db", pg_url, cwd=folder).stdout)
+    assert [(r["status"], r["n_finished"]) for r in rows] == [("FINISHED", 6)]
+
+
+def test_a_database_that_stays_down_ends_the_run_with_a_resume_hint(tmp_path, pg_url,
+                                                                    postgres_server):
+    folder, proc = _start_run(tmp_path, pg_url, {"AUP_DB_OUTAGE_WAIT": "3"})
+    try:
+        _wait_for_jobs(pg_url, 2)
+        postgres_server.pg_ctl("stop", "-m", "fast")
+        try:
+            out, err = proc.communicate(timeout=60)
+        finally:
+            postgres_server.pg_ctl("start")
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out + err
+    assert "Traceback" not in err and "did not answer for" in err
+    assert "aup-test-pw" not in err  # the hint masks the password
+    assert "continue with: aup resume --db 'postgresql+psycopg://aup:***@" in " ".join(err.split())
+    # once the server is back, the hint works: the lost attempts run again and it finishes
+    r = run_cli("resume", "--db", pg_url, "1", "-q", cwd=folder, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads(run_cli("list", "--json", "--db", pg_url, cwd=folder).stdout)
+    assert [(r["status"], r["n_finished"]) for r in rows] == [("FINISHED", 6)]

@@ -41,6 +41,37 @@ def test_gpu_without_ids_fails_before_any_job(tmp_path: Path) -> None:
         rm.prepare()
 
 
+def _fake_nvidia_smi(folder: Path, listing: str | None) -> str:
+    """A folder for PATH with an ``nvidia-smi`` that prints ``listing`` (None: no such
+    program). A stand-in for the GPU driver, which these machines may not have."""
+    folder.mkdir(exist_ok=True)
+    if listing is not None:
+        exe = folder / "nvidia-smi"
+        lines = " ".join(f"'{line}'" for line in listing.splitlines())
+        exe.write_text(f"#!/bin/sh\nprintf '%s\\n' {lines}\n")  # a builtin: PATH is bare
+        exe.chmod(0o755)
+    return str(folder)
+
+
+@pytest.mark.parametrize("listing, gpus, warning", [
+    (None, [0], "no NVIDIA driver answers on this machine"),
+    ("GPU 0: NVIDIA H200 (UUID: GPU-1)\nGPU 1: NVIDIA H200 (UUID: GPU-2)", [0, "1,3", 7],
+     "GPU id(s) 3, 7 not on this machine (nvidia-smi lists 0, 1)"),
+    ("GPU 0: NVIDIA H200 (UUID: GPU-1)", [0, 0], None),
+])
+def test_gpu_ids_the_machine_lacks_are_warned_about(tmp_path: Path, caplog, monkeypatch,
+                                                    listing, gpus, warning) -> None:
+    # On a machine without GPUs, "gpus": [0] ran every job on the CPU without a word.
+    monkeypatch.setenv("PATH", _fake_nvidia_smi(tmp_path / "bin", listing))
+    rm = GPUResourceManager(_config(tmp_path, "gpu", {"gpus": gpus}), queue.Queue())
+    rm.check()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if warning is None:
+        assert warned == []
+    else:
+        assert any(warning in w for w in warned), warned
+
+
 def test_bad_gpu_id_is_a_config_error_exit_2(tmp_path: Path) -> None:
     path = make_experiment(tmp_path, Backend("gpu", {"gpus": ["zero"]}), OK)
     res = run_cli("run", str(path), cwd=tmp_path)

@@ -79,6 +79,13 @@ def test_log_grid_is_geometric() -> None:
         [1e-4, 1e-3, 1e-2, 1e-1])
 
 
+@pytest.mark.parametrize("low, high", [(0.1, 1.0), (1e-4, 0.3), (0.7, 2.9)])
+def test_log_grid_hits_both_bounds_exactly(low: float, high: float) -> None:
+    # exp(log(0.1)) is 0.10000000000000002: the job got that instead of the bound it was given
+    grid = FloatParam("x", low, high, log=True, n=3).grid()
+    assert grid[0] == low and grid[-1] == high
+
+
 def test_space_encoding() -> None:
     space = SearchSpace((FloatParam("x", 0, 1), IntParam("k", 0, 4), ChoiceParam("c", ("a", 2))))
     point = {"x": 0.25, "k": 3, "c": 2}

@@ -124,6 +124,14 @@ class ExperimentRecord:
     row: dict[str, Any]
     store: Store
 
+    def __repr__(self) -> str:
+        # The row holds the proposer's whole state (thousands of numbers for some): a short
+        # summary instead of the dataclass's field dump.
+        r = self.row
+        return (f"ExperimentRecord(eid={r.get('eid')}, name={r.get('name')!r}, "
+                f"status={r.get('status')!r}, proposer={r.get('proposer')!r}, "
+                f"database={self.store._safe_url()!r})")
+
     @property
     def eid(self) -> int:
         """The experiment id."""

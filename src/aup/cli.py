@@ -285,10 +285,22 @@ def _print_summary(console, exp, result) -> int:
 
 
 def _run_loop(exp, args, console, signals: StopSignals) -> int:
+    from aup.errors import DatabaseUnavailable
+
     observer = exp.observer
     signals.attach(exp)
     try:
         result = exp.run()
+    except DatabaseUnavailable as err:
+        from aup.api import db_option
+
+        if isinstance(observer, ProgressObserver):
+            observer.close()
+        _console(stderr=True, plain_ok=True).print(
+            f"error: {err}. Its running jobs were stopped. Fix: when the database answers "
+            f"again, continue with: aup resume{db_option(exp.store)} {exp.eid} (the "
+            "experiment still shows RUNNING until then)", style="red")
+        return EXIT_FAILED
     finally:
         if isinstance(observer, ProgressObserver):
             observer.close()
@@ -456,6 +468,9 @@ def cmd_show(args) -> int:
         reason = ""
         if j["fail_reason"]:
             reason = f"{j['fail_reason']}: {a.get('detail') or ''}"
+        elif j["status"] == "INTERRUPTED" and a.get("status"):
+            # why it runs again on resume: its last attempt was STOPPED or LOST
+            reason = f"{a['status']}: {a.get('detail') or ''}"
         score = "-" if j["score"] is None else f"{j['score']:.6g}"
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in j["job_config"].items())
         table.add_row(str(j["jid"]), j["status"], score, str(j["n_attempts"]), params, reason)

@@ -357,9 +357,94 @@ def _lookup(key: str, raw: Any, registry: Any,
     return name, cls
 
 
-def _check_files(data: dict[str, Any], base_dir: Path) -> list[Problem]:
+def _quoted_prefix_hint(script: str, first: str, wd: Path) -> str:
+    """For a script whose first word is no file: when a longer part of the unsplit command
+    names a file (``my job.py --fast``: a file name with a space), the hint to quote it."""
+    text = script.lstrip()
+    for end in range(len(first), len(text) + 1):
+        if end < len(text) and not text[end].isspace():
+            continue
+        prefix = text[:end].rstrip()
+        if len(prefix) > len(first) and (wd / Path(prefix).expanduser()).is_file():
+            quoted = shlex.quote(prefix) + text[len(prefix):]
+            return (f"quote the file name, which has a space: write \"script\": "
+                    f"{json.dumps(quoted)} (the command is split into words like a shell "
+                    "command)")
+    return ""
+
+
+#: How many bytes of a script are read to find its ``#!`` line (Linux reads 256).
+_SHEBANG_BYTES = 1024
+
+
+def _interpreter_problems(script: str, path: Path, wd: Path, wrapped: bool) -> list[Problem]:
+    """Check that a script run as a program can start: its ``#!`` line names an interpreter
+    that exists, or it is a binary. Only the interpreter's own path is checked (with
+    ``#!/usr/bin/env NAME``, that ``env`` exists, not where NAME is found).
+
+    Args:
+        script: the ``script`` value (for the problems).
+        path: the script file, which exists.
+        wd: the working directory (the jobs' current directory).
+        wrapped: the job runs under ``/bin/sh`` (a prescript or postscript is set), which runs
+            a text file without a ``#!`` line as a shell script.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SHEBANG_BYTES)
+    except OSError as err:
+        return [Problem("script", "the script cannot be read", script,
+                        f"check its permissions ({err.strerror})")]
+    quoted = shlex.quote(str(path))
+    if not head.startswith(b"#!"):
+        if wrapped or head.startswith(b"\x7fELF") or b"\0" in head:
+            return []  # a binary (or run by sh): nothing to check
+        if path.suffix == ".py":
+            hint = (f"add the first line #!/usr/bin/env python3 to {path}, or make it "
+                    f"non-executable (chmod -x {quoted}) to run it under the Python that runs "
+                    "Auptimizer")
+        else:
+            hint = (f"add a first line that names its interpreter to {path}, e.g. #!/bin/sh "
+                    "or #!/usr/bin/env bash")
+        return [Problem("script", "the script has no #! line naming its interpreter, so it "
+                        "cannot be started (every job would fail with 'Exec format error')",
+                        script, hint)]
+    line = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace")
+    if line.endswith("\r"):
+        return [Problem("script", "the script's #! line ends with a carriage return (Windows "
+                        "line endings), so its interpreter cannot be found", script,
+                        f"convert {path} to Unix line endings, e.g. dos2unix {quoted}")]
+    words = line.split()
+    if not words:
+        return [Problem("script", "the script's #! line names no interpreter", script,
+                        f"name the interpreter on the first line of {path}, e.g. #!/bin/sh")]
+    interp = words[0]
+    where = (wd / interp).resolve()
+    if where.is_file() and os.access(where, os.X_OK):
+        return []
+    name = Path(interp).name
+    found = shutil.which(name)
+    if found:
+        fix = (f"change the first line of {path} to #!/usr/bin/env {name} (or #!{found}, "
+               "where it is installed here)")
+    else:
+        fix = (f"change the first line of {path} to name an interpreter installed on this "
+               "machine, e.g. #!/bin/sh or #!/usr/bin/env bash")
+    what = "does not exist" if not where.exists() else "is not an executable file"
+    return [Problem("script", f"the interpreter {interp} named by the script's #! line {what}, "
+                    "so every job would fail to start", script, fix)]
+
+
+def _check_files(data: dict[str, Any], base_dir: Path, run_here: bool = False) -> list[Problem]:
     """Check the working directory and the script of local resources: both exist, and the
-    script is a file that can run (executable, or a ``.py`` run under Python)."""
+    script is a file that can run (executable, or a ``.py`` run under Python).
+
+    Args:
+        data: the JSON object of experiment.json.
+        base_dir: folder relative paths resolve against.
+        run_here: the jobs run on this machine (cpu, gpu): also check that a script run as a
+            program can start (its ``#!`` interpreter exists, or it is a binary).
+    """
     wd_text, script = data.get("workingdir", "./"), data.get("script")
     if not isinstance(wd_text, str):
         return []
@@ -373,7 +458,8 @@ def _check_files(data: dict[str, Any], base_dir: Path) -> list[Problem]:
     if not isinstance(script, str) or not script.strip():
         return []
     try:
-        first = shlex.split(script)[0]
+        words = shlex.split(script)
+        first = words[0]
     except (ValueError, IndexError):
         return [Problem("script", "cannot split the script command", script,
                         "check the quotes")]
@@ -382,7 +468,10 @@ def _check_files(data: dict[str, Any], base_dir: Path) -> list[Problem]:
         return [Problem("script", "the script is a directory, not a file", script,
                         f"name the script file inside {path}")]
     if not path.is_file():
-        words = shlex.split(script)
+        quote = _quoted_prefix_hint(script, first, wd)
+        if quote:
+            return [Problem("script", "the script does not exist", script,
+                            f"no file at {path}; {quote}")]
         if len(words) > 1 and "/" not in first and shutil.which(first):
             # "python train.py": the first word is a program, not the script
             rest = json.dumps(shlex.join(words[1:]))
@@ -393,10 +482,15 @@ def _check_files(data: dict[str, Any], base_dir: Path) -> list[Problem]:
                             "executable)")]
         return [Problem("script", "the script does not exist", script,
                         f"no file at {path}; paths are relative to workingdir")]
-    if path.suffix != ".py" and not os.access(path, os.X_OK):
+    executable = os.access(path, os.X_OK)
+    if path.suffix != ".py" and not executable:
         return [Problem("script", "the script is not executable (only a .py script runs "
                         "under Python without the executable bit)", script,
                         f"chmod +x {shlex.quote(str(path))}")]
+    if run_here and executable:  # run as a program (see ExperimentConfig.job_command)
+        rt = data.get("runtime_args")
+        wrapped = isinstance(rt, dict) and any(rt.get(k) for k in ("prescript", "postscript"))
+        return _interpreter_problems(script, path, wd, wrapped)
     return []
 
 
@@ -554,7 +648,12 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
 
     # Early stopping and multiple results.
     if check_files and resource_cls is not None and getattr(resource_cls, "local_files", True):
-        problems.extend(_check_files(data, Path(base_dir)))
+        from aup.resources.local import CPUResourceManager
+
+        # cpu and gpu jobs run here; ray's may run on other machines, passive's where the user
+        # likes: only the former get the interpreter of the script checked.
+        problems.extend(_check_files(data, Path(base_dir),
+                                     run_here=issubclass(resource_cls, CPUResourceManager)))
     if cfg is not None and cfg.resource_args.early_stop is not None:
         from aup.early_stop import validate_early_stop
 
@@ -579,6 +678,11 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
                else "docs/proposers.md")
         docs = ({k: doc for k in proposer_cls.Options.model_fields
                  if k not in ExperimentConfig.model_fields} if proposer_cls is not None else {})
+        # A resource's own keys (gpus, nodes, kill_grace...) are documented in resources.md.
+        if resource_cls is not None:
+            docs.update({f"resource_args.{k}": "docs/resources.md"
+                         for k in resource_cls.Options.model_fields
+                         if k not in ResourceArgs.model_fields})
         raise ConfigError(finalize(problems, docs), src, warnings)
     assert cfg is not None
     cfg._warnings = warnings

@@ -4,7 +4,10 @@ Every problem gets a key path, the bad value and a "Fix:" hint: a hint written f
 there is one, else one derived from the kind of error (``use an integer``, ``use one of "tpe",
 "rand" or "anneal"``, ``use a value >= 2``...). A number or boolean written in quotes (``"3"``,
 ``"true"``) gets a hint showing it without quotes, since the configuration is validated
-strictly (a JSON string is never turned into a number or a boolean).
+strictly (a JSON string is never turned into a number or a boolean); :func:`finalize` gives
+that hint also to problems built outside this module from pydantic's messages (the
+``resource_args.early_stop`` block). A problem left without a hint points to the document that
+describes its key (docs/experiment.md unless told otherwise).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def _number_text(value: Any, integer: bool) -> str | None:
 
 
 def _type_hint(etype: str, ctx: dict[str, Any], value: Any) -> str:
-    """A hint derived from the pydantic error type alone."""
+    """A hint derived from the pydantic error type alone ("" when the type says nothing)."""
     if etype in ("int_type", "int_parsing", "int_from_float"):
         return "use an integer (a JSON number without quotes), e.g. 3"
     if etype in ("float_type", "float_parsing", "finite_number"):
@@ -92,7 +95,7 @@ def _type_hint(etype: str, ctx: dict[str, Any], value: Any) -> str:
         return "remove this key or fix its spelling"
     if etype == "missing":
         return "add this key"
-    return GENERIC_HINT
+    return ""  # finalize() points to the document that describes the key
 
 
 def _quote_hint(etype: str, value: Any) -> str:
@@ -118,6 +121,33 @@ def _quote_hint(etype: str, value: Any) -> str:
     return ""
 
 
+#: The start of pydantic's messages for a wrong type, and the error type it stands for: a
+#: problem reported with such a message by code that kept only the message (the
+#: ``resource_args.early_stop`` checks) still gets the hint to remove the quotes.
+_TYPE_MESSAGES = (("Input should be a valid integer", "int_type"),
+                  ("Input should be a valid number", "float_type"),
+                  ("Input should be a valid boolean", "bool_type"))
+
+
+def _quote_hint_of(problem: Problem) -> str:
+    """The remove-the-quotes hint for a problem whose message is pydantic's type message."""
+    for start, etype in _TYPE_MESSAGES:
+        if problem.message.startswith(start):
+            return _quote_hint(etype, problem.value)
+    return ""
+
+
+def _doc_for(path: str, docs: dict[str, str]) -> str | None:
+    """The document of the longest key path in ``docs`` that ``path`` starts with
+    (``resource_args.nodes[0]`` -> ``docs["resource_args.nodes"]``)."""
+    names = [part.split("[", 1)[0] for part in path.split(".")]
+    for n in range(len(names), 0, -1):
+        doc = docs.get(".".join(names[:n]))
+        if doc:
+            return doc
+    return None
+
+
 def loc_to_path(loc: Iterable[Any]) -> str:
     """``("parameter_config", 1, "range")`` -> ``parameter_config[1].range``."""
     out = ""
@@ -130,7 +160,8 @@ def loc_to_path(loc: Iterable[Any]) -> str:
 
 
 def problems_from_validation(err: ValidationError) -> list[Problem]:
-    """One :class:`Problem` per pydantic error, each with a hint.
+    """One :class:`Problem` per pydantic error, with a hint when the key or the error type
+    suggests one (:func:`finalize` gives the others one).
 
     Args:
         err: the error raised by ``model_validate``.
@@ -166,10 +197,16 @@ def finalize(problems: Iterable[Problem], docs: dict[str, str] | None = None) ->
     """Drop repeated problems (same path and message, e.g. ``n_samples`` checked by the
     experiment and by the proposer's options) and give every problem a hint.
 
+    A number or boolean in quotes gets the hint to remove them, whichever model checked it. A
+    problem without a hint gets "see DOC for the allowed values of this key", DOC being the
+    document that describes the key.
+
     Args:
         problems: the problems found.
-        docs: for keys not documented in docs/experiment.md (a proposer's options), the
-            document that lists their allowed values, by top-level key.
+        docs: for keys not documented in docs/experiment.md (a proposer's options, a resource's
+            own ``resource_args``), the document that describes them, by key path (``max_iter``,
+            ``resource_args.gpus``); a path inside such a key (``resource_args.nodes[0]``) uses
+            the same document.
     """
     out: list[Problem] = []
     seen: set[tuple[str, str]] = set()
@@ -178,10 +215,11 @@ def finalize(problems: Iterable[Problem], docs: dict[str, str] | None = None) ->
         if key in seen:
             continue
         seen.add(key)
-        if not p.hint:
-            top = p.path.split(".", 1)[0].split("[", 1)[0]
-            doc = (docs or {}).get(top)
+        hint = _quote_hint_of(p) or p.hint
+        if not hint:
+            doc = _doc_for(p.path, docs or {})
             hint = f"see {doc} for the allowed values of this key" if doc else GENERIC_HINT
+        if hint != p.hint:
             p = Problem(p.path, p.message, p.value, hint)
         out.append(p)
     return out

@@ -30,6 +30,12 @@ class StoreError(AupError):
     """The database cannot be opened or written (wrong URL, server down, wrong password)."""
 
 
+class DatabaseUnavailable(StoreError):
+    """The database server stopped answering during a run and did not come back in time
+    (the experiment could not record its progress; it is resumed once the server is back).
+    Exit code 1."""
+
+
 class ExperimentFailed(AupError):
     """The experiment ended FAILED (a job failed without ``ignore_fail``, or no job succeeded)."""
 

@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from aup.config import ExperimentConfig, parse_config
-from aup.errors import AupError, ConfigError, UsageError, install_hint
+from aup.errors import AupError, ConfigError, DatabaseUnavailable, UsageError, install_hint
 from aup.job import AttemptOutcome, AttemptStatus, JobStatus, StopReason
 from aup.orphans import job_markers, pid_exists
 from aup.proposers import registry as proposer_registry
 from aup.proposers.base import Proposal, Proposer
 from aup.resources import registry as resource_registry
 from aup.resources.base import AttemptSpec, EndEvent, ResourceManager, ResultEvent, Slot
-from aup.store.store import Store
+from aup.store.store import Store, outage_wait_seconds
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,10 @@ class Experiment:
         self.retry_queue: list[_Job] = []
         self.rerun_queue: list[_Job] = []
         self._stop_event = threading.Event()
+        # A database server that stops answering (a restart) is waited for, not a crash;
+        # a stop request ends the wait.
+        store.outage_wait = outage_wait_seconds()
+        store.abort = self._stop_event.is_set
         self._force = False
         self.stop_reason: str | None = None
         self.first_failure: str | None = None
@@ -313,6 +317,12 @@ class Experiment:
                     # resume runs it again), not FINISHED without a saved model.
                     status = ExperimentStatus.STOPPED
                     self.stop_reason = self.stop_reason or "stopped during the save_model re-run"
+        except DatabaseUnavailable:
+            # Nothing can be recorded: stop the jobs (they run again on resume, which marks
+            # their attempts LOST once the database answers) and report it.
+            self._stop_all(force=True)
+            self._drain(timeout=self.resource.options.kill_grace + 5)
+            raise
         except BaseException as err:
             self.stop_reason = self.stop_reason or f"scheduler error: {err!r}"
             self._stop_all(force=True)
@@ -736,7 +746,8 @@ def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
         raise UsageError(
             f"the folder {jobs_dir} holds the files of jobs up to id {max(ids)}, but the "
             f"database {where} recorded jobs only up to id {last}: they belong to "
-            "another database (another --db, storage or AUP_DB, or a deleted .aup/), and this "
+            "another database (another --db, storage or AUP_DB, a deleted .aup/, or a database "
+            "emptied by aup setup --reset-history), and this "
             "experiment's jobs would overwrite them. Fix: use the database that recorded them, "
             "or move that jobs folder away (or run from another workingdir)")
 

@@ -135,7 +135,11 @@ class FloatParam:
         values = []
         for k in range(count):
             v = lo + k * step
-            v = hi if k == count - 1 and math.isclose(v, hi, rel_tol=GRID_RTOL, abs_tol=1e-12) else v
+            if k == 0 or (k == count - 1
+                          and math.isclose(v, hi, rel_tol=GRID_RTOL, abs_tol=1e-12)):
+                # the bounds themselves, not exp(log(bound)): 0.1, not 0.10000000000000002
+                values.append(float(self.low if k == 0 else self.high))
+                continue
             v = math.exp(v) if self.log else v
             values.append(float(min(self.high, max(self.low, v))))
         return values

@@ -10,6 +10,10 @@ slot's id in the job's own environment copy. The slot's id wins over a
 
 from __future__ import annotations
 
+import logging
+import re
+import shutil
+import subprocess
 from typing import Any, ClassVar
 
 from pydantic import field_validator
@@ -17,6 +21,27 @@ from pydantic import field_validator
 from aup.errors import AupError
 from aup.resources.base import AttemptSpec, ResourceOptions, Slot
 from aup.resources.local import CPUResourceManager, job_environment
+
+log = logging.getLogger(__name__)
+
+
+def nvidia_gpu_indices(timeout: float = 10.0) -> list[str] | None:
+    """Indices of the NVIDIA GPUs of this machine, from ``nvidia-smi -L``.
+
+    Returns:
+        The indices as strings (``["0", "1"]``), or None when there is no ``nvidia-smi`` on
+        PATH or it fails (no driver): the caller cannot tell which GPUs exist.
+    """
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        res = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode != 0:
+        return None
+    return re.findall(r"^GPU (\d+):", res.stdout, re.M)
 
 
 class GPUOptions(ResourceOptions):
@@ -68,10 +93,24 @@ class GPUResourceManager(CPUResourceManager):
         self.check()
 
     def check(self) -> None:
-        if not self.gpu_ids():
+        """No GPU ids at all is an error; ids this machine does not have (or no NVIDIA driver)
+        are a warning: the jobs would silently run on the CPU."""
+        ids = self.gpu_ids()
+        if not ids:
             raise AupError('resource "gpu" has no GPU ids: give resource_args "gpus": [0, 1] '
                            'in experiment.json, or run "aup setup --gpu 0,1" to write '
                            "gpu_mapping in .aup/env.ini")
+        found = nvidia_gpu_indices()
+        if found is None:
+            log.warning('resource "gpu": no NVIDIA driver answers on this machine (nvidia-smi '
+                        "is missing or fails); the jobs get CUDA_VISIBLE_DEVICES but may find "
+                        "no GPU and run on the CPU")
+            return
+        missing = sorted({p for gid in ids for p in gid.split(",")} - set(found), key=int)
+        if missing:
+            log.warning('resource "gpu": GPU id(s) %s not on this machine (nvidia-smi lists %s); '
+                        "jobs on those slots find no GPU", ", ".join(missing),
+                        ", ".join(found) or "none")
 
     def slot_env(self, slot: Slot) -> dict[str, str]:
         return {"CUDA_VISIBLE_DEVICES": slot.name}

@@ -24,6 +24,14 @@ the experiment loop on another node when ``job_failure.job_retries`` allows.
 
 Every user value reaches the remote shell quoted (:func:`shlex.quote`); ``prescript`` and
 ``postscript`` are shell code by definition and run as written.
+
+Files go to the node over SFTP, so its sshd needs the SFTP subsystem (``Subsystem sftp ...`` in
+``sshd_config``); a node without it is named as such. paramiko's transport thread logs, at error
+level and with a traceback, every exception that ends a connection (a port that sends no SSH
+banner, a dropped link) and then hands it to the waiting call, which this module turns into an
+:class:`SSHError` naming the host: importing this module moves those records to its own logger
+at debug level (:class:`_ReportedHere`), so they reach the terminal only with ``aup --log
+debug``.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import json
 import logging
 import shlex
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -60,6 +69,27 @@ log = logging.getLogger(__name__)
 LINE_LIMIT = 1 << 20
 #: First line printed by the remote wrapper: the job's process group id.
 PGID_MARK = "#aup-pgid:"
+#: The fix named when a node's sshd does not give an SFTP session.
+SFTP_HINT = ("Auptimizer copies files with SFTP, so the node's sshd needs the SFTP subsystem: add "
+             "'Subsystem sftp internal-sftp' (or the path of its sftp-server) to the node's "
+             "sshd_config and reload sshd")
+
+
+class _ReportedHere(logging.Filter):
+    """On paramiko's ``paramiko.transport`` logger: its error records (the exception that ended
+    a connection, with its traceback) become debug records of this module's logger. On the
+    client side paramiko logs errors only there, for an exception it also hands to the caller,
+    whose :class:`SSHError` (or job outcome) already says what went wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %s", record.name, record.getMessage())
+        return False
+
+
+logging.getLogger("paramiko.transport").addFilter(_ReportedHere())
 
 
 class SSHError(AupError):
@@ -201,21 +231,34 @@ class Node:
                            "path after the host in resource_args.nodes / node_mapping")
         t = opts.connect_timeout
         try:
-            client.connect(spec.host, spec.port, spec.user, key_filename=key, timeout=t,
+            # our own TCP connect: paramiko's ``timeout`` also bounds the whole negotiation and,
+            # when that runs out first, it goes on to authenticate and fails with "No existing
+            # session"; so the negotiation gets 2*t and the banner t of them
+            sock = socket.create_connection((spec.host, spec.port), timeout=t)
+        except OSError as err:
+            client.close()
+            raise SSHError(f"node {self.where}: cannot connect: "
+                           f"{getattr(err, 'strerror', None) or err}; check that the host is up "
+                           "and the port is right") from None
+        try:
+            client.connect(spec.host, spec.port, spec.user, key_filename=key, timeout=2 * t,
                            banner_timeout=t, auth_timeout=t, allow_agent=key is None,
-                           look_for_keys=key is None)
+                           look_for_keys=key is None, sock=sock)
         except paramiko.BadHostKeyException as err:
             client.close()
+            sock.close()
             raise SSHError(f"node {self.where}: the host key does not match the one in "
                            f"{opts.known_hosts} ({err}); if the host really changed, remove the "
                            "old line from known_hosts") from None
         except paramiko.AuthenticationException as err:
             client.close()
+            sock.close()
             raise SSHError(f"node {self.where}: authentication refused ({err}); check the user "
                            f"name and the key file {spec.keyfile or '(default keys in ~/.ssh)'}"
                            ) from None
         except paramiko.SSHException as err:
             client.close()
+            sock.close()
             if "not found in known_hosts" in str(err):
                 raise SSHError(
                     f"node {self.where}: its host key is not in {opts.known_hosts}; add it with "
@@ -224,6 +267,7 @@ class Node:
             raise SSHError(f"node {self.where}: SSH error: {err}") from None
         except (TimeoutError, OSError, EOFError) as err:
             client.close()
+            sock.close()
             raise SSHError(f"node {self.where}: cannot connect: "
                            f"{getattr(err, 'strerror', None) or err}; check that the host is up "
                            "and the port is right") from None
@@ -294,7 +338,17 @@ class Node:
         client = self.client()
         tmp = path + ".aup-tmp"
         try:
-            with client.open_sftp() as sftp:
+            sftp = client.open_sftp()
+        except paramiko.ChannelException as err:  # no channel at all: not about SFTP
+            raise SSHError(f"node {self.where}: cannot write {path}: {err}") from None
+        except (paramiko.SSHException, OSError, EOFError) as err:
+            transport = client.get_transport()
+            if transport is not None and transport.is_active():  # only the SFTP channel failed
+                raise SSHError(f"node {self.where}: cannot write {path}: the node gives no SFTP "
+                               f"session ({err}); {SFTP_HINT}") from None
+            raise SSHError(f"node {self.where}: cannot write {path}: {err}") from None
+        try:
+            with sftp:
                 sftp.putfo(io.BytesIO(data), tmp, confirm=False)
                 if mode is not None:
                     sftp.chmod(tmp, mode)

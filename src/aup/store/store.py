@@ -8,21 +8,22 @@ single writer of its experiment. Every write is one short transaction.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import math
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     and_,
     bindparam,
-    case,
     create_engine,
     delete,
     event,
@@ -36,18 +37,82 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import (
     ArgumentError,
     IntegrityError,
+    InterfaceError,
     NoSuchModuleError,
     OperationalError,
     SQLAlchemyError,
 )
 
-from aup.errors import StoreError
+from aup.errors import DatabaseUnavailable, StoreError
 from aup.store import schema as s
+
+log = logging.getLogger(__name__)
 
 #: Seconds a SQLite connection waits for a lock before failing.
 SQLITE_BUSY_TIMEOUT = 30.0
 #: Seconds to wait for a PostgreSQL server to accept a connection.
 PG_CONNECT_TIMEOUT = 10
+#: Seconds a store call keeps retrying while a database server does not answer (a restart,
+#: a network blip), unless ``AUP_DB_OUTAGE_WAIT`` says otherwise.
+DB_OUTAGE_WAIT = 120.0
+
+_T = TypeVar("_T")
+
+
+def outage_wait_seconds() -> float:
+    """Seconds an experiment's store calls retry while the database server does not answer:
+    ``AUP_DB_OUTAGE_WAIT`` (seconds) or :data:`DB_OUTAGE_WAIT`."""
+    try:
+        return max(0.0, float(os.environ.get("AUP_DB_OUTAGE_WAIT", DB_OUTAGE_WAIT)))
+    except ValueError:
+        return DB_OUTAGE_WAIT
+
+
+def _reconnecting(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Retry a store call (one transaction) while the database server does not answer.
+
+    A PostgreSQL server that restarts or drops the connection used to end the run with a
+    traceback and leave the experiment RUNNING. The call is retried with growing pauses (0.5 s
+    to 5 s) for up to ``AUP_DB_OUTAGE_WAIT`` seconds (default :data:`DB_OUTAGE_WAIT`), or until
+    ``store.abort()`` is true (a stop request); a warning says so once. Each call is one
+    transaction, rolled back when the connection broke, so running it again writes it once.
+    SQLite errors are not retried (a file does not go away and come back; locks have their
+    own timeout).
+
+    Raises:
+        DatabaseUnavailable: the server did not come back in time (or the run was stopped).
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> _T:
+        start = time.monotonic()
+        pause = 0.5
+        warned = False
+        while True:
+            try:
+                result = method(self, *args, **kwargs)
+            except (OperationalError, InterfaceError) as err:
+                if self.engine.dialect.name == "sqlite":
+                    raise
+                self._drop_writer()
+                cause = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+                waited = time.monotonic() - start
+                if waited >= self.outage_wait or (self.abort is not None and self.abort()):
+                    raise DatabaseUnavailable(
+                        f"the database {self._safe_url()} did not answer for {waited:.0f} s "
+                        f"({cause}); the experiment could not record its progress") from None
+                if not warned:
+                    log.warning("the database %s does not answer (%s); retrying for up to "
+                                "%.0f s", self._safe_url(), cause, self.outage_wait)
+                    warned = True
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            if warned:
+                log.warning("the database %s answers again", self._safe_url())
+            return result
+
+    return wrapper
 
 
 def safe_url(url: str) -> str:
@@ -169,6 +234,11 @@ class Store:
                              f"{str(err.orig).strip().splitlines()[0] if err.orig else err}"
                              ) from None
         self._rid_cache: dict[tuple[str, str], int] = {}
+        #: Seconds a call retries while a database server does not answer (see
+        #: :func:`_reconnecting`): 0 (fail at once) for the read commands; the experiment
+        #: loop sets :func:`outage_wait_seconds`. ``abort``: ends that wait early when true.
+        self.outage_wait = 0.0
+        self.abort: Callable[[], bool] | None = None
         self._writer: Any = None
         self._writer_thread: int | None = None
         self._sql: dict[tuple[int, tuple[str, ...]], tuple[str, list[str] | None]] = {}
@@ -194,6 +264,15 @@ class Store:
             self._writer = self.engine.connect()
         with self._writer.begin():
             yield self._writer
+
+    def _drop_writer(self) -> None:
+        """Forget the write connection after an error (a new one is opened when needed)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.invalidate()
+            except Exception:  # noqa: BLE001 - the connection is gone anyway
+                pass
 
     # -- the hot path: statements compiled once per store, run as driver SQL ---------------------
     def _exec(self, c, stmt, params: dict[str, Any] | list[dict[str, Any]], *,
@@ -247,6 +326,7 @@ class Store:
         self.engine.dispose()
 
     # -- users and resources ------------------------------------------------------------------
+    @_reconnecting
     def user_id(self, name: str) -> int:
         """The uid of ``name``, created on first use (2.0 required a set-up step)."""
         with self.engine.begin() as c:
@@ -261,6 +341,7 @@ class Store:
                     uid = c.execute(select(s.user.c.uid).where(s.user.c.name == name)).scalar()
         return int(uid)
 
+    @_reconnecting
     def resource_id(self, kind: str, name: str) -> int:
         """The rid of the resource ``(kind, name)``, created on first use."""
         key = (kind, name)
@@ -281,6 +362,7 @@ class Store:
         return self._rid_cache[key]
 
     # -- experiments -------------------------------------------------------------------------
+    @_reconnecting
     def create_experiment(self, *, user: str, name: str, config: dict[str, Any], proposer: str,
                           target: str, n_total: int | None, config_path: str | None,
                           workingdir: str | None, status: str = "RUNNING") -> int:
@@ -295,6 +377,7 @@ class Store:
             )).inserted_primary_key[0]
         return int(eid)
 
+    @_reconnecting
     def update_experiment(self, eid: int, **values: Any) -> None:
         """Set columns of an experiment row (``proposer_state`` given as a dict is JSON-encoded).
         """
@@ -303,33 +386,39 @@ class Store:
         with self._tx() as c:
             c.execute(update(s.experiment).where(s.experiment.c.eid == eid).values(**values))
 
+    @_reconnecting
     def claim_experiment(self, eid: int) -> None:
         """Mark an experiment RUNNING in this process (resume)."""
         self.update_experiment(eid, status="RUNNING", end_time=None, stop_requested=False,
                                host=socket.gethostname(), pid=os.getpid(),
                                heartbeat=time.time())
 
+    @_reconnecting
     def end_experiment(self, eid: int, status: str, error_msg: str | None = None) -> None:
         """Mark an experiment ended with ``status`` (FINISHED, FAILED, STOPPED)."""
         self.update_experiment(eid, status=status, end_time=time.time(), error_msg=error_msg,
                                stop_requested=False)
 
+    @_reconnecting
     def request_stop(self, eid: int) -> None:
         """Ask the process running ``eid`` to stop (``aup stop``, the dashboard)."""
         self.update_experiment(eid, stop_requested=True)
 
+    @_reconnecting
     def stop_requested(self, eid: int) -> bool:
         """True when a stop was requested for ``eid``."""
         with self.engine.connect() as c:
             return bool(c.execute(select(s.experiment.c.stop_requested)
                                   .where(s.experiment.c.eid == eid)).scalar())
 
+    @_reconnecting
     def get_experiment(self, eid: int) -> dict[str, Any] | None:
         """The experiment row as a dict (``exp_config`` decoded), or None."""
         with self.engine.connect() as c:
             row = c.execute(select(s.experiment).where(s.experiment.c.eid == eid)).first()
         return _experiment_dict(row) if row is not None else None
 
+    @_reconnecting
     def find_experiments(self, name: str) -> list[dict[str, Any]]:
         """Experiments called ``name``, newest first."""
         with self.engine.connect() as c:
@@ -337,6 +426,7 @@ class Store:
                              .order_by(s.experiment.c.eid.desc())).all()
         return [_experiment_dict(r) for r in rows]
 
+    @_reconnecting
     def list_experiments(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Every experiment, newest first, with ``n_jobs``, ``n_finished``, ``n_failed`` and
         ``best_score`` (by the experiment's target, with the rule of :meth:`best_job`: finished
@@ -374,6 +464,7 @@ class Store:
         return out
 
     # -- jobs ----------------------------------------------------------------------------------
+    @_reconnecting
     def start_job(self, *, eid: int, job_config: dict[str, Any], proposal: dict[str, Any],
                   rid: int, output_dir: str, proposer_state: dict[str, Any] | None,
                   budget: float | None = None, bracket: int | None = None,
@@ -398,12 +489,14 @@ class Store:
                                                "b_now": now})
         return int(jid), int(jaid)
 
+    @_reconnecting
     def set_job_config(self, jid: int, job_config: dict[str, Any]) -> None:
         """Rewrite the stored job config (it holds the job id, known after the insert)."""
         with self.engine.begin() as c:
             c.execute(update(s.job).where(s.job.c.jid == jid)
                       .values(job_config=_dumps(job_config)))
 
+    @_reconnecting
     def start_attempt(self, *, jid: int, num: int, rid: int, output_path: str) -> int:
         """Insert attempt ``num`` of a job (a retry or a re-run after resume); returns jaid.
 
@@ -427,6 +520,7 @@ class Store:
         secondary values in ``multiple_result`` (:meth:`add_results` with one line)."""
         self.add_results(eid=eid, rows=[(jid, num, values, receive_time)], track=track)
 
+    @_reconnecting
     def add_results(self, *, eid: int, rows: list[tuple[int, int, tuple[float, ...], float]],
                     track: bool) -> None:
         """Record several result lines in one transaction (the experiment loop batches the lines
@@ -457,6 +551,7 @@ class Store:
                          "jid": jid, "irid": irid, "eid": eid, "is_last_result": False}
                         for i, v in enumerate(values[1:], start=1)])
 
+    @_reconnecting
     def end_attempt(self, *, eid: int, jid: int, jaid: int, attempt_status: str,
                     exit_code: int | None, fail_reason: str | None, detail: str,
                     output_tail: str, job_status: str | None = None,
@@ -495,13 +590,14 @@ class Store:
                                                      s.experiment.c.error_msg.is_(None))
                           .values(error_msg=error_msg))
 
+    @_reconnecting
     def mark_interrupted(self, eid: int, reason: str = "LOST") -> int:
         """Mark RUNNING attempts of ``eid`` as ``reason`` (LOST or STOPPED) and their jobs
         INTERRUPTED, so that they run again on resume. Returns the number of jobs.
 
-        A STOPPED attempt ends now. A LOST one (its scheduler died) ends, as far as anyone
-        knows, at the scheduler's last heartbeat (written every few seconds while it ran; never
-        before the attempt's start), not at the later moment of the resume or repair.
+        A STOPPED attempt ends now. A LOST one (its scheduler died) gets no end time: when it
+        really ended is unknown (its process may even have outlived the scheduler), and the
+        time of the resume or repair that marks it would make up a duration.
         """
         now = time.time()
         with self._tx() as c:
@@ -509,13 +605,7 @@ class Store:
                                                        s.job.c.status == "RUNNING")
                              ).scalars().all()
             if jids:
-                end: Any = now
-                if reason == "LOST":
-                    beat = c.execute(select(s.experiment.c.heartbeat)
-                                     .where(s.experiment.c.eid == eid)).scalar()
-                    if beat is not None and beat < now:
-                        start = s.job_attempt.c.start_time
-                        end = case((start > beat, start), else_=beat)
+                end = None if reason == "LOST" else now
                 c.execute(update(s.job_attempt).where(s.job_attempt.c.jid.in_(jids),
                                                       s.job_attempt.c.status == "RUNNING")
                           .values(status=reason, end_time=end,
@@ -525,6 +615,7 @@ class Store:
                           .values(status="INTERRUPTED"))
         return len(jids)
 
+    @_reconnecting
     def jobs(self, eid: int, *, include_rerun: bool = False,
              status: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Jobs of an experiment in jid order (``job_config`` and ``proposal`` decoded);
@@ -538,6 +629,7 @@ class Store:
             rows = c.execute(q.order_by(s.job.c.jid)).all()
         return [_job_dict(r) for r in rows]
 
+    @_reconnecting
     def attempts(self, jid: int) -> list[dict[str, Any]]:
         """Attempts of a job, in order."""
         with self.engine.connect() as c:
@@ -545,6 +637,7 @@ class Store:
                              .order_by(s.job_attempt.c.num)).all()
         return [dict(r._mapping) for r in rows]
 
+    @_reconnecting
     def experiment_attempts(self, eid: int) -> list[dict[str, Any]]:
         """Every attempt of every job of ``eid`` (re-runs included), by jid then number."""
         a, j = s.job_attempt, s.job
@@ -554,6 +647,7 @@ class Store:
             rows = c.execute(q).all()
         return [dict(r._mapping) for r in rows]
 
+    @_reconnecting
     def last_attempts(self, eid: int) -> dict[int, dict[str, Any]]:
         """The latest attempt of every job of ``eid``, by jid."""
         a, j = s.job_attempt, s.job
@@ -563,6 +657,7 @@ class Store:
             rows = c.execute(select(a).where(a.c.jaid.in_(latest))).all()
         return {r.jid: dict(r._mapping) for r in rows}
 
+    @_reconnecting
     def intermediate(self, jid: int) -> list[dict[str, Any]]:
         """Intermediate results of a job, in order."""
         t = s.intermediate_result
@@ -570,6 +665,7 @@ class Store:
             rows = c.execute(select(t).where(t.c.jid == jid).order_by(t.c.num, t.c.irid)).all()
         return [dict(r._mapping) for r in rows]
 
+    @_reconnecting
     def histories(self, eid: int, statuses: Iterable[str]) -> dict[int, list[float | None]]:
         """Intermediate scores of the jobs of ``eid`` whose status is in ``statuses``, by jid, in
         order (NULL for values that were not finite). One query; used to rebuild the
@@ -585,6 +681,7 @@ class Store:
             out.setdefault(jid, []).append(score)
         return out
 
+    @_reconnecting
     def multiple(self, jid: int) -> list[dict[str, Any]]:
         """Multiple-result rows of a job, in order."""
         t = s.multiple_result
@@ -592,6 +689,7 @@ class Store:
             rows = c.execute(select(t).where(t.c.jid == jid).order_by(t.c.mrid)).all()
         return [dict(r._mapping) for r in rows]
 
+    @_reconnecting
     def final_extras(self, eid: int) -> dict[int, dict[int, float | None]]:
         """The secondary values of each job's final result (``is_last_result``), by jid, then
         by label order (1 = the first ``multi_res_labels`` label). One query."""
@@ -605,6 +703,7 @@ class Store:
                 out.setdefault(int(jid), {})[int(order)] = value
         return out
 
+    @_reconnecting
     def tell(self, jid: int, values: tuple[float, ...] | None, *, final: bool = True,
              exit_code: int | None = None) -> int:
         """Record a result sent by hand for a ``passive`` job (``aup tell``); returns its id.
@@ -619,6 +718,7 @@ class Store:
                 jid=jid, vals=_dumps(list(values)) if values is not None else None,
                 final=final, exit_code=exit_code, time=time.time())).inserted_primary_key[0])
 
+    @_reconnecting
     def told(self, jids: Iterable[int], after: int = 0) -> list[dict[str, Any]]:
         """Results told for ``jids`` with an id above ``after``, oldest first (``tid``, ``jid``,
         ``values`` (tuple or None), ``final``, ``exit_code``, ``time``)."""
@@ -634,11 +734,13 @@ class Store:
                  "values": tuple(json.loads(r.vals)) if r.vals is not None else None}
                 for r in rows]
 
+    @_reconnecting
     def last_job_id(self) -> int:
         """The largest job id recorded in this database, over every experiment (0: none)."""
         with self.engine.connect() as c:
             return int(c.execute(select(func.max(s.job.c.jid))).scalar() or 0)
 
+    @_reconnecting
     def best_job(self, eid: int, maximize: bool) -> dict[str, Any] | None:
         """The FINISHED job with the best score (ties: lowest jid), or None.
 
