@@ -10,7 +10,14 @@ import pexpect
 import pytest
 from conftest import run_cli, write_experiment, write_script
 
-from aup.commands.init import check_param_name, check_range, parse_list, proposer_questions
+from aup.commands.init import (
+    check_param_name,
+    check_range,
+    parse_gpus,
+    parse_list,
+    parse_param_flag,
+    proposer_questions,
+)
 from aup.config import load_config
 from aup.proposers import registry
 
@@ -116,7 +123,6 @@ def test_existing_file_is_the_start_and_is_not_replaced_without_yes(tmp_path):
     d.answer(r"n_parallel\) \[1\]: ", "")
     d.answer(r"target: .*\[min\]: ", "")
     d.answer(r"proposer .*\[sequence\]: ", "")
-    d.answer(r"random_seed .*\[0\]: ", "")
     d.answer(r"keep the 1 parameters of the file \(x\)\? \(y/n\) \[y\]: ", "")
     d.answer(r"parameter name \(ENTER when done\): ", "k")
     d.answer(r"type of k .*\[float\]: ", "int")
@@ -207,6 +213,14 @@ def test_non_ascii_parameter_names_are_accepted_by_flags_and_dialogue(tmp_path):
     (["--param", "x:choice:1,2]"], "unbalanced brackets"),
     (["--param", "1x:float:0,1"], "'1x' is not a parameter name"),
     (["--param", "x:float:0,1", "--param", "x:int:0,3"], "'x' is already a parameter"),
+    (["--param", "x:float:0,1:n=1"], "n must be a whole number >= 2"),
+    (["--param", "x:float:0,1:n=3:interval=0.5"], "give one grid flag"),
+    (["--param", "x:int:0,9:interval=0.5"], "an int grid needs a whole-number interval"),
+    (["--param", "x:float:0,1", "--resource", "gpu"], "Fix with aup init: add --gpus 0,1"),
+    (["--param", "x:float:0,1", "--gpus", "0,1"], "--gpus is for the gpu resource"),
+    (["--param", "x:float:0,1", "--resource", "gpu", "--gpus", "0,x"], "a GPU id must be digits"),
+    (["--param", "x:float:0,1", "--resource", "gpu", "--gpus", "0 1"], "separate GPU ids"),
+    (["--param", "x:float:0,1", "--resource", "node"], 'resource "node"'),
 ])
 def test_non_interactive_bad_input_writes_nothing(tmp_path, args, message):
     write_script(tmp_path, "train.py", TRAIN)
@@ -234,6 +248,18 @@ def test_helpers():
         with pytest.raises(ValueError, match="not a parameter name"):
             check_param_name(bad, set())
     assert check_range("int", [1.0, 4]) == [1, 4]
+    assert parse_param_flag("x:float:0,1:n=3") == {"name": "x", "type": "float",
+                                                   "range": [0, 1], "n": 3}
+    assert parse_param_flag("lr:float:1e-3,1:log:n=4") == {
+        "name": "lr", "type": "float", "range": [0.001, 1], "log": True, "n": 4}
+    assert parse_param_flag("k:int:0,10:interval=2")["interval"] == 2
+    assert parse_param_flag("a:choice:x:y,z") == {"name": "a", "type": "choice",
+                                                  "range": ["x:y", "z"]}
+    assert parse_gpus("0, 1") == [0, 1]
+    assert parse_gpus('"0,1", 2') == ["0,1", 2]
+    for bad in ("", "0 1", "-1", "1.5"):
+        with pytest.raises(ValueError):
+            parse_gpus(bad)
     with pytest.raises(ValueError, match="low bound > 0"):
         check_range("float", [0, 1], log=True)
 
@@ -245,3 +271,112 @@ def test_every_proposer_has_askable_options(name):
     for field_name, field in proposer_questions(cls):
         default = field.get_default(call_default_factory=True)
         cls.Options.model_validate({field_name: default})
+
+
+def test_gpu_resource_by_flags_passes_run_check(tmp_path):
+    """init runs the checks of aup run --check: a gpu experiment without GPU ids is refused
+    (nothing written); with --gpus, or with gpu_mapping in env.ini, the file passes them."""
+    write_script(tmp_path, "train.py", TRAIN)
+    base = ["init", "--no-input", "--script", "train.py", "--resource", "gpu", "--param",
+            "x:float:0,1"]
+    r = run_cli(*base, "-e", "g.json", cwd=tmp_path)
+    assert r.returncode == 2, r.stdout
+    assert "has no GPU ids" in r.stderr and "--gpus 0,1" in r.stderr
+    assert "nothing was written" in r.stderr and not (tmp_path / "g.json").exists()
+    r = run_cli(*base, "-e", "g.json", "--gpus", "0,1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "g.json").read_text())["resource_args"] == {"gpus": [0, 1]}
+    r = run_cli("run", "--check", "g.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # --from keeps the other resource_args and replaces the ids
+    (tmp_path / "g.json").write_text(json.dumps({
+        **json.loads((tmp_path / "g.json").read_text()),
+        "resource_args": {"gpus": [0], "save_model": True}}))
+    r = run_cli("init", "--no-input", "--from", "g.json", "-e", "h.json", "--gpus", '"0,1",2',
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "h.json").read_text())["resource_args"] == {
+        "gpus": ["0,1", 2], "save_model": True}
+    # ids from env.ini (aup setup --gpu) need no --gpus
+    (tmp_path / ".aup").mkdir()
+    (tmp_path / ".aup" / "env.ini").write_text(
+        '[Auptimizer]\nSQL_ENGINE = sqlite\nSQLITE_FILE = .aup/sqlite3.db\n'
+        'gpu_mapping = {"1": "0"}\n')
+    r = run_cli(*base, "-e", "e.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "resource_args" not in json.loads((tmp_path / "e.json").read_text())
+    assert run_cli("run", "--check", "e.json", cwd=tmp_path).returncode == 0
+
+
+def test_gpu_resource_dialogue_asks_for_gpu_ids(tmp_path):
+    write_script(tmp_path, "train.py", TRAIN)
+    d = Dialogue(tmp_path, "aup", "init")
+    d.answer(r"experiment file to write \[experiment.json\]: ", "g.json")
+    d.answer(r"experiment name \[g\]: ", "")
+    d.answer(r"resource .*\[cpu\]: ", "gpu")
+    d.answer(r"GPU ids, one job slot each \(comma-separated, e\.g\. 0,1\): ", "none",
+             reask="env.ini lists no GPU ids")
+    d.answer(r"GPU ids, one job slot each .*: ", "0 1", reask="separate GPU ids with commas")
+    d.answer(r"GPU ids, one job slot each .*: ", "0, 1")
+    d.answer(r"working directory .*\[\./\]: ", "")
+    d.answer(r"training script .*: ", "train.py")
+    for _ in range(3):  # n_parallel, target, proposer
+        d.answer(r"\]: ", "")
+    d.answer(r"n_samples .*\]: ", "2")
+    d.answer(r"random_seed .*\]: ", "")
+    d.answer(r"parameter name: ", "x")
+    d.answer(r"type of x .*\[float\]: ", "")
+    d.answer(r"range of x: low, high: ", "0, 1")
+    d.answer(r"parameter name \(ENTER when done\): ", "")
+    code, out = d.finish()
+    assert code == 0, out
+    data = json.loads((tmp_path / "g.json").read_text())
+    assert (data["resource"], data["resource_args"]) == ("gpu", {"gpus": [0, 1]})
+    r = run_cli("run", "--check", "g.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_sequence_grid_is_the_same_by_dialogue_and_flags(tmp_path):
+    """sequence: no random_seed question (a grid draws no random numbers), and a new float
+    parameter gets n=5 points, an int every integer, by the dialogue and by --param alike."""
+    write_script(tmp_path, "train.py", TRAIN)
+    d = Dialogue(tmp_path, "aup", "init")
+    d.answer(r"experiment file to write \[experiment.json\]: ", "talk.json")
+    for _ in range(3):  # name, resource, workingdir
+        d.answer(r"\]: ", "")
+    d.answer(r"training script .*: ", "train.py")
+    for _ in range(2):  # n_parallel, target
+        d.answer(r"\]: ", "")
+    d.answer(r"proposer .*\[random\]: ", "sequence")
+    d.answer(r"parameter name: ", "x")
+    d.answer(r"type of x .*\[float\]: ", "")
+    d.answer(r"range of x: low, high: ", "0, 1")
+    d.answer(r"grid of x: .*\[n=5\]: ", "")
+    d.answer(r"parameter name \(ENTER when done\): ", "k")
+    d.answer(r"type of k .*\[float\]: ", "int")
+    d.answer(r"range of k: low, high: ", "0, 3")
+    d.answer(r"grid of k: .*\[interval=1\]: ", "")
+    d.answer(r"parameter name \(ENTER when done\): ", "")
+    code, out = d.finish()
+    assert code == 0, out
+    assert "random_seed" not in out
+    talk = json.loads((tmp_path / "talk.json").read_text())
+    assert "random_seed" not in talk
+    r = run_cli("init", "--no-input", "-e", "flags.json", "--script", "train.py", "--proposer",
+                "sequence", "--param", "x:float:0,1", "--param", "k:int:0,3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    flags = json.loads((tmp_path / "flags.json").read_text())
+    assert flags["parameter_config"] == talk["parameter_config"] == [
+        {"name": "x", "type": "float", "range": [0, 1], "n": 5},
+        {"name": "k", "type": "int", "range": [0, 3], "interval": 1}]
+    r = run_cli("run", "--check", "flags.json", cwd=tmp_path)
+    assert r.returncode == 0 and "20 jobs" in r.stdout, r.stdout + r.stderr
+    # the grid by flag
+    r = run_cli("init", "--no-input", "-e", "g.json", "--script", "train.py", "--proposer",
+                "sequence", "--param", "x:float:0,1:n=11", "--param", "k:int:0,10:interval=5",
+                "--param", "lr:float:1e-3,1:log:n=4", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [p.get("n", p.get("interval")) for p in json.loads(
+        (tmp_path / "g.json").read_text())["parameter_config"]] == [11, 5, 4]
+    r = run_cli("run", "--check", "g.json", cwd=tmp_path)
+    assert r.returncode == 0 and "132 jobs" in r.stdout, r.stdout + r.stderr

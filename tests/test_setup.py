@@ -10,6 +10,7 @@ import pexpect
 import pytest
 from conftest import QUADRATIC, run_cli, write_experiment, write_script
 
+from aup.commands.setup import connect_reason
 from aup.environment import check_resource_spec, read_environment
 from aup.errors import UsageError
 
@@ -110,10 +111,33 @@ def test_postgresql_database_errors_write_nothing(tmp_path, postgres_server):
     r = run_cli("setup", "--database", bad_pw, cwd=tmp_path)
     assert r.returncode == 2 and "password authentication failed" in r.stderr
     assert "not-it" not in r.stderr + r.stdout
+    # the server answered: the message says the login was refused (docs/setup.md's wording)
+    assert "cannot open database postgresql+psycopg://aup:***@" in r.stderr, r.stderr
+    assert "the server refused the login" in r.stderr and "does not answer" not in r.stderr
+    assert "check the user name and password" in r.stderr
     closed = bad_pw.replace(f":{postgres_server.port}/", ":1/")
     r = run_cli("setup", "--database", closed, cwd=tmp_path)
     assert r.returncode == 2 and "does not answer" in r.stderr
+    assert "cannot open database" in r.stderr and "refused the login" not in r.stderr
+    assert "not-it" not in r.stderr + r.stdout
     assert not (tmp_path / ".aup").exists()
+
+
+@pytest.mark.parametrize("driver_line, meaning", [
+    ('connection failed: connection to server at "127.0.0.1", port 5432 failed: FATAL:  '
+     'password authentication failed for user "aup"', "the server refused the login"),
+    ("fe_sendauth: no password supplied", "the server refused the login"),
+    ('connection failed: connection to server at "127.0.0.1", port 1 failed: Connection '
+     "refused", "the database does not answer"),
+    ("connection failed: timeout expired", "the database does not answer"),
+    ('connection failed: FATAL:  database "nope" does not exist',
+     "the server refused the connection"),
+])
+def test_connection_failures_say_what_happened(driver_line, meaning):
+    reason = connect_reason(driver_line)
+    assert reason.startswith(f"{meaning}: {driver_line}")
+    if "login" in meaning:
+        assert "does not answer" not in reason and "Fix: check the user name and password" in reason
 
 
 @pytest.mark.postgres
@@ -216,3 +240,13 @@ def test_interactive_setup_reasks_wrong_answers(tmp_path):
     child.close()
     assert child.exitstatus == 2
     assert read_environment(tmp_path / ".aup" / "env.ini").user == "carol"
+
+
+def test_a_refused_answer_is_echoed_without_its_password():
+    # The setup dialogue echoed a refused database URL in full, password included.
+    from aup.commands.prompt import masked
+
+    assert masked("postgresql+psycopg://aup:s3cr:et@db:5432/aup") == \
+        "postgresql+psycopg://aup:***@db:5432/aup"
+    assert masked("sqlite:///tmp/x.db") == "sqlite:///tmp/x.db"
+    assert masked("0, 1") == "0, 1"

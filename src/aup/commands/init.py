@@ -1,18 +1,21 @@
 """``aup init`` (also ``python -m aup.init``): write an experiment.json that runs as-is.
 
-Interactive (a terminal): asks for the name, resource, working directory, script,
-``n_parallel``, target, proposer, **the proposer's own options** (read from its pydantic
-``Options`` class in :mod:`aup.proposers.registry`, so a new proposer needs no change here) and
-the parameters (name, type, range, log scale; grid points for ``sequence``). Every answer is
-checked on the spot and asked again with the reason. The finished file is validated with
-:func:`aup.config.parse_config` before it is written (2.0's init wrote files without ``name``,
-which its runner required).
+Interactive (a terminal): asks for the name, resource (and the GPU ids for ``gpu``), working
+directory, script, ``n_parallel``, target, proposer, **the proposer's own options** (read from
+its pydantic ``Options`` class in :mod:`aup.proposers.registry`, so a new proposer needs no
+change here) and the parameters (name, type, range, log scale; grid points for ``sequence``).
+Every answer is checked on the spot and asked again with the reason. The finished file is
+validated with :func:`aup.config.parse_config` and then checked like ``aup run --check`` does
+(:func:`check_as_run`: the resource's connection-free checks, the proposer built) before it is
+written (2.0's init wrote files without ``name``, which its runner required).
 
 Non-interactive (flags, for scripts)::
 
     aup init --no-input -e exp.json --script train.py --target min --proposer random \\
         --param x:float:-5,5 --param lr:float:1e-4,1e-1:log --param act:choice:relu,tanh \\
         --option n_samples=20
+    aup init --no-input -e grid.json --script train.py --proposer sequence --resource gpu \\
+        --gpus 0,1 --param x:float:0,1:n=11 --param k:int:0,10:interval=2
 
 ``--from FILE`` (or answering "yes" when the experiment file exists) starts from an existing
 file's values. An existing file is replaced only after a "yes" or with ``--overwrite``.
@@ -37,6 +40,11 @@ HELP = "create an experiment.json interactively (or from flags with --no-input)"
 #: Keys the dialogue asks for itself; the proposer's Options fields are asked after them.
 _OWN_KEYS = ("name", "script", "resource", "workingdir", "n_parallel", "target", "proposer",
              "parameter_config")
+#: Common options a proposer takes (from ProposerOptions) but never uses: not asked.
+_UNUSED_OPTIONS = {"sequence": ("random_seed",)}  # a grid draws no random numbers
+#: The grid a new float or int parameter of ``sequence`` gets unless one is given, in the
+#: dialogue and with ``--param`` alike: 5 points from low to high, every integer.
+GRID_DEFAULT = {"float": "n=5", "int": "interval=1"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -53,13 +61,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--name", help="experiment name (default: the file name)")
     p.add_argument("--script", help="training script (relative to workingdir)")
     p.add_argument("--resource", help="where jobs run (default cpu)")
+    p.add_argument("--gpus", metavar="IDS",
+                   help="with --resource gpu: GPU ids, one job slot each, e.g. 0,1 (written as "
+                   'resource_args "gpus"; default: gpu_mapping of .aup/env.ini)')
     p.add_argument("--workingdir", help="job folder (default ./)")
     p.add_argument("--n-parallel", type=int, help="jobs at once (default 1)")
     p.add_argument("--target", choices=["min", "max"], help="minimize or maximize the score")
     p.add_argument("--proposer", help="search algorithm (default random)")
-    p.add_argument("--param", action="append", default=[], metavar="NAME:TYPE:RANGE[:log]",
+    p.add_argument("--param", action="append", default=[],
+                   metavar="NAME:TYPE:RANGE[:log][:n=POINTS|:interval=STEP]",
                    help="a parameter, e.g. x:float:0,1  lr:float:1e-4,1e-1:log  "
-                   "act:choice:relu,tanh (repeatable)")
+                   "act:choice:relu,tanh; the grid of the sequence proposer: x:float:0,1:n=11 "
+                   "or k:int:0,10:interval=2 (default n=5 for a float, interval=1 for an int) "
+                   "(repeatable)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a top-level key (proposer option such as n_samples=20, or any other "
                    "experiment key; VALUE is JSON or text)")
@@ -181,10 +195,12 @@ def check_param_name(name: str, taken: set[str]) -> str:
 
 
 def parse_param_flag(text: str, taken: set[str] | None = None) -> dict[str, Any]:
-    """``NAME:TYPE:RANGE[:log]`` -> a parameter_config entry.
+    """``NAME:TYPE:RANGE[:log][:n=POINTS|:interval=STEP]`` -> a parameter_config entry.
 
-    A float or int range holds no ``:``, so anything after it but ``log`` is an unknown flag;
-    a choice's values may contain ``:``. ``taken``: names of the parameters given before.
+    A float or int range holds no ``:``, so every part after it is a flag: ``log``, or the grid
+    of the ``sequence`` proposer, ``n=POINTS`` or ``interval=STEP`` (the dialogue's grid
+    question); a choice's values may contain ``:`` (only a last ``:log`` is split off).
+    ``taken``: names of the parameters given before.
 
     Raises:
         UsageError: malformed flag.
@@ -193,22 +209,65 @@ def parse_param_flag(text: str, taken: set[str] | None = None) -> dict[str, Any]
     if len(parts) < 3 or parts[1] not in ("float", "int", "choice"):
         raise UsageError(f"--param {text!r}: write NAME:TYPE:RANGE[:log] with TYPE float, int or "
                          "choice, e.g. x:float:0,1")
-    log = parts[-1] == "log" and len(parts) > 3
-    flags = parts[3:-1] if log else parts[3:]
-    if parts[1] != "choice" and flags:
-        raise UsageError(f"--param {text!r}: unknown flag {flags[0]!r} after the range (the only "
-                         f"flag is log). Fix: write {parts[0]}:{parts[1]}:LOW,HIGH[:log], e.g. "
-                         f"{parts[0]}:{parts[1]}:1,100:log")
-    rng = ":".join(parts[2:-1] if log else parts[2:])
+    name, kind = parts[0], parts[1]
+    if kind == "choice":
+        log = parts[-1] == "log" and len(parts) > 3
+        rng, flags = ":".join(parts[2:-1] if log else parts[2:]), []
+    else:
+        log, rng, flags = False, parts[2], parts[3:]
+    grid: dict[str, Any] = {}
+    for flag in flags:
+        if flag == "log":
+            if log:
+                raise UsageError(f"--param {text!r}: log is given twice")
+            log = True
+        elif re.match(r"\s*(n|interval)\s*=", flag):
+            if grid:
+                raise UsageError(f"--param {text!r}: give one grid flag, n=POINTS or "
+                                 "interval=STEP")
+            try:
+                grid = _grid_check(flag, kind)
+            except ValueError as err:
+                raise UsageError(f"--param {text!r}: {err}") from None
+        else:
+            raise UsageError(f"--param {text!r}: unknown flag {flag!r} after the range (the "
+                             "flags are log, n=POINTS and interval=STEP). Fix: write "
+                             f"{name}:{kind}:LOW,HIGH[:log][:n=POINTS], e.g. "
+                             f"{name}:{kind}:1,100:log or {name}:{kind}:0,1:n=5")
     try:
-        check_param_name(parts[0], taken or set())
-        values = check_range(parts[1], parse_list(rng), log)
+        check_param_name(name, taken or set())
+        values = check_range(kind, parse_list(rng), log)
     except ValueError as err:
         raise UsageError(f"--param {text!r}: {err}") from None
-    entry: dict[str, Any] = {"name": parts[0], "type": parts[1], "range": values}
+    entry: dict[str, Any] = {"name": name, "type": kind, "range": values}
     if log:
         entry["log"] = True
+    entry.update(grid)
     return entry
+
+
+def parse_gpus(text: str) -> list[int | str]:
+    """GPU ids typed as ``0,1`` (one job slot per id) or ``"0,1", 2`` (a quoted entry is one
+    slot that sees several cards) -> ``resource_args.gpus``, checked by the ``gpu`` resource's
+    own options model.
+
+    Raises:
+        ValueError: with the reason.
+    """
+    from pydantic import ValidationError
+
+    from aup.resources.gpu import GPUOptions
+
+    ids = parse_list(text)
+    for gid in ids:
+        if isinstance(gid, str) and any(ch.isspace() for ch in gid.strip()):
+            raise ValueError("separate GPU ids with commas (e.g. 0,1), not spaces")
+    try:
+        GPUOptions.model_validate({"gpus": ids})
+    except ValidationError as err:
+        raise ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ")
+                                   for e in err.errors())) from None
+    return [gid.strip() if isinstance(gid, str) else gid for gid in ids]
 
 
 def _json_or_text(text: str) -> Any:
@@ -250,7 +309,9 @@ def proposer_questions(proposer_cls) -> list[tuple[str, Any]]:
     (in declaration order), then the common ones (``n_samples``, ``random_seed``).
 
     Skipped: nested models (edit the file for those), ``n_samples`` when the proposer sets its
-    own number of jobs (it overrides ``total``), and fields of the experiment itself.
+    own number of jobs (it overrides ``total``), options the proposer never uses
+    (:data:`_UNUSED_OPTIONS`: ``random_seed`` of ``sequence``) and fields of the experiment
+    itself.
     """
     from aup.proposers.base import Proposer, ProposerOptions
 
@@ -258,10 +319,11 @@ def proposer_questions(proposer_cls) -> list[tuple[str, Any]]:
     fields = proposer_cls.Options.model_fields
     common = [n for n in fields if n in ProposerOptions.model_fields]
     ordered = [n for n in fields if n not in common] + common  # the proposer's own keys first
+    unused = _UNUSED_OPTIONS.get(getattr(proposer_cls, "name", ""), ())
     out = []
     for name in ordered:
         field = fields[name]
-        if name in _OWN_KEYS or _is_model(field.annotation):
+        if name in _OWN_KEYS or name in unused or _is_model(field.annotation):
             continue
         if name == "n_samples" and own_total:
             continue
@@ -307,11 +369,13 @@ def _default_str(value: Any) -> str:
 
 
 class _Dialogue:
-    def __init__(self, prompter: Prompter, exp_path: Path, start: dict[str, Any]):
+    def __init__(self, prompter: Prompter, exp_path: Path, start: dict[str, Any],
+                 env: Any = None):
         self.p = prompter
         self.exp_path = exp_path
         self.base = exp_path.resolve().parent
         self.start = start
+        self.env = env
 
     def run(self) -> dict[str, Any]:
         from aup.proposers import registry as preg
@@ -323,6 +387,7 @@ class _Dialogue:
                            _nonempty)
         data["resource"] = self.p.choose("resource (where jobs run)", rreg.names(),
                                          s.get("resource", "cpu"))
+        resource_args = self._resource_args(data["resource"], s.get("resource_args"))
         local = getattr(rreg.get(data["resource"]), "local_files", True)
         wd_question = "working directory of the jobs" + ("" if local else " (on the remote side)")
         data["workingdir"] = ask(wd_question, s.get("workingdir", "./"),
@@ -347,14 +412,44 @@ class _Dialogue:
                 default = default.value
             data[name] = ask(f"  {name} ({_describe(field)})", _default_str(default),
                              _option_check(pcls.Options, name))
-        grid = data["proposer"] == "sequence" or data.get("engine") == "sequence"
-        data["parameter_config"] = self._parameters(s.get("parameter_config"), grid)
+        data["parameter_config"] = self._parameters(s.get("parameter_config"), is_grid(data))
+        if resource_args:
+            data["resource_args"] = resource_args
         # keys of the starting file the dialogue did not ask about are kept
         stale = {n for n, _ in proposer_questions_all(preg)} if s else set()
+        stale.add("resource_args")  # merged above
         for k, v in s.items():
             if k not in data and k not in stale:
                 data[k] = v
         return data
+
+    def _resource_args(self, resource: str, existing: Any) -> dict[str, Any]:
+        """``resource_args`` of the starting file, with the GPU ids asked for ``gpu`` (and
+        dropped for any other resource, which would not use them)."""
+        ra = dict(existing) if isinstance(existing, dict) else {}
+        ids = ra.pop("gpus", None)
+        if resource != "gpu":
+            return ra
+        env_ids = list(getattr(self.env, "gpus", None) or [])
+        if isinstance(ids, list) and ids:
+            default: str | None = ", ".join(json.dumps(i) for i in ids)
+        else:
+            default = "none" if env_ids else None
+        question = "GPU ids, one job slot each (comma-separated, e.g. 0,1"
+        question += f"; none: gpu_mapping of env.ini, {', '.join(env_ids)})" if env_ids else ")"
+
+        def check(text: str) -> list[Any] | None:
+            if text.lower() != "none":
+                return parse_gpus(text)
+            if not env_ids:
+                raise ValueError('env.ini lists no GPU ids (gpu_mapping): give them here, e.g. '
+                                 '0,1, or run "aup setup --gpu 0,1" first')
+            return None
+
+        chosen = self.p.ask(question, default, check)
+        if chosen:
+            ra["gpus"] = chosen
+        return ra
 
     def _dir_check(self, text: str) -> str:
         if not (self.base / Path(text).expanduser()).is_dir():
@@ -389,9 +484,16 @@ class _Dialogue:
                 entry["log"] = True
             if grid:
                 entry.update(self.p.ask(f"  grid of {name}: n=POINTS or interval=STEP",
-                                        "n=5" if kind == "float" else "interval=1",
+                                        GRID_DEFAULT[kind],
                                         lambda t, k=kind: _grid_check(t, k)))
             params.append(entry)
+
+
+def is_grid(data: dict[str, Any]) -> bool:
+    """Whether the experiment walks a grid (``sequence``, or a proposer with
+    ``engine: sequence``), so that its float and int parameters take ``n`` or ``interval``."""
+    return (str(data.get("proposer", "random")).lower() == "sequence"
+            or data.get("engine") == "sequence")
 
 
 def proposer_questions_all(preg) -> list[tuple[str, Any]]:
@@ -453,16 +555,30 @@ def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
                        ("proposer", args.proposer)):
         if value is not None:
             data[key] = value
-    if args.param:
-        params: list[dict[str, Any]] = []
-        for t in args.param:
-            params.append(parse_param_flag(t, {p["name"] for p in params}))
+    params: list[dict[str, Any]] = []
+    for t in args.param:
+        params.append(parse_param_flag(t, {p["name"] for p in params}))
+    if params:
         data["parameter_config"] = params
     for opt in args.option:
         key, sep, value = opt.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--option {opt!r}: write KEY=VALUE, e.g. n_samples=20")
         data[key.strip()] = _json_or_text(value.strip())
+    if is_grid(data):  # the dialogue's default grid, for the parameters given here
+        for p in params:
+            if p["type"] != "choice" and "n" not in p and "interval" not in p:
+                p.update(_grid_check(GRID_DEFAULT[p["type"]], p["type"]))
+    if args.gpus is not None:
+        if data.get("resource") != "gpu":
+            raise UsageError(f"--gpus is for the gpu resource, not {data.get('resource', 'cpu')!r}"
+                             "; fix: add --resource gpu. Nothing was written")
+        try:
+            gpus = parse_gpus(args.gpus)
+        except ValueError as err:
+            raise UsageError(f"--gpus {args.gpus!r}: {err}; nothing was written") from None
+        ra = data.get("resource_args")
+        data["resource_args"] = {**(ra if isinstance(ra, dict) else {}), "gpus": gpus}
     data.setdefault("name", Path(args.exp).stem)
     missing = [k for k in ("script", "parameter_config") if k not in data]
     if missing:
@@ -496,13 +612,32 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def check_as_run(config: Any, env: Any) -> None:
+    """The checks ``aup run --check`` makes on a loaded configuration: the resource's checks
+    that connect to nothing (GPU ids or hosts given at all...) and the proposer built from the
+    space and its options (its planned number of jobs is compared with ``n_samples``).
+
+    Raises:
+        UsageError: the resource is not ready.
+        ConfigError: the proposer rejects its options or the space.
+    """
+    import queue
+
+    from aup.experiment import build_proposer, prepared_resource, warn_planned_jobs
+
+    prepared_resource(config, queue.Queue(), env, check_only=True)
+    warn_planned_jobs(config, build_proposer(config))
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``aup init``. Returns the exit code."""
     from aup.config import parse_config
+    from aup.environment import load_environment
 
     interactive = not args.no_input and sys.stdin.isatty()
     prompter = Prompter()
     exp_path = Path(args.exp)
+    env = load_environment()  # what aup run reads (GPU ids...); a broken env.ini stops it too
     start: dict[str, Any] = {}
     if args.source:
         start = _load(Path(args.source))
@@ -513,17 +648,27 @@ def run(args: argparse.Namespace) -> int:
         if exp_path.exists() and not args.source and prompter.confirm(
                 f"{exp_path} exists. Start from its values?", True):
             start = _load(exp_path)
-        data = _Dialogue(prompter, exp_path, start).run()
+        data = _Dialogue(prompter, exp_path, start, env).run()
     else:
         data = _from_flags(args, start)
     try:
         config = parse_config(data, exp_path.resolve().parent, exp_path)
+        check_as_run(config, env)
     except ConfigError as err:
         if interactive:
             prompter.say(err.render())
             prompter.say("nothing was written")
             return 2
         raise
+    except UsageError as err:  # the resource is not ready: what aup run --check refuses
+        if interactive:
+            prompter.say(str(err))
+            prompter.say("nothing was written")
+            return 2
+        no_ids = data.get("resource") == "gpu" and not (data.get("resource_args") or {}).get(
+            "gpus")
+        hint = ". Fix with aup init: add --gpus 0,1" if no_ids else ""
+        raise UsageError(f"{err}{hint}; nothing was written") from None
     if exp_path.exists() and not args.overwrite and not allow_replace(
             prompter, exp_path, interactive=interactive, question=f"replace {exp_path}?",
             fix="add --overwrite, or write another file with -e"):

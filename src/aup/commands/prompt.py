@@ -15,6 +15,15 @@ from typing import Any, TextIO
 from aup.errors import UsageError
 
 
+def masked(text: str) -> str:
+    """``text`` with the password of any URL in it shown as ``***``
+    (``postgresql://aup:secret@host/db`` -> ``postgresql://aup:***@host/db``): answers are
+    echoed back when they are refused, and a database URL carries its password."""
+    import re
+
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
 class Aborted(UsageError):
     """The user ended the dialogue (end of input); nothing was written."""
 
@@ -66,7 +75,7 @@ class Prompter:
             try:
                 return check(raw) if check else raw
             except ValueError as err:
-                self.say(f"  invalid answer {raw!r}: {err}. Try again.")
+                self.say(f"  invalid answer {masked(raw)!r}: {err}. Try again.")
 
     def confirm(self, question: str, default: bool = False) -> bool:
         """Ask a yes/no question."""

@@ -113,10 +113,14 @@ def _normalise_url(text: str, base: Path) -> str:
 def check_database(url: str) -> str:
     """Check that the database at ``url`` can be used; returns ``url``.
 
-    SQLite: the folder must be creatable. Servers: a connection is made (5 s timeout).
+    SQLite: the folder must be creatable. Servers: a connection is made (5 s timeout, unless
+    the URL sets ``connect_timeout``).
 
     Raises:
-        ValueError: with the reason (used for re-asking at the prompt).
+        ConnectFailed: no connection (the server does not answer, or refuses the login), with
+            the reason and the fix; the password is never part of it.
+        ValueError: the URL or its driver cannot be used, with the reason (used for re-asking
+            at the prompt).
     """
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
@@ -137,7 +141,8 @@ def check_database(url: str) -> str:
             if not os.access(probe, os.W_OK):
                 raise ValueError(f"cannot create {folder}: {probe} is not writable")
         return url
-    connect_args = {"connect_timeout": 5} if u.get_backend_name() == "postgresql" else {}
+    connect_args = ({"connect_timeout": 5} if u.get_backend_name() == "postgresql"
+                    and "connect_timeout" not in u.query else {})
     try:
         engine = create_engine(u, connect_args=connect_args)
     except (NoSuchModuleError, ImportError) as err:
@@ -149,10 +154,40 @@ def check_database(url: str) -> str:
     except SQLAlchemyError as err:
         orig = getattr(err, "orig", None) or err
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-        raise ValueError(f"the database does not answer: {first}") from None
+        raise ConnectFailed(connect_reason(first)) from None
     finally:
         engine.dispose()
     return url
+
+
+class ConnectFailed(ValueError):
+    """The database server was reached for but no connection was made (``cannot open``, as
+    opposed to a URL or driver that cannot be used at all)."""
+
+
+#: Driver messages that mean the server was never reached.
+_NO_ANSWER = ("connection refused", "timeout expired", "timed out", "could not translate host",
+              "name or service not known", "nodename nor servname", "no route to host",
+              "network is unreachable", "no such file or directory", "can't connect",
+              "could not connect", "unknown host")
+#: Driver messages that mean the server refused the user name or password.
+_LOGIN_REFUSED = ("password authentication failed", "no password supplied",
+                  "authentication failed", "access denied for user", "pg_hba.conf")
+
+
+def connect_reason(first: str) -> str:
+    """What a failed connection means, from the first line of the driver's message, with the fix.
+
+    A wrong password is "refused the login", not "does not answer": the server answered.
+    """
+    low = first.lower()
+    if any(m in low for m in _LOGIN_REFUSED):
+        return (f"the server refused the login: {first}. Fix: check the user name and password "
+                "in the URL")
+    if any(m in low for m in _NO_ANSWER):
+        return (f"the database does not answer: {first}. Fix: check the host and port, and that "
+                "the server is running")
+    return f"the server refused the connection: {first}"
 
 
 def _safe(url: str) -> str:
@@ -230,7 +265,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             check_database(url)
         except ValueError as err:
-            raise StoreError(f"cannot use database {_safe(url)}: {err}") from None
+            verb = "open" if isinstance(err, ConnectFailed) else "use"
+            raise StoreError(f"cannot {verb} database {_safe(url)}: {err}") from None
         if cpu_default < 0:
             raise UsageError(f"--cpu must be >= 0, got {cpu_default}")
         cpu = cpu_default
