@@ -340,14 +340,24 @@ def cmd_run(args) -> int:
         return EXIT_OK
     url = resolve_db_url(args.db, config.storage_url)
     new_file = sqlite_file(url)
-    if new_file is not None and not new_file.exists():
+    created = new_file is not None and not new_file.exists()
+    if created:
         # a new database: refuse another one's job files before creating it
         check_jobs_dir(checked.jobs_dir, url)
     store = open_store(url)
     observer = ProgressObserver(console, enabled=not args.quiet and console.is_terminal)
     with StopSignals() as signals:
-        exp = Experiment.create(config, store, user=args.user or (env.user if env else None),
-                                observer=observer, env_file=env)
+        try:
+            exp = Experiment.create(config, store, user=args.user or (env.user if env else None),
+                                    observer=observer, env_file=env)
+        except AupError:
+            # refused (another run took the jobs folder in the meantime...): a database this
+            # command just created, still without an experiment, is not left behind
+            if created and not store.list_experiments(limit=1):
+                store.close()
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{new_file}{suffix}").unlink(missing_ok=True)
+            raise
         console.print(f"experiment {exp.eid} ({config.experiment_name}) started: proposer "
                       f"{config.proposer}, resource {config.resource}, n_parallel "
                       f"{config.n_parallel}, database {store._safe_url()}")
