@@ -246,3 +246,14 @@ def test_stored_config_has_defaults_filled(folder: Path) -> None:
     stored = json.loads(json.dumps(cfg.to_json_dict()))
     assert stored["n_samples"] == 10 and stored["target"] == "max"
     assert stored["job_failure"] == {"job_retries": 0, "ignore_fail": False}
+
+
+def test_a_grid_too_large_names_the_limit(folder: Path) -> None:
+    # The message said "the grid has 10010000 points (got 10010000)" without the limit.
+    with pytest.raises(ConfigError) as info:
+        parse_config({"script": "train.py", "proposer": "sequence", "parameter_config": [
+            {"name": "x", "range": [0, 1], "type": "float", "n": 10000},
+            {"name": "y", "range": [0, 1], "type": "float", "n": 1001}]}, folder)
+    text = info.value.render()
+    assert "more than 10,000,000 points" in text and "10010000" in text
+    assert text.count("10010000") == 1

@@ -307,6 +307,10 @@ def test_passive_through_the_cli_with_results_typed_on_stdin(tmp_path: Path, mod
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, "".join(lines) + out
     assert ("recorded" if mode == "stdin" else "finished 2") in out
+    # no output file is claimed for jobs the user ran (aup show --attempts listed jobs/1.0.out)
+    shown = subprocess.run([sys.executable, "-m", "aup", "show", "--attempts", "--json", "1"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert [a["output_path"] for a in json.loads(shown.stdout)] == [None, None], shown.stdout
 
 
 def test_node_and_aws_hosts_from_env_ini(tmp_path: Path) -> None:

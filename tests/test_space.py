@@ -63,7 +63,8 @@ def test_float_grid_no_accumulated_rounding_and_endpoint() -> None:
     # Auptimizer 2.0 dropped 0.3 here (3 points) and accumulated rounding error.
     assert FloatParam("x", 0.0, 0.3, interval=0.1).grid() == [0.0, 0.1, 0.2, 0.3]
     g = FloatParam("x", 0.0, 1.0, interval=0.1).grid()
-    assert g == [k * 0.1 for k in range(10)] + [1.0]  # low + k*step, exact end point
+    # low + k*step (no accumulated rounding), as the decimal numbers, exact end point
+    assert g == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     assert FloatParam("x", 0.0, 1.0, interval=0.3).grid() == pytest.approx([0, 0.3, 0.6, 0.9])
 
 
@@ -77,6 +78,13 @@ def test_int_grid_with_n_includes_upper_bound() -> None:
 def test_log_grid_is_geometric() -> None:
     assert FloatParam("lr", 1e-4, 1e-1, log=True, n=4).grid() == pytest.approx(
         [1e-4, 1e-3, 1e-2, 1e-1])
+
+
+def test_grid_values_are_the_decimal_numbers_they_stand_for() -> None:
+    # the inner points were 9.999999999999991e-05, 0.0010000000000000002, 10.000000000000002...
+    assert FloatParam("f", 1e-5, 1e-1, log=True, n=5).grid() == [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    assert FloatParam("g", 1, 1000, log=True, interval=10).grid() == [1, 10, 100, 1000]
+    assert FloatParam("h", 0, 0.5, interval=0.1).grid() == [0, 0.1, 0.2, 0.3, 0.4, 0.5]
 
 
 @pytest.mark.parametrize("low, high", [(0.1, 1.0), (1e-4, 0.3), (0.7, 2.9)])

@@ -447,7 +447,7 @@ class Experiment:
         rid = self.store.resource_id(slot.kind, slot.name)
         jid, jaid = self.store.start_job(
             eid=self.eid, job_config=job_config, proposal=proposal.to_dict(), rid=rid,
-            output_dir=str(self.jobs_dir),
+            output_dir=str(self.jobs_dir) if self.resource.keeps_output else None,
             proposer_state=self.proposer.state_dict(), budget=proposal.budget,
             bracket=proposal.bracket, rung=proposal.rung)
         job = _Job(jid, proposal, job_config, attempts=1)
@@ -457,8 +457,9 @@ class Experiment:
         num = job.attempts
         job.attempts += 1
         rid = self.store.resource_id(slot.kind, slot.name)
+        out = self.jobs_dir / f"{job.jid}.{num}.out" if self.resource.keeps_output else None
         jaid = self.store.start_attempt(jid=job.jid, num=num, rid=rid,
-                                        output_path=str(self.jobs_dir / f"{job.jid}.{num}.out"))
+                                        output_path=str(out) if out is not None else None)
         self._launch(job, num, jaid, slot)
 
     def _launch(self, job: _Job, num: int, jaid: int, slot: Slot) -> None:

@@ -120,8 +120,11 @@ class FloatParam:
         """Grid values ``low + k*step`` for the ``sequence`` proposer.
 
         The step is ``interval`` when given, otherwise ``(high-low)/(n-1)`` (``n`` defaults to 2:
-        both bounds). On a log scale the grid is geometric. The end point is included when it
-        lies on the grid within a relative tolerance of ``GRID_RTOL``.
+        both bounds). On a log scale the grid is geometric: ``interval`` is then the ratio of
+        two neighbours (``10``: one point per decade). The end point is included when it lies
+        on the grid within a relative tolerance of ``GRID_RTOL``. Values are rounded to 12
+        significant digits (the bounds are kept exactly), so that a grid of decimal numbers
+        gives those numbers: ``[1e-5, 0.1]`` with ``n: 5`` is 1e-05, 0.0001, 0.001, 0.01, 0.1.
         """
         if self.is_constant:
             return [float(self.low)]
@@ -141,6 +144,9 @@ class FloatParam:
                 values.append(float(self.low if k == 0 else self.high))
                 continue
             v = math.exp(v) if self.log else v
+            # 12 significant digits: what the decimal bounds and step give, without the last
+            # bits of rounding (1e-4, not 9.999999999999991e-05; 0.3, not 0.30000000000000004)
+            v = float(f"{v:.12g}")
             values.append(float(min(self.high, max(self.low, v))))
         return values
 

@@ -32,8 +32,8 @@ class SequenceProposer(Proposer):
     def check_space(cls, space, options) -> list[Problem]:
         size = space.grid_size()
         if size > MAX_GRID:
-            return [Problem("parameter_config", f"the grid has {size} points", size,
-                            "use larger 'interval' or smaller 'n' values")]
+            return [Problem("parameter_config", f"the grid has more than {MAX_GRID:,} points",
+                            size, "use larger 'interval' or smaller 'n' values")]
         return []
 
     @property

@@ -267,6 +267,9 @@ class ResourceManager(ABC):
     Options: ClassVar[type[ResourceOptions]] = ResourceOptions
     #: True when the script and working directory are local files checked at load.
     local_files: ClassVar[bool] = True
+    #: False when aup never sees the job's output (passive: the user runs the job), so no
+    #: output file is recorded for its attempts.
+    keeps_output: ClassVar[bool] = True
 
     def __init__(self, config: ExperimentConfig, events: queue.Queue, env_file: Any = None):
         self.config = config

@@ -107,6 +107,7 @@ class PassiveResourceManager(ResourceManager):
 
     kind: ClassVar[str] = "passive"
     Options = PassiveOptions
+    keeps_output: ClassVar[bool] = False
 
     def __init__(self, config, events, env_file: Any = None):
         super().__init__(config, events, env_file)

@@ -466,7 +466,7 @@ class Store:
     # -- jobs ----------------------------------------------------------------------------------
     @_reconnecting
     def start_job(self, *, eid: int, job_config: dict[str, Any], proposal: dict[str, Any],
-                  rid: int, output_dir: str, proposer_state: dict[str, Any] | None,
+                  rid: int, output_dir: str | None, proposer_state: dict[str, Any] | None,
                   budget: float | None = None, bracket: int | None = None,
                   rung: int | None = None, is_rerun: bool = False) -> tuple[int, int]:
         """Insert a RUNNING job with its attempt 0, and save the proposer state, atomically.
@@ -483,7 +483,8 @@ class Store:
                 "is_rerun": bool(is_rerun)}, returning=s.job.c.jid)
             jaid = self._exec(c, _INS_ATTEMPT, {
                 "jid": jid, "num": 0, "rid": rid, "start_time": now, "status": "RUNNING",
-                "output_path": f"{output_dir}/{jid}.0.out"}, returning=s.job_attempt.c.jaid)
+                "output_path": f"{output_dir}/{jid}.0.out" if output_dir is not None else None},
+                returning=s.job_attempt.c.jaid)
             if proposer_state is not None:
                 self._exec(c, _UPD_EXP_STATE, {"b_eid": eid, "b_state": _dumps(proposer_state),
                                                "b_now": now})
@@ -497,7 +498,7 @@ class Store:
                       .values(job_config=_dumps(job_config)))
 
     @_reconnecting
-    def start_attempt(self, *, jid: int, num: int, rid: int, output_path: str) -> int:
+    def start_attempt(self, *, jid: int, num: int, rid: int, output_path: str | None) -> int:
         """Insert attempt ``num`` of a job (a retry or a re-run after resume); returns jaid.
 
         The results (intermediate and multiple) of the earlier attempts are deleted in the same
