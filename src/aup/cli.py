@@ -314,13 +314,8 @@ def cmd_run(args) -> int:
     from aup.api import resolve_db_url
     from aup.config import load_config
     from aup.environment import load_environment
-    from aup.experiment import (
-        Experiment,
-        build_proposer,
-        check_jobs_dir,
-        prepared_resource,
-        warn_planned_jobs,
-    )
+    from aup.experiment import Experiment, build_proposer, prepared_resource, warn_planned_jobs
+    from aup.jobs_folder import check_jobs_dir
     from aup.store.store import open_store, sqlite_file
 
     config = load_config(args.experiment)

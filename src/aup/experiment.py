@@ -31,6 +31,7 @@ from typing import Any
 from aup.config import ExperimentConfig, parse_config
 from aup.errors import AupError, ConfigError, DatabaseUnavailable, UsageError, install_hint
 from aup.job import AttemptOutcome, AttemptStatus, JobStatus, StopReason
+from aup.jobs_folder import JobsFolderClaim, claim_jobs_dir
 from aup.orphans import job_markers, pid_exists
 from aup.proposers import registry as proposer_registry
 from aup.proposers.base import Proposal, Proposer
@@ -177,6 +178,8 @@ class Experiment:
         self.n_parallel = config.n_parallel
         self.workingdir = config.workingdir_path
         self.jobs_dir = self.resource.jobs_dir
+        #: This run's hold on ``jobs/`` (set by create/resume; released when run() ends).
+        self._claim = JobsFolderClaim(None)
         #: argv prefix of the script, computed once (it stats the script file).
         self._command = tuple(config.job_command())
         self.resource.attach(store, eid)
@@ -208,14 +211,21 @@ class Experiment:
         warn_planned_jobs(config, proposer)
         # The resource is ready (hosts reached, GPU ids known...) before anything is written.
         resource = prepared_resource(config, queue.Queue(), env_file)
-        check_jobs_dir(resource.jobs_dir, store)
-        eid = store.create_experiment(
-            user=user or default_user(), name=config.experiment_name,
-            config=_stored_config(config), proposer=config.proposer, target=config.target,
-            n_total=proposer.total, config_path=str(config.source) if config.source else None,
-            workingdir=str(config.workingdir_path))
-        store.update_experiment(eid, proposer_state=proposer.state_dict())
-        return cls(config, store, eid, proposer, observer, env_file, resource)
+        claim = claim_jobs_dir(resource.jobs_dir, store)
+        try:
+            eid = store.create_experiment(
+                user=user or default_user(), name=config.experiment_name,
+                config=_stored_config(config), proposer=config.proposer, target=config.target,
+                n_total=proposer.total,
+                config_path=str(config.source) if config.source else None,
+                workingdir=str(config.workingdir_path))
+            store.update_experiment(eid, proposer_state=proposer.state_dict())
+            exp = cls(config, store, eid, proposer, observer, env_file, resource)
+        except BaseException:
+            claim.release()
+            raise
+        exp._claim = claim
+        return exp
 
     @classmethod
     def resume(cls, store: Store, eid: int, *, observer: Observer | None = None,
@@ -270,9 +280,14 @@ class Experiment:
 
             kill_orphans(eid, row.get("pid"))
         resource = prepared_resource(config, queue.Queue(), env_file)
-        check_jobs_dir(resource.jobs_dir, store)
-        store.claim_experiment(eid)
-        exp = cls(config, store, eid, proposer, observer, env_file, resource)
+        claim = claim_jobs_dir(resource.jobs_dir, store)
+        try:
+            store.claim_experiment(eid)
+            exp = cls(config, store, eid, proposer, observer, env_file, resource)
+        except BaseException:
+            claim.release()
+            raise
+        exp._claim = claim
         for j in store.jobs(eid, status=(JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)):
             if j["status"] in (JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value):
                 exp.rerun_queue.append(_Job(j["jid"], Proposal.from_dict(j["proposal"]),
@@ -303,6 +318,7 @@ class Experiment:
             try:
                 self.resource.prepare()
             except AupError as err:
+                self._claim.release()
                 self.store.end_experiment(self.eid, ExperimentStatus.FAILED.value, str(err))
                 raise
             self._prepared = True
@@ -335,6 +351,7 @@ class Experiment:
             if self.early_stop is not None:
                 self.early_stop.close()
             self.resource.close()
+            self._claim.release()
         if status is not ExperimentStatus.FINISHED:
             # Jobs waiting for a retry when the experiment stopped run again on resume.
             self.store.mark_interrupted(self.eid, AttemptStatus.STOPPED.value)
@@ -709,48 +726,6 @@ def build_proposer(config: ExperimentConfig) -> Proposer:
 
         raise ConfigError([Problem("proposer", str(err), config.proposer)],
                           str(config.source) if config.source else None) from None
-
-
-def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
-    """Refuse a ``jobs/`` folder that holds the files of jobs another database recorded.
-
-    Job files are named by job id (``<id>.json``, ``<id>.<attempt>.out``) and ids count per
-    database, so a second database (another ``--db``, ``storage`` or ``AUP_DB``, or a deleted
-    ``.aup/``) would overwrite the first one's outputs. A file whose id is above the largest
-    id this database recorded cannot be one of its own (a job is recorded before its files are
-    written; the folder is listed before the database is asked, so a job another process of
-    the same database starts meanwhile is no false alarm).
-
-    Args:
-        jobs_dir: the folder of the experiment's job files.
-        store: the database, or the URL of one that does not exist yet (it recorded nothing:
-            checked before it is created).
-
-    Raises:
-        UsageError: such files exist (nothing has been written).
-    """
-    try:
-        names = [e.name for e in os.scandir(jobs_dir)]
-    except OSError:  # no folder yet (or unreadable: the job launch reports that)
-        return
-    ids = [int(n.split(".", 1)[0]) for n in names
-           if n.split(".", 1)[0].isdigit() and (n.endswith(".json") or n.endswith(".out"))]
-    if not ids:
-        return
-    if isinstance(store, str):
-        from aup.store.store import safe_url
-
-        last, where = 0, safe_url(store)
-    else:
-        last, where = store.last_job_id(), store._safe_url()
-    if max(ids) > last:
-        raise UsageError(
-            f"the folder {jobs_dir} holds the files of jobs up to id {max(ids)}, but the "
-            f"database {where} recorded jobs only up to id {last}: they belong to "
-            "another database (another --db, storage or AUP_DB, a deleted .aup/, or a database "
-            "emptied by aup setup --reset-history), and this "
-            "experiment's jobs would overwrite them. Fix: use the database that recorded them, "
-            "or move that jobs folder away (or run from another workingdir)")
 
 
 def _edited_since(row: dict[str, Any]) -> list[str]:

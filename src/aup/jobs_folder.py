@@ -1,0 +1,197 @@
+"""One database per ``jobs/`` folder: the check made before a run, and the claim a run holds.
+
+Job files are named by job id (``<id>.json``, ``<id>.<attempt>.out``) and ids count per
+database, so two databases writing one ``jobs/`` folder overwrite each other's files, and a job
+of one could read the configuration written for a job of the other. Two rules keep them apart:
+
+* **Files left by another database** (an earlier run with another ``--db``, a deleted
+  ``.aup/``...): a file whose id is above the largest id this database recorded cannot be one of
+  its own (:func:`check_jobs_dir`).
+* **A run of another database going on now**: every running experiment holds a shared
+  ``flock`` on ``jobs/.aup-db-<hash>.lock`` (``<hash>``: the database's identity) for its whole
+  life; a run of another database that finds one of those locks held is refused
+  (:func:`claim_jobs_dir`). Checking and taking the lock happen under an exclusive lock on
+  ``jobs/.aup-claim.lock``, so two runs started at the same moment cannot both pass the check
+  before either has written a file. The locks end with the process (also when it is killed),
+  so a crash never leaves a folder claimed.
+
+Experiments of the same database share a folder freely (their job ids differ).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aup.errors import UsageError
+
+if TYPE_CHECKING:
+    from aup.store.store import Store
+
+#: Prefix and suffix of the per-database lock files in ``jobs/``.
+_LOCK_PREFIX, _LOCK_SUFFIX = ".aup-db-", ".lock"
+#: The lock held (exclusively, briefly) while a run checks the folder and takes its own lock.
+_CLAIM_LOCK = ".aup-claim.lock"
+
+
+def database_identity(url: str) -> str:
+    """What names a database across processes: the resolved file of a SQLite URL, otherwise
+    the URL without its password.
+
+    Args:
+        url: a SQLAlchemy URL.
+    """
+    from aup.store.store import safe_url, sqlite_file
+
+    path = sqlite_file(url)
+    if path is not None:
+        return f"sqlite:///{path.expanduser().resolve()}"
+    return safe_url(url)
+
+
+def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
+    """Refuse a ``jobs/`` folder that holds the files of jobs another database recorded.
+
+    A file whose id is above the largest id this database recorded cannot be one of its own (a
+    job is recorded before its files are written; the folder is listed before the database is
+    asked, so a job another process of the same database starts meanwhile is no false alarm).
+
+    Args:
+        jobs_dir: the folder of the experiment's job files.
+        store: the database, or the URL of one that does not exist yet (it recorded nothing:
+            checked before it is created).
+
+    Raises:
+        UsageError: such files exist (nothing has been written).
+    """
+    try:
+        names = [e.name for e in os.scandir(jobs_dir)]
+    except OSError:  # no folder yet (or unreadable: the job launch reports that)
+        return
+    ids = [int(n.split(".", 1)[0]) for n in names
+           if n.split(".", 1)[0].isdigit() and (n.endswith(".json") or n.endswith(".out"))]
+    if not ids:
+        return
+    if isinstance(store, str):
+        from aup.store.store import safe_url
+
+        last, where = 0, safe_url(store)
+    else:
+        last, where = store.last_job_id(), store._safe_url()
+    if max(ids) > last:
+        raise UsageError(
+            f"the folder {jobs_dir} holds the files of jobs up to id {max(ids)}, but the "
+            f"database {where} recorded jobs only up to id {last}: they belong to "
+            "another database (another --db, storage or AUP_DB, a deleted .aup/, or a database "
+            "emptied by aup setup --reset-history), and this "
+            "experiment's jobs would overwrite them. Fix: use the database that recorded them, "
+            "or move that jobs folder away (or run from another workingdir)")
+
+
+class JobsFolderClaim:
+    """A running experiment's hold on its ``jobs/`` folder (see the module text).
+
+    Release it with :meth:`release` (or ``with``) when the experiment's run ends; the
+    operating system releases it when the process ends.
+    """
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the folder up (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> JobsFolderClaim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def claim_jobs_dir(jobs_dir: Path, store: Store) -> JobsFolderClaim:
+    """Check ``jobs_dir`` (:func:`check_jobs_dir`) and claim it for ``store``'s database, in one
+    step that no run of another database can interleave with.
+
+    Creates ``jobs_dir`` when missing. A folder that cannot be created or locked (read-only,
+    a file system without ``flock``) gets only the file check; launching a job reports an
+    unwritable folder.
+
+    Args:
+        jobs_dir: the folder of the experiment's job files.
+        store: the experiment's database.
+
+    Returns:
+        The claim, to release when the run ends.
+
+    Raises:
+        UsageError: a run of another database uses the folder now, or its files are there.
+    """
+    identity = database_identity(store.url)
+    try:
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        claim_fd = os.open(jobs_dir / _CLAIM_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        check_jobs_dir(jobs_dir, store)
+        return JobsFolderClaim(None)
+    try:
+        fcntl.flock(claim_fd, fcntl.LOCK_EX)
+        own = jobs_dir / _lock_name(identity)
+        _refuse_live_runs(jobs_dir, own, identity)
+        check_jobs_dir(jobs_dir, store)
+        fd = os.open(own, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if os.fstat(fd).st_size == 0:
+                os.write(fd, f"{identity}\n".encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        return JobsFolderClaim(fd)
+    except OSError as err:
+        if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        check_jobs_dir(jobs_dir, store)  # no flock here (some network file systems)
+        return JobsFolderClaim(None)
+    finally:
+        os.close(claim_fd)
+
+
+def _lock_name(identity: str) -> str:
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return f"{_LOCK_PREFIX}{digest}{_LOCK_SUFFIX}"
+
+
+def _refuse_live_runs(jobs_dir: Path, own: Path, identity: str) -> None:
+    """Raise if a lock of another database in ``jobs_dir`` is held; remove the stale ones.
+
+    Called under the claim lock: lock files are only opened under it, so removing a stale one
+    cannot strand a run that is about to lock it.
+    """
+    for entry in os.scandir(jobs_dir):
+        if (not entry.name.startswith(_LOCK_PREFIX) or not entry.name.endswith(_LOCK_SUFFIX)
+                or entry.name == own.name):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                other = os.read(fd, 4096).decode(errors="replace").strip() or "another database"
+                raise UsageError(
+                    f"the folder {jobs_dir} is in use by a running experiment of the database "
+                    f"{other}; this run (database {identity}) would overwrite its job "
+                    "files, which are named by job id. Fix: wait for that run to end, use the "
+                    "same database (--db), or run from another workingdir") from None
+            Path(entry.path).unlink(missing_ok=True)
+        finally:
+            os.close(fd)
