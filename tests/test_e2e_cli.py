@@ -403,6 +403,25 @@ def test_show_keeps_the_json_types_of_choice_values_apart(tmp_path: Path) -> Non
     assert 'c = rbf' in proc.stdout, proc.stdout
 
 
+def test_show_and_best_print_the_exact_values_the_jobs_received(tmp_path: Path) -> None:
+    # 6 significant digits showed x=1.23457e+11 for both grid points of this range.
+    write_script(tmp_path, "echo.py", """
+        import json, sys
+        cfg = json.load(open(sys.argv[-1]))
+        print("#Auptimizer:", cfg["job_id"])
+    """)
+    path = write_experiment(tmp_path, script="echo.py", proposer="sequence",
+                            parameter_config=[{"name": "x", "type": "float", "n": 3,
+                                               "range": [123456789012.0, 123456789012.5]}])
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+    proc = run_cli("show", "1", cwd=tmp_path)
+    shown = [line.split("x=", 1)[1].split()[0] for line in proc.stdout.splitlines()
+             if "x=" in line]
+    assert shown == ["123456789012.0", "123456789012.25", "123456789012.5"], proc.stdout
+    proc = run_cli("best", "1", cwd=tmp_path)
+    assert "x = 123456789012.5" in proc.stdout, proc.stdout
+
+
 def test_a_folder_where_the_database_should_be_is_named(tmp_path: Path) -> None:
     (tmp_path / ".aup" / "sqlite3.db").mkdir(parents=True)
     proc = run_cli("list", cwd=tmp_path)
@@ -466,12 +485,15 @@ def test_ctrl_c_just_after_the_experiment_is_recorded_stops_it_cleanly(
     con.close()
 
 
-def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
-    # 'aup show --json 1 | head -c 10' ended with a BrokenPipeError traceback.
+@pytest.mark.parametrize("view", [["show", "--json", "1"], ["show", "1"], ["list"],
+                                  ["best", "1"]])
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path, view: list[str]) -> None:
+    # 'aup show --json 1 | head -c 10' ended with a BrokenPipeError traceback; the table views
+    # ('aup show 1 | true', 'aup list | true') ended with status 1 (rich's own exit), not 141.
     write_script(tmp_path, "quad.py", QUADRATIC)
     path = write_experiment(tmp_path, script="quad.py", n_samples=2, parameter_config=X)
     assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "aup", "show", "--json", "1"], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "aup", *view], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # the reader is gone before aup writes anything
     err = proc.stderr.read().decode()
@@ -517,3 +539,17 @@ def test_a_run_refused_after_creating_its_database_leaves_no_empty_file(
     assert cli.main(["run", "--db", f"sqlite:///{db}", str(path)]) == 2
     assert not db.exists() and not list(tmp_path.glob("p.db-*"))
     assert (tmp_path / "jobs" / "1.json").read_text() == "{}"  # the other run's file is kept
+
+
+def test_ctrl_c_while_the_command_loads_ends_with_130_and_no_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    # A Ctrl-C right after 'aup list' started (while argparse and the modules were loading)
+    # printed a KeyboardInterrupt traceback.
+    from aup import cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["list"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"

@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 experiment failed, 2 bad usage or bad configuration, 13
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import math
@@ -72,9 +73,16 @@ def _console(stderr: bool = False, plain_ok: bool = False):
     from rich.console import Console
 
     console = Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
+    # rich ends the process with status 1 when the reader goes away (aup show | head); raise
+    # instead, so main() ends it like every other command: quietly, with status 141.
+    console.on_broken_pipe = _raise_broken_pipe
     if not console.is_terminal:
         console.width = 200  # pipes and files: do not squeeze tables to 80 columns
     return console
+
+
+def _raise_broken_pipe() -> None:
+    raise BrokenPipeError(errno.EPIPE, "the output's reader went away")
 
 
 def _setup_logging(level: str) -> None:
@@ -98,11 +106,17 @@ def _shown_params(job: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def _fmt(v: Any) -> str:
-    """A parameter value for the summary and tables, its JSON type visible: floats with 6
-    significant digits and always a point or exponent (``1.0``, not ``1``, which is an int);
-    strings bare unless they read as another JSON value (``"1"``, ``"true"`` stay quoted)."""
+def _fmt(v: Any, exact: bool = False) -> str:
+    """A parameter value for the summary and tables, its JSON type visible: floats always
+    with a point or exponent (``1.0``, not ``1``, which is an int); strings bare unless they
+    read as another JSON value (``"1"``, ``"true"`` stay quoted).
+
+    Floats get 6 significant digits (the run's one-line summary), or with ``exact`` the
+    shortest text that reads back as the same number (``aup show``, ``aup best``: what the job
+    received, so that two jobs never look alike when their values differ)."""
     if isinstance(v, float):
+        if exact:
+            return repr(v)
         text = f"{v:.6g}"
         return text if any(c in text for c in ".eEn") else text + ".0"  # n: nan, inf
     if isinstance(v, str):
@@ -477,7 +491,7 @@ def cmd_show(args) -> int:
             # why it runs again on resume: its last attempt was STOPPED or LOST
             reason = f"{a['status']}: {a.get('detail') or ''}"
         score = "-" if j["score"] is None else f"{j['score']:.6g}"
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in j["job_config"].items())
+        params = ", ".join(f"{k}={_fmt(v, exact=True)}" for k, v in j["job_config"].items())
         table.add_row(str(j["jid"]), j["status"], score, str(j["n_attempts"]), params, reason)
     console.print(table)
     if row.get("error_msg") and row["status"] == "FAILED":
@@ -524,7 +538,7 @@ def cmd_best(args) -> int:
     console.print(f"experiment {row['eid']} ({row['name']}): best job {best['jid']}, score "
                   f"{best['score']:.6g}")
     for k, v in _shown_params(best).items():
-        console.print(f"  {k} = {_fmt(v)}")
+        console.print(f"  {k} = {_fmt(v, exact=True)}")
     return EXIT_OK
 
 
@@ -580,7 +594,16 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``aup`` and ``python -m aup``. Returns the exit code."""
+    """Entry point of ``aup`` and ``python -m aup``. Returns the exit code (see the module
+    text); a Ctrl-C at any point, also while modules load, ends with 130 and no traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # 'aup experiment.json' / 'python -m aup --check experiment.json' -> 'aup run ...'
     # ('run' goes right after the global '--log LEVEL', so that run's own options given before

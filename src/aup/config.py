@@ -289,19 +289,47 @@ def _build_param(spec: ParameterSpec, path: str, problems: list[Problem]) -> Par
         problems.append(Problem(path + ".range", "log scale needs bounds > 0", r,
                                 "use a positive lower bound or drop \"log\""))
         return None
+    interval = spec.interval
+    if interval is not None and not math.isfinite(interval):
+        problems.append(Problem(path + ".interval", "the grid step must be a finite number",
+                                interval, "use a step > 0, e.g. 0.1, or \"n\" for a number "
+                                "of points"))
+        return None
+    if interval is not None and spec.log and interval <= 1:
+        problems.append(Problem(path + ".interval", "on a log scale \"interval\" is the ratio "
+                                "of neighbouring grid values, so it must be above 1", interval,
+                                "use e.g. 10 (one value per decade) or 2 (doubling), or "
+                                "\"n\" for a number of points"))
+        return None
     if spec.type == "int":
         if any(isinstance(x, float) and not float(x).is_integer() for x in r):
             problems.append(Problem(path + ".range", "int bounds must be whole numbers", r,
                                     "use integers, or type \"float\""))
             return None
-        interval = spec.interval
         if interval is not None and not float(interval).is_integer():
             problems.append(Problem(path + ".interval", "an int grid step must be a whole number",
                                     interval, "use an integer step"))
             return None
         return IntParam(spec.name, int(low), int(high), spec.log,
                         int(interval) if interval is not None else None, spec.n)
-    return FloatParam(spec.name, float(low), float(high), spec.log, spec.interval, spec.n)
+    param = FloatParam(spec.name, float(low), float(high), spec.log, spec.interval, spec.n)
+    if spec.n is not None and low < high and _too_narrow(param):
+        fit = len(param.grid())
+        if fit < spec.n:
+            problems.append(Problem(path + ".n", f"only {fit} distinct floating-point values "
+                                    f"of the range {r} fit on this grid", spec.n,
+                                    f"use \"n\": {fit} or a wider range"))
+            return None
+    return param
+
+
+def _too_narrow(param: FloatParam) -> bool:
+    """Whether an ``n``-point grid spaces values so closely (under a millionth of the bounds'
+    size) that floats may not tell them apart: only then is the grid built to count them."""
+    lo, hi = (math.log(param.low), math.log(param.high)) if param.log else (param.low,
+                                                                             param.high)
+    step = hi / (param.n - 1) - lo / (param.n - 1)
+    return step < 1e-6 * max(1.0, abs(lo), abs(hi))
 
 
 _KNOWN_PARAM_KEYS = set(ParameterSpec.model_fields) | {"size"}

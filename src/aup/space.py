@@ -26,11 +26,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aup.grid import float_grid, int_grid, int_grid_len, step_count
+
 if TYPE_CHECKING:
     import numpy as np
-
-#: Relative tolerance used when deciding whether a grid end point lies on the grid.
-GRID_RTOL = 1e-9
 
 
 class UniformSource(Protocol):
@@ -106,57 +105,28 @@ class FloatParam:
         return self.from_unit(float(rng.random()))
 
     def grid_len(self) -> int:
-        """Number of grid points, computed without building the grid."""
+        """Number of grid points (an upper bound with ``n`` for ranges too narrow for ``n``
+        distinct floats), computed without building the grid."""
         if self.is_constant:
             return 1
         if self.interval is not None:
             step = math.log(self.interval) if self.log else self.interval
             if step <= 0:
                 return 1
-            return _grid_count(self._tlow(), self._thigh(), step)
+            return step_count(self._tlow(), self._thigh(), step)
         return self.n or 2
 
     def grid(self) -> list[float]:
-        """Grid values ``low + k*step`` for the ``sequence`` proposer.
+        """Grid values for the ``sequence`` proposer (:func:`aup.grid.float_grid`).
 
         The step is ``interval`` when given, otherwise ``(high-low)/(n-1)`` (``n`` defaults to 2:
         both bounds). On a log scale the grid is geometric: ``interval`` is then the ratio of
-        two neighbours (``10``: one point per decade). The end point is included when it lies
-        on the grid within a relative tolerance of ``GRID_RTOL``. Values are rounded to 12
-        significant digits (the bounds are kept exactly), so that a grid of decimal numbers
-        gives those numbers: ``[1e-5, 0.1]`` with ``n: 5`` is 1e-05, 0.0001, 0.001, 0.01, 0.1.
+        two neighbours (``10``: one point per decade). Values are ``low + k*step``, rounded to
+        12 significant digits where that keeps them apart; both bounds are exact.
         """
         if self.is_constant:
             return [float(self.low)]
-        lo, hi = self._tlow(), self._thigh()
-        if self.interval is not None:
-            step = math.log(self.interval) if self.log else self.interval
-            count = _grid_count(lo, hi, step)
-        else:
-            count = self.n or 2
-            step = (hi - lo) / (count - 1)
-        values = []
-        for k in range(count):
-            v = lo + k * step
-            if k == 0 or (k == count - 1
-                          and math.isclose(v, hi, rel_tol=GRID_RTOL, abs_tol=1e-12)):
-                # the bounds themselves, not exp(log(bound)): 0.1, not 0.10000000000000002
-                values.append(float(self.low if k == 0 else self.high))
-                continue
-            v = math.exp(v) if self.log else v
-            # 12 significant digits: what the decimal bounds and step give, without the last
-            # bits of rounding (1e-4, not 9.999999999999991e-05; 0.3, not 0.30000000000000004)
-            v = float(f"{v:.12g}")
-            values.append(float(min(self.high, max(self.low, v))))
-        return values
-
-
-def _grid_count(lo: float, hi: float, step: float) -> int:
-    """Number of points ``lo + k*step <= hi`` with a relative tolerance on the end point."""
-    span = hi - lo
-    ratio = span / step
-    count = int(math.floor(ratio + GRID_RTOL * max(1.0, abs(ratio)))) + 1
-    return max(1, count)
+        return float_grid(self.low, self.high, log=self.log, interval=self.interval, n=self.n)
 
 
 @dataclass(frozen=True)
@@ -223,32 +193,20 @@ class IntParam:
         computed without building the grid."""
         if self.is_constant:
             return 1
-        if self.interval is not None:
-            return (self.high - self.low) // self.interval + 1
-        if self.n is None:
-            return self.high - self.low + 1
-        return min(self.n, self.high - self.low + 1)
+        return int_grid_len(self.low, self.high, log=self.log, interval=self.interval, n=self.n)
 
     def grid(self) -> list[int]:
-        """Grid values for the ``sequence`` proposer.
+        """Grid values for the ``sequence`` proposer (:func:`aup.grid.int_grid`, exact integers).
 
-        With ``interval``: ``low, low+interval, ...`` up to ``high`` inclusive. With ``n``: ``n``
-        points evenly spread from ``low`` to ``high`` (both included), rounded to integers,
-        duplicates removed. Default: every integer from ``low`` to ``high``.
+        With ``interval``: ``low, low+interval, ...`` up to ``high`` inclusive; on a log scale
+        ``low, low*interval, low*interval**2, ...`` (``interval`` is the ratio). With ``n``: ``n``
+        points evenly (geometrically when ``log``) spread from ``low`` to ``high``, both
+        included, rounded to integers, duplicates removed. Default: every integer from ``low``
+        to ``high``.
         """
         if self.is_constant:
             return [int(self.low)]
-        if self.interval is not None:
-            return list(range(self.low, self.high + 1, self.interval))
-        if self.n is None:
-            return list(range(self.low, self.high + 1))
-        fp = FloatParam(self.name, float(self.low), float(self.high), self.log, None, self.n)
-        out: list[int] = []
-        for v in fp.grid():
-            iv = int(round(v))
-            if iv not in out:
-                out.append(iv)
-        return out
+        return int_grid(self.low, self.high, log=self.log, interval=self.interval, n=self.n)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -211,6 +212,11 @@ def parse_param_flag(text: str, taken: set[str] | None = None) -> dict[str, Any]
                          "choice, e.g. x:float:0,1")
     name, kind = parts[0], parts[1]
     if kind == "choice":
+        if len(parts) > 3 and re.fullmatch(r"\s*(n|interval)\s*=\s*[\d.eE+-]+\s*", parts[-1]):
+            raise UsageError(f"--param {text!r}: {parts[-1].strip()} is a grid flag for float "
+                             "and int parameters; a choice's grid is every value. Fix: drop "
+                             f"':{parts[-1].strip()}' (or quote a value that holds ':', e.g. "
+                             f"{name}:choice:a,'b:c')")
         log = parts[-1] == "log" and len(parts) > 3
         rng, flags = ":".join(parts[2:-1] if log else parts[2:]), []
     else:
@@ -533,6 +539,8 @@ def _grid_check(text: str, kind: str) -> dict[str, Any]:
         value = float(raw)
     except ValueError:
         raise ValueError(f"{raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, not {raw}")
     if key == "n":
         if not value.is_integer() or value < 2:
             raise ValueError("n must be a whole number >= 2")
