@@ -96,6 +96,13 @@ def test_unknown_keys_are_listed_with_the_problems(folder: Path) -> None:
     assert "'n_sample' is ignored (did you mean 'n_samples'?)" in text
 
 
+def _nested(depth: int) -> list:
+    value: list = [1]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 BROKEN = {
     "missing script": ({"parameter_config": PARAMS}, "script", "required key is missing"),
     "unknown proposer": ({"script": "train.py", "proposer": "grid_search",
@@ -155,6 +162,47 @@ BROKEN = {
     "repeated choice": ({"script": "train.py", "parameter_config": [
         {"name": "k", "range": ["a", 1, "a"], "type": "choice"}]}, "parameter_config[0].range",
         'the choice "a" is listed twice'),
+    # passed --check, then the run exhausted the memory building 1e11 slots (or raised
+    # MemoryError) and left the experiment RUNNING
+    "n_parallel huge": ({"script": "train.py", "n_parallel": 100000000000,
+                         "parameter_config": PARAMS}, "n_parallel", "less than or equal to 10000"),
+    # passed --check, then SQLite could not store the planned job count (OverflowError)
+    "n_samples beyond 64 bits": ({"script": "train.py", "n_samples": 10**23,
+                                  "parameter_config": PARAMS}, "n_samples",
+                                 "less than or equal to 1000000000"),
+    # passed --check, then an IndexError traceback at every run and resume
+    "blank script": ({"script": "   ", "parameter_config": PARAMS}, "script",
+                     "the script is blank"),
+    "NUL in script": ({"script": "train.py\x00x", "parameter_config": PARAMS}, "script",
+                      "NUL character"),
+    "NUL in workingdir": ({"script": "train.py", "workingdir": "a\x00b",
+                           "parameter_config": PARAMS}, "workingdir", "NUL character"),
+    "NUL in storage": ({"script": "train.py", "storage": "a\x00b.db",
+                        "parameter_config": PARAMS}, "storage", "NUL character"),
+    # passed --check, then every job failed to start
+    "env name with =": ({"script": "train.py", "runtime_args": {"env": {"A=B": "1"}},
+                         "parameter_config": PARAMS}, "runtime_args.env",
+                        "not an environment variable name"),
+    "empty env name": ({"script": "train.py", "runtime_args": {"env": {"": "1"}},
+                        "parameter_config": PARAMS}, "runtime_args.env",
+                       "not an environment variable name"),
+    "NUL in env value": ({"script": "train.py", "runtime_args": {"env": {"A": "1\x00"}},
+                          "parameter_config": PARAMS}, "runtime_args.env", "NUL character"),
+    "control character in name": ({"script": "train.py", "name": "a\nb",
+                                   "parameter_config": PARAMS}, "name", "U+000A"),
+    "invisible character in parameter name": ({"script": "train.py", "parameter_config": [
+        {"name": "x\u200b", "range": [0, 1], "type": "float"}]}, "parameter_config[0].name",
+        "U+200B"),
+    "name too long": ({"script": "train.py", "name": "n" * 300, "parameter_config": PARAMS},
+                      "name", "at most 255"),
+    # n was dropped silently: 5 jobs instead of 3
+    "interval and n": ({"script": "train.py", "proposer": "sequence", "parameter_config": [
+        {"name": "x", "range": [0, 1], "type": "float", "interval": 0.25, "n": 3}]},
+        "parameter_config[0].n", "not both"),
+    # passed --check, then pydantic could not serialize it for the database
+    "nested too deep": ({"script": "train.py", "parameter_config": [
+        {"name": "c", "type": "choice", "range": [_nested(70)]}]}, "",
+        "nested more than 64 levels"),
 }
 
 

@@ -553,3 +553,47 @@ def test_ctrl_c_while_the_command_loads_ends_with_130_and_no_traceback(
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["list"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_a_relative_db_is_named_by_its_absolute_path(tmp_path: Path) -> None:
+    # 'aup run --db sqlite:///rel.db' printed that URL as given: its resume hint failed from
+    # any other folder
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", n_samples=1, parameter_config=X)
+    proc = run_cli("run", "--db", "sqlite:///rel.db", str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"database sqlite:///{tmp_path / 'rel.db'}" in proc.stdout, proc.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run_cli("list", "--db", f"sqlite:///{tmp_path / 'rel.db'}", cwd=elsewhere)
+    assert proc.returncode == 0 and "experiment" in proc.stdout
+
+
+def test_a_number_that_is_both_an_id_and_a_name_is_pointed_out(tmp_path: Path) -> None:
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    first = write_experiment(tmp_path, "2.json", script="quad.py", n_samples=1,
+                             parameter_config=X)  # named "2" after its file
+    second = write_experiment(tmp_path, "other.json", script="quad.py", n_samples=1,
+                              parameter_config=X)
+    assert run_cli("run", str(first), cwd=tmp_path).returncode == 0
+    assert run_cli("run", str(second), cwd=tmp_path).returncode == 0
+    proc = run_cli("best", "2", cwd=tmp_path)
+    assert proc.returncode == 0 and "experiment 2 (other)" in proc.stdout, proc.stdout
+    assert "is the id of experiment 2 (other) and the name of experiment 1" in proc.stderr
+    assert "give its id 1" in proc.stderr
+    # the score is printed as recorded, like the parameters (it was cut to 6 digits)
+    con = _db(tmp_path)
+    score = con.execute("SELECT score FROM job WHERE eid = 2").fetchone()[0]
+    assert f"score {score!r}" in proc.stdout
+
+
+def test_check_counts_one_job_in_the_singular(tmp_path: Path) -> None:
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", proposer="sequence",
+                            parameter_config=[{"name": "x", "type": "float", "range": [1, 1]},
+                                              {"name": "c", "type": "choice", "range": ["a"],
+                                               "n": 3}])
+    proc = run_cli("run", "--check", str(path), cwd=tmp_path)
+    assert proc.returncode == 0 and ", 1 job)" in proc.stdout, proc.stdout
+    # a grid key on a choice was ignored without a word
+    assert "parameter_config[1].n is ignored: the grid of a choice" in proc.stderr

@@ -31,6 +31,13 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
     url = url or default_url()
     if "://" not in url:
         url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    path = sqlite_file(url)
+    if path is not None and not path.is_absolute():
+        # sqlite:///rel.db means rel.db in the current folder: say which one, so that the
+        # resume hint and the start line work from anywhere
+        head, rest = url.split("///", 1)
+        query = "?" + rest.split("?", 1)[1] if "?" in rest else ""
+        url = f"{head}///{path.expanduser().resolve()}{query}"
     return url
 
 
@@ -87,6 +94,14 @@ def find_experiment(store: Store, ref: int | str) -> dict[str, Any]:
     if text.isdigit():
         row = store.get_experiment(int(text))
         if row is not None:
+            named = [r for r in store.find_experiments(text) if r["eid"] != row["eid"]]
+            if named:
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "'%s' is the id of experiment %s (%s) and the name of experiment %s: the "
+                    "id wins; to mean the other one, give its id %s", text, row["eid"],
+                    row["name"], named[0]["eid"], named[0]["eid"])
             return row
     rows = store.find_experiments(text)
     if rows:

@@ -342,7 +342,8 @@ def cmd_run(args) -> int:
     if args.check:
         proposer = build_proposer(config)  # the same checks and warnings as a run
         n_warnings = len(config.warnings) + warn_planned_jobs(config, proposer)
-        jobs = f", {proposer.total} jobs" if proposer.total is not None else ""
+        jobs = (f", {proposer.total} job{'' if proposer.total == 1 else 's'}"
+                if proposer.total is not None else "")
         warned = f"; {n_warnings} warning(s) above: check them" if n_warnings else ""
         console.print(f"{args.experiment}: configuration is valid ({config.proposer}, "
                       f"{config.resource}, {len(config.space)} parameters{jobs}){warned}")
@@ -536,7 +537,7 @@ def cmd_best(args) -> int:
         console.print(f"experiment {row['eid']} has no finished job")
         return EXIT_FAILED
     console.print(f"experiment {row['eid']} ({row['name']}): best job {best['jid']}, score "
-                  f"{best['score']:.6g}")
+                  f"{best['score']!r}")
     for k, v in _shown_params(best).items():
         console.print(f"  {k} = {_fmt(v, exact=True)}")
     return EXIT_OK
@@ -557,8 +558,8 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     def add(name: str, func, help_: str, experiment: bool = True):
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
-        p.add_argument("--db", help=("database URL (default: storage in experiment.json, "
-                                     "$AUP_DB, .aup/env.ini, else .aup/sqlite3.db)")
+        p.add_argument("--db", help=("database URL (default: $AUP_DB, storage in "
+                                     "experiment.json, .aup/env.ini, else .aup/sqlite3.db)")
                        if name == "run" else DB_HELP)
         if experiment:
             p.add_argument("experiment", help="experiment id or name")

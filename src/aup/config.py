@@ -55,6 +55,11 @@ class ParameterSpec(_Model):
 
     name: str = Field(min_length=1)
     type: Literal["float", "int", "choice"]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _printable_name(v)
     range: list[Any]
     log: bool = False
     interval: float | None = Field(default=None, gt=0)
@@ -97,6 +102,33 @@ class ResourceArgs(_Model):
         return v
 
 
+#: Most jobs at once: each is a slot, a process and file handles (a typo like 1e11 would
+#: exhaust the memory before the first job).
+MAX_PARALLEL = 10_000
+#: Most jobs of one experiment (job ids are 64-bit integers in every database).
+MAX_SAMPLES = 1_000_000_000
+#: Deepest nesting accepted in experiment.json (a value nested deeper cannot be stored).
+MAX_DEPTH = 64
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000), which no file name, command or "
+                         "database accepts")
+    return value
+
+
+def _printable_name(value: str) -> str:
+    """A name shown in tables and given to jobs: no control or invisible format characters."""
+    import unicodedata
+
+    bad = sorted({f"U+{ord(c):04X}" for c in value if unicodedata.category(c) in ("Cc", "Cf")})
+    if bad:
+        raise ValueError(f"contains control or invisible characters ({', '.join(bad)}), which "
+                         "break tables and make look-alike names")
+    return value
+
+
 class RuntimeArgs(_Model):
     """``runtime_args``: ``env`` (merged into the job's environment), shell ``prescript`` and
     ``postscript`` run before/after the job, ``overwrite`` (re-upload the script, remote only)."""
@@ -105,6 +137,18 @@ class RuntimeArgs(_Model):
     prescript: str = ""
     postscript: str = ""
     overwrite: bool = False
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        # what the operating system refuses would fail every job at its start
+        for key, value in v.items():
+            if not key or "=" in key or "\x00" in key:
+                raise ValueError(f"{key!r} is not an environment variable name (it must be "
+                                 "non-empty, without '=' or NUL)")
+            if "\x00" in value:
+                raise ValueError(f"the value of {key} contains a NUL character")
+        return v
 
 
 class ExperimentConfig(_Model):
@@ -118,7 +162,7 @@ class ExperimentConfig(_Model):
 
     name: str | None = None
     proposer: str = "random"
-    n_samples: int = Field(default=10, ge=1)
+    n_samples: int = Field(default=10, ge=1, le=MAX_SAMPLES)
     random_seed: int = Field(default=0, ge=0)
     script: str = Field(min_length=1)
     parameter_config: list[dict[str, Any]] = Field(min_length=1)
@@ -126,7 +170,7 @@ class ExperimentConfig(_Model):
     resource_args: ResourceArgs = Field(default_factory=ResourceArgs)
     runtime_args: RuntimeArgs = Field(default_factory=RuntimeArgs)
     job_failure: JobFailure = Field(default_factory=JobFailure)
-    n_parallel: int = Field(default=1, ge=1)
+    n_parallel: int = Field(default=1, ge=1, le=MAX_PARALLEL)
     target: Literal["min", "max"] = "max"
     workingdir: str = "./"
     job_timeout: float | None = Field(default=None, gt=0)
@@ -137,6 +181,27 @@ class ExperimentConfig(_Model):
     @classmethod
     def _lower(cls, v: str) -> str:
         return v.strip().lower()
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the script is blank")
+        return _no_nul(v)
+
+    @field_validator("workingdir", "storage", "cwd")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        return v if v is None else _no_nul(v)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if len(v) > 255:
+            raise ValueError(f"is {len(v)} characters long; the database keeps at most 255")
+        return _printable_name(v)
 
     # -- derived values, filled by parse_config -------------------------------------------
     _source: Path | None = None
@@ -290,6 +355,11 @@ def _build_param(spec: ParameterSpec, path: str, problems: list[Problem]) -> Par
                                 "use a positive lower bound or drop \"log\""))
         return None
     interval = spec.interval
+    if interval is not None and spec.n is not None:
+        problems.append(Problem(path + ".n", "give one of \"interval\" (the step) and \"n\" "
+                                "(the number of points), not both", spec.n,
+                                "remove \"interval\" or \"n\""))
+        return None
     if interval is not None and not math.isfinite(interval):
         problems.append(Problem(path + ".interval", "the grid step must be a finite number",
                                 interval, "use a step > 0, e.g. 0.1, or \"n\" for a number "
@@ -474,8 +544,10 @@ def _check_files(data: dict[str, Any], base_dir: Path, run_here: bool = False) -
             program can start (its ``#!`` interpreter exists, or it is a binary).
     """
     wd_text, script = data.get("workingdir", "./"), data.get("script")
-    if not isinstance(wd_text, str):
-        return []
+    if not isinstance(wd_text, str) or "\x00" in wd_text:
+        return []  # reported by the model
+    if isinstance(script, str) and ("\x00" in script or not script.strip()):
+        script = None
     wd = (base_dir / Path(wd_text).expanduser()).resolve()
     if wd.exists() and not wd.is_dir():
         return [Problem("workingdir", "the working directory is not a directory (it is a file)",
@@ -557,13 +629,28 @@ def _nested_key_warnings(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def _depth(value: Any, limit: int = MAX_DEPTH + 1) -> int:
+    """Nesting depth of a JSON value (lists and objects), counted up to ``limit``."""
+    depth, level = 0, [value]
+    while level and depth < limit:
+        nxt: list[Any] = []
+        for v in level:
+            if isinstance(v, dict):
+                nxt.extend(v.values())
+            elif isinstance(v, list):
+                nxt.extend(v)
+        if not nxt:
+            break
+        depth, level = depth + 1, nxt
+    return depth
+
+
 def _grid_key_warnings(data: dict[str, Any], proposer: str) -> list[str]:
     """Warnings for ``interval``/``n`` given to a proposer that does not use a grid."""
     pc = data.get("parameter_config")
     engine = data.get("engine")
-    if proposer == "sequence" or (proposer == "hyperband" and isinstance(engine, str)
-                                  and engine.strip().lower() == "sequence"):
-        return []
+    grid = proposer == "sequence" or (proposer == "hyperband" and isinstance(engine, str)
+                                      and engine.strip().lower() == "sequence")
     if not isinstance(pc, list):
         return []
     out = []
@@ -571,7 +658,10 @@ def _grid_key_warnings(data: dict[str, Any], proposer: str) -> list[str]:
         if not isinstance(entry, dict):
             continue
         for k in ("interval", "n"):
-            if k in entry:
+            if k in entry and grid and entry.get("type") == "choice":
+                out.append(f"parameter_config[{i}].{k} is ignored: the grid of a choice "
+                           "parameter is every value of its range")
+            elif k in entry and not grid:
                 out.append(f"parameter_config[{i}].{k} is ignored by proposer '{proposer}' "
                            "(only the sequence proposer and hyperband with \"engine\": "
                            "\"sequence\" use a grid)")
@@ -601,6 +691,10 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
     if not isinstance(data, dict):
         raise ConfigError([Problem("", "the experiment configuration must be a JSON object",
                                    type(data).__name__, 'wrap the keys in { ... }')], src)
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigError([Problem("", f"values are nested more than {MAX_DEPTH} levels deep",
+                                   "(nested lists or objects)",
+                                   "flatten the values (a choice value can be a string)")], src)
     problems: list[Problem] = []
     warnings: list[str] = []
     try:
@@ -764,6 +858,9 @@ def read_json(path: Path) -> tuple[Any, list[Problem]]:
     except UnicodeDecodeError as err:
         raise ConfigError([Problem("", "the file is not UTF-8 text", str(err)[:80],
                                    "save it as UTF-8 JSON")], str(path)) from None
+    except RecursionError:
+        raise ConfigError([Problem("", "the JSON is nested too deeply to read", str(path),
+                                   "flatten the values")], str(path)) from None
     except json.JSONDecodeError as err:
         raise ConfigError([Problem("", f"not valid JSON: {err.msg} at line {err.lineno} column "
                                    f"{err.colno}", MISSING, "fix the JSON syntax")],

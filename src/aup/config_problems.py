@@ -31,8 +31,8 @@ FIELD_HINTS = {
     "parameter_config": 'give a list of {"name", "range", "type"} objects',
     "type": 'use one of "float", "int", "choice"',
     "range": "give [low, high] for float/int or a non-empty list of values for choice",
-    "n_parallel": "use an integer >= 1",
-    "n_samples": "use an integer >= 1",
+    "n_parallel": "use an integer from 1 to 10000 (the jobs that run at once)",
+    "n_samples": "use an integer from 1 to 1000000000",
     "random_seed": "use an integer >= 0",
     "target": 'use "min" or "max"',
     "job_retries": "use an integer >= 0",
@@ -41,7 +41,8 @@ FIELD_HINTS = {
     "kill_grace": "give a number of seconds >= 0",
     "interval": "use a step > 0",
     "n": "use an integer number of grid points >= 2",
-    "name": "use a non-empty string",
+    "name": "use a short name of printable characters",
+    "env": 'map variable names to strings, e.g. {"OMP_NUM_THREADS": "1"}',
     "multi_res_labels": 'list the names of the extra results, e.g. ["accuracy", "time"]',
 }
 
