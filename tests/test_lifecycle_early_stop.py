@@ -222,6 +222,10 @@ def test_policy_stops_the_bad_job_through_the_cli(tmp_path: Path, policy):
         assert "early-stopped 1" in out
         row = experiment(folder)
         assert row["status"] == "FINISHED"
+        if policy == "median":  # 'aup list' counted only FINISHED jobs as done: 2/3
+            listed = run_cli("list", cwd=folder)
+            line = next(x for x in listed.stdout.splitlines() if " FINISHED " in x)
+            assert " 3/3 " in line, listed.stdout
         # early stopping turns tracking on, and the stored configuration says so
         assert json.loads(row["exp_config"])["resource_args"]["track_intermediate_results"]
 

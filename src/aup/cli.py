@@ -450,12 +450,14 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(rows, default=str))
         return EXIT_OK
-    # "finished/planned": the run summary's "jobs N" counts the jobs started instead
-    table = Table("id", "name", "status", "proposer", "target", "finished/planned", "failed",
+    # "done/planned": jobs that ended for good (finished, early-stopped or failed) against the
+    # planned number; the run summary's "jobs N" counts the jobs started instead
+    table = Table("id", "name", "status", "proposer", "target", "done/planned", "failed",
                   "best", "started", "ended")
     for r in rows:
         total = r["n_total"]
-        jobs = f"{r['n_finished']}/{total if total is not None else '?'}"
+        done = r["n_finished"] + r["n_early_stopped"] + r["n_failed"]
+        jobs = f"{done}/{total if total is not None else '?'}"
         best = "-" if r["best_score"] is None else f"{r['best_score']:.6g}"
         table.add_row(str(r["eid"]), r["name"], r["status"], r["proposer"] or "-",
                       r["target"] or "-", jobs, str(r["n_failed"]), best,

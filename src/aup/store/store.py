@@ -428,13 +428,15 @@ class Store:
 
     @_reconnecting
     def list_experiments(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Every experiment, newest first, with ``n_jobs``, ``n_finished``, ``n_failed`` and
-        ``best_score`` (by the experiment's target, with the rule of :meth:`best_job`: finished
+        """Every experiment, newest first, with ``n_jobs``, ``n_finished``, ``n_failed``,
+        ``n_early_stopped`` and ``best_score`` (by the experiment's target, with the rule of :meth:`best_job`: finished
         jobs only and, with budgets, only those at the largest budget)."""
         e, j = s.experiment, s.job
         counts = (select(j.c.eid, func.count().label("n_jobs"),
                          func.sum((j.c.status == "FINISHED").cast(s.Integer)).label("n_finished"),
-                         func.sum((j.c.status == "FAILED").cast(s.Integer)).label("n_failed"))
+                         func.sum((j.c.status == "FAILED").cast(s.Integer)).label("n_failed"),
+                         func.sum((j.c.status == "EARLY_STOPPED").cast(s.Integer))
+                         .label("n_early_stopped"))
                   .where(j.c.is_rerun.is_(False)).group_by(j.c.eid).subquery())
         scored = and_(j.c.status == "FINISHED", j.c.score.is_not(None), j.c.is_rerun.is_(False))
         budget = func.coalesce(j.c.budget, 0)
@@ -445,7 +447,7 @@ class Store:
                 .join(top, and_(top.c.eid == j.c.eid, budget == top.c.top)).where(scored)
                 .group_by(j.c.eid).subquery())
         q = (select(e, counts.c.n_jobs, counts.c.n_finished, counts.c.n_failed,
-                    best.c.max_score, best.c.min_score)
+                    counts.c.n_early_stopped, best.c.max_score, best.c.min_score)
              .outerjoin(counts, counts.c.eid == e.c.eid)
              .outerjoin(best, best.c.eid == e.c.eid).order_by(e.c.eid.desc()))
         if limit:
@@ -459,6 +461,7 @@ class Store:
             d["n_jobs"] = int(m["n_jobs"] or 0)
             d["n_finished"] = int(m["n_finished"] or 0)
             d["n_failed"] = int(m["n_failed"] or 0)
+            d["n_early_stopped"] = int(m["n_early_stopped"] or 0)
             d["best_score"] = m["max_score"] if d["target"] == "max" else m["min_score"]
             out.append(d)
         return out
