@@ -61,21 +61,34 @@ def rerun_best(exp: Experiment) -> dict[str, Any] | None:
     job_config.update(save_model=True, folder_name=folder)
     slot = exp.slots[0]
     rid = store.resource_id(slot.kind, slot.name)
-    jid, jaid = store.start_job(
-        eid=eid, job_config=job_config, proposal=best.get("proposal") or {}, rid=rid,
-        output_dir=str(exp.jobs_dir), proposer_state=None, budget=best.get("budget"),
-        bracket=best.get("bracket"), rung=best.get("rung"), is_rerun=True)
+    # A re-run of the same configuration cut short by a crash or a stop (resume brings the
+    # experiment here again) gets its next attempt, rather than a new job beside a row left
+    # INTERRUPTED for ever.
+    earlier = next((j for j in store.jobs(eid, include_rerun=True, status=(
+        JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value))
+        if j["is_rerun"] and j["job_config"] == job_config), None)
+    if earlier is not None:
+        jid, num = int(earlier["jid"]), int(earlier["n_attempts"])
+        jaid = store.start_attempt(jid=jid, num=num, rid=rid,
+                                   output_path=str(exp.jobs_dir / f"{jid}.{num}.out"))
+    else:
+        num = 0
+        jid, jaid = store.start_job(
+            eid=eid, job_config=job_config, proposal=best.get("proposal") or {}, rid=rid,
+            output_dir=str(exp.jobs_dir), proposer_state=None, budget=best.get("budget"),
+            bracket=best.get("bracket"), rung=best.get("rung"), is_rerun=True)
     rt = exp.config.runtime_args
     spec = AttemptSpec(
-        job_id=jid, attempt=0, job_config={**job_config, "job_id": jid},
+        job_id=jid, attempt=num, job_config={**job_config, "job_id": jid},
         command=exp.config.job_command(), workingdir=exp.workingdir,
-        config_path=exp.jobs_dir / f"{jid}.json", output_path=exp.jobs_dir / f"{jid}.0.out",
+        config_path=exp.jobs_dir / f"{jid}.json",
+        output_path=exp.jobs_dir / f"{jid}.{num}.out",
         env={**job_markers(eid), **rt.env}, prescript=rt.prescript, postscript=rt.postscript,
         n_labels=len(exp.labels))
     log.info("experiment %d: re-running best job %d as job %d to save its model in "
              "aup_models/%s", eid, best["jid"], jid, folder)
     exp.resource.start(spec, slot)
-    end = _wait(exp, jid)
+    end = _wait(exp, jid, num)
     o = end.outcome
     if o.status is AttemptStatus.SUCCEEDED:
         status = JobStatus.FINISHED
@@ -108,7 +121,7 @@ def rerun_best(exp: Experiment) -> dict[str, Any] | None:
     return exp.saved_model
 
 
-def _wait(exp: Experiment, jid: int) -> EndEvent:
+def _wait(exp: Experiment, jid: int, attempt: int) -> EndEvent:
     """Wait for the re-run's EndEvent, recording its result lines, enforcing the timeout and
     stop requests."""
     timeout = exp.config.job_timeout
@@ -119,12 +132,12 @@ def _wait(exp: Experiment, jid: int) -> EndEvent:
     while True:
         now = time.monotonic()
         if not stopped and deadline is not None and now >= deadline:
-            exp.resource.stop(jid, 0, StopReason.TIMEOUT)
+            exp.resource.stop(jid, attempt, StopReason.TIMEOUT)
             stopped = True
         if not stopped and now >= next_poll:
             next_poll = now + _STOP_POLL
             if exp._stop_event.is_set() or exp.store.stop_requested(exp.eid):
-                exp.resource.stop(jid, 0, StopReason.EXPERIMENT_STOP)
+                exp.resource.stop(jid, attempt, StopReason.EXPERIMENT_STOP)
                 stopped = True
         try:
             ev = exp.events.get(timeout=0.25)
