@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -597,3 +598,29 @@ def test_check_counts_one_job_in_the_singular(tmp_path: Path) -> None:
     assert proc.returncode == 0 and ", 1 job)" in proc.stdout, proc.stdout
     # a grid key on a choice was ignored without a word
     assert "parameter_config[1].n is ignored: the grid of a choice" in proc.stderr
+
+
+def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(tmp_path: Path) -> None:
+    # A shell starts 'aup run ... &' with SIGINT ignored; aup installed its own handler anyway,
+    # so the Ctrl-C meant for the foreground program stopped the background experiment.
+    import signal
+    import time
+
+    write_script(tmp_path, "slow.py", """
+        import json, sys, time
+        cfg = json.load(open(sys.argv[-1]))
+        time.sleep(1.0)
+        print("#Auptimizer:", cfg["x"])
+    """)
+    path = write_experiment(tmp_path, script="slow.py", n_samples=2, parameter_config=X)
+    env = {k: v for k, v in os.environ.items() if k != "AUP_DB"}
+    proc = subprocess.Popen([sys.executable, "-m", "aup", "run", str(path)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "jobs" / "1.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert "FINISHED  jobs 2, finished 2" in out, out

@@ -232,7 +232,7 @@ class StopSignals:
     def __init__(self) -> None:
         self.count = 0
         self.exp: Any = None
-        self._old: tuple[Any, Any] | None = None
+        self._old: tuple[Any, ...] | None = None
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.count += 1
@@ -246,8 +246,11 @@ class StopSignals:
             exp.request_stop(force=self.count > 1)
 
     def __enter__(self) -> StopSignals:
-        self._old = (signal.signal(signal.SIGINT, self._handler),
-                     signal.signal(signal.SIGTERM, self._handler))
+        # A signal ignored when aup started stays ignored (a shell starts 'aup run ... &' with
+        # SIGINT ignored, so that the Ctrl-C meant for the foreground does not reach it).
+        self._old = tuple(
+            signal.getsignal(sig) if signal.getsignal(sig) is signal.SIG_IGN
+            else signal.signal(sig, self._handler) for sig in (signal.SIGINT, signal.SIGTERM))
         return self
 
     def __exit__(self, *exc: Any) -> None:
