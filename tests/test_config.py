@@ -303,5 +303,11 @@ def test_a_grid_too_large_names_the_limit(folder: Path) -> None:
             {"name": "x", "range": [0, 1], "type": "float", "n": 10000},
             {"name": "y", "range": [0, 1], "type": "float", "n": 1001}]}, folder)
     text = info.value.render()
-    assert "more than 10,000,000 points" in text and "10010000" in text
-    assert text.count("10010000") == 1
+    assert "more than 10,000,000 points (10,010,000)" in text
+    # the parameter to change is named (the message named only parameter_config)
+    assert "parameter_config[0]:" in text and "'x' with 10,000 values" in text
+    # a step of 1e-300 printed a 300-digit count
+    with pytest.raises(ConfigError) as info:
+        parse_config({"script": "train.py", "proposer": "sequence", "parameter_config": [
+            {"name": "x", "range": [0, 1], "type": "float", "interval": 1e-300}]}, folder)
+    assert "(1e+300)" in info.value.render() and len(info.value.render()) < 400

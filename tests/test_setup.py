@@ -44,6 +44,8 @@ def test_setup_writes_env_ini_that_reads_back_and_runs(tmp_path):
     assert not (tmp_path / ".aup" / "sqlite3.db").exists()
     rows = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
     assert len(rows) == 1 and rows[0]["uid"] is not None
+    # without the proposer's internal state (625 numbers of a random generator per row)
+    assert "proposer_state" not in rows[0] and rows[0]["n_early_stopped"] == 0
 
 
 def test_existing_env_ini_and_history_are_kept(tmp_path):

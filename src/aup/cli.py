@@ -451,7 +451,10 @@ def cmd_list(args) -> int:
     store = _open(args)
     rows = store.list_experiments()
     if args.json:
-        print(json.dumps(rows, default=str))
+        # the proposer's saved state (a random generator's 625 numbers...) is internal (the
+        # experiment table of the database keeps it)
+        print(json.dumps([{k: v for k, v in r.items() if k != "proposer_state"} for r in rows],
+                         default=str))
         return EXIT_OK
     # "done/planned": jobs that ended for good (finished, early-stopped or failed) against the
     # planned number; the run summary's "jobs N" counts the jobs started instead

@@ -32,8 +32,13 @@ class SequenceProposer(Proposer):
     def check_space(cls, space, options) -> list[Problem]:
         size = space.grid_size()
         if size > MAX_GRID:
-            return [Problem("parameter_config", f"the grid has more than {MAX_GRID:,} points",
-                            size, "use larger 'interval' or smaller 'n' values")]
+            lengths = [(p.grid_len(), i, p.name) for i, p in enumerate(space)]
+            n, i, name = max(lengths)
+            shown = f"{size:,}" if size < 10**18 else f"{float(size):.3g}"
+            counts = f"{n:,}" if n < 10**18 else f"{float(n):.3g}"
+            return [Problem(f"parameter_config[{i}]", f"the grid has more than {MAX_GRID:,} "
+                            f"points ({shown}); the largest factor is {name!r} with {counts} "
+                            "values", name, "use a larger 'interval' or a smaller 'n' there")]
         return []
 
     @property
