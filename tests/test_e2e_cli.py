@@ -624,3 +624,19 @@ def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(tmp_path: Path) -> 
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out + err
     assert "FINISHED  jobs 2, finished 2" in out, out
+
+
+def test_a_database_in_a_missing_folder_creates_no_folders(tmp_path: Path) -> None:
+    # "storage": "sqlite:////nonexistent/x.db" created /nonexistent at the root
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    missing = tmp_path / "no" / "such"
+    path = write_experiment(tmp_path, script="quad.py", n_samples=1, parameter_config=X,
+                            storage=f"sqlite:///{missing / 'x.db'}")
+    proc = run_cli("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"the folder {missing} of the database x.db does not exist" in proc.stderr
+    assert not (tmp_path / "no").exists() and not (tmp_path / "jobs").exists()
+    # the default .aup/ folder is still created on first use
+    path = write_experiment(tmp_path, script="quad.py", n_samples=1, parameter_config=X)
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+    assert (tmp_path / ".aup" / "sqlite3.db").is_file()

@@ -195,7 +195,8 @@ class Store:
 
     Args:
         url: a SQLAlchemy URL (``sqlite:///path``, ``postgresql+psycopg://user:pw@host/db``).
-            SQLite files and their folder are created on first use.
+            SQLite files are created on first use, and their folder when it is ``.aup``
+            (another folder must exist: a mistyped path creates nothing).
         create: create missing tables (True for writers; readers may pass False).
 
     Raises:
@@ -207,8 +208,13 @@ class Store:
         try:
             if url.startswith("sqlite"):
                 path = sqlite_file(url)
-                if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                if path is not None and path.parent.name == ".aup":
+                    path.parent.mkdir(parents=True, exist_ok=True)  # the default place
+                elif path is not None and not path.parent.is_dir():
+                    # a typo in --db or storage must not create folders anywhere
+                    raise StoreError(
+                        f"the folder {path.parent} of the database {path.name} does not exist. "
+                        f"Fix: create it (mkdir -p {path.parent}) or correct the path")
                 self.engine: Engine = create_engine(
                     url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT,
                                        "check_same_thread": False})
