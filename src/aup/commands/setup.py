@@ -307,6 +307,11 @@ def run(args: argparse.Namespace) -> int:
         store.close()
 
     # -- create the database, then write env.ini ---------------------------------------------------
+    from aup.store.store import sqlite_file
+
+    db_file = sqlite_file(url)
+    if db_file is not None:  # setup is asked to create the database there: its folder too
+        db_file.parent.mkdir(parents=True, exist_ok=True)
     store = Store(url)  # creates or upgrades the schema; StoreError -> exit 2, nothing written
     try:
         store.user_id(user)
