@@ -340,6 +340,7 @@ RESOURCES_DOC = "see docs/resources.md for the allowed values of this key"
     ("gpu", {"gpus": [-1]}, "resource_args.gpus"),
     ("gpu", {"gpus": ["a"]}, "resource_args.gpus"),
     ("gpu", {"gpus": []}, "resource_args.gpus"),
+    ("gpu", {"gpus": [99999999999999999999]}, "resource_args.gpus"),
     ("node", {"nodes": ["host"]}, "resource_args.nodes"),
     ("node", {"nodes": ["me@host:70000"]}, "resource_args.nodes"),
     ("aws", {"instances": ["me@host"]}, "resource_args.instances"),

@@ -44,6 +44,10 @@ def nvidia_gpu_indices(timeout: float = 10.0) -> list[str] | None:
     return re.findall(r"^GPU (\d+):", res.stdout, re.M)
 
 
+#: Largest GPU index accepted (no machine has more cards; a longer number is a typo).
+MAX_GPU_ID = 1023
+
+
 class GPUOptions(ResourceOptions):
     """``resource_args`` of ``gpu``.
 
@@ -69,6 +73,9 @@ class GPUOptions(ResourceOptions):
             text = str(item).replace(" ", "")
             if not text or not all(p.isdigit() for p in text.split(",")):
                 raise ValueError(f"a GPU id must be digits (\"0\" or \"0,1\"), got {item!r}")
+            if any(int(p) > MAX_GPU_ID for p in text.split(",")):
+                raise ValueError(f"a GPU id is the index nvidia-smi -L lists (0, 1, ...), got "
+                                 f"{item!r}")
             out.append(text)
         return out
 
