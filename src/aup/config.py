@@ -55,15 +55,15 @@ class ParameterSpec(_Model):
 
     name: str = Field(min_length=1)
     type: Literal["float", "int", "choice"]
+    range: list[Any]
+    log: bool = False
+    interval: float | None = Field(default=None, gt=0)
+    n: int | None = Field(default=None, ge=2)
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return _printable_name(v)
-    range: list[Any]
-    log: bool = False
-    interval: float | None = Field(default=None, gt=0)
-    n: int | None = Field(default=None, ge=2)
 
 
 class JobFailure(_Model):

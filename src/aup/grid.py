@@ -84,12 +84,17 @@ def float_grid(low: float, high: float, *, log: bool, interval: float | None,
         raw.append(min(high, max(low, math.exp(v) if log else v)))
     rounded = [min(high, max(low, float(f"{v:.{GRID_DIGITS}g}"))) for v in raw]
     tail = [high] if ends_on_high and count > 1 else []
-    for interior in (rounded, raw):
-        values = [low, *interior, *tail]
-        if all(a < b for a, b in zip(values, values[1:], strict=False)):
-            return values
-    # values closer than the float type can tell apart: each distinct one once
-    out = [low]
+    values = [low, *rounded, *tail]
+    if _distinct(values) == values:
+        return values
+    # the rounding merged neighbours: unrounded (values closer than the float type can tell
+    # apart, in ranges refused at load, are kept once)
+    return _distinct([low, *raw, *tail])
+
+
+def _distinct(values: list) -> list:
+    """``values`` (non-decreasing) without repeats, in order."""
+    out = values[:1]
     for v in values[1:]:
         if v > out[-1]:
             out.append(v)
@@ -129,11 +134,7 @@ def int_grid(low: int, high: int, *, log: bool, interval: int | None,
     else:
         span, parts = high - low, n - 1
         points = [low + (2 * k * span + parts) // (2 * parts) for k in range(n)]
-    out = [points[0]]
-    for v in points[1:]:
-        if v > out[-1]:
-            out.append(v)
-    return out
+    return _distinct(points)
 
 
 def int_grid_len(low: int, high: int, *, log: bool, interval: int | None,
@@ -143,12 +144,7 @@ def int_grid_len(low: int, high: int, *, log: bool, interval: int | None,
     if interval is not None:
         if not log:
             return (high - low) // interval + 1
-        if interval < 2:
-            raise ValueError(f"the ratio of a log-scale int grid must be >= 2, not {interval}")
-        count, v = 0, low
-        while v <= high:
-            count, v = count + 1, v * interval
-        return count
+        return len(int_grid(low, high, log=True, interval=interval, n=None))  # ~log2(high)
     if n is None:
         return high - low + 1
     return min(n, high - low + 1)
