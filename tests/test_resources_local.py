@@ -503,3 +503,51 @@ def test_a_job_sees_the_virtual_environment_of_aup_activated(tmp_path: Path) -> 
     assert "score 1" in proc.stdout, proc.stdout
     assert (tmp_path / "jobs" / "1.0.out").read_text().startswith(sys.prefix)
 
+
+
+def test_a_write_error_on_the_output_file_keeps_the_result_and_the_pump(tmp_path: Path) -> None:
+    # A full disk (or a file-size limit) while copying a job's output to jobs/<id>.<n>.out
+    # raised in the pump thread, which serves every job: nothing was recorded again and the run
+    # hung (trial 27). /dev/full fails every write with ENOSPC: the job keeps its result, the
+    # next job on the same pump runs.
+    import sys
+
+    from aup.resources.base import EndEvent
+    from aup.resources.local import LocalProcess, OutputPump
+
+    (tmp_path / "job.py").write_text(
+        "import sys\nfor i in range(3000): print('x' * 99)\nprint('#Auptimizer: 0.25')\n")
+    events: queue.Queue = queue.Queue()
+    pump = OutputPump()
+    full = _spec(tmp_path, 1)
+    full.command = [sys.executable, "job.py"]
+    full.output_path = Path("/dev/full")
+    LocalProcess(full, {}, events, 1.0, pump=pump).start()
+    nxt = _spec(tmp_path, 2)
+    nxt.command = [sys.executable, "job.py"]
+    LocalProcess(nxt, {}, events, 1.0, pump=pump).start()
+    ends = [e for e in (events.get(timeout=30) for _ in range(4)) if isinstance(e, EndEvent)]
+    assert sorted((e.outcome.status.value, e.outcome.score) for e in ends) == [
+        ("SUCCEEDED", 0.25), ("SUCCEEDED", 0.25)]
+    assert (tmp_path / "jobs" / "2.0.out").read_text().endswith("#Auptimizer: 0.25\n")
+
+
+def test_an_unwritable_job_config_is_named_not_blamed_on_the_interpreter(tmp_path: Path) -> None:
+    # A read-only or full jobs folder said "cannot start .../python3: Read-only file system".
+    import sys
+
+    from aup.resources.base import EndEvent
+    from aup.resources.local import LocalProcess, OutputPump
+
+    (tmp_path / "blocked").write_text("a file where the jobs folder should be")
+    spec = _spec(tmp_path, 1)
+    spec.command = [sys.executable, "job.py"]
+    spec.config_path = tmp_path / "blocked" / "1.json"
+    events: queue.Queue = queue.Queue()
+    LocalProcess(spec, {}, events, 1.0, pump=OutputPump()).start()
+    end = events.get(timeout=30)
+    while not isinstance(end, EndEvent):
+        end = events.get(timeout=30)
+    assert end.outcome.reason.value == "START_FAILED"
+    assert "cannot write the job's config" in end.outcome.detail
+    assert "blocked" in end.outcome.detail and "cannot start" not in end.outcome.detail

@@ -125,8 +125,10 @@ class LocalProcess:
         try:
             write_job_config(spec)
             spec.output_path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            self._start_failed(err)
+        except OSError as err:  # a full or read-only jobs folder: say which file, not "start"
+            where = err.filename or spec.config_path
+            self._end_unstarted(judge(None, self.parser, start_error=(
+                f"cannot write the job's config {where}: {err.strerror or err}")))
             return
         self._argv = wrap_command([*spec.command, str(spec.config_path)], spec.prescript,
                                   spec.postscript)
@@ -143,9 +145,7 @@ class LocalProcess:
 
     def _end_unstarted(self, outcome) -> None:
         """End an attempt whose process never ran (start error, or stopped before its spawn)."""
-        if self._out is not None:
-            self._out.close()
-            self._out = None
+        self._close_out()
         self._finish(outcome)
 
     # -- called by the pump thread ---------------------------------------------------------------
@@ -219,9 +219,7 @@ class LocalProcess:
         if not data:
             self._close_pipe(selector)
             return
-        if self._out is not None:
-            self._out.write(self._decoder.decode(data).encode("utf-8"))
-            self._out.flush()
+        self._write_out(self._decoder.decode(data))
         buf = self._buf + data
         start = 0
         while (nl := buf.find(b"\n", start)) >= 0:
@@ -281,10 +279,31 @@ class LocalProcess:
         if self._buf:
             self._emit(self._buf)
             self._buf = b""
-        if self._out is not None:
-            self._out.write(self._decoder.decode(b"", final=True).encode("utf-8"))
-            self._out.close()
-            self._out = None
+        self._write_out(self._decoder.decode(b"", final=True))
+        self._close_out()
+
+    def _write_out(self, text: str) -> None:
+        """Append ``text`` to the job's ``.out`` file. A write error (a full disk, a file-size
+        limit) stops the copy with a warning; the output is still parsed, so the job keeps
+        its result (the pump thread serves every job: it must not die on one file)."""
+        if self._out is None:
+            return
+        try:
+            self._out.write(text.encode("utf-8"))
+            self._out.flush()
+        except OSError as err:
+            log.warning("%s: writing the output to %s failed (%s); the rest of this job's "
+                        "output is not kept, its result lines are still read",
+                        self.spec.label, self.spec.output_path, err.strerror or err)
+            self._close_out()
+
+    def _close_out(self) -> None:
+        out, self._out = self._out, None
+        if out is not None:
+            try:
+                out.close()
+            except OSError:  # the buffered tail could not be written: already warned about
+                pass
 
     def _end(self) -> None:
         assert self.proc is not None
