@@ -177,6 +177,14 @@ def test_list_experiments_best_uses_the_largest_budget(store):
     rows = {r["eid"]: r for r in store.list_experiments()}
     assert rows[e_min]["best_score"] == 2.0 == store.best_job(e_min, maximize=False)["score"]
     assert rows[e_max]["best_score"] == 3.0 == store.best_job(e_max, maximize=True)["score"]
+    # The dashboard's summaries (and `aup export`, which uses them) follow the same rule: they
+    # showed the budget-1 score (trial 27).
+    from aup.dashboard.queries import DashboardQueries
+
+    q = DashboardQueries(store)
+    assert q.experiment(e_min)["best_score"] == 2.0 and q.experiment(e_max)["best_score"] == 3.0
+    items = {r["eid"]: r for r in q.list_experiments()["items"]}
+    assert items[e_min]["best_score"] == 2.0 and items[e_max]["best_score"] == 3.0
 
 
 def test_reopen_keeps_data_and_users(db_url):

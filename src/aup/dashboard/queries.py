@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.engine import Engine
 
 from aup.errors import AupError
@@ -88,13 +88,23 @@ class DashboardQueries:
 
     # -- experiments ---------------------------------------------------------------------------
     def _counts(self, eids: Sequence[int] | None = None):
+        # The best score follows Store.best_job: finished jobs at the largest budget only (a
+        # score after fewer epochs is not comparable; hyperband's budget-1 scores showed here).
         j = s.job
+        budget = func.coalesce(j.c.budget, 0)
+        scored = and_(j.c.status == "FINISHED", j.c.score.is_not(None), j.c.is_rerun.is_(False))
+        top = select(j.c.eid, func.max(budget).label("top")).where(scored).group_by(j.c.eid)
+        if eids is not None:
+            top = top.where(j.c.eid.in_(list(eids)))
+        top = top.subquery()
+        at_top = and_(j.c.status == "FINISHED", budget == top.c.top)
         q = (select(j.c.eid,
                     func.count().label("n_jobs"),
                     *(func.coalesce(func.sum(case((j.c.status == st, 1), else_=0)), 0)
                       .label(f"n_{st.lower()}") for st in JOB_STATUSES),
-                    func.max(case((j.c.status == "FINISHED", j.c.score))).label("max_score"),
-                    func.min(case((j.c.status == "FINISHED", j.c.score))).label("min_score"))
+                    func.max(case((at_top, j.c.score))).label("max_score"),
+                    func.min(case((at_top, j.c.score))).label("min_score"))
+             .outerjoin(top, top.c.eid == j.c.eid)
              .where(j.c.is_rerun.is_(False)).group_by(j.c.eid))
         if eids is not None:
             q = q.where(j.c.eid.in_(list(eids)))
