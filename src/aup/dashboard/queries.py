@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from aup.errors import AupError
 from aup.job import FailReason
 from aup.store import schema as s
-from aup.store.store import Store
+from aup.store.store import Store, largest_budget
 
 #: Jobs the job table may be sorted by (API name -> column expression built in ``jobs``).
 JOB_SORT_KEYS = ("jid", "score", "status", "start_time", "end_time", "duration", "n_attempts")
@@ -91,13 +91,8 @@ class DashboardQueries:
         # The best score follows Store.best_job: finished jobs at the largest budget only (a
         # score after fewer epochs is not comparable; hyperband's budget-1 scores showed here).
         j = s.job
-        budget = func.coalesce(j.c.budget, 0)
-        scored = and_(j.c.status == "FINISHED", j.c.score.is_not(None), j.c.is_rerun.is_(False))
-        top = select(j.c.eid, func.max(budget).label("top")).where(scored).group_by(j.c.eid)
-        if eids is not None:
-            top = top.where(j.c.eid.in_(list(eids)))
-        top = top.subquery()
-        at_top = and_(j.c.status == "FINISHED", budget == top.c.top)
+        scored, budget, top = largest_budget(eids)
+        at_top = and_(scored, budget == top.c.top)
         q = (select(j.c.eid,
                     func.count().label("n_jobs"),
                     *(func.coalesce(func.sum(case((j.c.status == st, 1), else_=0)), 0)

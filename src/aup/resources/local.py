@@ -302,7 +302,7 @@ class LocalProcess:
         if out is not None:
             try:
                 out.close()
-            except OSError:  # the buffered tail could not be written: already warned about
+            except OSError:  # _write_out flushed everything: nothing is left to lose
                 pass
 
     def _end(self) -> None:

@@ -444,10 +444,7 @@ class Store:
                          func.sum((j.c.status == "EARLY_STOPPED").cast(s.Integer))
                          .label("n_early_stopped"))
                   .where(j.c.is_rerun.is_(False)).group_by(j.c.eid).subquery())
-        scored = and_(j.c.status == "FINISHED", j.c.score.is_not(None), j.c.is_rerun.is_(False))
-        budget = func.coalesce(j.c.budget, 0)
-        top = (select(j.c.eid, func.max(budget).label("top")).where(scored)
-               .group_by(j.c.eid).subquery())
+        scored, budget, top = largest_budget()
         best = (select(j.c.eid, func.max(j.c.score).label("max_score"),
                        func.min(j.c.score).label("min_score"))
                 .join(top, and_(top.c.eid == j.c.eid, budget == top.c.top)).where(scored)
@@ -765,6 +762,27 @@ class Store:
         with self.engine.connect() as c:
             row = c.execute(q).first()
         return _job_dict(row) if row is not None else None
+
+
+def largest_budget(eids: Iterable[int] | None = None) -> tuple[Any, Any, Any]:
+    """The rule of :meth:`Store.best_job` in SQL: the best job is a finished, scored, non-re-run
+    job at the largest budget its experiment has among such jobs (no budget counts as 0).
+
+    Args:
+        eids: restrict the subquery to these experiments (None: all).
+
+    Returns:
+        ``(scored, budget, top)``: the condition "finished, scored, not a re-run", the job's
+        budget expression, and a subquery of ``(eid, top)`` with each experiment's largest
+        budget; a job is a candidate when ``scored`` holds and ``budget == top.c.top``.
+    """
+    j = s.job
+    scored = and_(j.c.status == "FINISHED", j.c.score.is_not(None), j.c.is_rerun.is_(False))
+    budget = func.coalesce(j.c.budget, 0)
+    top = select(j.c.eid, func.max(budget).label("top")).where(scored).group_by(j.c.eid)
+    if eids is not None:
+        top = top.where(j.c.eid.in_(list(eids)))
+    return scored, budget, top.subquery()
 
 
 def _experiment_dict(row) -> dict[str, Any]:
