@@ -139,3 +139,18 @@ def test_bad_outputs_and_sources_are_clear_errors_and_leave_nothing(tmp_path):
         assert "Traceback" not in r.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing left behind
     assert not list((tmp_path / "d.py").iterdir()) and not missing.exists()
+
+
+def test_a_function_needing_the_budget_is_refused_when_the_proposer_gives_none(tmp_path):
+    write_script(tmp_path, "src.py", "def train(x, n_iterations):\n    return x * n_iterations\n")
+    exp = write_experiment(tmp_path, script="job.py", proposer="random",
+                           parameter_config=PARAMS[:1])
+    r = run_cli("convert", "src.py", exp.name, "train", cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "'n_iterations'" in r.stderr and "'random'" in r.stderr and "hyperband" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "job.py").exists()
+    hb = write_experiment(tmp_path, "hb.json", script="job.py", proposer="hyperband",
+                          max_iter=9, eta=3, parameter_config=PARAMS[:1])
+    r = run_cli("convert", "src.py", hb.name, "train", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "job.py").is_file()

@@ -9,7 +9,8 @@ Checked before anything is written (a clear message and exit code 2 otherwise):
 
 * the source parses and defines ``FUNCTION`` at top level (found with :mod:`ast`, the script is
   never run);
-* the function accepts every parameter of the experiment and needs no other argument;
+* the function accepts every parameter of the experiment and needs no other argument
+  (``n_iterations`` only when the experiment's proposer gives a budget: hyperband, bohb);
 * the source is UTF-8 text;
 * the output is not the source (2.0 overwrote it when ``script`` named the source), not a
   folder, its folder exists (it is never created), and it does not exist yet, unless
@@ -62,8 +63,13 @@ def _function(tree: ast.Module, name: str, source: Path) -> ast.FunctionDef:
     return fn
 
 
-def _check_signature(fn: ast.FunctionDef, params: list[str], source: Path) -> bool:
-    """Check that ``fn`` takes ``params``; returns True when it also takes the budget."""
+def _check_signature(fn: ast.FunctionDef, params: list[str], source: Path,
+                     proposer: str | None) -> bool:
+    """Check that ``fn`` takes ``params``; returns True when it also takes the budget.
+
+    ``proposer`` is the experiment's proposer name; a function that needs ``n_iterations``
+    is refused when that proposer gives no budget (every job would fail with a TypeError).
+    """
     a = fn.args
     named = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
     accepts_any = a.kwarg is not None
@@ -85,7 +91,24 @@ def _check_signature(fn: ast.FunctionDef, params: list[str], source: Path) -> bo
         raise UsageError(f"{source}: {fn.name}() needs {', '.join(map(repr, unset))}, which the "
                          "experiment does not set; fix: give it a default value or add it to "
                          "parameter_config")
+    if BUDGET_KEY in required and BUDGET_KEY not in params and not _gives_budget(proposer):
+        raise UsageError(f"{source}: {fn.name}() needs {BUDGET_KEY!r} (the budget), but the "
+                         f"experiment's proposer {proposer!r} gives no budget, so every job "
+                         f"would fail; fix: give {BUDGET_KEY} a default value (e.g. "
+                         f"{BUDGET_KEY}=100) or use a multi-fidelity proposer (hyperband, "
+                         "bohb)")
     return BUDGET_KEY in named or accepts_any
+
+
+def _gives_budget(proposer: str | None) -> bool:
+    """True when ``proposer`` passes a budget to its jobs, or is unknown here (checked by
+    ``aup run``)."""
+    from aup.proposers import registry
+
+    try:
+        return registry.get(proposer or "random").gives_budget
+    except (KeyError, ImportError, AttributeError):
+        return True
 
 
 def _disable_main_blocks(text: str, tree: ast.Module) -> tuple[str, int]:
@@ -110,8 +133,9 @@ def _disable_main_blocks(text: str, tree: ast.Module) -> tuple[str, int]:
     return "".join(lines), n
 
 
-def generate(source_text: str, function: str, params: list[str], source: Path) -> str:
-    """The job script's text.
+def generate(source_text: str, function: str, params: list[str], source: Path,
+             proposer: str | None = "random") -> str:
+    """The job script's text; ``proposer`` is the experiment's proposer name.
 
     Raises:
         UsageError: syntax error, no such function, or a signature that does not fit.
@@ -123,7 +147,7 @@ def generate(source_text: str, function: str, params: list[str], source: Path) -
         raise UsageError(f"{source}{where}: syntax error ({err.msg}); nothing was "
                          "written") from None
     fn = _function(tree, function, source)
-    takes_budget = _check_signature(fn, params, source)
+    takes_budget = _check_signature(fn, params, source, proposer)
     body, _ = _disable_main_blocks(source_text, tree)
     if not body.startswith("#!"):
         body = "#!/usr/bin/env python3\n" + body
@@ -215,7 +239,9 @@ def run(args: argparse.Namespace) -> int:
                          "file saved as UTF-8") from None
     except OSError as err:
         raise UsageError(f"cannot read the script {source}: {err.strerror}") from None
-    text = generate(source_text, args.function, params, source)
+    proposer = data.get("proposer", "random")
+    text = generate(source_text, args.function, params, source,
+                    proposer if isinstance(proposer, str) else None)
     tmp = out.with_name(f".{out.name}.aup-tmp")
     try:
         tmp.write_text(text, encoding="utf-8")

@@ -101,6 +101,8 @@ class Proposer(ABC):
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[ProposerOptions]] = ProposerOptions
+    #: True when every proposal carries a budget (it reaches the job as ``n_iterations``).
+    gives_budget: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, options: ProposerOptions):
         self.space = space

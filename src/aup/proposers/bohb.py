@@ -128,6 +128,7 @@ class BOHBProposer(Proposer):
     """
 
     name = "bohb"
+    gives_budget = True
     Options = BOHBOptions
 
     def __init__(self, space, options: BOHBOptions):

@@ -72,6 +72,7 @@ class HyperbandProposer(Proposer):
     """
 
     name = "hyperband"
+    gives_budget = True
     Options = HyperbandOptions
 
     def __init__(self, space, options: HyperbandOptions):
