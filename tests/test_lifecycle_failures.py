@@ -130,6 +130,16 @@ def test_start_failed_is_a_reason(tmp_path: Path):
     (job,) = jobs(tmp_path)
     assert job["fail_reason"] == "START_FAILED"
     assert "START_FAILED" in res.stdout and "cannot start" in res.stdout
+    # The job never ran: it stops the experiment but is not spent. Once the cause is repaired
+    # (here the file becomes a script), 'aup resume' runs it (it stayed FAILED before).
+    assert job["status"] == "INTERRUPTED" and "could not start run again" in res.stdout
+    binary.write_text("#!/usr/bin/env python3\nprint('#Auptimizer: 0.75')\n")
+    res = run_cli("resume", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (job,) = jobs(tmp_path)
+    assert job["status"] == "FINISHED" and job["score"] == 0.75
+    assert job["fail_reason"] is None
+    assert [a["fail_reason"] for a in attempts(tmp_path, job["jid"])] == ["START_FAILED", None]
 
 
 def test_first_failure_reason_and_tail_in_cli_output_exit_1(tmp_path: Path):

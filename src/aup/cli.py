@@ -294,9 +294,11 @@ def _print_summary(console, exp, result) -> int:
     if result.resumable:
         from aup.api import db_option
 
+        kept = ("the failed job stays FAILED" if result.n_failed else
+                "the jobs that could not start run again")
         console.print(f"resume with: aup resume{db_option(exp.store)} {result.eid}"
                       + (" (after fixing the cause in the script or its data: resume keeps the "
-                         "recorded experiment.json settings, and the failed job stays FAILED)"
+                         f"recorded experiment.json settings, and {kept})"
                          if status is ExperimentStatus.FAILED else ""))
     return EXIT_INTERRUPTED if status is ExperimentStatus.STOPPED else EXIT_FAILED
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from aup.config import ExperimentConfig, parse_config
 from aup.errors import AupError, ConfigError, DatabaseUnavailable, UsageError, install_hint
-from aup.job import AttemptOutcome, AttemptStatus, JobStatus, StopReason
+from aup.job import AttemptOutcome, AttemptStatus, FailReason, JobStatus, StopReason
 from aup.jobs_folder import JobsFolderClaim, claim_jobs_dir
 from aup.orphans import job_markers, pid_exists
 from aup.proposers import registry as proposer_registry
@@ -636,6 +636,16 @@ class Experiment:
                 job.bad_slots.add(r.slot.id)
                 self.retry_queue.append(job)
                 log.warning("%s; retrying (%d/%d)", summary, job.attempts, retries)
+            elif o.reason is FailReason.START_FAILED and not self.config.job_failure.ignore_fail:
+                # The job never ran (e.g. its config could not be written): it stops the
+                # experiment like any failure, but the proposer is not told and the job runs
+                # again on resume once the cause is repaired.
+                job_status = JobStatus.INTERRUPTED
+                log.error("%s; it runs again on resume", summary)
+                self.first_job_failure = self.first_job_failure or error_msg
+                if not self.failed:
+                    self.failed = True
+                    self.first_failure = error_msg
             else:
                 job_status = JobStatus.FAILED
                 log.error("%s", summary)
