@@ -410,3 +410,33 @@ def test_crash_during_the_save_model_rerun_then_resume_reruns_it(tmp_path: Path)
     reruns = jobs(tmp_path, rerun=True)
     assert [(r["status"], r["n_attempts"]) for r in reruns] == [("FINISHED", 2)]
     assert experiment(tmp_path)["status"] == "FINISHED"
+
+
+def _file_size_limit(n_bytes: int):
+    import resource
+
+    def limit() -> None:  # runs in the child before exec; jobs inherit it too
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, n_bytes))
+
+    return limit
+
+
+def test_a_database_that_cannot_be_written_stops_cleanly_and_resume_finishes(tmp_path: Path):
+    # A full disk under the SQLite database ended 'aup run' with a SQLAlchemy traceback. A
+    # file-size limit (RLIMIT_FSIZE, the portable stand-in for a full disk: SQLite's WAL file
+    # cannot grow past it) makes the same write error happen after a few jobs.
+    exp = setup(tmp_path, "import json, sys\nprint('#Auptimizer:', json.load(open(sys.argv[-1]))"
+                "['x'])\n", proposer="random", n_samples=40, n_parallel=2,
+                parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    res = run_cli(str(exp), "-q", cwd=tmp_path, preexec_fn=_file_size_limit(400_000))
+    assert res.returncode == 1, res.stdout + res.stderr
+    err = " ".join(res.stderr.split())
+    assert "Traceback" not in res.stderr and "cannot be used" in err, res.stderr
+    assert "free space on its disk" in err and "aup resume 1" in err
+    done = [j for j in jobs(tmp_path) if j["status"] == "FINISHED"]
+    assert 0 < len(done) < 40  # what was recorded before the error stays
+    res = run_cli("resume", "1", "-q", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = jobs(tmp_path)
+    assert len(rows) == 40 and {j["status"] for j in rows} == {"FINISHED"}
+    assert experiment(tmp_path)["status"] == "FINISHED"

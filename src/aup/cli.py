@@ -316,8 +316,8 @@ def _run_loop(exp, args, console, signals: StopSignals) -> int:
         if isinstance(observer, ProgressObserver):
             observer.close()
         _console(stderr=True, plain_ok=True).print(
-            f"error: {err}. Its running jobs were stopped. Fix: when the database answers "
-            f"again, continue with: aup resume{db_option(exp.store)} {exp.eid} (the "
+            f"error: {err}. Its running jobs were stopped; what was recorded is kept. Fix: "
+            f"{err.repair}, continue with: aup resume{db_option(exp.store)} {exp.eid} (the "
             "experiment still shows RUNNING until then)", style="red")
         return EXIT_FAILED
     finally:

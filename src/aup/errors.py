@@ -35,6 +35,18 @@ class DatabaseUnavailable(StoreError):
     (the experiment could not record its progress; it is resumed once the server is back).
     Exit code 1."""
 
+    #: What must happen before ``aup resume`` can go on (completes the CLI's "Fix:" hint).
+    repair = "when the database answers again"
+
+
+class DatabaseWriteFailed(DatabaseUnavailable):
+    """A SQLite database could not be written during a run (disk full, file-size limit, I/O
+    error, read-only file). Handled like :class:`DatabaseUnavailable`: running jobs are stopped,
+    what was recorded stays, and the experiment is resumed once the file can be written."""
+
+    repair = ("once the database can be written again (free space on its disk, or fix the "
+              "file's permissions)")
+
 
 class ExperimentFailed(AupError):
     """The experiment ended FAILED (a job failed without ``ignore_fail``, or no job succeeded)."""

@@ -337,7 +337,7 @@ class Experiment:
             # Nothing can be recorded: stop the jobs (they run again on resume, which marks
             # their attempts LOST once the database answers) and report it.
             self._stop_all(force=True)
-            self._drain(timeout=self.resource.options.kill_grace + 5)
+            self._drain(timeout=self.resource.options.kill_grace + 5, record=False)
             raise
         except BaseException as err:
             self.stop_reason = self.stop_reason or f"scheduler error: {err!r}"
@@ -518,14 +518,22 @@ class Experiment:
             self._handle(ev)
         self._flush_results()
 
-    def _drain(self, timeout: float) -> None:
+    def _drain(self, timeout: float, record: bool = True) -> None:
+        """Wait up to ``timeout`` seconds for the running attempts to end, recording them
+        unless ``record`` is False (the database cannot be written: they stay RUNNING there and
+        the resume marks them LOST and runs them again)."""
         end = time.monotonic() + timeout
         while self.running and time.monotonic() < end:
             try:
-                self._handle(self.events.get(timeout=0.2))
+                ev = self.events.get(timeout=0.2)
             except queue.Empty:
-                pass
-        self._flush_results()
+                continue
+            if record:
+                self._handle(ev)
+            elif isinstance(ev, EndEvent):
+                self.running.pop((ev.job_id, ev.attempt), None)
+        if record:
+            self._flush_results()
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()

@@ -43,7 +43,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from aup.errors import DatabaseUnavailable, StoreError
+from aup.errors import DatabaseUnavailable, DatabaseWriteFailed, StoreError
 from aup.store import schema as s
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,12 @@ def _reconnecting(method: Callable[..., _T]) -> Callable[..., _T]:
     ``store.abort()`` is true (a stop request); a warning says so once. Each call is one
     transaction, rolled back when the connection broke, so running it again writes it once.
     SQLite errors are not retried (a file does not go away and come back; locks have their
-    own timeout).
+    own timeout): they raise :class:`~aup.errors.DatabaseWriteFailed` (a full disk used to end
+    the run with a SQLAlchemy traceback).
 
     Raises:
         DatabaseUnavailable: the server did not come back in time (or the run was stopped).
+        DatabaseWriteFailed: a SQLite database cannot be read or written.
     """
 
     @functools.wraps(method)
@@ -92,10 +94,11 @@ def _reconnecting(method: Callable[..., _T]) -> Callable[..., _T]:
             try:
                 result = method(self, *args, **kwargs)
             except (OperationalError, InterfaceError) as err:
-                if self.engine.dialect.name == "sqlite":
-                    raise
                 self._drop_writer()
                 cause = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+                if self.engine.dialect.name == "sqlite":
+                    raise DatabaseWriteFailed(f"the database {self._safe_url()} cannot be used "
+                                              f"({cause})") from None
                 waited = time.monotonic() - start
                 if waited >= self.outage_wait or (self.abort is not None and self.abort()):
                     raise DatabaseUnavailable(
