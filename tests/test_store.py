@@ -187,6 +187,29 @@ def test_list_experiments_best_uses_the_largest_budget(store):
     assert items[e_min]["best_score"] == 2.0 and items[e_max]["best_score"] == 3.0
 
 
+@pytest.mark.parametrize("max_points", [2000, 4])  # every job a point; buckets of jobs
+def test_best_so_far_line_counts_only_the_largest_budget(store, max_points):
+    # The dashboard's best-so-far curves (/history, /compare, `aup plot`) ran over every budget:
+    # a budget-1 score of -5 was the "best" of a min experiment whose best is 2 (trial 27).
+    from aup.dashboard.queries import DashboardQueries
+
+    eid = _experiment(store, "hb", target="min")
+    for score, budget in ((-5.0, 1.0), (0.5, 3.0), (4.0, 9.0), (-1.0, 1.0), (2.0, 9.0),
+                          (7.0, 9.0), (-9.0, 3.0), (3.0, 9.0)):
+        _finish(store, eid, score, budget=budget)
+    q = DashboardQueries(store)
+    h = q.history(eid, max_points=max_points)
+    assert h["n_finished"] == 8
+    assert min(h["points"]["score"]) == -9.0  # the cloud still shows every finished job
+    best = h["best"]
+    assert best["score"][-1] == 2.0 == store.best_job(eid, maximize=False)["score"]
+    assert min(best["score"]) == 2.0 and best["n"][-1] == 8
+    if max_points == 2000:  # the line starts at the first job at budget 9 (job number 3)
+        assert best["n"] == [3, 4, 5, 6, 7, 8] and best["score"] == [4.0, 4.0, 2.0, 2.0, 2.0, 2.0]
+    (series,) = q.compare([eid], max_points=max_points)["series"]
+    assert series["best"] == best["score"]
+
+
 def test_reopen_keeps_data_and_users(db_url):
     st = Store(db_url)
     eid = _experiment(st, user="bob")

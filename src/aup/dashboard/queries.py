@@ -415,6 +415,10 @@ class DashboardQueries:
         bucket's middle job (``jid`` is then None), and the best-so-far line takes the running
         best of the buckets at each bucket's last job, which is exact.
 
+        The points are every finished job; the best-so-far line counts only the jobs at the
+        experiment's largest budget (the rule of ``aup best``; hyperband's and bohb's low-budget
+        scores are not comparable), so for those it starts at the first such job.
+
         Returns:
             ``{"target", "n_finished", "step", "points": {"n", "jid", "score"},
             "best": {"n", "jid", "score"}}`` (column lists).
@@ -426,25 +430,31 @@ class DashboardQueries:
         better = max if target == "max" else min
         j = s.job
         where = self._finished(eid)
+        budget = func.coalesce(j.c.budget, 0)
         points: dict[str, list] = {"n": [], "jid": [], "score": []}
         best: dict[str, list] = {"n": [], "jid": [], "score": []}
         with self.engine.connect() as c:
-            total, lo, hi = c.execute(select(func.count(), func.min(j.c.jid), func.max(j.c.jid))
-                                      .select_from(j).where(*where)).one()
+            total, lo, hi, top = c.execute(
+                select(func.count(), func.min(j.c.jid), func.max(j.c.jid), func.max(budget))
+                .select_from(j).where(*where)).one()
+            at_top = budget == top
             total = int(total or 0)
             n_buckets = max(1, max_points // 2)
             if total <= n_buckets:
                 step = 1
                 # "jid + 0": number the jobs reading the covering index (then sorting narrow
                 # rows) rather than walking ix_job_eid_status and the wide table rows.
-                f = select(j.c.jid, j.c.score,
+                f = select(j.c.jid, j.c.score, at_top.label("at_top"),
                            func.row_number().over(order_by=j.c.jid + 0).label("n")
                            ).where(*where).subquery()
                 running = None
                 for r in c.execute(select(f).order_by(f.c.n)):
                     score = _num(r.score)
-                    running = score if running is None else better(running, score)
+                    if r.at_top:
+                        running = score if running is None else better(running, score)
                     for d, v in ((points, score), (best, running)):
+                        if v is None:  # no job at the largest budget yet: no line
+                            continue
                         d["n"].append(int(r.n))
                         d["jid"].append(int(r.jid))
                         d["score"].append(v)
@@ -455,6 +465,8 @@ class DashboardQueries:
                 step = max(1, math.ceil(total / n_buckets))
                 b = (j.c.jid - int(lo)).self_group().op("/")(width).label("b")  # integer div
                 q = (select(b, func.min(j.c.score).label("lo"), func.max(j.c.score).label("hi"),
+                            func.min(case((at_top, j.c.score))).label("top_lo"),
+                            func.max(case((at_top, j.c.score))).label("top_hi"),
                             func.count().label("cnt"), func.max(j.c.jid).label("last_jid"))
                      .where(*where).group_by(b).order_by(b))
                 running, done = None, 0
@@ -465,8 +477,11 @@ class DashboardQueries:
                         points["n"].append(mid)
                         points["jid"].append(None)
                         points["score"].append(_num(v))
-                    edge = r.hi if target == "max" else r.lo
-                    running = edge if running is None else better(running, edge)
+                    edge = r.top_hi if target == "max" else r.top_lo
+                    if edge is not None:
+                        running = edge if running is None else better(running, edge)
+                    if running is None:
+                        continue
                     best["n"].append(done)
                     best["jid"].append(int(r.last_jid))
                     best["score"].append(_num(running))
