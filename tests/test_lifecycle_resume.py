@@ -277,6 +277,12 @@ def test_save_model_with_the_decorator_and_without(tmp_path: Path):
                        (best["jid"],))[0]["n"]
         assert n_best == 1
         assert run_cli("best", "1", cwd=folder).stdout.count(f"best job {best['jid']}") == 1
+        # `aup show --attempts` marks the re-run's attempt (it looked like a 4th job: trial 27)
+        shown = run_cli("show", "1", "--attempts", cwd=folder).stdout
+        assert f"{rerun['jid']} (save_model re-run)" in " ".join(shown.split())
+        assert shown.count("save_model re-run") == 1
+        listed = json.loads(run_cli("show", "1", "--attempts", "--json", cwd=folder).stdout)
+        assert [a["jid"] for a in listed if a["is_rerun"]] == [rerun["jid"]]
 
 
 def test_save_model_failure_is_recorded_and_reported(tmp_path: Path):

@@ -522,7 +522,8 @@ def _show_attempts(store, row, as_json: bool) -> int:
     for a in rows:
         secs = ("-" if a["end_time"] is None or a["start_time"] is None
                 else f"{a['end_time'] - a['start_time']:.1f}")
-        table.add_row(str(a["jid"]), str(a["num"]), a["status"],
+        job = f"{a['jid']} (save_model re-run)" if a.get("is_rerun") else str(a["jid"])
+        table.add_row(job, str(a["num"]), a["status"],
                       "-" if a["exit_code"] is None else str(a["exit_code"]),
                       a["fail_reason"] or "", a["detail"] or "", secs, a["output_path"] or "")
     console = _console()

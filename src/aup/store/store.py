@@ -649,9 +649,10 @@ class Store:
 
     @_reconnecting
     def experiment_attempts(self, eid: int) -> list[dict[str, Any]]:
-        """Every attempt of every job of ``eid`` (re-runs included), by jid then number."""
+        """Every attempt of every job of ``eid`` (re-runs included, marked by ``is_rerun``), by
+        jid then number."""
         a, j = s.job_attempt, s.job
-        q = (select(a).join(j, j.c.jid == a.c.jid).where(j.c.eid == eid)
+        q = (select(a, j.c.is_rerun).join(j, j.c.jid == a.c.jid).where(j.c.eid == eid)
              .order_by(a.c.jid, a.c.num))
         with self.engine.connect() as c:
             rows = c.execute(q).all()
