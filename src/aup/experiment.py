@@ -644,22 +644,18 @@ class Experiment:
                 job.bad_slots.add(r.slot.id)
                 self.retry_queue.append(job)
                 log.warning("%s; retrying (%d/%d)", summary, job.attempts, retries)
-            elif o.reason is FailReason.START_FAILED and not self.config.job_failure.ignore_fail:
-                # The job never ran (e.g. its config could not be written): it stops the
-                # experiment like any failure, but the proposer is not told and the job runs
-                # again on resume once the cause is repaired.
-                job_status = JobStatus.INTERRUPTED
-                log.error("%s; it runs again on resume", summary)
-                self.first_job_failure = self.first_job_failure or error_msg
-                if not self.failed:
-                    self.failed = True
-                    self.first_failure = error_msg
             else:
-                job_status = JobStatus.FAILED
-                log.error("%s", summary)
+                ignore = self.config.job_failure.ignore_fail
+                # A job that never ran (START_FAILED: its config could not be written...) stops
+                # the experiment like any failure, but is not spent: the proposer is not told
+                # and the job runs again on resume once the cause is repaired.
+                unspent = o.reason is FailReason.START_FAILED and not ignore
+                job_status = JobStatus.INTERRUPTED if unspent else JobStatus.FAILED
+                log.error("%s%s", summary, "; it runs again on resume" if unspent else "")
                 self.first_job_failure = self.first_job_failure or error_msg
-                self.proposer.tell_failure(job.proposal)
-                if not self.config.job_failure.ignore_fail and not self.failed:
+                if not unspent:
+                    self.proposer.tell_failure(job.proposal)
+                if not ignore and not self.failed:
                     self.failed = True
                     self.first_failure = error_msg
         if job_status is not None and job_status is not JobStatus.INTERRUPTED:
