@@ -302,3 +302,32 @@ def test_wrong_password_is_a_store_error(postgres_server):
     with pytest.raises(StoreError, match="password authentication failed") as err:
         Store(url)
     assert "wrong-secret" not in str(err.value)
+
+
+def test_a_lock_held_past_the_busy_timeout_gets_the_lock_hint(tmp_path, monkeypatch):
+    # A SQLite write that waited out the busy timeout (another program holding a write
+    # transaction) ended 'aup run' with the disk-full hint ("free space on its disk"): the fix
+    # for a lock is to end the other writer.
+    import sqlite3
+
+    import aup.store.store as store_module
+    from aup.errors import DatabaseWriteFailed
+
+    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "locked.db"
+    st = Store(f"sqlite:///{path}")
+    eid = st.create_experiment(user="u", name="n", config={}, proposer="random", target="min",
+                               n_total=1, config_path=None, workingdir=None)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock
+    try:
+        with pytest.raises(DatabaseWriteFailed) as info:
+            st.update_experiment(eid, heartbeat=1.0)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert "locked" in str(info.value)
+    assert "lock" in info.value.repair and "free space" not in info.value.repair
+    st.update_experiment(eid, heartbeat=2.0)  # the lock is gone: writing works again
+    assert st.get_experiment(eid)["heartbeat"] == 2.0
+    assert "free space" in DatabaseWriteFailed("disk I/O error").repair

@@ -46,6 +46,14 @@ class DatabaseWriteFailed(DatabaseUnavailable):
 
     repair = ("once the database can be written again (free space on its disk, or fix the "
               "file's permissions)")
+    #: The hint when another program held the file's lock past the busy timeout.
+    repair_locked = ("once no other program holds the database file's lock (another aup run "
+                     "writing to the same file, or a tool keeping a write transaction open on it)")
+
+    def __init__(self, message: str, *, locked: bool = False):
+        super().__init__(message)
+        if locked:
+            self.repair = self.repair_locked
 
 
 class ExperimentFailed(AupError):

@@ -98,7 +98,7 @@ def _reconnecting(method: Callable[..., _T]) -> Callable[..., _T]:
                 cause = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
                 if self.engine.dialect.name == "sqlite":
                     raise DatabaseWriteFailed(f"the database {self._safe_url()} cannot be used "
-                                              f"({cause})") from None
+                                              f"({cause})", locked="locked" in cause) from None
                 waited = time.monotonic() - start
                 if waited >= self.outage_wait or (self.abort is not None and self.abort()):
                     raise DatabaseUnavailable(
