@@ -142,6 +142,35 @@ def test_start_failed_is_a_reason(tmp_path: Path):
     assert [a["fail_reason"] for a in attempts(tmp_path, job["jid"])] == ["START_FAILED", None]
 
 
+
+def test_with_ignore_fail_jobs_that_cannot_start_anywhere_stop_the_experiment(tmp_path: Path):
+    # With ignore_fail, a job that could not start was a failure like any other, so a broken
+    # environment (here a job file the kernel cannot run) burnt every remaining job in seconds.
+    # Now the experiment stops once every slot failed to start 2 attempts in a row; the last
+    # job is not spent and runs again on resume.
+    binary = tmp_path / "job.bin"
+    binary.write_bytes(b"\0\0\0\0garbage")
+    binary.chmod(0o755)
+    exp = setup(tmp_path, "", script="job.bin", n_parallel=2, n_samples=20, proposer="random",
+                parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}],
+                job_failure={"ignore_fail": True})
+    res = run_cli(str(exp), cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    out = " ".join((res.stdout + res.stderr).split())
+    assert "no job can start any more" in out and "cannot start" in out, out
+    rows = jobs(tmp_path)
+    assert 3 <= len(rows) <= 5, rows  # not 20
+    assert {j["fail_reason"] for j in rows} == {"START_FAILED"}
+    assert rows[-1]["status"] == "INTERRUPTED"
+    n_failed = sum(j["status"] == "FAILED" for j in rows)
+    assert "failed jobs stay FAILED and the jobs that were stopped or could not start run again" in out
+    binary.write_text("#!/usr/bin/env python3\nprint('#Auptimizer: 0.75')\n")
+    res = run_cli("resume", "1", "-q", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = jobs(tmp_path)
+    assert len(rows) == 20
+    assert sum(j["status"] == "FINISHED" for j in rows) == 20 - n_failed
+
 def test_first_failure_reason_and_tail_in_cli_output_exit_1(tmp_path: Path):
     script = """
     import json, sys, time

@@ -294,11 +294,16 @@ def _print_summary(console, exp, result) -> int:
     if result.resumable:
         from aup.api import db_option
 
-        kept = ("the failed job stays FAILED" if result.n_failed else
-                "the jobs that could not start run again")
+        n_unspent = (result.n_jobs - result.n_finished - result.n_failed
+                     - result.n_early_stopped)  # INTERRUPTED: left unspent, they run again
+        kept = " and ".join(
+            ([f"the failed job{'s' if result.n_failed > 1 else ''} stay"
+              f"{'' if result.n_failed > 1 else 's'} FAILED"] if result.n_failed else [])
+            + (["the jobs that were stopped or could not start run again"] if n_unspent
+               else []))
         console.print(f"resume with: aup resume{db_option(exp.store)} {result.eid}"
                       + (" (after fixing the cause in the script or its data: resume keeps the "
-                         f"recorded experiment.json settings, and {kept})"
+                         f"recorded experiment.json settings{', and ' + kept if kept else ''})"
                          if status is ExperimentStatus.FAILED else ""))
     return EXIT_INTERRUPTED if status is ExperimentStatus.STOPPED else EXIT_FAILED
 

@@ -47,6 +47,9 @@ STOP_POLL = 0.5
 HEARTBEAT = 5.0
 #: Most events handled in one batch after the first (their result lines: one transaction).
 EVENT_BATCH = 1000
+#: Attempts in a row that could not start, on every slot in use, after which the experiment
+#: stops even with ``ignore_fail`` (see ``Experiment._count_start_failure``).
+_START_FAILED_LIMIT = 2
 
 
 class ExperimentStatus(str, Enum):
@@ -176,6 +179,8 @@ class Experiment:
         self.first_job_failure: str | None = None
         self.failed = False
         self.n_parallel = config.n_parallel
+        #: Per slot id, how many attempts in a row ended START_FAILED there (see _on_end).
+        self._start_failed_streak: dict[str, int] = {}
         self.workingdir = config.workingdir_path
         self.jobs_dir = self.resource.jobs_dir
         #: This run's hold on ``jobs/`` (set by create/resume; released when run() ends).
@@ -625,6 +630,8 @@ class Experiment:
         state = None
         job_status: JobStatus | None
         error_msg = None
+        if o.status in (AttemptStatus.SUCCEEDED, AttemptStatus.EARLY_STOPPED):
+            self._start_failed_streak[r.slot.id] = 0  # this slot can start jobs
         if o.status is AttemptStatus.SUCCEEDED:
             job_status = JobStatus.FINISHED
             self.proposer.tell(job.proposal, self._loss(float(o.score)))
@@ -638,8 +645,10 @@ class Experiment:
             retries = self.config.job_failure.job_retries
             summary = (f"job {job.jid} attempt {ev.attempt} failed ({o.reason.value}): "
                        f"{o.detail}")
+            broken = self._count_start_failure(r.slot.id, o.reason is FailReason.START_FAILED)
             error_msg = summary + ("\n--- output tail ---\n" + o.tail if o.tail else "")
-            if job.attempts <= retries and not self.failed and not self._stop_event.is_set():
+            if (job.attempts <= retries and not self.failed and not broken
+                    and not self._stop_event.is_set()):
                 job_status = None
                 job.bad_slots.add(r.slot.id)
                 self.retry_queue.append(job)
@@ -649,15 +658,21 @@ class Experiment:
                 # A job that never ran (START_FAILED: its config could not be written...) stops
                 # the experiment like any failure, but is not spent: the proposer is not told
                 # and the job runs again on resume once the cause is repaired.
-                unspent = o.reason is FailReason.START_FAILED and not ignore
+                # With ignore_fail too once no slot can start a job any more (``broken``):
+                # ignore_fail covers the jobs' own failures, not a broken environment, which
+                # would otherwise burn every remaining job in seconds.
+                unspent = o.reason is FailReason.START_FAILED and (not ignore or broken)
                 job_status = JobStatus.INTERRUPTED if unspent else JobStatus.FAILED
                 log.error("%s%s", summary, "; it runs again on resume" if unspent else "")
                 self.first_job_failure = self.first_job_failure or error_msg
                 if not unspent:
                     self.proposer.tell_failure(job.proposal)
-                if not ignore and not self.failed:
+                if (not ignore or broken) and not self.failed:
                     self.failed = True
-                    self.first_failure = error_msg
+                    self.first_failure = error_msg if not broken else (
+                        f"no job can start any more (the last {_START_FAILED_LIMIT} attempts on "
+                        f"every slot could not start; ignore_fail covers failures of the jobs "
+                        f"themselves, not this): {error_msg}")
         if job_status is not None and job_status is not JobStatus.INTERRUPTED:
             state = self.proposer.state_dict()
         if self.early_stop is not None:
@@ -673,6 +688,18 @@ class Experiment:
             score=o.score if job_status in (JobStatus.FINISHED, JobStatus.EARLY_STOPPED)
             else None, extras=extras, proposer_state=state, error_msg=error_msg)
         self.observer.on_job_ended(job.jid, ev.attempt, o, job_status)
+
+    def _count_start_failure(self, slot_id: str, start_failed: bool) -> bool:
+        """Record whether an attempt that failed on ``slot_id`` could not start. Returns True
+        when every slot in use has seen :data:`_START_FAILED_LIMIT` such attempts in a row (the
+        jobs folder cannot be written, the interpreter is gone, every host refuses): the
+        experiment then stops even with ``ignore_fail``. One broken slot among working ones
+        does not stop it."""
+        streak = self._start_failed_streak
+        streak[slot_id] = streak.get(slot_id, 0) + 1 if start_failed else 0
+        in_use = min(len(self.slots), self.n_parallel)
+        return (start_failed and len(streak) >= in_use
+                and all(n >= _START_FAILED_LIMIT for n in streak.values()))
 
     def _after_finish(self) -> None:
         """Hook run after a normal finish (the ``save_model`` re-run)."""
