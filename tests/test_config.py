@@ -181,13 +181,13 @@ BROKEN = {
                         "parameter_config": PARAMS}, "storage", "NUL character"),
     # passed --check, then every job failed to start
     "env name with =": ({"script": "train.py", "runtime_args": {"env": {"A=B": "1"}},
-                         "parameter_config": PARAMS}, "runtime_args.env",
+                         "parameter_config": PARAMS}, 'runtime_args.env["A=B"]',
                         "not an environment variable name"),
     "empty env name": ({"script": "train.py", "runtime_args": {"env": {"": "1"}},
-                        "parameter_config": PARAMS}, "runtime_args.env",
+                        "parameter_config": PARAMS}, 'runtime_args.env[""]',
                        "not an environment variable name"),
     "NUL in env value": ({"script": "train.py", "runtime_args": {"env": {"A": "1\x00"}},
-                          "parameter_config": PARAMS}, "runtime_args.env", "NUL character"),
+                          "parameter_config": PARAMS}, "runtime_args.env.A", "NUL character"),
     "control character in name": ({"script": "train.py", "name": "a\nb",
                                    "parameter_config": PARAMS}, "name", "U+000A"),
     "invisible character in parameter name": ({"script": "train.py", "parameter_config": [
@@ -231,6 +231,16 @@ def test_every_problem_is_reported_at_once(folder: Path) -> None:
     paths = {p.path for p in info.value.problems}
     assert {"script", "n_parallel", "target", "parameter_config[0].range",
             "parameter_config[1].range"} <= paths
+
+
+def test_every_bad_env_entry_is_reported_at_once(folder: Path) -> None:
+    # A bad name was only reported once a value of the wrong type had been fixed.
+    data = {"script": "train.py", "parameter_config": PARAMS, "runtime_args": {"env": {
+        "X": 2, "A=B": "1", "OK": "fine", "N": "a\x00"}}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, folder)
+    assert {p.path for p in info.value.problems} == {
+        "runtime_args.env.X", 'runtime_args.env["A=B"]', "runtime_args.env.N"}
 
 
 def test_cli_reports_bad_config_with_exit_2_and_no_traceback(folder: Path) -> None:

@@ -172,6 +172,13 @@ def test_non_interactive_flags(tmp_path):
     assert r.returncode == 0, r.stderr
     f = json.loads((tmp_path / "f.json").read_text())
     assert f["n_samples"] == 5 and f["parameter_config"] == data["parameter_config"]
+    # a mistyped --option key is refused, not written to be ignored
+    r = run_cli("init", "--no-input", "--from", "e.json", "-e", "g.json", "--option",
+                "n_sample=5", "--option", "max_iter=9", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "unknown key 'n_sample' (did you mean 'n_samples'?)" in r.stderr
+    assert "'max_iter' (an option of proposer 'hyperband'" in r.stderr
+    assert not (tmp_path / "g.json").exists()
 
 
 def test_non_ascii_parameter_names_are_accepted_by_flags_and_dialogue(tmp_path):

@@ -331,3 +331,27 @@ def test_a_lock_held_past_the_busy_timeout_gets_the_lock_hint(tmp_path, monkeypa
     st.update_experiment(eid, heartbeat=2.0)  # the lock is gone: writing works again
     assert st.get_experiment(eid)["heartbeat"] == 2.0
     assert "free space" in DatabaseWriteFailed("disk I/O error").repair
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql+psycopg2"])
+def test_a_postgres_scheme_without_our_driver_names_the_right_one(scheme):
+    # postgres:// (Heroku's spelling) said only "Can't load plugin"; psycopg2 is not ours.
+    with pytest.raises(StoreError) as info:
+        Store(f"{scheme}://user:secret@127.0.0.1:1/db")
+    text = str(info.value)
+    assert f"start the URL with postgresql+psycopg:// instead of {scheme}://" in text
+    assert "secret" not in text
+
+
+def test_a_missing_psycopg_names_the_install_command():
+    # Run where psycopg cannot be imported (a fresh install without the postgres extra).
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.modules['psycopg'] = None\n"
+             "from aup.store.store import Store\n"
+             "try:\n    Store('postgresql+psycopg://u:p@127.0.0.1:1/db')\n"
+             "except Exception as err:\n    print(type(err).__name__, err)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60).stdout
+    assert out.startswith("StoreError") and "pip install -e '.[postgres]'" in out, out

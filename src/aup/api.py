@@ -21,7 +21,16 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
     """The database URL to use (see the module docstring for the order).
 
     A bare file path (no ``://``) is taken as a SQLite file.
+
+    Raises:
+        UsageError: ``db`` is given but empty, or the URL is an in-memory SQLite database
+            (it would vanish with the command, and the job files it leaves in ``jobs/`` would
+            block the next run).
     """
+    if db is not None and not db.strip():
+        raise UsageError("--db is empty. Fix: give a database URL or file (e.g. --db "
+                         "sqlite:///path/to/db.sqlite), or leave --db out for the default "
+                         ".aup/sqlite3.db under the current folder")
     url = db or os.environ.get("AUP_DB") or storage
     if not url:
         from aup.environment import load_environment
@@ -29,6 +38,11 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
         env = load_environment()
         url = env.database if env is not None else None
     url = url or default_url()
+    if _in_memory(url):
+        raise UsageError(f"the database {url} is in memory: every recorded job would be lost "
+                         "when the command ends, and nothing could be resumed or shown. Fix: "
+                         "give a file (e.g. sqlite:///path/to/db.sqlite), or leave --db out for "
+                         "the default .aup/sqlite3.db under the current folder")
     if "://" not in url:
         url = f"sqlite:///{Path(url).expanduser().resolve()}"
     path = sqlite_file(url)
@@ -39,6 +53,16 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
         query = "?" + rest.split("?", 1)[1] if "?" in rest else ""
         url = f"{head}///{path.expanduser().resolve()}{query}"
     return url
+
+
+def _in_memory(url: str) -> bool:
+    """True for an in-memory SQLite URL (``sqlite://``, ``sqlite:///:memory:``,
+    ``...?mode=memory``) or the bare path ``:memory:``."""
+    if url.strip() == ":memory:":
+        return True
+    if not url.lower().startswith("sqlite") or "://" not in url:
+        return False
+    return sqlite_file(url) is None or "mode=memory" in url.lower()
 
 
 def open_existing_store(db: str | None = None) -> Store:

@@ -340,7 +340,7 @@ def cmd_run(args) -> int:
     from aup.environment import load_environment
     from aup.experiment import Experiment, build_proposer, prepared_resource, warn_planned_jobs
     from aup.jobs_folder import check_jobs_dir
-    from aup.store.store import open_store, sqlite_file
+    from aup.store.store import check_sqlite_folder, open_store, sqlite_file
 
     config = load_config(args.experiment)
     for w in config.warnings:
@@ -361,6 +361,8 @@ def cmd_run(args) -> int:
     url = resolve_db_url(args.db, config.storage_url)
     new_file = sqlite_file(url)
     created = new_file is not None and not new_file.exists()
+    if new_file is not None:
+        check_sqlite_folder(new_file)  # a mistyped --db is named before any other problem
     if created:
         # a new database: refuse another one's job files before creating it
         check_jobs_dir(checked.jobs_dir, url)

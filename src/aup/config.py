@@ -32,9 +32,16 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from aup.config_problems import finalize, problems_from_validation, unknown_key_warning
 from aup.errors import MISSING, ConfigError, Problem, install_hint
@@ -129,26 +136,33 @@ def _printable_name(value: str) -> str:
     return value
 
 
+def _env_name(key: str) -> str:
+    if not key or "=" in key or "\x00" in key:
+        raise ValueError(f"{key!r} is not an environment variable name (it must be "
+                         "non-empty, without '=' or NUL)")
+    return key
+
+
+def _env_value(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("the value contains a NUL character")
+    return value
+
+
 class RuntimeArgs(_Model):
     """``runtime_args``: ``env`` (merged into the job's environment), shell ``prescript`` and
-    ``postscript`` run before/after the job, ``overwrite`` (re-upload the script, remote only)."""
+    ``postscript`` run before/after the job, ``overwrite`` (re-upload the script, remote only).
 
-    env: dict[str, str] = Field(default_factory=dict)
+    Every name and value of ``env`` is checked on its own (pydantic validates each key and
+    value), so all bad entries are reported at once: what the operating system refuses would
+    fail every job at its start.
+    """
+
+    env: dict[Annotated[str, AfterValidator(_env_name)],
+              Annotated[str, AfterValidator(_env_value)]] = Field(default_factory=dict)
     prescript: str = ""
     postscript: str = ""
     overwrite: bool = False
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, v: dict[str, str]) -> dict[str, str]:
-        # what the operating system refuses would fail every job at its start
-        for key, value in v.items():
-            if not key or "=" in key or "\x00" in key:
-                raise ValueError(f"{key!r} is not an environment variable name (it must be "
-                                 "non-empty, without '=' or NUL)")
-            if "\x00" in value:
-                raise ValueError(f"the value of {key} contains a NUL character")
-        return v
 
 
 class ExperimentConfig(_Model):

@@ -13,6 +13,7 @@ describes its key (docs/experiment.md unless told otherwise).
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -150,11 +151,17 @@ def _doc_for(path: str, docs: dict[str, str]) -> str | None:
 
 
 def loc_to_path(loc: Iterable[Any]) -> str:
-    """``("parameter_config", 1, "range")`` -> ``parameter_config[1].range``."""
+    """``("parameter_config", 1, "range")`` -> ``parameter_config[1].range``; a key that is no
+    identifier is quoted (``runtime_args.env["A=B"]``), and pydantic's ``[key]`` marker (the
+    key itself is wrong, not its value) is dropped."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part == "[key]":
+            continue
+        elif not str(part).isidentifier():
+            out += f"[{json.dumps(str(part))}]"
         else:
             out += ("." if out else "") + str(part)
     return out

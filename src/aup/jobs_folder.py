@@ -53,6 +53,34 @@ def database_identity(url: str) -> str:
     return safe_url(url)
 
 
+def _likely_owners(jobs_dir: Path, own: str) -> list[str]:
+    """Databases that probably wrote the job files in ``jobs_dir``, other than ``own``: those
+    named in the folder's lock files, then a ``.aup/sqlite3.db`` next to the folder. SQLite
+    files that no longer exist are left out."""
+    from aup.store.store import sqlite_file
+
+    found: list[str] = []
+    try:
+        for entry in os.scandir(jobs_dir):
+            if entry.name.startswith(_LOCK_PREFIX) and entry.name.endswith(_LOCK_SUFFIX):
+                try:
+                    with open(entry.path, encoding="utf-8", errors="replace") as f:
+                        found.append(f.read(4096).strip())
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    beside = jobs_dir.parent / ".aup" / "sqlite3.db"
+    if beside.is_file():
+        found.append(f"sqlite:///{beside.resolve()}")
+    owners: list[str] = []
+    for url in found:
+        path = sqlite_file(url)
+        if url and url != own and url not in owners and (path is None or path.is_file()):
+            owners.append(url)
+    return owners
+
+
 def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
     """Refuse a ``jobs/`` folder that holds the files of jobs another database recorded.
 
@@ -76,20 +104,26 @@ def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
            if n.split(".", 1)[0].isdigit() and (n.endswith(".json") or n.endswith(".out"))]
     if not ids:
         return
-    if isinstance(store, str):
-        from aup.store.store import safe_url
+    from aup.store.store import safe_url
 
-        last, where = 0, safe_url(store)
-    else:
-        last, where = store.last_job_id(), store._safe_url()
+    url = store if isinstance(store, str) else store.url
+    last = 0 if isinstance(store, str) else store.last_job_id()
     if max(ids) > last:
+        owners = [safe_url(o) for o in _likely_owners(jobs_dir, database_identity(url))]
+        likely = ""
+        if owners:
+            likely = (f" (probably {owners[0]}: add --db {owners[0]}"
+                      + "".join(f", or else --db {o}" for o in owners[1:3])
+                      + ("; the default database is .aup/sqlite3.db under the current folder, "
+                         "so it follows the folder you run from)"
+                         if any(o.startswith("sqlite") for o in owners) else ")"))
         raise UsageError(
             f"the folder {jobs_dir} holds the files of jobs up to id {max(ids)}, but the "
-            f"database {where} recorded jobs only up to id {last}: they belong to "
-            "another database (another --db, storage or AUP_DB, a deleted .aup/, or a database "
-            "emptied by aup setup --reset-history), and this "
-            "experiment's jobs would overwrite them. Fix: use the database that recorded them, "
-            "or move that jobs folder away (or run from another workingdir)")
+            f"database {safe_url(url)} recorded jobs only up to id {last}: they belong to "
+            "another database (another --db, storage or AUP_DB, another current folder, a "
+            "deleted .aup/, or a database emptied by aup setup --reset-history), and this "
+            f"experiment's jobs would overwrite them. Fix: use the database that recorded them"
+            f"{likely}, or move that jobs folder away (or run from another workingdir)")
 
 
 class JobsFolderClaim:
@@ -119,9 +153,8 @@ def claim_jobs_dir(jobs_dir: Path, store: Store) -> JobsFolderClaim:
     """Check ``jobs_dir`` (:func:`check_jobs_dir`) and claim it for ``store``'s database, in one
     step that no run of another database can interleave with.
 
-    Creates ``jobs_dir`` when missing. A folder that cannot be created or locked (read-only,
-    a file system without ``flock``) gets only the file check; launching a job reports an
-    unwritable folder.
+    Creates ``jobs_dir`` when missing. A folder on a file system without ``flock`` gets only
+    the file check.
 
     Args:
         jobs_dir: the folder of the experiment's job files.
@@ -131,20 +164,29 @@ def claim_jobs_dir(jobs_dir: Path, store: Store) -> JobsFolderClaim:
         The claim, to release when the run ends.
 
     Raises:
-        UsageError: a run of another database uses the folder now, or its files are there.
+        UsageError: a run of another database uses the folder now, or its files are there; or
+            the folder cannot be created or written (read-only, a file in its place).
     """
     identity = database_identity(store.url)
     try:
         jobs_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(jobs_dir, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         claim_fd = os.open(jobs_dir / _CLAIM_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        check_jobs_dir(jobs_dir, store)
-        return JobsFolderClaim(None)
+    except OSError as err:
+        # every job writes its configuration there: refused now, before anything is recorded
+        raise UsageError(
+            f"cannot write the job files to the folder {jobs_dir}: "
+            f"{err.strerror or err}. Fix: make it a folder you can write to (a file of that "
+            "name must go), or set workingdir in experiment.json to a writable folder") from None
     try:
         fcntl.flock(claim_fd, fcntl.LOCK_EX)
         own = jobs_dir / _lock_name(identity)
-        _refuse_live_runs(jobs_dir, own, identity)
+        stale = _refuse_live_runs(jobs_dir, own, identity)
+        # checked before the stale locks go: a refusal names the databases they name
         check_jobs_dir(jobs_dir, store)
+        for path in stale:
+            path.unlink(missing_ok=True)
         fd = os.open(own, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
@@ -168,12 +210,16 @@ def _lock_name(identity: str) -> str:
     return f"{_LOCK_PREFIX}{digest}{_LOCK_SUFFIX}"
 
 
-def _refuse_live_runs(jobs_dir: Path, own: Path, identity: str) -> None:
-    """Raise if a lock of another database in ``jobs_dir`` is held; remove the stale ones.
+def _refuse_live_runs(jobs_dir: Path, own: Path, identity: str) -> list[Path]:
+    """Raise if a lock of another database in ``jobs_dir`` is held.
 
-    Called under the claim lock: lock files are only opened under it, so removing a stale one
-    cannot strand a run that is about to lock it.
+    Called under the claim lock: lock files are only opened under it, so the caller removing
+    a stale one cannot strand a run that is about to lock it.
+
+    Returns:
+        The stale lock files (no run holds them).
     """
+    stale: list[Path] = []
     for entry in os.scandir(jobs_dir):
         if (not entry.name.startswith(_LOCK_PREFIX) or not entry.name.endswith(_LOCK_SUFFIX)
                 or entry.name == own.name):
@@ -192,6 +238,7 @@ def _refuse_live_runs(jobs_dir: Path, own: Path, identity: str) -> None:
                     f"{other}; this run (database {identity}) would overwrite its job "
                     "files, which are named by job id. Fix: wait for that run to end, use the "
                     "same database (--db), or run from another workingdir") from None
-            Path(entry.path).unlink(missing_ok=True)
+            stale.append(Path(entry.path))
         finally:
             os.close(fd)
+    return stale

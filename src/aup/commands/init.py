@@ -677,6 +677,13 @@ def run(args: argparse.Namespace) -> int:
             "gpus")
         hint = ". Fix with aup init: add --gpus 0,1" if no_ids else ""
         raise UsageError(f"{err}{hint}; nothing was written") from None
+    typos = [w for w in config.warnings
+             if any(w.startswith(f"unknown key '{k}'") for k in _option_keys(args))]
+    if typos and not interactive:
+        # a key typed on the command line is meant to act: not written to be ignored
+        raise UsageError("--option: " + "; ".join(typos).replace(" is ignored", "")
+                         + ". Fix: correct the key (docs/experiment.md lists every key; docs/"
+                         "proposers.md the options of each proposer); nothing was written")
     if exp_path.exists() and not args.overwrite and not allow_replace(
             prompter, exp_path, interactive=interactive, question=f"replace {exp_path}?",
             fix="add --overwrite, or write another file with -e"):
@@ -687,6 +694,11 @@ def run(args: argparse.Namespace) -> int:
     for w in config.warnings:
         print(f"note: {w}")
     return 0
+
+
+def _option_keys(args: argparse.Namespace) -> set[str]:
+    """The keys given with ``--option KEY=VALUE``."""
+    return {opt.partition("=")[0].strip() for opt in args.option}
 
 
 def _json_name(text: str) -> str:

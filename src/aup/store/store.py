@@ -43,7 +43,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from aup.errors import DatabaseUnavailable, DatabaseWriteFailed, StoreError
+from aup.errors import DatabaseUnavailable, DatabaseWriteFailed, StoreError, install_hint
 from aup.store import schema as s
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,42 @@ def sqlite_file(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+def _url_fix(url: str) -> str:
+    """The fix for a database URL SQLAlchemy cannot use (unknown scheme, missing driver)."""
+    scheme = url.split("://", 1)[0].lower()
+    try:
+        import psycopg  # noqa: F401 - only asks whether the driver is installed
+        install = ""
+    except ImportError:
+        install = f"; install that driver with {install_hint('postgres')}"
+    if scheme.startswith("postgres") and scheme != "postgresql+psycopg":
+        # postgres:// (Heroku's spelling) names no driver; postgresql:// means psycopg2
+        return (f"start the URL with postgresql+psycopg:// instead of {scheme}:// (psycopg 3 "
+                f"is the PostgreSQL driver Auptimizer supports){install}")
+    if scheme == "postgresql+psycopg":
+        return (install.removeprefix("; ") or "check that 'python -c \"import psycopg\"' works "
+                "in this environment")
+    return ("give a SQLAlchemy URL such as sqlite:///path/to/db.sqlite or "
+            "postgresql+psycopg://user:password@host:5432/dbname")
+
+
+def check_sqlite_folder(path: Path) -> None:
+    """Refuse a SQLite file whose folder does not exist, unless that folder is ``.aup`` (the
+    default place, created on first use): a typo in ``--db`` or ``storage`` must not create
+    folders anywhere. Creates nothing.
+
+    Args:
+        path: the database file.
+
+    Raises:
+        StoreError: the folder is missing, with the fix.
+    """
+    if path.parent.name != ".aup" and not path.parent.is_dir():
+        raise StoreError(
+            f"the folder {path.parent} of the database {path.name} does not exist. "
+            f"Fix: create it (mkdir -p {path.parent}) or correct the path")
+
+
 def default_url(root: str | Path | None = None) -> str:
     """URL of the default database: ``<root>/.aup/sqlite3.db`` (root: current directory)."""
     base = Path(root) if root is not None else Path.cwd()
@@ -211,13 +247,17 @@ class Store:
         try:
             if url.startswith("sqlite"):
                 path = sqlite_file(url)
-                if path is not None and path.parent.name == ".aup":
-                    path.parent.mkdir(parents=True, exist_ok=True)  # the default place
-                elif path is not None and not path.parent.is_dir():
-                    # a typo in --db or storage must not create folders anywhere
-                    raise StoreError(
-                        f"the folder {path.parent} of the database {path.name} does not exist. "
-                        f"Fix: create it (mkdir -p {path.parent}) or correct the path")
+                if path is not None:
+                    check_sqlite_folder(path)
+                    if not path.parent.is_dir():  # the default place (.aup), made on first use
+                        try:
+                            path.parent.mkdir(parents=True, exist_ok=True)
+                        except OSError as err:
+                            raise StoreError(
+                                f"cannot create the database folder {path.parent}: "
+                                f"{err.strerror or err}. Fix: run from a folder you can write "
+                                "to, or put the database elsewhere with --db "
+                                "sqlite:///path/to/db.sqlite (or AUP_DB)") from None
                 self.engine: Engine = create_engine(
                     url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT,
                                        "check_same_thread": False})
@@ -235,13 +275,15 @@ class Store:
 
                 upgrade_existing(self.engine)
         except (ArgumentError, NoSuchModuleError, ImportError) as err:
-            raise StoreError(f"cannot use database URL {self._safe_url()}: {err}. Fix: give a "
-                             "SQLAlchemy URL such as sqlite:///path/to/db.sqlite or "
-                             "postgresql+psycopg://user:password@host:5432/dbname") from None
+            raise StoreError(f"cannot use database URL {self._safe_url()}: {err}. Fix: "
+                             f"{_url_fix(url)}") from None
         except OperationalError as err:
-            raise StoreError(f"cannot open database {self._safe_url()}: "
-                             f"{str(err.orig).strip().splitlines()[0] if err.orig else err}"
-                             ) from None
+            first = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+            fix = ""
+            if url.startswith("sqlite") and ("unable to open" in first or "readonly" in first):
+                fix = (". Fix: make the database file and its folder writable, or put the "
+                       "database elsewhere with --db sqlite:///path/to/db.sqlite (or AUP_DB)")
+            raise StoreError(f"cannot open database {self._safe_url()}: {first}{fix}") from None
         self._rid_cache: dict[tuple[str, str], int] = {}
         #: Seconds a call retries while a database server does not answer (see
         #: :func:`_reconnecting`): 0 (fail at once) for the read commands; the experiment

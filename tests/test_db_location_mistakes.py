@@ -1,0 +1,177 @@
+"""Mistakes about where the database and the job files go: each is refused with exit code 2 and
+a message naming the fix, before anything is recorded (real CLI processes, real SQLite files).
+
+The unwritable-folder cases run the CLI as the unprivileged user ``nobody`` (``setpriv``) when
+the tests run as root, since root writes through any permission bits."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli, write_experiment, write_script
+
+X = [{"name": "x", "range": [0, 1], "type": "float"}]
+SCORE = "import json, sys\nprint('#Auptimizer:', json.load(open(sys.argv[-1]))['x'])\n"
+
+
+def _experiment(folder: Path, **extra) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_script(folder, "job.py", SCORE)
+    return write_experiment(folder, script="job.py", n_samples=2, parameter_config=X, **extra)
+
+
+def _refused(proc, *needles: str) -> str:
+    err = proc.stderr
+    assert proc.returncode == 2, proc.stdout + err
+    assert "Traceback" not in err and "Fix:" in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://", "sqlite:///",
+                                 "sqlite:///file:x?mode=memory&uri=true", ":memory:"])
+def test_an_in_memory_database_is_refused(tmp_path: Path, url: str) -> None:
+    # It used to run: every job was lost with the process, and the job files it left in
+    # jobs/ made the next run with a real database refuse the folder.
+    path = _experiment(tmp_path)
+    _refused(run_cli("run", "--db", url, str(path), cwd=tmp_path), "is in memory")
+    assert not (tmp_path / "jobs").exists()
+    assert run_cli("run", "-q", str(path), cwd=tmp_path).returncode == 0
+
+
+def test_an_empty_db_option_is_refused_not_ignored(tmp_path: Path) -> None:
+    path = _experiment(tmp_path)
+    _refused(run_cli("run", "--db", "", str(path), cwd=tmp_path), "--db is empty")
+    assert not (tmp_path / ".aup").exists() and not (tmp_path / "jobs").exists()
+
+
+def test_a_mistyped_db_folder_is_named_before_the_jobs_folder(tmp_path: Path) -> None:
+    # With jobs/ from an earlier run, the typo used to show the jobs-folder conflict instead.
+    path = _experiment(tmp_path)
+    assert run_cli("run", "-q", str(path), cwd=tmp_path).returncode == 0
+    typo = tmp_path / "no-such-folder" / "x.db"
+    _refused(run_cli("run", "--db", f"sqlite:///{typo}", str(path), cwd=tmp_path),
+             f"the folder {typo.parent} of the database x.db does not exist")
+    assert not typo.parent.exists()
+
+
+def test_the_jobs_folder_conflict_names_the_database_that_wrote_the_files(
+        tmp_path: Path) -> None:
+    # Run from the experiment's folder, then from its parent: the default database follows
+    # the current folder, and the refusal now says which --db goes on with the first one.
+    folder = tmp_path / "exp"
+    path = _experiment(folder)
+    assert run_cli("run", "-q", str(path), cwd=folder).returncode == 0
+    first = f"sqlite:///{folder / '.aup' / 'sqlite3.db'}"
+    err = _refused(run_cli("run", str(path), cwd=tmp_path), "holds the files of jobs",
+                   f"add --db {first}", "follows the folder you run from")
+    assert not (tmp_path / ".aup").exists(), err  # the refused run created no database
+    # the named option works
+    assert run_cli("run", "-q", "--db", first, str(path), cwd=tmp_path).returncode == 0
+
+
+def test_the_conflict_names_a_database_known_only_from_its_lock_file(tmp_path: Path) -> None:
+    path = _experiment(tmp_path)
+    other = tmp_path / "other.db"
+    assert run_cli("run", "-q", "--db", str(other), str(path), cwd=tmp_path).returncode == 0
+    _refused(run_cli("run", "--db", str(tmp_path / "third.db"), str(path), cwd=tmp_path),
+             f"add --db sqlite:///{other}")
+    # the refusal removed no lock file: the next refusal still names the database
+    _refused(run_cli("run", "--db", str(tmp_path / "third.db"), str(path), cwd=tmp_path),
+             f"add --db sqlite:///{other}")
+
+
+def test_a_file_in_place_of_the_jobs_folder_is_refused_before_recording(
+        tmp_path: Path) -> None:
+    # It used to record the experiment, then fail every job with START_FAILED.
+    path = _experiment(tmp_path)
+    (tmp_path / "jobs").write_text("not a folder")
+    db = tmp_path / "kept.db"
+    sqlite3.connect(db).close()  # an existing database: its (empty) file stays
+    _refused(run_cli("run", "--db", str(db), str(path), cwd=tmp_path),
+             f"cannot write the job files to the folder {tmp_path / 'jobs'}")
+    tables = sqlite3.connect(db).execute(
+        "SELECT count(*) FROM sqlite_master WHERE name = 'experiment'").fetchone()[0]
+    if tables:
+        assert sqlite3.connect(db).execute("SELECT count(*) FROM experiment").fetchone() == (0,)
+
+
+def test_a_file_in_place_of_the_default_database_folder_is_a_clear_error(
+        tmp_path: Path) -> None:
+    path = _experiment(tmp_path)
+    (tmp_path / ".aup").write_text("not a folder")
+    _refused(run_cli("run", str(path), cwd=tmp_path),
+             f"cannot create the database folder {tmp_path / '.aup'}", "--db sqlite:///")
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder the user ``nobody`` can reach (pytest's own tmp folders are root's only)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="aup-ro-"))
+    path.chmod(0o755)
+    yield path
+    for sub in [path, *path.rglob("*")]:
+        if sub.is_dir():
+            sub.chmod(0o755)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _as_nobody() -> list[str]:
+    """The command prefix that runs the CLI as ``nobody`` when the tests run as root (or
+    skip where that user cannot run it)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop root's rights")
+    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    import subprocess
+
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import aup.cli"], cwd="/",
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"the user nobody cannot import aup here: {probe.stderr[-300:]}")
+    return prefix
+
+
+def _run_as_nobody(args: list[str], cwd: Path):
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "AUP_DB"}
+    env["HOME"] = str(cwd)
+    return subprocess.run([*_as_nobody(), sys.executable, "-m", "aup", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_read_only_current_folder_gets_the_db_fix(shared_dir: Path) -> None:
+    # A read-only current folder gave a PermissionError traceback from mkdir .aup.
+    folder = shared_dir / "ro"
+    path = _experiment(folder)
+    folder.chmod(0o555)
+    if not _as_nobody() and os.access(folder, os.W_OK):
+        pytest.skip("this user can write to a read-only folder")
+    _refused(_run_as_nobody(["run", str(path)], folder),
+             "cannot create the database folder", "Permission denied", "--db sqlite:///")
+
+
+def test_a_read_only_jobs_folder_is_refused_before_recording(shared_dir: Path) -> None:
+    folder = shared_dir / "ro"
+    path = _experiment(folder)
+    (folder / "path").mkdir()
+    (folder / "path").chmod(0o777)  # the database can go there
+    folder.chmod(0o555)
+    if not _as_nobody() and os.access(folder, os.W_OK):
+        pytest.skip("this user can write to a read-only folder")
+    db = folder / "path" / "db.sqlite"
+    _refused(_run_as_nobody(["run", "--db", str(db), str(path)], folder),
+             f"cannot write the job files to the folder {folder / 'jobs'}",
+             "Permission denied")
+    assert not db.exists()  # the database the refused run created is gone again
