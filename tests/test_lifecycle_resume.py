@@ -189,6 +189,9 @@ def test_kill_9_then_resume_continues_like_an_uninterrupted_run(tmp_path: Path, 
         if proposer == "random":  # 'aup repair' first (marks LOST) must change nothing below
             repair = run_cli("repair", cwd=run_dir)
             assert repair.returncode == 0 and "STOPPED" in repair.stdout, repair.stdout
+            # it says the dead scheduler's jobs still run, with their pids
+            assert "4 process(es) of its jobs still run" in repair.stdout, repair.stdout
+            assert f"kill -9 {' '.join(map(str, sorted(orphans)))}" in repair.stdout
         res = run_cli("resume", "1", cwd=run_dir)
     finally:
         _cleanup(run_dir)

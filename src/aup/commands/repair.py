@@ -42,12 +42,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = repair(store, stale_after=args.stale_after, force=args.force,
                         dry_run=args.dry_run)
+        orphans = {eid: _orphans(store, eid) for eid, _, _ in report.stopped}
     finally:
         store.close()
     verb = "would mark" if args.dry_run else "marked"
     for eid, name, n in report.stopped:
         print(f"experiment {eid} ({name}): {verb} STOPPED, {n} running job(s) INTERRUPTED; "
               f"continue with: aup resume{db_option(store)} {eid}")
+        if orphans[eid]:
+            pids = " ".join(str(p) for p in orphans[eid])
+            print(f"  {len(orphans[eid])} process(es) of its jobs still run ({pids}): aup "
+                  f"resume kills them before running those jobs again; to stop them now: "
+                  f"kill -9 {pids}")
     for eid, name, n in report.cleaned:
         print(f"experiment {eid} ({name}): {verb} {n} leftover running job(s) INTERRUPTED")
     for eid, name, why in report.alive:
@@ -59,3 +65,16 @@ def run(args: argparse.Namespace) -> int:
     if not report.changed and not report.alive:
         print("nothing to repair")
     return 0
+
+
+def _orphans(store, eid: int) -> list[int]:
+    """Pids of the job processes the dead scheduler of ``eid`` left running on this host (a
+    ``kill -9`` of the scheduler does not end its jobs)."""
+    import socket
+
+    from aup.orphans import find_orphans
+
+    row = store.get_experiment(eid) or {}
+    if row.get("host") != socket.gethostname() or not row.get("pid"):
+        return []
+    return find_orphans(eid, int(row["pid"]))
