@@ -49,12 +49,14 @@ PIPE_GRACE = 1.0
 def write_job_config(spec: AttemptSpec) -> None:
     """Write ``spec.job_config`` as JSON to ``spec.config_path`` (creating ``jobs/``).
 
-    The file is written to a temporary name and renamed, so a job never sees half a file.
+    Written in place: the job starts only after this returns, so it never sees half a file,
+    and a write that fails (full disk) fails the start. A temporary file and a rename cost one
+    more file creation per job (0.2-0.7 ms where creating files is slow, as in this VM's /tmp)
+    for no reader's benefit.
     """
     spec.config_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = spec.config_path.with_name(spec.config_path.name + ".tmp")
-    tmp.write_text(json.dumps(spec.job_config, indent=1), encoding="utf-8")
-    os.replace(tmp, spec.config_path)
+    with open(spec.config_path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(spec.job_config, indent=1))
 
 
 def wrap_command(argv: list[str], prescript: str, postscript: str) -> list[str]:
