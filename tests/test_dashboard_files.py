@@ -148,7 +148,15 @@ def test_plot_without_matplotlib_names_the_file_asked_for(grid_db, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert f"{out}: images need matplotlib" in proc.stderr
     assert "pip install -e '.[dashboard]'" in proc.stderr and "aup-tmp" not in proc.stderr
+    assert "or write .html" in proc.stderr  # plotly is there: the other format works
     assert list(tmp_path.iterdir()) == []
+    # without plotly either, .html is no way out: not offered
+    both = probe.replace("sys.modules['matplotlib'] = None",
+                         "sys.modules['matplotlib'] = sys.modules['plotly'] = None")
+    proc = subprocess.run([sys.executable, "-c", both], cwd=grid_db, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "images need matplotlib" in proc.stderr, proc.stderr
+    assert ".html" not in proc.stderr
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "1e-9", "0.4", "0", "-3"])

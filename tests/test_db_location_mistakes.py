@@ -88,6 +88,53 @@ def test_the_conflict_names_a_database_known_only_from_its_lock_file(tmp_path: P
              f"add --db sqlite:///{other}")
 
 
+@pytest.mark.parametrize("table", ["users", "job"])
+def test_another_programs_sqlite_file_is_refused_and_left_unchanged(tmp_path: Path,
+                                                                     table: str) -> None:
+    # Auptimizer's tables were added to it; with a clashing "job" table the run failed after
+    # recording a RUNNING experiment, with the disk-full fix.
+    path = _experiment(tmp_path)
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute(f"CREATE TABLE {table} (id INTEGER, name TEXT)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    for args in (("run", "--db", str(other), str(path)), ("list", "--db", str(other))):
+        _refused(run_cli(*args, cwd=tmp_path), "holds the tables of another program",
+                 f"({table})")
+    assert other.read_bytes() == before  # not even switched to WAL mode
+    assert not (tmp_path / "jobs").exists()
+
+
+def test_a_clashing_table_in_postgresql_is_refused(pg_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from aup.errors import StoreError
+    from aup.store.store import Store
+
+    engine = create_engine(pg_url)
+    with engine.begin() as c:
+        c.execute(text('CREATE TABLE "user" (id integer, email text)'))
+    engine.dispose()
+    with pytest.raises(StoreError, match=r"tables of another program .*\(user\)"):
+        Store(pg_url)
+
+
+def test_a_folder_given_as_the_database_is_named_as_such(tmp_path: Path) -> None:
+    path = _experiment(tmp_path)
+    _refused(run_cli("run", "--db", str(tmp_path), str(path), cwd=tmp_path),
+             f"the database {tmp_path} is a folder", f"--db sqlite:///{tmp_path / 'aup.db'}")
+
+
+def test_an_experiment_with_storage_is_found_through_the_hint(tmp_path: Path) -> None:
+    folder = tmp_path / "exp"
+    path = _experiment(folder, storage="runs.db")
+    assert run_cli("run", "-q", str(path), cwd=tmp_path).returncode == 0
+    err = _refused(run_cli("list", cwd=tmp_path), "no database at")
+    assert '"storage"' in err, err
+
+
 def test_a_file_in_place_of_the_jobs_folder_is_refused_before_recording(
         tmp_path: Path) -> None:
     # It used to record the experiment, then fail every job with START_FAILED.
@@ -97,6 +144,9 @@ def test_a_file_in_place_of_the_jobs_folder_is_refused_before_recording(
     sqlite3.connect(db).close()  # an existing database: its (empty) file stays
     _refused(run_cli("run", "--db", str(db), str(path), cwd=tmp_path),
              f"cannot write the job files to the folder {tmp_path / 'jobs'}")
+    # with the default database: no empty .aup/ left behind either
+    _refused(run_cli("run", str(path), cwd=tmp_path), "cannot write the job files")
+    assert not (tmp_path / ".aup").exists()
     tables = sqlite3.connect(db).execute(
         "SELECT count(*) FROM sqlite_master WHERE name = 'experiment'").fetchone()[0]
     if tables:

@@ -87,7 +87,10 @@ def open_existing_store(db: str | None = None) -> Store:
     if file is not None and not file.is_file():
         raise UsageError(f"no database at {file}: nothing was recorded there yet. Fix: "
                          "run this where you ran 'aup run', or give the database "
-                         "(--db URL, db= in Python, or AUP_DB)")
+                         "(--db URL, db= in Python, or AUP_DB); an experiment whose "
+                         "experiment.json sets \"storage\", or that was run with --db, keeps "
+                         "its records in that database (the line 'experiment N ... started' "
+                         "names it)")
     store = open_store(url, create=False)
     if not inspect(store.engine).has_table("experiment"):
         store.close()

@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 experiment failed, 2 bad usage or bad configuration, 13
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -366,6 +367,7 @@ def cmd_run(args) -> int:
     if created:
         # a new database: refuse another one's job files before creating it
         check_jobs_dir(checked.jobs_dir, url)
+    made_folder = created and not new_file.parent.exists()
     store = open_store(url)
     observer = ProgressObserver(console, enabled=not args.quiet and console.is_terminal)
     with StopSignals() as signals:
@@ -379,6 +381,9 @@ def cmd_run(args) -> int:
                 store.close()
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{new_file}{suffix}").unlink(missing_ok=True)
+                if made_folder:  # the .aup it made for it, when still empty
+                    with contextlib.suppress(OSError):
+                        new_file.parent.rmdir()
             raise
         console.print(f"experiment {exp.eid} ({config.experiment_name}) started: proposer "
                       f"{config.proposer}, resource {config.resource}, n_parallel "

@@ -19,6 +19,16 @@ from aup.errors import UsageError, install_hint
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 
 
+def _installed(module: str) -> bool:
+    """True when ``module`` can be imported (found, and not blocked in ``sys.modules``)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ValueError, ImportError):
+        return False
+
+
 def plot_html(history: dict[str, Any], parallel: dict[str, Any], title: str) -> str:
     """A standalone HTML page with both figures (Plotly.js embedded once)."""
     try:
@@ -79,8 +89,9 @@ def require_matplotlib(out: Path) -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise UsageError(f"{out}: images need matplotlib. Fix: {install_hint('dashboard')}, "
-                         "or write .html") from None
+        html = ", or write .html (plotly is installed)" if _installed("plotly") else ""
+        raise UsageError(f"{out}: images need matplotlib. Fix: {install_hint('dashboard')}"
+                         f"{html}") from None
 
 
 def plot_image(history: dict[str, Any], parallel: dict[str, Any], title: str,

@@ -185,6 +185,14 @@ def _ensure_locked(conn: Connection) -> str:
     if rev is None:
         tables = set(inspect(conn).get_table_names())
         if "experiment" not in tables:
+            clash = tables & {"user", "resource", "job"}  # create_all is one transaction
+            if clash:
+                # another program's tables of the same names: create_all would skip them and
+                # the first write would fail (or worse, succeed in the wrong table)
+                raise StoreError(
+                    f"the database holds tables of another program named like Auptimizer's "
+                    f"({', '.join(sorted(clash))}) and no Auptimizer experiment table; nothing "
+                    "was written. Fix: give Auptimizer its own database (or schema)")
             s.metadata.create_all(conn)
             if conn.execute(select(s.schema_info.c.version)).first() is None:
                 conn.execute(insert(s.schema_info).values(version=s.SCHEMA_VERSION))

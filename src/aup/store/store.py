@@ -156,17 +156,58 @@ def _url_fix(url: str) -> str:
             "postgresql+psycopg://user:password@host:5432/dbname")
 
 
+#: The tables every database of Auptimizer (2.0 or later) has.
+_CORE_TABLES = frozenset({"user", "resource", "experiment", "job"})
+
+
+def _refuse_foreign_sqlite(path: Path) -> None:
+    """Refuse a SQLite file that holds another program's tables and none of Auptimizer's.
+
+    Checked on a read-only connection before the store's own (which turns on WAL mode, a
+    change written to the file): such a file is left exactly as it was. A file SQLite cannot
+    read is left to the store's connection, which reports it.
+
+    Raises:
+        StoreError: the file has tables, and they are not Auptimizer's.
+    """
+    import sqlite3
+
+    try:
+        if path.stat().st_size == 0:
+            return
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            names = {r[0] for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%'")}
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error):
+        return
+    if not names or _CORE_TABLES <= names:  # new, or Auptimizer's (created in one transaction)
+        return
+    shown = ", ".join(sorted(names)[:6]) + (", ..." if len(names) > 6 else "")
+    raise StoreError(
+        f"the SQLite file {path} holds the tables of another program ({shown}), not an "
+        "Auptimizer database; nothing was written to it. Fix: give a new file or an Auptimizer "
+        "database (e.g. --db sqlite:///path/to/aup.db)")
+
+
 def check_sqlite_folder(path: Path) -> None:
-    """Refuse a SQLite file whose folder does not exist, unless that folder is ``.aup`` (the
-    default place, created on first use): a typo in ``--db`` or ``storage`` must not create
-    folders anywhere. Creates nothing.
+    """Refuse a SQLite path that is a folder, or whose folder does not exist unless that folder
+    is ``.aup`` (the default place, created on first use): a typo in ``--db`` or ``storage``
+    must not create folders anywhere. Creates nothing.
 
     Args:
         path: the database file.
 
     Raises:
-        StoreError: the folder is missing, with the fix.
+        StoreError: the path is a folder or its folder is missing, with the fix.
     """
+    if path.is_dir():
+        raise StoreError(f"the database {path} is a folder. Fix: give a file in it (e.g. "
+                         f"--db sqlite:///{path / 'aup.db'}), or leave --db out for the "
+                         "default .aup/sqlite3.db under the current folder")
     if path.parent.name != ".aup" and not path.parent.is_dir():
         raise StoreError(
             f"the folder {path.parent} of the database {path.name} does not exist. "
@@ -249,6 +290,7 @@ class Store:
                 path = sqlite_file(url)
                 if path is not None:
                     check_sqlite_folder(path)
+                    _refuse_foreign_sqlite(path)
                     if not path.parent.is_dir():  # the default place (.aup), made on first use
                         try:
                             path.parent.mkdir(parents=True, exist_ok=True)
