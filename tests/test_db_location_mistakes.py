@@ -121,6 +121,14 @@ def test_a_clashing_table_in_postgresql_is_refused(pg_url: str) -> None:
         Store(pg_url)
 
 
+def test_a_read_command_leaves_an_empty_file_empty(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    _refused(run_cli("list", "--db", str(empty), cwd=tmp_path), "holds no Auptimizer")
+    assert empty.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "empty.db"]
+
+
 def test_a_folder_given_as_the_database_is_named_as_such(tmp_path: Path) -> None:
     path = _experiment(tmp_path)
     _refused(run_cli("run", "--db", str(tmp_path), str(path), cwd=tmp_path),

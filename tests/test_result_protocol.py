@@ -93,7 +93,10 @@ def test_a_marker_in_other_letter_case_is_named_in_the_reason(line: str) -> None
     assert o.reason is FailReason.NO_RESULT and "other letter case" in o.detail
     p = OutputParser()
     p.feed("epoch 1")
-    assert "letter case" not in judge(0, p).detail
+    detail = judge(0, p).detail
+    assert "letter case" not in detail
+    # the usual cause with the client API: an @aup_args function that returns nothing
+    assert "return the score from the function decorated with @aup_args" in detail
 
 
 def test_marker_then_exit_1_keeps_the_value_but_fails() -> None:

@@ -91,6 +91,9 @@ def open_existing_store(db: str | None = None) -> Store:
                          "experiment.json sets \"storage\", or that was run with --db, keeps "
                          "its records in that database (the line 'experiment N ... started' "
                          "names it)")
+    if file is not None and file.stat().st_size == 0:  # opening it would write a header
+        raise UsageError(f"{file} is empty: it holds no Auptimizer experiments. Fix: give "
+                         "the database 'aup run' wrote (--db URL, db= in Python, or AUP_DB)")
     store = open_store(url, create=False)
     if not inspect(store.engine).has_table("experiment"):
         store.close()

@@ -253,6 +253,9 @@ def judge(exit_code: int | None, parser: OutputParser,
         if MARKER.lower() in tail.lower():
             detail += (f" (a marker in other letter case was printed: write exactly "
                        f"'{MARKER}', or use aup.print_result)")
+        else:
+            detail += ("; print it with aup.print_result(score), or return the score from the "
+                       "function decorated with @aup_args (a None return prints nothing)")
         return fail(FailReason.NO_RESULT, detail)
     if not math.isfinite(last[0]):
         return fail(FailReason.NON_FINITE_SCORE, f"the final score is not finite: {last[0]}")
