@@ -199,10 +199,6 @@ BROKEN = {
     "interval and n": ({"script": "train.py", "proposer": "sequence", "parameter_config": [
         {"name": "x", "range": [0, 1], "type": "float", "interval": 0.25, "n": 3}]},
         "parameter_config[0].n", "not both"),
-    # random put every proposal on the upper bound and hyperopt crashed (high - low = inf)
-    "float range wider than a float": ({"script": "train.py", "parameter_config": [
-        {"name": "x", "range": [-1e308, 1e308], "type": "float"}]},
-        "parameter_config[0].range", "wider than a float can hold"),
     # passed --check, then pydantic could not serialize it for the database
     "nested too deep": ({"script": "train.py", "parameter_config": [
         {"name": "c", "type": "choice", "range": [_nested(70)]}]}, "",

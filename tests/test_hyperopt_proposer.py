@@ -66,6 +66,18 @@ def test_bad_options_are_config_errors_naming_the_key(key: str, value) -> None:
     assert any(p.path == key for p in err.value.problems), err.value.problems
 
 
+def test_a_range_wider_than_a_float_is_refused_at_load(tmp_path) -> None:
+    # It passed --check, then numpy's uniform raised OverflowError at the first proposal (a
+    # traceback and a FAILED experiment with no job).
+    from aup.experiment import build_proposer
+
+    config = parse_config({**_config(), "parameter_config": [
+        {"name": "x", "range": [-1e308, 1e308], "type": "float"}]}, check_files=False)
+    with pytest.raises(ConfigError) as err:
+        build_proposer(config)
+    assert "width high - low is more than the largest float" in err.value.render()
+
+
 def test_failures_reach_hyperopt_as_fail_and_tpe_goes_on() -> None:
     space = SearchSpace((FloatParam("x", -1, 1),))
     proposer = HyperoptProposer(space, HyperoptOptions(n_samples=30, random_seed=1,

@@ -131,3 +131,14 @@ def test_huge_grids_are_counted_without_being_built() -> None:
         assert space.grid_size() >= 10**8  # instant: nothing is materialized
         problems = SequenceProposer.check_space(space, ProposerOptions())
         assert problems and "interval" in problems[0].hint
+
+
+def test_a_range_wider_than_the_largest_float_maps_across_it() -> None:
+    # high - low overflowed to inf: every unit value mapped to the upper bound (random and
+    # spearmint proposed only 1e308) and every value mapped back to 0.
+    p = FloatParam("x", -1e308, 1e308)
+    assert [p.from_unit(u) for u in (0.0, 0.25, 0.5, 1.0)] == [-1e308, -5e307, 0.0, 1e308]
+    assert [p.to_unit(v) for v in (-1e308, -5e307, 0.0, 1e308)] == [0.0, 0.25, 0.5, 1.0]
+    rng = np.random.default_rng(0)
+    draws = [p.sample(rng) for _ in range(50)]
+    assert min(draws) < -1e307 and max(draws) > 1e307

@@ -368,13 +368,6 @@ def _build_param(spec: ParameterSpec, path: str, problems: list[Problem]) -> Par
         problems.append(Problem(path + ".range", "log scale needs bounds > 0", r,
                                 "use a positive lower bound or drop \"log\""))
         return None
-    if not spec.log and not math.isfinite(float(high) - float(low)):
-        # every proposer maps [0, 1] onto low + u * (high - low): an infinite width put every
-        # random proposal on the upper bound and crashed hyperopt
-        problems.append(Problem(path + ".range", "the range is wider than a float can hold "
-                                "(high - low overflows)", r, "narrow it (its width must stay "
-                                "below 1.7e308), or use \"log\": true with positive bounds"))
-        return None
     interval = spec.interval
     if interval is not None and spec.n is not None:
         problems.append(Problem(path + ".n", "give one of \"interval\" (the step) and \"n\" "

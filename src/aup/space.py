@@ -89,14 +89,20 @@ class FloatParam:
         if self.is_constant:
             return 0.5
         v = math.log(value) if self.log else float(value)
-        return min(1.0, max(0.0, (v - self._tlow()) / (self._thigh() - self._tlow())))
+        lo, hi = self._tlow(), self._thigh()
+        if math.isinf(hi - lo):  # wider than the largest float: the same ratio at half scale
+            v, lo, hi = v / 2, lo / 2, hi / 2
+        return min(1.0, max(0.0, (v - lo) / (hi - lo)))
 
     def from_unit(self, u: float) -> float:
         """Map ``u`` in ``[0, 1]`` back to a value in ``[low, high]`` (clipped)."""
         if self.is_constant:
             return float(self.low)
         u = min(1.0, max(0.0, float(u)))
-        v = self._tlow() + u * (self._thigh() - self._tlow())
+        lo, hi = self._tlow(), self._thigh()
+        # low + u * (high - low), or, for a range wider than the largest float (where that
+        # width is inf and every value became high), the same point as a weighted mean
+        v = lo + u * (hi - lo) if not math.isinf(hi - lo) else lo * (1 - u) + hi * u
         v = math.exp(v) if self.log else v
         return float(min(self.high, max(self.low, v)))
 

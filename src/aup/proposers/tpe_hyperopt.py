@@ -124,6 +124,15 @@ class HyperoptProposer(Proposer):
         from hyperopt import Domain, Trials
 
         self.options: HyperoptOptions = options
+        for p in space:
+            if (isinstance(p, FloatParam | IntParam) and not p.log
+                    and math.isinf(float(p.high) - float(p.low))):
+                # numpy's uniform(low, high) raises OverflowError at the first proposal
+                raise ValueError(
+                    f"hyperopt cannot sample parameter '{p.name}' on [{p.low:g}, {p.high:g}]: "
+                    "the width high - low is more than the largest float. Fix: narrow the "
+                    "range, use \"log\": true with positive bounds, or another proposer "
+                    "(random, spearmint and sequence take it)")
         self.rng = np.random.Generator(np.random.PCG64(options.random_seed))
         expr = _hp_space(space)
         self._domain = Domain(lambda _: 0.0, expr) if expr else None
