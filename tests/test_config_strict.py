@@ -381,6 +381,15 @@ def test_a_script_name_with_a_space_gets_the_quoted_form(folder: Path, script: s
     assert cfg.script_path() == folder / "my job.py"
 
 
+def test_a_folder_with_a_space_gets_the_hint_to_name_a_file_inside(folder: Path) -> None:
+    # "script": "my dir" (a folder) said only "no file at .../my".
+    (folder / "my dir").mkdir()
+    problem = _by_path(_problems(_config(script="my dir"), folder))["script"]
+    assert f"no file at {folder / 'my'}" in problem.hint
+    assert "'my dir' is a folder, and the script must be a file" in problem.hint
+    assert '"script": "\'my dir/train.py\'"' in problem.hint, problem.hint
+
+
 def test_a_missing_script_without_a_space_gets_no_quoting_hint(folder: Path) -> None:
     problem = _by_path(_problems(_config(script="nofile.py --flag 'a b'"), folder))["script"]
     assert "quote" not in problem.hint

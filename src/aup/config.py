@@ -477,11 +477,19 @@ def _quoted_prefix_hint(script: str, first: str, wd: Path) -> str:
         if end < len(text) and not text[end].isspace():
             continue
         prefix = text[:end].rstrip()
-        if len(prefix) > len(first) and (wd / Path(prefix).expanduser()).is_file():
+        if len(prefix) <= len(first):
+            continue
+        target = wd / Path(prefix).expanduser()
+        if target.is_file():
             quoted = shlex.quote(prefix) + text[len(prefix):]
             return (f"quote the file name, which has a space: write \"script\": "
                     f"{json.dumps(quoted)} (the command is split into words like a shell "
                     "command)")
+        if target.is_dir():
+            inside = shlex.quote(f"{prefix.rstrip('/')}/train.py")
+            return (f"{prefix!r} is a folder, and the script must be a file: name the file "
+                    f"inside it, quoted since the folder's name has a space (e.g. "
+                    f"\"script\": {json.dumps(inside)})")
     return ""
 
 
