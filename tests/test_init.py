@@ -148,6 +148,22 @@ def test_ctrl_d_aborts_without_writing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_param_with_from_replaces_or_adds_and_keeps_the_others(tmp_path):
+    # --from FILE --param z:... wrote z alone: FILE's x, lr and act were dropped silently.
+    write_script(tmp_path, "train.py", TRAIN)
+    r = run_cli("init", "--no-input", "-e", "e.json", "--script", "train.py", "--param",
+                "x:float:-1,1", "--param", "lr:float:1e-4,1e-1:log", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("init", "--no-input", "--from", "e.json", "-e", "f.json", "--param",
+                "x:float:0,2", "--param", "z:int:0,3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    params = json.loads((tmp_path / "f.json").read_text())["parameter_config"]
+    assert params == [{"name": "x", "type": "float", "range": [0, 2]},
+                      {"name": "lr", "type": "float", "range": [0.0001, 0.1], "log": True},
+                      {"name": "z", "type": "int", "range": [0, 3]}]
+    assert "kept the parameters lr of e.json" in r.stderr
+
+
 def test_non_interactive_flags(tmp_path):
     write_script(tmp_path, "train.py", TRAIN)
     r = run_cli("init", "--no-input", "-e", "e.json", "--script", "train.py", "--target", "min",

@@ -108,6 +108,29 @@ def test_aws_instances_and_node_ports_that_are_valid_are_accepted():
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("database, needle", [
+    ("sqlite://", "in-memory database keeps nothing"),
+    (":memory:", "in-memory database keeps nothing"),
+    ("sub", "sub is a folder; give a file in it"),
+    ("other.db", "holds the tables of another program (users)"),
+])
+def test_sqlite_databases_refused_by_run_are_refused_by_setup(tmp_path, database, needle):
+    # setup wrote them to env.ini (":memory:" as a file of that name); every later command
+    # then failed, or wrote into another program's database.
+    import sqlite3
+
+    (tmp_path / "sub").mkdir()
+    con = sqlite3.connect(tmp_path / "other.db")
+    con.execute("CREATE TABLE users (id INTEGER)")
+    con.commit()
+    con.close()
+    before = (tmp_path / "other.db").read_bytes()
+    r = run_cli("setup", "--no-input", "--database", database, cwd=tmp_path)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db", "sub"]  # nothing written
+    assert (tmp_path / "other.db").read_bytes() == before
+
+
 def test_postgresql_database_errors_write_nothing(tmp_path, postgres_server):
     bad_pw = postgres_server.url("postgres", password="not-it")
     r = run_cli("setup", "--database", bad_pw, cwd=tmp_path)

@@ -38,7 +38,7 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
         env = load_environment()
         url = env.database if env is not None else None
     url = url or default_url()
-    if _in_memory(url):
+    if in_memory_url(url):
         raise UsageError(f"the database {url} is in memory: every recorded job would be lost "
                          "when the command ends, and nothing could be resumed or shown. Fix: "
                          "give a file (e.g. sqlite:///path/to/db.sqlite), or leave --db out for "
@@ -55,7 +55,7 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
     return url
 
 
-def _in_memory(url: str) -> bool:
+def in_memory_url(url: str) -> bool:
     """True for an in-memory SQLite URL (``sqlite://``, ``sqlite:///:memory:``,
     ``...?mode=memory``) or the bare path ``:memory:``."""
     if url.strip() == ":memory:":

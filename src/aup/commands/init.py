@@ -567,7 +567,19 @@ def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
     for t in args.param:
         params.append(parse_param_flag(t, {p["name"] for p in params}))
     if params:
-        data["parameter_config"] = params
+        # with --from, a --param replaces the parameter of its name and adds a new one; the
+        # others are kept (they were dropped silently, and the script then missed them)
+        given = {p["name"]: p for p in params}
+        old = data.get("parameter_config")
+        kept = [p for p in old if isinstance(p, dict) and p.get("name") not in given] \
+            if isinstance(old, list) else []
+        merged = [given.pop(p["name"]) if p.get("name") in given else p
+                  for p in (old if isinstance(old, list) else []) if isinstance(p, dict)]
+        data["parameter_config"] = merged + list(given.values())
+        if kept:
+            print(f"note: kept the parameters {', '.join(str(p.get('name')) for p in kept)} of "
+                  f"{args.source}; --param replaces a parameter of the same name and adds new "
+                  "ones", file=sys.stderr)
     for opt in args.option:
         key, sep, value = opt.partition("=")
         if not sep or not key.strip():

@@ -105,6 +105,8 @@ def _mapping_specs(text: str | None) -> list[str]:
 
 def _normalise_url(text: str, base: Path) -> str:
     text = text.strip()
+    if text == ":memory:":  # SQLite's name for an in-memory database, not a file name
+        return "sqlite:///:memory:"
     if "://" not in text:
         return f"sqlite:///{(base / Path(text).expanduser()).resolve()}"
     return text
@@ -113,7 +115,8 @@ def _normalise_url(text: str, base: Path) -> str:
 def check_database(url: str) -> str:
     """Check that the database at ``url`` can be used; returns ``url``.
 
-    SQLite: the folder must be creatable. Servers: a connection is made (5 s timeout, unless
+    SQLite: a file (not in memory, not a folder, not another program's database) whose folder
+    exists or can be created. Servers: a connection is made (5 s timeout, unless
     the URL sets ``connect_timeout``).
 
     Raises:
@@ -132,8 +135,21 @@ def check_database(url: str) -> str:
         raise ValueError("not a SQLAlchemy URL (e.g. sqlite:///path/db.sqlite or "
                          "postgresql+psycopg://user:pw@host:5432/db)") from None
     if u.get_backend_name() == "sqlite":
+        from aup.api import in_memory_url
+        from aup.errors import StoreError
+        from aup.store.store import refuse_foreign_sqlite
+
         db = u.database or ""
-        if db and db != ":memory:":
+        if in_memory_url(url):
+            raise ValueError("an in-memory database keeps nothing once the command ends; give a "
+                             "file (e.g. .aup/sqlite3.db)")
+        if Path(db).is_dir():
+            raise ValueError(f"{db} is a folder; give a file in it (e.g. {Path(db) / 'aup.db'})")
+        try:  # (its folder is created: setup is the explicit step that makes the database)
+            refuse_foreign_sqlite(Path(db))
+        except StoreError as err:
+            raise ValueError(str(err)) from None
+        if db:
             folder = Path(db).parent
             probe = folder
             while not probe.exists():
@@ -221,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
 
     # -- values from flags, the template or defaults ------------------------------------------
     db_default = args.database or values.get("database") or values.get("SQLITE_FILE")
-    if db_default and "://" not in db_default:
+    if db_default and "://" not in db_default and db_default.strip() != ":memory:":
         db_default = str((project_root_for(env_path) / Path(db_default).expanduser()).resolve())
     db_default = db_default or str(folder / "sqlite3.db")
     cpu_default = args.cpu if args.cpu is not None else (

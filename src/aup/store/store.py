@@ -160,7 +160,7 @@ def _url_fix(url: str) -> str:
 _CORE_TABLES = frozenset({"user", "resource", "experiment", "job"})
 
 
-def _refuse_foreign_sqlite(path: Path) -> None:
+def refuse_foreign_sqlite(path: Path) -> None:
     """Refuse a SQLite file that holds another program's tables and none of Auptimizer's.
 
     Checked on a read-only connection before the store's own (which turns on WAL mode, a
@@ -290,7 +290,7 @@ class Store:
                 path = sqlite_file(url)
                 if path is not None:
                     check_sqlite_folder(path)
-                    _refuse_foreign_sqlite(path)
+                    refuse_foreign_sqlite(path)
                     if not path.parent.is_dir():  # the default place (.aup), made on first use
                         try:
                             path.parent.mkdir(parents=True, exist_ok=True)
