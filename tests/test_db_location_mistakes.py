@@ -77,6 +77,24 @@ def test_the_jobs_folder_conflict_names_the_database_that_wrote_the_files(
     assert run_cli("run", "-q", "--db", first, str(path), cwd=tmp_path).returncode == 0
 
 
+def test_the_conflict_does_not_name_a_database_that_recorded_fewer_jobs(tmp_path: Path) -> None:
+    # After 'aup setup --reset-history' the emptied .aup/sqlite3.db was named as the one
+    # that "probably" wrote the files.
+    path = _experiment(tmp_path)
+    first = tmp_path / "first.db"
+    assert run_cli("run", "-q", "--db", str(first), str(path), cwd=tmp_path).returncode == 0
+    first.unlink()
+    (tmp_path / ".aup").mkdir()
+    con = sqlite3.connect(tmp_path / ".aup" / "sqlite3.db")
+    con.execute("CREATE TABLE job (jid INTEGER PRIMARY KEY)")
+    con.execute("INSERT INTO job VALUES (1)")  # fewer jobs than the folder's files (2)
+    con.commit()
+    con.close()
+    err = _refused(run_cli("run", "--db", str(tmp_path / "b.db"), str(path), cwd=tmp_path),
+                   "holds the files of jobs up to id 2")
+    assert "probably" not in err, err
+
+
 def test_the_conflict_names_a_database_known_only_from_its_lock_file(tmp_path: Path) -> None:
     path = _experiment(tmp_path)
     other = tmp_path / "other.db"

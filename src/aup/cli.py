@@ -357,7 +357,8 @@ def cmd_run(args) -> int:
                 if proposer.total is not None else "")
         warned = f"; {n_warnings} warning(s) above: check them" if n_warnings else ""
         console.print(f"{args.experiment}: configuration is valid ({config.proposer}, "
-                      f"{config.resource}, {len(config.space)} parameters{jobs}){warned}")
+                      f"{config.resource}, {len(config.space)} parameter"
+                      f"{'' if len(config.space) == 1 else 's'}{jobs}){warned}")
         return EXIT_OK
     url = resolve_db_url(args.db, config.storage_url)
     new_file = sqlite_file(url)

@@ -53,10 +53,11 @@ def database_identity(url: str) -> str:
     return safe_url(url)
 
 
-def _likely_owners(jobs_dir: Path, own: str) -> list[str]:
-    """Databases that probably wrote the job files in ``jobs_dir``, other than ``own``: those
-    named in the folder's lock files, then a ``.aup/sqlite3.db`` next to the folder. SQLite
-    files that no longer exist are left out."""
+def _likely_owners(jobs_dir: Path, own: str, last_id: int) -> list[str]:
+    """Databases that probably wrote the job files in ``jobs_dir`` (ids up to ``last_id``),
+    other than ``own``: those named in the folder's lock files, then a ``.aup/sqlite3.db``
+    next to the folder. SQLite files that no longer exist, or that recorded fewer jobs (an
+    emptied history), are left out."""
     from aup.store.store import sqlite_file
 
     found: list[str] = []
@@ -76,9 +77,25 @@ def _likely_owners(jobs_dir: Path, own: str) -> list[str]:
     owners: list[str] = []
     for url in found:
         path = sqlite_file(url)
-        if url and url != own and url not in owners and (path is None or path.is_file()):
+        if url and url != own and url not in owners and (path is None or path.is_file()) \
+                and (path is None or _recorded_up_to(path) >= last_id):
             owners.append(url)
     return owners
+
+
+def _recorded_up_to(path: Path) -> int:
+    """The largest job id the SQLite database ``path`` recorded (0 for none, or when it cannot
+    be read), read on a read-only connection."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return int(con.execute("SELECT max(jid) FROM job").fetchone()[0] or 0)
+        finally:
+            con.close()
+    except (sqlite3.Error, OSError, ValueError, TypeError):
+        return 0
 
 
 def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
@@ -109,7 +126,8 @@ def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
     url = store if isinstance(store, str) else store.url
     last = 0 if isinstance(store, str) else store.last_job_id()
     if max(ids) > last:
-        owners = [safe_url(o) for o in _likely_owners(jobs_dir, database_identity(url))]
+        owners = [safe_url(o) for o in _likely_owners(jobs_dir, database_identity(url),
+                                                      max(ids))]
         likely = ""
         if owners:
             likely = (f" (probably {owners[0]}: add --db {owners[0]}"

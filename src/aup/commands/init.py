@@ -701,7 +701,8 @@ def run(args: argparse.Namespace) -> int:
             fix="add --overwrite, or write another file with -e"):
         return 2
     _write(exp_path, data)
-    print(f"wrote {exp_path}: {config.proposer}, {len(config.space)} parameters, target "
+    n = len(config.space)
+    print(f"wrote {exp_path}: {config.proposer}, {n} parameter{'' if n == 1 else 's'}, target "
           f"{config.target}. Run it with: aup run {exp_path}")
     for w in config.warnings:
         print(f"note: {w}")
