@@ -97,6 +97,9 @@ def test_charts_are_downsampled(client):
     one = client.get("/api/experiments/1/curves",
                      params={"jid": best["jid"], "max_points": 2}).json()
     assert one["jobs"][0]["num"] == [0, 2, 3]
+    # an unknown job id is a 404 naming it (it was left out of a 200)
+    r = client.get("/api/experiments/1/curves", params={"jid": [best["jid"], 777]})
+    assert r.status_code == 404 and r.json()["detail"] == "no job 777 in experiment 1"
     cmp = client.get("/api/compare", params={"eid": [1, 2]}).json()
     assert [s["best"][-1] for s in cmp["series"]] == [0, 16.5]
 

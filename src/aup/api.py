@@ -29,8 +29,8 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
     """
     if db is not None and not db.strip():
         raise UsageError("--db is empty. Fix: give a database URL or file (e.g. --db "
-                         "sqlite:///path/to/db.sqlite), or leave --db out for the default "
-                         ".aup/sqlite3.db under the current folder")
+                         "sqlite:///path/to/db.sqlite), or leave --db (db= in Python) out "
+                         "for the default .aup/sqlite3.db under the current folder")
     url = db or os.environ.get("AUP_DB") or storage
     if not url:
         from aup.environment import load_environment
@@ -41,8 +41,9 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
     if in_memory_url(url):
         raise UsageError(f"the database {url} is in memory: every recorded job would be lost "
                          "when the command ends, and nothing could be resumed or shown. Fix: "
-                         "give a file (e.g. sqlite:///path/to/db.sqlite), or leave --db out for "
-                         "the default .aup/sqlite3.db under the current folder")
+                         "give a file (e.g. sqlite:///path/to/db.sqlite), or leave --db "
+                         "(db= in Python) out for the default .aup/sqlite3.db under the "
+                         "current folder")
     if "://" not in url:
         url = f"sqlite:///{Path(url).expanduser().resolve()}"
     path = sqlite_file(url)

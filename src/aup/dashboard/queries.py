@@ -578,7 +578,7 @@ class DashboardQueries:
             ``{"target", "jobs": [{"jid", "status", "num": [...], "score": [...]}]}``.
 
         Raises:
-            NotFound: no experiment ``eid``.
+            NotFound: no experiment ``eid``, or a job of ``jids`` is not one of its jobs.
         """
         target = self.target(eid)
         j, ir = s.job, s.intermediate_result
@@ -587,6 +587,9 @@ class DashboardQueries:
                 chosen = c.execute(select(j.c.jid, j.c.status)
                                    .where(j.c.eid == eid, j.c.jid.in_(list(jids)))
                                    .order_by(j.c.jid)).all()
+                unknown = sorted(set(jids) - {int(r.jid) for r in chosen})
+                if unknown:  # as the job endpoints: an unknown job is a 404, not left out
+                    raise NotFound(f"no job {', '.join(map(str, unknown))} in experiment {eid}")
             else:
                 order = j.c.score.desc() if target == "max" else j.c.score.asc()
                 chosen = c.execute(select(j.c.jid, j.c.status).where(*self._finished(eid))
