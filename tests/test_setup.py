@@ -111,7 +111,7 @@ def test_aws_instances_and_node_ports_that_are_valid_are_accepted():
 @pytest.mark.parametrize("database, needle", [
     ("sqlite://", "in-memory database keeps nothing"),
     (":memory:", "in-memory database keeps nothing"),
-    ("sub", "sub is a folder; give a file in it"),
+    ("sub", "sub is a folder. Fix: give a file in it"),
     ("other.db", "holds the tables of another program (users)"),
 ])
 def test_sqlite_databases_refused_by_run_are_refused_by_setup(tmp_path, database, needle):

@@ -77,8 +77,8 @@ def _likely_owners(jobs_dir: Path, own: str, last_id: int) -> list[str]:
     owners: list[str] = []
     for url in found:
         path = sqlite_file(url)
-        if url and url != own and url not in owners and (path is None or path.is_file()) \
-                and (path is None or _recorded_up_to(path) >= last_id):
+        if url and url != own and url not in owners and (
+                path is None or (path.is_file() and _recorded_up_to(path) >= last_id)):
             owners.append(url)
     return owners
 
@@ -88,12 +88,11 @@ def _recorded_up_to(path: Path) -> int:
     be read), read on a read-only connection."""
     import sqlite3
 
+    from aup.store.store import read_only_sqlite
+
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
+        with read_only_sqlite(path) as con:
             return int(con.execute("SELECT max(jid) FROM job").fetchone()[0] or 0)
-        finally:
-            con.close()
     except (sqlite3.Error, OSError, ValueError, TypeError):
         return 0
 

@@ -571,10 +571,9 @@ def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
         # others are kept (they were dropped silently, and the script then missed them)
         given = {p["name"]: p for p in params}
         old = data.get("parameter_config")
-        kept = [p for p in old if isinstance(p, dict) and p.get("name") not in given] \
-            if isinstance(old, list) else []
-        merged = [given.pop(p["name"]) if p.get("name") in given else p
-                  for p in (old if isinstance(old, list) else []) if isinstance(p, dict)]
+        old = [p for p in old if isinstance(p, dict)] if isinstance(old, list) else []
+        kept = [p for p in old if p.get("name") not in given]
+        merged = [given.pop(p["name"]) if p.get("name") in given else p for p in old]
         data["parameter_config"] = merged + list(given.values())
         if kept:
             print(f"note: kept the parameters {', '.join(str(p.get('name')) for p in kept)} of "

@@ -137,15 +137,14 @@ def check_database(url: str) -> str:
     if u.get_backend_name() == "sqlite":
         from aup.api import in_memory_url
         from aup.errors import StoreError
-        from aup.store.store import refuse_foreign_sqlite
+        from aup.store.store import check_sqlite_folder, refuse_foreign_sqlite
 
         db = u.database or ""
         if in_memory_url(url):
             raise ValueError("an in-memory database keeps nothing once the command ends; give a "
                              "file (e.g. .aup/sqlite3.db)")
-        if Path(db).is_dir():
-            raise ValueError(f"{db} is a folder; give a file in it (e.g. {Path(db) / 'aup.db'})")
-        try:  # (its folder is created: setup is the explicit step that makes the database)
+        try:
+            check_sqlite_folder(Path(db), create_ok=True)
             refuse_foreign_sqlite(Path(db))
         except StoreError as err:
             raise ValueError(str(err)) from None

@@ -156,6 +156,26 @@ def _url_fix(url: str) -> str:
             "postgresql+psycopg://user:password@host:5432/dbname")
 
 
+@contextmanager
+def read_only_sqlite(path: Path) -> Iterator[Any]:
+    """A plain ``sqlite3`` connection to ``path`` that cannot write (not even the WAL mode
+    switch the store's connections make), closed on exit.
+
+    Raises:
+        sqlite3.Error: the file cannot be opened or is not a database.
+    """
+    import sqlite3
+
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+#: The end of the fix for a SQLite file or folder that cannot be written.
+_ELSEWHERE = "put the database elsewhere with --db sqlite:///path/to/db.sqlite (or AUP_DB)"
+
 #: The tables every database of Auptimizer (2.0 or later) has.
 _CORE_TABLES = frozenset({"user", "resource", "experiment", "job"})
 
@@ -175,13 +195,10 @@ def refuse_foreign_sqlite(path: Path) -> None:
     try:
         if path.stat().st_size == 0:
             return
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
+        with read_only_sqlite(path) as con:
             names = {r[0] for r in con.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' "
                 "AND name NOT LIKE 'sqlite_%'")}
-        finally:
-            con.close()
     except (OSError, sqlite3.Error):
         return
     if not names or _CORE_TABLES <= names:  # new, or Auptimizer's (created in one transaction)
@@ -193,13 +210,15 @@ def refuse_foreign_sqlite(path: Path) -> None:
         "database (e.g. --db sqlite:///path/to/aup.db)")
 
 
-def check_sqlite_folder(path: Path) -> None:
+def check_sqlite_folder(path: Path, create_ok: bool = False) -> None:
     """Refuse a SQLite path that is a folder, or whose folder does not exist unless that folder
     is ``.aup`` (the default place, created on first use): a typo in ``--db`` or ``storage``
     must not create folders anywhere. Creates nothing.
 
     Args:
         path: the database file.
+        create_ok: accept a missing folder (``aup setup``, the explicit step that makes the
+            database, creates it).
 
     Raises:
         StoreError: the path is a folder or its folder is missing, with the fix.
@@ -208,7 +227,7 @@ def check_sqlite_folder(path: Path) -> None:
         raise StoreError(f"the database {path} is a folder. Fix: give a file in it (e.g. "
                          f"--db sqlite:///{path / 'aup.db'}), or leave --db out for the "
                          "default .aup/sqlite3.db under the current folder")
-    if path.parent.name != ".aup" and not path.parent.is_dir():
+    if not create_ok and path.parent.name != ".aup" and not path.parent.is_dir():
         raise StoreError(
             f"the folder {path.parent} of the database {path.name} does not exist. "
             f"Fix: create it (mkdir -p {path.parent}) or correct the path")
@@ -298,8 +317,7 @@ class Store:
                             raise StoreError(
                                 f"cannot create the database folder {path.parent}: "
                                 f"{err.strerror or err}. Fix: run from a folder you can write "
-                                "to, or put the database elsewhere with --db "
-                                "sqlite:///path/to/db.sqlite (or AUP_DB)") from None
+                                f"to, or {_ELSEWHERE}") from None
                 self.engine: Engine = create_engine(
                     url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT,
                                        "check_same_thread": False})
@@ -323,8 +341,7 @@ class Store:
             first = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
             fix = ""
             if url.startswith("sqlite") and ("unable to open" in first or "readonly" in first):
-                fix = (". Fix: make the database file and its folder writable, or put the "
-                       "database elsewhere with --db sqlite:///path/to/db.sqlite (or AUP_DB)")
+                fix = f". Fix: make the database file and its folder writable, or {_ELSEWHERE}"
             raise StoreError(f"cannot open database {self._safe_url()}: {first}{fix}") from None
         self._rid_cache: dict[tuple[str, str], int] = {}
         #: Seconds a call retries while a database server does not answer (see
