@@ -154,3 +154,27 @@ def test_a_function_needing_the_budget_is_refused_when_the_proposer_gives_none(t
     r = run_cli("convert", "src.py", hb.name, "train", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "job.py").is_file()
+
+
+def test_a_kwargs_function_takes_names_that_are_not_argument_names(tmp_path):
+    # "learning-rate" is not an identifier and "lambda" is a keyword: neither can be written
+    # as name=value, but a **kwargs function receives both by their names.
+    write_script(tmp_path, "src.py", "def score(**params):\n"
+                 "    return params['learning-rate'] * 10 + params['lambda']\n"
+                 "def plain(lr):\n    return lr\n")
+    params = [{"name": "learning-rate", "type": "float", "range": [0, 1]},
+              {"name": "lambda", "type": "float", "range": [0, 1]}]
+    exp = write_experiment(tmp_path, script="job.py", n_samples=2, parameter_config=params)
+    r = run_cli("convert", "src.py", exp.name, "score", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert run_cli("run", exp.name, "-q", cwd=tmp_path).returncode == 0
+    jobs = json.loads(run_cli("show", "1", "--json", cwd=tmp_path).stdout)
+    assert [j["status"] for j in jobs] == ["FINISHED"] * 2
+    for j in jobs:
+        c = j["job_config"]
+        assert abs(j["score"] - (c["learning-rate"] * 10 + c["lambda"])) < 1e-9
+    # A function with named arguments cannot take them: refused, naming the **kwargs fix.
+    r = run_cli("convert", "src.py", exp.name, "plain", "-o", "job2.py", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "'learning-rate', 'lambda'" in r.stderr and "**kwargs" in r.stderr
+    assert not (tmp_path / "job2.py").exists()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import keyword
 import os
 from pathlib import Path
 
@@ -77,6 +78,13 @@ def _check_signature(fn: ast.FunctionDef, params: list[str], source: Path,
         raise UsageError(f"{source}: {fn.name} has positional-only arguments; the parameters are "
                          "passed by name")
     missing = [p for p in params if p not in named and not accepts_any]
+    unnamable = [p for p in missing if not _is_argument_name(p)]
+    if unnamable:
+        raise UsageError(f"{source}: the parameter name(s) {', '.join(map(repr, unnamable))} "
+                         f"cannot be argument names of {fn.name}() (a Python argument name is "
+                         "an identifier and not a keyword); fix: give the function **kwargs "
+                         "(it receives every parameter by its name), or rename the parameters "
+                         "in parameter_config")
     if missing:
         raise UsageError(f"{source}: {fn.name}() has no argument {', '.join(map(repr, missing))}"
                          f" (it takes {', '.join(named) or 'nothing'}); fix: add "
@@ -98,6 +106,11 @@ def _check_signature(fn: ast.FunctionDef, params: list[str], source: Path,
                          f"{BUDGET_KEY}=100) or use a multi-fidelity proposer (hyperband, "
                          "bohb)")
     return BUDGET_KEY in named or accepts_any
+
+
+def _is_argument_name(name: str) -> bool:
+    """True when ``name`` can be a Python argument name (an identifier, not a keyword)."""
+    return name.isidentifier() and not keyword.iskeyword(name)
 
 
 def _gives_budget(proposer: str | None) -> bool:
@@ -153,7 +166,9 @@ def generate(source_text: str, function: str, params: list[str], source: Path,
         body = "#!/usr/bin/env python3\n" + body
     if not body.endswith("\n"):
         body += "\n"
-    args = ", ".join(f"{p}=config[{p!r}]" for p in params)
+    # A dict literal, not keyword arguments: a **kwargs function can take names that are not
+    # identifiers ("learning-rate") or are keywords ("lambda").
+    args = ", ".join(f"{p!r}: config[{p!r}]" for p in params)
     budget = ""
     if takes_budget:
         budget = (f"    if {BUDGET_KEY!r} in config:\n"
@@ -171,7 +186,7 @@ def _aup_job_main(argv=None):
     if not argv:
         sys.exit("usage: " + sys.argv[0] + " JOB_CONFIG.json (Auptimizer passes the job config)")
     config = BasicConfig().load(argv[-1])
-    kwargs = dict({args})
+    kwargs = {{{args}}}
 {budget}    print_result({function}(**kwargs))
 
 
@@ -196,9 +211,9 @@ def _experiment_params(path: Path) -> tuple[list[str], dict]:
     names = []
     for i, p in enumerate(pc):
         name = p.get("name") if isinstance(p, dict) else None
-        if not isinstance(name, str) or not name.isidentifier():
-            raise UsageError(f"{path}: parameter_config[{i}].name must be a Python identifier "
-                             f"to become an argument name, got {name!r}")
+        if not isinstance(name, str) or not name.strip():
+            raise UsageError(f"{path}: parameter_config[{i}].name must be a non-empty string "
+                             f"(the function's argument name), got {name!r}")
         names.append(name)
     return names, data
 
