@@ -28,11 +28,10 @@ Usage::
     python benchmarks/overhead.py --dir /var/tmp  # where the experiment folder goes
 
 The experiment folder is a new temporary folder under ``--dir`` (default: the system's temporary
-folder, ``$TMPDIR`` or ``/tmp``). Each job attempt creates files there (its config, written
-to a temporary name and renamed, and its output file), which the bare loop does not, so the
-cost of creating a file in that folder is measured and printed: on the development VM it is
-0.2-0.7 ms in ``/tmp`` and 0.03 ms in ``/var/tmp``, ``/root`` or the repository, all on the
-same ext4 device.
+folder, ``$TMPDIR`` or ``/tmp``). Each job attempt creates two files there (its config and its
+output file), which the bare loop does not, so the cost of creating a file in that folder is
+measured and printed: on the development VM it varies from 0.03 to 0.7 ms from one run to the
+next, in ``/tmp`` as in ``/var/tmp`` (the same ext4 device).
 
 Goals (issue 2): overhead <= 3 ms per job at n_parallel 1; throughput at n_parallel 2 >= 0.8 x
 the bare 2-worker loop; ``import aup`` <= 15 ms over bare Python start.
