@@ -251,3 +251,63 @@ def test_a_read_only_jobs_folder_is_refused_before_recording(shared_dir: Path) -
              f"cannot write the job files to the folder {folder / 'jobs'}",
              "Permission denied")
     assert not db.exists()  # the database the refused run created is gone again
+
+
+def test_the_views_read_a_database_they_cannot_write(shared_dir: Path) -> None:
+    # list/show/best/export needed write access to the database's folder (WAL mode's -shm
+    # file): an archived database on a read-only disk, or another user's, could not be read.
+    folder = shared_dir / "archive"
+    path = _experiment(folder)
+    assert run_cli("run", "-q", str(path), cwd=folder).returncode == 0
+    db = folder / ".aup" / "sqlite3.db"
+    before = db.read_bytes()
+    db.chmod(0o444)
+    db.parent.chmod(0o555)
+    if not _as_nobody() and os.access(db.parent, os.W_OK):
+        pytest.skip("this user can write to a read-only folder")
+    import json
+
+    shown = _run_as_nobody(["show", "1", "--json"], folder)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    jobs = json.loads(shown.stdout)
+    assert [j["status"] for j in jobs] == ["FINISHED", "FINISHED"]
+    assert all(abs(j["score"] - j["job_config"]["x"]) < 1e-12 for j in jobs)
+    listed = _run_as_nobody(["list", "--json"], folder)
+    assert listed.returncode == 0 and json.loads(listed.stdout)[0]["status"] == "FINISHED"
+    best = _run_as_nobody(["best", "1"], folder)
+    assert best.returncode == 0 and f"{max(j['score'] for j in jobs)!r}" in best.stdout
+    csv = _run_as_nobody(["export", "1", "--format", "csv"], folder)
+    assert csv.returncode == 0 and len(csv.stdout.strip().splitlines()) == 3, csv.stderr
+    # Commands that write still say what to do; the file is unchanged, nothing was added.
+    _refused(_run_as_nobody(["resume", "1"], folder), "attempt to write a readonly database",
+             "make the database file and its folder writable")
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in db.parent.iterdir()) == ["sqlite3.db"]
+
+
+def test_a_read_only_view_warns_about_changes_left_in_the_wal_file(shared_dir: Path) -> None:
+    folder = shared_dir / "copy"
+    path = _experiment(folder)
+    assert run_cli("run", "-q", str(path), cwd=folder).returncode == 0
+    db = folder / ".aup" / "sqlite3.db"
+    # A writer that has not copied its last change into the file (as after a crash): the
+    # -wal file holds it; the copy below has no -shm index.
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute("UPDATE experiment SET name = 'renamed'")
+    con.commit()
+    archive = shared_dir / "ro-archive"
+    (archive / ".aup").mkdir(parents=True)
+    shutil.copy(db, archive / ".aup" / "sqlite3.db")
+    shutil.copy(db.with_name("sqlite3.db-wal"), archive / ".aup" / "sqlite3.db-wal")
+    con.close()
+    (archive / ".aup").chmod(0o555)
+    if not _as_nobody() and os.access(archive / ".aup", os.W_OK):
+        pytest.skip("this user can write to a read-only folder")
+    r = _run_as_nobody(["list", "--json"], archive)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "-wal file holds changes" in r.stderr and "not shown" in r.stderr
+    import json
+
+    rows = json.loads(r.stdout)  # the file as it is on disk, without the change
+    assert len(rows) == 1 and rows[0]["name"] not in ("", "renamed")

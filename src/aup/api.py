@@ -66,11 +66,13 @@ def in_memory_url(url: str) -> bool:
     return sqlite_file(url) is None or "mode=memory" in url.lower()
 
 
-def open_existing_store(db: str | None = None) -> Store:
+def open_existing_store(db: str | None = None, *, read_only: bool = False) -> Store:
     """Open the database of recorded experiments (location as :func:`resolve_db_url`) without
     creating anything: for every command that reads or steers recorded experiments (``list``,
     ``show``, ``resume``, ``tell``, ``repair``, ``export``, ``plot``, ``dashboard``...) and
-    :func:`load_experiment`. An older schema is upgraded.
+    :func:`load_experiment`. An older schema is upgraded. ``read_only`` (the views: ``list``,
+    ``show``, ``best``, ``export``, ``plot``): a SQLite file this process may not write is
+    opened read-only instead of being refused.
 
     Raises:
         UsageError: there is no SQLite file at that place (a mistyped path must not become a
@@ -95,7 +97,7 @@ def open_existing_store(db: str | None = None) -> Store:
     if file is not None and file.stat().st_size == 0:  # opening it would write a header
         raise UsageError(f"{file} is empty: it holds no Auptimizer experiments. Fix: give "
                          "the database 'aup run' wrote (--db URL, db= in Python, or AUP_DB)")
-    store = open_store(url, create=False)
+    store = open_store(url, create=False, read_only=read_only)
     if not inspect(store.engine).has_table("experiment"):
         store.close()
         raise UsageError(f"{store._safe_url()} holds no Auptimizer experiments. Fix: give the "

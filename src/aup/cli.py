@@ -392,16 +392,16 @@ def cmd_run(args) -> int:
         return _run_loop(exp, args, console, signals)
 
 
-def _open(args):
+def _open(args, read_only: bool = False):
     """Open the existing database for a command that reads or steers recorded experiments
-    (:func:`aup.api.open_existing_store`: nothing is created).
+    (:func:`aup.api.open_existing_store`: nothing is created; ``read_only`` for the views).
 
     Raises:
         UsageError: there is no Auptimizer database at that place.
     """
     from aup.api import open_existing_store
 
-    return open_existing_store(args.db)
+    return open_existing_store(args.db, read_only=read_only)
 
 
 def cmd_resume(args) -> int:
@@ -463,7 +463,7 @@ def cmd_list(args) -> int:
     """aup list: the experiments in the database."""
     from rich.table import Table
 
-    store = _open(args)
+    store = _open(args, read_only=True)
     rows = store.list_experiments()
     if args.json:
         # the proposer's saved state (a random generator's 625 numbers...) is internal (the
@@ -493,7 +493,7 @@ def cmd_show(args) -> int:
 
     from aup.api import find_experiment
 
-    store = _open(args)
+    store = _open(args, read_only=True)
     row = find_experiment(store, args.experiment)
     if getattr(args, "attempts", False):
         return _show_attempts(store, row, args.json)
@@ -550,7 +550,7 @@ def cmd_best(args) -> int:
     """aup best: the best job of an experiment."""
     from aup.api import find_experiment
 
-    store = _open(args)
+    store = _open(args, read_only=True)
     row = find_experiment(store, args.experiment)
     best = store.best_job(int(row["eid"]), row["target"] == "max")
     if args.json:

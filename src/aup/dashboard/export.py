@@ -135,7 +135,7 @@ def cmd_export(args: Any) -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         check_out(out, args.overwrite)
-    store = open_existing_store(args.db)
+    store = open_existing_store(args.db, read_only=True)
     try:
         row = find_experiment(store, args.experiment)
         text = export_text(store, int(row["eid"]), fmt)

@@ -208,7 +208,7 @@ def cmd_plot(args: Any) -> int:
 
     out = Path(args.out)
     check_plot_out(out, args.overwrite)
-    store = open_existing_store(args.db)
+    store = open_existing_store(args.db, read_only=True)
     try:
         row = find_experiment(store, args.experiment)
         write_plot(store, int(row["eid"]), out, args.overwrite)

@@ -29,6 +29,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     true,
     update,
@@ -260,6 +261,54 @@ def _set_sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 
+def _writable(path: Path) -> bool:
+    """True when this process may write the SQLite file ``path`` and create its ``-wal`` and
+    ``-shm`` files next to it (WAL mode needs both)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _read_only_engine(path: Path) -> Engine:
+    """An engine whose connections open ``path`` read-only, for the views of a database this
+    process may not write (an archive on a read-only disk, another user's results).
+
+    WAL mode keeps a ``-shm`` index next to the database that every connection needs. While a
+    writer has the database open that file exists and SQLite (3.22 or later) reads through it
+    (``mode=ro``). Without it (no writer) and without the right to create it, the file is
+    opened ``immutable``: read as it is on disk. Changes a crashed writer left in the ``-wal``
+    file are then not seen; a warning says so.
+    """
+    import sqlite3
+
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    shm = path.with_name(path.name + "-shm")
+    wal = path.with_name(path.name + "-wal")
+    if not shm.exists():
+        uri += "&immutable=1"
+        if wal.exists() and wal.stat().st_size > 0:
+            log.warning("the database %s is read-only here and its -wal file holds changes "
+                        "that were not yet copied into it; they are not shown. Fix: open it "
+                        "once where it can be written (any aup command does that)", path)
+
+    def connect() -> sqlite3.Connection:
+        con = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT,
+                              check_same_thread=False)
+        con.execute("PRAGMA foreign_keys=ON")
+        return con
+
+    return create_engine("sqlite://", creator=connect)
+
+
+def _check_read_only_schema(engine: Engine, path: Path) -> None:
+    """Refuse a read-only database whose schema is older than this version's (it cannot be
+    upgraded there)."""
+    from aup.store.migrate import HEAD, _fast_revision
+
+    if _fast_revision(engine) != HEAD and inspect(engine).has_table("experiment"):
+        raise StoreError(f"the database {path} has an older schema, which a newer Auptimizer "
+                         "reads only after upgrading it, and it cannot be written here. Fix: "
+                         "copy it to a folder you can write to and give the copy with --db")
+
+
 # Statements of the hot path (one job: start, results, end), built once: building a Core
 # statement per call cost more than the database work (benchmarks/store.py).
 _INS_JOB = insert(s.job)
@@ -302,11 +351,16 @@ class Store:
         StoreError: the URL is malformed, the driver is missing or the server does not answer.
     """
 
-    def __init__(self, url: str, create: bool = True):
+    def __init__(self, url: str, create: bool = True, read_only: bool = False):
         self.url = url
+        self.read_only = False
         try:
-            if url.startswith("sqlite"):
-                path = sqlite_file(url)
+            path = sqlite_file(url)
+            if read_only and path is not None and path.is_file() and not _writable(path):
+                self.read_only = True
+                self.engine = _read_only_engine(path)
+                _check_read_only_schema(self.engine, path)
+            elif url.startswith("sqlite"):
                 if path is not None:
                     check_sqlite_folder(path)
                     refuse_foreign_sqlite(path)
@@ -327,7 +381,9 @@ class Store:
                 args = ({"connect_timeout": PG_CONNECT_TIMEOUT}
                         if url.startswith("postgresql") and "connect_timeout" not in url else {})
                 self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
-            if create:
+            if self.read_only:
+                pass
+            elif create:
                 self._create()
             else:
                 # readers create nothing, but an older schema is upgraded so they can read it
@@ -909,15 +965,19 @@ def _job_dict(row) -> dict[str, Any]:
     return d
 
 
-def open_store(url: str | None = None, *, create: bool = True) -> Store:
+def open_store(url: str | None = None, *, create: bool = True, read_only: bool = False
+               ) -> Store:
     """Open the database at ``url`` (default: :func:`default_url`).
+
+    ``read_only``: a SQLite file this process may not write is opened read-only (for the
+    views: ``list``, ``show``, ``best``, ``export``, ``plot``) instead of being refused.
 
     Raises:
         StoreError: the database cannot be opened.
     """
     url = url or default_url()
     try:
-        return Store(url, create=create)
+        return Store(url, create=create, read_only=read_only)
     except SQLAlchemyError as err:
         orig = getattr(err, "orig", None)
         reason = str(orig).strip().splitlines()[0] if orig else str(err).splitlines()[0]
