@@ -311,3 +311,25 @@ def test_a_read_only_view_warns_about_changes_left_in_the_wal_file(shared_dir: P
 
     rows = json.loads(r.stdout)  # the file as it is on disk, without the change
     assert len(rows) == 1 and rows[0]["name"] not in ("", "renamed")
+
+
+@pytest.mark.parametrize("revision", ["0000", "9999"])
+def test_a_read_only_database_of_another_schema_is_refused_clearly(shared_dir: Path,
+                                                                  revision: str) -> None:
+    # An older schema is upgraded before reading, which a read-only database cannot be; one
+    # from a newer version cannot be read at all.
+    folder = shared_dir / "old"
+    path = _experiment(folder)
+    assert run_cli("run", "-q", str(path), cwd=folder).returncode == 0
+    db = folder / ".aup" / "sqlite3.db"
+    con = sqlite3.connect(db)
+    con.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    db.parent.chmod(0o555)
+    if not _as_nobody() and os.access(db.parent, os.W_OK):
+        pytest.skip("this user can write to a read-only folder")
+    fix = "copy it to a folder you can write to" if revision == "0000" else "newer version"
+    _refused(_run_as_nobody(["list"], folder), fix)
+    assert db.read_bytes() == before

@@ -93,6 +93,13 @@ def known_revisions() -> set[str]:
     return {r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 
+def newer_schema_error(rev: str) -> StoreError:
+    """The error for a database at revision ``rev``, which a newer Auptimizer made."""
+    return StoreError(f"the database schema is at revision {rev!r}, which this Auptimizer "
+                      f"does not know (it knows up to {HEAD!r}); it was made by a newer "
+                      "version. Fix: upgrade auptimizer (pip install -U auptimizer)")
+
+
 def script_head() -> str:
     """The head revision of the packaged migrations (should equal :data:`HEAD`)."""
     from alembic.script import ScriptDirectory
@@ -207,9 +214,7 @@ def _ensure_locked(conn: Connection) -> str:
                     "Auptimizer 3 before versioning" if rev == "0001" else "Auptimizer 2.0")
         command.stamp(cfg, rev)
     elif rev not in known_revisions():
-        raise StoreError(f"the database schema is at revision {rev!r}, which this Auptimizer "
-                         f"does not know (it knows up to {HEAD!r}); it was made by a newer "
-                         "version. Fix: upgrade auptimizer (pip install -U auptimizer)")
+        raise newer_schema_error(rev)
     log.warning("upgrading the database schema from revision %s to %s", rev, HEAD)
     command.upgrade(cfg, HEAD)
     return f"upgraded from {rev}"
