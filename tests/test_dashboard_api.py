@@ -292,3 +292,28 @@ def test_running_experiment_without_heartbeat_is_stale(grid_db, tmp_path):
         assert items[1]["stale"] is True and items[2]["stale"] is False
         assert c.get("/api/experiments", params={"status": "RUNNING"}).json()["total"] == 2
     store.close()
+
+
+def test_a_read_only_database_is_shown_and_stop_requests_are_refused(grid_db, tmp_path,
+                                                                      monkeypatch):
+    # The tests run as root, who may write any file, so "this user may not write it" is
+    # simulated by the permission check alone; the connection is a real read-only one.
+    import aup.store.store as store_module
+
+    copy = tmp_path / "ro.db"
+    dst = _copy_db(grid_db, copy)
+    dst.execute("update experiment set status='RUNNING' where eid=1")
+    dst.commit()
+    dst.close()
+    before = copy.read_bytes()
+    monkeypatch.setattr(store_module, "_writable", lambda path: False)
+    store = Store(f"sqlite:///{copy}", create=False, read_only=True)
+    assert store.read_only
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+        assert c.get("/api/experiments/1").json()["status"] == "RUNNING"
+        assert len(c.get("/api/experiments/1/jobs").json()["items"]) > 0
+        r = c.post("/api/experiments/1/stop", headers={"X-Requested-With": "aup"})
+        assert r.status_code == 409 and "read-only" in r.json()["detail"]
+        assert "aup stop 1" in r.json()["detail"]
+    store.close()
+    assert copy.read_bytes() == before

@@ -73,7 +73,7 @@ def cmd_dashboard(args: Any) -> int:
     from aup.api import open_existing_store
 
     token, generated = choose_token(args.host, args.token or os.environ.get(TOKEN_ENV))
-    store = open_existing_store(args.db)
+    store = open_existing_store(args.db, read_only=True)
     _check_port(args.host, args.port)
     app = create_app(store, token=token, refresh_seconds=args.refresh)
     shown = args.host.strip("[]")
@@ -81,7 +81,9 @@ def cmd_dashboard(args: Any) -> int:
         shown = socket.gethostname()
     shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{args.port}/"
-    print(f"Auptimizer dashboard for {store._safe_url()}")
+    print(f"Auptimizer dashboard for {store._safe_url()}"
+          + (" (read-only: this user may not write it, so stop requests are off)"
+             if store.read_only else ""))
     if token:
         print(f"open {url}?token={token}")
         if generated:

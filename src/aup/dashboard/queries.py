@@ -210,12 +210,16 @@ class DashboardQueries:
 
         Raises:
             NotFound: no experiment ``eid``.
-            Conflict: the experiment is not running.
+            Conflict: the experiment is not running, or the database is open read-only.
         """
         with self.engine.connect() as c:
             row = self._row(c, eid)
         if row["status"] != "RUNNING":
             raise Conflict(f"experiment {eid} is {row['status']}, not running")
+        if self.store.read_only:
+            raise Conflict(f"the dashboard opened the database read-only (its user may not "
+                           f"write it), so it cannot ask experiment {eid} to stop; run "
+                           f"'aup stop {eid}' as a user who can write the database")
         self.store.request_stop(eid)
         return {"eid": eid, "stop_requested": True}
 
