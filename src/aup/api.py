@@ -71,8 +71,8 @@ def open_existing_store(db: str | None = None, *, read_only: bool = False) -> St
     creating anything: for every command that reads or steers recorded experiments (``list``,
     ``show``, ``resume``, ``tell``, ``repair``, ``export``, ``plot``, ``dashboard``...) and
     :func:`load_experiment`. An older schema is upgraded. ``read_only`` (the views: ``list``,
-    ``show``, ``best``, ``export``, ``plot``): a SQLite file this process may not write is
-    opened read-only instead of being refused.
+    ``show``, ``best``, ``export``, ``plot``, ``dashboard``): a SQLite file this process may
+    not write is opened read-only instead of being refused.
 
     Raises:
         UsageError: there is no SQLite file at that place (a mistyped path must not become a

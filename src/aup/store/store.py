@@ -974,7 +974,8 @@ def open_store(url: str | None = None, *, create: bool = True, read_only: bool =
     """Open the database at ``url`` (default: :func:`default_url`).
 
     ``read_only``: a SQLite file this process may not write is opened read-only (for the
-    views: ``list``, ``show``, ``best``, ``export``, ``plot``) instead of being refused.
+    views: ``list``, ``show``, ``best``, ``export``, ``plot``, ``dashboard``) instead of being
+    refused.
 
     Raises:
         StoreError: the database cannot be opened.
