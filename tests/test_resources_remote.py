@@ -316,3 +316,35 @@ def test_ray_backstop_kills_a_stopped_jobs_group_on_this_machine() -> None:
     t0 = time.monotonic()
     reap_group(proc.pid, 5.0)  # a group that is gone: returns at once
     assert time.monotonic() - t0 < 1
+
+
+def test_node_kills_a_timed_out_job_that_ignores_sigterm(ssh_servers, tmp_path: Path) -> None:
+    # The SIGKILL after kill_grace was skipped once the channel reported an exit (the wrapper
+    # shell dies of the SIGTERM), so a job ignoring SIGTERM and its child ran on for ever.
+    backend = _node(ssh_servers, tmp_path, kill_grace=1)
+    script = ("import os, signal, subprocess, sys, time\n"
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)'])\n"
+              "open('pids.txt', 'w').write(f'{os.getpid()} {child.pid}')\n"
+              "time.sleep(300)\n")
+    run = run_experiment(tmp_path / "exp", backend, script, job_timeout=2,
+                         job_failure={"ignore_fail": True})
+    (job,) = run.jobs()
+    assert job["fail_reason"] == "TIMEOUT", job
+    pids = [int(p) for p in (backend.remote_wd / "pids.txt").read_text().split()]
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if _alive(p)]
+        time.sleep(0.1)
+    assert not alive, f"still running after the timeout and kill_grace: {alive}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")

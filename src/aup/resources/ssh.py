@@ -547,8 +547,10 @@ class RemoteAttempt(ThreadedAttempt):
         def kill() -> None:
             self._signal(signal.SIGTERM)
             time.sleep(self.manager.options.kill_grace)
+            # Always: the channel reports an exit as soon as the wrapper shell dies of the
+            # SIGTERM, while a job that ignores it lives on in the group.
+            self._signal(signal.SIGKILL, quiet=True)
             if self.chan is not None and not self.chan.exit_status_ready():
-                self._signal(signal.SIGKILL)
                 time.sleep(1.0)
                 if not self.chan.exit_status_ready():
                     self.chan.close()  # the job cannot be reached: give up the channel
