@@ -321,3 +321,18 @@ def test_a_grid_too_large_names_the_limit(folder: Path) -> None:
         parse_config({"script": "train.py", "proposer": "sequence", "parameter_config": [
             {"name": "x", "range": [0, 1], "type": "float", "interval": 1e-300}]}, folder)
     assert "(1e+300)" in info.value.render() and len(info.value.render()) < 400
+
+
+def test_ray_save_model_needs_the_jobs_in_workingdir(tmp_path):
+    # With ship_workingdir (the default) the model was saved in Ray's temporary copy of the
+    # folder, lost with the session, and the run blamed the script.
+    write_script(tmp_path, "t.py", "print('#Auptimizer: 1')\n")
+    base = dict(script="t.py", resource="ray",
+                parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    path = write_experiment(tmp_path, resource_args={"save_model": True}, **base)
+    r = run_cli("run", "--check", str(path), cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "resource_args.save_model" in r.stderr and '"ship_workingdir": false' in r.stderr
+    ok = write_experiment(tmp_path, name="ok", resource_args={
+        "save_model": True, "ship_workingdir": False}, **base)
+    assert load_config(ok).resource_args.save_model

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from aup.errors import AupError, install_hint
+from aup.errors import AupError, Problem, install_hint
 from aup.job import FailReason, OutputParser, StopReason, judge
 from aup.resources.base import (
     AttemptSpec,
@@ -212,6 +212,20 @@ class RayResourceManager(ResourceManager):
         self._attempts: RunningAttempts[RayAttempt] = RunningAttempts()
         self._owns = False
         self._remote: Any = None
+
+    @classmethod
+    def check_config(cls, config) -> list[Problem]:
+        """``save_model`` needs the jobs to run in ``workingdir`` itself: with
+        ``ship_workingdir`` the best job's model would be saved in Ray's temporary copy of the
+        folder and be lost with the Ray session."""
+        options = config.resource_options
+        if config.resource_args.save_model and getattr(options, "ship_workingdir", False):
+            return [Problem("resource_args.save_model", "with the ray resource and "
+                            "ship_workingdir true, the model would be saved in Ray's temporary "
+                            "copy of workingdir and lost with the Ray session", True,
+                            'set resource_args "ship_workingdir": false (jobs then run in '
+                            "workingdir itself, which every Ray node must see)")]
+        return []
 
     @property
     def slots(self) -> list[Slot]:
