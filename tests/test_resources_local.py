@@ -112,6 +112,13 @@ def test_passive_prompt_lines(tmp_path: Path) -> None:
     assert "2 jobs wait" in rm.handle_input("0.7")
     assert rm.handle_input("3 abc").startswith("cannot read '3 abc'")
     assert rm.handle_input("9 1.0").startswith("job 9 is not waiting")
+    # Exit codes that cannot be a failure's, and parser wording, were accepted or leaked.
+    for line, why in [("3 fail 0", "exit code 0 means the run succeeded"),
+                      ("3 fail 300", "exit code 300 is out of range"),
+                      ("3 fail x", "the exit code 'x' is not an integer"),
+                      ("3 0.5 0.6", "'0.5 0.6' is not a number")]:
+        reply = rm.handle_input(line)
+        assert why in reply and "invalid literal" not in reply, reply
     assert rm.handle_input("3 fail 4") == "job 3: recorded"
     outcomes = [e.outcome for e in list(events.queue) if hasattr(e, "outcome")]
     assert outcomes[-1].reason.value == "NONZERO_EXIT" and outcomes[-1].exit_code == 4
@@ -133,6 +140,8 @@ def test_aup_tell_refuses_mistakes_with_exit_2(tmp_path: Path) -> None:
                        ((str(eid), str(jid), "nan"), "finite number"),
                        ((str(eid), str(jid), "inf,1"), "finite number"),
                        ((str(eid), str(jid)), "VALUE"),
+                       ((str(eid), str(jid), "--exit-code", "0"), "tell its value instead"),
+                       ((str(eid), str(jid), "--exit-code", "256"), "out of range"),
                        (("nosuch", str(jid), "1"), "no experiment")]:
         res = run_cli("tell", "--db", db, *args, cwd=tmp_path)
         assert res.returncode == 2, (args, res.stdout, res.stderr)

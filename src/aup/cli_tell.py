@@ -50,7 +50,7 @@ def cmd_tell(args) -> int:
     is not passive, and a database that does not exist (none is created).
     """
     from aup.api import find_experiment, open_existing_store
-    from aup.resources.passive import check_values, parse_values, value_hint
+    from aup.resources.passive import check_values, parse_exit_code, parse_values, value_hint
 
     if args.value is None and args.exit_code is None:
         raise UsageError("give the job's VALUE, or --exit-code N for a failed run")
@@ -65,6 +65,11 @@ def cmd_tell(args) -> int:
             # A job whose score is NaN or infinite fails; a typo must not fail it.
             raise UsageError(f"VALUE {args.value!r}: the score must be a finite number; to "
                              "report a failed run use --exit-code N")
+    if args.exit_code is not None:
+        try:
+            parse_exit_code(args.exit_code)
+        except ValueError as err:
+            raise UsageError(f"--exit-code: {err}") from None
     if args.intermediate and args.exit_code is not None:
         raise UsageError("--intermediate and --exit-code exclude each other")
     store = open_existing_store(args.db)

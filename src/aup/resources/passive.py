@@ -74,7 +74,30 @@ def parse_values(text: str) -> tuple[float, ...]:
     parts = [p.strip() for p in text.strip().strip("[]()").split(",") if p.strip()]
     if not parts:
         raise ValueError("no value")
-    return tuple(float(p) for p in parts)
+    try:
+        return tuple(float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a number or a comma-separated list of "
+                         "numbers") from None
+
+
+def parse_exit_code(text: str | int) -> int:
+    """The exit code of a failed run: 1 to 255, or -1 to -64 for a run killed by that
+    signal (as local jobs record it).
+
+    Raises:
+        ValueError: not an integer, 0 (a success: tell its value instead), or out of range.
+    """
+    try:
+        code = int(text)
+    except ValueError:
+        raise ValueError(f"the exit code {text!r} is not an integer") from None
+    if code == 0:
+        raise ValueError("exit code 0 means the run succeeded: tell its value instead")
+    if not (1 <= code <= 255 or -64 <= code <= -1):
+        raise ValueError(f"exit code {code} is out of range: use 1-255 (or -N for a run "
+                         "killed by signal N)")
+    return code
 
 
 def value_hint(labels: Sequence[str]) -> str:
@@ -272,10 +295,10 @@ class PassiveResourceManager(ResourceManager):
             else:
                 jid, rest = int(words[0]), words[1:]
             if rest[0].lower() == "fail":
-                code = int(rest[1]) if len(rest) > 1 else 1
+                code = parse_exit_code(rest[1]) if len(rest) > 1 else 1
                 ok = self.receive(jid, None, exit_code=code)
             else:
-                values = parse_values("".join(rest))
+                values = parse_values(" ".join(rest))
                 check_values(values, self.labels)
                 ok = self.receive(jid, values)
             reply = (f"job {jid}: recorded" if ok else f"job {jid} is not waiting (waiting: "
