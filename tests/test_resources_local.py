@@ -560,3 +560,22 @@ def test_an_unwritable_job_config_is_named_not_blamed_on_the_interpreter(tmp_pat
     assert end.outcome.reason.value == "START_FAILED"
     assert "cannot write the job's config" in end.outcome.detail
     assert "blocked" in end.outcome.detail and "cannot start" not in end.outcome.detail
+
+
+def test_aup_tell_refuses_a_value_for_a_crashed_experiment(tmp_path: Path) -> None:
+    # It printed "told job 1" and exit 0, but nothing would pick the value up: the resumed
+    # experiment runs its interrupted job again.
+    import sqlite3
+    import subprocess
+
+    url, eid, jid = _passive_db(tmp_path)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    con = sqlite3.connect(url.removeprefix("sqlite:///"))
+    con.execute("UPDATE experiment SET pid = ? WHERE eid = ?", (gone.pid, eid))
+    con.commit()
+    con.close()
+    res = run_cli("tell", "--db", url, str(eid), str(jid), "0.5", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"process {gone.pid} is gone" in res.stderr and f"aup resume --db {url}" in res.stderr
+    assert _told(url) == []

@@ -86,6 +86,7 @@ def cmd_tell(args) -> int:
                              "jobs take told results")
         if job["status"] != "RUNNING":
             raise UsageError(f"job {args.job} is {job['status']}, not waiting for a result")
+        _refuse_crashed(store, row)
         labels = [str(x) for x in ((config.get("resource_args") or {}).get("multi_res_labels")
                                    or [])]
         if values is not None:
@@ -103,6 +104,21 @@ def cmd_tell(args) -> int:
     print(f"told job {args.job} of experiment {eid}: {what}"
           + (" (intermediate)" if args.intermediate else ""))
     return 0
+
+
+def _refuse_crashed(store, row) -> None:
+    """Refuse a value for an experiment whose scheduler died on this machine: nothing would
+    pick it up (a resumed experiment runs its interrupted jobs again)."""
+    import socket
+
+    from aup.api import db_option
+    from aup.experiment import _process_alive
+
+    if row.get("host") == socket.gethostname() and not _process_alive(row["host"], row["pid"]):
+        raise UsageError(f"experiment {row['eid']} is marked RUNNING but its process "
+                         f"{row['pid']} is gone (it crashed), so nothing would pick the value "
+                         f"up. Fix: aup resume{db_option(store)} {row['eid']} (its waiting jobs "
+                         "run again and wait for their values), then tell them")
 
 
 def _refuse_second_value(store, jid: int) -> None:
