@@ -579,3 +579,25 @@ def test_aup_tell_refuses_a_value_for_a_crashed_experiment(tmp_path: Path) -> No
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert f"process {gone.pid} is gone" in res.stderr and f"aup resume --db {url}" in res.stderr
     assert _told(url) == []
+
+
+def test_passive_run_line_has_the_prescript_and_postscript(tmp_path: Path) -> None:
+    # The printed command left out runtime_args' prescript and postscript, so a user
+    # following it ran the job without its activation step.
+    import dataclasses
+    import subprocess
+
+    rm = PassiveResourceManager(_config(tmp_path, "passive", {"prompt": False}), queue.Queue())
+    shown: list[str] = []
+    rm.announce = shown.append
+    (tmp_path / "job.py").write_text(
+        "import os, sys\nprint(os.environ['STEP'], os.environ['PYTHONUNBUFFERED'], sys.argv[-1])\n")
+    spec = dataclasses.replace(_spec(tmp_path, 1), command=[sys.executable, "job.py"],
+                               prescript="export STEP=pre", postscript="echo post > post.txt")
+    rm.start(spec, rm.slots[0])
+    line = shown[-1].splitlines()[1].strip()
+    out = subprocess.run(["/bin/sh", "-c", line], cwd="/", capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["pre", "1", str(tmp_path / "jobs" / "1.json")]
+    assert (tmp_path / "post.txt").read_text() == "post\n"
+    rm.close()

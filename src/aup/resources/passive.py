@@ -196,10 +196,15 @@ class PassiveResourceManager(ResourceManager):
             parser = OutputParser(spec.n_labels, spec.label)
             self.events.put(end_event(spec, judge(None, parser, start_error=str(err))))
             return
-        env = {"AUP_JOB_ID": str(spec.job_id), "AUP_ATTEMPT": str(spec.attempt), **spec.env}
+        env = {"PYTHONUNBUFFERED": "1", "AUP_JOB_ID": str(spec.job_id),
+               "AUP_ATTEMPT": str(spec.attempt), **spec.env}
         argv = [*spec.command, str(spec.config_path)]
-        command = (f"cd {shlex.quote(str(spec.workingdir))} && "
-                   f"{shlex.join(['env', *[f'{k}={v}' for k, v in env.items()], *argv])}")
+        # The same steps as the other resources run: prescript, the job, postscript.
+        steps = [f"cd {shlex.quote(str(spec.workingdir))}", spec.prescript.strip(),
+                 shlex.join(["env", *[f"{k}={v}" for k, v in env.items()], *argv])]
+        command = " && ".join(step for step in steps if step)
+        if spec.postscript.strip():
+            command += f"; {spec.postscript.strip()}"
         w = Waiting(spec, OutputParser(spec.n_labels, spec.label), command)
         with self._lock:
             self._waiting[spec.job_id] = w
