@@ -67,6 +67,18 @@ def test_wrong_key_is_refused_with_the_host_named(ssh_servers, tmp_path: Path) -
         _prepare(tmp_path, "node", args, tmp_path / "remote")
 
 
+def test_a_key_file_that_is_not_a_private_key_is_named(ssh_servers, tmp_path: Path) -> None:
+    # The error was "SSH error: not a valid OPENSSH private key file", naming no file.
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    port = ssh_servers.ports[0]
+    public = f"{other}.pub"
+    args = ssh_servers.node_args(nodes=[f"{ssh_servers.user}@127.0.0.1:{port} {public}"])
+    (tmp_path / "remote").mkdir()
+    with pytest.raises(AupError, match=rf"the key file {public} cannot be used .*not the \.pub"):
+        _prepare(tmp_path, "node", args, tmp_path / "remote")
+
+
 def test_missing_remote_workingdir(ssh_servers, tmp_path: Path) -> None:
     with pytest.raises(AupError, match="remote workingdir .*does not exist"):
         _prepare(tmp_path, "node", ssh_servers.node_args(), tmp_path / "nowhere")

@@ -262,9 +262,15 @@ class Node:
             if "not found in known_hosts" in str(err):
                 raise SSHError(
                     f"node {self.where}: its host key is not in {opts.known_hosts}; add it with "
-                    f"'ssh-keyscan -p {spec.port} {spec.host} >> {opts.known_hosts}', or set "
+                    f"'mkdir -p {Path(opts.known_hosts).parent} && ssh-keyscan -p "
+                    f"{spec.port} {spec.host} >> {opts.known_hosts}', or set "
                     '"check_host_keys": false in resource_args to skip the check') from None
-            raise SSHError(f"node {self.where}: SSH error: {err}") from None
+            text = str(err).replace("banner[", "banner: [")  # paramiko joins them
+            if "private key" in text and key is not None:
+                raise SSHError(f"node {self.where}: the key file {spec.keyfile} cannot be "
+                               f"used ({text}); give a private key file (not the .pub) in a "
+                               "format paramiko reads (OpenSSH, PEM)") from None
+            raise SSHError(f"node {self.where}: SSH error: {text}") from None
         except (TimeoutError, OSError, EOFError) as err:
             client.close()
             sock.close()
