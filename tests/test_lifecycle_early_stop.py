@@ -226,6 +226,13 @@ def test_policy_stops_the_bad_job_through_the_cli(tmp_path: Path, policy):
             listed = run_cli("list", cwd=folder)
             line = next(x for x in listed.stdout.splitlines() if " FINISHED " in x)
             assert " 3/3 " in line, listed.stdout
+            # 'aup show' gives the rule that stopped it (the reason column was blank)
+            (att,) = query(folder, "SELECT detail FROM job_attempt WHERE jid = ?",
+                           (bad["jid"],))
+            assert att["detail"]
+            shown = run_cli("show", "1", cwd=folder, env={"COLUMNS": "500"})
+            row_line = next(x for x in shown.stdout.splitlines() if "EARLY_STOPPED" in x)
+            assert att["detail"] in row_line, shown.stdout
         # early stopping turns tracking on, and the stored configuration says so
         assert json.loads(row["exp_config"])["resource_args"]["track_intermediate_results"]
 

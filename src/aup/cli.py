@@ -514,6 +514,8 @@ def cmd_show(args) -> int:
         elif j["status"] == "INTERRUPTED" and a.get("status"):
             # why it runs again on resume: its last attempt was STOPPED or LOST
             reason = f"{a['status']}: {a.get('detail') or ''}"
+        elif j["status"] == "EARLY_STOPPED" and a.get("detail"):
+            reason = str(a["detail"])  # which early-stopping rule ended it
         score = "-" if j["score"] is None else f"{j['score']:.6g}"
         params = ", ".join(f"{k}={_fmt(v, exact=True)}" for k, v in j["job_config"].items())
         table.add_row(str(j["jid"]), j["status"], score, str(j["n_attempts"]), params, reason)
