@@ -249,7 +249,10 @@ def test_non_ascii_parameter_names_are_accepted_by_flags_and_dialogue(tmp_path):
     (["--param", "x:float:0,1", "--resource", "gpu", "--gpus", "0,x"], "a GPU id must be digits"),
     (["--param", "x:float:0,1", "--resource", "gpu", "--gpus", "0 1"], "separate GPU ids"),
     (["--param", "x:float:0,1", "--resource", "gpu", "--gpus", "99999999999999999999"],
-     "a GPU id is the index nvidia-smi -L lists"),
+     "a GPU id is the index nvidia-smi -L lists, 0 to 1023"),
+    # a negative id said "must be digits"
+    (["--param", "x:float:0,1", "--resource", "gpu", "--gpus", "0,-1"],
+     "a GPU id is the index nvidia-smi -L lists, 0 to 1023, got -1"),
     (["--param", "x:float:0,1", "--resource", "node"], 'resource "node"'),
 ])
 def test_non_interactive_bad_input_writes_nothing(tmp_path, args, message):

@@ -71,13 +71,19 @@ class GPUOptions(ResourceOptions):
                 raise ValueError(f"a GPU id must be an integer or a string like \"0,1\", "
                                  f"got {item!r}")
             text = str(item).replace(" ", "")
+            if any(p.startswith("-") and p[1:].isdigit() for p in text.split(",")):
+                raise _out_of_range(item)
             if not text or not all(p.isdigit() for p in text.split(",")):
                 raise ValueError(f"a GPU id must be digits (\"0\" or \"0,1\"), got {item!r}")
             if any(int(p) > MAX_GPU_ID for p in text.split(",")):
-                raise ValueError(f"a GPU id is the index nvidia-smi -L lists (0, 1, ...), got "
-                                 f"{item!r}")
+                raise _out_of_range(item)
             out.append(text)
         return out
+
+
+def _out_of_range(item: Any) -> ValueError:
+    return ValueError(f"a GPU id is the index nvidia-smi -L lists, 0 to {MAX_GPU_ID}, got "
+                      f"{item!r}")
 
 
 class GPUResourceManager(CPUResourceManager):
