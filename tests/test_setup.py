@@ -107,7 +107,6 @@ def test_aws_instances_and_node_ports_that_are_valid_are_accepted():
         check_resource_spec(item, "node")
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize("database, needle", [
     ("sqlite://", "in-memory database keeps nothing"),
     (":memory:", "in-memory database keeps nothing"),
@@ -131,6 +130,7 @@ def test_sqlite_databases_refused_by_run_are_refused_by_setup(tmp_path, database
     assert (tmp_path / "other.db").read_bytes() == before
 
 
+@pytest.mark.postgres
 def test_postgresql_database_errors_write_nothing(tmp_path, postgres_server):
     bad_pw = postgres_server.url("postgres", password="not-it")
     r = run_cli("setup", "--database", bad_pw, cwd=tmp_path)

@@ -435,11 +435,9 @@ def cmd_stop(args) -> int:
         _console().print(f"experiment {row['eid']} is {row['status']}, not running: nothing "
                          "to stop")
         return EXIT_OK
-    import socket
+    from aup.experiment import scheduler_gone
 
-    from aup.experiment import _process_alive
-
-    if row.get("host") == socket.gethostname() and not _process_alive(row["host"], row["pid"]):
+    if scheduler_gone(row):
         from aup.api import db_option
 
         _console().print(f"experiment {row['eid']} is marked RUNNING but its process "

@@ -109,12 +109,10 @@ def cmd_tell(args) -> int:
 def _refuse_crashed(store, row) -> None:
     """Refuse a value for an experiment whose scheduler died on this machine: nothing would
     pick it up (a resumed experiment runs its interrupted jobs again)."""
-    import socket
-
     from aup.api import db_option
-    from aup.experiment import _process_alive
+    from aup.experiment import scheduler_gone
 
-    if row.get("host") == socket.gethostname() and not _process_alive(row["host"], row["pid"]):
+    if scheduler_gone(row):
         raise UsageError(f"experiment {row['eid']} is marked RUNNING but its process "
                          f"{row['pid']} is gone (it crashed), so nothing would pick the value "
                          f"up. Fix: aup resume{db_option(store)} {row['eid']} (its waiting jobs "

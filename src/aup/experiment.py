@@ -801,6 +801,13 @@ def default_user() -> str:
     return os.environ.get("USER") or os.environ.get("USERNAME") or "default"
 
 
+def scheduler_gone(row: dict) -> bool:
+    """True when the experiment ``row`` ran on this machine and its ``aup run`` process is
+    gone (it crashed); False when it lives or ran elsewhere (cannot be told from here)."""
+    return row.get("host") == socket.gethostname() and not _process_alive(row["host"],
+                                                                            row.get("pid"))
+
+
 def _process_alive(host: str | None, pid: int | None) -> bool:
     if not pid or host != socket.gethostname():
         return False

@@ -385,11 +385,9 @@ class Store:
                 args = ({"connect_timeout": PG_CONNECT_TIMEOUT}
                         if url.startswith("postgresql") and "connect_timeout" not in url else {})
                 self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
-            if self.read_only:
-                pass
-            elif create:
+            if create and not self.read_only:
                 self._create()
-            else:
+            elif not self.read_only:  # a read-only file is checked above, never upgraded
                 # readers create nothing, but an older schema is upgraded so they can read it
                 from aup.store.migrate import upgrade_existing
 
