@@ -72,6 +72,18 @@ def test_gpu_ids_the_machine_lacks_are_warned_about(tmp_path: Path, caplog, monk
         assert any(warning in w for w in warned), warned
 
 
+def test_aup_run_warns_about_a_missing_gpu_once(tmp_path: Path) -> None:
+    # aup run checked the resource before opening the database, then prepared a second one
+    # that checked again: every warning was printed twice.
+    fake = _fake_nvidia_smi(tmp_path / "bin", "GPU 0: NVIDIA H200 (UUID: GPU-1)")
+    path = make_experiment(tmp_path / "exp", Backend("gpu", {"gpus": [5]}),
+                           "print('#Auptimizer: 1')\n")
+    res = run_cli("run", str(path), cwd=tmp_path / "exp",
+                  env={"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    assert (res.stdout + res.stderr).count("GPU id(s) 5 not on this machine") == 1, res.stderr
+
+
 def test_bad_gpu_id_is_a_config_error_exit_2(tmp_path: Path) -> None:
     path = make_experiment(tmp_path, Backend("gpu", {"gpus": ["zero"]}), OK)
     res = run_cli("run", str(path), cwd=tmp_path)

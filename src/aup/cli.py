@@ -374,7 +374,7 @@ def cmd_run(args) -> int:
     with StopSignals() as signals:
         try:
             exp = Experiment.create(config, store, user=args.user or (env.user if env else None),
-                                    observer=observer, env_file=env)
+                                    observer=observer, env_file=env, resource=checked)
         except AupError:
             # refused (another run took the jobs folder in the meantime...): a database this
             # command just created, still without an experiment, is not left behind

@@ -206,8 +206,11 @@ class Experiment:
     # -- construction --------------------------------------------------------------------------
     @classmethod
     def create(cls, config: ExperimentConfig, store: Store, *, user: str | None = None,
-               observer: Observer | None = None, env_file: Any = None) -> Experiment:
-        """Record a new experiment and build its proposer and resource manager.
+               observer: Observer | None = None, env_file: Any = None,
+               resource: ResourceManager | None = None) -> Experiment:
+        """Record a new experiment and build its proposer and resource manager (or prepare
+        ``resource``, one built and checked by :func:`prepared_resource` with ``check_only``,
+        so that its checks and warnings run once).
 
         Raises:
             ConfigError: the proposer rejects its options.
@@ -215,7 +218,7 @@ class Experiment:
         proposer = build_proposer(config)
         warn_planned_jobs(config, proposer)
         # The resource is ready (hosts reached, GPU ids known...) before anything is written.
-        resource = prepared_resource(config, queue.Queue(), env_file)
+        resource = prepared_resource(config, queue.Queue(), env_file, resource=resource)
         claim = claim_jobs_dir(resource.jobs_dir, store)
         try:
             eid = store.create_experiment(
@@ -714,17 +717,19 @@ class Experiment:
 
 
 def prepared_resource(config: ExperimentConfig, events: queue.Queue, env_file: Any = None,
-                      prepare: bool = True, check_only: bool = False) -> ResourceManager:
-    """Build the configured resource manager and (by default) prepare it; with
-    ``check_only``, run only its checks that connect to nothing and start nothing
-    (``aup run --check``).
+                      prepare: bool = True, check_only: bool = False,
+                      resource: ResourceManager | None = None) -> ResourceManager:
+    """Build the configured resource manager (or take ``resource``, built by an earlier call)
+    and (by default) prepare it; with ``check_only``, run only its checks that connect to
+    nothing and start nothing (``aup run --check``).
 
     Raises:
         UsageError: the resource is not ready (no GPU ids, a host that does not answer, a
             missing package...); nothing has been recorded yet.
     """
     try:
-        resource = resource_registry.get(config.resource)(config, events, env_file)
+        if resource is None:
+            resource = resource_registry.get(config.resource)(config, events, env_file)
         if check_only:
             resource.check()
         elif prepare:

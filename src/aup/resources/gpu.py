@@ -102,8 +102,13 @@ class GPUResourceManager(CPUResourceManager):
     def slots(self) -> list[Slot]:
         return [Slot(f"gpu:{i}/{gid}", "gpu", gid) for i, gid in enumerate(self.gpu_ids())]
 
+    #: Set by :meth:`check`: :meth:`prepare` does not warn a second time (``aup run`` checks
+    #: before opening the database, then prepares the same instance).
+    _checked = False
+
     def prepare(self) -> None:
-        self.check()
+        if not self._checked:
+            self.check()
 
     def check(self) -> None:
         """No GPU ids at all is an error; ids this machine does not have (or no NVIDIA driver)
@@ -113,6 +118,7 @@ class GPUResourceManager(CPUResourceManager):
             raise AupError('resource "gpu" has no GPU ids: give resource_args "gpus": [0, 1] '
                            'in experiment.json, or run "aup setup --gpu 0,1" to write '
                            "gpu_mapping in .aup/env.ini")
+        self._checked = True
         found = nvidia_gpu_indices()
         if found is None:
             log.warning('resource "gpu": no NVIDIA driver answers on this machine (nvidia-smi '
