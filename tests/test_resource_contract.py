@@ -84,7 +84,12 @@ def test_timeout(backend: Backend, tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 30
     (job,) = run.jobs()
     assert job["status"] == "FAILED"
-    assert run.attempts(job["jid"])[0]["fail_reason"] == "TIMEOUT"
+    (att,) = run.attempts(job["jid"])
+    assert att["fail_reason"] == "TIMEOUT"
+    if backend.resource in ("cpu", "gpu", "node", "aws"):
+        # killed by the SIGTERM: -15 on every resource (node and aws recorded 15, setsid's
+        # exit status for a wrapper killed by signal 15)
+        assert att["exit_code"] == -15
 
 
 STOPPABLE = HEAD + """

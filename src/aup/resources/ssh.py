@@ -433,6 +433,20 @@ def shell_exit_code(rc: int) -> int:
     return rc
 
 
+def stopped_exit_code(rc: int) -> int | None:
+    """The exit code of an attempt that aup stopped (SIGTERM, then SIGKILL, to its group).
+
+    ``setsid -w`` exits with the signal's number when the wrapper shell is killed by a signal,
+    so 15 or 9 here means the stop's signal killed it: recorded as ``-15`` or ``-9``, as the
+    ``cpu`` resource records a job killed by a signal. ``-1`` (no status) gives None.
+    """
+    if rc == -1:
+        return None
+    if rc in (signal.SIGTERM, signal.SIGKILL):
+        return -rc
+    return shell_exit_code(rc)
+
+
 class RemoteAttempt(ThreadedAttempt):
     """One attempt running on a node (a thread reading its SSH channel)."""
 
@@ -514,8 +528,7 @@ class RemoteAttempt(ThreadedAttempt):
         transport = chan.get_transport()
         alive = transport is not None and transport.is_active()
         if self.stopped is not None:  # timeout, early stop, experiment stop: as asked
-            outcome = judge(shell_exit_code(rc) if rc != -1 else None, sink.parser,
-                            stopped=self.stopped)
+            outcome = judge(stopped_exit_code(rc), sink.parser, stopped=self.stopped)
         elif rc == -1 and (lost is not None or not alive):
             outcome = resource_failure(sink.parser, FailReason.LOST,
                                        f"node {node.where}: connection lost while the job ran"
