@@ -4,7 +4,9 @@ ASGI client): values, pagination, sorting, filters, bad input, token, file views
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -150,6 +152,27 @@ def test_stop_needs_header_and_a_running_experiment(client):
     assert r.status_code == 409 and "FINISHED" in r.json()["detail"]
     assert client.post("/api/experiments/9/stop",
                        headers={"X-Requested-With": "aup"}).status_code == 404
+
+
+def test_stop_of_a_crashed_experiment_names_the_resume(grid_db, tmp_path):
+    # It answered 202 "stop_requested", but no process would read the request.
+    copy = tmp_path / "crashed.db"
+    dst = _copy_db(grid_db, copy)
+    dst.execute("update experiment set status='RUNNING', host=?, pid=? where eid=1",
+                (socket.gethostname(), _dead_pid()))
+    dst.commit()
+    dst.close()
+    store = Store(f"sqlite:///{copy}", create=False)
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+        r = c.post("/api/experiments/1/stop", headers={"X-Requested-With": "aup"})
+        assert r.status_code == 409 and "aup resume 1" in r.json()["detail"], r.text
+    store.close()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def _copy_db(grid_db, path) -> sqlite3.Connection:

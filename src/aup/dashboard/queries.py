@@ -210,7 +210,8 @@ class DashboardQueries:
 
         Raises:
             NotFound: no experiment ``eid``.
-            Conflict: the experiment is not running, or the database is open read-only.
+            Conflict: the experiment is not running, its process on this machine is gone (it
+                crashed), or the database is open read-only.
         """
         with self.engine.connect() as c:
             row = self._row(c, eid)
@@ -220,6 +221,11 @@ class DashboardQueries:
             raise Conflict(f"the dashboard opened the database read-only (its user may not "
                            f"write it), so it cannot ask experiment {eid} to stop; run "
                            f"'aup stop {eid}' as a user who can write the database")
+        from aup.experiment import scheduler_gone
+
+        if scheduler_gone(row):  # nothing would read the request
+            raise Conflict(f"experiment {eid} is marked RUNNING but its process {row['pid']} is "
+                           f"gone (it crashed); continue it with: aup resume {eid}")
         self.store.request_stop(eid)
         return {"eid": eid, "stop_requested": True}
 
