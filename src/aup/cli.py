@@ -435,13 +435,12 @@ def cmd_stop(args) -> int:
         _console().print(f"experiment {row['eid']} is {row['status']}, not running: nothing "
                          "to stop")
         return EXIT_OK
-    from aup.experiment import scheduler_gone
+    from aup.experiment import crashed_text, scheduler_gone
 
     if scheduler_gone(row):
         from aup.api import db_option
 
-        _console().print(f"experiment {row['eid']} is marked RUNNING but its process "
-                         f"{row['pid']} is gone (it crashed); continue it with: aup resume"
+        _console().print(f"{crashed_text(row)}; continue it with: aup resume"
                          f"{db_option(store)} {row['eid']}")
         return EXIT_OK
     store.request_stop(int(row["eid"]))

@@ -110,13 +110,12 @@ def _refuse_crashed(store, row) -> None:
     """Refuse a value for an experiment whose scheduler died on this machine: nothing would
     pick it up (a resumed experiment runs its interrupted jobs again)."""
     from aup.api import db_option
-    from aup.experiment import scheduler_gone
+    from aup.experiment import crashed_text, scheduler_gone
 
     if scheduler_gone(row):
-        raise UsageError(f"experiment {row['eid']} is marked RUNNING but its process "
-                         f"{row['pid']} is gone (it crashed), so nothing would pick the value "
-                         f"up. Fix: aup resume{db_option(store)} {row['eid']} (its waiting jobs "
-                         "run again and wait for their values), then tell them")
+        raise UsageError(f"{crashed_text(row)}, so nothing would pick the value up. Fix: aup "
+                         f"resume{db_option(store)} {row['eid']} (its waiting jobs run again "
+                         "and wait for their values), then tell them")
 
 
 def _refuse_second_value(store, jid: int) -> None:

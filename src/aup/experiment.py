@@ -813,6 +813,13 @@ def scheduler_gone(row: dict) -> bool:
                                                                             row.get("pid"))
 
 
+def crashed_text(row: dict) -> str:
+    """The words that say experiment ``row`` crashed (:func:`scheduler_gone` is True), shared
+    by ``aup stop``, ``aup tell`` and the dashboard's stop request."""
+    return (f"experiment {row['eid']} is marked RUNNING but its process {row['pid']} is gone "
+            "(it crashed)")
+
+
 def _process_alive(host: str | None, pid: int | None) -> bool:
     if not pid or host != socket.gethostname():
         return False

@@ -221,11 +221,12 @@ class DashboardQueries:
             raise Conflict(f"the dashboard opened the database read-only (its user may not "
                            f"write it), so it cannot ask experiment {eid} to stop; run "
                            f"'aup stop {eid}' as a user who can write the database")
-        from aup.experiment import scheduler_gone
+        from aup.api import db_option
+        from aup.experiment import crashed_text, scheduler_gone
 
         if scheduler_gone(row):  # nothing would read the request
-            raise Conflict(f"experiment {eid} is marked RUNNING but its process {row['pid']} is "
-                           f"gone (it crashed); continue it with: aup resume {eid}")
+            raise Conflict(f"{crashed_text(row)}; continue it with: aup resume"
+                           f"{db_option(self.store)} {eid}")
         self.store.request_stop(eid)
         return {"eid": eid, "stop_requested": True}
 

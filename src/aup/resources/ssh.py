@@ -536,9 +536,8 @@ class RemoteAttempt(ThreadedAttempt):
         elif rc == -1:
             outcome = resource_failure(sink.parser, FailReason.KILLED_BY_SIGNAL,
                                        f"killed by a signal on node {node.where}")
-        else:
-            outcome = judge(shell_exit_code(rc) if rc != -1 else None, sink.parser,
-                            stopped=self.stopped)
+        else:  # not stopped, and rc != -1 (the two branches above)
+            outcome = judge(shell_exit_code(rc), sink.parser)
         chan.close()
         self._finish(outcome)
 
