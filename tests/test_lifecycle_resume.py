@@ -449,3 +449,45 @@ def test_a_database_that_cannot_be_written_stops_cleanly_and_resume_finishes(tmp
     rows = jobs(tmp_path)
     assert len(rows) == 40 and {j["status"] for j in rows} == {"FINISHED"}
     assert experiment(tmp_path)["status"] == "FINISHED"
+
+
+def _tamper(folder: Path, sql: str, *params) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(folder / ".aup" / "sqlite3.db")
+    con.execute(sql, params)
+    con.commit()
+    con.close()
+
+
+def test_resume_refuses_an_experiment_alive_on_another_host(tmp_path: Path,
+                                                            quadratic_experiment):
+    """A scheduler on another host (a shared database) is alive while its heartbeat is fresh,
+    as ``aup repair`` judges it: resume refuses without --force, and takes a stale one over."""
+    exp = quadratic_experiment(n_samples=2)
+    assert run_cli("run", exp.name, "-q", cwd=tmp_path).returncode == 0
+    _tamper(tmp_path, "UPDATE experiment SET status = 'RUNNING', host = 'elsewhere', pid = 7, "
+            "heartbeat = ?, end_time = NULL", time.time())
+    res = run_cli("resume", "1", "-q", cwd=tmp_path)
+    assert res.returncode == 2 and "still running" in res.stderr
+    assert "process 7 on elsewhere sent a heartbeat" in res.stderr and "--force" in res.stderr
+    assert experiment(tmp_path)["host"] == "elsewhere"  # not taken over
+    _tamper(tmp_path, "UPDATE experiment SET heartbeat = ?", time.time() - 3600)
+    res = run_cli("resume", "1", "-q", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert experiment(tmp_path)["status"] == "FINISHED"
+
+
+def test_resume_of_an_experiment_recorded_by_auptimizer_2_0_is_refused(tmp_path: Path,
+                                                                       quadratic_experiment):
+    """2.0 kept no proposals and no proposer state: resume says so (exit 2, no traceback)
+    and changes nothing, instead of a TypeError that left the experiment as it was."""
+    exp = quadratic_experiment(n_samples=2)
+    assert run_cli("run", exp.name, "-q", cwd=tmp_path).returncode == 0
+    _tamper(tmp_path, "UPDATE job SET proposal = NULL, status = 'RUNNING' WHERE jid = 2")
+    _tamper(tmp_path, "UPDATE experiment SET status = 'RUNNING', host = NULL, pid = NULL, "
+            "proposer_state = NULL")
+    res = run_cli("resume", "1", "-q", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "recorded by Auptimizer 2.0" in res.stderr and "aup run" in res.stderr
+    assert [j["status"] for j in jobs(tmp_path)] == ["FINISHED", "RUNNING"]

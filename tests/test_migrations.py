@@ -50,6 +50,8 @@ V2_ROWS = [
     "INSERT INTO job VALUES (3, 'EARLY STOPPED', 1, 100, 120, 'EARLY_STOPPED', '{{\"x\": 3}}')",
     # Ctrl-C left status NULL
     "INSERT INTO job VALUES (4, NULL, 1, 100, 130, NULL, '{{\"x\": 4}}')",
+    # ... and the reset tool's -999 on such a job
+    "INSERT INTO job VALUES (6, -999, 1, 100, 160, NULL, '{{\"x\": 6}}')",
     "INSERT INTO job VALUES (5, 2.0, 2, 300, 310, 'FINISHED', '{{\"x\": 5}}')",
     "INSERT INTO job_attempt VALUES (1, 1, 0, 1, 100, 105)",
     "INSERT INTO job_attempt VALUES (2, 1, 1, 2, 105, 110)",
@@ -64,8 +66,10 @@ V2_ROWS = [
 def _v2_sqlite(path) -> str:
     con = sqlite3.connect(path)
     con.executescript(V2_DDL)
-    cfg_min = json.dumps({"proposer": "random", "target": "min", "script": "t.py"})
-    cfg_max = json.dumps({"proposer": "Sequence", "target": "max", "script": "t.py"})
+    cfg_min = json.dumps({"proposer": "random", "target": "min", "script": "t.py",
+                          "n_samples": 8})
+    cfg_max = json.dumps({"proposer": "Sequence", "target": "max", "script": "t.py",
+                          "n_samples": 3})
     for stmt in V2_ROWS:
         con.execute(stmt.format(cfg_min=cfg_min, cfg_max=cfg_max))
     con.commit()
@@ -127,9 +131,11 @@ def test_auptimizer_2_database_is_upgraded_in_place(tmp_path):
         assert c.execute(text("SELECT version FROM aup_schema")).scalar() == 1
     old = st.get_experiment(1)
     assert (old["status"], old["target"], old["proposer"]) == ("FINISHED", "min", "random")
+    assert old["n_total"] == 8  # random's n_samples is its planned number of jobs
     crashed = st.get_experiment(2)
     assert (crashed["status"], crashed["target"], crashed["proposer"]) == (
         "STOPPED", "max", "sequence")
+    assert crashed["n_total"] is None  # sequence's n_samples is not its number of jobs
     jobs = {j["jid"]: j for j in st.jobs(1)}
     assert (jobs[1]["status"], jobs[1]["score"], jobs[1]["n_attempts"]) == ("FINISHED", 0.5, 2)
     # -999 from 2.0's reset is not a result
@@ -137,6 +143,7 @@ def test_auptimizer_2_database_is_upgraded_in_place(tmp_path):
         "INTERRUPTED", None, "LOST")
     assert (jobs[3]["status"], jobs[3]["score"]) == ("EARLY_STOPPED", None)
     assert jobs[4]["status"] == "INTERRUPTED"
+    assert (jobs[6]["status"], jobs[6]["score"]) == ("INTERRUPTED", None)
     assert st.best_job(1, maximize=False)["jid"] == 1
     assert [a["status"] for a in st.attempts(1)] == ["FAILED", "SUCCEEDED"]
     assert [a["status"] for a in st.attempts(2)] == ["LOST"]
@@ -160,6 +167,58 @@ def test_auptimizer_2_database_is_upgraded_in_place(tmp_path):
     # and it opens again without another upgrade
     st = Store(url)
     assert migrate.ensure_schema(st.engine) == "current"
+    st.close()
+
+
+def _without_experiment_name(path) -> None:
+    """Rewrite a 2.0 database's experiment table the way 2.0's PyPI release made it: no
+    ``name`` column (found by a fresh-user trial with that release's own set-up code)."""
+    con = sqlite3.connect(path)
+    con.executescript("""
+        ALTER TABLE experiment RENAME TO experiment_old;
+        CREATE TABLE experiment (eid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, uid INTEGER,
+          start_time INTEGER, end_time INTEGER,
+          status TEXT CHECK(status IN ('CREATED', 'RUNNING', 'STOPPED', 'FINISHED', 'FAILED',
+                                       'STOPPING', 'REQUEST_STOP')),
+          exp_config BLOB, error_msg TEXT NULL, FOREIGN KEY(uid) REFERENCES user(uid));
+        INSERT INTO experiment SELECT eid, uid, start_time, end_time, status, exp_config,
+          error_msg FROM experiment_old;
+        DROP TABLE experiment_old;
+    """)
+    con.execute("UPDATE experiment SET exp_config = ? WHERE eid = 1",
+                (json.dumps({"name": "rosen", "proposer": "random", "script": "t.py"}),))
+    con.commit()
+    con.close()
+
+
+def test_2_0_database_without_an_experiment_name_column_is_upgraded(tmp_path):
+    url = _v2_sqlite(tmp_path / "sqlite3.db")
+    _without_experiment_name(tmp_path / "sqlite3.db")
+    st = Store(url)
+    # the name comes from the stored configuration, or is made from the eid
+    assert st.get_experiment(1)["name"] == "rosen"
+    assert st.get_experiment(2)["name"] == "experiment-2"
+    assert {r["name"] for r in st.list_experiments()} == {"rosen", "experiment-2"}
+    assert st.best_job(1, maximize=False)["jid"] == 1
+    st.close()
+
+
+def test_database_upgraded_without_the_name_column_is_repaired(tmp_path):
+    """An earlier Auptimizer 3 stamped such a database 0003 without adding ``name``:
+    revision 0004 adds it, so the database can be read again."""
+    path = tmp_path / "sqlite3.db"
+    url = _v2_sqlite(path)
+    Store(url).close()
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE experiment DROP COLUMN name")
+    con.execute("UPDATE alembic_version SET version_num = '0003'")
+    con.commit()
+    con.close()
+    st = Store(url, create=False)  # a reader (the dashboard) repairs it too
+    with st.engine.connect() as c:
+        assert migrate.current_revision(c) == migrate.HEAD
+    assert st.get_experiment(2)["name"] == "experiment-2"
+    assert sorted(r["eid"] for r in st.list_experiments()) == [1, 2]
     st.close()
 
 
@@ -237,20 +296,38 @@ def test_several_processes_opening_a_2_0_database_at_once_upgrade_it_once(tmp_pa
     results = [queue.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(timeout=60)
-    assert results == [4, 4, 4]  # every process sees the 4 jobs of experiment 1
+    assert results == [5, 5, 5]  # every process sees the 5 jobs of experiment 1
     engine = create_engine(url)
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
-        assert c.execute(text("SELECT count(*) FROM job")).scalar() == 5
+        assert c.execute(text("SELECT count(*) FROM job")).scalar() == 6
     engine.dispose()
 
 
 def test_readers_upgrade_an_old_database_but_create_nothing(tmp_path):
     url = _v2_sqlite(tmp_path / "old.db")
     reader = Store(url, create=False)  # the dashboard opens the store like this
-    assert [j["jid"] for j in reader.jobs(1)] == [1, 2, 3, 4]
+    assert [j["jid"] for j in reader.jobs(1)] == [1, 2, 3, 4, 6]
     reader.close()
     empty = tmp_path / "empty.db"
     reader = Store(f"sqlite:///{empty}", create=False)
     assert inspect(reader.engine).get_table_names() == []
     reader.close()
+
+
+def test_aup_show_of_an_upgraded_2_0_experiment(tmp_path):
+    """``aup show``: a job 2.0's reset tool closed reads LOST (no empty ": " detail), and
+    2.0's ``job_id`` key in job_config is not shown as a parameter (it is the job column)."""
+    from conftest import run_cli
+
+    (tmp_path / ".aup").mkdir()
+    path = tmp_path / ".aup" / "sqlite3.db"
+    _v2_sqlite(path)
+    con = sqlite3.connect(path)
+    con.execute("""UPDATE job SET job_config = '{"x": 2, "job_id": 2}' WHERE jid = 2""")
+    con.commit()
+    con.close()
+    out = run_cli("show", "1", cwd=tmp_path, env={"COLUMNS": "200"}).stdout
+    row = next(line for line in out.splitlines() if line.startswith("│ 2 "))
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    assert cells[1] == "INTERRUPTED" and cells[4] == "x=2" and cells[5] == "LOST"

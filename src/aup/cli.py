@@ -506,15 +506,18 @@ def cmd_show(args) -> int:
     for j in jobs:
         a = attempts.get(j["jid"]) or {}
         reason = ""
+        detail = f": {a['detail']}" if a.get("detail") else ""
         if j["fail_reason"]:
-            reason = f"{j['fail_reason']}: {a.get('detail') or ''}"
+            reason = f"{j['fail_reason']}{detail}"
         elif j["status"] == "INTERRUPTED" and a.get("status"):
             # why it runs again on resume: its last attempt was STOPPED or LOST
-            reason = f"{a['status']}: {a.get('detail') or ''}"
+            reason = f"{a['status']}{detail}"
         elif j["status"] == "EARLY_STOPPED" and a.get("detail"):
             reason = str(a["detail"])  # which early-stopping rule ended it
         score = "-" if j["score"] is None else f"{j['score']:.6g}"
-        params = ", ".join(f"{k}={_fmt(v, exact=True)}" for k, v in j["job_config"].items())
+        # 2.0 stored the job id in job_config: it is the job column already
+        params = ", ".join(f"{k}={_fmt(v, exact=True)}" for k, v in j["job_config"].items()
+                           if k != "job_id")
         table.add_row(str(j["jid"]), j["status"], score, str(j["n_attempts"]), params, reason)
     console.print(table)
     if row.get("error_msg") and row["status"] == "FAILED":

@@ -37,6 +37,7 @@ from aup.proposers import registry as proposer_registry
 from aup.proposers.base import Proposal, Proposer
 from aup.resources import registry as resource_registry
 from aup.resources.base import AttemptSpec, EndEvent, ResourceManager, ResultEvent, Slot
+from aup.store.admin import STALE_AFTER, experiment_alive
 from aup.store.store import Store, outage_wait_seconds
 
 log = logging.getLogger(__name__)
@@ -254,13 +255,16 @@ class Experiment:
         if row["status"] == ExperimentStatus.FINISHED.value:
             raise UsageError(f"experiment {eid} ({row['name']}) already finished; nothing to "
                              "resume")
-        if (row["status"] == ExperimentStatus.RUNNING.value and not force
-                and _process_alive(row.get("host"), row.get("pid"))):
+        if any(j["proposal"] is None for j in store.jobs(eid)):
+            raise UsageError(_recorded_by_2_0(row))
+        alive = (experiment_alive(row, STALE_AFTER)
+                 if row["status"] == ExperimentStatus.RUNNING.value and not force else None)
+        if alive:  # on this host its process exists; on another, its heartbeat is fresh
             from aup.api import db_option
 
-            raise UsageError(f"experiment {eid} is still running (process {row['pid']} on "
-                             f"{row['host']}); stop it first with: aup stop{db_option(store)} "
-                             f"{eid}")
+            raise UsageError(f"experiment {eid} is still running ({alive}); stop it first "
+                             f"with: aup stop{db_option(store)} {eid} (or, only if that "
+                             "process is gone, add --force)")
         base = Path(row["config_path"]).parent if row.get("config_path") else Path.cwd()
         try:
             config = parse_config(row["exp_config"], base, row.get("config_path"))
@@ -811,6 +815,15 @@ def scheduler_gone(row: dict) -> bool:
     gone (it crashed); False when it lives or ran elsewhere (cannot be told from here)."""
     return row.get("host") == socket.gethostname() and not _process_alive(row["host"],
                                                                             row.get("pid"))
+
+
+def _recorded_by_2_0(row: dict) -> str:
+    """Why an experiment Auptimizer 2.0 recorded cannot be resumed, and what to do instead."""
+    again = (f"aup run {row['config_path']}" if row.get("config_path")
+             else "aup run <its experiment.json>")
+    return (f"experiment {row['eid']} ({row['name']}) was recorded by Auptimizer 2.0, which "
+            "kept no proposer state and no proposals, so it cannot be resumed; its jobs stay "
+            f"recorded (aup show {row['eid']}). Fix: start a new experiment with: {again}")
 
 
 def crashed_text(row: dict) -> str:

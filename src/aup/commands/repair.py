@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Add ``aup repair`` to the CLI."""
     p = subparsers.add_parser("repair", help=HELP, description=HELP)
     add_db_argument(p)
-    p.add_argument("--stale-after", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
                    help="an experiment run from another host counts as dead after this many "
                    "seconds without heartbeat (default 60, at least 0)")
     p.add_argument("--force", action="store_true",
@@ -33,8 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``aup repair``. Returns the exit code."""
     from aup.api import db_option, open_existing_store
-    from aup.store.admin import repair
+    from aup.store.admin import STALE_AFTER, repair
 
+    if args.stale_after is None:  # not in the parser: building it must not import SQLAlchemy
+        args.stale_after = STALE_AFTER
     if not args.stale_after >= 0:  # also refuses nan
         raise UsageError(f"--stale-after {args.stale_after:g} must be a number of seconds >= 0; "
                          "nothing was repaired. Fix: e.g. --stale-after 60 (the default)")

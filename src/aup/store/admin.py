@@ -28,6 +28,11 @@ from aup.orphans import pid_exists
 from aup.store import schema as s
 from aup.store.store import Store
 
+#: Seconds without a heartbeat after which a scheduler on another host counts as gone (the
+#: scheduler writes one every :data:`aup.experiment.HEARTBEAT` seconds), for ``aup repair``
+#: and ``aup resume``.
+STALE_AFTER = 60.0
+
 #: The experiment's error message after a repair.
 REPAIRED_MSG = ("the scheduler process ended without closing the experiment (crash or kill); "
                 "marked STOPPED by 'aup repair'. Continue with: aup resume {eid}")
@@ -77,7 +82,7 @@ def _running_jobs(store: Store, eid: int) -> int:
             s.job.c.eid == eid, s.job.c.status == "RUNNING")).scalar() or 0)
 
 
-def repair(store: Store, *, stale_after: float = 60.0, force: bool = False,
+def repair(store: Store, *, stale_after: float = STALE_AFTER, force: bool = False,
            dry_run: bool = False) -> RepairReport:
     """Close what a crashed scheduler left open (see the module docstring).
 

@@ -5,7 +5,9 @@ The revisions are Alembic migrations in ``aup/store/migrations/versions``:
 * ``0000``: Auptimizer 2.0's tables (``aup.setupdb``), the baseline;
 * ``0001``: Auptimizer 3's columns (statuses, failure reasons, budgets, proposer state...);
 * ``0002``: ``told_result`` (results typed in for the passive resource);
-* ``0003``: ``ix_job_dashboard``, the dashboard's covering index on ``job``.
+* ``0003``: ``ix_job_dashboard``, the dashboard's covering index on ``job``;
+* ``0004``: the 2.0 columns a 2.0 database lacked (``experiment.name``), for a database an
+  earlier version upgraded without them.
 
 **Changing the schema** (:mod:`aup.store.schema`) needs a new revision file in
 ``migrations/versions`` (``down_revision`` = the previous head) and :data:`HEAD` set to it;
@@ -51,7 +53,7 @@ from aup.store import schema as s
 log = logging.getLogger(__name__)
 
 #: The newest revision; must equal the head of ``migrations/versions`` (a test checks it).
-HEAD = "0003"
+HEAD = "0004"
 #: Key of the PostgreSQL advisory lock held while creating or upgrading the schema.
 _PG_LOCK_KEY = 0x617570  # "aup"
 

@@ -2,9 +2,11 @@
 
 Upgrades a 2.0 database in place, keeping every row:
 
+* 2.0 columns the database lacks are added first (:mod:`aup.store.v2_columns`);
 * ``experiment``: new columns (proposer, target, n_total, proposer_state, stop_requested,
-  config_path, workingdir, host, pid, heartbeat); proposer/target/workingdir are read from the
-  stored ``exp_config``; 2.0's STOPPING/REQUEST_STOP become STOPPED.
+  config_path, workingdir, host, pid, heartbeat); proposer/target/workingdir (and n_total,
+  from ``n_samples`` where that is the number of jobs) are read from the stored
+  ``exp_config``; 2.0's STOPPING/REQUEST_STOP become STOPPED.
 * ``job``: new columns (proposal, budget, bracket, rung, fail_reason, n_attempts, is_rerun);
   the CHECK constraint on ``status`` goes (it forbids INTERRUPTED). Text scores
   (``'EARLY STOPPED'``) become NULL; jobs whose status 2.0 left NULL (Ctrl-C) and jobs that
@@ -27,10 +29,16 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
+from aup.store.v2_columns import add_missing_v2_columns
+
 revision = "0001"
 down_revision = "0000"
 branch_labels = None
 depends_on = None
+
+#: 2.0 proposers whose ``n_samples`` is the number of jobs (the planned total).
+_N_SAMPLES_IS_TOTAL = {"random", "hyperopt", "spearmint"}
+
 
 def _job_columns() -> list[sa.Column]:
     return [
@@ -83,6 +91,8 @@ def _upgrade_job_generic() -> None:
 def upgrade() -> None:
     bind = op.get_bind()
     sqlite = bind.dialect.name == "sqlite"
+    # 2.0's PyPI release made ``experiment`` without ``name``: add what a 2.0 table lacks.
+    add_missing_v2_columns(bind)
 
     # -- experiment ------------------------------------------------------------------------
     if not sqlite:
@@ -98,7 +108,8 @@ def upgrade() -> None:
     op.execute("UPDATE experiment SET status = 'STOPPED' "
                "WHERE status IN ('STOPPING', 'REQUEST_STOP') OR status IS NULL")
     exp = sa.table("experiment", sa.column("eid"), sa.column("exp_config"),
-                   sa.column("proposer"), sa.column("target"), sa.column("workingdir"))
+                   sa.column("proposer"), sa.column("target"), sa.column("workingdir"),
+                   sa.column("n_total"))
     for eid, text in bind.execute(sa.select(exp.c.eid, exp.c.exp_config)).all():
         try:
             cfg = json.loads(text) if text else {}
@@ -106,9 +117,14 @@ def upgrade() -> None:
             cfg = {}
         if not isinstance(cfg, dict):
             cfg = {}
+        proposer = str(cfg.get("proposer", "")).lower() or None
+        n_samples = cfg.get("n_samples")
+        # n_samples is the number of jobs only for these 2.0 proposers
+        n_total = (n_samples if proposer in _N_SAMPLES_IS_TOTAL and type(n_samples) is int
+                   and n_samples > 0 else None)
         # 2.0 treated every target other than "max" as minimise.
         bind.execute(sa.update(exp).where(exp.c.eid == eid).values(
-            proposer=str(cfg.get("proposer", "")).lower() or None,
+            proposer=proposer, n_total=n_total,
             target="max" if cfg.get("target") == "max" else "min",
             workingdir=cfg.get("workingdir")))
 
@@ -118,8 +134,10 @@ def upgrade() -> None:
     else:
         _upgrade_job_generic()
     # 2.0's reset tool wrote score -999 into jobs a crash left running: not a result.
+    # (INTERRUPTED here is a job whose status 2.0 left NULL: 2.0 had no such status.)
     op.execute("UPDATE job SET status = 'INTERRUPTED', score = NULL, fail_reason = 'LOST' "
-               "WHERE score = -999 AND status = 'RUNNING' AND end_time IS NOT NULL")
+               "WHERE score = -999 AND end_time IS NOT NULL "
+               "AND status IN ('RUNNING', 'INTERRUPTED')")
     op.create_index("ix_job_eid_status", "job", ["eid", "status"])
     op.create_index("ix_job_eid_score", "job", ["eid", "score"])
 
