@@ -266,6 +266,42 @@ def test_non_interactive_bad_input_writes_nothing(tmp_path, args, message):
     assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.parametrize("target, message", [
+    # the experiment history: it wrote JSON over the database (trial 32)
+    (".aup/sqlite3.db", "must end with .json"),
+    ("history.json", "is an SQLite database"),  # whatever its name
+    ("train.py", "must end with .json"),  # the job script: it overwrote the script
+    ("sub", "is a folder"),  # was an IsADirectoryError and a left-over .sub.aup-tmp file
+])
+def test_overwrite_never_replaces_a_database_a_script_or_a_folder(tmp_path, target, message):
+    write_script(tmp_path, "train.py", TRAIN)
+    (tmp_path / ".aup").mkdir()
+    (tmp_path / "sub").mkdir()
+    db = b"SQLite format 3\x00" + bytes(100)
+    (tmp_path / ".aup" / "sqlite3.db").write_bytes(db)
+    (tmp_path / "history.json").write_bytes(db)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    r = run_cli("init", "--no-input", "-e", target, "--overwrite", "--script", "train.py",
+                "--param", "x:float:0,1", cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr and "nothing was written" in r.stderr
+    assert "Traceback" not in r.stderr
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # nothing replaced, no temporary file left
+
+
+def test_dialogue_reasks_for_an_experiment_file_that_is_a_folder(tmp_path):
+    write_script(tmp_path, "train.py", TRAIN)
+    (tmp_path / "sub").mkdir()
+    d = Dialogue(tmp_path, "aup.init")
+    d.answer(r"experiment file to write \[experiment.json\]: ", "sub", reask="is a folder")
+    d.child.expect(r"experiment file to write \[experiment.json\]: ")
+    d.child.sendeof()
+    code, out = d.finish()
+    assert code == 2 and "nothing was written" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub", "train.py"]
+    assert list((tmp_path / "sub").iterdir()) == []
+
+
 def test_helpers():
     assert parse_list("[1, 2]") == [1, 2]
     assert parse_list("relu, 'tanh', \"elu\"") == ["relu", "tanh", "elu"]

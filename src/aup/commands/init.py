@@ -656,6 +656,10 @@ def run(args: argparse.Namespace) -> int:
     interactive = not args.no_input and sys.stdin.isatty()
     prompter = Prompter()
     exp_path = Path(args.exp)
+    if not interactive:  # the dialogue asks for the file again until it may be written
+        problem = exp_file_problem(exp_path)
+        if problem:
+            raise UsageError(f"-e {problem[0]}; nothing was written. Fix: {problem[1]}")
     env = load_environment()  # what aup run reads (GPU ids...); a broken env.ini stops it too
     start: dict[str, Any] = {}
     if args.source:
@@ -714,7 +718,29 @@ def _option_keys(args: argparse.Namespace) -> set[str]:
 
 
 def _json_name(text: str) -> str:
-    if not text.endswith(".json"):
-        raise ValueError("the file name must end with .json")
+    problem = exp_file_problem(Path(text))
+    if problem:
+        raise ValueError(f"{problem[0]}. Fix: {problem[1]}")
     return text
+
+
+def exp_file_problem(path: Path) -> tuple[str, str] | None:
+    """Why ``aup init`` must not write the experiment file ``path`` (even with
+    ``--overwrite``), and the fix, or None: a folder, a name not ending in ``.json`` (a training
+    script, a database...), or an SQLite database (the experiment history) whatever its name."""
+    from aup.dashboard.export import is_sqlite_database
+
+    if path.is_dir():
+        return (f"{path} is a folder, and the experiment file must be a file",
+                f"e.g. -e {path / 'experiment.json'}")
+    if path.suffix != ".json":
+        return (f"{path}: the experiment file name must end with .json (aup init never "
+                "replaces a script or a database)", f"e.g. -e {path.with_suffix('.json')}")
+    try:
+        if path.is_file() and is_sqlite_database(path):
+            return (f"{path} is an SQLite database (perhaps the experiment history), never "
+                    "replaced, not even with --overwrite", "choose another -e file")
+    except OSError as err:
+        return f"cannot read {path}: {err.strerror}", "choose another -e file"
+    return None
 

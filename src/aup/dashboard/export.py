@@ -21,6 +21,16 @@ FORMATS = ("csv", "json")
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
+def is_sqlite_database(path: Path) -> bool:
+    """True when the regular file ``path`` starts with SQLite's header.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    with path.open("rb") as f:
+        return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+
+
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse an ``--out`` file that cannot or must not be written, before any work is done.
 
@@ -40,12 +50,11 @@ def check_out(out: Path, overwrite: bool) -> None:
     if not out.is_file():
         return
     try:
-        with out.open("rb") as f:
-            head = f.read(len(SQLITE_HEADER))
+        sqlite = is_sqlite_database(out)
     except OSError as err:
         raise UsageError(f"cannot read {out}: {err.strerror}. Fix: choose another --out"
                          ) from None
-    if head == SQLITE_HEADER:
+    if sqlite:
         raise UsageError(f"--out {out} is an SQLite database (perhaps the experiment history); "
                          "it is never replaced, not even with --overwrite; nothing was "
                          "written. Fix: choose another file name")
