@@ -352,3 +352,48 @@ def test_export_keeps_labels_named_like_parameters_apart(tmp_path):
     assert all(0 <= float(r["x"]) <= 1 for r in rows)
     assert all(float(r["result.x"]) == float(r["x"]) + 100 for r in rows)
 
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def one_experiment_db(request, tmp_path) -> str:
+    """A database (SQLite, and PostgreSQL with its 32-bit INTEGER ids) with experiment 1."""
+    from aup.store.store import Store
+
+    url = (f"sqlite:///{tmp_path / 'db.sqlite'}" if request.param == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    store = Store(url)
+    store.create_experiment(user="u", name="one", config={}, proposer="random", target="min",
+                            n_total=1, config_path=None, workingdir=None)
+    store.close()
+    return url
+
+
+HUGE = "3000000000"  # beyond PostgreSQL's INTEGER: "integer out of range" before the fix
+
+
+@pytest.mark.parametrize("args", [["show", HUGE], ["show", "--attempts", HUGE], ["best", HUGE],
+                                  ["export", HUGE], ["resume", HUGE], ["stop", HUGE],
+                                  ["show", "9" * 25]])
+def test_an_id_beyond_the_database_range_is_no_experiment(one_experiment_db, tmp_path, args):
+    proc = run_cli(*args, "--db", one_experiment_db, cwd=tmp_path)
+    assert proc.returncode == 2 and f"no experiment '{args[-1]}'" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_dashboard_answers_422_for_an_id_beyond_the_database_range(one_experiment_db):
+    from fastapi.testclient import TestClient
+
+    from aup.dashboard.app import create_app
+    from aup.store.store import Store
+
+    store = Store(one_experiment_db, create=False)
+    try:
+        with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+            assert c.get("/api/experiments/1").status_code == 200
+            for path in (f"/api/experiments/{HUGE}", f"/api/experiments/1/jobs/{HUGE}",
+                         f"/api/experiments/1/jobs/{HUGE}/log", f"/api/compare?eid={HUGE}",
+                         f"/api/experiments/1/curves?jid={HUGE}"):
+                assert c.get(path).status_code == 422, path
+            assert c.get(f"/api/experiments/{2**31 - 1}").status_code == 404
+    finally:
+        store.close()

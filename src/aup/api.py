@@ -123,8 +123,10 @@ def find_experiment(store: Store, ref: int | str) -> dict[str, Any]:
     Raises:
         UsageError: no such experiment.
     """
+    from aup.store.schema import MAX_ID
+
     text = str(ref).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and int(text) <= MAX_ID:  # else no id: a name
         row = store.get_experiment(int(text))
         if row is not None:
             named = [r for r in store.find_experiments(text) if r["eid"] != row["eid"]]

@@ -40,11 +40,10 @@ from aup.dashboard.queries import (
     Forbidden,
     NotFound,
 )
+from aup.store.schema import MAX_ID  # larger ids: 422, not a PostgreSQL "out of range" 503
 from aup.store.store import Store
 
 STATIC = Path(__file__).resolve().parent / "static"
-#: Largest id accepted in a path or query (SQLite integers are 64-bit; keep well inside).
-MAX_ID = 2**53
 TOKEN_COOKIE = "aup_token"
 
 Eid = Annotated[int, PathParam(ge=1, le=MAX_ID, description="experiment id")]

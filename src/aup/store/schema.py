@@ -21,6 +21,11 @@ from sqlalchemy import (
     Text,
 )
 
+#: The largest id an Auptimizer database holds: ids are INTEGER columns, 32-bit on PostgreSQL
+#: (SQLite's are 64-bit, but a database must move between the two). A larger number is no id:
+#: queries with it would fail on PostgreSQL ("integer out of range") instead of finding nothing.
+MAX_ID = 2**31 - 1
+
 #: Bumped whenever the schema changes; migrations bring older databases up to it.
 SCHEMA_VERSION = 1
 
