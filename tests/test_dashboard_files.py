@@ -397,3 +397,30 @@ def test_the_dashboard_answers_422_for_an_id_beyond_the_database_range(one_exper
             assert c.get(f"/api/experiments/{2**31 - 1}").status_code == 404
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_hint_with_a_postgresql_password_pastes_without_showing_it(pg_url, tmp_path):
+    """Hints such as 'aup resume --db ...' printed the password as ***, so they could not be
+    pasted; now it is "$PGPASSWORD" in double quotes: never shown, and the pasted command
+    works once that variable is set."""
+    from pg_fixture import PG_PASSWORD
+
+    from aup.api import db_option
+    from aup.store.store import Store
+
+    store = Store(pg_url)
+    store.create_experiment(user="u", name="one", config={}, proposer="random", target="min",
+                            n_total=1, config_path=None, workingdir=None)
+    hint = db_option(store)
+    store.close()
+    assert PG_PASSWORD not in hint and "***" not in hint and '"$PGPASSWORD"' not in hint
+    assert ":$PGPASSWORD@" in hint
+    env = {k: v for k, v in os.environ.items() if k not in ("AUP_DB", "PGPASSWORD")}
+    command = f"{sys.executable} -m aup show{hint} 1"
+    pasted = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True,
+                            text=True, env={**env, "PGPASSWORD": PG_PASSWORD}, timeout=60)
+    assert pasted.returncode == 0 and "experiment 1 (one)" in pasted.stdout, pasted.stderr
+    without = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True,
+                             text=True, env=env, timeout=60)
+    assert without.returncode == 2 and "Traceback" not in without.stderr  # from the variable

@@ -108,13 +108,28 @@ def open_existing_store(db: str | None = None, *, read_only: bool = False) -> St
 def db_option(store: Store) -> str:
     """``" --db URL"`` for a command hint (``aup resume``, ``aup stop``) when ``store`` is not
     the database such a command would open by default here (``--db``, ``storage`` or
-    ``AUP_DB`` chose another one); ``""`` otherwise. A password in the URL is shown as ``***``.
+    ``AUP_DB`` chose another one); ``""`` otherwise.
+
+    A password in the URL is never printed: it becomes ``$PGPASSWORD`` inside double quotes
+    (the variable libpq also reads), so the hint still pastes once that variable is set.
     """
     import shlex
 
     if store.url == resolve_db_url(None):
         return ""
-    return f" --db {shlex.quote(store._safe_url())}"
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(store.url)
+    except Exception:  # noqa: BLE001 - only for a message
+        return f" --db {shlex.quote(store._safe_url())}"
+    if url.password is None:
+        return f" --db {shlex.quote(store._safe_url())}"
+    marker = "AUPPASSWORDMARKER"
+    text = url.set(password=marker).render_as_string(hide_password=False)
+    for ch in '\\"$`':  # what double quotes do not keep as is
+        text = text.replace(ch, "\\" + ch)
+    return ' --db "' + text.replace(marker, "$PGPASSWORD") + '"'
 
 
 def find_experiment(store: Store, ref: int | str) -> dict[str, Any]:
