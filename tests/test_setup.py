@@ -80,6 +80,48 @@ def test_auptimizer_2_template_is_accepted_and_tmp_folder_untouched(tmp_path):
     assert (tmp_path / "aup_tmp" / "keep.txt").is_file()  # 2.0 deleted TMP_FOLDER
 
 
+def test_lowercase_2_0_keys_are_read_and_a_repeated_key_is_refused(tmp_path):
+    """2.0 read env.ini with ConfigParser, whose keys are case-insensitive: 'sql_engine' and
+    'sqlite_file' were silently ignored (the default database was used instead)."""
+    (tmp_path / ".aup").mkdir()
+    ini = tmp_path / ".aup" / "env.ini"
+    ini.write_text("[Auptimizer]\nsql_engine = sqlite\nsqlite_file = runs.db\ncpu = 3\n")
+    env = read_environment(ini)
+    assert env.database == f"sqlite:///{tmp_path / 'runs.db'}" and env.cpu == 3
+    exp = _quad(tmp_path)
+    assert run_cli("run", exp.name, "-q", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "runs.db").is_file() and not (tmp_path / ".aup" / "sqlite3.db").exists()
+    # aup setup starting from such a file writes each key once, in 2.0's spelling
+    r = run_cli("setup", "--no-input", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    text = ini.read_text()
+    assert "SQLITE_FILE = " in text and "sqlite_file" not in text and "runs.db" in text
+    ini.write_text("[Auptimizer]\nSQL_ENGINE = sqlite\nsql_engine = sqlite\n")
+    with pytest.raises(UsageError, match="'sql_engine' repeats 'SQL_ENGINE'"):
+        read_environment(ini)
+
+
+def test_setup_names_how_to_use_an_env_ini_aup_does_not_read_here(tmp_path):
+    """2.0's env_user_template.ini puts the environment in ~/.aup, where 2.0 looked when the
+    current folder had none; aup does not, so setup says how to use it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "env_user_template.ini").write_text(
+        "[Auptimizer]\nAuptimizer_PATH = ~/.aup\nTMP_FOLDER = /tmp/aup\nSQL_ENGINE = sqlite\n")
+    r = run_cli("setup", "env_user_template.ini", "--no-input", cwd=tmp_path,
+                env={"HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    written = home / ".aup" / "env.ini"
+    assert written.is_file()
+    assert f"read {tmp_path / '.aup' / 'env.ini'}, not {written}" in r.stdout
+    assert f"export AUP_ENV={written}" in r.stdout
+    # the local template writes where aup reads: no note
+    (tmp_path / "env_local_template.ini").write_text(
+        "[Auptimizer]\nAuptimizer_PATH = ./.aup\nSQL_ENGINE = sqlite\n")
+    r = run_cli("setup", "env_local_template.ini", "--no-input", cwd=tmp_path)
+    assert r.returncode == 0 and "note:" not in r.stdout, r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--gpu", "0,zero"], "GPU id 'zero'"),
     (["--node", "hostonly"], "user@host"),

@@ -1,6 +1,6 @@
 """The environment file written by ``aup setup``: ``.aup/env.ini``.
 
-Format (Auptimizer 2.0's, one section ``[Auptimizer]``, case-sensitive keys)::
+Format (Auptimizer 2.0's, one section ``[Auptimizer]``, keys in any case as 2.0 read them)::
 
     [Auptimizer]
     Auptimizer_PATH = /home/me/project/.aup
@@ -88,6 +88,36 @@ def project_root(env_ini: Path) -> Path:
     return folder.parent if folder.name == ".aup" else folder
 
 
+def read_section(p: Path, what: str = "environment file") -> dict[str, str]:
+    """The ``[Auptimizer]`` section of the ini file ``p``. Keys are case-insensitive, as in 2.0
+    (Python's ConfigParser): a known key written in any case (``sql_engine``) is returned in
+    its :data:`KNOWN_KEYS` spelling (``SQL_ENGINE``); other keys keep theirs.
+
+    Raises:
+        UsageError: the file is unreadable, lacks the section, or repeats a key.
+    """
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # keep the spelling of unknown keys for a rewrite
+    try:
+        with open(p, encoding="utf-8") as f:
+            parser.read_file(f)
+    except (OSError, configparser.Error) as err:
+        raise UsageError(f"cannot read {what} {p}: {err}") from None
+    if SECTION not in parser:
+        raise UsageError(f"{p} has no [{SECTION}] section; fix: run 'aup setup' to write one")
+    canonical = {k.lower(): k for k in KNOWN_KEYS}
+    values: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for key, value in parser[SECTION].items():
+        name = canonical.get(key.lower(), key)
+        if name.lower() in spelled:
+            raise UsageError(f"{p}: the key {key!r} repeats {spelled[name.lower()]!r} (keys are "
+                             "case-insensitive); fix: keep one of them")
+        spelled[name.lower()] = key
+        values[name] = value
+    return values
+
+
 def read_environment(path: str | Path) -> Environment:
     """Read an env.ini file.
 
@@ -96,16 +126,7 @@ def read_environment(path: str | Path) -> Environment:
             bad values (the message names the key and the fix).
     """
     p = Path(path).expanduser()
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # keys are case-sensitive, as in 2.0
-    try:
-        with open(p, encoding="utf-8") as f:
-            parser.read_file(f)
-    except (OSError, configparser.Error) as err:
-        raise UsageError(f"cannot read environment file {p}: {err}") from None
-    if SECTION not in parser:
-        raise UsageError(f"{p} has no [{SECTION}] section; fix: run 'aup setup' to write one")
-    sec = parser[SECTION]
+    sec = read_section(p)
     root = project_root(p)
     database = (sec.get("database") or "").strip() or None
     if database is None:

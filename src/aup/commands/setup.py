@@ -18,14 +18,16 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from aup.environment import (
     KNOWN_KEYS,
-    SECTION,
+    environment_file,
     mapping_json,
     parse_resource_list,
+    read_section,
     render_environment,
     write_environment_file,
 )
@@ -71,23 +73,13 @@ def fill_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _read_template(path: str) -> tuple[dict[str, str], Path]:
-    import configparser
-
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / "env.ini"
     if not p.is_file():
         raise UsageError(f"template {path} not found (no such file, or no env.ini in that "
                          "folder)")
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str
-    try:
-        parser.read(p, encoding="utf-8")
-    except configparser.Error as err:
-        raise UsageError(f"cannot read template {p}: {err}") from None
-    if SECTION not in parser:
-        raise UsageError(f"template {p} has no [{SECTION}] section")
-    return dict(parser[SECTION]), p
+    return read_section(p, "template"), p
 
 
 def _mapping_specs(text: str | None) -> list[str]:
@@ -356,6 +348,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"database {_safe(url)}: {n_exp} experiments, {n_job} jobs recorded")
     print(f"resources: {cpu} CPU slots, {len(gpus)} GPU slots, {len(nodes)} SSH nodes, "
           f"{len(aws)} AWS instances; user {user}")
+    read_here = environment_file()
+    if env_path.resolve() != read_here.resolve():
+        # e.g. 2.0's env_user_template.ini (Auptimizer_PATH = ~/.aup): 2.0 fell back to
+        # ~/.aup/env.ini on its own, aup does not
+        also = (f", or run aup from {env_path.parent.parent}"
+                if env_path.parent.name == ".aup" else "")
+        print(f"note: aup commands run here read {read_here}, not {env_path}. To use it: "
+              f"export AUP_ENV={shlex.quote(str(env_path))} (from any folder){also}")
     return 0
 
 
