@@ -491,3 +491,32 @@ def test_resume_of_an_experiment_recorded_by_auptimizer_2_0_is_refused(tmp_path:
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "recorded by Auptimizer 2.0" in res.stderr and "aup run" in res.stderr
     assert [j["status"] for j in jobs(tmp_path)] == ["FINISHED", "RUNNING"]
+
+
+def test_resume_by_a_shared_name_names_the_other_experiments(tmp_path: Path):
+    """Two experiments called 'twin': the newest runs, the older one crashed. 'aup resume twin'
+    takes the newest (refused: it runs) and now names the older one with its resume command."""
+    import socket
+    import subprocess
+
+    from aup.store.store import Store
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = Store(url)
+    ids = [store.create_experiment(user="u", name="twin", config={}, proposer="random",
+                                   target="min", n_total=1, config_path=None, workingdir=None)
+           for _ in range(2)]
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        store.end_experiment(ids[0], "STOPPED")
+        store.update_experiment(ids[1], host=socket.gethostname(), pid=sleeper.pid)
+        store.close()
+        res = run_cli("resume", "twin", "--db", url, cwd=tmp_path)
+        assert res.returncode == 2 and "still running" in res.stderr, res.stderr
+        assert (f"'twin' named the newest of 2 experiments, {ids[1]}; the others: {ids[0]} "
+                f"(STOPPED: aup resume --db {url} {ids[0]})") in " ".join(res.stderr.split())
+        res = run_cli("resume", str(ids[1]), "--db", url, cwd=tmp_path)  # an id: no namesakes
+        assert res.returncode == 2 and "the others" not in res.stderr
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -415,14 +415,36 @@ def cmd_resume(args) -> int:
     console = _console(plain_ok=True)
     if row["status"] == "FINISHED":
         console.print(f"experiment {row['eid']} ({row['name']}) already finished; nothing to "
-                      "resume")
+                      f"resume{_namesakes(store, args.experiment, row)}")
         return EXIT_OK
     observer = ProgressObserver(console, enabled=not args.quiet and console.is_terminal)
     with StopSignals() as signals:
-        exp = Experiment.resume(store, int(row["eid"]), observer=observer,
-                                env_file=load_environment(), force=args.force)
+        try:
+            exp = Experiment.resume(store, int(row["eid"]), observer=observer,
+                                    env_file=load_environment(), force=args.force)
+        except UsageError as err:  # e.g. still running: the user may mean a namesake
+            raise UsageError(f"{err}{_namesakes(store, args.experiment, row)}") from None
         console.print(f"experiment {exp.eid} ({row['name']}) resumed")
         return _run_loop(exp, args, console, signals)
+
+
+def _namesakes(store, ref: str, row: dict) -> str:
+    """For an experiment found by its name ``ref``: the other experiments of that name, with
+    their status and the ``aup resume`` for each resumable one (the newest of a name is taken;
+    the user may have meant another). ``""`` when ``ref`` was an id or the name is unique."""
+    from aup.api import db_option
+
+    if str(ref).strip() == str(row["eid"]):
+        return ""
+    others = [r for r in store.find_experiments(row["name"]) if r["eid"] != row["eid"]]
+    if not others:
+        return ""
+    named = ", ".join(
+        f"{r['eid']} ({r['status']}" + ("" if r["status"] == "FINISHED" else
+                                        f": aup resume{db_option(store)} {r['eid']}") + ")"
+        for r in others[:5])
+    return (f". '{row['name']}' named the newest of {len(others) + 1} experiments, "
+            f"{row['eid']}; the others: {named}")
 
 
 def cmd_stop(args) -> int:
