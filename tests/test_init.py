@@ -164,6 +164,31 @@ def test_param_with_from_replaces_or_adds_and_keeps_the_others(tmp_path):
     assert "kept the parameters lr of e.json" in r.stderr
 
 
+def test_from_with_another_proposer_drops_its_options_and_adds_the_grid(tmp_path):
+    """--from a random file with --proposer sequence kept n_samples and random_seed (unused by
+    sequence) and left the parameters without a grid (2 points each); the dialogue did not."""
+    write_script(tmp_path, "train.py", TRAIN)
+    r = run_cli("init", "--no-input", "-e", "r.json", "--script", "train.py", "--param",
+                "x:float:0,1", "--param", "k:int:1,3", "--option", "n_samples=7",
+                "--option", "random_seed=3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("init", "--no-input", "--from", "r.json", "-e", "s.json", "--proposer",
+                "sequence", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert "n_samples" not in data and "random_seed" not in data
+    assert "dropped n_samples, random_seed of r.json" in r.stderr
+    assert data["parameter_config"] == [
+        {"name": "x", "type": "float", "range": [0, 1], "n": 5},
+        {"name": "k", "type": "int", "range": [1, 3], "interval": 1}]
+    assert "not n_samples" not in r.stderr  # no "sequence runs 2 jobs, not n_samples" warning
+    # the same proposer keeps its options
+    r = run_cli("init", "--no-input", "--from", "r.json", "-e", "t.json", "--proposer",
+                "random", cwd=tmp_path)
+    assert r.returncode == 0 and "dropped" not in r.stderr, r.stderr
+    assert json.loads((tmp_path / "t.json").read_text())["n_samples"] == 7
+
+
 def test_non_interactive_flags(tmp_path):
     write_script(tmp_path, "train.py", TRAIN)
     r = run_cli("init", "--no-input", "-e", "e.json", "--script", "train.py", "--target", "min",

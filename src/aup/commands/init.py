@@ -563,6 +563,10 @@ def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
                        ("proposer", args.proposer)):
         if value is not None:
             data[key] = value
+    old_proposer = str(start.get("proposer", "random")).lower()
+    switched = start and args.proposer is not None and args.proposer.lower() != old_proposer
+    if switched:
+        _drop_stale_options(data, args.source)
     params: list[dict[str, Any]] = []
     for t in args.param:
         params.append(parse_param_flag(t, {p["name"] for p in params}))
@@ -585,9 +589,14 @@ def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
             raise UsageError(f"--option {opt!r}: write KEY=VALUE, e.g. n_samples=20")
         data[key.strip()] = _json_or_text(value.strip())
     if is_grid(data):  # the dialogue's default grid, for the parameters given here
-        for p in params:
-            if p["type"] != "choice" and "n" not in p and "interval" not in p:
-                p.update(_grid_check(GRID_DEFAULT[p["type"]], p["type"]))
+        # (and, on a switch to a grid, for those of the --from file, which had none)
+        gridless = params
+        if switched and not is_grid(start):
+            gridless = [p for p in data.get("parameter_config") or [] if isinstance(p, dict)]
+        for p in gridless:
+            kind = p.get("type")
+            if kind in GRID_DEFAULT and "n" not in p and "interval" not in p:
+                p.update(_grid_check(GRID_DEFAULT[kind], kind))
     if args.gpus is not None:
         if data.get("resource") != "gpu":
             raise UsageError(f"--gpus is for the gpu resource, not {data.get('resource', 'cpu')!r}"
@@ -606,6 +615,24 @@ def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"--no-input needs {flags} (e.g. --script train.py --param x:float:0,1);"
                          " nothing was written")
     return data
+
+
+def _drop_stale_options(data: dict[str, Any], source: str) -> None:
+    """On a proposer change with ``--from``: drop the options of the file that the new
+    proposer does not take (``n_samples`` and ``random_seed`` for ``sequence``...), as the
+    dialogue does; a note names them."""
+    from aup.proposers import registry as preg
+
+    try:
+        keep = {n for n, _ in proposer_questions(preg.get(str(data["proposer"]).lower()))}
+    except (KeyError, ValueError):
+        return  # an unknown proposer: parse_config names it
+    stale = sorted({n for n, _ in proposer_questions_all(preg)} - keep & set(data))
+    for k in stale:
+        del data[k]
+    if stale:
+        print(f"note: dropped {', '.join(stale)} of {source}: the {data['proposer']} proposer "
+              "does not use them", file=sys.stderr)
 
 
 _ORDER = ("name", "script", "workingdir", "resource", "n_parallel", "target", "proposer",
