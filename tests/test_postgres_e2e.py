@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 from conftest import QUADRATIC, REPO, run_cli, write_experiment, write_script
+from pg_fixture import PG_PASSWORD
 
 from aup.store.store import Store
 
@@ -148,10 +150,16 @@ def test_a_database_that_stays_down_ends_the_run_with_a_resume_hint(tmp_path, pg
         proc.kill()
     assert proc.returncode == 1, out + err
     assert "Traceback" not in err and "did not answer for" in err
-    assert "aup-test-pw" not in err  # the hint masks the password
-    assert "continue with: aup resume --db 'postgresql+psycopg://aup:***@" in " ".join(err.split())
-    # once the server is back, the hint works: the lost attempts run again and it finishes
-    r = run_cli("resume", "--db", pg_url, "1", "-q", cwd=folder, timeout=120)
+    assert "aup-test-pw" not in err  # the hint hides the password, and pastes with $PGPASSWORD
+    hint = re.search(r'continue with: (aup resume --db "postgresql\+psycopg://aup:'
+                     r'\$PGPASSWORD@[^"]+" 1)', " ".join(err.split()))
+    assert hint, err
+    # once the server is back, the hint works as printed: the lost attempts run again and it
+    # finishes
+    pasted = hint.group(1).replace("aup ", f"{sys.executable} -m aup ", 1) + " -q"
+    env = {k: v for k, v in os.environ.items() if k != "AUP_DB"}
+    r = subprocess.run(["bash", "-c", pasted], cwd=folder, capture_output=True, text=True,
+                       env={**env, "PGPASSWORD": PG_PASSWORD}, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     rows = json.loads(run_cli("list", "--json", "--db", pg_url, cwd=folder).stdout)
     assert [(r["status"], r["n_finished"]) for r in rows] == [("FINISHED", 6)]
