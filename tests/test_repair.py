@@ -84,6 +84,28 @@ def test_repair_stops_dead_experiments_and_leaves_live_ones(db_url):
         store.close()
 
 
+def test_a_zombie_scheduler_counts_as_gone(tmp_path):
+    """An 'aup run' killed with kill -9 under a parent that has not reaped it (a notebook, a
+    Popen without wait) is a zombie: it counted as alive, so resume refused and repair left it
+    alone, and 'aup stop' (the suggested fix) did nothing."""
+    from pathlib import Path
+
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        stat = Path(f"/proc/{zombie.pid}/stat")
+        deadline = time.time() + 30
+        while b") Z " not in stat.read_bytes():
+            assert time.time() < deadline, "the child did not become a zombie"
+            time.sleep(0.05)
+        eid, _ = _running(store, "zomb", pid=zombie.pid)
+        report = repair(store)
+        assert [e for e, _, _ in report.stopped] == [eid] and report.alive == []
+    finally:
+        zombie.wait()
+        store.close()
+
+
 SLOW = """
 import json, sys, time
 cfg = json.load(open(sys.argv[-1]))

@@ -26,18 +26,25 @@ def job_markers(eid: int, scheduler_pid: int | None = None) -> dict[str, str]:
     return {ENV_EXPERIMENT: str(eid), ENV_SCHEDULER: str(scheduler_pid or os.getpid())}
 
 
-def pid_exists(pid: int) -> bool:
-    """True when a process ``pid`` exists on this host (also one of another user, or a zombie).
+def pid_exists(pid: int, proc: Path = Path("/proc")) -> bool:
+    """True when a live process ``pid`` exists on this host (also one of another user).
 
-    Sends signal 0, which checks without delivering anything.
+    Sends signal 0, which checks without delivering anything. A zombie (a process that ended
+    and that its parent has not reaped yet, e.g. an ``aup run`` killed with ``kill -9`` under a
+    notebook) counts as gone: it runs nothing (read from ``/proc/<pid>/stat`` where it exists).
     """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        stat = (proc / str(pid) / "stat").read_bytes()
+    except OSError:
+        return True  # no /proc (not Linux), or it just ended: signal 0 said it exists
+    # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")"
+    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] != b"Z"
 
 
 def find_orphans(eid: int, scheduler_pid: int, proc: Path = Path("/proc")) -> list[int]:
