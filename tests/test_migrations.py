@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 import pytest
@@ -331,3 +332,32 @@ def test_aup_show_of_an_upgraded_2_0_experiment(tmp_path):
     row = next(line for line in out.splitlines() if line.startswith("│ 2 "))
     cells = [c.strip() for c in row.strip("│").split("│")]
     assert cells[1] == "INTERRUPTED" and cells[4] == "x=2" and cells[5] == "LOST"
+
+
+def test_hints_for_a_running_2_0_experiment_work_when_pasted(tmp_path):
+    """A 2.0 experiment left RUNNING has no scheduler process and cannot be resumed: 'aup stop'
+    said "stop requested" (nothing would read it) and 'aup repair' said "continue with: aup
+    resume", which is refused; the refusal's 'aup show N' lacked --db (trial 33)."""
+    from conftest import run_cli
+
+    path = tmp_path / "v2.db"
+    url = _v2_sqlite(path)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE experiment SET status = 'RUNNING', end_time = NULL WHERE eid = 2")
+    con.execute("UPDATE job SET status = 'RUNNING', end_time = NULL WHERE jid = 5")
+    con.commit()
+    con.close()
+    flat = lambda r: " ".join((r.stdout + r.stderr).split())  # noqa: E731
+    stop = run_cli("stop", "--db", url, "2", cwd=tmp_path)
+    assert stop.returncode == 0 and "no aup process was ever recorded" in flat(stop)
+    assert f"aup repair --db {url}" in flat(stop) and "stop requested" not in flat(stop)
+    assert Store(url).get_experiment(2)["stop_requested"] in (False, 0)
+    resume = run_cli("resume", "--db", url, "2", cwd=tmp_path)
+    assert resume.returncode == 2 and "recorded by Auptimizer 2.0" in flat(resume)
+    shown = re.search(r"\((aup show [^)]*)\)", flat(resume)).group(1)
+    assert run_cli(*shown.split()[1:], cwd=tmp_path).returncode == 0  # pasted as printed
+    repair = run_cli("repair", "--db", url, cwd=tmp_path)
+    assert repair.returncode == 0 and "cannot be resumed" in flat(repair)
+    assert "aup resume" not in flat(repair)
+    row = Store(url).get_experiment(2)
+    assert row["status"] == "STOPPED" and "cannot be resumed" in row["error_msg"]

@@ -106,6 +106,24 @@ def test_a_zombie_scheduler_counts_as_gone(tmp_path):
         store.close()
 
 
+def test_repair_force_on_a_live_scheduler_warns_before_the_resume_hint(tmp_path):
+    """'aup repair --force' printed 'continue with: aup resume N' for a scheduler that still
+    ran; pasted at once, two schedulers ran the same jobs (trial 33)."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = Store(url)
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        eid, _ = _running(store, "live", pid=sleeper.pid)
+        store.close()
+        r = run_cli("repair", "--force", "--db", url, cwd=tmp_path)
+        out = " ".join(r.stdout.split())
+        assert r.returncode == 0 and f"process {sleeper.pid} is running on this host" in out
+        assert f"make sure it has ended (kill it) before aup resume --db {url} {eid}" in out
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 SLOW = """
 import json, sys, time
 cfg = json.load(open(sys.argv[-1]))

@@ -457,13 +457,10 @@ def cmd_stop(args) -> int:
         _console().print(f"experiment {row['eid']} is {row['status']}, not running: nothing "
                          "to stop")
         return EXIT_OK
-    from aup.experiment import crashed_text, scheduler_gone
+    from aup.experiment import crashed_fix, crashed_text, scheduler_gone
 
     if scheduler_gone(row):
-        from aup.api import db_option
-
-        _console().print(f"{crashed_text(row)}; continue it with: aup resume"
-                         f"{db_option(store)} {row['eid']}")
+        _console().print(f"{crashed_text(row)}; continue it with: {crashed_fix(row, store)}")
         return EXIT_OK
     store.request_stop(int(row["eid"]))
     _console().print(f"stop requested for experiment {row['eid']}")

@@ -109,13 +109,14 @@ def cmd_tell(args) -> int:
 def _refuse_crashed(store, row) -> None:
     """Refuse a value for an experiment whose scheduler died on this machine: nothing would
     pick it up (a resumed experiment runs its interrupted jobs again)."""
-    from aup.api import db_option
-    from aup.experiment import crashed_text, scheduler_gone
+    from aup.experiment import crashed_fix, crashed_text, scheduler_gone
 
     if scheduler_gone(row):
-        raise UsageError(f"{crashed_text(row)}, so nothing would pick the value up. Fix: aup "
-                         f"resume{db_option(store)} {row['eid']} (its waiting jobs run again "
-                         "and wait for their values), then tell them")
+        fix = crashed_fix(row, store)
+        then = (" (its waiting jobs run again and wait for their values), then tell them"
+                if fix.startswith("aup resume") else "")
+        raise UsageError(f"{crashed_text(row)}, so nothing would pick the value up. Fix: "
+                         f"{fix}{then}")
 
 
 def _refuse_second_value(store, jid: int) -> None:

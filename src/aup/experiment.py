@@ -255,8 +255,8 @@ class Experiment:
         if row["status"] == ExperimentStatus.FINISHED.value:
             raise UsageError(f"experiment {eid} ({row['name']}) already finished; nothing to "
                              "resume")
-        if any(j["proposal"] is None for j in store.jobs(eid)):
-            raise UsageError(_recorded_by_2_0(row))
+        if store.count_unproposed_jobs(eid):
+            raise UsageError(_recorded_by_2_0(row, store))
         alive = (experiment_alive(row, STALE_AFTER)
                  if row["status"] == ExperimentStatus.RUNNING.value and not force else None)
         if alive:  # on this host its process exists; on another, its heartbeat is fresh
@@ -812,25 +812,45 @@ def default_user() -> str:
 
 def scheduler_gone(row: dict) -> bool:
     """True when the experiment ``row`` ran on this machine and its ``aup run`` process is
-    gone (it crashed); False when it lives or ran elsewhere (cannot be told from here)."""
+    gone (it crashed), or when no scheduler was ever recorded for it (Auptimizer 2.0 recorded
+    no host or pid); False when it lives or ran elsewhere (cannot be told from here)."""
+    if row.get("host") is None and row.get("pid") is None:
+        return True
     return row.get("host") == socket.gethostname() and not _process_alive(row["host"],
                                                                             row.get("pid"))
 
 
-def _recorded_by_2_0(row: dict) -> str:
+def _recorded_by_2_0(row: dict, store: Store) -> str:
     """Why an experiment Auptimizer 2.0 recorded cannot be resumed, and what to do instead."""
+    from aup.api import db_option
+
     again = (f"aup run {row['config_path']}" if row.get("config_path")
              else "aup run <its experiment.json>")
     return (f"experiment {row['eid']} ({row['name']}) was recorded by Auptimizer 2.0, which "
             "kept no proposer state and no proposals, so it cannot be resumed; its jobs stay "
-            f"recorded (aup show {row['eid']}). Fix: start a new experiment with: {again}")
+            f"recorded (aup show{db_option(store)} {row['eid']}). Fix: start a new experiment "
+            f"with: {again}")
 
 
 def crashed_text(row: dict) -> str:
     """The words that say experiment ``row`` crashed (:func:`scheduler_gone` is True), shared
     by ``aup stop``, ``aup tell`` and the dashboard's stop request."""
+    if row.get("pid") is None:
+        return (f"experiment {row['eid']} is marked RUNNING but no aup process was ever recorded "
+                "for it (Auptimizer 2.0 recorded it)")
     return (f"experiment {row['eid']} is marked RUNNING but its process {row['pid']} is gone "
             "(it crashed)")
+
+
+def crashed_fix(row: dict, store: Store) -> str:
+    """The command that continues the crashed experiment ``row``: ``aup resume``, or for one
+    Auptimizer 2.0 recorded (not resumable) ``aup repair``, which closes it."""
+    from aup.api import db_option
+
+    if store.count_unproposed_jobs(int(row["eid"])):
+        return (f"aup repair{db_option(store)} (it marks it STOPPED; an experiment recorded by "
+                "Auptimizer 2.0 cannot be resumed)")
+    return f"aup resume{db_option(store)} {row['eid']}"
 
 
 def _process_alive(host: str | None, pid: int | None) -> bool:

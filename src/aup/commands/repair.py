@@ -45,12 +45,19 @@ def run(args: argparse.Namespace) -> int:
         report = repair(store, stale_after=args.stale_after, force=args.force,
                         dry_run=args.dry_run)
         orphans = {eid: _orphans(store, eid) for eid, _, _ in report.stopped}
+        legacy = {eid for eid, _, _ in report.stopped if store.count_unproposed_jobs(eid)}
     finally:
         store.close()
     verb = "would mark" if args.dry_run else "marked"
     for eid, name, n in report.stopped:
+        then = ("it was recorded by Auptimizer 2.0 and cannot be resumed; its jobs stay recorded"
+                if eid in legacy else f"continue with: aup resume{db_option(store)} {eid}")
+        forced = report.forced.get(eid)
+        if forced:  # --force on a live scheduler: resuming now would run every job twice
+            then = (f"its scheduler looked alive ({forced}): make sure it has ended (kill it) "
+                    f"before {then.replace('continue with: ', '')}, or both run the same jobs")
         print(f"experiment {eid} ({name}): {verb} STOPPED, {n} running job(s) INTERRUPTED; "
-              f"continue with: aup resume{db_option(store)} {eid}")
+              f"{then}")
         if orphans[eid]:
             pids = " ".join(str(p) for p in orphans[eid])
             print(f"  {len(orphans[eid])} process(es) of its jobs still run ({pids}): aup "

@@ -221,12 +221,11 @@ class DashboardQueries:
             raise Conflict(f"the dashboard opened the database read-only (its user may not "
                            f"write it), so it cannot ask experiment {eid} to stop; run "
                            f"'aup stop {eid}' as a user who can write the database")
-        from aup.api import db_option
-        from aup.experiment import crashed_text, scheduler_gone
+        from aup.experiment import crashed_fix, crashed_text, scheduler_gone
 
         if scheduler_gone(row):  # nothing would read the request
-            raise Conflict(f"{crashed_text(row)}; continue it with: aup resume"
-                           f"{db_option(self.store)} {eid}")
+            raise Conflict(f"{crashed_text(row)}; continue it with: "
+                           f"{crashed_fix(row, self.store)}")
         self.store.request_stop(eid)
         return {"eid": eid, "stop_requested": True}
 

@@ -33,9 +33,12 @@ from aup.store.store import Store
 #: and ``aup resume``.
 STALE_AFTER = 60.0
 
-#: The experiment's error message after a repair.
+#: The experiment's error message after a repair (``{db}``: the ``--db`` option, or nothing).
 REPAIRED_MSG = ("the scheduler process ended without closing the experiment (crash or kill); "
-                "marked STOPPED by 'aup repair'. Continue with: aup resume {eid}")
+                "marked STOPPED by 'aup repair'. Continue with: aup resume{db} {eid}")
+#: The same for an experiment Auptimizer 2.0 recorded, which cannot be resumed.
+REPAIRED_2_0_MSG = ("recorded by Auptimizer 2.0 as RUNNING; marked STOPPED by 'aup repair'. It "
+                    "cannot be resumed (2.0 kept no proposer state); its jobs stay recorded")
 
 
 @dataclass
@@ -47,12 +50,15 @@ class RepairReport:
         cleaned: ``(eid, name, n_jobs_interrupted)`` of ended experiments whose RUNNING jobs
             were marked INTERRUPTED.
         alive: ``(eid, name, why)`` of RUNNING experiments left alone.
+        forced: ``{eid: why}`` of experiments marked STOPPED by ``force`` although their
+            process looked alive (it may still run jobs).
         resources_freed: resource rows set from busy to free.
     """
 
     stopped: list[tuple[int, str, int]] = field(default_factory=list)
     cleaned: list[tuple[int, str, int]] = field(default_factory=list)
     alive: list[tuple[int, str, str]] = field(default_factory=list)
+    forced: dict[int, str] = field(default_factory=dict)
     resources_freed: int = 0
 
     @property
@@ -113,13 +119,19 @@ def repair(store: Store, *, stale_after: float = STALE_AFTER, force: bool = Fals
             report.alive.append((row["eid"], row["name"], why))
             continue
         eid = int(row["eid"])
+        if why is not None:
+            report.forced[eid] = why
         n = _running_jobs(store, eid)
         if not dry_run:
+            from aup.api import db_option
+
             n = store.mark_interrupted(eid, "LOST")
+            msg = (REPAIRED_2_0_MSG if store.count_unproposed_jobs(eid)
+                   else REPAIRED_MSG.format(db=db_option(store), eid=eid))
             with store.engine.begin() as c:
                 c.execute(update(e).where(e.c.eid == eid, e.c.status == "RUNNING").values(
                     status="STOPPED", end_time=now, stop_requested=False,
-                    error_msg=row["error_msg"] or REPAIRED_MSG.format(eid=eid)))
+                    error_msg=row["error_msg"] or msg))
         report.stopped.append((eid, row["name"], n))
     for eid, name, n in leftover:
         if not dry_run:

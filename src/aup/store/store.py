@@ -799,6 +799,15 @@ class Store:
         return [_job_dict(r) for r in rows]
 
     @_reconnecting
+    def count_unproposed_jobs(self, eid: int) -> int:
+        """Jobs of ``eid`` with no recorded proposal: those Auptimizer 2.0 recorded (an
+        experiment with any cannot be resumed: 2.0 kept no proposer state either)."""
+        j = s.job
+        with self.engine.connect() as c:
+            return int(c.execute(select(func.count()).select_from(j).where(
+                j.c.eid == eid, j.c.proposal.is_(None), j.c.is_rerun.is_(False))).scalar() or 0)
+
+    @_reconnecting
     def attempts(self, jid: int) -> list[dict[str, Any]]:
         """Attempts of a job, in order."""
         with self.engine.connect() as c:
