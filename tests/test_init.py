@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pexpect
@@ -123,7 +124,7 @@ def test_existing_file_is_the_start_and_is_not_replaced_without_yes(tmp_path):
     d.answer(r"n_parallel\) \[1\]: ", "")
     d.answer(r"target: .*\[min\]: ", "")
     d.answer(r"proposer .*\[sequence\]: ", "")
-    d.answer(r"keep the 1 parameters of the file \(x\)\? \(y/n\) \[y\]: ", "")
+    d.answer(r"keep the 1 parameter of the file \(x\)\? \(y/n\) \[y\]: ", "")
     d.answer(r"parameter name \(ENTER when done\): ", "k")
     d.answer(r"type of k .*\[float\]: ", "int")
     d.answer(r"range of k: low, high: ", "1.5, 3", reask="whole numbers")
@@ -136,6 +137,46 @@ def test_existing_file_is_the_start_and_is_not_replaced_without_yes(tmp_path):
     code, out = d.finish()
     assert code == 2 and "nothing was written" in out
     assert original.read_text() == before
+
+
+def test_dialogue_switch_to_sequence_asks_the_grid_of_kept_parameters(tmp_path):
+    """Keeping a random experiment's parameters after choosing sequence wrote them with no
+    grid: 2 points each, silently (trial 33). The grid is now asked for each; switching back
+    to random drops the grid keys (they were kept, then warned about)."""
+    write_script(tmp_path, "train.py", TRAIN)
+    write_experiment(tmp_path, "experiment.json", script="train.py", proposer="random",
+                     n_samples=4, target="min",
+                     parameter_config=[{"name": "x", "type": "float", "range": [-5, 5]},
+                                       {"name": "act", "type": "choice",
+                                        "range": ["relu", "tanh"]}])
+
+    def walk(proposer: str, grid_answer: str | None) -> dict:
+        d = Dialogue(tmp_path, "aup", "init")
+        d.answer(r"experiment file to write \[experiment.json\]: ", "")
+        d.answer(r"Start from its values\? \(y/n\) \[y\]: ", "")
+        for prompt in (r"experiment name \[", r"resource .*\[cpu\]: ", r"working directory",
+                       r"training script", r"n_parallel\) \[1\]: ", r"target: .*\[min\]: "):
+            d.answer(prompt + ".*: " if not prompt.endswith(": ") else prompt, "")
+        d.answer(r"proposer .*\]: ", proposer)
+        keep = r"keep the 2 parameters of the file \(x, act\)\? \(y/n\) \[y\]: "
+        while d.child.expect([keep, r"\]: "]) == 1:  # the proposer's options: defaults
+            d.child.sendline("")
+        d.child.sendline("")
+        if grid_answer is not None:
+            d.answer(r"grid of x: n=POINTS or interval=STEP \[n=5\]: ", grid_answer)
+        d.answer(r"parameter name \(ENTER when done\): ", "")
+        d.answer(r"replace experiment.json\? \(y/n\) \[n\]: ", "y")
+        code, out = d.finish()
+        assert code == 0, out
+        return json.loads((tmp_path / "experiment.json").read_text())
+
+    data = walk("sequence", "n=3")
+    assert data["parameter_config"] == [
+        {"name": "x", "type": "float", "range": [-5, 5], "n": 3},
+        {"name": "act", "type": "choice", "range": ["relu", "tanh"]}]
+    assert "n_samples" not in data
+    data = walk("random", None)
+    assert data["parameter_config"][0] == {"name": "x", "type": "float", "range": [-5, 5]}
 
 
 def test_ctrl_d_aborts_without_writing(tmp_path):
@@ -187,6 +228,13 @@ def test_from_with_another_proposer_drops_its_options_and_adds_the_grid(tmp_path
                 "random", cwd=tmp_path)
     assert r.returncode == 0 and "dropped" not in r.stderr, r.stderr
     assert json.loads((tmp_path / "t.json").read_text())["n_samples"] == 7
+    # and back from the grid: its keys go (each was kept, then warned about as ignored)
+    r = run_cli("init", "--no-input", "--from", "s.json", "-e", "u.json", "--proposer",
+                "random", cwd=tmp_path)
+    assert r.returncode == 0 and "ignored" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert json.loads((tmp_path / "u.json").read_text())["parameter_config"] == [
+        {"name": "x", "type": "float", "range": [0, 1]},
+        {"name": "k", "type": "int", "range": [1, 3]}]
 
 
 def test_non_interactive_flags(tmp_path):
@@ -297,6 +345,8 @@ def test_non_interactive_bad_input_writes_nothing(tmp_path, args, message):
     ("history.json", "is an SQLite database"),  # whatever its name
     ("train.py", "must end with .json"),  # the job script: it overwrote the script
     ("sub", "is a folder"),  # was an IsADirectoryError and a left-over .sub.aup-tmp file
+    # its workingdir "./" is read relative to that folder: "workingdir does not exist"
+    ("nodir/x.json", "its folder nodir does not exist"),
 ])
 def test_overwrite_never_replaces_a_database_a_script_or_a_folder(tmp_path, target, message):
     write_script(tmp_path, "train.py", TRAIN)
@@ -312,6 +362,7 @@ def test_overwrite_never_replaces_a_database_a_script_or_a_folder(tmp_path, targ
     assert "Traceback" not in r.stderr
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before  # nothing replaced, no temporary file left
+    assert not (tmp_path / "nodir").exists()
 
 
 def test_dialogue_reasks_for_an_experiment_file_that_is_a_folder(tmp_path):
@@ -474,3 +525,14 @@ def test_sequence_grid_is_the_same_by_dialogue_and_flags(tmp_path):
         (tmp_path / "g.json").read_text())["parameter_config"]] == [11, 5, 4]
     r = run_cli("run", "--check", "g.json", cwd=tmp_path)
     assert r.returncode == 0 and "132 jobs" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_run_hint_pastes_for_a_file_name_with_a_space(tmp_path):
+    write_script(tmp_path, "train.py", TRAIN)
+    r = run_cli("init", "--no-input", "-e", "a b.json", "--script", "train.py", "--param",
+                "x:float:0,1", "--option", "n_samples=1", cwd=tmp_path)
+    assert r.returncode == 0 and "Run it with: aup run 'a b.json'" in r.stdout, r.stderr
+    command = r.stdout.split("Run it with: ")[1].splitlines()[0]  # aup run 'a b.json'
+    pasted = subprocess.run(["bash", "-c", f"{sys.executable} -m {command} -q"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert pasted.returncode == 0, pasted.stderr

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 import typing
 from collections.abc import Iterator
@@ -466,9 +467,17 @@ class _Dialogue:
         params: list[dict[str, Any]] = []
         if isinstance(existing, list) and existing:
             names = ", ".join(str(p.get("name")) for p in existing if isinstance(p, dict))
-            if self.p.confirm(f"keep the {len(existing)} parameters of the file ({names})?",
-                              True):
-                params = [dict(p) for p in existing]
+            n = len(existing)
+            if self.p.confirm(f"keep the {n} parameter{'' if n == 1 else 's'} of the file "
+                              f"({names})?", True):
+                params = without_grid([dict(p) for p in existing if isinstance(p, dict)],
+                                      grid)
+                for entry in params if grid else ():  # a grid for those the file gave none
+                    kind = entry.get("type")
+                    if kind in GRID_DEFAULT and "n" not in entry and "interval" not in entry:
+                        entry.update(self.p.ask(
+                            f"  grid of {entry.get('name')}: n=POINTS or interval=STEP",
+                            GRID_DEFAULT[kind], lambda t, k=kind: _grid_check(t, k)))
         self.p.say("parameters (ENTER on an empty name when done):")
         while True:
             taken = {p.get("name") for p in params}
@@ -493,6 +502,14 @@ class _Dialogue:
                                         GRID_DEFAULT[kind],
                                         lambda t, k=kind: _grid_check(t, k)))
             params.append(entry)
+
+
+def without_grid(params: list[dict[str, Any]], grid: bool) -> list[dict[str, Any]]:
+    """``params`` as they are for a grid; without their grid keys (``n``, ``interval``) for
+    another proposer, which would ignore them with a warning for each."""
+    if grid:
+        return params
+    return [{k: v for k, v in p.items() if k not in ("n", "interval")} for p in params]
 
 
 def is_grid(data: dict[str, Any]) -> bool:
@@ -567,6 +584,9 @@ def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
     switched = start and args.proposer is not None and args.proposer.lower() != old_proposer
     if switched:
         _drop_stale_options(data, args.source)
+        if isinstance(data.get("parameter_config"), list) and not is_grid(data):
+            data["parameter_config"] = without_grid(
+                [p for p in data["parameter_config"] if isinstance(p, dict)], False)
     params: list[dict[str, Any]] = []
     for t in args.param:
         params.append(parse_param_flag(t, {p["name"] for p in params}))
@@ -632,7 +652,7 @@ def _drop_stale_options(data: dict[str, Any], source: str) -> None:
         del data[k]
     if stale:
         print(f"note: dropped {', '.join(stale)} of {source}: the {data['proposer']} proposer "
-              "does not use them", file=sys.stderr)
+              f"does not use {'it' if len(stale) == 1 else 'them'}", file=sys.stderr)
 
 
 _ORDER = ("name", "script", "workingdir", "resource", "n_parallel", "target", "proposer",
@@ -733,7 +753,7 @@ def run(args: argparse.Namespace) -> int:
     _write(exp_path, data)
     n = len(config.space)
     print(f"wrote {exp_path}: {config.proposer}, {n} parameter{'' if n == 1 else 's'}, target "
-          f"{config.target}. Run it with: aup run {exp_path}")
+          f"{config.target}. Run it with: aup run {shlex.quote(str(exp_path))}")
     for w in config.warnings:
         print(f"note: {w}")
     return 0
@@ -760,6 +780,9 @@ def exp_file_problem(path: Path) -> tuple[str, str] | None:
     if path.is_dir():
         return (f"{path} is a folder, and the experiment file must be a file",
                 f"e.g. -e {path / 'experiment.json'}")
+    if not path.parent.is_dir():  # its working directory is read relative to that folder
+        return (f"{path}: its folder {path.parent} does not exist",
+                f"create it first (mkdir -p {shlex.quote(str(path.parent))})")
     if path.suffix != ".json":
         return (f"{path}: the experiment file name must end with .json (aup init never "
                 "replaces a script or a database)", f"e.g. -e {path.with_suffix('.json')}")
