@@ -517,6 +517,14 @@ def test_resume_by_a_shared_name_names_the_other_experiments(tmp_path: Path):
                 f"(STOPPED: aup resume --db {url} {ids[0]})") in " ".join(res.stderr.split())
         res = run_cli("resume", str(ids[1]), "--db", url, cwd=tmp_path)  # an id: no namesakes
         assert res.returncode == 2 and "the others" not in res.stderr
+        # 'aup stop twin' when the newest is the stopped one names the running namesake
+        store = Store(url)
+        store.end_experiment(ids[1], "STOPPED")
+        store.update_experiment(ids[0], status="RUNNING")
+        store.close()
+        res = run_cli("stop", "twin", "--db", url, cwd=tmp_path)
+        assert res.returncode == 0 and f"the others: {ids[0]} (RUNNING: aup stop --db {url} " \
+            f"{ids[0]})" in " ".join(res.stdout.split()), res.stdout
     finally:
         sleeper.kill()
         sleeper.wait()

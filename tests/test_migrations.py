@@ -326,9 +326,12 @@ def test_aup_show_of_an_upgraded_2_0_experiment(tmp_path):
     _v2_sqlite(path)
     con = sqlite3.connect(path)
     con.execute("""UPDATE job SET job_config = '{"x": 2, "job_id": 2}' WHERE jid = 2""")
+    con.execute("UPDATE job SET job_config = 'not json' WHERE jid = 3")  # a damaged row
     con.commit()
     con.close()
-    out = run_cli("show", "1", cwd=tmp_path, env={"COLUMNS": "200"}).stdout
+    res = run_cli("show", "1", cwd=tmp_path, env={"COLUMNS": "200"})
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr  # was JSONDecodeError
+    out = res.stdout
     row = next(line for line in out.splitlines() if line.startswith("│ 2 "))
     cells = [c.strip() for c in row.strip("│").split("│")]
     assert cells[1] == "INTERRUPTED" and cells[4] == "x=2" and cells[5] == "LOST"

@@ -428,10 +428,11 @@ def cmd_resume(args) -> int:
         return _run_loop(exp, args, console, signals)
 
 
-def _namesakes(store, ref: str, row: dict) -> str:
+def _namesakes(store, ref: str, row: dict, command: str = "resume") -> str:
     """For an experiment found by its name ``ref``: the other experiments of that name, with
-    their status and the ``aup resume`` for each resumable one (the newest of a name is taken;
-    the user may have meant another). ``""`` when ``ref`` was an id or the name is unique."""
+    their status and the ``aup resume`` (``command`` "resume") or ``aup stop`` ("stop") for
+    each one it applies to (the newest of a name is taken; the user may have meant another).
+    ``""`` when ``ref`` was an id or the name is unique."""
     from aup.api import db_option
 
     if str(ref).strip() == str(row["eid"]):
@@ -439,9 +440,11 @@ def _namesakes(store, ref: str, row: dict) -> str:
     others = [r for r in store.find_experiments(row["name"]) if r["eid"] != row["eid"]]
     if not others:
         return ""
+    applies = ((lambda st: st != "FINISHED") if command == "resume"
+               else (lambda st: st == "RUNNING"))
     named = ", ".join(
-        f"{r['eid']} ({r['status']}" + ("" if r["status"] == "FINISHED" else
-                                        f": aup resume{db_option(store)} {r['eid']}") + ")"
+        f"{r['eid']} ({r['status']}" + (f": aup {command}{db_option(store)} {r['eid']}"
+                                        if applies(r["status"]) else "") + ")"
         for r in others[:5])
     return (f". '{row['name']}' named the newest of {len(others) + 1} experiments, "
             f"{row['eid']}; the others: {named}")
@@ -455,7 +458,7 @@ def cmd_stop(args) -> int:
     row = find_experiment(store, args.experiment)
     if row["status"] != "RUNNING":
         _console().print(f"experiment {row['eid']} is {row['status']}, not running: nothing "
-                         "to stop")
+                         f"to stop{_namesakes(store, args.experiment, row, 'stop')}")
         return EXIT_OK
     from aup.experiment import crashed_fix, crashed_text, scheduler_gone
 

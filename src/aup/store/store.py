@@ -969,10 +969,18 @@ def _experiment_dict(row) -> dict[str, Any]:
 
 
 def _job_dict(row) -> dict[str, Any]:
+    """A job row with ``job_config`` (a dict) and ``proposal`` (a dict or None) decoded. A
+    damaged value (not JSON, not an object: only seen in hand-edited 2.0 databases) reads as
+    ``{}`` and None, as the dashboard and the exports read it, instead of failing the view."""
     d = dict(row._mapping)
     for k in ("job_config", "proposal"):
-        if d.get(k):
-            d[k] = json.loads(d[k])
+        value = d.get(k)
+        if value:
+            try:
+                value = json.loads(value)
+            except (TypeError, ValueError):
+                value = None
+        d[k] = value if isinstance(value, dict) else ({} if k == "job_config" else None)
     return d
 
 
