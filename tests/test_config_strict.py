@@ -170,6 +170,22 @@ def test_grid_keys_warn_when_the_proposer_ignores_them(over, warned: bool) -> No
         assert grid[1].startswith("parameter_config[1].n is ignored")
 
 
+@pytest.mark.parametrize(("runtime", "warned"), [
+    ({"prescript": "source venv/bin/activate"}, ["prescript"]),
+    ({"prescript": "cd data && source env.sh", "postscript": "source x"},
+     ["prescript", "postscript"]),
+    ({"prescript": ". venv/bin/activate"}, []),
+    ({"prescript": "echo resource source"}, []),  # a word, not the command
+])
+def test_source_in_a_prescript_is_warned(runtime, warned) -> None:
+    """2.0's examples wrote "source venv/bin/activate"; the wrapper is /bin/sh, dash on
+    Debian, so it failed ("source: not found") and the job ran without the venv (trial 33)."""
+    cfg = parse_config(_config(runtime_args=runtime), check_files=False)
+    hits = [w.split()[0] for w in cfg.warnings if "calls 'source'" in w]
+    assert hits == [f"runtime_args.{k}" for k in warned]
+    assert all('". venv/bin/activate"' in w for w in cfg.warnings if "calls 'source'" in w)
+
+
 # -- 5. scripts, working directories and experiment paths ----------------------------------------
 def test_non_executable_script_needs_chmod(folder: Path) -> None:
     script = write_script(folder, "ne.sh", "#!/bin/sh\necho '#Auptimizer:1'\n")

@@ -28,6 +28,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -651,6 +652,25 @@ def _nested_key_warnings(data: dict[str, Any]) -> list[str]:
     return out
 
 
+#: ``source`` as a command (at the start, or after ``;``, ``&``, ``|``, a newline or ``(``).
+_SOURCE_COMMAND = re.compile(r"(?:^|[;&|\n(])\s*source\s")
+
+
+def _bash_only_warnings(data: dict[str, Any]) -> list[str]:
+    """Warnings for a ``prescript``/``postscript`` that calls ``source``: the job's wrapper
+    runs under ``/bin/sh``, which on Debian and Ubuntu (dash) has no ``source``; the line
+    fails ("source: not found"), the job runs without it (a virtualenv not activated) and
+    may still succeed, so the mistake goes unseen."""
+    rt = data.get("runtime_args")
+    if not isinstance(rt, dict):
+        return []
+    return [f"runtime_args.{key} calls 'source', which /bin/sh (dash on Debian and Ubuntu) does "
+            f"not have: the line fails and the job runs without it. Fix: write '.' instead "
+            f"(e.g. \". venv/bin/activate\")"
+            for key in ("prescript", "postscript")
+            if isinstance(rt.get(key), str) and _SOURCE_COMMAND.search(rt[key])]
+
+
 def _depth(value: Any, limit: int = MAX_DEPTH + 1) -> int:
     """Nesting depth of a JSON value (lists and objects), counted up to ``limit``."""
     depth, level = 0, [value]
@@ -757,6 +777,7 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
     warnings.extend(unknown_key_warning(k, k, known_top, _option_of_another_proposer(
         k, proposer_name)) for k in data if k not in known_top)
     warnings.extend(_nested_key_warnings(data))
+    warnings.extend(_bash_only_warnings(data))
     if proposer_cls is not None and proposer_name is not None:
         warnings.extend(_grid_key_warnings(data, proposer_name))
 
