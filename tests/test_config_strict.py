@@ -293,12 +293,31 @@ def test_every_problem_has_a_fix(over, path: str, hint: str) -> None:
 
 # -- 9. CLI shorthand and aup stop ----------------------------------------------------------------
 @pytest.mark.parametrize("argv", [["--check", "E"], ["--test", "E"], ["-q", "E", "--check"],
-                                  ["--log", "error", "--test", "E"], ["E", "--check"]])
+                                  ["--log", "error", "--test", "E"], ["E", "--check"],
+                                  # 2.0's order: the log level after the file
+                                  ["E", "--log", "debug", "--test"],
+                                  ["--test", "E", "--log=error"]])
 def test_options_before_the_experiment_file(folder: Path, monkeypatch, capsys, argv) -> None:
     monkeypatch.chdir(folder)
     path = write_experiment(folder, **_config())
     assert main([str(path) if a == "E" else a for a in argv]) == 0
     assert "configuration is valid" in capsys.readouterr().out
+    assert not (folder / ".aup").exists()
+
+
+@pytest.mark.parametrize(("flags", "fix"), [
+    (["--aup_folder", ".aup"], "AUP_ENV=FOLDER/env.ini"),
+    (["--resume", "exp1.pkl"], "aup resume EXPERIMENT"),
+    (["--launch_dashboard"], "aup dashboard"),
+    (["--sleep", "2"], "not needed"),
+])
+def test_a_2_0_run_flag_names_what_to_do_instead(folder: Path, monkeypatch, capsys, flags,
+                                                 fix) -> None:
+    monkeypatch.chdir(folder)
+    path = write_experiment(folder, **_config())
+    assert main([str(path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"{flags[0]} is Auptimizer 2.0's: " in err and fix in err
     assert not (folder / ".aup").exists()
 
 

@@ -652,8 +652,37 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+#: Flags of Auptimizer 2.0's ``python -m aup EXPERIMENT_JSON`` that ``aup run`` does not take,
+#: with what to do instead (named when such a flag is refused).
+V2_RUN_FLAGS = {
+    "--aup_folder": "the environment folder is ./.aup; for another one set "
+                    "AUP_ENV=FOLDER/env.ini",
+    "--resume": "2.0's proposer pickle is not used: aup resume EXPERIMENT continues an "
+                "experiment from the database",
+    "--launch_dashboard": "run 'aup dashboard' (in another terminal)",
+    "--dashboard_port": "run 'aup dashboard --port PORT'",
+    "--sleep": "not needed: results are read as they arrive",
+}
+
+
+def _hoist_log(argv: list[str]) -> list[str]:
+    """``--log LEVEL`` given after the command (2.0's ``python -m aup exp.json --log debug``)
+    moved to the front, where the global option is read. No command has its own ``--log``."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--log" and i + 1 < len(argv):
+            front += argv[i:i + 2]
+            i += 2
+            continue
+        (front if argv[i].startswith("--log=") else rest).append(argv[i])
+        i += 1
+    return front + rest
+
+
 def _main(argv: list[str] | None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _hoist_log(list(sys.argv[1:] if argv is None else argv))
     # 'aup experiment.json' / 'python -m aup --check experiment.json' -> 'aup run ...'
     # ('run' goes right after the global '--log LEVEL', so that run's own options given before
     # the file (--check/--test, -q, --user NAME, --db URL) still belong to 'run')
@@ -678,7 +707,11 @@ def _main(argv: list[str] | None) -> int:
         if extra:
             # the command's own usage line, not the top-level one
             command_parser = parser.subcommand_parsers.get(getattr(args, "command", None))
-            (command_parser or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+            hints = [f"{flag} is Auptimizer 2.0's: {V2_RUN_FLAGS[flag]}"
+                     for flag in dict.fromkeys(e.split("=", 1)[0] for e in extra)
+                     if flag in V2_RUN_FLAGS]
+            (command_parser or parser).error(f"unrecognized arguments: {' '.join(extra)}"
+                                             + "".join(f"\n  {h}" for h in hints))
     except SystemExit as exc:
         return EXIT_USAGE if exc.code not in (0, None) else EXIT_OK
     _setup_logging(args.log)
