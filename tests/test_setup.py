@@ -243,6 +243,18 @@ def test_env_ini_with_missing_or_bad_keys_is_a_clear_error(tmp_path, body, key):
     assert not (tmp_path / "jobs").exists()
 
 
+def test_the_fix_for_a_broken_env_ini_works_when_followed(tmp_path):
+    """'run aup setup' was the fix for an env.ini without [Auptimizer], but aup setup read that
+    file for its defaults and failed the same way, even with --overwrite (trial 33)."""
+    (tmp_path / ".aup").mkdir()
+    (tmp_path / ".aup" / "env.ini").write_text("[Other]\nx = 1\n")
+    r = run_cli("list", cwd=tmp_path)
+    assert r.returncode == 2 and "fix: run 'aup setup --overwrite'" in r.stderr, r.stderr
+    r = run_cli("setup", "--no-input", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 0 and "its values are not used" in r.stderr, r.stderr
+    assert run_cli("list", cwd=tmp_path).returncode == 0
+
+
 def test_env_ini_without_section_and_aup_env_variable(tmp_path):
     (tmp_path / "other.ini").write_text("[Other]\nx = 1\n")
     r = run_cli("list", cwd=tmp_path, env={"AUP_ENV": str(tmp_path / "other.ini")})

@@ -104,7 +104,8 @@ def read_section(p: Path, what: str = "environment file") -> dict[str, str]:
     except (OSError, configparser.Error) as err:
         raise UsageError(f"cannot read {what} {p}: {err}") from None
     if SECTION not in parser:
-        raise UsageError(f"{p} has no [{SECTION}] section; fix: run 'aup setup' to write one")
+        raise UsageError(f"{p} has no [{SECTION}] section; fix: run 'aup setup --overwrite' "
+                         "to write one")
     canonical = {k.lower(): k for k in KNOWN_KEYS}
     values: dict[str, str] = {}
     spelled: dict[str, str] = {}
@@ -138,7 +139,8 @@ def read_environment(path: str | Path) -> Environment:
                              "it, or run 'aup setup --database URL'")
         if engine == "sqlite" and not file:
             raise UsageError(f"{p}: SQL_ENGINE = sqlite but the key SQLITE_FILE is missing; fix: "
-                             "add SQLITE_FILE = <path of the database file>, or run 'aup setup'")
+                             "add SQLITE_FILE = <path of the database file>, or run 'aup setup "
+                             "--overwrite'")
         if file:
             fp = Path(file).expanduser()
             database = f"sqlite:///{(fp if fp.is_absolute() else root / fp).resolve()}"

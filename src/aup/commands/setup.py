@@ -223,7 +223,10 @@ def run(args: argparse.Namespace) -> int:
     env_path = folder / "env.ini"
     if env_path.is_file() and not args.template:
         # start from the existing file: its values are the defaults
-        values, _ = _read_template(str(env_path))
+        try:
+            values, _ = _read_template(str(env_path))
+        except UsageError as err:  # unreadable or no [Auptimizer]: replaced, not read
+            print(f"note: {err}; its values are not used", file=sys.stderr)
     prompter = Prompter()
 
     # -- values from flags, the template or defaults ------------------------------------------
