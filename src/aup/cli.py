@@ -523,7 +523,7 @@ def cmd_show(args) -> int:
         return EXIT_OK
     console = _console()
     console.print(f"experiment {row['eid']} ({row['name']}): {row['status']}, target "
-                  f"{row['target']}, proposer {row['proposer']}")
+                  f"{row['target']}, proposer {row['proposer'] or '-'}")
     table = Table("job", "status", "score", "attempts", "parameters", "reason")
     for j in jobs:
         a = attempts.get(j["jid"]) or {}
