@@ -327,11 +327,13 @@ def test_aup_show_of_an_upgraded_2_0_experiment(tmp_path):
     con = sqlite3.connect(path)
     con.execute("""UPDATE job SET job_config = '{"x": 2, "job_id": 2}' WHERE jid = 2""")
     con.execute("UPDATE job SET job_config = 'not json' WHERE jid = 3")  # a damaged row
+    con.execute("""UPDATE experiment SET exp_config = '{"target": "min"}' WHERE eid = 1""")
     con.commit()
     con.close()
     res = run_cli("show", "1", cwd=tmp_path, env={"COLUMNS": "200"})
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr  # was JSONDecodeError
     out = res.stdout
+    assert "target min, proposer -" in out  # no proposer recorded: '-' as in aup list, not None
     row = next(line for line in out.splitlines() if line.startswith("│ 2 "))
     cells = [c.strip() for c in row.strip("│").split("│")]
     assert cells[1] == "INTERRUPTED" and cells[4] == "x=2" and cells[5] == "LOST"
