@@ -353,6 +353,28 @@ def test_export_keeps_labels_named_like_parameters_apart(tmp_path):
     assert all(float(r["result.x"]) == float(r["x"]) + 100 for r in rows)
 
 
+def test_export_keeps_labels_named_like_the_budget_or_a_renamed_column_apart(tmp_path):
+    """A label "n_iterations" overwrote the budget's column, and a label "param.score" the
+    renamed parameter's (trial 34): both now get result.<name>."""
+    (tmp_path / "t.py").write_text(
+        "import json, sys\ncfg = json.load(open(sys.argv[-1]))\n"
+        "print(f'#Auptimizer:{cfg[\"score\"]},{min(cfg[\"n_iterations\"], 2)},7')\n")
+    write_json(tmp_path / "e.json", name="hb", script="t.py", proposer="hyperband",
+               max_iter=3, eta=3, target="min",
+               parameter_config=[{"name": "score", "range": [0, 1], "type": "float"}],
+               resource_args={"multi_res_labels": ["n_iterations", "param.score"]})
+    assert run_cli("run", "e.json", "-q", cwd=tmp_path).returncode == 0
+    for fmt in ("csv", "json"):
+        out = run_cli("export", "hb", "--format", fmt, cwd=tmp_path).stdout
+        rows = (list(csv.DictReader(io.StringIO(out))) if fmt == "csv"
+                else json.loads(out)["jobs"])
+        assert {float(r["n_iterations"]) for r in rows} == {1.0, 3.0}  # the budgets
+        assert all(float(r["result.n_iterations"]) == min(float(r["n_iterations"]), 2)
+                   for r in rows)
+        assert all(float(r["result.param.score"]) == 7 for r in rows)
+        assert all(0 <= float(r["param.score"]) <= 1 for r in rows)  # the parameter itself
+
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def one_experiment_db(request, tmp_path) -> str:

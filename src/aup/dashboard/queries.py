@@ -657,9 +657,10 @@ def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[d
         ``(columns, rows)``: the :data:`EXPORT_COLUMNS` (``jid``, ``status``, ``score``,
         ``fail_reason``, ``detail``, ``start_time``, ``end_time``, ``duration``,
         ``n_attempts``, ``budget``, ``bracket``, ``rung``), then one column per parameter
-        (its name) and one per ``multi_res_labels`` label. A parameter named like a fixed
-        column gets the column ``param.<name>``, a label named like a fixed column or a
-        parameter ``result.<name>``, so no value ever hides another.
+        (its name), other job-config keys (the budget as ``n_iterations``...) and one per
+        ``multi_res_labels`` label. A parameter named like a fixed column gets the column
+        ``param.<name>``, a label named like any other column ``result.<name>``, so no value
+        ever hides another.
 
     Raises:
         NotFound: no experiment ``eid``.
@@ -668,35 +669,49 @@ def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[d
     params = [p["name"] for p in exp["parameters"]]
     labels = exp["labels"]
 
-    def column(name: str, prefix: str) -> str:
-        taken = EXPORT_COLUMNS if prefix == "param" else (*EXPORT_COLUMNS, *params)
-        return f"{prefix}.{name}" if name in taken else name
+    def param_column(name: str) -> str:
+        return f"param.{name}" if name in EXPORT_COLUMNS else name
 
     rows: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     page, offset = 5000, 0
     while True:
         chunk = queries.jobs(eid, offset=offset, limit=page)
         for it in chunk["items"]:
             rec = {k: it[k] for k in EXPORT_COLUMNS}
             for p in params:
-                rec[column(p, "param")] = it["params"].get(p)
-            for k, v in it["params"].items():
+                rec[param_column(p)] = it["params"].get(p)
+            for k, v in it["params"].items():  # the budget as n_iterations, hyperopt's tid...
                 if k not in params and k not in rec and k != "job_id":
                     rec[k] = v
-            for lab in labels:
-                rec[column(lab, "result")] = it["extras"].get(lab)
             rows.append(rec)
+            results.append(it["extras"])
         offset += page
         if offset >= chunk["total"]:
             break
+    # A label takes its own name unless any column has it (fixed, a parameter, a job-config
+    # key such as n_iterations, or a renamed param.<name>): then result.<name>.
+    taken = {*EXPORT_COLUMNS, *(param_column(p) for p in params), *params}
+    for r in rows:
+        taken.update(r)
+    label_columns: dict[str, str] = {}
+    for lab in labels:
+        name = lab if lab not in taken else f"result.{lab}"
+        while name in taken:
+            name += "_"
+        label_columns[lab] = name
+        taken.add(name)
+    for rec, extras in zip(rows, results, strict=True):
+        for lab, name in label_columns.items():
+            rec[name] = extras.get(lab)
     columns: list[str] = []
     for r in rows:
         for k in r:
             if k not in columns:
                 columns.append(k)
     if not rows:
-        columns = [*EXPORT_COLUMNS, *(column(p, "param") for p in params),
-                   *(column(lab, "result") for lab in labels)]
+        columns = [*EXPORT_COLUMNS, *(param_column(p) for p in params),
+                   *label_columns.values()]
     return columns, rows
 
 
