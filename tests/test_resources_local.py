@@ -336,6 +336,34 @@ def test_passive_through_the_cli_with_results_typed_on_stdin(tmp_path: Path, mod
     assert [a["output_path"] for a in json.loads(shown.stdout)] == [None, None], shown.stdout
 
 
+def test_a_told_value_is_kept_when_the_experiment_stops_before_polling(tmp_path: Path) -> None:
+    """'aup tell' said "told job 1"; an 'aup stop' within poll_interval then dropped the value
+    (the job ended INTERRUPTED and waited again after resume). Stopping now reads it first."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    path = make_experiment(tmp_path, Backend("passive", {"poll_interval": 30, "prompt": False}),
+                           OK, n_samples=1, n_parallel=1)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("AUP_DB", None)
+    proc = subprocess.Popen([sys.executable, "-m", "aup", "run", str(path)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    end = time.monotonic() + 60
+    while not any("waits for you" in ln for ln in lines) and time.monotonic() < end:
+        lines.append(proc.stdout.readline())
+    assert any("waits for you" in ln for ln in lines), "".join(lines)
+    told = run_cli("tell", "1", "1", "0.42", cwd=tmp_path, env={"PYTHONUNBUFFERED": "1"})
+    assert told.returncode == 0, told.stderr
+    assert run_cli("stop", "1", cwd=tmp_path).returncode == 0
+    out, _ = proc.communicate(timeout=60)  # well before the 30 s poll
+    shown = json.loads(run_cli("show", "--json", "1", cwd=tmp_path).stdout)
+    assert [(j["status"], j["score"]) for j in shown] == [("FINISHED", 0.42)], out
+
+
 def test_node_and_aws_hosts_from_env_ini(tmp_path: Path) -> None:
     from aup.resources.aws import AWSResourceManager
     from aup.resources.ssh import SSHResourceManager

@@ -141,6 +141,8 @@ class PassiveResourceManager(ResourceManager):
         self._closed = threading.Event()
         self._poller: threading.Thread | None = None
         self._last_tid = 0
+        self._told_lock = threading.Lock()
+        self._taken: set[int] = set()  # told rows stop() applied past _last_tid
         self.labels = [str(x) for x in (config.resource_args.multi_res_labels or [])]
         #: Where instructions go (a callable taking one string); stdout by default.
         self.announce = lambda text: print(text, flush=True)
@@ -220,6 +222,10 @@ class PassiveResourceManager(ResourceManager):
             f"{then}")
 
     def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
+        """Stop waiting for the attempt. A value ``aup tell`` stored before the stop but that
+        the poller has not read yet (it reads every ``poll_interval`` seconds) is taken first:
+        the user was told it was accepted, so it must not be dropped."""
+        self._take_told([job_id], advance=False)
         with self._lock:
             w = self._waiting.get(job_id)
             if w is None or w.spec.attempt != attempt:
@@ -257,16 +263,30 @@ class PassiveResourceManager(ResourceManager):
         while not self._closed.wait(self.options.poll_interval):
             with self._lock:
                 jids = list(self._waiting)
-            if not jids:
-                continue
+            if jids:
+                self._take_told(jids)
+
+    def _take_told(self, jids: list[int], advance: bool = True) -> None:
+        """Apply the values told for ``jids`` since the last read, each told row once. The
+        poller reads every waiting job and moves past what it read (``advance``); :meth:`stop`
+        reads one job and only notes the rows it took, so that the poller skips them."""
+        if self.store is None:
+            return
+        with self._told_lock:
             try:
                 rows = self.store.told(jids, after=self._last_tid)
             except Exception as err:  # noqa: BLE001 - a busy database must not kill the poller
                 log.warning("passive: cannot read told results: %s", err)
-                continue
+                return
             for r in rows:
-                self._last_tid = max(self._last_tid, r["tid"])
+                if r["tid"] in self._taken:
+                    continue
+                if not advance:
+                    self._taken.add(r["tid"])
                 self.receive(r["jid"], r["values"], r["final"], r["exit_code"])
+            if advance and rows:
+                self._last_tid = max(self._last_tid, max(r["tid"] for r in rows))
+                self._taken = {t for t in self._taken if t > self._last_tid}
 
     def _read_stdin(self) -> None:
         while not self._closed.is_set():
