@@ -154,8 +154,6 @@ def test_aup_tell_refuses_mistakes_with_exit_2(tmp_path: Path) -> None:
                        ((str(eid), str(jid)), "VALUE"),
                        ((str(eid), str(jid), "--exit-code", "0"), "tell its value instead"),
                        ((str(eid), str(jid), "--exit-code", "256"), "out of range"),
-                       # the value was kept as an intermediate result of the failed run
-                       ((str(eid), str(jid), "0.5", "--exit-code", "3"), "exclude each other"),
                        (("nosuch", str(jid), "1"), "no experiment")]:
         res = run_cli("tell", "--db", db, *args, cwd=tmp_path)
         assert res.returncode == 2, (args, res.stdout, res.stderr)

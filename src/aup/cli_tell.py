@@ -72,11 +72,6 @@ def cmd_tell(args) -> int:
             raise UsageError(f"--exit-code: {err}") from None
     if args.intermediate and args.exit_code is not None:
         raise UsageError("--intermediate and --exit-code exclude each other")
-    if args.value is not None and args.exit_code is not None:
-        # it was stored as an intermediate result of the failed run: say what is meant
-        raise UsageError(f"VALUE {args.value!r} and --exit-code {args.exit_code} exclude each "
-                         "other: a failed run has no result. Fix: give the value of a run "
-                         "that succeeded, or only --exit-code N for one that failed")
     store = open_existing_store(args.db)
     try:
         row = find_experiment(store, args.experiment)
