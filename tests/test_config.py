@@ -75,7 +75,7 @@ def test_unknown_keys_name_the_proposer_they_belong_to_and_close_keys(folder: Pa
                                                           "range": [1e-4, 1],
                                                           "log_scale": True}]))
     assert ("unknown key 'max_iter' is ignored (an option of proposer 'hyperband', not of "
-            "'bohb'" in cfg.warnings[0])
+            "'bohb'; see docs/multifidelity.md)" in cfg.warnings[0])  # where it is listed
     assert cfg.warnings[1] == ("unknown key 'parameter_config[0].log_scale' is ignored "
                                "(did you mean 'log'?)")
     cfg = load_config(write_experiment(folder, script="train.py", typo_key=1,

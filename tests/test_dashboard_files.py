@@ -39,6 +39,14 @@ def test_export_csv_and_json(grid_db, tmp_path):
     data = json.loads(out.read_text())
     assert data["experiment"]["best_job"]["params"] == {"x": 2, "k": "a"}
     assert len(data["jobs"]) == 12
+    # '--out -' is standard output (it wrote a file called "-")
+    dash = run_cli("export", "grid", "--out", "-", cwd=grid_db)
+    assert dash.returncode == 0 and dash.stdout == proc_csv_text(grid_db)
+    assert not (grid_db / "-").exists()
+
+
+def proc_csv_text(folder) -> str:
+    return run_cli("export", "grid", "--format", "csv", cwd=folder).stdout
 
 
 def test_plot_png_and_html(grid_db, tmp_path):

@@ -637,8 +637,10 @@ def _option_of_another_proposer(key: str, proposer: str | None) -> str:
     if not owners:
         return ""
     which = "proposer" if len(owners) == 1 else "proposers"
+    doc = ("docs/multifidelity.md" if set(owners) <= {"hyperband", "bohb"}
+           else "docs/proposers.md")  # where those options are listed
     return (f" (an option of {which} {', '.join(repr(o) for o in owners)}, not of "
-            f"'{proposer}'; see docs/proposers.md)")
+            f"'{proposer}'; see {doc})")
 
 
 def _nested_key_warnings(data: dict[str, Any]) -> list[str]:

@@ -133,6 +133,8 @@ def cmd_export(args: Any) -> int:
     """Write the export to --out or stdout."""
     from aup.api import find_experiment, open_existing_store
 
+    if args.out == "-":  # the usual name of standard output (it wrote a file called "-")
+        args.out = None
     fmt = args.format
     if fmt is None:
         suffix = Path(args.out).suffix.lower().lstrip(".") if args.out else ""
@@ -168,6 +170,6 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("experiment", help="experiment id or name")
     p.add_argument("--format", choices=FORMATS,
                    help="csv or json (default: from --out's suffix, else csv)")
-    p.add_argument("--out", "-o", help="output file (default: standard output); an existing "
-                   "file needs --overwrite")
+    p.add_argument("--out", "-o", help="output file (default, or '-': standard output); an "
+                   "existing file needs --overwrite")
     add_overwrite_argument(p)
