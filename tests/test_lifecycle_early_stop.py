@@ -14,6 +14,7 @@ from lifecycle_helpers import experiment, finish, jobs, query, setup, start_cli
 from aup.early_stop import (
     EarlyStopOptions,
     bandit_rule,
+    early_stop_warnings,
     make_policy,
     median_rule,
     predict_final,
@@ -162,6 +163,26 @@ def test_defaults():
     o = EarlyStopOptions.model_validate({"aup_policy": "bandit", "aup_policy_steps": 3})
     assert (o.warmup, o.bandit_factor, o.truncation_percentage, o.curve_fitting_threshold,
             o.curve_fitting_timeout, o.curve_fitting_max_iters) == (0, 0.5, 0.3, 0.95, 60.0, None)
+
+
+@pytest.mark.parametrize(("options", "warned"), [
+    # an option of another policy was accepted without a word (trial 34)
+    ({"aup_policy": "median", "bandit_factor": 0.1},
+     ["bandit_factor is ignored by policy 'median' (an option of 'bandit')"]),
+    ({"aup_policy": "bandit", "curve_fitting_max_iters": 20, "truncation_percentage": 0.2},
+     ["truncation_percentage is ignored by policy 'bandit' (an option of 'truncation')",
+      "curve_fitting_max_iters is ignored by policy 'bandit' (an option of 'curve_fitting')"]),
+    # fewer results than a curve needs: the policy could never act
+    ({"aup_policy": "curve_fitting", "curve_fitting_max_iters": 3},
+     ["curve_fitting_max_iters is 3: a curve is fitted to at least 5 results"]),
+    ({"aup_policy": "curve_fitting", "curve_fitting_max_iters": 5}, []),
+    ({"aup_policy": "bandit", "bandit_factor": 0.1, "warmup": 2, "min_peers": 3}, []),
+])
+def test_settings_that_cannot_act_are_warned(options, warned):
+    found = early_stop_warnings({"aup_policy_steps": 1, **options})
+    assert len(found) == len(warned)
+    for text, expected in zip(found, warned, strict=True):
+        assert text.startswith("resource_args.early_stop.") and expected in text
 
 
 def test_wrong_option_type_through_the_cli_exit_2_nothing_runs(tmp_path: Path):

@@ -822,9 +822,10 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         problems.extend(_check_files(data, Path(base_dir),
                                      run_here=issubclass(resource_cls, CPUResourceManager)))
     if cfg is not None and cfg.resource_args.early_stop is not None:
-        from aup.early_stop import validate_early_stop
+        from aup.early_stop import early_stop_warnings, validate_early_stop
 
         problems.extend(validate_early_stop(cfg.resource_args.early_stop))
+        warnings.extend(early_stop_warnings(cfg.resource_args.early_stop))
 
     if cfg is not None:
         cfg._source = Path(source).resolve() if source is not None else None

@@ -142,6 +142,36 @@ def validate_early_stop(options: Any) -> list[Problem]:
     return _problems(options)[1]
 
 
+#: The options only one policy reads.
+POLICY_OPTIONS = {
+    "bandit": ("bandit_factor",),
+    "truncation": ("truncation_percentage",),
+    "curve_fitting": ("curve_fitting_threshold", "curve_fitting_max_iters",
+                      "curve_fitting_timeout"),
+}
+
+
+def early_stop_warnings(options: Any) -> list[str]:
+    """Warnings for a valid ``resource_args.early_stop`` whose settings cannot act: an option
+    of another policy (``bandit_factor`` with ``median``: ignored, as 2.0 ignored it), and
+    ``curve_fitting_max_iters`` below :data:`MIN_CURVE_POINTS` (no curve is ever fitted, so
+    no job is ever stopped). Empty for an invalid block (its problems say enough)."""
+    parsed, problems = _problems(options)
+    if parsed is None or problems:
+        return []
+    base = "resource_args.early_stop"
+    out = [f"{base}.{key} is ignored by policy '{parsed.aup_policy}' (an option of "
+           f"'{policy}')"
+           for policy, keys in POLICY_OPTIONS.items() if policy != parsed.aup_policy
+           for key in keys if key in options]
+    if (parsed.aup_policy == "curve_fitting" and parsed.curve_fitting_max_iters is not None
+            and parsed.curve_fitting_max_iters < MIN_CURVE_POINTS):
+        out.append(f"{base}.curve_fitting_max_iters is {parsed.curve_fitting_max_iters}: a curve "
+                   f"is fitted to at least {MIN_CURVE_POINTS} results, so this policy never "
+                   "stops a job; report more results, or use another policy")
+    return out
+
+
 def parse_early_stop(options: Any) -> EarlyStopOptions:
     """Validate ``resource_args.early_stop`` and return its options.
 
