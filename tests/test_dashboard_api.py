@@ -110,11 +110,30 @@ def test_job_detail_and_log(client):
     jobs = client.get("/api/experiments/1/jobs", params={"status": "FAILED"}).json()["items"]
     jid = jobs[0]["jid"]
     j = client.get(f"/api/experiments/1/jobs/{jid}").json()
-    assert j["attempts"][0]["exit_code"] == 3
+    assert j["attempts"][0]["exit_code"] == 3 and j["is_rerun"] is False
     log = client.get(f"/api/experiments/1/jobs/{jid}/log").json()
     assert log["source"] == "file" and "boom: x=4" in log["text"]
     tail = client.get(f"/api/experiments/1/jobs/{jid}/log", params={"max_bytes": 5}).json()
     assert tail["truncated"] and len(tail["text"]) == 5
+
+
+def test_the_save_model_rerun_says_so_in_its_detail(tmp_path):
+    """The re-run is left out of the job table; its detail looked like an ordinary job's,
+    with the best job's bracket and rung (trial 34)."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    eid = store.create_experiment(user="u", name="e", config={}, proposer="random",
+                                  target="min", n_total=1, config_path=None, workingdir=None)
+    rid = store.resource_id("cpu", "cpu:0")
+    best, _ = store.start_job(eid=eid, job_config={"x": 1}, proposal={"id": 0}, rid=rid,
+                              output_dir=None, proposer_state=None)
+    rerun, _ = store.start_job(eid=eid, job_config={"x": 1}, proposal={"id": 0}, rid=rid,
+                               output_dir=None, proposer_state=None, is_rerun=True)
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+        assert [r["jid"] for r in c.get(f"/api/experiments/{eid}/jobs").json()["items"]] == [
+            best]
+        assert c.get(f"/api/experiments/{eid}/jobs/{rerun}").json()["is_rerun"] is True
+        assert c.get(f"/api/experiments/{eid}/jobs/{best}").json()["is_rerun"] is False
+    store.close()
 
 
 @pytest.mark.parametrize("path,code", [

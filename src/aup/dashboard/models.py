@@ -169,6 +169,8 @@ class JobDetail(BaseModel):
     n_intermediate: int
     extras: list[Extra]
     attempts: list[Attempt]
+    is_rerun: bool = Field(default=False, description="the save_model re-run of the best job "
+                           "(not in the job table; its bracket and rung are the best job's)")
 
 
 class LogTail(BaseModel):

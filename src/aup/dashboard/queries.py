@@ -352,6 +352,7 @@ class DashboardQueries:
             "end_time": jm["end_time"], "n_attempts": jm["n_attempts"],
             "fail_reason": jm["fail_reason"], "budget": jm["budget"], "bracket": jm["bracket"],
             "rung": jm["rung"], "n_intermediate": int(n_inter or 0),
+            "is_rerun": bool(jm["is_rerun"]),
             "extras": [{"label": labels[o - 1] if 0 < o <= len(labels) else f"value{o}",
                         "value": _num(v)} for o, v in extras],
             "attempts": [{k: at[k] for k in ("num", "status", "start_time", "end_time",
