@@ -409,3 +409,27 @@ def test_check_shows_the_planned_jobs_and_the_n_samples_warning(tmp_path: Path):
     assert "hyperband runs 22 jobs (its schedule or grid size), not n_samples=50" in r.stderr
     assert "1 warning(s) above" in r.stdout
     assert not (tmp_path / ".aup").exists()
+
+
+def test_a_best_job_below_the_largest_budget_says_so(tmp_path: Path):
+    """With ignore_fail and every largest-budget job failed, the best job came from a smaller
+    budget and nothing said so (trial 34)."""
+    write_script(tmp_path, "t.py", (
+        "import json, sys\n"
+        "cfg = json.load(open(sys.argv[-1]))\n"
+        "if cfg['n_iterations'] >= 3:\n"
+        "    sys.exit(4)\n"
+        "print('#Auptimizer:', cfg['x'])\n"))
+    exp = write_experiment(tmp_path, script="t.py", proposer="hyperband", max_iter=3, eta=3,
+                           target="min", job_failure={"ignore_fail": True},
+                           parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    run = run_cli("run", exp.name, "-q", cwd=tmp_path)
+    note = "(at budget 1: no job finished at the largest budget 3, so this score is"
+    assert run.returncode == 0 and note in " ".join(run.stdout.split()), run.stdout + run.stderr
+    best = run_cli("best", "1", cwd=tmp_path)
+    assert best.returncode == 0 and note in " ".join(best.stdout.split()), best.stdout
+    # a best job at the largest budget gets no note
+    write_script(tmp_path, "t.py", (
+        "import json, sys\nprint('#Auptimizer:', json.load(open(sys.argv[-1]))['x'])\n"))
+    run = run_cli("run", exp.name, "-q", cwd=tmp_path)
+    assert run.returncode == 0 and "no job finished at the largest" not in run.stdout

@@ -270,7 +270,10 @@ def _print_summary(console, exp, result) -> int:
     if result.best is not None:
         best = result.best
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in _shown_params(best).items())
-        console.print(f"best job {best['jid']}: score {best['score']:.6g} ({params})")
+        from aup.store.store import below_largest_budget
+
+        console.print(f"best job {best['jid']}: score {best['score']:.6g} ({params})"
+                      f"{below_largest_budget(exp.store, best)}")
     else:
         console.print("no best result: no job finished")
     saved = getattr(exp, "saved_model", None)
@@ -584,8 +587,10 @@ def cmd_best(args) -> int:
     if best is None:
         console.print(f"experiment {row['eid']} has no finished job")
         return EXIT_FAILED
+    from aup.store.store import below_largest_budget
+
     console.print(f"experiment {row['eid']} ({row['name']}): best job {best['jid']}, score "
-                  f"{best['score']!r}")
+                  f"{best['score']!r}{below_largest_budget(store, best)}")
     for k, v in _shown_params(best).items():
         console.print(f"  {k} = {_fmt(v, exact=True)}")
     return EXIT_OK

@@ -935,6 +935,29 @@ class Store:
             row = c.execute(q).first()
         return _job_dict(row) if row is not None else None
 
+    @_reconnecting
+    def largest_budget_run(self, eid: int) -> float | None:
+        """The largest budget any job of ``eid`` ran at (failed ones too), or None without
+        budgets: with it a best job at a smaller budget can be told apart (every job at the
+        largest budget failed)."""
+        j = s.job
+        with self.engine.connect() as c:
+            value = c.execute(select(func.max(j.c.budget)).where(
+                j.c.eid == eid, j.c.is_rerun.is_(False))).scalar()
+        return None if value is None else float(value)
+
+
+def below_largest_budget(store: Store, best: dict[str, Any] | None) -> str:
+    """``""``, or a note when ``best`` ran at a smaller budget than the experiment's largest
+    (every job at the largest budget failed or was stopped: its score is a low-fidelity one)."""
+    if best is None or best.get("budget") is None:
+        return ""
+    top = store.largest_budget_run(int(best["eid"]))
+    if top is None or float(best["budget"]) >= top:
+        return ""
+    return (f" (at budget {float(best['budget']):g}: no job finished at the largest budget "
+            f"{top:g}, so this score is a smaller-budget one)")
+
 
 def largest_budget(eids: Iterable[int] | None = None) -> tuple[Any, Any, Any]:
     """The rule of :meth:`Store.best_job` in SQL: the best job is a finished, scored, non-re-run
