@@ -136,6 +136,28 @@ def test_the_save_model_rerun_says_so_in_its_detail(tmp_path):
     store.close()
 
 
+def test_the_parallel_chart_shows_the_budget_of_multi_fidelity_jobs(tmp_path):
+    """Hyperband scores at budgets 1 and 3 were drawn together with nothing telling them
+    apart (trial 34): the budget is now the last dimension."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    cfg = {"parameter_config": [{"name": "x", "type": "float", "range": [0, 1]}]}
+    eid = store.create_experiment(user="u", name="e", config=cfg, proposer="hyperband",
+                                  target="min", n_total=2, config_path=None, workingdir=None)
+    rid = store.resource_id("cpu", "cpu:0")
+    for x, budget in ((0.1, 1.0), (0.2, 3.0)):
+        jid, jaid = store.start_job(eid=eid, job_config={"x": x, "n_iterations": budget},
+                                    proposal={"id": 0}, rid=rid, output_dir=None,
+                                    proposer_state=None, budget=budget)
+        store.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="SUCCEEDED",
+                          exit_code=0, fail_reason=None, detail="", output_tail="",
+                          job_status="FINISHED", score=x)
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+        dims = c.get(f"/api/experiments/{eid}/parallel").json()["dimensions"]
+    store.close()
+    assert [d["name"] for d in dims] == ["x", "budget"]
+    assert dims[1]["values"] == [1.0, 3.0]
+
+
 @pytest.mark.parametrize("path,code", [
     ("/api/experiments/999", 404), ("/api/experiments/0", 422), ("/api/experiments/abc", 422),
     ("/api/experiments/999/jobs", 404), ("/api/experiments/1/jobs/99999", 404),

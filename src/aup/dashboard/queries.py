@@ -509,7 +509,7 @@ class DashboardQueries:
         Returns:
             ``{"target", "n_finished", "n_shown", "dimensions": [{"name", "type", "values",
             "choices"}], "score": [...], "jid": [...]}``. Choice values are given as indices
-            into ``choices``.
+            into ``choices``. With budgets (hyperband, bohb) the last dimension is ``budget``.
 
         Raises:
             NotFound: no experiment ``eid``.
@@ -536,7 +536,7 @@ class DashboardQueries:
                 bucket = (j.c.jid - lo).self_group().op("/")(width)  # integer division
                 sample = select(func.min(j.c.jid)).where(*where).group_by(bucket)
                 jids = sorted(set(jids) | {int(x) for x in c.execute(sample).scalars()})
-            rows = sorted(c.execute(select(j.c.jid, j.c.score, j.c.job_config)
+            rows = sorted(c.execute(select(j.c.jid, j.c.score, j.c.job_config, j.c.budget)
                                     .where(j.c.jid.in_(jids))).all(),
                           key=lambda r: r.jid) if jids else []
         params = exp["parameters"]
@@ -556,6 +556,10 @@ class DashboardQueries:
                 dims.append({"name": name, "type": p.get("type"), "log": bool(p.get("log")),
                              "values": [_num(v) if isinstance(v, int | float) else None
                                         for v in vals], "choices": None})
+        if any(r.budget is not None for r in rows):
+            # hyperband/bohb: scores at different budgets are not comparable; show which is which
+            dims.append({"name": "budget", "type": "float", "log": False,
+                         "values": [_num(r.budget) for r in rows], "choices": None})
         return {"eid": eid, "target": target, "n_finished": total, "n_shown": len(rows),
                 "dimensions": dims, "score": [_num(r.score) for r in rows],
                 "jid": [int(r.jid) for r in rows]}
