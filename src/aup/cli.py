@@ -260,6 +260,18 @@ class StopSignals:
             signal.signal(signal.SIGTERM, self._old[1])
 
 
+def _below_largest_budget(store, best: dict[str, Any] | None) -> str:
+    """``""``, or a note when ``best`` ran at a smaller budget than the experiment's largest
+    (every job at the largest budget failed or was stopped: its score is a low-fidelity one)."""
+    if best is None or best.get("budget") is None:
+        return ""
+    top = store.largest_budget_run(int(best["eid"]))
+    if top is None or float(best["budget"]) >= top:
+        return ""
+    return (f" (at budget {float(best['budget']):g}: no job finished at the largest budget "
+            f"{top:g}, so this score is a smaller-budget one)")
+
+
 def _print_summary(console, exp, result) -> int:
     from aup.experiment import ExperimentStatus
 
@@ -270,10 +282,8 @@ def _print_summary(console, exp, result) -> int:
     if result.best is not None:
         best = result.best
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in _shown_params(best).items())
-        from aup.store.store import below_largest_budget
-
         console.print(f"best job {best['jid']}: score {best['score']:.6g} ({params})"
-                      f"{below_largest_budget(exp.store, best)}")
+                      f"{_below_largest_budget(exp.store, best)}")
     else:
         console.print("no best result: no job finished")
     saved = getattr(exp, "saved_model", None)
@@ -587,10 +597,8 @@ def cmd_best(args) -> int:
     if best is None:
         console.print(f"experiment {row['eid']} has no finished job")
         return EXIT_FAILED
-    from aup.store.store import below_largest_budget
-
     console.print(f"experiment {row['eid']} ({row['name']}): best job {best['jid']}, score "
-                  f"{best['score']!r}{below_largest_budget(store, best)}")
+                  f"{best['score']!r}{_below_largest_budget(store, best)}")
     for k, v in _shown_params(best).items():
         console.print(f"  {k} = {_fmt(v, exact=True)}")
     return EXIT_OK

@@ -947,18 +947,6 @@ class Store:
         return None if value is None else float(value)
 
 
-def below_largest_budget(store: Store, best: dict[str, Any] | None) -> str:
-    """``""``, or a note when ``best`` ran at a smaller budget than the experiment's largest
-    (every job at the largest budget failed or was stopped: its score is a low-fidelity one)."""
-    if best is None or best.get("budget") is None:
-        return ""
-    top = store.largest_budget_run(int(best["eid"]))
-    if top is None or float(best["budget"]) >= top:
-        return ""
-    return (f" (at budget {float(best['budget']):g}: no job finished at the largest budget "
-            f"{top:g}, so this score is a smaller-budget one)")
-
-
 def largest_budget(eids: Iterable[int] | None = None) -> tuple[Any, Any, Any]:
     """The rule of :meth:`Store.best_job` in SQL: the best job is a finished, scored, non-re-run
     job at the largest budget its experiment has among such jobs (no budget counts as 0).
