@@ -502,6 +502,31 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path, view: list[str])
     assert "Traceback" not in err and "Error" not in err, err
 
 
+@pytest.mark.parametrize("view", [["show", "1"], ["export", "1"], ["show", "--json", "1"]])
+def test_a_large_view_into_a_pipe_whose_reader_left_ends_141(tmp_path: Path, view) -> None:
+    """'aup show 1 | head -2' on a big table ended 0 (trial 33): CPython's buffered stdout
+    reported the 64 KiB the pipe took of one large write as done, dropping the rest silently."""
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", n_samples=2, parameter_config=X)
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+    con = sqlite3.connect(tmp_path / ".aup" / "sqlite3.db")
+    for _ in range(12):  # 2 -> 8192 jobs: about 700 KB of table, far more than a pipe holds
+        con.execute("INSERT INTO job (score, eid, start_time, end_time, status, job_config, "
+                    "proposal, n_attempts, is_rerun) SELECT score, eid, start_time, end_time, "
+                    "status, job_config, proposal, n_attempts, is_rerun FROM job")
+    con.commit()
+    con.close()
+    proc = subprocess.Popen([sys.executable, "-m", "aup", *view], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.read(100)  # the reader takes a little...
+    proc.stdout.close()  # ... and goes away while aup still writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err
+    full = run_cli(*view, cwd=tmp_path)  # into a reader that stays, everything arrives
+    assert full.returncode == 0 and len(full.stdout) > 300_000
+
+
 def test_resume_names_the_recorded_copy_when_it_no_longer_validates(tmp_path: Path) -> None:
     # After the script moved, resume named experiment.json as if that file were the problem.
     write_script(tmp_path, "quad.py", QUADRATIC)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aup.commands.args import DB_HELP
+from aup.commands.output import WholeWriter, write_stdout
 from aup.errors import AupError, ConfigError, StoreError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
@@ -79,6 +80,8 @@ def _console(stderr: bool = False, plain_ok: bool = False):
     console.on_broken_pipe = _raise_broken_pipe
     if not console.is_terminal:
         console.width = 200  # pipes and files: do not squeeze tables to 80 columns
+        if not stderr and WholeWriter.usable(sys.stdout):
+            console.file = WholeWriter(sys.stdout)
     return console
 
 
@@ -500,8 +503,8 @@ def cmd_list(args) -> int:
     if args.json:
         # the proposer's saved state (a random generator's 625 numbers...) is internal (the
         # experiment table of the database keeps it)
-        print(json.dumps([{k: v for k, v in r.items() if k != "proposer_state"} for r in rows],
-                         default=str))
+        listed = [{k: v for k, v in r.items() if k != "proposer_state"} for r in rows]
+        write_stdout(json.dumps(listed, default=str) + "\n")
         return EXIT_OK
     # "done/planned": jobs that ended for good (finished, early-stopped or failed) against the
     # planned number; the run summary's "jobs N" counts the jobs started instead
@@ -532,7 +535,7 @@ def cmd_show(args) -> int:
     jobs = store.jobs(int(row["eid"]))
     attempts = store.last_attempts(int(row["eid"]))
     if args.json:
-        print(json.dumps(jobs, default=str))
+        write_stdout(json.dumps(jobs, default=str) + "\n")
         return EXIT_OK
     console = _console()
     console.print(f"experiment {row['eid']} ({row['name']}): {row['status']}, target "
@@ -566,7 +569,7 @@ def _show_attempts(store, row, as_json: bool) -> int:
 
     rows = store.experiment_attempts(int(row["eid"]))
     if as_json:
-        print(json.dumps(rows, default=str))
+        write_stdout(json.dumps(rows, default=str) + "\n")
         return EXIT_OK
     table = Table("job", "attempt", "status", "exit", "reason", "detail", "seconds", "output")
     for a in rows:
@@ -591,7 +594,7 @@ def cmd_best(args) -> int:
     row = find_experiment(store, args.experiment)
     best = store.best_job(int(row["eid"]), row["target"] == "max")
     if args.json:
-        print(json.dumps(best, default=str))
+        write_stdout(json.dumps(best, default=str) + "\n")
         return EXIT_OK if best else EXIT_FAILED
     console = _console()
     if best is None:

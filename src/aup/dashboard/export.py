@@ -156,7 +156,9 @@ def cmd_export(args: Any) -> int:
         write_out(out, lambda path: path.write_text(text, encoding="utf-8"))
         print(f"wrote {out} ({fmt})", file=sys.stderr)
     else:
-        sys.stdout.write(text)
+        from aup.commands.output import write_stdout
+
+        write_stdout(text)  # a reader that went away (| head) is noticed: exit 141
     return 0
 
 
