@@ -672,7 +672,6 @@ def render(data: dict[str, Any]) -> str:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.aup-tmp")
     tmp.write_text(render(data), encoding="utf-8")
     os.replace(tmp, path)

@@ -696,7 +696,7 @@ def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[d
             break
     # A label takes its own name unless any column has it (fixed, a parameter, a job-config
     # key such as n_iterations, or a renamed param.<name>): then result.<name>.
-    taken = {*EXPORT_COLUMNS, *(param_column(p) for p in params), *params}
+    taken = {*EXPORT_COLUMNS, *(param_column(p) for p in params)}
     for r in rows:
         taken.update(r)
     label_columns: dict[str, str] = {}
