@@ -87,6 +87,41 @@ def test_ctrl_c_stops_jobs_and_resume_continues(tmp_path: Path):
     assert len(jobs(tmp_path)) == 4
 
 
+# Waits for the file "go", then fails: every attempt after the gate opens is a failure.
+GATED_FAIL = """
+import json, os, sys, time
+cfg = json.load(open(sys.argv[-1]))
+open(f"pids/{cfg['job_id']}.{os.environ['AUP_ATTEMPT']}.pid", "w").write(str(os.getpid()))
+while not os.path.exists("go"):
+    time.sleep(0.02)
+sys.exit(3)
+"""
+
+
+def test_an_interrupted_attempt_does_not_use_up_a_retry(tmp_path: Path):
+    """Trial 35: an attempt STOPPED by Ctrl-C (or LOST to a crash) counted against
+    job_retries, so after the resume the job failed once and was not retried."""
+    exp = setup(tmp_path, GATED_FAIL, n_parallel=1,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1]}],
+                job_failure={"job_retries": 1, "ignore_fail": True},
+                resource_args={"kill_grace": 1})
+    proc = start_cli(str(exp), cwd=tmp_path)
+    try:
+        _wait_for_jobs(tmp_path, 1)
+        proc.send_signal(signal.SIGINT)
+        rc, out, err = finish(proc, tmp_path, timeout=30)
+    finally:
+        _cleanup(tmp_path)
+    assert rc == 130, out + err
+    (tmp_path / "go").touch()
+    res = run_cli("resume", "1", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr  # no job finished
+    assert "retrying (1/1)" in res.stderr, res.stderr
+    # the failed attempt after the resume is retried once, as job_retries 1 says
+    assert [a["status"] for a in attempts(tmp_path, 1)] == ["STOPPED", "FAILED", "FAILED"]
+    assert [j["status"] for j in jobs(tmp_path)] == ["FAILED"]
+
+
 TERM_TIME = """
 import json, os, signal, sys, time
 def on_term(signum, frame):

@@ -118,7 +118,10 @@ class _Job:
     jid: int
     proposal: Proposal
     job_config: dict[str, Any]
-    attempts: int = 0  # attempts started so far
+    attempts: int = 0  # attempts started so far (the next attempt's number)
+    #: Attempts that FAILED; only these count against ``job_retries`` (an attempt that was
+    #: STOPPED or LOST to an interruption is not the job's failure).
+    failures: int = 0
     bad_slots: set[str] = field(default_factory=set)
 
 
@@ -300,10 +303,14 @@ class Experiment:
             claim.release()
             raise
         exp._claim = claim
-        for j in store.jobs(eid, status=(JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)):
-            if j["status"] in (JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value):
-                exp.rerun_queue.append(_Job(j["jid"], Proposal.from_dict(j["proposal"]),
-                                            j["job_config"], attempts=int(j["n_attempts"])))
+        unfinished = [j for j in store.jobs(
+            eid, status=(JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value))
+            if j["status"] in (JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)]
+        failures = store.failed_attempt_counts(eid) if unfinished else {}
+        for j in unfinished:
+            exp.rerun_queue.append(_Job(j["jid"], Proposal.from_dict(j["proposal"]),
+                                        j["job_config"], attempts=int(j["n_attempts"]),
+                                        failures=failures.get(j["jid"], 0)))
         if exp.early_stop is not None:
             # Peers of the early-stopping policy survive the restart.
             exp._histories.update(store.histories(
@@ -654,12 +661,13 @@ class Experiment:
                        f"{o.detail}")
             broken = self._count_start_failure(r.slot.id, o.reason is FailReason.START_FAILED)
             error_msg = summary + ("\n--- output tail ---\n" + o.tail if o.tail else "")
-            if (job.attempts <= retries and not self.failed and not broken
+            job.failures += 1
+            if (job.failures <= retries and not self.failed and not broken
                     and not self._stop_event.is_set()):
                 job_status = None
                 job.bad_slots.add(r.slot.id)
                 self.retry_queue.append(job)
-                log.warning("%s; retrying (%d/%d)", summary, job.attempts, retries)
+                log.warning("%s; retrying (%d/%d)", summary, job.failures, retries)
             else:
                 ignore = self.config.job_failure.ignore_fail
                 # A job that never ran (START_FAILED: its config could not be written...) stops

@@ -827,6 +827,16 @@ class Store:
         return [dict(r._mapping) for r in rows]
 
     @_reconnecting
+    def failed_attempt_counts(self, eid: int) -> dict[int, int]:
+        """Number of FAILED attempts of each job of ``eid`` that has any, by jid (what counts
+        against ``job_retries``; STOPPED and LOST attempts do not)."""
+        a, j = s.job_attempt, s.job
+        q = (select(a.c.jid, func.count()).join(j, j.c.jid == a.c.jid)
+             .where(j.c.eid == eid, a.c.status == "FAILED").group_by(a.c.jid))
+        with self.engine.connect() as c:
+            return {int(jid): int(n) for jid, n in c.execute(q).all()}
+
+    @_reconnecting
     def last_attempts(self, eid: int) -> dict[int, dict[str, Any]]:
         """The latest attempt of every job of ``eid``, by jid."""
         a, j = s.job_attempt, s.job
