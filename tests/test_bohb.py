@@ -4,6 +4,7 @@ failures, resume, bad input and real CLI runs in both directions."""
 from __future__ import annotations
 
 import json
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -81,6 +82,22 @@ def test_model_beats_random_sampling():
     model = np.mean([later_rung0(0.0, s) for s in range(3)])
     rand = np.mean([later_rung0(1.0, s) for s in range(3)])
     assert model < 0.7 * rand, (model, rand)
+
+
+@pytest.mark.parametrize("space", [
+    SearchSpace((IntParam("a", 1, 4), IntParam("b", 1, 4))),
+    SearchSpace((ChoiceParam("p", (1, 2, 3)), ChoiceParam("q", ("u", "v", "w")),
+                 ChoiceParam("r", (True, False, None)))),
+], ids=["ints-16", "choices-27"])
+def test_model_configurations_differ_within_a_rung(space: SearchSpace):
+    """Trial 35: the model's samples ignored the rung's configurations, so on a small discrete
+    space one rung ran the same configuration up to 9 times (and promoted its copies)."""
+    p = BOHBProposer(space, BOHBOptions(min_budget=1, max_budget=9, n_iterations=6,
+                                        random_fraction=0.0, random_seed=0))
+    props = drain(p, lambda q: zlib.crc32(q.key.encode()) % 7 / q.budget)
+    for bracket in {q.bracket for q in props}:
+        rung0 = [q.key for q in props if q.bracket == bracket and q.rung == 0]
+        assert len(set(rung0)) == len(rung0), (bracket, Counter(rung0).most_common(2))
 
 
 def test_model_uses_the_largest_budget_with_enough_points():

@@ -239,8 +239,13 @@ class BOHBProposer(Proposer):
             else:
                 cand[:, j] = _truncated_normal(self.rng, centers[:, j],
                                                max(bw * o.bandwidth_factor, o.min_bandwidth))
-        best = cand[int(np.argmax(model.ratio(cand)))]
-        return self._decode(best)
+        # The best ratio l(x)/g(x) among the candidates that are not in this rung already
+        # (decoding snaps choices and integers, so two candidates can be one configuration).
+        for i in np.argsort(-model.ratio(cand), kind="stable"):
+            params = self._decode(cand[i])
+            if config_key(params) not in taken:
+                return params
+        return self._random(taken)
 
     # -- the proposer interface ----------------------------------------------------------------
     def _propose(self, proposal_id: int) -> Proposal | None:
