@@ -19,10 +19,11 @@ scikit-learn and scipy:
 3. **Encoding.** Floats use the unit interval (log-warped with ``"log": true``); integers are
    rounded to the centre of their slice of the unit interval before the GP sees them;
    choices are one-hot. Constants are passed through untouched.
-4. **Pending jobs** (``n_parallel > 1``) and **failed jobs** enter the GP as fantasies at the
-   posterior mean ("kriging believer"): the variance there collapses, expected improvement
-   vanishes, so parallel proposals differ and a failing configuration is not proposed again.
-   Failed jobs never contribute a loss to the model. A configuration already observed is not
+4. **Pending jobs** (``n_parallel > 1``) enter the GP as fantasies at the posterior mean
+   ("kriging believer"): the variance there collapses, expected improvement vanishes, so
+   parallel proposals differ. **Failed jobs** enter as pessimistic fantasies at the worst
+   (standardized) loss observed, so the search leaves a failing region rather than probing
+   beside each failure; what a failed job printed never reaches the model. A configuration already observed is not
    proposed again either (unless nothing else is left): the noise term keeps some expected
    improvement at observed corners and integer points, and a second run there is a wasted job.
 5. **Acquisition.** log expected improvement (numerically stable, see
@@ -285,11 +286,16 @@ class SpearmintProposer(Proposer):
             self.fit_n = n
         else:  # hyperparameters of the last fit, conditioned on the new data
             model = gpm.MaternGP(np.asarray(self.theta)).condition(x, ys)
-        fantasies = [p.params for p in self.pending.values()] + self.failures[-_MAX_FAILED:]
+        pending = [p.params for p in self.pending.values()]
+        failed = self.failures[-_MAX_FAILED:]
         yf = np.zeros(0)
-        if fantasies:
-            xf = np.array([self.enc.encode(p) for p in fantasies])
-            yf = model.predict(xf)[0]
+        if pending or failed:
+            xf = np.array([self.enc.encode(p) for p in pending + failed])
+            # Pending jobs at the posterior mean (kriging believer); failed ones at the worst
+            # loss seen (a pessimistic fantasy), which steers the search out of the failing
+            # region instead of next to the failure.
+            yf = np.concatenate([model.predict(xf[: len(pending)])[0] if pending else [],
+                                 np.full(len(failed), float(ys.max()))])
             model = gpm.MaternGP(model.theta).condition(np.vstack([x, xf]),
                                                         np.concatenate([ys, yf]))
         best = float(ys.min())
