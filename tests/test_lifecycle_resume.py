@@ -221,6 +221,10 @@ def test_kill_9_then_resume_continues_like_an_uninterrupted_run(tmp_path: Path, 
         assert all(alive(p) for p in orphans)  # the dead scheduler's jobs still run
         stop = run_cli("stop", "1", cwd=run_dir)  # nobody would honour a stop request
         assert stop.returncode == 0 and "crashed" in stop.stdout, stop.stdout
+        # list and show say it too, with the command that continues it (trial 35)
+        for view in (("list",), ("show", "1")):
+            shown = run_cli(*view, cwd=run_dir, env={"COLUMNS": "200"}).stdout
+            assert "crashed" in shown and "continue it with: aup resume 1" in shown, shown
         if proposer == "random":  # 'aup repair' first (marks LOST) must change nothing below
             repair = run_cli("repair", cwd=run_dir)
             assert repair.returncode == 0 and "STOPPED" in repair.stdout, repair.stdout

@@ -476,10 +476,9 @@ def cmd_stop(args) -> int:
         _console().print(f"experiment {row['eid']} is {row['status']}, not running: nothing "
                          f"to stop{_namesakes(store, args.experiment, row, 'stop')}")
         return EXIT_OK
-    from aup.experiment import crashed_fix, crashed_text, scheduler_gone
-
-    if scheduler_gone(row):
-        _console().print(f"{crashed_text(row)}; continue it with: {crashed_fix(row, store)}")
+    note = _crash_note(row, store)
+    if note:
+        _console().print(note)
         return EXIT_OK
     store.request_stop(int(row["eid"]))
     _console().print(f"stop requested for experiment {row['eid']}")
@@ -510,16 +509,35 @@ def cmd_list(args) -> int:
     # planned number; the run summary's "jobs N" counts the jobs started instead
     table = Table("id", "name", "status", "proposer", "target", "done/planned", "failed",
                   "best", "started", "ended")
+    notes = []
     for r in rows:
+        note = _crash_note(r, store)
+        if note:
+            notes.append(note)
         total = r["n_total"]
         done = r["n_finished"] + r["n_early_stopped"] + r["n_failed"]
         jobs = f"{done}/{total if total is not None else '?'}"
         best = "-" if r["best_score"] is None else f"{r['best_score']:.6g}"
-        table.add_row(str(r["eid"]), r["name"], r["status"], r["proposer"] or "-",
+        status = f"{r['status']} (crashed)" if note else r["status"]
+        table.add_row(str(r["eid"]), r["name"], status, r["proposer"] or "-",
                       r["target"] or "-", jobs, str(r["n_failed"]), best,
                       _time(r["start_time"]), _time(r["end_time"]))
     _console().print(table)
+    for note in notes:
+        _console().print(note)
     return EXIT_OK
+
+
+def _crash_note(row: dict[str, Any], store: Any) -> str | None:
+    """For an experiment marked RUNNING whose ``aup run`` process is gone (a kill -9, a
+    reboot), the line that says so and names the command that continues it; else None."""
+    if row["status"] != "RUNNING":
+        return None
+    from aup.experiment import crashed_fix, crashed_text, scheduler_gone
+
+    if not scheduler_gone(row):
+        return None
+    return f"{crashed_text(row)}; continue it with: {crashed_fix(row, store)}"
 
 
 def cmd_show(args) -> int:
@@ -540,6 +558,9 @@ def cmd_show(args) -> int:
     console = _console()
     console.print(f"experiment {row['eid']} ({row['name']}): {row['status']}, target "
                   f"{row['target']}, proposer {row['proposer'] or '-'}")
+    note = _crash_note(row, store)
+    if note:
+        console.print(note)
     table = Table("job", "status", "score", "attempts", "parameters", "reason")
     for j in jobs:
         a = attempts.get(j["jid"]) or {}
