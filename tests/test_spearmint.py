@@ -213,6 +213,20 @@ def test_a_failing_region_is_left(seed: int, with_int: bool) -> None:
     assert best < -0.47, best  # and it still closes in on the edge of the failing region
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_once_every_value_has_a_result_the_best_is_repeated(seed: int) -> None:
+    """Trial 35: with every value of the space tried, the next proposals were random Sobol
+    points (the worse values again); they are the model's favourite, next to the best."""
+    proposer = make(SearchSpace((IntParam("k", -1, 1),)), n=8, seed=seed)
+    values = []
+    while not proposer.finished:
+        p = proposer.ask()
+        values.append(p.params["k"])
+        proposer.tell(p, float(p.params["k"] ** 2))
+    assert sorted(values[:3]) == [-1, 0, 1]
+    assert values[3:] == [0] * 5, values
+
+
 @pytest.mark.parametrize("n_parallel", [1, 3])
 def test_an_observed_configuration_is_not_proposed_again(n_parallel: int) -> None:
     # 14 points, 14 jobs: a deterministic job gains nothing from the same point twice (the

@@ -208,12 +208,13 @@ class SpearmintProposer(Proposer):
     def _propose(self, proposal_id: int) -> Proposal | None:
         # Never a running configuration; never again one that failed or was already observed
         # (a corner or an integer point the acquisition favours again), unless nothing else.
-        running = (self._pending_keys() | {config_key(f) for f in self.failures}
-                   | self._observed_keys)
+        avoid = self._pending_keys() | {config_key(f) for f in self.failures}
+        running = avoid | self._observed_keys
         if self.enc.n_params == 0:
             return Proposal(proposal_id, self.enc.decode(np.zeros(0)))
         use_model = (self.options.engine != "RandomChooser" and proposal_id >= self.n_initial
                      and len(self.observations) >= 2)
+        favourite: dict[str, Any] | None = None
         if use_model:
             try:
                 # One BLAS thread: the matrices are small, and OpenBLAS's threads made the
@@ -222,12 +223,20 @@ class SpearmintProposer(Proposer):
                     candidates = self._model_candidates()
                 for u in candidates:
                     params = self.enc.decode(u)
-                    if Proposal(proposal_id, params).key not in running:
+                    key = Proposal(proposal_id, params).key
+                    if key not in running:
                         return Proposal(proposal_id, params)
+                    if favourite is None and key not in avoid:
+                        favourite = params
             except (np.linalg.LinAlgError, ValueError) as err:  # pragma: no cover - defensive
                 log.warning("spearmint: the GP could not be fitted (%s); proposing a Sobol "
                             "point instead", err)
-        return self._sobol_proposal(proposal_id, running)
+        sobol = self._sobol_proposal(proposal_id, running)
+        if favourite is not None and sobol.key in running:
+            # Every configuration tried has a result already (a small discrete space): the
+            # model's favourite again rather than a random one.
+            return Proposal(proposal_id, favourite)
+        return sobol
 
     def _blas_controller(self) -> Any:
         """threadpoolctl's controller, built once (building it scans the loaded libraries)."""
