@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import QUADRATIC, run_cli
 from lifecycle_helpers import (
     alive,
     attempts,
+    db_path,
     experiment,
     finish,
     jobs,
@@ -567,3 +570,25 @@ def test_resume_by_a_shared_name_names_the_other_experiments(tmp_path: Path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_new_run_of_a_crashed_experiment_names_the_resume(tmp_path: Path):
+    """Trial 35: after a crash, 'aup run' of the same file silently started a second
+    experiment of that name, leaving the first RUNNING; it now says which one crashed and how
+    to continue it, and 'aup list' marks it."""
+    exp = setup(tmp_path, QUADRATIC, proposer="random", n_samples=2,
+                parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    assert run_cli(str(exp), cwd=tmp_path).returncode == 0
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    con = sqlite3.connect(db_path(tmp_path))
+    with con:  # as a kill -9 of the scheduler leaves it
+        con.execute("UPDATE experiment SET status = 'RUNNING', end_time = NULL, pid = ?",
+                    (dead.pid,))
+    con.close()
+    listed = run_cli("list", cwd=tmp_path, env={"COLUMNS": "200"}).stdout
+    assert "RUNNING (crashed)" in listed and "continue it with: aup resume 1" in listed, listed
+    again = run_cli(str(exp), cwd=tmp_path, env={"COLUMNS": "200"})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "another experiment named 'experiment'" in again.stderr, again.stderr
+    assert "aup resume 1" in again.stderr and "new experiment 2" in again.stderr, again.stderr

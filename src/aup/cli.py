@@ -405,7 +405,19 @@ def cmd_run(args) -> int:
         console.print(f"experiment {exp.eid} ({config.experiment_name}) started: proposer "
                       f"{config.proposer}, resource {config.resource}, n_parallel "
                       f"{config.n_parallel}, database {store._safe_url()}")
+        if not created:
+            _warn_crashed_namesakes(store, config.experiment_name, exp.eid)
         return _run_loop(exp, args, console, signals)
+
+
+def _warn_crashed_namesakes(store: Any, name: str, eid: int) -> None:
+    """Warn about crashed experiments named ``name`` (other than ``eid``, just started): the
+    user may have meant to continue one of them rather than start anew."""
+    for row in store.find_experiments(name):
+        note = _crash_note(row, store) if row["eid"] != eid else None
+        if note:
+            log.warning("another experiment named %r: %s (this run is the new experiment %d)",
+                        name, note, eid)
 
 
 def _open(args, read_only: bool = False):
