@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli, write_experiment, write_script
 
 from aup.client import BasicConfig, aup_args, aup_flags, aup_save_model, print_result
 
@@ -184,8 +186,46 @@ def test_aup_flags_applies_the_config(tmp_path: Path) -> None:
     def main():
         return flags.lr
 
-    assert main(["prog", str(tmp_path / "job.json")]) == 0.01
+    out = io.StringIO()
+    with contextlib.redirect_stderr(out):
+        assert main(["prog", str(tmp_path / "job.json")]) is None  # absl exits with it
     assert flags.lr == 0.01 and flags.steps == 5
+    assert out.getvalue().strip() == "#Auptimizer:0.01"
+
+
+ABSL_JOB = """
+from absl import app, flags
+import aup
+
+FLAGS = flags.FLAGS
+flags.DEFINE_float("lr", 0.1, "learning rate")
+flags.DEFINE_integer("layers", 1, "layers")
+
+
+@aup.aup_flags(FLAGS)
+def main(argv):
+    return FLAGS.lr * FLAGS.layers
+
+
+if __name__ == "__main__":
+    app.run(main)
+"""
+
+
+def test_aup_flags_job_under_absl_app_run_succeeds(tmp_path: Path) -> None:
+    """Trial 36: the wrapper returned main's score, and absl's app.run exits with it
+    (sys.exit(1.5) is exit code 1), so every 2.0-style TensorFlow job failed."""
+    pytest.importorskip("absl")
+    write_script(tmp_path, "fl.py", ABSL_JOB)
+    exp = write_experiment(tmp_path, script="fl.py", proposer="sequence", target="max",
+                           parameter_config=[
+                               {"name": "lr", "type": "float", "range": [0.5, 1.5], "n": 2},
+                               {"name": "layers", "type": "int", "range": [1, 2]}])
+    res = run_cli(str(exp), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = json.loads(run_cli("show", "--json", "1", cwd=tmp_path).stdout)
+    assert sorted((r["status"], r["score"]) for r in rows) == [
+        ("FINISHED", 0.5), ("FINISHED", 1.0), ("FINISHED", 1.5), ("FINISHED", 3.0)]
 
 
 def test_client_imports_only_the_standard_library() -> None:

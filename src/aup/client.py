@@ -305,13 +305,15 @@ def aup_flags(flags: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
     The job config (``argv[-1]``) is applied to ``flags`` (fixing Auptimizer 2.0, which never
     applied it), then ``main`` runs and its return value is reported with :func:`print_result`.
+    The wrapper returns None: absl's ``app.run`` exits with ``main``'s return value, and a
+    score there would end the job with exit code 1 (a failed job).
     """
 
     def decorate(main: Callable[..., Any]) -> Callable[..., Any]:
         import functools
 
         @functools.wraps(main)
-        def wrapper(argv: list[str] | None = None) -> Any:
+        def wrapper(argv: list[str] | None = None) -> None:
             args = list(argv) if argv is not None else list(sys.argv)
             BasicConfig().load(_config_path_from_argv(args, main.__name__)).to_flags(flags)
             import inspect
@@ -320,7 +322,6 @@ def aup_flags(flags: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             result = main(args) if n_params else main()
             if result is not None:
                 print_result(result)
-            return result
 
         return wrapper
 
