@@ -258,6 +258,37 @@ def test_policy_stops_the_bad_job_through_the_cli(tmp_path: Path, policy):
         assert json.loads(row["exp_config"])["resource_args"]["track_intermediate_results"]
 
 
+# CURVES, plus a SIGTERM handler that prints a "result" far better than any real one.
+CURVES_WITH_HANDLER = """
+import signal, sys
+def on_term(signum, frame):
+    print("#Auptimizer: -100", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+""" + CURVES
+
+
+def test_a_result_printed_after_the_early_stop_is_not_the_score(tmp_path: Path):
+    """Trial 36: a value printed after the early stop (here by a SIGTERM handler) became the
+    job's score (-100, better than the best job), an intermediate result and a peer value."""
+    exp = setup(tmp_path, CURVES_WITH_HANDLER, target="min", n_parallel=1,
+                parameter_config=[{"name": "q", "type": "choice", "range": [0.0, -0.05, 8.0]},
+                                  {"name": "target", "type": "choice", "range": ["min"]}],
+                resource_args={"early_stop": {"aup_policy": "median", "aup_policy_steps": 5},
+                               "kill_grace": 1})
+    rc, out, err = finish(start_cli(str(exp), cwd=tmp_path), tmp_path)
+    assert rc == 0, out + err
+    bad = jobs(tmp_path)[2]
+    assert bad["status"] == "EARLY_STOPPED", out + err
+    inter = [r["score"] for r in query(
+        tmp_path, "SELECT score FROM intermediate_result WHERE jid = ? ORDER BY num",
+        (bad["jid"],))]
+    assert -100 not in inter and min(inter) > 8, inter
+    assert bad["score"] == inter[-1], (bad["score"], inter)
+    best = run_cli("best", "1", cwd=tmp_path).stdout
+    assert "-100" not in best, best
+
+
 def test_finished_histories_survive_resume(tmp_path: Path):
     from aup.experiment import Experiment
     from aup.store.store import open_store

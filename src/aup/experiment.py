@@ -23,7 +23,7 @@ import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,10 @@ class _Running:
     n_results: int = 0
     last: tuple[float, ...] | None = None
     history: list[float] = field(default_factory=list)
+    #: Set when the early-stopping policy stopped it: the values it had reported then, its
+    #: score (lines printed after the stop, e.g. by a SIGTERM handler, are ignored).
+    early_values: tuple[float, ...] | None = None
+    early_stopped: bool = False
 
 
 class Experiment:
@@ -580,6 +584,9 @@ class Experiment:
             self._on_end(r, ev)
 
     def _on_result(self, r: _Running, ev: ResultEvent) -> None:
+        if r.early_stopped:
+            log.debug("job %d: result %r after the early stop ignored", r.job.jid, ev.values)
+            return
         num = r.n_results
         r.n_results += 1
         r.last = ev.values
@@ -607,8 +614,7 @@ class Experiment:
         try:
             peers = {key[0]: x.history for key, x in self.running.items() if x is not r}
             if policy.should_stop(r.job.jid, r.history, peers, self._finished_histories()):
-                log.info("job %d: stopped early by the %s policy", r.job.jid, policy.name)
-                self.resource.stop(r.job.jid, r.attempt, StopReason.EARLY_STOP)
+                self._stop_early(r)
         except Exception as err:  # noqa: BLE001 - a policy bug must not stall the experiment
             log.warning("job %d: early stopping disabled for this job after an error in the "
                         "policy: %r", r.job.jid, err)
@@ -625,11 +631,18 @@ class Experiment:
             log.warning("early stopping: error while polling the policy: %r", err)
             return
         for jid in jids:
-            for key in self.running:
+            for key, r in self.running.items():
                 if key[0] == jid:
-                    log.info("job %d: stopped early by the %s policy", jid, self.early_stop.name)
-                    self.resource.stop(key[0], key[1], StopReason.EARLY_STOP)
+                    self._stop_early(r)
                     break
+
+    def _stop_early(self, r: _Running) -> None:
+        """Stop ``r`` for the early-stopping policy; its score is what it reported so far."""
+        if r.early_stopped:
+            return
+        log.info("job %d: stopped early by the %s policy", r.job.jid, self.early_stop.name)
+        r.early_stopped, r.early_values = True, r.last
+        self.resource.stop(r.job.jid, r.attempt, StopReason.EARLY_STOP)
 
     def _loss(self, score: float) -> float:
         """The only place where a score becomes a loss (proposers minimize)."""
@@ -640,6 +653,9 @@ class Experiment:
         self.running.pop(key, None)
         self.busy.pop(r.slot.id, None)
         o = ev.outcome
+        if o.status is AttemptStatus.EARLY_STOPPED and r.early_stopped:
+            v = r.early_values or (None,)
+            o = replace(o, score=v[0], extras=tuple(v[1:]))
         job = r.job
         state = None
         job_status: JobStatus | None
