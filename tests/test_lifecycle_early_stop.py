@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
 from lifecycle_helpers import experiment, finish, jobs, query, setup, start_cli
 
+from aup.config import parse_config
 from aup.early_stop import (
     EarlyStopOptions,
     bandit_rule,
@@ -183,6 +185,20 @@ def test_settings_that_cannot_act_are_warned(options, warned):
     assert len(found) == len(warned)
     for text, expected in zip(found, warned, strict=True):
         assert text.startswith("resource_args.early_stop.") and expected in text
+
+
+def test_curve_fitting_without_scipy_is_refused_at_load(monkeypatch):
+    """Trial 36: on a core install (no scipy) curve fitting was accepted, then every job
+    logged an error and nothing was ever stopped."""
+    monkeypatch.setitem(sys.modules, "scipy", None)  # as if not installed
+    with pytest.raises(ConfigError) as err:
+        parse_config({"script": "job.py", "parameter_config": [
+            {"name": "x", "type": "float", "range": [0, 1]}], "resource_args": {"early_stop": {
+            "aup_policy": "curve_fitting", "aup_policy_steps": 3,
+            "curve_fitting_max_iters": 10}}}, check_files=False)
+    text = str(err.value)
+    assert "resource_args.early_stop.aup_policy" in text and "scipy" in text, text
+    assert "auptimizer[bo]" in text, text
 
 
 def test_wrong_option_type_through_the_cli_exit_2_nothing_runs(tmp_path: Path):
