@@ -333,3 +333,24 @@ def test_a_read_only_database_of_another_schema_is_refused_clearly(shared_dir: P
     fix = "copy it to a folder you can write to" if revision == "0000" else "newer version"
     _refused(_run_as_nobody(["list"], folder), fix)
     assert db.read_bytes() == before
+
+
+def test_hints_for_a_path_with_spaces_and_accents_paste_as_printed(tmp_path: Path) -> None:
+    """Trial 36: the database of a folder named 'my dir é' was printed percent-encoded
+    ('my dir %C3%A9'), and the printed 'aup resume --db ...' then found no database."""
+    import shlex
+
+    folder = tmp_path / "my dir é" / "sub"
+    exp = _experiment(folder, storage="rü ns.db")
+    write_script(folder, "job.py", "import sys\nsys.exit(3)\n")  # fails: a resume hint
+    res = run_cli(str(exp), cwd=tmp_path, env={"COLUMNS": "400"})
+    assert res.returncode == 1, res.stdout + res.stderr
+    started = next(x for x in res.stdout.splitlines() if "started:" in x)
+    assert f"database sqlite:///{folder / 'rü ns.db'}" in started, started
+    hint = next(x for x in res.stdout.splitlines() if x.startswith("resume with: "))
+    argv = shlex.split(hint.removeprefix("resume with: ").split(" (after")[0])
+    assert argv[:2] == ["aup", "resume"] and "--db" in argv, hint
+    write_script(folder, "job.py", SCORE)  # the cause fixed: the pasted hint resumes it
+    again = run_cli(*argv[1:], cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "experiment 1" in again.stdout and "FINISHED" in again.stdout, again.stdout

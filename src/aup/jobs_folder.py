@@ -24,6 +24,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -129,8 +130,8 @@ def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
                                                       max(ids))]
         likely = ""
         if owners:
-            likely = (f" (probably {owners[0]}: add --db {owners[0]}"
-                      + "".join(f", or else --db {o}" for o in owners[1:3])
+            likely = (f" (probably {owners[0]}: add --db {shlex.quote(owners[0])}"
+                      + "".join(f", or else --db {shlex.quote(o)}" for o in owners[1:3])
                       + ("; the default database is .aup/sqlite3.db under the current folder, "
                          "so it follows the folder you run from)"
                          if any(o.startswith("sqlite") for o in owners) else ")"))

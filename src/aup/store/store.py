@@ -120,7 +120,11 @@ def _reconnecting(method: Callable[..., _T]) -> Callable[..., _T]:
 
 
 def safe_url(url: str) -> str:
-    """``url`` for messages: the password (if any) shown as ``***``."""
+    """``url`` for messages: the password (if any) shown as ``***``. A SQLite URL (no
+    password) is shown as given: SQLAlchemy's rendering percent-encodes a path's spaces and
+    non-ASCII letters, and ``--db`` reads such a path literally (a pasted hint failed)."""
+    if url.startswith("sqlite"):
+        return url
     try:
         from sqlalchemy.engine import make_url
 
