@@ -234,3 +234,12 @@ def test_client_imports_only_the_standard_library() -> None:
             "('numpy', 'sqlalchemy', 'pydantic', 'rich', 'scipy', 'sklearn')]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_auptimizer_2_module_path_of_the_client_works() -> None:
+    """Trial 36: 2.0 scripts import the helpers from aup.aup; that path was gone."""
+    code = ("import sys; from aup.aup import BasicConfig, aup_args, print_result; "
+            "import aup.client as c; assert BasicConfig is c.BasicConfig; "
+            "print([m for m in sys.modules if m.split('.')[0] in ('numpy', 'pydantic')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr

@@ -151,6 +151,10 @@ BROKEN = {
     "empty label": ({"script": "train.py", "parameter_config": PARAMS,
                      "resource_args": {"multi_res_labels": ["acc", " "]}},
                     "resource_args.multi_res_labels", "a label is empty"),
+    # a newline broke the tables like one in a name (trial 36)
+    "label with a newline": ({"script": "train.py", "parameter_config": PARAMS,
+                              "resource_args": {"multi_res_labels": ["acc", "a\nb"]}},
+                             "resource_args.multi_res_labels", "control or invisible characters (U+000A)"),
     # aup_args drops the protocol's keys from every job config: such a parameter never
     # reached the job's function (tid: the trial id hyperopt adds)
     "parameter named tid": ({"script": "train.py", "parameter_config": [

@@ -201,6 +201,19 @@ def test_curve_fitting_without_scipy_is_refused_at_load(monkeypatch):
     assert "auptimizer[bo]" in text, text
 
 
+@pytest.mark.parametrize("track", [False, True, None])
+def test_tracking_turned_off_next_to_early_stopping_is_warned(track):
+    """Trial 36: an explicit "track_intermediate_results": false next to early_stop was
+    overridden without a word."""
+    ra = {"early_stop": {"aup_policy": "median", "aup_policy_steps": 3}}
+    if track is not None:
+        ra["track_intermediate_results"] = track
+    cfg = parse_config({"script": "job.py", "resource_args": ra, "parameter_config": [
+        {"name": "x", "type": "float", "range": [0, 1]}]}, check_files=False)
+    warned = [w for w in cfg.warnings if "track_intermediate_results" in w]
+    assert len(warned) == (track is False), cfg.warnings
+
+
 def test_wrong_option_type_through_the_cli_exit_2_nothing_runs(tmp_path: Path):
     exp = setup(tmp_path, 'print("#Auptimizer: 1")\n',
                 parameter_config=[{"name": "x", "type": "choice", "range": [1]}],

@@ -103,6 +103,8 @@ class ResourceArgs(_Model):
             return v
         if any(not label.strip() for label in v):
             raise ValueError("a label is empty")
+        for label in v:  # labels are column names of tables and exports, like names
+            _printable_name(label)
         repeated = sorted({label for label in v if v.count(label) > 1})
         if repeated:
             raise ValueError(f"the label {repeated[0]!r} is given twice; give each result its "
@@ -826,6 +828,9 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
 
         problems.extend(validate_early_stop(cfg.resource_args.early_stop))
         warnings.extend(early_stop_warnings(cfg.resource_args.early_stop))
+        if (data.get("resource_args") or {}).get("track_intermediate_results") is False:
+            warnings.append("resource_args.track_intermediate_results is false, but early "
+                            "stopping needs the intermediate results: they are recorded")
 
     if cfg is not None:
         cfg._source = Path(source).resolve() if source is not None else None
