@@ -34,10 +34,21 @@ def test_aup_run_with_storage_postgresql(tmp_path, pg_url):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "postgresql+psycopg" in r.stdout and "aup-test-pw" not in r.stdout
     assert not (tmp_path / ".aup").exists()  # nothing went to the default SQLite file
-    rows = json.loads(run_cli("list", "--json", "--db", pg_url, cwd=tmp_path).stdout)
+    listed = run_cli("list", "--json", "--db", pg_url, cwd=tmp_path).stdout
+    rows = json.loads(listed)
     assert [(r["name"], r["status"], r["n_finished"]) for r in rows] == [("pg-e2e", "FINISHED",
                                                                           4)]
+    # the password of the storage URL is neither stored in the shared database nor shown
+    # (trial 37: 'aup list --json' printed it, and every user of the server could read it)
+    assert PG_PASSWORD not in listed and ":***@" in rows[0]["exp_config"]["storage"], listed
     st = Store(pg_url)
+    with st.engine.connect() as c:
+        stored = c.exec_driver_sql("SELECT exp_config FROM experiment").scalar_one()
+    assert PG_PASSWORD not in stored, stored
+    from aup.dashboard.queries import DashboardQueries
+
+    detail = DashboardQueries(st).experiment(rows[0]["eid"])
+    assert PG_PASSWORD not in json.dumps(detail), detail["config"]
     jobs = st.jobs(rows[0]["eid"])
     for j in jobs:
         assert abs(j["score"] - (j["job_config"]["x"] - 0.3) ** 2) < 1e-9

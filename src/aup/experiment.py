@@ -820,9 +820,12 @@ def _edited_since(row: dict[str, Any]) -> list[str]:
 
 
 def _stored_config(config: ExperimentConfig) -> dict[str, Any]:
-    """The configuration as stored: every default filled in, and intermediate tracking shown
-    on when early stopping turns it on (as Auptimizer 2.0 stored it)."""
-    data = config.to_json_dict()
+    """The configuration as stored: every default filled in, intermediate tracking shown
+    on when early stopping turns it on (as Auptimizer 2.0 stored it), and no database password
+    (the database may be shared; resuming needs only the database it is read from)."""
+    from aup.store.store import without_password
+
+    data = without_password(config.to_json_dict())
     ra = data.get("resource_args")
     if isinstance(ra, dict) and ra.get("early_stop"):
         ra["track_intermediate_results"] = True

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from aup.errors import AupError
 from aup.job import FailReason
 from aup.store import schema as s
-from aup.store.store import Store, largest_budget
+from aup.store.store import Store, largest_budget, without_password
 
 #: Jobs the job table may be sorted by (API name -> column expression built in ``jobs``).
 JOB_SORT_KEYS = ("jid", "score", "status", "start_time", "end_time", "duration", "n_attempts")
@@ -174,7 +174,7 @@ class DashboardQueries:
         with self.engine.connect() as c:
             row = self._row(c, eid)
             summary = self._summaries(c, [eid])[0]
-        cfg = _loads(row["exp_config"]) or {}
+        cfg = without_password(_loads(row["exp_config"]) or {})
         maximize = summary["target"] == "max"
         best = self.store.best_job(eid, maximize)
         out = dict(summary)
@@ -575,7 +575,7 @@ class DashboardQueries:
                             .where(s.experiment.c.eid == eid)).first()
         if row is None:
             raise NotFound(f"no experiment {eid}")
-        cfg = _loads(row.exp_config) or {}
+        cfg = without_password(_loads(row.exp_config) or {})
         return {"target": row.target or "max", "config": cfg, "labels": self.labels(cfg),
                 "parameters": [{"name": p.get("name"), "type": p.get("type"),
                                 "range": p.get("range"), "log": bool(p.get("log"))}

@@ -133,6 +133,18 @@ def safe_url(url: str) -> str:
         return "<unparseable URL>"
 
 
+def without_password(config: Any) -> Any:
+    """``config`` (a decoded experiment configuration) with the password of its ``storage``
+    URL shown as ``***``: the configuration is stored in the shared database and shown by
+    ``aup list --json`` and the dashboard. Anything else is returned unchanged."""
+    if not isinstance(config, dict) or not isinstance(config.get("storage"), str):
+        return config
+    storage = config["storage"]
+    if storage.startswith("sqlite") or "@" not in storage:
+        return config
+    return {**config, "storage": safe_url(storage)}
+
+
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (``sqlite:///path``, ``sqlite+pysqlite:///path?opts``), or None
     for another database or an in-memory one."""
@@ -990,6 +1002,8 @@ def _experiment_dict(row) -> dict[str, Any]:
                 d[k] = json.loads(d[k])
             except (TypeError, ValueError):
                 pass
+    if "exp_config" in d:  # recorded before passwords were left out of it
+        d["exp_config"] = without_password(d["exp_config"])
     return d
 
 
