@@ -174,3 +174,31 @@ def test_a_database_that_stays_down_ends_the_run_with_a_resume_hint(tmp_path, pg
     assert r.returncode == 0, r.stdout + r.stderr
     rows = json.loads(run_cli("list", "--json", "--db", pg_url, cwd=folder).stdout)
     assert [(r["status"], r["n_finished"]) for r in rows] == [("FINISHED", 6)]
+
+
+def test_two_resumes_of_a_crashed_experiment_at_once_run_it_once(tmp_path, pg_url):
+    """Trial 37: two 'aup resume' at once of one crashed experiment both ran it (jobs
+    duplicated, 8/6 done) on PostgreSQL, where nothing but the row serializes them."""
+    folder, proc = _start_run(tmp_path, pg_url)
+    _wait_for_jobs(pg_url, 2)
+    proc.kill()  # kill -9 of the scheduler
+    proc.communicate()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    resumes = [subprocess.Popen([sys.executable, "-m", "aup", "resume", "-q", "--db", pg_url,
+                                 "outage"], cwd=folder, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in resumes]
+    codes = sorted(p.returncode for p in resumes)
+    assert codes == [0, 2, 2, 2], outs
+    for (_, err), p in zip(outs, resumes, strict=True):
+        if p.returncode:
+            assert "Traceback" not in err and ("another process" in err
+                                               or "still running" in err), err
+    st = Store(pg_url)
+    try:
+        (row,) = st.list_experiments()
+        jobs = st.jobs(row["eid"])
+        assert row["status"] == "FINISHED" and len(jobs) == 6, [j["jid"] for j in jobs]
+        assert len({json.dumps(j["job_config"]["x"]) for j in jobs}) == 6  # no job twice
+    finally:
+        st.close()

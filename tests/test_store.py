@@ -355,3 +355,26 @@ def test_a_missing_psycopg_names_the_install_command():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=60).stdout
     assert out.startswith("StoreError") and "pip install -e '.[postgres]'" in out, out
+
+
+def test_of_two_claims_of_one_experiment_only_the_first_wins(store, db_url):
+    """Trial 37: two 'aup resume' of one crashed experiment both ran on PostgreSQL (the
+    liveness check and the claim were separate steps). The claim is a compare-and-set on the
+    row both read; the loser changes nothing, and an unclaim puts the row back."""
+    eid = _experiment(store)
+    store.end_experiment(eid, "STOPPED")
+    other = Store(db_url)
+    try:
+        seen = store.get_experiment(eid)
+        seen_by_other = other.get_experiment(eid)
+        assert store.claim_experiment(eid, seen) is True
+        claimed = store.get_experiment(eid)
+        assert other.claim_experiment(eid, seen_by_other) is False
+        assert other.get_experiment(eid) == claimed  # the loser wrote nothing
+        store.unclaim_experiment(eid, seen)  # the resume could not start: back as it was
+        back = store.get_experiment(eid)
+        assert {k: back[k] for k in ("status", "end_time", "host", "pid", "heartbeat")} == {
+            k: seen[k] for k in ("status", "end_time", "host", "pid", "heartbeat")}
+        assert other.claim_experiment(eid, other.get_experiment(eid)) is True
+    finally:
+        other.close()

@@ -272,39 +272,47 @@ class Experiment:
             raise UsageError(f"experiment {eid} is still running ({alive}); stop it first "
                              f"with: aup stop{db_option(store)} {eid} (or, only if that "
                              "process is gone, add --force)")
-        base = Path(row["config_path"]).parent if row.get("config_path") else Path.cwd()
+        # Claimed first, atomically: of two resumes at once (on PostgreSQL nothing else
+        # serializes them) only one marks the running attempts LOST and runs the jobs.
+        if not store.claim_experiment(eid, row):
+            raise UsageError(f"experiment {eid} was resumed or changed by another process "
+                             "just now; look with: aup list")
         try:
-            config = parse_config(row["exp_config"], base, row.get("config_path"))
-        except ConfigError as err:  # e.g. the script moved: name what was validated
-            origin = f" from {row['config_path']}" if row.get("config_path") else ""
-            raise ConfigError(err.problems, f"the copy recorded for experiment {eid}{origin} "
-                              "(resume goes on with that copy)", err.warnings) from None
-        changed = _edited_since(row)
-        if changed:
-            log.warning("experiment %d: %s was edited since the experiment started (%s); "
-                        "resume goes on with the configuration recorded then. To use the "
-                        "edited one, start a new experiment with: aup run %s", eid,
-                        row["config_path"], ", ".join(changed), row["config_path"])
-        proposer = build_proposer(config)
-        if row.get("proposer_state"):
-            proposer.load_state_dict(row["proposer_state"])
-        n_lost = store.mark_interrupted(eid, AttemptStatus.LOST.value)
-        if n_lost:
-            log.warning("experiment %d: %d attempt(s) were running when the scheduler died; they "
-                        "run again", eid, n_lost)
-        if (config.resource in ("cpu", "gpu") and row.get("host") == socket.gethostname()
-                and row.get("pid") and not _process_alive(row.get("host"), row.get("pid"))):
-            # Also after 'aup repair', which marked the attempts LOST already.
-            from aup.orphans import kill_orphans
+            base = Path(row["config_path"]).parent if row.get("config_path") else Path.cwd()
+            try:
+                config = parse_config(row["exp_config"], base, row.get("config_path"))
+            except ConfigError as err:  # e.g. the script moved: name what was validated
+                origin = f" from {row['config_path']}" if row.get("config_path") else ""
+                raise ConfigError(err.problems, f"the copy recorded for experiment {eid}{origin} "
+                                  "(resume goes on with that copy)", err.warnings) from None
+            changed = _edited_since(row)
+            if changed:
+                log.warning("experiment %d: %s was edited since the experiment started (%s); "
+                            "resume goes on with the configuration recorded then. To use the "
+                            "edited one, start a new experiment with: aup run %s", eid,
+                            row["config_path"], ", ".join(changed), row["config_path"])
+            proposer = build_proposer(config)
+            if row.get("proposer_state"):
+                proposer.load_state_dict(row["proposer_state"])
+            n_lost = store.mark_interrupted(eid, AttemptStatus.LOST.value)
+            if n_lost:
+                log.warning("experiment %d: %d attempt(s) were running when the scheduler died; they "
+                            "run again", eid, n_lost)
+            if (config.resource in ("cpu", "gpu") and row.get("host") == socket.gethostname()
+                    and row.get("pid") and not _process_alive(row.get("host"), row.get("pid"))):
+                # Also after 'aup repair', which marked the attempts LOST already.
+                from aup.orphans import kill_orphans
 
-            kill_orphans(eid, row.get("pid"))
-        resource = prepared_resource(config, queue.Queue(), env_file)
-        claim = claim_jobs_dir(resource.jobs_dir, store)
-        try:
-            store.claim_experiment(eid)
-            exp = cls(config, store, eid, proposer, observer, env_file, resource)
+                kill_orphans(eid, row.get("pid"))
+            resource = prepared_resource(config, queue.Queue(), env_file)
+            claim = claim_jobs_dir(resource.jobs_dir, store)
+            try:
+                exp = cls(config, store, eid, proposer, observer, env_file, resource)
+            except BaseException:
+                claim.release()
+                raise
         except BaseException:
-            claim.release()
+            store.unclaim_experiment(eid, row)
             raise
         exp._claim = claim
         unfinished = [j for j in store.jobs(

@@ -571,11 +571,35 @@ class Store:
             c.execute(update(s.experiment).where(s.experiment.c.eid == eid).values(**values))
 
     @_reconnecting
-    def claim_experiment(self, eid: int) -> None:
-        """Mark an experiment RUNNING in this process (resume)."""
-        self.update_experiment(eid, status="RUNNING", end_time=None, stop_requested=False,
-                               host=socket.gethostname(), pid=os.getpid(),
-                               heartbeat=time.time())
+    def claim_experiment(self, eid: int, seen: dict[str, Any]) -> bool:
+        """Mark an experiment RUNNING in this process (resume), provided that its row still
+        holds the ``status``, ``host``, ``pid`` and ``heartbeat`` of ``seen`` (the row the
+        caller judged resumable): one compare-and-set, so of two processes resuming at once
+        only one gets it.
+
+        Returns:
+            False when another process changed the row in between (nothing was written).
+        """
+        e = s.experiment
+        same = [e.c[k].is_not_distinct_from(seen.get(k))
+                for k in ("status", "host", "pid", "heartbeat")]
+        with self._tx() as c:
+            done = c.execute(update(e).where(e.c.eid == eid, *same).values(
+                status="RUNNING", end_time=None, stop_requested=False,
+                host=socket.gethostname(), pid=os.getpid(), heartbeat=time.time()))
+            return done.rowcount == 1
+
+    @_reconnecting
+    def unclaim_experiment(self, eid: int, seen: dict[str, Any]) -> None:
+        """Undo :meth:`claim_experiment` after a resume that could not start: the row gets
+        back the ``status``, ``end_time``, ``host``, ``pid`` and ``heartbeat`` of ``seen``, if
+        this process still holds it."""
+        e = s.experiment
+        with self._tx() as c:
+            c.execute(update(e).where(e.c.eid == eid, e.c.pid == os.getpid(),
+                                      e.c.host == socket.gethostname())
+                      .values(**{k: seen.get(k) for k in ("status", "end_time", "host", "pid",
+                                                           "heartbeat")}))
 
     @_reconnecting
     def end_experiment(self, eid: int, status: str, error_msg: str | None = None) -> None:
