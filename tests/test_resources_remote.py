@@ -305,6 +305,42 @@ def test_dead_node_is_avoided_by_new_jobs(ssh_servers, tmp_path: Path) -> None:
     assert all(j["status"] == "FINISHED" for j in run.jobs())
 
 
+def test_a_job_lost_with_its_node_is_retried_on_a_live_node(ssh_servers, tmp_path: Path
+                                                              ) -> None:
+    """Trial 37: with both nodes busy, the job lost with node 0 was retried on node 0 again
+    (its only free slot: a LOST connection did not mark the node down) and failed for good
+    with RESOURCE_ERROR; the retry now waits for node 1."""
+    from fixtures_ssh import _start
+
+    backend = _node(ssh_servers, tmp_path, reconn_wait_time=30, max_retries=1)
+    dead = ssh_servers.entries()[0].split()[0]
+
+    def kill_node0(exp) -> None:
+        end = time.monotonic() + 60
+        while len(exp.running) < 2 and time.monotonic() < end:
+            time.sleep(0.02)
+        ssh_servers.procs[0].terminate()
+        ssh_servers.procs[0].wait(5)
+        node = exp.resource._nodes[dead]
+        if node._client is not None:
+            node._client.get_transport().close()  # the open connection drops too
+
+    script = OK.replace("print(", "import time\ntime.sleep(1.5)\nprint(")
+    try:
+        run = run_experiment(tmp_path / "exp", backend, script, n_samples=2, n_parallel=2,
+                             on_start=kill_node0,
+                             job_failure={"job_retries": 1, "ignore_fail": False})
+    finally:
+        ssh_servers.procs[0] = _start(ssh_servers.configs[0], ssh_servers.ports[0])
+    assert run.result.status.value == "FINISHED", run.result.error
+    attempts = {(j["jid"], a["num"]): a for j in run.jobs() for a in run.attempts(j["jid"])}
+    lost = [k for k, a in attempts.items() if a["fail_reason"] == "LOST"]
+    assert len(lost) == 1, attempts
+    retry = (lost[0][0], lost[0][1] + 1)
+    assert attempts[retry]["status"] == "SUCCEEDED", attempts
+    assert dead not in run.slots[retry], run.slots
+
+
 def test_ray_backstop_kills_a_stopped_jobs_group_on_this_machine() -> None:
     # When Ray kills the worker before the task's clean-up ran (forced cancel, the driver
     # disconnecting), the scheduler kills what is left of a job in its own PID namespace. A

@@ -530,6 +530,9 @@ class RemoteAttempt(ThreadedAttempt):
         if self.stopped is not None:  # timeout, early stop, experiment stop: as asked
             outcome = judge(stopped_exit_code(rc), sink.parser, stopped=self.stopped)
         elif rc == -1 and (lost is not None or not alive):
+            # The retry goes elsewhere until the node answers a probe again (it went to this
+            # node's free slot, and failed there for good with RESOURCE_ERROR).
+            node.mark_down()
             outcome = resource_failure(sink.parser, FailReason.LOST,
                                        f"node {node.where}: connection lost while the job ran"
                                        + (f" ({lost})" if lost else ""))
