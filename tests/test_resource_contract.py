@@ -243,6 +243,20 @@ def test_ray_job_that_no_node_can_place_is_refused(ray_head, tmp_path: Path) -> 
         run_experiment(tmp_path / "exp", backend, HEAD + "print('#Auptimizer: 1')\n")
 
 
+def test_ray_without_address_next_to_a_running_cluster(ray_head, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    """Trial 37: without "address", ray.init(num_cpus=...) attached to the cluster that
+    RAY_ADDRESS (or a 'ray start' on this machine) names, and Ray refused: "When connecting to
+    an existing cluster, num_cpus and num_gpus must not be provided". RAY_ADDRESS is now the
+    address, as for Ray itself."""
+    monkeypatch.setenv("RAY_ADDRESS", ray_head)
+    backend = Backend("ray", {"num_cpus": 1})
+    run = run_experiment(tmp_path / "exp", backend, HEAD + "print('#Auptimizer: 1')\n",
+                         n_samples=2)
+    assert run.result.status.value == "FINISHED", run.result.error
+    assert [j["status"] for j in run.jobs()] == ["FINISHED", "FINISHED"]
+
+
 def test_ray_worker_death_is_lost_and_retried(ray_head, tmp_path: Path) -> None:
     """The first attempt kills its Ray worker: the attempt is LOST, the retry succeeds."""
     script = HEAD + """

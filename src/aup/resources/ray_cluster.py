@@ -236,7 +236,10 @@ class RayResourceManager(ResourceManager):
             import ray
         except ImportError:
             raise AupError(f"resource 'ray' needs Ray: {install_hint('ray')}") from None
-        address = self.options.address
+        # Without an address: the cluster RAY_ADDRESS names (as Ray does), else a new local
+        # Ray, also when a 'ray start' cluster runs on this machine (ray.init() would attach
+        # to it, and then refuses num_cpus).
+        address = self.options.address or os.environ.get("RAY_ADDRESS") or None
         if address:
             check_address(address, self.options.connect_timeout)
         env = dict(self.options.runtime_env)
@@ -256,6 +259,7 @@ class RayResourceManager(ResourceManager):
             if address:
                 kwargs["address"] = address
             else:
+                kwargs["address"] = "local"
                 kwargs["num_cpus"] = max(1, int(self.config.n_parallel * self.options.num_cpus))
             try:
                 ray.init(**kwargs)
