@@ -339,6 +339,47 @@ def test_a_job_lost_with_its_node_is_retried_on_a_live_node(ssh_servers, tmp_pat
     assert dead not in run.slots[retry], run.slots
 
 
+SILENT = """
+import json, os, sys, time
+cfg = json.load(open(sys.argv[-1]))
+os.makedirs("pids", exist_ok=True)
+open(f"pids/{cfg['job_id']}.pid", "w").write(str(os.getpid()))
+time.sleep(60)  # silent: no output that a closed channel could break
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def test_remote_jobs_end_when_the_scheduler_dies(ssh_servers, tmp_path: Path) -> None:
+    """Trial 37: after a kill -9 of 'aup run', a remote job that printed nothing ran on to its
+    end, beside its re-run after 'aup resume' (resume kills orphans on this machine only).
+    A watchdog on the node ends the job's process group once the SSH channel closes."""
+    from lifecycle_helpers import alive, start_cli
+
+    backend = _node(ssh_servers, tmp_path)
+    folder = tmp_path / "exp"
+    path = make_experiment(folder, backend, SILENT, n_samples=2, n_parallel=2)
+    proc = start_cli(str(path), cwd=folder)
+    pids_dir = backend.remote_wd / "pids"
+    try:
+        end = time.monotonic() + 60
+        while len(list(pids_dir.glob("*.pid"))) < 2 and time.monotonic() < end:
+            time.sleep(0.1)
+        pids = [int(p.read_text()) for p in pids_dir.glob("*.pid")]
+        assert len(pids) == 2 and all(alive(p) for p in pids), pids
+        proc.kill()  # kill -9 of the scheduler: its SSH connections close
+        proc.wait()
+        end = time.monotonic() + 15
+        while any(alive(p) for p in pids) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not [p for p in pids if alive(p)], "remote jobs outlived their scheduler"
+    finally:
+        for p in [int(f.read_text()) for f in pids_dir.glob("*.pid")]:
+            if alive(p):
+                os.kill(p, 9)
+        for f in getattr(proc, "_aup_files", ()):
+            f.close()
+
+
 def test_ray_backstop_kills_a_stopped_jobs_group_on_this_machine() -> None:
     # When Ray kills the worker before the task's clean-up ran (forced cancel, the driver
     # disconnecting), the scheduler kills what is left of a job in its own PID namespace. A

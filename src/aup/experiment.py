@@ -298,9 +298,11 @@ class Experiment:
             if n_lost:
                 log.warning("experiment %d: %d attempt(s) were running when the scheduler died; they "
                             "run again", eid, n_lost)
-            if (config.resource in ("cpu", "gpu") and row.get("host") == socket.gethostname()
-                    and row.get("pid") and not _process_alive(row.get("host"), row.get("pid"))):
-                # Also after 'aup repair', which marked the attempts LOST already.
+            if (row.get("host") == socket.gethostname() and row.get("pid")
+                    and not _process_alive(row.get("host"), row.get("pid"))):
+                # Also after 'aup repair', which marked the attempts LOST already. Any
+                # resource: what carries this experiment's and that scheduler's markers here
+                # (a job of a node on this machine too) is one of its orphans.
                 from aup.orphans import kill_orphans
 
                 kill_orphans(eid, row.get("pid"))

@@ -403,19 +403,25 @@ def wrapper_body(prescript: str, postscript: str) -> str:
 
     Positional parameters: ``$1`` the working directory, ``$2`` the remote output file, ``$3``
     the job config path and ``$4`` its JSON text (written there first, so that no separate
-    upload is needed), then the job's argv. It prints the process group id first, runs the
-    prescript, the job (output merged and tee'd to the remote output file), the postscript,
-    sends SIGTERM to whatever the job left in its process group, and exits with the job's
-    status.
+    upload is needed), then the job's argv. It prints the process group id first, starts a
+    watchdog that sends SIGTERM to the process group when the SSH channel's input ends (the
+    scheduler died or its connection dropped: the attempt is LOST and runs again on resume,
+    so this copy must not go on beside it), runs the prescript, the job (input from
+    ``/dev/null``, output merged and tee'd to the remote output file), the postscript, sends
+    SIGTERM to whatever the job left in its process group, and exits with the job's status.
     """
     return ("echo \"" + PGID_MARK + "$$\"\n"
+            # fd 3: the channel's input (an asynchronous list gets /dev/null as its stdin)
+            "exec 3<&0\n"
+            "{ cat <&3; kill -TERM 0; } >/dev/null 2>&1 &\n"
+            "exec 3<&-\n"
             'cd "$1" || { echo "aup: cannot cd to $1"; exit 111; }\n'
             'aup_out=$2\n'
             'printf "%s\\n" "$4" > "$3.tmp" && mv -f "$3.tmp" "$3" || '
             '{ echo "aup: cannot write $3"; exit 112; }\n'
             'shift 4\n'
             f"{prescript}\n"
-            '{ "$@"; echo $? > "$aup_out.rc"; } 2>&1 | tee "$aup_out"\n'
+            '{ "$@" </dev/null; echo $? > "$aup_out.rc"; } 2>&1 | tee "$aup_out"\n'
             'aup_rc=$(cat "$aup_out.rc" 2>/dev/null || echo 1); rm -f "$aup_out.rc"\n'
             f"{postscript}\n"
             'trap "" TERM; kill -TERM 0 2>/dev/null\n'
