@@ -86,6 +86,8 @@ def test_timeout(backend: Backend, tmp_path: Path) -> None:
     assert job["status"] == "FAILED"
     (att,) = run.attempts(job["jid"])
     assert att["fail_reason"] == "TIMEOUT"
+    # node/aws: setsid's own "child ... did not exit normally" was the only line of the tail
+    assert "did not exit normally" not in (att["output_tail"] or ""), att["output_tail"]
     if backend.resource in ("cpu", "gpu", "node", "aws"):
         # killed by the SIGTERM: -15 on every resource (node and aws recorded 15, setsid's
         # exit status for a wrapper killed by signal 15)

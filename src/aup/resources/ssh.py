@@ -410,7 +410,8 @@ def wrapper_body(prescript: str, postscript: str) -> str:
     ``/dev/null``, output merged and tee'd to the remote output file), the postscript, sends
     SIGTERM to whatever the job left in its process group, and exits with the job's status.
     """
-    return ("echo \"" + PGID_MARK + "$$\"\n"
+    return ("exec 2>&1\n"  # its own stderr is the channel's output (setsid's goes nowhere)
+            "echo \"" + PGID_MARK + "$$\"\n"
             # fd 3: the channel's input (an asynchronous list gets /dev/null as its stdin)
             "exec 3<&0\n"
             "{ cat <&3; kill -TERM 0; } >/dev/null 2>&1 &\n"
@@ -476,7 +477,9 @@ class RemoteAttempt(ThreadedAttempt):
         words = ["env", *[f"{k}={v}" for k, v in env.items()], "setsid", "-w", "/bin/sh", "-c",
                  wrapper_body(spec.prescript, spec.postscript), "aup-job", wd, out, cfg,
                  json.dumps(spec.job_config, indent=1), *argv]
-        return shlex.join(words)
+        # setsid -w reports a child killed by a signal ("did not exit normally") on its own
+        # stderr: noise in the job's output, where it was the only line after a timeout.
+        return shlex.join(words) + " 2>/dev/null"
 
     def _run(self) -> None:
         import paramiko
