@@ -86,10 +86,19 @@ def test_wrong_password_or_dead_server_exit_2_and_write_nothing(tmp_path, postgr
     assert r.returncode == 2
     assert "password authentication failed" in r.stderr and "secret-wrong" not in r.stderr
     assert "Traceback" not in r.stderr
+    # each names the fix as 'aup setup' does (trial 37: only the driver's words)
+    assert "Fix: check the user name and password" in r.stderr, r.stderr
+    listed = run_cli("list", "--db", bad, cwd=tmp_path)
+    assert listed.returncode == 2 and "Fix: check the user name and password" in listed.stderr
     closed = bad.replace(f":{postgres_server.port}/", ":1/")
     exp = _experiment(tmp_path, closed)
     r = run_cli("run", exp.name, cwd=tmp_path)
     assert r.returncode == 2 and "cannot open database" in r.stderr
+    assert "Fix: check the host and port, and that the server is running" in r.stderr, r.stderr
+    missing = postgres_server.url("no_such_db")
+    r = run_cli("list", "--db", missing, cwd=tmp_path)
+    assert r.returncode == 2 and "Fix: check the database name" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment.json", "quad.py"]
 
 

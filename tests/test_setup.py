@@ -10,9 +10,9 @@ import pexpect
 import pytest
 from conftest import QUADRATIC, run_cli, write_experiment, write_script
 
-from aup.commands.setup import connect_reason
 from aup.environment import check_resource_spec, read_environment
 from aup.errors import UsageError
+from aup.store.connect_errors import connect_reason
 
 
 def _quad(tmp_path, **extra):
@@ -205,6 +205,8 @@ def test_connection_failures_say_what_happened(driver_line, meaning):
     assert reason.startswith(f"{meaning}: {driver_line}")
     if "login" in meaning:
         assert "does not answer" not in reason and "Fix: check the user name and password" in reason
+    if "does not exist" in driver_line:
+        assert "Fix: check the database name in the URL" in reason
 
 
 @pytest.mark.postgres

@@ -32,6 +32,7 @@ from aup.environment import (
     write_environment_file,
 )
 from aup.errors import StoreError, UsageError, install_hint
+from aup.store.connect_errors import connect_reason
 
 HELP = "write the environment file .aup/env.ini (database, resources, user) and create the database"
 
@@ -170,31 +171,6 @@ def check_database(url: str) -> str:
 class ConnectFailed(ValueError):
     """The database server was reached for but no connection was made (``cannot open``, as
     opposed to a URL or driver that cannot be used at all)."""
-
-
-#: Driver messages that mean the server was never reached.
-_NO_ANSWER = ("connection refused", "timeout expired", "timed out", "could not translate host",
-              "name or service not known", "nodename nor servname", "no route to host",
-              "network is unreachable", "no such file or directory", "can't connect",
-              "could not connect", "unknown host")
-#: Driver messages that mean the server refused the user name or password.
-_LOGIN_REFUSED = ("password authentication failed", "no password supplied",
-                  "authentication failed", "access denied for user", "pg_hba.conf")
-
-
-def connect_reason(first: str) -> str:
-    """What a failed connection means, from the first line of the driver's message, with the fix.
-
-    A wrong password is "refused the login", not "does not answer": the server answered.
-    """
-    low = first.lower()
-    if any(m in low for m in _LOGIN_REFUSED):
-        return (f"the server refused the login: {first}. Fix: check the user name and password "
-                "in the URL")
-    if any(m in low for m in _NO_ANSWER):
-        return (f"the database does not answer: {first}. Fix: check the host and port, and that "
-                "the server is running")
-    return f"the server refused the connection: {first}"
 
 
 def _safe(url: str) -> str:

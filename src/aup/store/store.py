@@ -413,10 +413,17 @@ class Store:
                              f"{_url_fix(url)}") from None
         except OperationalError as err:
             first = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
-            fix = ""
-            if url.startswith("sqlite") and ("unable to open" in first or "readonly" in first):
-                fix = f". Fix: make the database file and its folder writable, or {_ELSEWHERE}"
-            raise StoreError(f"cannot open database {self._safe_url()}: {first}{fix}") from None
+            if url.startswith("sqlite"):
+                fix = ""
+                if "unable to open" in first or "readonly" in first:
+                    fix = (f". Fix: make the database file and its folder writable, or "
+                           f"{_ELSEWHERE}")
+                raise StoreError(f"cannot open database {self._safe_url()}: {first}{fix}"
+                                 ) from None
+            from aup.store.connect_errors import connect_reason
+
+            raise StoreError(f"cannot open database {self._safe_url()}: "
+                             f"{connect_reason(first)}") from None
         self._rid_cache: dict[tuple[str, str], int] = {}
         #: Seconds a call retries while a database server does not answer (see
         #: :func:`_reconnecting`): 0 (fail at once) for the read commands; the experiment
