@@ -125,6 +125,45 @@ def test_an_interrupted_attempt_does_not_use_up_a_retry(tmp_path: Path):
     assert [j["status"] for j in jobs(tmp_path)] == ["FAILED"]
 
 
+# Ignores SIGTERM and hangs (so a timeout ends it only with the kill after kill_grace),
+# unless the file "go" exists.
+DEAF = """
+import json, os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+cfg = json.load(open(sys.argv[-1]))
+open(f"pids/{cfg['job_id']}.{os.environ['AUP_ATTEMPT']}.pid", "w").write(str(os.getpid()))
+if not os.path.exists("go"):
+    time.sleep(30)
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def test_a_job_failing_while_the_experiment_stops_keeps_its_retries(tmp_path: Path):
+    """Trial 38: a job that failed (here its timeout) while a Ctrl-C was stopping the
+    experiment was recorded FAILED with its retries unused, and resume never ran it again."""
+    exp = setup(tmp_path, DEAF, n_parallel=1, job_timeout=0.5,
+                parameter_config=[{"name": "x", "type": "choice", "range": [1]}],
+                job_failure={"job_retries": 2, "ignore_fail": True},
+                resource_args={"kill_grace": 3})
+    proc = start_cli(str(exp), cwd=tmp_path)
+    try:
+        _wait_for_jobs(tmp_path, 1)
+        time.sleep(1.0)  # the timeout's SIGTERM was ignored; its SIGKILL comes at 3.5 s
+        proc.send_signal(signal.SIGINT)
+        rc, out, err = finish(proc, tmp_path, timeout=30)
+    finally:
+        _cleanup(tmp_path)
+    assert rc == 130, out + err
+    assert [(a["status"], a["fail_reason"]) for a in attempts(tmp_path, 1)] == [
+        ("FAILED", "TIMEOUT")]
+    assert [j["status"] for j in jobs(tmp_path)] == ["INTERRUPTED"], err
+    (tmp_path / "go").touch()
+    res = run_cli("resume", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [a["status"] for a in attempts(tmp_path, 1)] == ["FAILED", "SUCCEEDED"]
+    assert [j["status"] for j in jobs(tmp_path)] == ["FINISHED"]
+
+
 TERM_TIME = """
 import json, os, signal, sys, time
 def on_term(signum, frame):

@@ -688,8 +688,14 @@ class Experiment:
             broken = self._count_start_failure(r.slot.id, o.reason is FailReason.START_FAILED)
             error_msg = summary + ("\n--- output tail ---\n" + o.tail if o.tail else "")
             job.failures += 1
-            if (job.failures <= retries and not self.failed and not broken
-                    and not self._stop_event.is_set()):
+            if (job.failures <= retries and not broken
+                    and (self.failed or self._stop_event.is_set())):
+                # Retries left, but the experiment is stopping: the retry is the resume's
+                # (its FAILED attempts are counted again from the database then).
+                job_status = JobStatus.INTERRUPTED
+                log.warning("%s; it runs again on resume (retry %d/%d)", summary,
+                            job.failures, retries)
+            elif job.failures <= retries and not broken:
                 job_status = None
                 job.bad_slots.add(r.slot.id)
                 self.retry_queue.append(job)
