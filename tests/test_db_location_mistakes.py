@@ -354,3 +354,26 @@ def test_hints_for_a_path_with_spaces_and_accents_paste_as_printed(tmp_path: Pat
     again = run_cli(*argv[1:], cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "experiment 1" in again.stdout and "FINISHED" in again.stdout, again.stdout
+
+
+def test_load_experiment_reads_a_database_it_may_not_write(shared_dir: Path) -> None:
+    """Trial 38: the CLI views read a colleague's read-only database, but
+    aup.load_experiment (docs: it only reads) failed with 'attempt to write a readonly
+    database'. A pathlib.Path as db= gave an AttributeError."""
+    import subprocess
+
+    folder = shared_dir / "colleague"
+    path = _experiment(folder)
+    assert run_cli("run", "-q", str(path), cwd=folder).returncode == 0
+    for p in (folder / ".aup", *(folder / ".aup").iterdir()):
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    if not _as_nobody() and os.access(folder / ".aup", os.W_OK):
+        pytest.skip("this user can write to a read-only folder")
+    code = ("import pathlib, aup; r = aup.load_experiment(1, db=pathlib.Path("
+            f"{str(folder / '.aup' / 'sqlite3.db')!r})); print(len(r.jobs()), r.best()['jid'])")
+    env = {k: v for k, v in os.environ.items() if k != "AUP_DB"}
+    r = subprocess.run([*_as_nobody(), sys.executable, "-c", code], cwd=folder, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    n, best = r.stdout.split()
+    assert n == "2" and int(best) in (1, 2), r.stdout

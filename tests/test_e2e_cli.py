@@ -546,12 +546,11 @@ def test_resume_names_the_recorded_copy_when_it_no_longer_validates(tmp_path: Pa
 def test_a_run_refused_after_creating_its_database_leaves_no_empty_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Two runs started at once with different --db: the one refused left an empty database.
-    from aup import cli
-    from aup.store import store as store_module
+    from aup import api, cli
 
     write_script(tmp_path, "quad.py", QUADRATIC)
     path = write_experiment(tmp_path, script="quad.py", n_samples=2, parameter_config=X)
-    real_open = store_module.open_store
+    real_open = api.open_store
 
     def open_then_the_other_run_writes_its_jobs(url, *a, **k):
         st = real_open(url, *a, **k)
@@ -559,7 +558,7 @@ def test_a_run_refused_after_creating_its_database_leaves_no_empty_file(
         (tmp_path / "jobs" / "1.json").write_text("{}")  # the other run's first job
         return st
 
-    monkeypatch.setattr(store_module, "open_store", open_then_the_other_run_writes_its_jobs)
+    monkeypatch.setattr(api, "open_store", open_then_the_other_run_writes_its_jobs)
     monkeypatch.chdir(tmp_path)
     db = tmp_path / "p.db"
     assert cli.main(["run", "--db", f"sqlite:///{db}", str(path)]) == 2

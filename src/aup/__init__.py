@@ -20,27 +20,38 @@ __all__ = ["BasicConfig", "aup_args", "aup_flags", "aup_save_model", "load_exper
            "print_result", "run_experiment", "__version__"]
 
 
-def run_experiment(path: str, *, db: str | None = None, observer: Any = None) -> Any:
-    """Run the experiment described by an experiment.json file.
+def run_experiment(path: Any, *, db: Any = None, observer: Any = None,
+                   user: str | None = None) -> Any:
+    """Run the experiment described by an experiment.json file, as ``aup run`` does
+    (configuration warnings are logged; Ctrl-C stops it resumably, then re-raises
+    KeyboardInterrupt).
 
     Args:
-        path: the experiment file.
-        db: a SQLAlchemy URL (default: ``storage`` in the file, else ``.aup/sqlite3.db``).
+        path: the experiment file (str or path).
+        db: a SQLAlchemy URL or a SQLite file (str or path; default: ``storage`` in the
+            file, else ``.aup/sqlite3.db``).
         observer: an :class:`aup.experiment.Observer` for progress notifications.
+        user: the user name recorded (default: env.ini's, else ``$USER``).
 
     Returns:
         :class:`aup.experiment.ExperimentResult`.
 
     Raises:
         aup.errors.ConfigError: the file is invalid (nothing was started or written).
+        aup.errors.UsageError: refused before any job (nothing is left behind).
     """
     from aup.api import run_experiment as _run
 
-    return _run(path, db=db, observer=observer)
+    return _run(path, db=db, observer=observer, user=user)
 
 
-def load_experiment(experiment: int | str, *, db: str | None = None) -> Any:
-    """Load a recorded experiment (by id or name) for analysis.
+def load_experiment(experiment: int | str, *, db: Any = None) -> Any:
+    """Load a recorded experiment (by id or name) for analysis. It only reads: a database
+    this process may not write (a colleague's, read-only) opens too.
+
+    Args:
+        experiment: the id, or the name (the newest experiment of that name).
+        db: a SQLAlchemy URL or a SQLite file (str or path; default as ``aup list``).
 
     Returns:
         :class:`aup.api.ExperimentRecord` with ``jobs()``, ``best()`` and ``to_dataframe()``.

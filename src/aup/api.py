@@ -8,16 +8,19 @@ directory.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aup.errors import UsageError
+from aup.errors import AupError, UsageError
 from aup.store.store import Store, default_url, open_store, sqlite_file
 
+log = logging.getLogger(__name__)
 
-def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
+
+def resolve_db_url(db: str | os.PathLike | None = None, storage: str | None = None) -> str:
     """The database URL to use (see the module docstring for the order).
 
     A bare file path (no ``://``) is taken as a SQLite file.
@@ -27,6 +30,8 @@ def resolve_db_url(db: str | None = None, storage: str | None = None) -> str:
             (it would vanish with the command, and the job files it leaves in ``jobs/`` would
             block the next run).
     """
+    if db is not None:
+        db = os.fspath(db)  # a pathlib.Path is a file, like a str without '://'
     if db is not None and not db.strip():
         raise UsageError("--db is empty. Fix: give a database URL or file (e.g. --db "
                          "sqlite:///path/to/db.sqlite), or leave --db (db= in Python) out "
@@ -160,21 +165,81 @@ def find_experiment(store: Store, ref: int | str) -> dict[str, Any]:
                      "see 'aup list'")
 
 
-def run_experiment(path: str | os.PathLike, *, db: str | None = None, observer: Any = None,
-                   user: str | None = None) -> Any:
+def create_run(config: Any, url: str, *, user: str | None, observer: Any, env: Any,
+               resource: Any) -> tuple[Any, bool]:
+    """Open (or create) the database at ``url`` and record a new experiment of ``config``, as
+    ``aup run`` and :func:`run_experiment` do.
+
+    A new SQLite file is created only after its folder and the jobs folder were checked; when
+    the experiment is refused after all (another run took the jobs folder in the meantime...),
+    a database file this call created, still without an experiment, is removed again, with the
+    folder it made for it.
+
+    Args:
+        config: the validated configuration.
+        url: the database URL (:func:`resolve_db_url`).
+        user, observer, env: as for :meth:`aup.experiment.Experiment.create`.
+        resource: the resource manager built with ``check_only`` (its jobs folder is checked).
+
+    Returns:
+        ``(experiment, created)``: created is True when this call created the database.
+
+    Raises:
+        AupError: refused (nothing is left behind).
+    """
+    import contextlib
+
+    from aup.experiment import Experiment
+    from aup.jobs_folder import check_jobs_dir
+    from aup.store.store import check_sqlite_folder
+
+    new_file = sqlite_file(url)
+    created = new_file is not None and not new_file.exists()
+    if new_file is not None:
+        check_sqlite_folder(new_file)  # a mistyped --db is named before any other problem
+    if created:
+        # a new database: refuse another one's job files before creating it
+        check_jobs_dir(resource.jobs_dir, url)
+    made_folder = created and not new_file.parent.exists()
+    store = open_store(url)
+    try:
+        exp = Experiment.create(config, store, user=user, observer=observer, env_file=env,
+                                resource=resource)
+    except AupError:
+        if created and not store.list_experiments(limit=1):
+            store.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{new_file}{suffix}").unlink(missing_ok=True)
+            if made_folder:  # the .aup it made for it, when still empty
+                with contextlib.suppress(OSError):
+                    new_file.parent.rmdir()
+        else:
+            store.close()
+        raise
+    return exp, created
+
+
+def run_experiment(path: str | os.PathLike, *, db: str | os.PathLike | None = None,
+                   observer: Any = None, user: str | None = None) -> Any:
     """Validate and run an experiment file; see :func:`aup.run_experiment`."""
+    import queue
+
     from aup.config import load_config
     from aup.environment import load_environment
-    from aup.experiment import Experiment
+    from aup.experiment import prepared_resource
 
     config = load_config(path)
-    store = open_store(resolve_db_url(db, config.storage_url))
+    for w in config.warnings:  # as 'aup run' logs them
+        log.warning("%s: %s", path, w)
+    env = load_environment()
+    checked = prepared_resource(config, queue.Queue(), env, check_only=True)
+    exp, _ = create_run(config, resolve_db_url(db, config.storage_url),
+                        user=user or (env.user if env else None), observer=observer, env=env,
+                        resource=checked)
     try:
-        exp = Experiment.create(config, store, user=user, observer=observer,
-                                env_file=load_environment())
         return exp.run()
     finally:
-        store.close()
+        exp.store.close()
 
 
 @dataclass
@@ -256,7 +321,7 @@ def load_experiment(experiment: int | str, *, db: str | None = None) -> Experime
     Raises:
         UsageError: no database at ``db`` (nothing is created), or no such experiment.
     """
-    store = open_existing_store(db)
+    store = open_existing_store(os.fspath(db) if db is not None else None, read_only=True)
     try:
         return ExperimentRecord(find_experiment(store, experiment), store)
     except BaseException:

@@ -8,7 +8,6 @@ Exit codes: 0 success, 1 experiment failed, 2 bad usage or bad configuration, 13
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
 import logging
@@ -352,12 +351,10 @@ def cmd_run(args) -> int:
     """aup run: validate, record and run an experiment."""
     import queue
 
-    from aup.api import resolve_db_url
+    from aup.api import create_run, resolve_db_url
     from aup.config import load_config
     from aup.environment import load_environment
-    from aup.experiment import Experiment, build_proposer, prepared_resource, warn_planned_jobs
-    from aup.jobs_folder import check_jobs_dir
-    from aup.store.store import check_sqlite_folder, open_store, sqlite_file
+    from aup.experiment import build_proposer, prepared_resource, warn_planned_jobs
 
     config = load_config(args.experiment)
     for w in config.warnings:
@@ -377,31 +374,11 @@ def cmd_run(args) -> int:
                       f"{'' if len(config.space) == 1 else 's'}{jobs}){warned}")
         return EXIT_OK
     url = resolve_db_url(args.db, config.storage_url)
-    new_file = sqlite_file(url)
-    created = new_file is not None and not new_file.exists()
-    if new_file is not None:
-        check_sqlite_folder(new_file)  # a mistyped --db is named before any other problem
-    if created:
-        # a new database: refuse another one's job files before creating it
-        check_jobs_dir(checked.jobs_dir, url)
-    made_folder = created and not new_file.parent.exists()
-    store = open_store(url)
     observer = ProgressObserver(console, enabled=not args.quiet and console.is_terminal)
     with StopSignals() as signals:
-        try:
-            exp = Experiment.create(config, store, user=args.user or (env.user if env else None),
-                                    observer=observer, env_file=env, resource=checked)
-        except AupError:
-            # refused (another run took the jobs folder in the meantime...): a database this
-            # command just created, still without an experiment, is not left behind
-            if created and not store.list_experiments(limit=1):
-                store.close()
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{new_file}{suffix}").unlink(missing_ok=True)
-                if made_folder:  # the .aup it made for it, when still empty
-                    with contextlib.suppress(OSError):
-                        new_file.parent.rmdir()
-            raise
+        exp, created = create_run(config, url, user=args.user or (env.user if env else None),
+                                  observer=observer, env=env, resource=checked)
+        store = exp.store
         console.print(f"experiment {exp.eid} ({config.experiment_name}) started: proposer "
                       f"{config.proposer}, resource {config.resource}, n_parallel "
                       f"{config.n_parallel}, database {store._safe_url()}")

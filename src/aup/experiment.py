@@ -373,12 +373,21 @@ class Experiment:
             self._drain(timeout=self.resource.options.kill_grace + 5, record=False)
             raise
         except BaseException as err:
-            self.stop_reason = self.stop_reason or f"scheduler error: {err!r}"
+            # Ctrl-C where no handler of ours turned it into a stop request (aup.run_experiment
+            # in a notebook or script): a stop like 'aup run's, resumable; anything else is a
+            # scheduler error.
+            interrupted = isinstance(err, KeyboardInterrupt)
+            self.stop_reason = self.stop_reason or (
+                "interrupted (KeyboardInterrupt)" if interrupted else f"scheduler error: {err!r}")
             self._stop_all(force=True)
             self._drain(timeout=self.resource.options.kill_grace + 5)
             self.store.mark_interrupted(self.eid, AttemptStatus.STOPPED.value)
-            self.store.end_experiment(self.eid, ExperimentStatus.FAILED.value,
-                                      self.first_failure or self.stop_reason)
+            if interrupted and not self.failed:
+                self.store.end_experiment(self.eid, ExperimentStatus.STOPPED.value,
+                                          self.stop_reason)
+            else:
+                self.store.end_experiment(self.eid, ExperimentStatus.FAILED.value,
+                                          self.first_failure or self.stop_reason)
             raise
         finally:
             if self.early_stop is not None:

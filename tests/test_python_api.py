@@ -1,0 +1,77 @@
+"""The Python API a notebook or script uses: aup.run_experiment and aup.load_experiment
+(real subprocess jobs, real SQLite files)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import QUADRATIC, run_cli, write_experiment, write_script
+from lifecycle_helpers import experiment, jobs, query, wait_for
+
+import aup
+from aup.errors import UsageError
+
+X = [{"name": "x", "type": "float", "range": [0, 1]}]
+
+SLOW = """
+import json, sys, time
+cfg = json.load(open(sys.argv[-1]))
+time.sleep(0.5)
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def test_ctrl_c_in_run_experiment_stops_resumably(tmp_path: Path) -> None:
+    """Trial 38: Ctrl-C during aup.run_experiment (no CLI signal handler) recorded the
+    experiment FAILED with 'scheduler error: KeyboardInterrupt()'; it is STOPPED, as with
+    'aup run', and the resume finishes it."""
+    write_script(tmp_path, "job.py", SLOW)
+    exp = write_experiment(tmp_path, script="job.py", n_samples=6, parameter_config=X)
+    driver = tmp_path / "drive.py"
+    driver.write_text(f"import aup\naup.run_experiment({str(exp)!r})\n")
+    proc = subprocess.Popen([sys.executable, str(driver)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: query(tmp_path, "SELECT jid FROM job_attempt WHERE status = 'RUNNING'"),
+             what="a running job")
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err  # re-raised to the caller
+    row = experiment(tmp_path)
+    assert row["status"] == "STOPPED", (row["status"], row["error_msg"])
+    assert "scheduler error" not in (row["error_msg"] or "")
+    res = run_cli("resume", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [j["status"] for j in jobs(tmp_path)] == ["FINISHED"] * 6
+
+
+def test_run_experiment_logs_the_config_warnings(tmp_path: Path, caplog) -> None:
+    """Trial 38: aup run logged the configuration's warnings, aup.run_experiment dropped them."""
+    write_script(tmp_path, "job.py", QUADRATIC)
+    exp = write_experiment(tmp_path, script="job.py", n_samples=2, parameter_config=X,
+                           resource_args={"early_stop": {"aup_policy": "median",
+                                                         "aup_policy_steps": 2,
+                                                         "bandit_factor": 0.1}})
+    with caplog.at_level("WARNING"):
+        result = aup.run_experiment(exp, db=tmp_path / "a.db")  # a Path as db= too
+    assert result.status.value == "FINISHED"
+    assert "bandit_factor is ignored by policy 'median'" in caplog.text, caplog.text
+
+
+def test_a_refused_run_experiment_leaves_no_database(tmp_path: Path) -> None:
+    """Trial 38: a run refused by the jobs-folder check left a new, empty database file (the
+    CLI removed it, the Python API did not)."""
+    write_script(tmp_path, "job.py", QUADRATIC)
+    exp = write_experiment(tmp_path, script="job.py", n_samples=2, parameter_config=X)
+    assert run_cli("run", "-q", str(exp), cwd=tmp_path).returncode == 0  # jobs/ is .aup's
+    with pytest.raises(UsageError, match="another database"):
+        aup.run_experiment(str(exp), db=str(tmp_path / "other.db"))
+    assert not list(tmp_path.glob("other.db*"))
+    assert json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)[0]["status"] == \
+        "FINISHED"
