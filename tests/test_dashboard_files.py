@@ -361,6 +361,29 @@ def test_export_keeps_labels_named_like_parameters_apart(tmp_path):
     assert all(float(r["result.x"]) == float(r["x"]) + 100 for r in rows)
 
 
+def test_a_failed_job_has_no_label_values_in_the_export_or_the_dataframe(tmp_path):
+    """Trial 38: a job that printed a result line and then exited 1 is FAILED without a
+    score, yet the export and to_dataframe() showed that line's label value."""
+    import aup
+
+    (tmp_path / "g.py").write_text(
+        "import json, sys\ncfg = json.load(open(sys.argv[-1]))\n"
+        "print(f'#Auptimizer:{cfg[\"x\"]},{cfg[\"x\"] + 500}')\n"
+        "sys.exit(1 if cfg['x'] > 0.5 else 0)\n")
+    write_json(tmp_path / "e.json", name="lab", script="g.py", proposer="sequence",
+               parameter_config=[{"name": "x", "range": [0, 1], "type": "float", "n": 2}],
+               resource_args={"multi_res_labels": ["lab"]},
+               job_failure={"ignore_fail": True})
+    run_cli("run", "e.json", cwd=tmp_path)
+    rows = list(csv.DictReader(io.StringIO(run_cli("export", "lab", cwd=tmp_path).stdout)))
+    assert [(r["status"], r["score"], r["lab"]) for r in rows] == [
+        ("FINISHED", "0.0", "500.0"), ("FAILED", "", "")], rows
+    frame = aup.load_experiment("lab", db=tmp_path / ".aup" / "sqlite3.db").records()
+    assert [(r["status"], r["result_lab"]) for r in frame] == [("FINISHED", 500.0),
+                                                              ("FAILED", None)]
+    assert list(frame[0])[:5] == ["jid", "status", "score", "fail_reason", "detail"]
+
+
 def test_export_keeps_labels_named_like_the_budget_or_a_renamed_column_apart(tmp_path):
     """A label "n_iterations" overwrote the budget's column, and a label "param.score" the
     renamed parameter's (trial 34): both now get result.<name>."""

@@ -291,13 +291,13 @@ class ExperimentRecord:
         extras = self.store.final_extras(self.eid) if labels else {}
         for j in self.jobs():
             start, end = j["start_time"], j["end_time"]
+            a = attempts.get(j["jid"])
             rec = {"jid": j["jid"], "status": j["status"], "score": j["score"],
-                   "fail_reason": j["fail_reason"], "start_time": start, "end_time": end,
+                   "fail_reason": j["fail_reason"], "detail": a["detail"] if a else None,
+                   "start_time": start, "end_time": end,
                    "duration": end - start if start is not None and end is not None else None,
                    "n_attempts": j["n_attempts"],
                    "budget": j["budget"], "bracket": j["bracket"], "rung": j["rung"]}
-            a = attempts.get(j["jid"])
-            rec["detail"] = a["detail"] if a else None
             for k, v in (j["job_config"] or {}).items():
                 rec[f"param_{k}"] = v
             ex = extras.get(j["jid"], {})

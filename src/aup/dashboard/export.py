@@ -171,7 +171,8 @@ def add_parser(subparsers: Any) -> None:
     add_db_argument(p)
     p.add_argument("experiment", help="experiment id or name")
     p.add_argument("--format", choices=FORMATS,
-                   help="csv or json (default: from --out's suffix, else csv)")
+                   help="csv or json (default: from --out's suffix .csv or .json, else csv; "
+                   "another suffix needs --format)")
     p.add_argument("--out", "-o", help="output file (default, or '-': standard output); an "
                    "existing file needs --overwrite")
     add_overwrite_argument(p)

@@ -286,7 +286,9 @@ class DashboardQueries:
         for r in rows:
             jid = int(r["jid"])
             start, end = r["start_time"], r["end_time"]
-            ex = extras.get(jid, {})
+            # a job's label values are those of its result: none without a score (a FAILED
+            # job's last line, say before its crash, is not a result)
+            ex = extras.get(jid, {}) if r["score"] is not None else {}
             items.append({
                 "jid": jid, "status": r["status"], "score": _num(r["score"]),
                 "params": _loads(r["job_config"]) or {}, "start_time": start, "end_time": end,

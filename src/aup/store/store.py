@@ -928,11 +928,12 @@ class Store:
     @_reconnecting
     def final_extras(self, eid: int) -> dict[int, dict[int, float | None]]:
         """The secondary values of each job's final result (``is_last_result``), by jid, then
-        by label order (1 = the first ``multi_res_labels`` label). One query."""
+        by label order (1 = the first ``multi_res_labels`` label), for the jobs that have a
+        score (a FAILED job's last line, say before a crash, is not its result). One query."""
         m, j = s.multiple_result, s.job
         # through job (indexed by eid), then multiple_result by its jid index
         q = (select(m.c.jid, m.c.label_order, m.c.value).join(j, j.c.jid == m.c.jid)
-             .where(j.c.eid == eid, m.c.is_last_result.is_(True)))
+             .where(j.c.eid == eid, m.c.is_last_result.is_(True), j.c.score.is_not(None)))
         out: dict[int, dict[int, float | None]] = {}
         with self.engine.connect() as c:
             for jid, order, value in c.execute(q):
