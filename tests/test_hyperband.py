@@ -428,6 +428,9 @@ def test_a_best_job_below_the_largest_budget_says_so(tmp_path: Path):
     assert run.returncode == 0 and note in " ".join(run.stdout.split()), run.stdout + run.stderr
     best = run_cli("best", "1", cwd=tmp_path)
     assert best.returncode == 0 and note in " ".join(best.stdout.split()), best.stdout
+    # and --json tells it to a program (trial 38: it had nothing for it)
+    as_json = json.loads(run_cli("best", "1", "--json", cwd=tmp_path).stdout)
+    assert (as_json["budget"], as_json["largest_budget_run"]) == (1, 3), as_json
     # a best job at the largest budget gets no note
     write_script(tmp_path, "t.py", (
         "import json, sys\nprint('#Auptimizer:', json.load(open(sys.argv[-1]))['x'])\n"))

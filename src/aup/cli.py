@@ -604,6 +604,8 @@ def cmd_best(args) -> int:
     row = find_experiment(store, args.experiment)
     best = store.best_job(int(row["eid"]), row["target"] == "max")
     if args.json:
+        if best is not None:  # the smaller-budget note of the text output, for machines
+            best = {**best, "largest_budget_run": store.largest_budget_run(int(row["eid"]))}
         write_stdout(json.dumps(best, default=str) + "\n")
         return EXIT_OK if best else EXIT_FAILED
     console = _console()
