@@ -20,8 +20,8 @@ scikit-learn and scipy:
    rounded to the centre of their slice of the unit interval before the GP sees them;
    choices are one-hot. Constants are passed through untouched.
 4. **Pending jobs** (``n_parallel > 1``) enter the GP as fantasies at the posterior mean
-   ("kriging believer"): the variance there collapses, expected improvement vanishes, so
-   parallel proposals differ. **Failed jobs** enter as pessimistic fantasies at the worst
+   ("kriging believer") of the GP that already holds the failures: the variance there
+   collapses, expected improvement vanishes, so parallel proposals differ. **Failed jobs** enter as pessimistic fantasies at the worst
    (standardized) loss observed, so the search leaves a failing region rather than probing
    beside each failure; what a failed job printed never reaches the model. A configuration already observed is not
    proposed again either (unless nothing else is left): the noise term keeps some expected
@@ -297,19 +297,21 @@ class SpearmintProposer(Proposer):
             model = gpm.MaternGP(np.asarray(self.theta)).condition(x, ys)
         pending = [p.params for p in self.pending.values()]
         failed = self.failures[-_MAX_FAILED:]
-        yf = np.zeros(0)
-        if pending or failed:
-            xf = np.array([self.enc.encode(p) for p in pending + failed])
-            # Pending jobs at the posterior mean (kriging believer); failed ones at the worst
-            # loss seen (a pessimistic fantasy), which steers the search out of the failing
-            # region instead of next to the failure.
-            yf = np.concatenate([model.predict(xf[: len(pending)])[0] if pending else [],
-                                 np.full(len(failed), float(ys.max()))])
-            model = gpm.MaternGP(model.theta).condition(np.vstack([x, xf]),
-                                                        np.concatenate([ys, yf]))
+        if failed:
+            # Failed jobs at the worst loss seen (a pessimistic fantasy), which steers the
+            # search out of a failing region instead of next to each failure.
+            x = np.vstack([x, np.array([self.enc.encode(p) for p in failed])])
+            ys = np.concatenate([ys, np.full(len(failed), float(ys.max()))])
+            model = gpm.MaternGP(model.theta).condition(x, ys)
         best = float(ys.min())
-        if self.pending:  # kriging believer: the fantasized values count as observed
-            best = min(best, float(yf[: len(self.pending)].min()))
+        if pending:
+            # Pending jobs at the posterior mean of the model that knows the failures
+            # (kriging believer): one beside a failure is not fantasized as good.
+            xp = np.array([self.enc.encode(p) for p in pending])
+            yp = model.predict(xp)[0]
+            model = gpm.MaternGP(model.theta).condition(np.vstack([x, xp]),
+                                                        np.concatenate([ys, yp]))
+            best = min(best, float(yp.min()))  # the fantasized values count as observed
 
         def acq(u: np.ndarray, snap: bool = True, single: bool = False) -> np.ndarray:
             m, s = model.predict(self.enc.features(u, snap), single=single)
