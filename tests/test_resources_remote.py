@@ -57,6 +57,25 @@ def test_unreachable_host_is_named_before_any_job(ssh_servers, tmp_path: Path) -
         _prepare(tmp_path, "node", args, tmp_path / "remote")
 
 
+def test_every_node_that_is_not_ready_is_named_at_once(ssh_servers, tmp_path: Path) -> None:
+    """Trial 37: only the first node with a problem was named, so two bad nodes took two
+    runs to find; the good node between them is not named."""
+    from fixtures_ssh import free_port
+
+    good = ssh_servers.entries()[0]
+    ports = [free_port(), free_port()]
+    args = ssh_servers.node_args(nodes=[f"{ssh_servers.user}@127.0.0.1:{ports[0]} "
+                                        f"{ssh_servers.key}", good,
+                                        f"{ssh_servers.user}@127.0.0.1:{ports[1]} "
+                                        f"{ssh_servers.key}"])
+    (tmp_path / "remote").mkdir()
+    with pytest.raises(AupError, match="2 nodes are not ready") as err:
+        _prepare(tmp_path, "node", args, tmp_path / "remote")
+    text = str(err.value)
+    assert all(f"127.0.0.1:{p}" in text for p in ports), text
+    assert good.split()[0] not in text, text
+
+
 def test_wrong_key_is_refused_with_the_host_named(ssh_servers, tmp_path: Path) -> None:
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)

@@ -682,9 +682,20 @@ class SSHResourceManager(ResourceManager):
         for label, spec in specs:
             if label not in self._nodes:
                 self._nodes[label] = Node(label, spec, self.options)
+        # Every node is checked, and every problem named at once (two nodes with unknown host
+        # keys took two runs to find).
+        problems = []
         for node in self._nodes.values():
-            node.client(retry=False)
-            self._check_node(node)
+            try:
+                node.client(retry=False)
+                self._check_node(node)
+            except SSHError as err:
+                problems.append(str(err))
+        if len(problems) == 1:
+            raise SSHError(problems[0])
+        if problems:
+            raise SSHError(f"{len(problems)} nodes are not ready:\n  - "
+                           + "\n  - ".join(problems))
 
     def _check_node(self, node: Node) -> None:
         wd = remote_path(self.config.workingdir)
