@@ -56,6 +56,20 @@ def _cleanup(folder: Path) -> None:
     kill_pids(read_pids(folder))
 
 
+def _ctrl_c_once_running(exp: Path, folder: Path, n: int, pause: float = 0.0
+                         ) -> tuple[int, str, str]:
+    """Run ``aup run exp`` in ``folder``, send it one SIGINT (Ctrl-C) ``pause`` seconds after
+    ``n`` jobs run, and return its (exit code, stdout, stderr); the jobs are killed after."""
+    proc = start_cli(str(exp), cwd=folder)
+    try:
+        _wait_for_jobs(folder, n)
+        time.sleep(pause)
+        proc.send_signal(signal.SIGINT)
+        return finish(proc, folder, timeout=30)
+    finally:
+        _cleanup(folder)
+
+
 def test_ctrl_c_stops_jobs_and_resume_continues(tmp_path: Path):
     exp = setup(tmp_path, GATED, n_parallel=2,
                 parameter_config=[{"name": "x", "type": "choice", "range": [1, 2, 3, 4]},
@@ -108,13 +122,7 @@ def test_an_interrupted_attempt_does_not_use_up_a_retry(tmp_path: Path):
                 parameter_config=[{"name": "x", "type": "choice", "range": [1]}],
                 job_failure={"job_retries": 1, "ignore_fail": True},
                 resource_args={"kill_grace": 1})
-    proc = start_cli(str(exp), cwd=tmp_path)
-    try:
-        _wait_for_jobs(tmp_path, 1)
-        proc.send_signal(signal.SIGINT)
-        rc, out, err = finish(proc, tmp_path, timeout=30)
-    finally:
-        _cleanup(tmp_path)
+    rc, out, err = _ctrl_c_once_running(exp, tmp_path, 1)
     assert rc == 130, out + err
     (tmp_path / "go").touch()
     res = run_cli("resume", "1", cwd=tmp_path)
@@ -145,14 +153,8 @@ def test_a_job_failing_while_the_experiment_stops_keeps_its_retries(tmp_path: Pa
                 parameter_config=[{"name": "x", "type": "choice", "range": [1]}],
                 job_failure={"job_retries": 2, "ignore_fail": True},
                 resource_args={"kill_grace": 3})
-    proc = start_cli(str(exp), cwd=tmp_path)
-    try:
-        _wait_for_jobs(tmp_path, 1)
-        time.sleep(1.0)  # the timeout's SIGTERM was ignored; its SIGKILL comes at 3.5 s
-        proc.send_signal(signal.SIGINT)
-        rc, out, err = finish(proc, tmp_path, timeout=30)
-    finally:
-        _cleanup(tmp_path)
+    # the timeout's SIGTERM is ignored at 0.5 s; its SIGKILL comes at 3.5 s, after the Ctrl-C
+    rc, out, err = _ctrl_c_once_running(exp, tmp_path, 1, pause=1.0)
     assert rc == 130, out + err
     assert [(a["status"], a["fail_reason"]) for a in attempts(tmp_path, 1)] == [
         ("FAILED", "TIMEOUT")]

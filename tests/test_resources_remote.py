@@ -287,31 +287,43 @@ def test_node_experiment_through_the_cli(ssh_servers, tmp_path: Path) -> None:
     assert len(list((backend.remote_wd / "jobs").glob("*.json"))) == 4
 
 
-def test_dead_node_is_avoided_by_new_jobs(ssh_servers, tmp_path: Path) -> None:
-    """Node 0 dies during the run (server stopped, connection dropped): its job is retried on
-    node 1, and new jobs start on node 1 only (the lost connection marked node 0 down)."""
+def _run_killing_node0(servers, tmp_path: Path, backend: Backend, script: str, n_running: int,
+                       **cfg):
+    """Run an experiment (one retry per job) whose node 0 dies (server stopped, its open
+    connection dropped) once ``n_running`` jobs run; the server is started again afterwards.
+
+    Returns:
+        the run and node 0's label.
+    """
     from fixtures_ssh import _start
 
-    backend = _node(ssh_servers, tmp_path, reconn_wait_time=0.2, max_retries=2)
-    dead = ssh_servers.entries()[0].split()[0]
+    dead = servers.entries()[0].split()[0]
 
     def kill_node0(exp) -> None:
         end = time.monotonic() + 60
-        while not exp.running and time.monotonic() < end:
+        while len(exp.running) < n_running and time.monotonic() < end:
             time.sleep(0.02)
-        ssh_servers.procs[0].terminate()
-        ssh_servers.procs[0].wait(5)
+        servers.procs[0].terminate()
+        servers.procs[0].wait(5)
         node = exp.resource._nodes[dead]
         if node._client is not None:
             node._client.get_transport().close()  # the open connection drops too
 
-    script = OK.replace("print(", "import time\ntime.sleep(0.5)\nprint(")
     try:
-        run = run_experiment(tmp_path / "exp", backend, script, n_samples=4, n_parallel=1,
-                             on_start=kill_node0,
-                             job_failure={"job_retries": 1, "ignore_fail": False})
+        run = run_experiment(tmp_path / "exp", backend, script, on_start=kill_node0,
+                             job_failure={"job_retries": 1, "ignore_fail": False}, **cfg)
     finally:
-        ssh_servers.procs[0] = _start(ssh_servers.configs[0], ssh_servers.ports[0])
+        servers.procs[0] = _start(servers.configs[0], servers.ports[0])
+    return run, dead
+
+
+def test_dead_node_is_avoided_by_new_jobs(ssh_servers, tmp_path: Path) -> None:
+    """Node 0 dies during the run (server stopped, connection dropped): its job is retried on
+    node 1, and new jobs start on node 1 only (the lost connection marked node 0 down)."""
+    backend = _node(ssh_servers, tmp_path, reconn_wait_time=0.2, max_retries=2)
+    script = OK.replace("print(", "import time\ntime.sleep(0.5)\nprint(")
+    run, dead = _run_killing_node0(ssh_servers, tmp_path, backend, script, 1, n_samples=4,
+                                   n_parallel=1)
     assert run.result.status.value == "FINISHED", run.result.error
     order = sorted(run.slots.items(), key=lambda kv: kv[0])
     reasons = {(j["jid"], a["num"]): a["fail_reason"] for j in run.jobs()
@@ -327,28 +339,10 @@ def test_a_job_lost_with_its_node_is_retried_on_a_live_node(ssh_servers, tmp_pat
     """Trial 37: with both nodes busy, the job lost with node 0 was retried on node 0 again
     (its only free slot: a LOST connection did not mark the node down) and failed for good
     with RESOURCE_ERROR; the retry now waits for node 1."""
-    from fixtures_ssh import _start
-
     backend = _node(ssh_servers, tmp_path, reconn_wait_time=30, max_retries=1)
-    dead = ssh_servers.entries()[0].split()[0]
-
-    def kill_node0(exp) -> None:
-        end = time.monotonic() + 60
-        while len(exp.running) < 2 and time.monotonic() < end:
-            time.sleep(0.02)
-        ssh_servers.procs[0].terminate()
-        ssh_servers.procs[0].wait(5)
-        node = exp.resource._nodes[dead]
-        if node._client is not None:
-            node._client.get_transport().close()  # the open connection drops too
-
     script = OK.replace("print(", "import time\ntime.sleep(1.5)\nprint(")
-    try:
-        run = run_experiment(tmp_path / "exp", backend, script, n_samples=2, n_parallel=2,
-                             on_start=kill_node0,
-                             job_failure={"job_retries": 1, "ignore_fail": False})
-    finally:
-        ssh_servers.procs[0] = _start(ssh_servers.configs[0], ssh_servers.ports[0])
+    run, dead = _run_killing_node0(ssh_servers, tmp_path, backend, script, 2, n_samples=2,
+                                   n_parallel=2)
     assert run.result.status.value == "FINISHED", run.result.error
     attempts = {(j["jid"], a["num"]): a for j in run.jobs() for a in run.attempts(j["jid"])}
     lost = [k for k, a in attempts.items() if a["fail_reason"] == "LOST"]
