@@ -24,7 +24,6 @@ resolves against ``workingdir``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -45,7 +44,7 @@ from pydantic import (
 )
 
 from aup.config_problems import finalize, problems_from_validation, unknown_key_warning
-from aup.errors import MISSING, ConfigError, Problem, install_hint
+from aup.errors import MISSING, ConfigError, Problem, install_hint, missing_modules
 from aup.space import ChoiceParam, FloatParam, IntParam, Param, SearchSpace
 
 #: Job-config keys of the job protocol; no parameter may be named like one. ``tid`` is the
@@ -426,23 +425,10 @@ _NESTED_BLOCKS: dict[str, type[BaseModel]] = {"job_failure": JobFailure,
                                               "runtime_args": RuntimeArgs}
 
 
-def _missing_modules(modules: tuple[str, ...]) -> list[str]:
-    """The top-level modules of ``modules`` that cannot be imported (looked up, not imported)."""
-    out = []
-    for name in modules:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):  # ValueError: sys.modules[name] is None
-            found = False
-        if not found:
-            out.append(name)
-    return out
-
-
 def _requirement_problems(key: str, name: str, registry: Any) -> list[Problem]:
     """A problem at ``key`` when the proposer/resource ``name`` needs a package not installed."""
     extra, modules = getattr(registry, "REQUIREMENTS", {}).get(name, ("", ()))
-    missing = _missing_modules(modules)
+    missing = missing_modules(modules)
     if not missing:
         return []
     what = ", ".join(missing)

@@ -53,7 +53,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from aup.errors import MISSING, ConfigError, Problem, install_hint
+from aup.errors import MISSING, ConfigError, Problem, install_hint, missing_modules
 
 log = logging.getLogger(__name__)
 
@@ -126,22 +126,12 @@ def _problems(options: Any) -> tuple[EarlyStopOptions | None, list[Problem]]:
         problems.append(Problem(base + ".curve_fitting_max_iters", "required by the "
                                 "curve_fitting policy", MISSING,
                                 _HINTS["curve_fitting_max_iters"]))
-    if parsed is not None and parsed.aup_policy == "curve_fitting" and not _scipy_installed():
+    if parsed is not None and parsed.aup_policy == "curve_fitting" and missing_modules(("scipy",)):
         # found at load, not as a warning per job at run time with nothing ever stopped
         problems.append(Problem(base + ".aup_policy", "the curve_fitting policy needs the "
                                 "Python package scipy, which is not installed",
                                 "curve_fitting", install_hint("bo")))
     return (parsed if not problems else None), problems
-
-
-def _scipy_installed() -> bool:
-    """Whether scipy (curve fitting's optimizer) can be imported (looked up, not imported)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("scipy") is not None
-    except (ImportError, ValueError):  # ValueError: sys.modules["scipy"] is None
-        return False
 
 
 def validate_early_stop(options: Any) -> list[Problem]:

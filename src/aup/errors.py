@@ -18,6 +18,22 @@ def install_hint(extra: str) -> str:
     return f"pip install 'auptimizer[{extra}]' (from a clone: pip install -e '.[{extra}]')"
 
 
+def missing_modules(modules: tuple[str, ...]) -> list[str]:
+    """The top-level modules of ``modules`` that cannot be imported (looked up with
+    ``importlib.util.find_spec``, not imported), for an error that names what to install."""
+    import importlib.util
+
+    out = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # ValueError: sys.modules[name] is None
+            found = False
+        if not found:
+            out.append(name)
+    return out
+
+
 class AupError(Exception):
     """Base class of every error Auptimizer raises deliberately."""
 
