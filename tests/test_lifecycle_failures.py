@@ -160,7 +160,11 @@ def test_with_ignore_fail_jobs_that_cannot_start_anywhere_stop_the_experiment(tm
     assert "no job can start any more" in out and "cannot start" in out, out
     rows = jobs(tmp_path)
     assert 3 <= len(rows) <= 5, rows  # not 20
-    assert {j["fail_reason"] for j in rows} == {"START_FAILED"}
+    # every job could not start, except one the stop caught while it was being started on the
+    # other slot (a race of the two slots): that one is INTERRUPTED without a reason
+    assert {j["fail_reason"] for j in rows} <= {"START_FAILED", None}, rows
+    assert "START_FAILED" in {j["fail_reason"] for j in rows}
+    assert all(j["status"] == "INTERRUPTED" for j in rows if j["fail_reason"] is None), rows
     assert rows[-1]["status"] == "INTERRUPTED"
     n_failed = sum(j["status"] == "FAILED" for j in rows)
     assert "failed jobs stay FAILED and the jobs that were stopped or could not start run again" in out
