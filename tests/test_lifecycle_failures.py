@@ -159,7 +159,10 @@ def test_with_ignore_fail_jobs_that_cannot_start_anywhere_stop_the_experiment(tm
     out = " ".join((res.stdout + res.stderr).split())
     assert "no job can start any more" in out and "cannot start" in out, out
     rows = jobs(tmp_path)
-    assert 3 <= len(rows) <= 5, rows  # not 20
+    # The stop needs 2 failed starts in a row on each slot: 4 jobs when the slots take turns.
+    # Which slot frees first is a race, so one slot may see 3 or 4 before the other sees its
+    # second (CI once saw 6 rows); well under the 20 jobs it burnt before is what counts.
+    assert 3 <= len(rows) <= 10, rows
     # every job could not start, except one the stop caught while it was being started on the
     # other slot (a race of the two slots): that one is INTERRUPTED without a reason
     assert {j["fail_reason"] for j in rows} <= {"START_FAILED", None}, rows
