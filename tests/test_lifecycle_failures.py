@@ -178,6 +178,43 @@ def test_with_ignore_fail_jobs_that_cannot_start_anywhere_stop_the_experiment(tm
     assert len(rows) == 20
     assert sum(j["status"] == "FINISHED" for j in rows) == 20 - n_failed
 
+DELETES_ITSELF = """
+import json, os, sys, time
+cfg = json.load(open(sys.argv[-1]))
+time.sleep(3 if cfg["job_id"] == 1 else 0.05)
+if cfg["job_id"] == 3:
+    os.remove(__file__)  # the script is gone for every later job
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def test_a_script_deleted_mid_run_stops_the_experiment_while_another_slot_is_busy(
+        tmp_path: Path):
+    # Trial 40: with ignore_fail, the stop for "no job can start" needed every slot to fail
+    # twice; the other slot ran a long job, so the free one failed 33 of 40 jobs for good in a
+    # second. The failing slot now waits for the busy one, whose next start decides. And a
+    # deleted .py script (run as `python job.py`) was an ordinary exit 2, not a start failure.
+    exp = setup(tmp_path, DELETES_ITSELF, n_parallel=2, n_samples=20, proposer="random",
+                parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}],
+                job_failure={"ignore_fail": True})
+    res = run_cli(str(exp), cwd=tmp_path, timeout=60)
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 1, out
+    assert "no job can start any more" in out and "is gone" in out, out
+    rows = jobs(tmp_path)
+    failed = [j for j in rows if j["status"] == "FAILED"]
+    # jobs 4 and 5 on the free slot, then 2 attempts on the slot job 1 frees: at most 3 spent
+    assert 1 <= len(failed) <= 3 and len(rows) <= 8, rows
+    assert {j["fail_reason"] for j in failed} == {"START_FAILED"}, failed
+    assert next(j for j in rows if j["jid"] == 1)["status"] == "FINISHED"
+    setup(tmp_path, DELETES_ITSELF.replace("== 3", "== -1"))
+    res = run_cli("resume", "1", "-q", cwd=tmp_path, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = jobs(tmp_path)
+    assert len(rows) == 20
+    assert sum(j["status"] == "FINISHED" for j in rows) == 20 - len(failed)
+
+
 def test_first_failure_reason_and_tail_in_cli_output_exit_1(tmp_path: Path):
     script = """
     import json, sys, time

@@ -195,6 +195,7 @@ class Experiment:
         self._claim = JobsFolderClaim(None)
         #: argv prefix of the script, computed once (it stats the script file).
         self._command = tuple(config.job_command())
+        self._script = config.script_path()
         self.resource.attach(store, eid)
         ra = config.resource_args
         self.labels = list(ra.multi_res_labels or [])
@@ -479,7 +480,23 @@ class Experiment:
         return ExperimentStatus.FINISHED
 
     def _free_slots(self) -> list[Slot]:
-        return [s for s in self.slots if s.id not in self.busy and self.resource.available(s)]
+        """The slots that can take an attempt now, those that can start jobs first.
+
+        A slot whose last :data:`_START_FAILED_LIMIT` attempts could not start gets no new
+        attempt while a slot that can start jobs is running one: it waits for that slot, whose
+        next start tells a broken slot (the others keep the experiment going) from a broken
+        environment (a deleted script: every slot then fails and the experiment stops, see
+        :meth:`_count_start_failure`). Without this, the free slot failed every remaining job
+        while the other one ran a long job.
+        """
+        streak = self._start_failed_streak
+        free = [s for s in self.slots if s.id not in self.busy and self.resource.available(s)]
+        failing = {s.id for s in free if streak.get(s.id, 0) >= _START_FAILED_LIMIT}
+        if not failing:
+            return free
+        if any(streak.get(b, 0) < _START_FAILED_LIMIT for b in self.busy):
+            return [s for s in free if s.id not in failing]
+        return sorted(free, key=lambda s: s.id in failing)
 
     def _fill(self) -> bool:
         """Start attempts on free slots. Returns True when the proposer asked us to wait."""
@@ -530,7 +547,7 @@ class Experiment:
             output_path=self.jobs_dir / f"{job.jid}.{num}.out",
             env={**job_markers(self.eid), **rt.env}, prescript=rt.prescript,
             postscript=rt.postscript,
-            n_labels=len(self.labels))
+            n_labels=len(self.labels), script=self._script)
         timeout = self.config.job_timeout
         now = time.monotonic()
         self.running[spec.key] = _Running(job, num, jaid, slot, now,

@@ -76,6 +76,9 @@ class AttemptSpec:
         prescript: shell code run before the script (same shell), may be empty.
         postscript: shell code run after the script, may be empty; the job's exit code is kept.
         n_labels: number of ``multi_res_labels`` (result lines must carry 1 + n_labels values).
+        script: the job script on this machine, or None; resources that run it from this
+            machine check before each start that it is still there (deleted or moved during
+            a run, every later job would otherwise fail as an ordinary job failure).
     """
 
     job_id: int
@@ -89,6 +92,7 @@ class AttemptSpec:
     prescript: str = ""
     postscript: str = ""
     n_labels: int = 0
+    script: Path | None = None
 
     @property
     def key(self) -> tuple[int, int]:

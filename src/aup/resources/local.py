@@ -124,6 +124,11 @@ class LocalProcess:
         """Write the job's config file and hand the attempt to the pump, which starts the
         process and creates its output file; errors end the attempt as START_FAILED."""
         spec = self.spec
+        if spec.script is not None and not spec.script.exists():
+            self._end_unstarted(judge(None, self.parser, start_error=(
+                f"the job script {spec.script} is gone (deleted or moved since the experiment "
+                f"started); put it back and continue with aup resume")))
+            return
         try:
             write_job_config(spec)
             spec.output_path.parent.mkdir(parents=True, exist_ok=True)
