@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -150,7 +151,19 @@ def test_a_read_command_leaves_an_empty_file_empty(tmp_path: Path) -> None:
 def test_a_folder_given_as_the_database_is_named_as_such(tmp_path: Path) -> None:
     path = _experiment(tmp_path)
     _refused(run_cli("run", "--db", str(tmp_path), str(path), cwd=tmp_path),
-             f"the database {tmp_path} is a folder", f"--db sqlite:///{tmp_path / 'aup.db'}")
+             f"the database {tmp_path} is a folder", f"sqlite:///{tmp_path / 'aup.db'} in --db")
+
+
+def test_a_folder_in_place_of_the_default_database_file_is_named_as_such(
+        tmp_path: Path) -> None:
+    # Trial 40: the fix said "leave --db out for the default", which the user had done.
+    path = _experiment(tmp_path)
+    default = tmp_path / ".aup" / "sqlite3.db"
+    default.mkdir(parents=True)
+    err = _refused(run_cli("run", str(path), cwd=tmp_path),
+                   f"the database {default} is a folder (the default database file's place)",
+                   "Fix: move that folder away")
+    assert "leave" not in err, err
 
 
 def test_an_experiment_with_storage_is_found_through_the_hint(tmp_path: Path) -> None:
@@ -377,3 +390,24 @@ def test_load_experiment_reads_a_database_it_may_not_write(shared_dir: Path) -> 
     assert r.returncode == 0, r.stderr
     n, best = r.stdout.split()
     assert n == "2" and int(best) in (1, 2), r.stdout
+
+
+def test_a_database_that_cannot_be_written_at_the_start_of_a_run_names_the_fix(
+        tmp_path: Path) -> None:
+    # Trial 40: a database file that opens but refuses writes (immutable here) said only
+    # "cannot be used (attempt to write a readonly database)", with no Fix.
+    path = _experiment(tmp_path)
+    assert run_cli("run", "-q", str(path), cwd=tmp_path).returncode == 0
+    db = tmp_path / ".aup" / "sqlite3.db"
+    if shutil.which("chattr") is None or os.geteuid() != 0:
+        pytest.skip("needs chattr and root to make the file immutable")
+    if subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode != 0:
+        pytest.skip("this filesystem has no immutable flag")
+    try:
+        before = db.read_bytes()
+        err = _refused(run_cli("run", "-q", str(path), cwd=tmp_path),
+                       "attempt to write a readonly database")
+        assert "Fix: run the command again once the database can be written again" in err, err
+        assert db.read_bytes() == before
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)

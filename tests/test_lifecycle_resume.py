@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -633,3 +634,26 @@ def test_a_new_run_of_a_crashed_experiment_names_the_resume(tmp_path: Path):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "another experiment named 'experiment'" in again.stderr, again.stderr
     assert "aup resume 1" in again.stderr and "new experiment 2" in again.stderr, again.stderr
+
+
+def test_a_new_run_beside_a_running_namesake_says_which_the_name_now_means(tmp_path: Path):
+    """Trial 40: a second 'aup run' of a file whose experiment is still running silently made
+    a second experiment of that name, which the name then meant in aup show/best/stop."""
+    exp = setup(tmp_path, QUADRATIC, proposer="random", n_samples=2,
+                parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    assert run_cli(str(exp), cwd=tmp_path).returncode == 0
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        con = sqlite3.connect(db_path(tmp_path))
+        with con:  # as a live 'aup run' on this host leaves it
+            con.execute("UPDATE experiment SET status = 'RUNNING', end_time = NULL, pid = ?, "
+                        "host = ?", (sleeper.pid, socket.gethostname()))
+        con.close()
+        again = run_cli(str(exp), cwd=tmp_path, env={"COLUMNS": "200"})
+        assert again.returncode == 0, again.stdout + again.stderr
+        err = " ".join(again.stderr.split())
+        assert "another experiment named 'experiment' is running (experiment 1)" in err, err
+        assert "means this new experiment 2" in err and "use the id 1" in err, err
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -388,13 +388,20 @@ def cmd_run(args) -> int:
 
 
 def _warn_crashed_namesakes(store: Any, name: str, eid: int) -> None:
-    """Warn about crashed experiments named ``name`` (other than ``eid``, just started): the
-    user may have meant to continue one of them rather than start anew."""
+    """Warn about running or crashed experiments named ``name`` (other than ``eid``, just
+    started): the user may have meant to continue a crashed one rather than start anew, and the
+    name now means the new one for ``aup show``/``stop``/``best``."""
     for row in store.find_experiments(name):
-        note = _crash_note(row, store) if row["eid"] != eid else None
+        if row["eid"] == eid or row["status"] != "RUNNING":
+            continue
+        note = _crash_note(row, store)
         if note:
             log.warning("another experiment named %r: %s (this run is the new experiment %d)",
                         name, note, eid)
+        else:
+            log.warning("another experiment named %r is running (experiment %d); the name now "
+                        "means this new experiment %d in aup show, best and stop: use the id "
+                        "%d for the other", name, row["eid"], eid, row["eid"])
 
 
 def _open(args, read_only: bool = False):
@@ -753,7 +760,11 @@ def _main(argv: list[str] | None) -> int:
         err_console.print(f"error: {err.render()}", style="red")
         return EXIT_USAGE
     except (UsageError, StoreError) as err:
-        err_console.print(f"error: {err}", style="red")
+        fix = getattr(err, "repair", None) if "Fix:" not in str(err) else None
+        # a database that cannot be written before the run started (a run's own message,
+        # in _run_loop, says how to continue it)
+        err_console.print(f"error: {err}" + (f". Fix: run the command again {fix}"
+                                             if fix else ""), style="red")
         return EXIT_USAGE
     except AupError as err:
         err_console.print(f"error: {err}", style="red")

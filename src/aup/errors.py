@@ -72,6 +72,22 @@ class DatabaseWriteFailed(DatabaseUnavailable):
             self.repair = self.repair_locked
 
 
+class DatabaseDamaged(DatabaseWriteFailed):
+    """A SQLite file is damaged inside ("database disk image is malformed"): pages were
+    overwritten, or a copy was taken while it was written. Raised by any read or write of it
+    (views, the Python API, a run), instead of SQLAlchemy's ``DatabaseError``. Exit code 2
+    from the read commands; a run stops its jobs like :class:`DatabaseWriteFailed`."""
+
+    repair = "once the file is restored or replaced (see above)"
+
+    @staticmethod
+    def recovery(path: object) -> str:
+        """The fix for the damaged SQLite file ``path``."""
+        return (f"Fix: restore it from a backup, or move it away to start a new database "
+                f"there; SQLite's shell saves the rows it can still read: sqlite3 '{path}' "
+                f".dump > saved.sql")
+
+
 class ExperimentFailed(AupError):
     """The experiment ended FAILED (a job failed without ``ignore_fail``, or no job succeeded)."""
 

@@ -856,7 +856,7 @@ def _edited_since(row: dict[str, Any]) -> list[str]:
     try:
         now = _stored_config(load_config(path, check_files=False))
     except AupError:
-        return ["(it no longer validates)"]
+        return ["it no longer validates"]
     old = row.get("exp_config") or {}
     return sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k))
 

@@ -40,6 +40,7 @@ from aup.dashboard.queries import (
     Forbidden,
     NotFound,
 )
+from aup.errors import DatabaseDamaged
 from aup.store.schema import MAX_ID  # larger ids: 422, not a PostgreSQL "out of range" 503
 from aup.store.store import Store
 
@@ -135,6 +136,11 @@ def create_app(store: Store, *, token: str | None = None, refresh_seconds: float
     @app.exception_handler(Forbidden)
     async def _fb(request: Request, exc: Forbidden):
         return JSONResponse({"detail": str(exc)}, status_code=403)
+
+    @app.exception_handler(DatabaseDamaged)
+    async def _damaged(request: Request, exc: DatabaseDamaged):
+        # not "retry shortly": a damaged file stays damaged until it is recovered
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(SQLAlchemyError)
     async def _db(request: Request, exc: SQLAlchemyError):

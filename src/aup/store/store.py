@@ -44,7 +44,13 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from aup.errors import DatabaseUnavailable, DatabaseWriteFailed, StoreError, install_hint
+from aup.errors import (
+    DatabaseDamaged,
+    DatabaseUnavailable,
+    DatabaseWriteFailed,
+    StoreError,
+    install_hint,
+)
 from aup.store import schema as s
 
 log = logging.getLogger(__name__)
@@ -241,9 +247,15 @@ def check_sqlite_folder(path: Path, create_ok: bool = False) -> None:
         StoreError: the path is a folder or its folder is missing, with the fix.
     """
     if path.is_dir():
+        if path.name == "sqlite3.db" and path.parent.name == ".aup":  # the default place
+            raise StoreError(f"the database {path} is a folder (the default database file's "
+                             f"place). Fix: move that folder away, or give another database "
+                             f"file (e.g. --db sqlite:///{path / 'aup.db'}, AUP_DB or "
+                             f"\"storage\")")
         raise StoreError(f"the database {path} is a folder. Fix: give a file in it (e.g. "
-                         f"--db sqlite:///{path / 'aup.db'}), or leave --db out for the "
-                         "default .aup/sqlite3.db under the current folder")
+                         f"sqlite:///{path / 'aup.db'} in --db, AUP_DB or \"storage\"), or "
+                         "leave the database out for the default .aup/sqlite3.db under the "
+                         "current folder")
     if not create_ok and path.parent.name != ".aup" and not path.parent.is_dir():
         raise StoreError(
             f"the folder {path.parent} of the database {path.name} does not exist. "
@@ -379,6 +391,7 @@ class Store:
             if read_only and path is not None and path.is_file() and not _writable(path):
                 self.read_only = True
                 self.engine = _read_only_engine(path)
+                event.listen(self.engine, "handle_error", _damaged_file_error(path))
                 _check_read_only_schema(self.engine, path)
             elif url.startswith("sqlite"):
                 if path is not None:
@@ -401,6 +414,8 @@ class Store:
                 args = ({"connect_timeout": PG_CONNECT_TIMEOUT}
                         if url.startswith("postgresql") and "connect_timeout" not in url else {})
                 self.engine = create_engine(url, pool_pre_ping=True, connect_args=args)
+            if path is not None and not self.read_only:
+                event.listen(self.engine, "handle_error", _damaged_file_error(path))
             if create and not self.read_only:
                 self._create()
             elif not self.read_only:  # a read-only file is checked above, never upgraded
@@ -1053,6 +1068,28 @@ def _job_dict(row) -> dict[str, Any]:
                 value = None
         d[k] = value if isinstance(value, dict) else ({} if k == "job_config" else None)
     return d
+
+
+#: SQLite's message for a file damaged inside (its header is readable, a page is not); a file
+#: without a SQLite header ("file is not a database") is another program's file.
+_DAMAGED = "database disk image is malformed"
+
+
+def _damaged_file_error(path: Path) -> Callable[[Any], None]:
+    """A ``handle_error`` listener for the engine of the SQLite file ``path``: a damaged file
+    raises :class:`~aup.errors.DatabaseDamaged` naming the file and the way to recover it,
+    from whichever statement first reads the damaged page (a view, the Python API, a run),
+    instead of SQLAlchemy's ``DatabaseError`` with a traceback."""
+
+    def listener(context: Any) -> None:
+        import sqlite3
+
+        orig = context.original_exception
+        if isinstance(orig, sqlite3.DatabaseError) and _DAMAGED in str(orig):
+            raise DatabaseDamaged(f"the database file {path} is damaged ({orig}). "
+                                  f"{DatabaseDamaged.recovery(path)}") from None
+
+    return listener
 
 
 def open_store(url: str | None = None, *, create: bool = True, read_only: bool = False
