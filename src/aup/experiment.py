@@ -846,7 +846,7 @@ def build_proposer(config: ExperimentConfig) -> Proposer:
 
 def _edited_since(row: dict[str, Any]) -> list[str]:
     """The top-level keys of an experiment's file that differ now from the configuration
-    recorded when it started ([] when the file is gone or unchanged; ``["(unreadable)"]``
+    recorded when it started ([] when the file is gone or unchanged; ``["it no longer validates"]``
     when it no longer validates)."""
     path = row.get("config_path")
     if not path or not Path(path).is_file():
