@@ -664,3 +664,25 @@ def test_a_database_in_a_missing_folder_creates_no_folders(tmp_path: Path) -> No
     path = write_experiment(tmp_path, script="quad.py", n_samples=1, parameter_config=X)
     assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
     assert (tmp_path / ".aup" / "sqlite3.db").is_file()
+
+
+def test_every_command_help_names_the_log_option() -> None:
+    # Trial 41: the README says 'aup run X --log debug' works (it does), but 'aup run --help'
+    # listed no --log: it is a global option, read before or after the command.
+    from aup import cli
+
+    parser = cli.build_parser()
+    commands = parser.subcommand_parsers
+    assert {"run", "resume", "show", "dashboard", "init"} <= set(commands)
+    for name, command_parser in commands.items():
+        assert "--log LEVEL" in command_parser.format_help(), name
+
+
+def test_the_stored_configuration_holds_the_default_name(tmp_path: Path) -> None:
+    # Trial 41: an experiment.json without "name" is named after the file's stem, but the
+    # stored configuration (aup list --json, the dashboard) said "name": null.
+    write_script(tmp_path, "job.py", QUADRATIC)
+    path = write_experiment(tmp_path, "e5.json", script="job.py", n_samples=1, parameter_config=X)
+    assert run_cli("run", "-q", str(path), cwd=tmp_path).returncode == 0
+    (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
+    assert row["name"] == "e5" and row["exp_config"]["name"] == "e5", row

@@ -627,6 +627,11 @@ def cmd_best(args) -> int:
 
 
 # -- parser ------------------------------------------------------------------------------------------
+#: Every command's help ends with this: --log is a global option, also read after the command.
+LOG_EPILOG = ("--log LEVEL (debug, info, warning, error; default warning) sets the log level, "
+              "before or after the command.")
+
+
 def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     """The argparse parser of the core subcommands and, with ``extras``, of
     :data:`EXTRA_COMMANDS` too (their modules are imported only then)."""
@@ -674,6 +679,8 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
 
         for module in EXTRA_COMMANDS.values():
             importlib.import_module(module).add_parser(sub)
+    for command_parser in sub.choices.values():
+        command_parser.epilog = command_parser.epilog or LOG_EPILOG
     return parser
 
 

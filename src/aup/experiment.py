@@ -858,6 +858,8 @@ def _edited_since(row: dict[str, Any]) -> list[str]:
     except AupError:
         return ["it no longer validates"]
     old = row.get("exp_config") or {}
+    if old.get("name") is None:  # recorded before the default name was stored
+        old = {**old, "name": now.get("name")}
     return sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k))
 
 
@@ -868,6 +870,8 @@ def _stored_config(config: ExperimentConfig) -> dict[str, Any]:
     from aup.store.store import without_password
 
     data = without_password(config.to_json_dict())
+    if data.get("name") is None:  # the default, the file's stem, as the experiment is named
+        data["name"] = config.experiment_name
     ra = data.get("resource_args")
     if isinstance(ra, dict) and ra.get("early_stop"):
         ra["track_intermediate_results"] = True
