@@ -686,3 +686,17 @@ def test_the_stored_configuration_holds_the_default_name(tmp_path: Path) -> None
     assert run_cli("run", "-q", str(path), cwd=tmp_path).returncode == 0
     (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
     assert row["name"] == "e5" and row["exp_config"]["name"] == "e5", row
+
+
+def test_the_start_line_names_the_target(tmp_path: Path) -> None:
+    # Trial 42: "target" defaults to max (2.0's default); a loss run without it was silently
+    # maximized, and neither the start line nor --check said which way the search went.
+    write_script(tmp_path, "job.py", QUADRATIC)
+    explicit = write_experiment(tmp_path, "min.json", script="job.py", n_samples=1,
+                                parameter_config=X, target="min")
+    implicit = write_experiment(tmp_path, "max.json", script="job.py", n_samples=1,
+                                parameter_config=X)
+    assert "started: proposer random, target min, resource cpu" in run_cli(
+        "run", "-q", str(explicit), cwd=tmp_path).stdout
+    assert "(random, target max (the default), cpu, 1 parameter, 1 job)" in run_cli(
+        "run", "--check", str(implicit), cwd=tmp_path).stdout

@@ -405,7 +405,7 @@ def test_check_shows_the_planned_jobs_and_the_n_samples_warning(tmp_path: Path):
     exp = write_experiment(tmp_path, **{**BASE, "max_iter": 9, "n_samples": 50})
     r = run_cli("run", "--check", str(exp), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "configuration is valid (hyperband, cpu, 1 parameter, 22 jobs)" in r.stdout
+    assert "configuration is valid (hyperband, target max (the default), cpu, 1 parameter, 22 jobs)" in r.stdout
     assert "hyperband runs 22 jobs (its schedule or grid size), not n_samples=50" in r.stderr
     assert "1 warning(s) above" in r.stdout
     assert not (tmp_path / ".aup").exists()

@@ -370,7 +370,7 @@ def cmd_run(args) -> int:
                 if proposer.total is not None else "")
         warned = f"; {n_warnings} warning(s) above: check them" if n_warnings else ""
         console.print(f"{args.experiment}: configuration is valid ({config.proposer}, "
-                      f"{config.resource}, {len(config.space)} parameter"
+                      f"{config.target_text}, {config.resource}, {len(config.space)} parameter"
                       f"{'' if len(config.space) == 1 else 's'}{jobs}){warned}")
         return EXIT_OK
     url = resolve_db_url(args.db, config.storage_url)
@@ -380,7 +380,7 @@ def cmd_run(args) -> int:
                                   observer=observer, env=env, resource=checked)
         store = exp.store
         console.print(f"experiment {exp.eid} ({config.experiment_name}) started: proposer "
-                      f"{config.proposer}, resource {config.resource}, n_parallel "
+                      f"{config.proposer}, {config.target_text}, resource {config.resource}, n_parallel "
                       f"{config.n_parallel}, database {store._safe_url()}")
         if not created:
             _warn_crashed_namesakes(store, config.experiment_name, exp.eid)

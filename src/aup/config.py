@@ -300,6 +300,14 @@ class ExperimentConfig(_Model):
         return self.target == "max"
 
     @property
+    def target_text(self) -> str:
+        """``target min``, ``target max``, or ``target max (the default)`` when experiment.json
+        does not set it (shown by ``aup run`` and ``--check``: maximizing a loss by
+        forgetting the key would otherwise go unnoticed)."""
+        return f"target {self.target}" + ("" if "target" in self.model_fields_set
+                                          else " (the default)")
+
+    @property
     def script_argv(self) -> list[str]:
         """The script command split like a shell would (``"train.py --fast"`` -> 2 words)."""
         return shlex.split(self.script)
