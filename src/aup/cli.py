@@ -154,12 +154,14 @@ class ProgressObserver:
         self.exp = exp
         self.maximize = exp.config.maximize
         self.total = exp.proposer.total
-        for j in exp.store.jobs(exp.eid):
-            if j["status"] in ("FINISHED", "EARLY_STOPPED", "FAILED"):
-                self.done += 1
-                self.failed += j["status"] == "FAILED"
-                if j["score"] is not None and j["status"] == "FINISHED" and not j["is_rerun"]:
-                    self._best(j["score"], j["budget"] or 0.0)
+        # A resumed experiment's progress so far, from aggregates (not every job row).
+        by_status = exp.store.job_status_counts(exp.eid)
+        self.failed = by_status.get("FAILED", 0)
+        self.done = self.failed + by_status.get("FINISHED", 0) + by_status.get(
+            "EARLY_STOPPED", 0)
+        best = exp.store.best_job(exp.eid, self.maximize) if self.done else None
+        if best is not None:
+            self._best(best["score"], best["budget"] or 0.0)
         if not self.enabled:
             return
         from rich.progress import (

@@ -404,12 +404,11 @@ class Experiment:
 
     def result(self, status: ExperimentStatus) -> ExperimentResult:
         """Summarize the experiment from the store."""
-        jobs = self.store.jobs(self.eid)
-        count = {s: 0 for s in JobStatus}
-        for j in jobs:
-            count[JobStatus(j["status"])] += 1
+        by_status = self.store.job_status_counts(self.eid)
+        count = {s: by_status.get(s.value, 0) for s in JobStatus}
         return ExperimentResult(
-            self.eid, status, self.store.best_job(self.eid, self.config.maximize), len(jobs),
+            self.eid, status, self.store.best_job(self.eid, self.config.maximize),
+            sum(by_status.values()),
             count[JobStatus.FINISHED], count[JobStatus.FAILED], count[JobStatus.EARLY_STOPPED],
             self.first_failure or (self.stop_reason if status is ExperimentStatus.FAILED
                                    else None),
@@ -464,16 +463,16 @@ class Experiment:
                 self._poll_early_stop()
 
     def _final_status(self) -> ExperimentStatus:
-        jobs = self.store.jobs(self.eid)
-        n_ok = sum(1 for j in jobs
-                   if j["status"] in (JobStatus.FINISHED.value, JobStatus.EARLY_STOPPED.value))
+        by_status = self.store.job_status_counts(self.eid)
+        n_ok = by_status.get(JobStatus.FINISHED.value, 0) + by_status.get(
+            JobStatus.EARLY_STOPPED.value, 0)
         if n_ok == 0:
             self.stop_reason = "no job succeeded"
             first = self.first_job_failure
             if first is None:  # every failure happened before a resume: name the first one
-                failed = [j for j in jobs if j["status"] == JobStatus.FAILED.value]
+                failed = self.store.first_failed_job(self.eid)
                 if failed:
-                    first = f"job {failed[0]['jid']} ({failed[0]['fail_reason']})"
+                    first = f"job {failed[0]} ({failed[1]})"
             self.first_failure = self.first_failure or (
                 f"no job succeeded; the first failure was {first}" if first else self.stop_reason)
             return ExperimentStatus.FAILED

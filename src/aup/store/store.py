@@ -861,6 +861,28 @@ class Store:
         return [_job_dict(r) for r in rows]
 
     @_reconnecting
+    def job_status_counts(self, eid: int) -> dict[str, int]:
+        """Number of jobs of ``eid`` (re-runs left out) by status, e.g. ``{"FINISHED": 58,
+        "FAILED": 2}``: one aggregate query, where loading every row (:meth:`jobs`) cost a run
+        of 60,000 jobs 160 MB at its end."""
+        j = s.job
+        q = (select(j.c.status, func.count()).where(j.c.eid == eid, j.c.is_rerun.is_(False))
+             .group_by(j.c.status))
+        with self.engine.connect() as c:
+            return {str(status): int(n) for status, n in c.execute(q).all()}
+
+    @_reconnecting
+    def first_failed_job(self, eid: int) -> tuple[int, str | None] | None:
+        """``(jid, fail_reason)`` of the first FAILED job of ``eid``, or None."""
+        j = s.job
+        q = (select(j.c.jid, j.c.fail_reason).where(
+            j.c.eid == eid, j.c.is_rerun.is_(False), j.c.status == "FAILED")
+            .order_by(j.c.jid).limit(1))
+        with self.engine.connect() as c:
+            row = c.execute(q).first()
+        return (int(row[0]), row[1]) if row is not None else None
+
+    @_reconnecting
     def count_unproposed_jobs(self, eid: int) -> int:
         """Jobs of ``eid`` with no recorded proposal: those Auptimizer 2.0 recorded (an
         experiment with any cannot be resumed: 2.0 kept no proposer state either)."""
