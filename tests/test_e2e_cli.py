@@ -700,3 +700,34 @@ def test_the_start_line_names_the_target(tmp_path: Path) -> None:
         "run", "-q", str(explicit), cwd=tmp_path).stdout
     assert "(random, target max (the default), cpu, 1 parameter, 1 job)" in run_cli(
         "run", "--check", str(implicit), cwd=tmp_path).stdout
+
+
+def test_a_long_job_table_is_printed_as_plain_columns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    # Trial 43: rich measured and kept every cell: 'aup show' of 60,000 jobs took 32 s and
+    # 464 MB. Above RICH_TABLE_ROWS rows (lowered here to 2) the rows are plain columns.
+    from aup import cli
+
+    write_script(tmp_path, "job.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="job.py", n_samples=3, parameter_config=X,
+                            n_parallel=1)
+    assert run_cli("run", "-q", str(path), cwd=tmp_path).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "RICH_TABLE_ROWS", 2)
+    jobs = json.loads(run_cli("show", "1", "--json", cwd=tmp_path).stdout)
+    for args, n_rows in ((["show", "1"], 3), (["show", "1", "--attempts"], 3)):
+        assert cli.main(args) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[1].split()[:3] == ["job", "status", "score"] or \
+            lines[1].split()[:3] == ["job", "attempt", "status"], lines
+        assert set(lines[2]) <= {"-", " "} and len(lines) == 3 + n_rows, lines
+        assert "┃" not in "\n".join(lines)
+    rows = [line.split() for line in cli_lines(cli, capsys, ["show", "1"])[3:]]
+    assert [r[0] for r in rows] == [str(j["jid"]) for j in jobs]
+    assert [float(r[2]) for r in rows] == pytest.approx([j["score"] for j in jobs], rel=1e-5)
+    assert [r[4] for r in rows] == [f"x={j['job_config']['x']!r}" for j in jobs]
+
+
+def cli_lines(cli, capsys: pytest.CaptureFixture, args: list[str]) -> list[str]:
+    assert cli.main(args) == 0
+    return capsys.readouterr().out.splitlines()
