@@ -438,10 +438,42 @@ def test_resume_says_when_the_experiment_file_was_edited(tmp_path: Path) -> None
     assert run_cli("run", str(path), cwd=tmp_path).returncode == 1
     proc = run_cli("resume", "1", cwd=tmp_path)
     assert "was edited" not in proc.stderr
-    write_experiment(tmp_path, script="bad.py", n_samples=3, parameter_config=X, job_timeout=50)
+    write_experiment(tmp_path, script="bad.py", n_samples=4, parameter_config=X, job_timeout=5)
     proc = run_cli("resume", "1", cwd=tmp_path)
-    assert "was edited since the experiment started (job_timeout)" in proc.stderr, proc.stderr
+    assert "was edited since the experiment started (n_samples)" in proc.stderr, proc.stderr
     assert f"aup run {path}" in proc.stderr
+
+
+def test_resume_takes_an_edited_job_failure_and_job_timeout(tmp_path: Path) -> None:
+    # Trial 42: a diverging job (NaN) stops an experiment without ignore_fail; adding it to
+    # experiment.json and resuming was ignored ("resume goes on with the configuration recorded
+    # then"), so the run stopped again at the next NaN. How failures are handled is taken from
+    # the edited file; what is searched is not.
+    write_script(tmp_path, "nan.py", "import json, sys\n"
+                 "x = json.load(open(sys.argv[-1]))['x']\n"
+                 "print('#Auptimizer:', 'nan' if x > 0 else x)\n")
+    grid = [{"name": "x", "type": "choice", "range": [-3, 1, -2, 2, -1]}]
+    path = write_experiment(tmp_path, script="nan.py", proposer="sequence",
+                            parameter_config=grid, target="min")
+    proc = run_cli("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 1 and "NON_FINITE_SCORE" in proc.stdout, proc.stdout
+    assert '"job_failure": {"ignore_fail": true}' in " ".join(proc.stdout.split()), proc.stdout
+    write_experiment(tmp_path, script="nan.py", proposer="sequence", parameter_config=grid,
+                     target="min", job_failure={"ignore_fail": True}, job_timeout=30,
+                     n_parallel=3)
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    err = " ".join(proc.stderr.split())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "resume uses the edited job_failure and job_timeout" in err, err
+    assert "was edited since the experiment started (n_parallel); resume goes on with the " \
+        "configuration recorded then (except job_failure and job_timeout)" in err, err
+    assert "jobs 5, finished 3, failed 2" in proc.stdout, proc.stdout
+    (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
+    assert row["exp_config"]["job_failure"]["ignore_fail"] is True
+    assert row["exp_config"]["job_timeout"] == 30 and row["exp_config"]["n_parallel"] == 1
+    # the recorded copy now has them: a later resume sees no job_failure edit
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    assert "job_failure" not in proc.stderr
 
 
 @pytest.mark.parametrize("command", ["run", "resume"])

@@ -319,9 +319,14 @@ def _print_summary(console, exp, result) -> int:
               f"{'' if result.n_failed > 1 else 's'} FAILED"] if result.n_failed else [])
             + (["the jobs that were stopped or could not start run again"] if n_unspent
                else []))
+        or_ignore = ("; or, if some configurations are expected to fail (a diverging one "
+                     "reports NaN), after adding \"job_failure\": {\"ignore_fail\": true} to "
+                     "experiment.json" if result.n_failed
+                     and not exp.config.job_failure.ignore_fail else "")
         console.print(f"resume with: aup resume{db_option(exp.store)} {result.eid}"
-                      + (" (after fixing the cause in the script or its data: resume keeps the "
-                         f"recorded experiment.json settings{', and ' + kept if kept else ''})"
+                      + (f" (after fixing the cause in the script or its data{or_ignore}: "
+                         "resume takes the edited job_failure and job_timeout and keeps the "
+                         f"other recorded experiment.json settings{', and ' + kept if kept else ''})"
                          if status is ExperimentStatus.FAILED else ""))
     return EXIT_INTERRUPTED if status is ExperimentStatus.STOPPED else EXIT_FAILED
 

@@ -280,18 +280,30 @@ class Experiment:
                              "just now; look with: aup list")
         try:
             base = Path(row["config_path"]).parent if row.get("config_path") else Path.cwd()
+            changed, now = _edited_since(row)
+            taken = [k for k in changed if k in RESUME_EDITABLE]
+            recorded = row["exp_config"]
+            if taken:
+                recorded = {**recorded, **{k: now.get(k) for k in taken}}
             try:
-                config = parse_config(row["exp_config"], base, row.get("config_path"))
+                config = parse_config(recorded, base, row.get("config_path"))
             except ConfigError as err:  # e.g. the script moved: name what was validated
                 origin = f" from {row['config_path']}" if row.get("config_path") else ""
                 raise ConfigError(err.problems, f"the copy recorded for experiment {eid}{origin} "
                                   "(resume goes on with that copy)", err.warnings) from None
-            changed = _edited_since(row)
-            if changed:
+            if taken:
+                store.update_experiment(eid, exp_config=recorded)
+                log.warning("experiment %d: resume uses the edited %s of %s (how failed and "
+                            "hanging jobs are handled)", eid, " and ".join(taken),
+                            row["config_path"])
+            others = [k for k in changed if k not in RESUME_EDITABLE]
+            if others:
                 log.warning("experiment %d: %s was edited since the experiment started (%s); "
-                            "resume goes on with the configuration recorded then. To use the "
+                            "resume goes on with the configuration recorded then%s. To use the "
                             "edited one, start a new experiment with: aup run %s", eid,
-                            row["config_path"], ", ".join(changed), row["config_path"])
+                            row["config_path"], ", ".join(others),
+                            f" (except {' and '.join(taken)})" if taken else "",
+                            row["config_path"])
             proposer = build_proposer(config)
             if row.get("proposer_state"):
                 proposer.load_state_dict(row["proposer_state"])
@@ -843,23 +855,30 @@ def build_proposer(config: ExperimentConfig) -> Proposer:
                           str(config.source) if config.source else None) from None
 
 
-def _edited_since(row: dict[str, Any]) -> list[str]:
+#: Keys of experiment.json that a resume takes from the edited file: they decide how failed
+#: and hanging jobs are handled, not what is searched (a run stopped by a diverging job is
+#: resumed with ``ignore_fail`` added). Other edits need a new experiment.
+RESUME_EDITABLE = ("job_failure", "job_timeout")
+
+
+def _edited_since(row: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     """The top-level keys of an experiment's file that differ now from the configuration
-    recorded when it started ([] when the file is gone or unchanged; ``["it no longer validates"]``
-    when it no longer validates)."""
+    recorded when it started, and the file's configuration as it would be stored (``[]`` and
+    ``{}`` when the file is gone or unchanged; ``["it no longer validates"]`` when it no longer
+    validates)."""
     path = row.get("config_path")
     if not path or not Path(path).is_file():
-        return []
+        return [], {}
     from aup.config import load_config
 
     try:
         now = _stored_config(load_config(path, check_files=False))
     except AupError:
-        return ["it no longer validates"]
+        return ["it no longer validates"], {}
     old = row.get("exp_config") or {}
     if old.get("name") is None:  # recorded before the default name was stored
         old = {**old, "name": now.get("name")}
-    return sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k))
+    return sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k)), now
 
 
 def _stored_config(config: ExperimentConfig) -> dict[str, Any]:

@@ -585,10 +585,11 @@ class Store:
 
     @_reconnecting
     def update_experiment(self, eid: int, **values: Any) -> None:
-        """Set columns of an experiment row (``proposer_state`` given as a dict is JSON-encoded).
-        """
-        if "proposer_state" in values and not isinstance(values["proposer_state"], str | None):
-            values["proposer_state"] = _dumps(values["proposer_state"])
+        """Set columns of an experiment row (``proposer_state`` and ``exp_config`` given as dicts
+        are JSON-encoded)."""
+        for key in ("proposer_state", "exp_config"):
+            if key in values and not isinstance(values[key], str | None):
+                values[key] = _dumps(values[key])
         with self._tx() as c:
             c.execute(update(s.experiment).where(s.experiment.c.eid == eid).values(**values))
 
