@@ -641,3 +641,44 @@ def test_passive_run_line_has_the_prescript_and_postscript(tmp_path: Path) -> No
     assert out.stdout.split() == ["pre", "1", str(tmp_path / "jobs" / "1.json")]
     assert (tmp_path / "post.txt").read_text() == "post\n"
     rm.close()
+
+
+THREADS = """
+import json, os, sys
+cfg = json.load(open(sys.argv[-1]))
+print("THREADS=" + ",".join(os.environ.get(v, "-") for v in
+      ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")))
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+@pytest.mark.parametrize("n_parallel", [1, 2])
+def test_parallel_cpu_jobs_share_the_cpus_in_their_thread_pools(tmp_path: Path,
+                                                                n_parallel: int) -> None:
+    # Trial 42: with n_parallel 2 every PyTorch/numpy job started one thread per CPU, so the
+    # jobs oversubscribed the machine (Ray Tune sets OMP_NUM_THREADS per trial). A value the
+    # user set is kept.
+    from conftest import write_experiment, write_script
+
+    write_script(tmp_path, "job.py", THREADS)
+    path = write_experiment(tmp_path, script="job.py", n_samples=2, n_parallel=n_parallel,
+                            parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2)) if n_parallel == 2 else "-"
+    for env, expected in ((clean, [share] * 3), ({**clean, "OMP_NUM_THREADS": "3"},
+                                                 ["3", share, share])):
+        res = subprocess_run_cli(path, tmp_path, env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        outs = sorted((tmp_path / "jobs").glob("*.0.out"))
+        lines = {line for out in outs for line in out.read_text().splitlines()
+                 if line.startswith("THREADS=")}
+        assert lines == {"THREADS=" + ",".join(expected)}, lines
+        for out in outs:
+            out.unlink()
+
+
+def subprocess_run_cli(path: Path, cwd: Path, env: dict[str, str]):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "aup", "run", "-q", str(path)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=120)

@@ -132,7 +132,7 @@ class GPUResourceManager(CPUResourceManager):
                         ", ".join(found) or "none")
 
     def slot_env(self, slot: Slot) -> dict[str, str]:
-        return {"CUDA_VISIBLE_DEVICES": slot.name}
+        return {**super().slot_env(slot), "CUDA_VISIBLE_DEVICES": slot.name}
 
     def job_env(self, spec: AttemptSpec, slot: Slot) -> dict[str, str]:
         env = job_environment(spec, self.slot_env(slot), self._environ)

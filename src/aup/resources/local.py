@@ -470,6 +470,32 @@ def scheduler_environment() -> dict[str, str]:
     return env
 
 
+#: The thread-pool variables of OpenMP (PyTorch, scikit-learn), MKL and OpenBLAS (numpy).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def thread_limits(n_parallel: int, environ: dict[str, str]) -> dict[str, str]:
+    """Each job's share of this machine's CPUs as thread-pool sizes, with ``n_parallel`` jobs
+    at once: ``{"OMP_NUM_THREADS": "4", ...}`` for 2 jobs on 8 CPUs (at least 1). Without it
+    every job's PyTorch or numpy started one thread per CPU, and ``n_parallel`` jobs ran
+    ``n_parallel`` times too many threads (Ray Tune sets ``OMP_NUM_THREADS`` per trial the
+    same way). Nothing for one job at a time, and a variable already set in ``environ`` (the
+    user's choice) is left alone; ``runtime_args.env`` overrides these.
+
+    Args:
+        n_parallel: jobs at once on this machine.
+        environ: the environment the jobs start from.
+    """
+    if n_parallel <= 1:
+        return {}
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    share = str(max(1, cpus // n_parallel))
+    return {name: share for name in THREAD_VARIABLES if name not in environ}
+
+
 def job_environment(spec: AttemptSpec, base: dict[str, str] | None = None,
                     environ: dict[str, str] | None = None) -> dict[str, str]:
     """A fresh copy of the scheduler's environment for one job.
@@ -503,14 +529,17 @@ class CPUResourceManager(ResourceManager):
         self._pump = OutputPump()
         #: The environment every job starts from, taken once (see :func:`job_environment`).
         self._environ = scheduler_environment()
+        #: Each job's thread-pool sizes (see :func:`thread_limits`).
+        self._threads = thread_limits(config.n_parallel, self._environ)
 
     @property
     def slots(self) -> list[Slot]:
         return [Slot(f"cpu:{i}", "cpu", "localhost") for i in range(self.config.n_parallel)]
 
     def slot_env(self, slot: Slot) -> dict[str, str]:
-        """Environment variables for a job on ``slot``."""
-        return {"CUDA_VISIBLE_DEVICES": ""}
+        """Environment variables for a job on ``slot``: no GPU, and the CPU threads shared
+        (:func:`thread_limits`)."""
+        return {"CUDA_VISIBLE_DEVICES": "", **self._threads}
 
     def job_env(self, spec: AttemptSpec, slot: Slot) -> dict[str, str]:
         """The complete environment of a job on ``slot`` (``runtime_args.env`` wins)."""
