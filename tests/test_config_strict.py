@@ -153,6 +153,24 @@ def test_unknown_nested_keys_are_warned_with_a_suggestion() -> None:
     assert "'parameter_config[0].lgo' is ignored (did you mean 'log'?)" in text
 
 
+def test_other_tools_parameter_keys_name_ours() -> None:
+    # Trial 42: Optuna's "low" got "did you mean 'log'?"; and a list of ints as an int range
+    # did not point to "choice".
+    cfg = parse_config(_config(parameter_config=[
+        {"name": "x", "range": [0, 1], "type": "float", "low": 0, "high": 1},
+        {"name": "c", "range": [1, 2], "type": "int", "choices": [1, 2]}]), check_files=False)
+    text = "\n".join(cfg.warnings)
+    assert "'parameter_config[0].low' is ignored (write the bounds as \"range\": [low, high])" \
+        in text and "did you mean 'log'" not in text, text
+    assert "'parameter_config[1].choices' is ignored (write the values as \"range\": [...] " \
+        "with \"type\": \"choice\")" in text, text
+    problem = _by_path(_problems(_config(parameter_config=[
+        {"name": "n", "range": [16, 32, 64], "type": "int"}])))
+    assert "the range of an int parameter" in problem["parameter_config[0].range"].message
+    assert 'for just these values use "type": "choice"' in \
+        problem["parameter_config[0].range"].hint
+
+
 @pytest.mark.parametrize(("over", "warned"), [
     ({"proposer": "random"}, True),
     ({"proposer": "hyperband", "max_iter": 9}, True),

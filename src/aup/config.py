@@ -43,7 +43,12 @@ from pydantic import (
     field_validator,
 )
 
-from aup.config_problems import finalize, problems_from_validation, unknown_key_warning
+from aup.config_problems import (
+    FOREIGN_PARAM_KEYS,
+    finalize,
+    problems_from_validation,
+    unknown_key_warning,
+)
 from aup.errors import MISSING, ConfigError, Problem, install_hint, missing_modules
 from aup.space import ChoiceParam, FloatParam, IntParam, Param, SearchSpace
 
@@ -362,9 +367,11 @@ def _build_param(spec: ParameterSpec, path: str, problems: list[Problem]) -> Par
             seen.add(key)
         return ChoiceParam(spec.name, tuple(r))
     if len(r) != 2 or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in r):
-        problems.append(Problem(path + ".range", f"the range of a {spec.type} parameter must "
+        problems.append(Problem(path + ".range", f"the range of {'an' if spec.type == 'int' else 'a'} {spec.type} parameter must "
                                 "be [low, high] numbers", r,
-                                "write the bounds as two numbers, e.g. [0, 1]"))
+                                "write the bounds as two numbers, e.g. [0, 1]" + (
+                                    '; for just these values use "type": "choice"'
+                                    if isinstance(r, list) and len(r) > 2 else "")))
         return None
     low, high = r
     if not all(math.isfinite(x) for x in r):
@@ -788,7 +795,8 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         for i, entry in enumerate(pc):
             path = f"parameter_config[{i}]"
             if isinstance(entry, dict):
-                warnings.extend(unknown_key_warning(f"{path}.{k}", k, _KNOWN_PARAM_KEYS)
+                warnings.extend(unknown_key_warning(f"{path}.{k}", k, _KNOWN_PARAM_KEYS,
+                                                    foreign=FOREIGN_PARAM_KEYS)
                                 for k in entry if k not in _KNOWN_PARAM_KEYS)
             try:
                 spec = ParameterSpec.model_validate(entry)

@@ -233,7 +233,17 @@ def finalize(problems: Iterable[Problem], docs: dict[str, str] | None = None) ->
     return out
 
 
-def unknown_key_warning(path: str, key: str, known: Iterable[str], where: str = "") -> str:
+#: Parameter keys of other tools (Optuna, hyperopt, Ray Tune, NNI) and what to write here.
+FOREIGN_PARAM_KEYS = {
+    **dict.fromkeys(("low", "high", "lower", "upper", "min", "max"),
+                    'write the bounds as "range": [low, high]'),
+    **dict.fromkeys(("choices", "values", "options", "categories"),
+                    'write the values as "range": [...] with "type": "choice"'),
+}
+
+
+def unknown_key_warning(path: str, key: str, known: Iterable[str], where: str = "",
+                        foreign: dict[str, str] | None = None) -> str:
     """``unknown key 'job_failure.job_retry' is ignored (did you mean 'job_retries'?)``.
 
     Args:
@@ -241,8 +251,12 @@ def unknown_key_warning(path: str, key: str, known: Iterable[str], where: str = 
         key: the key itself (compared with ``known`` for a suggestion).
         known: the keys allowed at that place.
         where: text appended after "is ignored", e.g. " by resource 'cpu'".
+        foreign: other tools' names for a key here, with what to write instead (checked
+            before the spelling suggestion: Optuna's ``low`` is not a misspelt ``log``).
     """
     text = f"unknown key '{path}' is ignored{where}"
+    if foreign and key in foreign:
+        return f"{text} ({foreign[key]})"
     close = difflib.get_close_matches(key, sorted(known), n=1)
     if not close:  # 'log_scale' -> 'log': a known key the unknown one starts with
         close = sorted((k for k in known if len(k) >= 3 and key.lower().startswith(k)),
