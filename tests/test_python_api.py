@@ -75,3 +75,31 @@ def test_a_refused_run_experiment_leaves_no_database(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("other.db*"))
     assert json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)[0]["status"] == \
         "FINISHED"
+
+
+CURVE = """
+import json, sys
+cfg = json.load(open(sys.argv[-1]))
+x = cfg["x"]
+for step in range(3):
+    print("#Auptimizer:", "nan" if (x == 2 and step == 1) else x * 10 + step)
+"""
+
+
+def test_intermediate_values_by_job(tmp_path: Path) -> None:
+    # Trial 42: the Python API gave final values only; per-epoch curves needed raw SQL or the
+    # dashboard's REST API (Optuna has trial.intermediate_values).
+    write_script(tmp_path, "job.py", CURVE)
+    exp = write_experiment(tmp_path, script="job.py", proposer="sequence", target="min",
+                           parameter_config=[{"name": "x", "type": "choice", "range": [1, 2]}],
+                           resource_args={"track_intermediate_results": True},
+                           job_failure={"ignore_fail": True})
+    assert run_cli(str(exp), "-q", cwd=tmp_path).returncode == 0
+    record = aup.load_experiment(1, db=tmp_path / ".aup" / "sqlite3.db")
+    assert record.intermediate_values() == {1: [10.0, 11.0, 12.0], 2: [20.0, None, 22.0]}
+    # without tracking: none recorded
+    exp = write_experiment(tmp_path, "plain.json", script="job.py", proposer="sequence",
+                           parameter_config=[{"name": "x", "type": "choice", "range": [1]}])
+    assert run_cli(str(exp), "-q", cwd=tmp_path).returncode == 0
+    assert aup.load_experiment(2, db=tmp_path / ".aup" / "sqlite3.db").intermediate_values() \
+        == {}

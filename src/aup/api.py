@@ -306,6 +306,16 @@ class ExperimentRecord:
             out.append(rec)
         return out
 
+    def intermediate_values(self) -> dict[int, list[float | None]]:
+        """Each job's intermediate scores, by jid: every result line of its latest attempt in
+        the order printed (None for a value that was not finite), like Optuna's
+        ``trial.intermediate_values``. Recorded with ``track_intermediate_results`` (on with
+        early stopping); jobs without any are left out. One query.
+        """
+        from aup.job import JobStatus
+
+        return self.store.histories(self.eid, [status.value for status in JobStatus])
+
     def to_dataframe(self) -> Any:
         """The jobs as a pandas DataFrame (needs pandas). Columns as in :meth:`records`."""
         try:
