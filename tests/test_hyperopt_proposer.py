@@ -66,6 +66,15 @@ def test_bad_options_are_config_errors_naming_the_key(key: str, value) -> None:
     assert any(p.path == key for p in err.value.problems), err.value.problems
 
 
+@pytest.mark.parametrize("engine,warned", [("rand", True), ("anneal", True), ("tpe", False)])
+def test_n_startup_jobs_outside_tpe_is_warned(engine: str, warned: bool) -> None:
+    # Trial 42: accepted silently with engine "rand", where it does nothing.
+    config = parse_config(_config(engine=engine, n_startup_jobs=3), check_files=False)
+    assert any("n_startup_jobs is ignored by engine" in w for w in config.warnings) == warned
+    assert not any("n_startup_jobs" in w for w in parse_config(
+        _config(engine=engine), check_files=False).warnings)
+
+
 def test_a_range_wider_than_a_float_is_refused_at_load(tmp_path) -> None:
     # It passed --check, then numpy's uniform raised OverflowError at the first proposal (a
     # traceback and a FAILED experiment with no job).

@@ -844,6 +844,7 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         # A proposer may refuse spaces it cannot handle, at load.
         if proposer_cls is not None and space is not None and proposer_options is not None:
             problems.extend(proposer_cls.check_space(space, proposer_options))
+            warnings.extend(proposer_cls.option_warnings(proposer_options, set(data)))
         if resource_cls is not None and resource_options is not None:
             problems.extend(resource_cls.check_config(cfg))
 

@@ -118,6 +118,12 @@ class Proposer(ABC):
         """Problems with a space this proposer cannot handle (checked at load). None by default."""
         return []
 
+    @classmethod
+    def option_warnings(cls, options: ProposerOptions, given: set[str]) -> list[str]:
+        """Warnings about options that are valid but have no effect with the others (checked
+        at load; ``given``: the keys experiment.json sets). None by default."""
+        return []
+
     # -- the interface ------------------------------------------------------------------------
     @property
     def total(self) -> int | None:

@@ -119,6 +119,13 @@ class HyperoptProposer(Proposer):
     name = "hyperopt"
     Options = HyperoptOptions
 
+    @classmethod
+    def option_warnings(cls, options: HyperoptOptions, given: set[str]) -> list[str]:
+        if "n_startup_jobs" in given and options.engine != "tpe":
+            return [f"n_startup_jobs is ignored by engine {options.engine!r} (only tpe starts "
+                    "with random jobs)"]
+        return []
+
     def __init__(self, space: SearchSpace, options: HyperoptOptions):
         super().__init__(space, options)
         from hyperopt import Domain, Trials
