@@ -284,6 +284,46 @@ def test_state_round_trip_continues_identically(name: str) -> None:
     assert original.finished and resumed.finished
 
 
+# -- points_to_evaluate (warm start) ---------------------------------------------------------
+WARM = [{"n": 3, "w": 8, "c": "1", "lr": 0.001}, {"n": 1, "w": 1, "c": None, "lr": 0.1,
+                                                    "k": 2.5, "m": 4, "s": "only"}]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_points_to_evaluate_run_first_or_are_refused_at_load(name: str) -> None:
+    # Trial 42: no way to start from known-good configurations (Optuna's enqueue_trial, Ray
+    # Tune's and hyperopt's points_to_evaluate). Every proposer either runs them first, typed
+    # as the space says and told like any result, or refuses them at load.
+    from aup.config import parse_config
+    from aup.errors import ConfigError
+
+    cls = registry.get(name)
+    if not cls.accepts_points:
+        cfg = {"script": "x.py", "proposer": name, "points_to_evaluate": [{"x": 0.5}],
+               "parameter_config": [{"name": "x", "type": "float", "range": [0, 1]}],
+               **FAST_OPTIONS.get(name, {})}
+        with pytest.raises(ConfigError) as err:
+            parse_config(cfg, check_files=False)
+        assert [p.path for p in err.value.problems] == ["points_to_evaluate"]
+        return
+    proposer = make(name, MIXED, n_samples=12, seed=1, points_to_evaluate=WARM)
+    first = proposer.ask()
+    state = json.loads(json.dumps(proposer.state_dict()))  # paused between the two points
+    second = proposer.ask()
+    assert first.params == {"n": 3, "w": 8, "c": "1", "lr": 0.001, "k": 2.5, "m": 4,
+                            "s": "only"}
+    assert second.params["c"] is None and type(second.params["lr"]) is float
+    assert type(first.params["w"]) is int and type(first.params["c"]) is str
+    proposer.tell(first, mixed_loss(first))
+    proposer.tell_failure(second)
+    rest = drive(proposer, mixed_loss)
+    assert len(rest) == 10 and all(q.params != first.params for q in rest)
+    # a resume between the two points goes on with the second one
+    again = make(name, MIXED, n_samples=12, seed=1, points_to_evaluate=WARM)
+    again.load_state_dict(state)
+    assert again.ask().params == second.params
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_is_plain_json(name: str) -> None:
     proposer = make(name, MIXED, n_samples=12, seed=0)

@@ -845,6 +845,11 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         if proposer_cls is not None and space is not None and proposer_options is not None:
             problems.extend(proposer_cls.check_space(space, proposer_options))
             warnings.extend(proposer_cls.option_warnings(proposer_options, set(data)))
+            from aup.proposers.warm_start import check_points
+
+            problems.extend(check_points(proposer_options.points_to_evaluate, space,
+                                         proposer_options.n_samples,
+                                         proposer_cls.accepts_points, proposer_name))
         if resource_cls is not None and resource_options is not None:
             problems.extend(resource_cls.check_config(cfg))
 

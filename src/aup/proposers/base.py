@@ -34,11 +34,14 @@ class ProposerOptions(BaseModel):
         n_samples: number of jobs to run (for proposers with a fixed budget of jobs).
         random_seed: seed of the proposer's random number generator (>= 0: numpy's seeds are
             non-negative).
+        points_to_evaluate: configurations run first, in order, before the proposer's own
+            (:mod:`aup.proposers.warm_start`; checked against the space at load).
     """
 
     model_config = ConfigDict(extra="ignore")
     n_samples: int = Field(default=10, ge=1)
     random_seed: int = Field(default=0, ge=0)
+    points_to_evaluate: list[Any] | None = None
 
 
 @dataclass
@@ -103,6 +106,8 @@ class Proposer(ABC):
     Options: ClassVar[type[ProposerOptions]] = ProposerOptions
     #: True when every proposal carries a budget (it reaches the job as ``n_iterations``).
     gives_budget: ClassVar[bool] = False
+    #: True when the proposer runs ``points_to_evaluate`` first (not a grid or a schedule).
+    accepts_points: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, options: ProposerOptions):
         self.space = space
@@ -150,7 +155,14 @@ class Proposer(ABC):
         """
         if self.finished:
             return None
-        proposal = self._propose(self._next_id)
+        points = self.options.points_to_evaluate or ()
+        if self.accepts_points and self._next_id < len(points):
+            from aup.proposers.warm_start import point_params
+
+            proposal = Proposal(self._next_id, point_params(self.space,
+                                                            points[self._next_id]))
+        else:
+            proposal = self._propose(self._next_id)
         if proposal is None:
             return None
         self._next_id += 1

@@ -62,6 +62,7 @@ class RandomProposer(Proposer):
     unless the space is too small to avoid it."""
 
     name = "random"
+    accepts_points = True
     Options = ProposerOptions
 
     def __init__(self, space: SearchSpace, options: ProposerOptions):

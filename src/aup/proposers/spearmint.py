@@ -175,6 +175,7 @@ class SpearmintProposer(Proposer):
     """GP-EI Bayesian optimization (see the module docstring for the method)."""
 
     name = "spearmint"
+    accepts_points = True
     Options = SpearmintOptions
 
     def __init__(self, space: SearchSpace, options: SpearmintOptions):

@@ -117,6 +117,7 @@ class HyperoptProposer(Proposer):
     """
 
     name = "hyperopt"
+    accepts_points = True
     Options = HyperoptOptions
 
     @classmethod
