@@ -763,3 +763,17 @@ def test_a_long_job_table_is_printed_as_plain_columns(
 def cli_lines(cli, capsys: pytest.CaptureFixture, args: list[str]) -> list[str]:
     assert cli.main(args) == 0
     return capsys.readouterr().out.splitlines()
+
+
+def test_points_to_evaluate_are_the_first_jobs(tmp_path: Path) -> None:
+    write_script(tmp_path, "job.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="job.py", n_samples=3, parameter_config=X,
+                            proposer="hyperopt", target="min",
+                            points_to_evaluate=[{"x": 0.25}, {"x": -1}])
+    assert run_cli("run", "-q", str(path), cwd=tmp_path).returncode == 0
+    jobs = json.loads(run_cli("show", "1", "--json", cwd=tmp_path).stdout)
+    assert [j["job_config"]["x"] for j in jobs[:2]] == [0.25, -1.0] and len(jobs) == 3
+    bad = write_experiment(tmp_path, "bad.json", script="job.py", n_samples=3,
+                           parameter_config=X, points_to_evaluate=[{"x": 7}])
+    proc = run_cli("run", str(bad), cwd=tmp_path)
+    assert proc.returncode == 2 and "points_to_evaluate[0].x: outside the range" in proc.stderr
