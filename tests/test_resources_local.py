@@ -665,8 +665,13 @@ def test_parallel_cpu_jobs_share_the_cpus_in_their_thread_pools(tmp_path: Path,
                             parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
     clean = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     share = str(max(1, len(os.sched_getaffinity(0)) // 2)) if n_parallel == 2 else "-"
+    # Trial 44: a user's own OMP_NUM_THREADS (environment or runtime_args.env) kept, but the
+    # OPENBLAS/MKL variables set beside it overrode it for numpy: any of the three set means
+    # none is added. An empty value is not a setting.
     for env, expected in ((clean, [share] * 3), ({**clean, "OMP_NUM_THREADS": "3"},
-                                                 ["3", share, share])):
+                                                 ["3", "-", "-"]),
+                          ({**clean, "OMP_NUM_THREADS": ""},
+                           [share] * 3 if n_parallel == 2 else ["", "-", "-"])):
         res = subprocess_run_cli(path, tmp_path, env)
         assert res.returncode == 0, res.stdout + res.stderr
         outs = sorted((tmp_path / "jobs").glob("*.0.out"))
@@ -682,3 +687,13 @@ def subprocess_run_cli(path: Path, cwd: Path, env: dict[str, str]):
 
     return subprocess.run([sys.executable, "-m", "aup", "run", "-q", str(path)], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_thread_limits_leave_a_user_setting_alone() -> None:
+    from aup.resources.local import thread_limits
+
+    assert thread_limits(1, {}) == {}
+    assert thread_limits(2, {"OPENBLAS_NUM_THREADS": "4"}) == {}  # e.g. from runtime_args.env
+    limits = thread_limits(2, {"OMP_NUM_THREADS": ""})
+    assert set(limits) == {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"}
+    assert len(set(limits.values())) == 1 and int(limits["OMP_NUM_THREADS"]) >= 1

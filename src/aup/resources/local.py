@@ -479,21 +479,22 @@ def thread_limits(n_parallel: int, environ: dict[str, str]) -> dict[str, str]:
     at once: ``{"OMP_NUM_THREADS": "4", ...}`` for 2 jobs on 8 CPUs (at least 1). Without it
     every job's PyTorch or numpy started one thread per CPU, and ``n_parallel`` jobs ran
     ``n_parallel`` times too many threads (Ray Tune sets ``OMP_NUM_THREADS`` per trial the
-    same way). Nothing for one job at a time, and a variable already set in ``environ`` (the
-    user's choice) is left alone; ``runtime_args.env`` overrides these.
+    same way). Nothing for one job at a time, nor when ``environ`` sets any of the three (the
+    user chose: OpenBLAS reads its own variable before ``OMP_NUM_THREADS``, so setting only
+    the others would override a user's ``OMP_NUM_THREADS`` for numpy).
 
     Args:
         n_parallel: jobs at once on this machine.
-        environ: the environment the jobs start from.
+        environ: the environment the jobs start from, with ``runtime_args.env``.
     """
-    if n_parallel <= 1:
+    if n_parallel <= 1 or any(environ.get(name) for name in THREAD_VARIABLES):
         return {}
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
         cpus = os.cpu_count() or 1
     share = str(max(1, cpus // n_parallel))
-    return {name: share for name in THREAD_VARIABLES if name not in environ}
+    return dict.fromkeys(THREAD_VARIABLES, share)
 
 
 def job_environment(spec: AttemptSpec, base: dict[str, str] | None = None,
@@ -530,7 +531,8 @@ class CPUResourceManager(ResourceManager):
         #: The environment every job starts from, taken once (see :func:`job_environment`).
         self._environ = scheduler_environment()
         #: Each job's thread-pool sizes (see :func:`thread_limits`).
-        self._threads = thread_limits(config.n_parallel, self._environ)
+        self._threads = thread_limits(config.n_parallel,
+                                      {**self._environ, **config.runtime_args.env})
 
     @property
     def slots(self) -> list[Slot]:
