@@ -773,6 +773,8 @@ def test_points_to_evaluate_are_the_first_jobs(tmp_path: Path) -> None:
     assert run_cli("run", "-q", str(path), cwd=tmp_path).returncode == 0
     jobs = json.loads(run_cli("show", "1", "--json", cwd=tmp_path).stdout)
     assert [j["job_config"]["x"] for j in jobs[:2]] == [0.25, -1.0] and len(jobs) == 3
+    # hyperopt's jobs all carry tid, the points' too (trial 44)
+    assert [j["job_config"]["tid"] for j in jobs] == [0, 1, 2]
     bad = write_experiment(tmp_path, "bad.json", script="job.py", n_samples=3,
                            parameter_config=X, points_to_evaluate=[{"x": 7}])
     proc = run_cli("run", str(bad), cwd=tmp_path)

@@ -159,8 +159,8 @@ class Proposer(ABC):
         if self.accepts_points and self._next_id < len(points):
             from aup.proposers.warm_start import point_params
 
-            proposal = Proposal(self._next_id, point_params(self.space,
-                                                            points[self._next_id]))
+            proposal = self._given(self._next_id, point_params(self.space,
+                                                               points[self._next_id]))
         else:
             proposal = self._propose(self._next_id)
         if proposal is None:
@@ -218,6 +218,11 @@ class Proposer(ABC):
     @abstractmethod
     def _propose(self, proposal_id: int) -> Proposal | None:
         """Build proposal number ``proposal_id``, or None to wait."""
+
+    def _given(self, proposal_id: int, params: dict[str, Any]) -> Proposal:
+        """The proposal of a configuration from ``points_to_evaluate`` (override to add the
+        proposer's own job-config keys, such as hyperopt's ``tid``)."""
+        return Proposal(proposal_id, params)
 
     def _observe(self, proposal: Proposal, loss: float) -> None:  # noqa: B027
         """Learn from a finished proposal (default: nothing)."""

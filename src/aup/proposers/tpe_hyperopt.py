@@ -164,6 +164,9 @@ class HyperoptProposer(Proposer):
         self._record(proposal_id, vals, _STATUS_RUNNING, None)
         return Proposal(proposal_id, params, extra={"tid": proposal_id})
 
+    def _given(self, proposal_id: int, params: dict[str, Any]) -> Proposal:
+        return Proposal(proposal_id, params, extra={"tid": proposal_id})
+
     def _suggest(self, tid: int, seed: int) -> dict[str, Any]:
         """One call of the engine: the new trial's values as hyperopt reports them."""
         if self._domain is None:

@@ -38,12 +38,12 @@ def check_points(points: list[Any] | None, space: SearchSpace, n_samples: int,
         return []
     if not accepted:
         return [Problem(KEY, f"proposer {proposer!r} chooses every configuration itself (a "
-                        "grid or a schedule)", f"{len(points)} point(s)",
+                        "grid or a schedule)", len(points),
                         "use random, hyperopt or spearmint, or leave points_to_evaluate out")]
     problems = []
     if len(points) > n_samples:
         problems.append(Problem(KEY, f"{len(points)} points but n_samples is {n_samples} (the "
-                                "points are the first jobs)", f"{len(points)} point(s)",
+                                "points are the first jobs)", len(points),
                                 f"set n_samples to at least {len(points)}"))
     names = set(space.names)
     for i, point in enumerate(points):
