@@ -159,10 +159,11 @@ def test_with_ignore_fail_jobs_that_cannot_start_anywhere_stop_the_experiment(tm
     out = " ".join((res.stdout + res.stderr).split())
     assert "no job can start any more" in out and "cannot start" in out, out
     rows = jobs(tmp_path)
-    # The stop needs 2 failed starts in a row on each slot: 4 jobs when the slots take turns.
-    # Which slot frees first is a race, so one slot may see 3 or 4 before the other sees its
-    # second (CI once saw 6 rows); well under the 20 jobs it burnt before is what counts.
-    assert 3 <= len(rows) <= 10, rows
+    # The stop needs 2 failed starts in a row on each slot. A job that could not start is not
+    # spent (trial 44): it runs again on a slot that can start jobs, so the same one or two
+    # jobs take those attempts; well under the 20 jobs it burnt before.
+    assert 1 <= len(rows) <= 4, rows
+    assert sum(len(attempts(tmp_path, j["jid"])) for j in rows) >= 4
     # every job could not start, except one the stop caught while it was being started on the
     # other slot (a race of the two slots): that one is INTERRUPTED without a reason
     assert {j["fail_reason"] for j in rows} <= {"START_FAILED", None}, rows
@@ -170,7 +171,8 @@ def test_with_ignore_fail_jobs_that_cannot_start_anywhere_stop_the_experiment(tm
     assert all(j["status"] == "INTERRUPTED" for j in rows if j["fail_reason"] is None), rows
     assert rows[-1]["status"] == "INTERRUPTED"
     n_failed = sum(j["status"] == "FAILED" for j in rows)
-    assert "failed jobs stay FAILED and the jobs that were stopped or could not start run again" in out
+    assert n_failed == 0, rows
+    assert "the jobs that were stopped or could not start run again" in out
     binary.write_text("#!/usr/bin/env python3\nprint('#Auptimizer: 0.75')\n")
     res = run_cli("resume", "1", "-q", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -202,11 +204,14 @@ def test_a_script_deleted_mid_run_stops_the_experiment_while_another_slot_is_bus
     assert res.returncode == 1, out
     assert "no job can start any more" in out and "is gone" in out, out
     rows = jobs(tmp_path)
+    # Job 4 could not start on the free slot (twice), which then waited for the busy one; job 4
+    # could not start there either (twice): the experiment stopped. It was never spent (trial
+    # 44: jobs 4-6 stayed FAILED, told to the proposer as failures).
     failed = [j for j in rows if j["status"] == "FAILED"]
-    # jobs 4 and 5 on the free slot, then 2 attempts on the slot job 1 frees: at most 3 spent
-    assert 1 <= len(failed) <= 3 and len(rows) <= 8, rows
-    assert {j["fail_reason"] for j in failed} == {"START_FAILED"}, failed
+    assert failed == [] and len(rows) <= 5, rows
     assert next(j for j in rows if j["jid"] == 1)["status"] == "FINISHED"
+    stopped = [j for j in rows if j["status"] == "INTERRUPTED"]
+    assert stopped and all(j["fail_reason"] in ("START_FAILED", None) for j in stopped), rows
     setup(tmp_path, DELETES_ITSELF.replace("== 3", "== -1"))
     res = run_cli("resume", "1", "-q", cwd=tmp_path, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -722,30 +722,46 @@ class Experiment:
             retries = self.config.job_failure.job_retries
             summary = (f"job {job.jid} attempt {ev.attempt} failed ({o.reason.value}): "
                        f"{o.detail}")
-            broken = self._count_start_failure(r.slot.id, o.reason is FailReason.START_FAILED)
+            start_failed = o.reason is FailReason.START_FAILED
+            broken = self._count_start_failure(r.slot.id, start_failed)
             error_msg = summary + ("\n--- output tail ---\n" + o.tail if o.tail else "")
-            job.failures += 1
-            if (job.failures <= retries and not broken
-                    and (self.failed or self._stop_event.is_set())):
-                # Retries left, but the experiment is stopping: the retry is the resume's
-                # (its FAILED attempts are counted again from the database then).
-                job_status = JobStatus.INTERRUPTED
-                log.warning("%s; it runs again on resume (retry %d/%d)", summary,
-                            job.failures, retries)
-            elif job.failures <= retries and not broken:
+            ignore = self.config.job_failure.ignore_fail
+            stopping = self.failed or self._stop_event.is_set()
+            if start_failed and ignore and not broken:
+                # It never ran, so it says nothing about its configuration: not spent, and no
+                # retry used. It runs again on a slot that can start jobs (a failing slot waits
+                # for the others, see _free_slots), or on resume if the experiment is stopping.
+                # Once no slot can start jobs (``broken``) the experiment stops below.
+                if stopping:
+                    job_status = JobStatus.INTERRUPTED
+                    log.warning("%s; it runs again on resume", summary)
+                else:
+                    job_status = None
+                    job.bad_slots.add(r.slot.id)
+                    self.retry_queue.append(job)
+                    log.warning("%s; it runs again (not counted as a retry)", summary)
+            elif job.failures + 1 <= retries and not broken:
+                job.failures += 1
                 job_status = None
-                job.bad_slots.add(r.slot.id)
-                self.retry_queue.append(job)
-                log.warning("%s; retrying (%d/%d)", summary, job.failures, retries)
+                if stopping:
+                    # Retries left, but the experiment is stopping: the retry is the resume's
+                    # (its FAILED attempts are counted again from the database then).
+                    job_status = JobStatus.INTERRUPTED
+                    log.warning("%s; it runs again on resume (retry %d/%d)", summary,
+                                job.failures, retries)
+                else:
+                    job.bad_slots.add(r.slot.id)
+                    self.retry_queue.append(job)
+                    log.warning("%s; retrying (%d/%d)", summary, job.failures, retries)
             else:
-                ignore = self.config.job_failure.ignore_fail
+                job.failures += 1
                 # A job that never ran (START_FAILED: its config could not be written...) stops
                 # the experiment like any failure, but is not spent: the proposer is not told
                 # and the job runs again on resume once the cause is repaired.
                 # With ignore_fail too once no slot can start a job any more (``broken``):
                 # ignore_fail covers the jobs' own failures, not a broken environment, which
                 # would otherwise burn every remaining job in seconds.
-                unspent = o.reason is FailReason.START_FAILED and (not ignore or broken)
+                unspent = start_failed
                 job_status = JobStatus.INTERRUPTED if unspent else JobStatus.FAILED
                 log.error("%s%s", summary, "; it runs again on resume" if unspent else "")
                 self.first_job_failure = self.first_job_failure or error_msg
