@@ -295,7 +295,8 @@ def test_a_file_that_is_no_database_is_a_store_error_with_a_fix(tmp_path):
     with pytest.raises(StoreError) as err:
         open_store(f"sqlite:///{bad}")
     msg = str(err.value)
-    assert f"cannot open database sqlite:///{bad}: file is not a database. Fix:" in msg
+    assert f"cannot open database sqlite:///{bad}: file is not a database (if it was an " \
+        "Auptimizer database, its first page is damaged: restore it from a backup). Fix:" in msg
     assert "sqlalche.me" not in msg
     assert bad.read_bytes() == b"not a database " * 20  # left as it was
 

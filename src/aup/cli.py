@@ -332,12 +332,18 @@ def _print_summary(console, exp, result) -> int:
 
 
 def _run_loop(exp, args, console, signals: StopSignals) -> int:
-    from aup.errors import DatabaseUnavailable
+    from aup.errors import DatabaseDamaged, DatabaseUnavailable
 
     observer = exp.observer
     signals.attach(exp)
     try:
         result = exp.run()
+    except DatabaseDamaged as err:  # a backup or a recovered copy decides what can resume
+        if isinstance(observer, ProgressObserver):
+            observer.close()
+        _console(stderr=True, plain_ok=True).print(
+            f"error: {err}. Its running jobs were stopped.", style="red")
+        return EXIT_FAILED
     except DatabaseUnavailable as err:
         from aup.api import db_option
 

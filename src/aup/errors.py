@@ -8,6 +8,7 @@ without a traceback.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,10 +83,14 @@ class DatabaseDamaged(DatabaseWriteFailed):
 
     @staticmethod
     def recovery(path: object) -> str:
-        """The fix for the damaged SQLite file ``path``."""
-        return (f"Fix: restore it from a backup, or move it away to start a new database "
-                f"there; SQLite's shell saves the rows it can still read: sqlite3 '{path}' "
-                f".dump > saved.sql")
+        """The fix for the damaged SQLite file ``path``: a backup, or the rows SQLite's shell
+        can still read copied into a new file (its ``.dump`` of a damaged file ends with
+        ``ROLLBACK``, which would undo the copy: it becomes ``COMMIT``)."""
+        saved = f"{os.path.dirname(os.fspath(path))}/recovered.db"
+        return (f"Fix: restore it from a backup; or copy the rows SQLite can still read into a "
+                f"new file: sqlite3 '{path}' .dump | sed 's/^ROLLBACK; -- due to errors$/"
+                f"COMMIT;/' | sqlite3 '{saved}' and use it with --db sqlite:///{saved} (or "
+                f"move the damaged file away to start a new database)")
 
 
 class ExperimentFailed(AupError):

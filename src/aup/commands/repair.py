@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
                          "nothing was repaired. Fix: e.g. --stale-after 60 (the default)")
     store = open_existing_store(args.db)  # a mistyped place gets no new empty database
     try:
+        store.check_integrity()  # damage the other commands meet only in the pages they read
         report = repair(store, stale_after=args.stale_after, force=args.force,
                         dry_run=args.dry_run)
         orphans = {eid: _orphans(store, eid) for eid, _, _ in report.stopped}

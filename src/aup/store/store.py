@@ -861,6 +861,24 @@ class Store:
             rows = c.execute(q.order_by(s.job.c.jid)).all()
         return [_job_dict(r) for r in rows]
 
+    def check_integrity(self) -> None:
+        """Check a SQLite file page by page (``PRAGMA quick_check``: seconds for a large file;
+        a PostgreSQL server keeps its own): ``aup repair`` runs it, since the other commands
+        see damage only in the pages they read.
+
+        Raises:
+            DatabaseDamaged: the file is damaged, with the fix.
+        """
+        path = sqlite_file(self.url)
+        if path is None:
+            return
+        with self.engine.connect() as c:
+            found = [str(r[0]) for r in c.exec_driver_sql("PRAGMA quick_check").all()]
+        if found != ["ok"]:
+            raise DatabaseDamaged(f"the database file {path} is damaged ({found[0]}"
+                                  f"{f' and {len(found) - 1} more problems' if len(found) > 1 else ''}"
+                                  f"). {DatabaseDamaged.recovery(path)}")
+
     @_reconnecting
     def job_status_counts(self, eid: int) -> dict[str, int]:
         """Number of jobs of ``eid`` (re-runs left out) by status, e.g. ``{"FINISHED": 58,
@@ -1135,6 +1153,8 @@ def open_store(url: str | None = None, *, create: bool = True, read_only: bool =
     except SQLAlchemyError as err:
         orig = getattr(err, "orig", None)
         reason = str(orig).strip().splitlines()[0] if orig else str(err).splitlines()[0]
-        raise StoreError(f"cannot open database {safe_url(url)}: {reason}. Fix: give the "
-                         "URL of an Auptimizer database (--db, AUP_DB or storage), or move "
+        damaged = (" (if it was an Auptimizer database, its first page is damaged: restore "
+                   "it from a backup)" if "not a database" in reason else "")
+        raise StoreError(f"cannot open database {safe_url(url)}: {reason}{damaged}. Fix: give "
+                         "the URL of an Auptimizer database (--db, AUP_DB or storage), or move "
                          "this file away to start a new one there") from None
