@@ -154,6 +154,7 @@ def test_aws_instances_and_node_ports_that_are_valid_are_accepted():
     (":memory:", "in-memory database keeps nothing"),
     ("sub", "sub is a folder. Fix: give a file in it"),
     ("other.db", "holds the tables of another program (users)"),
+    ("notdb.txt", "notdb.txt: file is not a database"),  # a traceback, exit 1 (trial 45)
 ])
 def test_sqlite_databases_refused_by_run_are_refused_by_setup(tmp_path, database, needle):
     # setup wrote them to env.ini (":memory:" as a file of that name); every later command
@@ -161,6 +162,7 @@ def test_sqlite_databases_refused_by_run_are_refused_by_setup(tmp_path, database
     import sqlite3
 
     (tmp_path / "sub").mkdir()
+    (tmp_path / "notdb.txt").write_text("hello\n")
     con = sqlite3.connect(tmp_path / "other.db")
     con.execute("CREATE TABLE users (id INTEGER)")
     con.commit()
@@ -168,8 +170,20 @@ def test_sqlite_databases_refused_by_run_are_refused_by_setup(tmp_path, database
     before = (tmp_path / "other.db").read_bytes()
     r = run_cli("setup", "--no-input", "--database", database, cwd=tmp_path)
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db", "sub"]  # nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notdb.txt", "other.db", "sub"]
     assert (tmp_path / "other.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("folder, reason", [("notdb.txt", "a file is in its place"),
+                                            ("notdb.txt/sub", "Not a directory")])
+def test_a_folder_setup_cannot_create_is_refused(tmp_path, folder, reason):
+    # Trial 45: a traceback (FileExistsError, NotADirectoryError) and exit 1.
+    (tmp_path / "notdb.txt").write_text("hello\n")
+    r = run_cli("setup", "--no-input", "--folder", folder, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"cannot create the folder {tmp_path / folder} for the database: {reason}" \
+        in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notdb.txt"]
 
 
 @pytest.mark.postgres

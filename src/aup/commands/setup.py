@@ -297,7 +297,14 @@ def run(args: argparse.Namespace) -> int:
 
     db_file = sqlite_file(url)
     if db_file is not None:  # setup is asked to create the database there: its folder too
-        db_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            what = ("a file is in its place" if isinstance(err, FileExistsError)
+                    else err.strerror or str(err))
+            raise UsageError(f"cannot create the folder {db_file.parent} for the database: "
+                             f"{what}; nothing was written. Fix: give a folder that can be "
+                             "created (--folder or --db)") from None
     store = Store(url)  # creates or upgrades the schema; StoreError -> exit 2, nothing written
     try:
         store.user_id(user)

@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import (
     ArgumentError,
+    DatabaseError,
     IntegrityError,
     InterfaceError,
     NoSuchModuleError,
@@ -426,13 +427,17 @@ class Store:
         except (ArgumentError, NoSuchModuleError, ImportError) as err:
             raise StoreError(f"cannot use database URL {self._safe_url()}: {err}. Fix: "
                              f"{_url_fix(url)}") from None
-        except OperationalError as err:
+        except DatabaseError as err:  # OperationalError, or "file is not a database"
             first = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
             if url.startswith("sqlite"):
                 fix = ""
                 if "unable to open" in first or "readonly" in first:
                     fix = (f". Fix: make the database file and its folder writable, or "
                            f"{_ELSEWHERE}")
+                elif "not a database" in first:
+                    fix = (" (if it was an Auptimizer database, its first page is damaged: "
+                           "restore it from a backup). Fix: give the URL of an Auptimizer "
+                           "database (--db, AUP_DB or storage), or move this file away")
                 raise StoreError(f"cannot open database {self._safe_url()}: {first}{fix}"
                                  ) from None
             from aup.store.connect_errors import connect_reason
