@@ -411,3 +411,31 @@ def test_a_database_that_cannot_be_written_at_the_start_of_a_run_names_the_fix(
         assert db.read_bytes() == before
     finally:
         subprocess.run(["chattr", "-i", str(db)], check=True)
+
+
+@pytest.mark.parametrize("storage, needle", [
+    ("sqlite://", "is in memory"),
+    ("sqlite:///nodir/x.db", "of the database x.db does not exist"),
+    ("sqlite:///sub", "is a folder"),
+    ("sqlite:///notes.txt", "notes.txt: file is not a database"),
+    ("sqlite:///other.db", "holds the tables of another program"),
+    ("http://example.com", "cannot use database URL http://example.com"),
+    ("fresh.db", "holds the files of jobs up to id"),
+])
+def test_check_refuses_the_databases_a_run_refuses(tmp_path: Path, storage: str,
+                                                   needle: str) -> None:
+    # Trial 45: 'aup run --check' said "configuration is valid", then 'aup run' refused the
+    # storage URL with exit 2. Nothing is created by the check.
+    path = _experiment(tmp_path, storage=storage)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "notes.txt").write_text("not a database\n")
+    con = sqlite3.connect(tmp_path / "other.db")
+    con.execute("CREATE TABLE users (id INTEGER)")
+    con.commit()
+    con.close()
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "7.json").write_text("{}")  # another database's job files
+    before = sorted(p.name for p in tmp_path.iterdir())
+    _refused(run_cli("run", "--check", str(path), cwd=tmp_path), needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert "Traceback" not in run_cli("run", str(path), cwd=tmp_path).stderr

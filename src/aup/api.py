@@ -165,6 +165,24 @@ def find_experiment(store: Store, ref: int | str) -> dict[str, Any]:
                      "see 'aup list'")
 
 
+def check_run_database(url: str, resource: Any) -> None:
+    """What :func:`create_run` would refuse about the database at ``url`` and the jobs folder,
+    found without connecting or writing (``aup run --check``; a server that does not answer
+    is found only by a run).
+
+    Raises:
+        StoreError: the URL or file cannot be used (see :func:`aup.store.store.check_url`).
+        UsageError: a new database would meet another database's job files in ``jobs/``.
+    """
+    from aup.jobs_folder import check_jobs_dir
+    from aup.store.store import check_url
+
+    check_url(url)
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        check_jobs_dir(resource.jobs_dir, url)
+
+
 def create_run(config: Any, url: str, *, user: str | None, observer: Any, env: Any,
                resource: Any) -> tuple[Any, bool]:
     """Open (or create) the database at ``url`` and record a new experiment of ``config``, as

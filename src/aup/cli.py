@@ -377,7 +377,10 @@ def cmd_run(args) -> int:
     # Resource checks that connect to nothing (GPU ids, hosts given): before the database.
     checked = prepared_resource(config, queue.Queue(), env, check_only=True)
     if args.check:
+        from aup.api import check_run_database
+
         proposer = build_proposer(config)  # the same checks and warnings as a run
+        check_run_database(resolve_db_url(args.db, config.storage_url), checked)
         n_warnings = len(config.warnings) + warn_planned_jobs(config, proposer)
         jobs = (f", {proposer.total} job{'' if proposer.total == 1 else 's'}"
                 if proposer.total is not None else "")

@@ -234,6 +234,41 @@ def refuse_foreign_sqlite(path: Path) -> None:
         "database (e.g. --db sqlite:///path/to/aup.db)")
 
 
+def check_url(url: str) -> None:
+    """What opening ``url`` would refuse, found without connecting or creating anything
+    (``aup run --check``): a SQLite path that is a folder or lies in a missing folder, an
+    existing file that is not a SQLite database or holds another program's tables; for a
+    server, an unknown scheme or a driver that is not installed. A server that does not answer
+    or refuses the login is found only by connecting.
+
+    Raises:
+        StoreError: with the fix, as opening the database would say it.
+    """
+    path = sqlite_file(url)
+    if path is None:
+        try:
+            create_engine(url).dispose()  # loads the dialect and its driver, connects nothing
+        except (ArgumentError, NoSuchModuleError, ImportError) as err:
+            raise StoreError(f"cannot use database URL {safe_url(url)}: {err}. Fix: "
+                             f"{_url_fix(url)}") from None
+        return
+    check_sqlite_folder(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with open(path, "rb") as f:
+            header = f.read(16)
+    except OSError as err:
+        raise StoreError(f"cannot open database {safe_url(url)}: {err.strerror or err}") \
+            from None
+    if header != b"SQLite format 3\x00":
+        raise StoreError(f"cannot open database {safe_url(url)}: file is not a database (if "
+                         "it was an Auptimizer database, its first page is damaged: restore it "
+                         "from a backup). Fix: give the URL of an Auptimizer database (--db, "
+                         "AUP_DB or storage), or move this file away")
+    refuse_foreign_sqlite(path)
+
+
 def check_sqlite_folder(path: Path, create_ok: bool = False) -> None:
     """Refuse a SQLite path that is a folder, or whose folder does not exist unless that folder
     is ``.aup`` (the default place, created on first use): a typo in ``--db`` or ``storage``
