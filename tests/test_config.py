@@ -192,6 +192,12 @@ BROKEN = {
                        "not an environment variable name"),
     "NUL in env value": ({"script": "train.py", "runtime_args": {"env": {"A": "1\x00"}},
                           "parameter_config": PARAMS}, "runtime_args.env.A", "NUL character"),
+    # trial 45: passed --check, then every job failed START_FAILED ("embedded null byte")
+    "NUL in prescript": ({"script": "train.py", "runtime_args": {"prescript": "\x00"},
+                          "parameter_config": PARAMS}, "runtime_args.prescript", "NUL character"),
+    "NUL in postscript": ({"script": "train.py", "runtime_args": {"postscript": "echo \x00"},
+                           "parameter_config": PARAMS}, "runtime_args.postscript",
+                          "NUL character"),
     "control character in name": ({"script": "train.py", "name": "a\nb",
                                    "parameter_config": PARAMS}, "name", "U+000A"),
     "invisible character in parameter name": ({"script": "train.py", "parameter_config": [

@@ -167,8 +167,9 @@ class RuntimeArgs(_Model):
 
     env: dict[Annotated[str, AfterValidator(_env_name)],
               Annotated[str, AfterValidator(_env_value)]] = Field(default_factory=dict)
-    prescript: str = ""
-    postscript: str = ""
+    # a NUL would fail every job at its start (START_FAILED: "embedded null byte")
+    prescript: Annotated[str, AfterValidator(_no_nul)] = ""
+    postscript: Annotated[str, AfterValidator(_no_nul)] = ""
     overwrite: bool = False
 
 
