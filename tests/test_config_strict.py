@@ -153,6 +153,16 @@ def test_unknown_nested_keys_are_warned_with_a_suggestion() -> None:
     assert "'parameter_config[0].lgo' is ignored (did you mean 'log'?)" in text
 
 
+def test_warnings_show_control_characters_escaped() -> None:
+    # Trial 45: an unknown key with an escape sequence was printed raw in the warning (it
+    # cleared the terminal), while errors escaped it.
+    cfg = parse_config({**_config(), "\x1b[2Jzz": 1, "parameter_config": [
+        {"name": "x", "range": [0, 1], "type": "float", "b\x07": 1}]}, check_files=False)
+    text = "\n".join(cfg.warnings)
+    assert "unknown key '\\u001b[2Jzz' is ignored" in text, text
+    assert "parameter_config[0].b\\u0007" in text and "\x1b" not in text and "\x07" not in text
+
+
 def test_other_tools_parameter_keys_name_ours() -> None:
     # Trial 42: Optuna's "low" got "did you mean 'log'?"; and a list of ints as an int range
     # did not point to "choice".

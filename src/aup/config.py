@@ -865,10 +865,22 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
             docs.update({f"resource_args.{k}": "docs/resources.md"
                          for k in resource_cls.Options.model_fields
                          if k not in ResourceArgs.model_fields})
-        raise ConfigError(finalize(problems, docs), src, warnings)
+        raise ConfigError(finalize(problems, docs), src, [_visible(w) for w in warnings])
     assert cfg is not None
-    cfg._warnings = warnings
+    cfg._warnings = [_visible(w) for w in warnings]
     return cfg
+
+
+def _visible(text: str) -> str:
+    """``text`` with control and invisible characters written as ``\\uXXXX``: a warning quotes
+    keys and values from experiment.json, and an escape sequence there (``\\u001b[2J``) would
+    act on the terminal (errors show values as JSON already)."""
+    import unicodedata
+
+    if text.isprintable():
+        return text
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf") else c
+                   for c in text)
 
 
 def _json_path_problems(data: Any, duplicated: dict[int, list[str]], path: str = ""
