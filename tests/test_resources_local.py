@@ -697,3 +697,13 @@ def test_thread_limits_leave_a_user_setting_alone() -> None:
     limits = thread_limits(2, {"OMP_NUM_THREADS": ""})
     assert set(limits) == {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"}
     assert len(set(limits.values())) == 1 and int(limits["OMP_NUM_THREADS"]) >= 1
+
+
+@pytest.mark.parametrize("text", ["1_000", "1_000,1", "\u0661\u0662", "\uff11"])
+def test_passive_values_are_plain_ascii_numbers(text: str) -> None:
+    # Trial 45: the passive prompt recorded '1_000,1' as 1000 (Python's float syntax).
+    from aup.resources.passive import parse_values
+
+    with pytest.raises(ValueError):
+        parse_values(text)
+    assert parse_values(" 0.5, 1e-3 ") == (0.5, 0.001)

@@ -38,7 +38,10 @@ def test_lines_without_marker() -> None:
 
 
 @pytest.mark.parametrize("line", ["#Auptimizer:", "#Auptimizer:abc", "#Auptimizer:1,,x",
-                                  "#Auptimizer:None"])
+                                  "#Auptimizer:None",
+                                  # trial 45: Python's float() reads these; no result means them
+                                  "#Auptimizer:1_000", "#Auptimizer:1,2_0",
+                                  "#Auptimizer:\u0661\u0662\u0663", "#Auptimizer:\uff11\uff12"])
 def test_bad_lines(line: str) -> None:
     with pytest.raises(BadResult):
         parse_result_line(line)

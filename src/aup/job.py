@@ -76,6 +76,18 @@ class BadResult(ValueError):
     """A result line carries a marker but no valid numbers."""
 
 
+def plain_float(text: str) -> float:
+    """``float(text)`` for plain ASCII numbers only: Python also reads ``1_000`` (a typo
+    ``1_0`` would be 10) and digits of other scripts (``١٢٣``), which no result line means.
+
+    Raises:
+        ValueError: not a number in ASCII digits without underscores.
+    """
+    if not text.isascii() or "_" in text:
+        raise ValueError(f"not a plain number: {text!r}")
+    return float(text)
+
+
 def parse_result_line(line: str) -> tuple[float, ...] | None:
     """Parse one output line.
 
@@ -104,7 +116,7 @@ def parse_result_line(line: str) -> tuple[float, ...] | None:
     if parts and parts[-1] == "" and len(parts) > 1:
         parts = parts[:-1]
     try:
-        values = tuple(float(p) for p in parts)
+        values = tuple(plain_float(p) for p in parts)
     except ValueError:
         raise BadResult(f"cannot read numbers from {text[:80]!r}") from None
     if not values:

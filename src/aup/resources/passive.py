@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from aup.job import MARKER, OutputParser, StopReason, judge
+from aup.job import MARKER, OutputParser, StopReason, judge, plain_float
 from aup.resources.base import AttemptSpec, ResourceManager, ResourceOptions, ResultEvent, Slot
 from aup.resources.local import write_job_config
 from aup.resources.stream import end_event
@@ -75,7 +75,7 @@ def parse_values(text: str) -> tuple[float, ...]:
     if not parts:
         raise ValueError("no value")
     try:
-        return tuple(float(p) for p in parts)
+        return tuple(plain_float(p) for p in parts)
     except ValueError:
         raise ValueError(f"{text.strip()!r} is not a number or a comma-separated list of "
                          "numbers") from None
