@@ -124,6 +124,7 @@ def test_setup_names_how_to_use_an_env_ini_aup_does_not_read_here(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--gpu", "0,zero"], "GPU id 'zero'"),
+    (["--gpu", "0,,1"], "has an empty entry between commas"),  # 2 slots silently (trial 45)
     (["--node", "hostonly"], "user@host"),
     (["--cpu", "-1"], "--cpu must be >= 0"),
     (["--database", "nope://x"], "cannot use database"),

@@ -211,7 +211,11 @@ def parse_resource_list(value: str | None, kind: str) -> list[str]:
         items = [line.strip() for line in p.read_text(encoding="utf-8").splitlines()]
         items = [i for i in items if i and not i.startswith("#")]
     else:
-        items = [i.strip() for i in text.split(",") if i.strip()]
+        items = [i.strip() for i in text.split(",")]
+        if "" in items:  # "0,,1": a missing id (the same entry in experiment.json is refused)
+            raise UsageError(f"the {kind} list {text!r} has an empty entry between commas. "
+                             f"Fix: list each {kind} once, e.g. "
+                             f"{'0,1' if kind == 'gpu' else _SPEC_FORMS[kind][1]}")
     for item in items:
         check_resource_spec(item, kind)
     return items
