@@ -779,3 +779,32 @@ def test_points_to_evaluate_are_the_first_jobs(tmp_path: Path) -> None:
                            parameter_config=X, points_to_evaluate=[{"x": 7}])
     proc = run_cli("run", str(bad), cwd=tmp_path)
     assert proc.returncode == 2 and "points_to_evaluate[0].x: outside the range" in proc.stderr
+
+
+def test_resume_takes_a_valid_job_failure_edit_from_a_file_with_other_mistakes(
+        tmp_path: Path) -> None:
+    # Trial 44: with another key mistyped ("n_samples": "8") the whole file "no longer
+    # validates", so the added ignore_fail was dropped silently and the resume stopped again at
+    # the next NaN. Each editable key is now validated on its own; an invalid one refuses.
+    write_script(tmp_path, "nan.py", "import json, sys\n"
+                 "x = json.load(open(sys.argv[-1]))['x']\n"
+                 "print('#Auptimizer:', 'nan' if x > 0 else x)\n")
+    grid = [{"name": "x", "type": "choice", "range": [-3, 1, -2, 2, -1]}]
+    path = write_experiment(tmp_path, script="nan.py", proposer="sequence",
+                            parameter_config=grid, target="min")
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 1
+    write_experiment(tmp_path, script="nan.py", proposer="sequence", parameter_config=grid,
+                     target="min", job_failure={"ignore_fail": "yes"})
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    assert proc.returncode == 2 and "job_failure.ignore_fail" in proc.stderr, proc.stderr
+    assert "nothing was resumed" in proc.stderr and "Traceback" not in proc.stderr
+    (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
+    assert row["status"] == "FAILED"  # not claimed, not changed
+    write_experiment(tmp_path, script="nan.py", proposer="sequence", parameter_config=grid,
+                     target="min", job_failure={"ignore_fail": True}, n_parallel="2")
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    err = " ".join(proc.stderr.split())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "resume uses the edited job_failure" in err, err
+    assert "it no longer validates: n_parallel:" in err, err
+    assert "jobs 5, finished 3, failed 2" in proc.stdout, proc.stdout

@@ -285,6 +285,8 @@ class Experiment:
             recorded = row["exp_config"]
             if taken:
                 recorded = {**recorded, **{k: now.get(k) for k in taken}}
+            elif changed and not now:  # the file no longer validates: its editable keys may
+                taken, recorded = _editable_of_invalid_file(row, base)
             try:
                 config = parse_config(recorded, base, row.get("config_path"))
             except ConfigError as err:  # e.g. the script moved: name what was validated
@@ -889,12 +891,57 @@ def _edited_since(row: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
 
     try:
         now = _stored_config(load_config(path, check_files=False))
+    except ConfigError as err:
+        named = "; ".join(f"{p.path or 'the file'}: {p.message}" for p in err.problems[:3])
+        more = f"; and {len(err.problems) - 3} more" if len(err.problems) > 3 else ""
+        return [f"it no longer validates: {named}{more}"], {}
     except AupError:
         return ["it no longer validates"], {}
     old = row.get("exp_config") or {}
     if old.get("name") is None:  # recorded before the default name was stored
         old = {**old, "name": now.get("name")}
     return sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k)), now
+
+
+def _editable_of_invalid_file(row: dict[str, Any], base: Path
+                              ) -> tuple[list[str], dict[str, Any]]:
+    """The :data:`RESUME_EDITABLE` keys of an experiment file that no longer validates as a
+    whole, each validated on its own over the recorded configuration: a user who adds
+    ``ignore_fail`` and mistypes another key still gets ``ignore_fail`` (it was dropped, and
+    the resume failed again at the next NaN). Returns the keys taken and the recorded
+    configuration with them.
+
+    Raises:
+        ConfigError: an edited ``job_failure`` or ``job_timeout`` is itself invalid (the
+            resume would otherwise handle failures the way the user just changed).
+    """
+    import json
+
+    recorded = row["exp_config"]
+    try:
+        raw = json.loads(Path(row["config_path"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [], recorded
+    if not isinstance(raw, dict):
+        return [], recorded
+    taken = []
+    for key in RESUME_EDITABLE:
+        candidate = {k: v for k, v in recorded.items() if k != key}
+        if key in raw:
+            candidate[key] = raw[key]
+        try:
+            value = _stored_config(parse_config(candidate, base, row["config_path"],
+                                                check_files=False)).get(key)
+        except ConfigError as err:
+            problems = [p for p in err.problems if p.path.split(".")[0] == key]
+            if problems:
+                raise ConfigError(problems, f"{row['config_path']} (resume takes its edited "
+                                  f"{key}, which is invalid; nothing was resumed)") from None
+            continue
+        if value != recorded.get(key):
+            taken.append(key)
+            recorded = {**recorded, key: value}
+    return taken, recorded
 
 
 def _stored_config(config: ExperimentConfig) -> dict[str, Any]:
