@@ -448,3 +448,35 @@ def _alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+DELETES_ITSELF = """
+import json, os, sys, time
+cfg = json.load(open(sys.argv[-1]))
+time.sleep(3 if cfg["job_id"] == 1 else 0.05)
+if cfg["job_id"] == 3:
+    os.remove(__file__)  # the script is gone on the nodes for every later job
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def test_a_script_gone_on_the_nodes_is_a_start_failure_and_stops_the_run(
+        ssh_servers, tmp_path: Path) -> None:
+    # Trial 47: the node wrapper's own start errors (no folder, config not writable, script
+    # gone) were the job's NONZERO_EXIT, so with ignore_fail every remaining job failed for
+    # good within a second (7 of 9) and the experiment ended FINISHED. They are START_FAILED
+    # now: the jobs are not spent, and once no node can start one the run stops, resumable.
+    path = make_experiment(tmp_path / "exp", _node(ssh_servers, tmp_path), DELETES_ITSELF,
+                           n_samples=12, n_parallel=2, job_failure={"ignore_fail": True},
+                           runtime_args={"overwrite": True})
+    res = run_cli("run", str(path), cwd=tmp_path / "exp", timeout=120)
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode == 1, out
+    assert "no job can start any more" in out and "is gone on the node" in out, out
+    jobs = json.loads(run_cli("show", "1", "--json", cwd=tmp_path / "exp").stdout)
+    assert not [j for j in jobs if j["status"] == "FAILED"], jobs
+    assert any(j["fail_reason"] == "START_FAILED" for j in jobs), jobs
+    res = run_cli("resume", "1", "-q", cwd=tmp_path / "exp", timeout=120)  # re-uploads it
+    assert res.returncode == 0, res.stdout + res.stderr
+    jobs = json.loads(run_cli("show", "1", "--json", cwd=tmp_path / "exp").stdout)
+    assert len(jobs) == 12 and all(j["status"] == "FINISHED" for j in jobs), jobs

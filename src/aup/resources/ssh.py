@@ -69,6 +69,9 @@ log = logging.getLogger(__name__)
 LINE_LIMIT = 1 << 20
 #: First line printed by the remote wrapper: the job's process group id.
 PGID_MARK = "#aup-pgid:"
+#: The wrapper's line before it exits without starting the job (a start failure, the reason
+#: follows): the attempt is START_FAILED, not the job's own NONZERO_EXIT.
+START_FAILED_MARK = "#aup-start-failed:"
 #: The fix named when a node's sshd does not give an SFTP session.
 SFTP_HINT = ("Auptimizer copies files with SFTP, so the node's sshd needs the SFTP subsystem: add "
              "'Subsystem sftp internal-sftp' (or the path of its sftp-server) to the node's "
@@ -398,29 +401,39 @@ class Node:
                 self._client = None
 
 
-def wrapper_body(prescript: str, postscript: str) -> str:
+def wrapper_body(prescript: str, postscript: str, kill_grace: float = 2.0) -> str:
     """The remote ``/bin/sh -c`` program that runs one job.
 
     Positional parameters: ``$1`` the working directory, ``$2`` the remote output file, ``$3``
     the job config path and ``$4`` its JSON text (written there first, so that no separate
-    upload is needed), then the job's argv. It prints the process group id first, starts a
-    watchdog that sends SIGTERM to the process group when the SSH channel's input ends (the
-    scheduler died or its connection dropped: the attempt is LOST and runs again on resume,
-    so this copy must not go on beside it), runs the prescript, the job (input from
-    ``/dev/null``, output merged and tee'd to the remote output file), the postscript, sends
-    SIGTERM to whatever the job left in its process group, and exits with the job's status.
+    upload is needed), ``$5`` the job script (relative to ``$1``), then the job's argv. It
+    prints the process group id first, starts a watchdog that sends SIGTERM to the process
+    group when the SSH channel's input ends (the scheduler died or its connection dropped:
+    the attempt is LOST and runs again on resume, so this copy must not go on beside it), and
+    SIGKILL ``kill_grace`` seconds later (a job that ignores SIGTERM went on, and ran twice
+    after the resume); a missing folder, an unwritable config or a missing script ends it
+    with a :data:`START_FAILED_MARK` line (the job never ran); it runs the prescript, the job
+    (input from ``/dev/null``, output merged and tee'd to the remote output file), the
+    postscript, sends SIGTERM to whatever the job left in its process group, and exits with
+    the job's status.
     """
+    grace = f"{max(0.0, float(kill_grace)):g}"
+    fail = "echo \"" + START_FAILED_MARK
     return ("exec 2>&1\n"  # its own stderr is the channel's output (setsid's goes nowhere)
             "echo \"" + PGID_MARK + "$$\"\n"
-            # fd 3: the channel's input (an asynchronous list gets /dev/null as its stdin)
+            # fd 3: the channel's input (an asynchronous list gets /dev/null as its stdin);
+            # the watchdog ignores the TERM it sends (and the wrapper's last one)
             "exec 3<&0\n"
-            "{ cat <&3; kill -TERM 0; } >/dev/null 2>&1 &\n"
+            "{ trap '' TERM; cat <&3; kill -TERM 0; sleep " + grace + "; kill -KILL 0; } "
+            ">/dev/null 2>&1 &\n"
             "exec 3<&-\n"
-            'cd "$1" || { echo "aup: cannot cd to $1"; exit 111; }\n'
+            'cd "$1" || { ' + fail + 'cannot cd to $1 on the node"; exit 111; }\n'
             'aup_out=$2\n'
             'printf "%s\\n" "$4" > "$3.tmp" && mv -f "$3.tmp" "$3" || '
-            '{ echo "aup: cannot write $3"; exit 112; }\n'
-            'shift 4\n'
+            '{ ' + fail + 'cannot write $1/$3 on the node"; exit 112; }\n'
+            '[ -e "$5" ] || { ' + fail + 'the job script $1/$5 is gone on the node"; '
+            'exit 113; }\n'
+            'shift 5\n'
             f"{prescript}\n"
             '{ "$@" </dev/null; echo $? > "$aup_out.rc"; } 2>&1 | tee "$aup_out"\n'
             'aup_rc=$(cat "$aup_out.rc" 2>/dev/null || echo 1); rm -f "$aup_out.rc"\n'
@@ -475,8 +488,9 @@ class RemoteAttempt(ThreadedAttempt):
         argv = [*m.remote_command(), cfg]
         out = f"jobs/{spec.job_id}.{spec.attempt}.out"
         words = ["env", *[f"{k}={v}" for k, v in env.items()], "setsid", "-w", "/bin/sh", "-c",
-                 wrapper_body(spec.prescript, spec.postscript), "aup-job", wd, out, cfg,
-                 json.dumps(spec.job_config, indent=1), *argv]
+                 wrapper_body(spec.prescript, spec.postscript, m.options.kill_grace),
+                 "aup-job", wd, out, cfg, json.dumps(spec.job_config, indent=1),
+                 m.config.script_argv[0], *argv]
         # setsid -w reports a child killed by a signal ("did not exit normally") on its own
         # stderr: noise in the job's output, where it was the only line after a timeout.
         return shlex.join(words) + " 2>/dev/null"
@@ -511,6 +525,7 @@ class RemoteAttempt(ThreadedAttempt):
             return
         assert sink is not None
         lost = None
+        start_error = None
         try:
             f = chan.makefile("rb")
             first = True
@@ -518,6 +533,10 @@ class RemoteAttempt(ThreadedAttempt):
                 chunk = f.readline(LINE_LIMIT)
                 if not chunk:
                     break
+                if start_error is None and chunk.startswith(START_FAILED_MARK.encode()):
+                    start_error = chunk[len(START_FAILED_MARK):].decode(
+                        "utf-8", "replace").strip()
+                    continue
                 if first and chunk.startswith(PGID_MARK.encode()):
                     first = False
                     try:
@@ -538,6 +557,8 @@ class RemoteAttempt(ThreadedAttempt):
         alive = transport is not None and transport.is_active()
         if self.stopped is not None:  # timeout, early stop, experiment stop: as asked
             outcome = judge(stopped_exit_code(rc), sink.parser, stopped=self.stopped)
+        elif start_error is not None:  # the wrapper could not start the job: it never ran
+            outcome = judge(None, sink.parser, start_error=start_error)
         elif rc == -1 and (lost is not None or not alive):
             # The retry goes elsewhere until the node answers a probe again (it went to this
             # node's free slot, and failed there for good with RESOURCE_ERROR).
