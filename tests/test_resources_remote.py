@@ -480,3 +480,38 @@ def test_a_script_gone_on_the_nodes_is_a_start_failure_and_stops_the_run(
     assert res.returncode == 0, res.stdout + res.stderr
     jobs = json.loads(run_cli("show", "1", "--json", cwd=tmp_path / "exp").stdout)
     assert len(jobs) == 12 and all(j["status"] == "FINISHED" for j in jobs), jobs
+
+
+def test_every_node_down_with_ignore_fail_stops_without_spending_jobs(
+        ssh_servers, tmp_path: Path) -> None:
+    # Trial 47: with every sshd stopped mid-run, ignore_fail turned each remaining job into a
+    # RESOURCE_ERROR failure within seconds and the experiment ended FINISHED, not resumable.
+    # A job the resource could not run is not spent: the run stops once no node can start one.
+    from fixtures_ssh import _start
+
+    backend = _node(ssh_servers, tmp_path, reconn_wait_time=0.2, max_retries=1)
+    script = OK.replace("print(", "import time\ntime.sleep(1)\nprint(")
+
+    def kill_every_node(exp) -> None:
+        end = time.monotonic() + 60
+        while len(exp.running) < 2 and time.monotonic() < end:
+            time.sleep(0.02)
+        for i, proc in enumerate(ssh_servers.procs):
+            proc.terminate()
+            proc.wait(5)
+            node = exp.resource._nodes[ssh_servers.entries()[i].split()[0]]
+            if node._client is not None:
+                node._client.get_transport().close()
+
+    try:
+        run = run_experiment(tmp_path / "exp", backend, script, on_start=kill_every_node,
+                             n_samples=8, n_parallel=2, job_failure={"ignore_fail": True})
+    finally:
+        for i in range(len(ssh_servers.procs)):
+            ssh_servers.procs[i] = _start(ssh_servers.configs[i], ssh_servers.ports[i])
+    assert run.result.status.value == "FAILED", run.result
+    assert "no job can start any more" in (run.result.error or ""), run.result.error
+    jobs = run.jobs()
+    spent = [j for j in jobs if j["status"] == "FAILED"]
+    assert all(j["fail_reason"] == "LOST" for j in spent), jobs  # only the 2 that were running
+    assert any(j["status"] == "INTERRUPTED" for j in jobs) and len(jobs) < 8, jobs

@@ -724,7 +724,9 @@ class Experiment:
             retries = self.config.job_failure.job_retries
             summary = (f"job {job.jid} attempt {ev.attempt} failed ({o.reason.value}): "
                        f"{o.detail}")
-            start_failed = o.reason is FailReason.START_FAILED
+            # The job never ran: it could not start, or the resource could not run it (an SSH
+            # node that cannot be reached; a Ray runtime environment that cannot be set up).
+            start_failed = o.reason in (FailReason.START_FAILED, FailReason.RESOURCE_ERROR)
             broken = self._count_start_failure(r.slot.id, start_failed)
             error_msg = summary + ("\n--- output tail ---\n" + o.tail if o.tail else "")
             ignore = self.config.job_failure.ignore_fail
