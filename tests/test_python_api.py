@@ -103,3 +103,61 @@ def test_intermediate_values_by_job(tmp_path: Path) -> None:
     assert run_cli(str(exp), "-q", cwd=tmp_path).returncode == 0
     assert aup.load_experiment(2, db=tmp_path / ".aup" / "sqlite3.db").intermediate_values() \
         == {}
+
+
+THREE_RESULTS = """
+import json, sys, time
+cfg = json.load(open(sys.argv[-1]))
+print("#Auptimizer:", cfg["x"], flush=True)
+time.sleep(1)
+"""
+
+
+@pytest.mark.parametrize("hooks, error, status", [
+    (("on_start",), RuntimeError, "FAILED"),
+    # raised in the loop, then again as the clean-up records the stopped jobs
+    (("on_result", "on_job_ended"), RuntimeError, "FAILED"),
+    (("on_result", "on_job_ended"), KeyboardInterrupt, "STOPPED"),  # a second Ctrl-C
+])
+def test_an_error_during_the_run_or_its_clean_up_leaves_no_running_experiment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hooks: tuple[str, ...], error: type,
+        status: str) -> None:
+    # Trial 46: an observer raising in on_start (outside the clean-up), or raising again in
+    # the clean-up's drain, and a second Ctrl-C during the clean-up, left the experiment
+    # RUNNING: 'aup resume' refused it while the notebook kernel lived.
+    from aup.experiment import Observer
+
+    class Raising(Observer):
+        pass
+
+    def boom(*args, **kwargs):
+        raise error("bug in my callback")
+
+    for hook in hooks:
+        setattr(Raising, hook, boom)
+    write_script(tmp_path, "job.py", THREE_RESULTS)
+    exp = write_experiment(tmp_path, script="job.py", n_samples=4, n_parallel=2,
+                           parameter_config=X, target="min")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error):
+        aup.run_experiment(exp, observer=Raising())
+    record = aup.load_experiment(1)
+    assert record.row["status"] == status, record.row
+    assert all(j["status"] != "RUNNING" for j in record.jobs()), record.jobs()
+    proc = run_cli("resume", "1", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ctrl_c_is_held_until_the_block_ends() -> None:
+    import os
+    import signal
+
+    from aup.experiment import _sigint_held
+
+    reached = False
+    with pytest.raises(KeyboardInterrupt):
+        with _sigint_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            reached = True
+    assert reached and signal.getsignal(signal.SIGINT) is signal.default_int_handler

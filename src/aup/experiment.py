@@ -16,13 +16,16 @@ finished jobs are kept exactly once, interrupted ones run again, and job ids kee
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import queue
+import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -370,9 +373,9 @@ class Experiment:
                 self.store.end_experiment(self.eid, ExperimentStatus.FAILED.value, str(err))
                 raise
             self._prepared = True
-        self.observer.on_start(self)
         status = ExperimentStatus.FAILED
         try:
+            self.observer.on_start(self)  # inside: a raising observer must not leave it RUNNING
             status = self._loop()
             if status is ExperimentStatus.FINISHED:
                 self._after_finish()
@@ -394,15 +397,24 @@ class Experiment:
             interrupted = isinstance(err, KeyboardInterrupt)
             self.stop_reason = self.stop_reason or (
                 "interrupted (KeyboardInterrupt)" if interrupted else f"scheduler error: {err!r}")
-            self._stop_all(force=True)
-            self._drain(timeout=self.resource.options.kill_grace + 5)
-            self.store.mark_interrupted(self.eid, AttemptStatus.STOPPED.value)
-            if interrupted and not self.failed:
-                self.store.end_experiment(self.eid, ExperimentStatus.STOPPED.value,
-                                          self.stop_reason)
-            else:
-                self.store.end_experiment(self.eid, ExperimentStatus.FAILED.value,
-                                          self.first_failure or self.stop_reason)
+            # A second Ctrl-C (a notebook's "interrupt" pressed twice), or an observer raising
+            # again while the last results drain, cut this clean-up short and left the
+            # experiment RUNNING: the record is written whatever happens, with Ctrl-C held.
+            with _sigint_held():
+                try:
+                    self._stop_all(force=True)
+                    self._drain(timeout=self.resource.options.kill_grace + 5)
+                except BaseException as again:  # noqa: BLE001 - the first error is raised
+                    log.warning("experiment %d: clean-up after %r cut short by %r", self.eid,
+                                err, again)
+                    self._stop_all(force=True)
+                self.store.mark_interrupted(self.eid, AttemptStatus.STOPPED.value)
+                if interrupted and not self.failed:
+                    self.store.end_experiment(self.eid, ExperimentStatus.STOPPED.value,
+                                              self.stop_reason)
+                else:
+                    self.store.end_experiment(self.eid, ExperimentStatus.FAILED.value,
+                                              self.first_failure or self.stop_reason)
             raise
         finally:
             if self.early_stop is not None:
@@ -879,6 +891,25 @@ def build_proposer(config: ExperimentConfig) -> Proposer:
 #: and hanging jobs are handled, not what is searched (a run stopped by a diverging job is
 #: resumed with ``ignore_fail`` added). Other edits need a new experiment.
 RESUME_EDITABLE = ("job_failure", "job_timeout")
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) during the block, in the main thread: one that arrives is raised
+    as KeyboardInterrupt when the block ends (elsewhere, and under another handler than
+    Python's default one, nothing changes)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _edited_since(row: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
