@@ -43,6 +43,8 @@ def test_ctrl_c_in_run_experiment_stops_resumably(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err  # re-raised to the caller
+    # the command that continues it, as 'aup run' prints it (trial 46: only the bare error)
+    assert "experiment 1 (experiment) stopped; continue with: aup resume 1" in err, err
     row = experiment(tmp_path)
     assert row["status"] == "STOPPED", (row["status"], row["error_msg"])
     assert "scheduler error" not in (row["error_msg"] or "")
@@ -161,3 +163,34 @@ def test_ctrl_c_is_held_until_the_block_ends() -> None:
             time.sleep(0.05)
             reached = True
     assert reached and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_bad_arguments_and_closing_a_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    # Trial 46: run_experiment(None) raised a TypeError from pathlib; a record could not be
+    # closed but by the garbage collector (a notebook keeping records kept their connections).
+    import os
+
+    with pytest.raises(UsageError, match="needs the path of an experiment.json file"):
+        aup.run_experiment(None)
+    with pytest.raises(UsageError, match="db= needs a database URL"):
+        aup.run_experiment("experiment.json", db=5)
+    write_script(tmp_path, "job.py", QUADRATIC)
+    exp = write_experiment(tmp_path, script="job.py", n_samples=1, parameter_config=X)
+    monkeypatch.chdir(tmp_path)
+    aup.run_experiment(exp)
+
+    def open_db_files() -> int:
+        db = str(tmp_path / ".aup" / "sqlite3.db")
+        return sum(os.path.realpath(f"/proc/self/fd/{fd}").startswith(db)
+                   for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
+
+    before = open_db_files()
+    kept = []
+    for _ in range(5):
+        with aup.load_experiment(1) as record:
+            assert record.jobs()
+            kept.append(record)  # still referenced: only close() frees its connections
+    assert open_db_files() == before
+    unclosed = [aup.load_experiment(1) for _ in range(3)]
+    assert all(r.jobs() for r in unclosed) and open_db_files() > before  # the check can fail

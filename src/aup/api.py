@@ -246,6 +246,12 @@ def run_experiment(path: str | os.PathLike, *, db: str | os.PathLike | None = No
     from aup.environment import load_environment
     from aup.experiment import prepared_resource
 
+    if not isinstance(path, str | os.PathLike):
+        raise UsageError(f"run_experiment() needs the path of an experiment.json file, got "
+                         f"{type(path).__name__} {path!r:.80}")
+    if db is not None and not isinstance(db, str | os.PathLike):
+        raise UsageError(f"db= needs a database URL or file path, got {type(db).__name__} "
+                         f"{db!r:.80}")
     config = load_config(path)
     for w in config.warnings:  # as 'aup run' logs them
         log.warning("%s: %s", path, w)
@@ -256,6 +262,10 @@ def run_experiment(path: str | os.PathLike, *, db: str | os.PathLike | None = No
                         resource=checked)
     try:
         return exp.run()
+    except KeyboardInterrupt:  # the CLI prints the resume command; a notebook gets it here
+        log.warning("experiment %d (%s) stopped; continue with: aup resume%s %d", exp.eid,
+                    config.experiment_name, db_option(exp.store), exp.eid)
+        raise
     finally:
         exp.store.close()
 
@@ -333,6 +343,17 @@ class ExperimentRecord:
         from aup.job import JobStatus
 
         return self.store.histories(self.eid, [status.value for status in JobStatus])
+
+    def close(self) -> None:
+        """Close the database connections (also done when the record is garbage-collected,
+        or by ``with aup.load_experiment(...) as record:``)."""
+        self.store.close()
+
+    def __enter__(self) -> ExperimentRecord:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def to_dataframe(self) -> Any:
         """The jobs as a pandas DataFrame (needs pandas). Columns as in :meth:`records`."""

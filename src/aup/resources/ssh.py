@@ -387,7 +387,7 @@ class Node:
                 except SSHError:
                     continue
                 self._down.clear()
-                log.info("node %s answers again", self.where)
+                log.warning("node %s answers again", self.where)  # as "does not answer" is
                 return
 
         threading.Thread(target=probe, name=f"aup-probe-{self.label}", daemon=True).start()
