@@ -536,3 +536,15 @@ def test_the_run_hint_pastes_for_a_file_name_with_a_space(tmp_path):
     pasted = subprocess.run(["bash", "-c", f"{sys.executable} -m {command} -q"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert pasted.returncode == 0, pasted.stderr
+
+
+def test_the_dialogue_does_not_ask_for_points_to_evaluate() -> None:
+    # A list of configurations is edited in the file; the dialogue asked for it as an option
+    # (and the dialogue tests waited for their next question at that prompt).
+    from aup.commands.init import proposer_questions
+    from aup.proposers import registry
+
+    for name in registry.names():
+        asked = [n for n, _ in proposer_questions(registry.get(name))]
+        assert "points_to_evaluate" not in asked, (name, asked)
+    assert "n_samples" in [n for n, _ in proposer_questions(registry.get("random"))]

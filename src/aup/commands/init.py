@@ -315,8 +315,9 @@ def proposer_questions(proposer_cls) -> list[tuple[str, Any]]:
     """The Options fields ``aup init`` asks about: ``(name, field)``, the proposer's own first
     (in declaration order), then the common ones (``n_samples``, ``random_seed``).
 
-    Skipped: nested models (edit the file for those), ``n_samples`` when the proposer sets its
-    own number of jobs (it overrides ``total``), options the proposer never uses
+    Skipped: nested models and ``points_to_evaluate`` (edit the file for those), ``n_samples``
+    when the proposer sets its own number of jobs (it overrides ``total``), options the
+    proposer never uses
     (:data:`_UNUSED_OPTIONS`: ``random_seed`` of ``sequence``) and fields of the experiment
     itself.
     """
@@ -334,7 +335,7 @@ def proposer_questions(proposer_cls) -> list[tuple[str, Any]]:
             continue
         if name == "n_samples" and own_total:
             continue
-        if name.endswith("_dir"):
+        if name.endswith("_dir") or name == "points_to_evaluate":  # configurations: edit the file
             continue
         out.append((name, field))
     return out
