@@ -79,6 +79,27 @@ def test_aup_save_model_needs_a_callable_at_registration() -> None:
     assert _save_registry.callback is None
 
 
+@pytest.mark.parametrize("argv, needle", [
+    # Trial 46: in a notebook the kernel's connection file was read as the job config, with
+    # one warning per key ("config key 'shell_port' is not a parameter")
+    (["/venv/lib/python3.11/site-packages/ipykernel_launcher.py", "-f",
+      "/root/.local/share/jupyter/runtime/kernel-1234.json"], "runs in a Jupyter kernel"),
+    (["-c"], "there is none here"),  # said 'python -c config.json'
+    (["python"], "there is none here"),
+])
+def test_aup_args_outside_a_script_names_the_call_with_a_config(monkeypatch, argv, needle):
+    @aup_args
+    def main(lr):
+        return lr
+
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.delenv("AUP_JOB_ID", raising=False)
+    with pytest.raises(ValueError) as err:
+        main()
+    text = str(err.value)
+    assert needle in text and "call main('config.json')" in text, text
+
+
 def test_aup_args_run_without_a_config_file_says_so(monkeypatch) -> None:
     @aup_args
     def main(x):

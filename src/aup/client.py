@@ -231,10 +231,23 @@ def _config_path_from_argv(argv: list[str], name: str) -> str:
     """The job config path: the last command-line argument.
 
     Raises:
-        ValueError: there is no argument after the script (it was run by hand without one).
+        ValueError: there is no argument after the script (it was run by hand without one),
+            or the process is a Jupyter/IPython kernel (its last argument is the kernel's
+            connection file, which was read as a job config with a warning per key).
     """
+    prog = os.path.basename(argv[0]) if argv and argv[0] else ""
+    if "ipykernel" in prog or (len(argv) >= 2 and os.path.basename(argv[-1]).startswith(
+            "kernel-") and argv[-1].endswith(".json") and "AUP_JOB_ID" not in os.environ):
+        raise ValueError(f"{name}() runs in a Jupyter kernel here, whose last command-line "
+                         "argument is the kernel's connection file, not a job config. Fix: "
+                         f"call {name}('config.json') with a job config file (a JSON object "
+                         "of the parameters), or run the script with Auptimizer (aup run)")
     if len(argv) < 2:
-        prog = os.path.basename(argv[0]) if argv and argv[0] else "script.py"
+        if prog in ("", "-c") or prog.startswith("python"):  # python -c, interactive: no script
+            raise ValueError(f"{name}() reads the job config file from the last command-line "
+                             f"argument, and there is none here. Fix: call "
+                             f"{name}('config.json') with a job config file (a JSON object of "
+                             "the parameters), or run the script with Auptimizer (aup run)")
         raise ValueError(f"{name}() reads the job config file from the last command-line "
                          f"argument, and {prog} got none. Auptimizer runs the script as "
                          f"'{prog} <workingdir>/jobs/<job id>.json'; to run it by hand, give a "
