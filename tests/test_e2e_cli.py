@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -444,23 +445,27 @@ def test_resume_says_when_the_experiment_file_was_edited(tmp_path: Path) -> None
     assert f"aup run {path}" in proc.stderr
 
 
+def _nan_experiment(folder: Path, **extra: Any) -> Path:
+    """A grid of 5 jobs, 2 of which (x > 0) report NaN (a diverging learning rate); written
+    again with ``extra`` to edit it between a run and its resume."""
+    write_script(folder, "nan.py", "import json, sys\n"
+                 "x = json.load(open(sys.argv[-1]))['x']\n"
+                 "print('#Auptimizer:', 'nan' if x > 0 else x)\n")
+    return write_experiment(folder, script="nan.py", proposer="sequence", target="min",
+                            parameter_config=[{"name": "x", "type": "choice",
+                                               "range": [-3, 1, -2, 2, -1]}], **extra)
+
+
 def test_resume_takes_an_edited_job_failure_and_job_timeout(tmp_path: Path) -> None:
     # Trial 42: a diverging job (NaN) stops an experiment without ignore_fail; adding it to
     # experiment.json and resuming was ignored ("resume goes on with the configuration recorded
     # then"), so the run stopped again at the next NaN. How failures are handled is taken from
     # the edited file; what is searched is not.
-    write_script(tmp_path, "nan.py", "import json, sys\n"
-                 "x = json.load(open(sys.argv[-1]))['x']\n"
-                 "print('#Auptimizer:', 'nan' if x > 0 else x)\n")
-    grid = [{"name": "x", "type": "choice", "range": [-3, 1, -2, 2, -1]}]
-    path = write_experiment(tmp_path, script="nan.py", proposer="sequence",
-                            parameter_config=grid, target="min")
+    path = _nan_experiment(tmp_path)
     proc = run_cli("run", str(path), cwd=tmp_path)
     assert proc.returncode == 1 and "NON_FINITE_SCORE" in proc.stdout, proc.stdout
     assert '"job_failure": {"ignore_fail": true}' in " ".join(proc.stdout.split()), proc.stdout
-    write_experiment(tmp_path, script="nan.py", proposer="sequence", parameter_config=grid,
-                     target="min", job_failure={"ignore_fail": True}, job_timeout=30,
-                     n_parallel=3)
+    _nan_experiment(tmp_path, job_failure={"ignore_fail": True}, job_timeout=30, n_parallel=3)
     proc = run_cli("resume", "1", cwd=tmp_path)
     err = " ".join(proc.stderr.split())
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -786,22 +791,15 @@ def test_resume_takes_a_valid_job_failure_edit_from_a_file_with_other_mistakes(
     # Trial 44: with another key mistyped ("n_samples": "8") the whole file "no longer
     # validates", so the added ignore_fail was dropped silently and the resume stopped again at
     # the next NaN. Each editable key is now validated on its own; an invalid one refuses.
-    write_script(tmp_path, "nan.py", "import json, sys\n"
-                 "x = json.load(open(sys.argv[-1]))['x']\n"
-                 "print('#Auptimizer:', 'nan' if x > 0 else x)\n")
-    grid = [{"name": "x", "type": "choice", "range": [-3, 1, -2, 2, -1]}]
-    path = write_experiment(tmp_path, script="nan.py", proposer="sequence",
-                            parameter_config=grid, target="min")
+    path = _nan_experiment(tmp_path)
     assert run_cli("run", str(path), cwd=tmp_path).returncode == 1
-    write_experiment(tmp_path, script="nan.py", proposer="sequence", parameter_config=grid,
-                     target="min", job_failure={"ignore_fail": "yes"})
+    _nan_experiment(tmp_path, job_failure={"ignore_fail": "yes"})
     proc = run_cli("resume", "1", cwd=tmp_path)
     assert proc.returncode == 2 and "job_failure.ignore_fail" in proc.stderr, proc.stderr
     assert "nothing was resumed" in proc.stderr and "Traceback" not in proc.stderr
     (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
     assert row["status"] == "FAILED"  # not claimed, not changed
-    write_experiment(tmp_path, script="nan.py", proposer="sequence", parameter_config=grid,
-                     target="min", job_failure={"ignore_fail": True}, n_parallel="2")
+    _nan_experiment(tmp_path, job_failure={"ignore_fail": True}, n_parallel="2")
     proc = run_cli("resume", "1", cwd=tmp_path)
     err = " ".join(proc.stderr.split())
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -394,3 +394,18 @@ def test_of_two_claims_of_one_experiment_only_the_first_wins(store, db_url):
         assert other.claim_experiment(eid, other.get_experiment(eid)) is True
     finally:
         other.close()
+
+
+def test_attempts_of_a_job_that_never_ran_use_no_retry(store):
+    # Only attempts of a job that ran count against job_retries on resume (aup.job.NEVER_RAN).
+    eid = _experiment(store)
+    rid = store.resource_id("cpu", "cpu:0")
+    jid, jaid = store.start_job(eid=eid, job_config={"x": 1}, proposal={"id": 0, "params":
+                                {"x": 1}}, rid=rid, output_dir=None, proposer_state=None)
+    for num, reason in enumerate(["START_FAILED", "RESOURCE_ERROR", "NONZERO_EXIT", "LOST"]):
+        if num:
+            jaid = store.start_attempt(jid=jid, num=num, rid=rid, output_path=None)
+        store.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="FAILED", exit_code=1,
+                          fail_reason=reason, detail="", output_tail="", job_status=None,
+                          score=None)
+    assert store.failed_attempt_counts(eid) == {jid: 2}

@@ -33,7 +33,7 @@ from typing import Any
 
 from aup.config import ExperimentConfig, parse_config
 from aup.errors import AupError, ConfigError, DatabaseUnavailable, UsageError, install_hint
-from aup.job import AttemptOutcome, AttemptStatus, FailReason, JobStatus, StopReason
+from aup.job import NEVER_RAN, AttemptOutcome, AttemptStatus, JobStatus, StopReason
 from aup.jobs_folder import JobsFolderClaim, claim_jobs_dir
 from aup.orphans import job_markers, pid_exists
 from aup.proposers import registry as proposer_registry
@@ -736,9 +736,7 @@ class Experiment:
             retries = self.config.job_failure.job_retries
             summary = (f"job {job.jid} attempt {ev.attempt} failed ({o.reason.value}): "
                        f"{o.detail}")
-            # The job never ran: it could not start, or the resource could not run it (an SSH
-            # node that cannot be reached; a Ray runtime environment that cannot be set up).
-            start_failed = o.reason in (FailReason.START_FAILED, FailReason.RESOURCE_ERROR)
+            start_failed = o.reason in NEVER_RAN
             broken = self._count_start_failure(r.slot.id, start_failed)
             error_msg = summary + ("\n--- output tail ---\n" + o.tail if o.tail else "")
             ignore = self.config.job_failure.ignore_fail

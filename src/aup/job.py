@@ -64,6 +64,13 @@ class FailReason(str, Enum):
     RESOURCE_ERROR = "RESOURCE_ERROR"
 
 
+#: Failures of attempts whose job never ran: it could not start, or the resource could not run
+#: it (an SSH node that cannot be reached; a Ray runtime environment that cannot be set up).
+#: Such a job is not spent and its attempts use no retry (the experiment loop and, on resume,
+#: :meth:`aup.store.store.Store.failed_attempt_counts`).
+NEVER_RAN = (FailReason.START_FAILED, FailReason.RESOURCE_ERROR)
+
+
 class StopReason(str, Enum):
     """Why the scheduler stops a running attempt."""
 

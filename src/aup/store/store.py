@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    or_,
     select,
     true,
     update,
@@ -972,12 +973,15 @@ class Store:
     @_reconnecting
     def failed_attempt_counts(self, eid: int) -> dict[int, int]:
         """Number of FAILED attempts of each job of ``eid`` that has any, by jid (what counts
-        against ``job_retries``; STOPPED and LOST attempts do not, nor attempts that could not
-        start: the job never ran)."""
+        against ``job_retries``; STOPPED and LOST attempts do not, nor those of a job that never
+        ran, :data:`aup.job.NEVER_RAN`)."""
+        from aup.job import NEVER_RAN
+
         a, j = s.job_attempt, s.job
         q = (select(a.c.jid, func.count()).join(j, j.c.jid == a.c.jid)
              .where(j.c.eid == eid, a.c.status == "FAILED",
-                    a.c.fail_reason.is_distinct_from("START_FAILED"))
+                    or_(a.c.fail_reason.is_(None),
+                        a.c.fail_reason.not_in([r.value for r in NEVER_RAN])))
              .group_by(a.c.jid))
         with self.engine.connect() as c:
             return {int(jid): int(n) for jid, n in c.execute(q).all()}
