@@ -465,17 +465,20 @@ def test_resume_takes_an_edited_job_failure_and_job_timeout(tmp_path: Path) -> N
     proc = run_cli("run", str(path), cwd=tmp_path)
     assert proc.returncode == 1 and "NON_FINITE_SCORE" in proc.stdout, proc.stdout
     assert '"job_failure": {"ignore_fail": true}' in " ".join(proc.stdout.split()), proc.stdout
-    _nan_experiment(tmp_path, job_failure={"ignore_fail": True}, job_timeout=30, n_parallel=3)
+    _nan_experiment(tmp_path, job_failure={"ignore_fail": True}, job_timeout=30, n_parallel=3,
+                    random_seed=7)
     proc = run_cli("resume", "1", cwd=tmp_path)
     err = " ".join(proc.stderr.split())
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "resume uses the edited job_failure and job_timeout" in err, err
-    assert "was edited since the experiment started (n_parallel); resume goes on with the " \
-        "configuration recorded then (except job_failure and job_timeout)" in err, err
+    assert "resume uses the edited job_failure and job_timeout and n_parallel" in err, err
+    assert "was edited since the experiment started (random_seed); resume goes on with the " \
+        "configuration recorded then (except job_failure and job_timeout and n_parallel)" \
+        in err, err
     assert "jobs 5, finished 3, failed 2" in proc.stdout, proc.stdout
     (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
     assert row["exp_config"]["job_failure"]["ignore_fail"] is True
-    assert row["exp_config"]["job_timeout"] == 30 and row["exp_config"]["n_parallel"] == 1
+    assert row["exp_config"]["job_timeout"] == 30 and row["exp_config"]["n_parallel"] == 3
+    assert row["exp_config"]["random_seed"] == 0
     # the recorded copy now has them: a later resume sees no job_failure edit
     proc = run_cli("resume", "1", cwd=tmp_path)
     assert "job_failure" not in proc.stderr
@@ -799,10 +802,38 @@ def test_resume_takes_a_valid_job_failure_edit_from_a_file_with_other_mistakes(
     assert "nothing was resumed" in proc.stderr and "Traceback" not in proc.stderr
     (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
     assert row["status"] == "FAILED"  # not claimed, not changed
-    _nan_experiment(tmp_path, job_failure={"ignore_fail": True}, n_parallel="2")
+    _nan_experiment(tmp_path, job_failure={"ignore_fail": True}, random_seed="2")
     proc = run_cli("resume", "1", cwd=tmp_path)
     err = " ".join(proc.stderr.split())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "resume uses the edited job_failure" in err, err
-    assert "it no longer validates: n_parallel:" in err, err
+    assert "it no longer validates: random_seed:" in err, err
     assert "jobs 5, finished 3, failed 2" in proc.stdout, proc.stdout
+
+
+def test_resume_takes_an_edited_gpu_list_and_names_other_resource_args(tmp_path: Path) -> None:
+    # Where jobs run (the GPU ids) is taken on resume; what they compute is not. An invalid
+    # edit of a key the resume takes refuses the resume before anything changes.
+    gpu = {"resource": "gpu", "n_parallel": 2}
+    path = _nan_experiment(tmp_path, resource_args={"gpus": [0, 1]}, **gpu)
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 1
+    _nan_experiment(tmp_path, resource_args={"gpus": "x"}, **gpu)
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    assert proc.returncode == 2 and "resource_args.gpus" in proc.stderr, proc.stderr
+    assert "nothing was resumed" in proc.stderr and "Traceback" not in proc.stderr
+    _nan_experiment(tmp_path, resource_args={"gpus": [3], "track_intermediate_results": True},
+                    job_failure={"ignore_fail": True}, **gpu)
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    err = " ".join(proc.stderr.split())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "resume uses the edited job_failure and resource_args.gpus" in err, err
+    assert "(resource_args.track_intermediate_results); resume goes on" in err, err
+    (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
+    assert row["exp_config"]["resource_args"]["gpus"] == [3]
+    assert row["exp_config"]["resource_args"]["track_intermediate_results"] is False
+    # an edited resource (gpu -> cpu) is not taken, nor its resource_args
+    from aup.experiment import _resume_edits
+
+    now = {**row["exp_config"], "resource": "cpu", "resource_args": {"gpus": [5]}}
+    taken, _, others = _resume_edits(row["exp_config"], now, ["resource", "resource_args"])
+    assert taken == [] and others == ["resource", "resource_args"]

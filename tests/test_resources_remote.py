@@ -515,3 +515,38 @@ def test_every_node_down_with_ignore_fail_stops_without_spending_jobs(
     spent = [j for j in jobs if j["status"] == "FAILED"]
     assert all(j["fail_reason"] == "LOST" for j in spent), jobs  # only the 2 that were running
     assert any(j["status"] == "INTERRUPTED" for j in jobs) and len(jobs) < 8, jobs
+
+
+def test_resume_goes_on_without_a_node_that_died_for_good(ssh_servers, tmp_path: Path) -> None:
+    # Trial 47 left this out: a resume checked every recorded node, so one host that died for
+    # good blocked the experiment forever. A resume now takes the edited host list (and
+    # n_parallel) from experiment.json: where the jobs run, not what is searched.
+    from fixtures_ssh import _start
+
+    backend = _node(ssh_servers, tmp_path)
+    script = OK.replace("print(", "assert cfg['x'] != 2, 'x = 2 diverged'\nprint(")
+    folder = tmp_path / "exp"
+    grid = [{"name": "x", "type": "choice", "range": [1, 2, 3, 4, 5]}]
+    path = make_experiment(folder, backend, script, proposer="sequence", parameter_config=grid)
+    res = run_cli("run", str(path), cwd=folder)
+    assert res.returncode == 1, res.stdout + res.stderr  # job 2 failed: the run stopped
+    dead = ssh_servers.entries()[1]
+    ssh_servers.procs[1].terminate()
+    ssh_servers.procs[1].wait(5)
+    try:
+        res = run_cli("resume", "1", cwd=folder)
+        assert res.returncode == 2 and dead.split()[0] in res.stdout + res.stderr
+        assert "Traceback" not in res.stderr
+        alive = [e for e in backend.args["nodes"] if e != dead]
+        make_experiment(folder, backend, script, proposer="sequence", parameter_config=grid,
+                        resource_args={"nodes": alive}, job_failure={"ignore_fail": True})
+        res = run_cli("resume", "1", cwd=folder)
+    finally:
+        ssh_servers.procs[1] = _start(ssh_servers.configs[1], ssh_servers.ports[1])
+    err = " ".join(res.stderr.split())
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "resume uses the edited job_failure and resource_args.nodes" in err, err
+    assert "jobs 5, finished 4, failed 1" in res.stdout, res.stdout
+    (row,) = json.loads(run_cli("list", "--json", cwd=folder).stdout)
+    assert row["exp_config"]["resource_args"]["nodes"] == alive
+    assert row["exp_config"]["resource_args"]["known_hosts"] == backend.args["known_hosts"]

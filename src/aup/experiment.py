@@ -284,11 +284,12 @@ class Experiment:
         try:
             base = Path(row["config_path"]).parent if row.get("config_path") else Path.cwd()
             changed, now = _edited_since(row)
-            taken = [k for k in changed if k in RESUME_EDITABLE]
             recorded = row["exp_config"]
-            if taken:
-                recorded = {**recorded, **{k: now.get(k) for k in taken}}
-            elif changed and not now:  # the file no longer validates: its editable keys may
+            taken: list[str] = []
+            others = list(changed)
+            if now:
+                taken, recorded, others = _resume_edits(recorded, now, changed)
+            elif changed:  # the file no longer validates: its editable keys may
                 taken, recorded = _editable_of_invalid_file(row, base)
             try:
                 config = parse_config(recorded, base, row.get("config_path"))
@@ -298,10 +299,9 @@ class Experiment:
                                   "(resume goes on with that copy)", err.warnings) from None
             if taken:
                 store.update_experiment(eid, exp_config=recorded)
-                log.warning("experiment %d: resume uses the edited %s of %s (how failed and "
-                            "hanging jobs are handled)", eid, " and ".join(taken),
+                log.warning("experiment %d: resume uses the edited %s of %s (how and where jobs "
+                            "run, not what is searched)", eid, " and ".join(taken),
                             row["config_path"])
-            others = [k for k in changed if k not in RESUME_EDITABLE]
             if others:
                 log.warning("experiment %d: %s was edited since the experiment started (%s); "
                             "resume goes on with the configuration recorded then%s. To use the "
@@ -886,9 +886,93 @@ def build_proposer(config: ExperimentConfig) -> Proposer:
 
 
 #: Keys of experiment.json that a resume takes from the edited file: they decide how failed
-#: and hanging jobs are handled, not what is searched (a run stopped by a diverging job is
-#: resumed with ``ignore_fail`` added). Other edits need a new experiment.
-RESUME_EDITABLE = ("job_failure", "job_timeout")
+#: and hanging jobs are handled and how many run at once, not what is searched (a run stopped
+#: by a diverging job is resumed with ``ignore_fail`` added; one whose cluster shrank, with
+#: fewer jobs at once). The host or GPU list of ``resource_args`` is editable too (see
+#: :func:`resume_editable_args`). Other edits need a new experiment.
+RESUME_EDITABLE = ("job_failure", "job_timeout", "n_parallel")
+
+
+def resume_editable_args(resource: str | None) -> tuple[str, ...]:
+    """The ``resource_args`` keys of ``resource`` that a resume takes from the edited file:
+    where its jobs run (the hosts of ``node`` and ``aws``, the GPU ids of ``gpu``, the Ray
+    head's address), so that a host that died for good can be left out. ``()`` for an unknown
+    resource or one whose module cannot be imported."""
+    from aup.resources import registry
+
+    try:
+        cls = registry.get(resource or "cpu")
+    except (KeyError, ImportError):
+        return ()
+    return tuple(cls.resume_args)
+
+
+def _resume_edits(recorded: dict[str, Any], now: dict[str, Any], changed: list[str]
+                  ) -> tuple[list[str], dict[str, Any], list[str]]:
+    """Split the edits of a valid experiment file into those a resume takes and the others.
+
+    Args:
+        recorded: the configuration recorded for the experiment (stored form).
+        now: the file's configuration now (stored form).
+        changed: the top-level keys that differ.
+
+    Returns:
+        ``(taken, recorded with the taken edits, others)``; keys of ``resource_args`` are
+        named ``resource_args.<key>``.
+    """
+    taken: list[str] = []
+    others: list[str] = []
+    out = dict(recorded)
+    same_resource = now.get("resource") == recorded.get("resource")
+    for key in changed:
+        if key in RESUME_EDITABLE:
+            out[key] = now.get(key)
+            taken.append(key)
+        elif key == "resource_args" and same_resource:
+            editable = resume_editable_args(recorded.get("resource"))
+            old, new = recorded.get(key) or {}, now.get(key) or {}
+            ra = dict(old)
+            for sub in sorted(set(old) | set(new)):
+                if old.get(sub) == new.get(sub):
+                    continue
+                if sub not in editable:
+                    others.append(f"{key}.{sub}")
+                    continue
+                if sub in new:
+                    ra[sub] = new[sub]
+                else:
+                    ra.pop(sub, None)
+                taken.append(f"{key}.{sub}")
+            out[key] = ra
+        else:
+            others.append(key)
+    return taken, out, others
+
+
+def _with_path(config: dict[str, Any], path: tuple[str, ...], source: dict[str, Any]
+               ) -> dict[str, Any]:
+    """A copy of ``config`` whose value at ``path`` (nested keys) is the one of ``source``
+    (left out when ``source`` has none)."""
+    out = dict(config)
+    head = path[0]
+    if len(path) == 1:
+        if head in source:
+            out[head] = source[head]
+        else:
+            out.pop(head, None)
+        return out
+    inner = source.get(head) if isinstance(source.get(head), dict) else {}
+    base = out.get(head) if isinstance(out.get(head), dict) else {}
+    out[head] = _with_path(base, path[1:], inner)
+    return out
+
+
+def _at_path(config: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(config, dict):
+            return None
+        config = config.get(key)  # type: ignore[assignment]
+    return config
 
 
 @contextlib.contextmanager
@@ -936,15 +1020,15 @@ def _edited_since(row: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
 
 def _editable_of_invalid_file(row: dict[str, Any], base: Path
                               ) -> tuple[list[str], dict[str, Any]]:
-    """The :data:`RESUME_EDITABLE` keys of an experiment file that no longer validates as a
-    whole, each validated on its own over the recorded configuration: a user who adds
-    ``ignore_fail`` and mistypes another key still gets ``ignore_fail`` (it was dropped, and
-    the resume failed again at the next NaN). Returns the keys taken and the recorded
-    configuration with them.
+    """The :data:`RESUME_EDITABLE` keys (and :func:`resume_editable_args`) of an experiment
+    file that no longer validates as a whole, each validated on its own over the recorded
+    configuration: a user who adds ``ignore_fail`` and mistypes another key still gets
+    ``ignore_fail`` (it was dropped, and the resume failed again at the next NaN). Returns the
+    keys taken and the recorded configuration with them.
 
     Raises:
-        ConfigError: an edited ``job_failure`` or ``job_timeout`` is itself invalid (the
-            resume would otherwise handle failures the way the user just changed).
+        ConfigError: an edited key that a resume takes is itself invalid (the resume would
+            otherwise run the jobs in a way the user just changed).
     """
     import json
 
@@ -956,22 +1040,25 @@ def _editable_of_invalid_file(row: dict[str, Any], base: Path
     if not isinstance(raw, dict):
         return [], recorded
     taken = []
-    for key in RESUME_EDITABLE:
-        candidate = {k: v for k, v in recorded.items() if k != key}
-        if key in raw:
-            candidate[key] = raw[key]
+    paths = [(key,) for key in RESUME_EDITABLE] + [
+        ("resource_args", sub) for sub in resume_editable_args(recorded.get("resource"))]
+    for path in paths:
+        name = ".".join(path)
+        candidate = _with_path(recorded, path, raw)
         try:
-            value = _stored_config(parse_config(candidate, base, row["config_path"],
-                                                check_files=False)).get(key)
+            stored = _stored_config(parse_config(candidate, base, row["config_path"],
+                                                 check_files=False))
         except ConfigError as err:
-            problems = [p for p in err.problems if p.path.split(".")[0] == key]
+            problems = [p for p in err.problems
+                        if p.path == name or p.path.startswith(name + ".")
+                        or p.path.startswith(name + "[")]
             if problems:
                 raise ConfigError(problems, f"{row['config_path']} (resume takes its edited "
-                                  f"{key}, which is invalid; nothing was resumed)") from None
+                                  f"{name}, which is invalid; nothing was resumed)") from None
             continue
-        if value != recorded.get(key):
-            taken.append(key)
-            recorded = {**recorded, key: value}
+        if _at_path(stored, path) != _at_path(recorded, path):
+            taken.append(name)
+            recorded = _with_path(recorded, path, stored)
     return taken, recorded
 
 

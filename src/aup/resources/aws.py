@@ -74,6 +74,7 @@ class AWSResourceManager(SSHResourceManager):
     Options = AWSOptions
     env_key: ClassVar[str] = "aws"
     args_key: ClassVar[str] = "instances"
+    resume_args: ClassVar[tuple[str, ...]] = ("instances",)
 
     def __init__(self, config, events, env_file: Any = None):
         super().__init__(config, events, env_file)

@@ -274,6 +274,9 @@ class ResourceManager(ABC):
     #: False when aup never sees the job's output (passive: the user runs the job), so no
     #: output file is recorded for its attempts.
     keeps_output: ClassVar[bool] = True
+    #: ``resource_args`` keys that ``aup resume`` takes from an edited experiment file: where
+    #: the jobs run (hosts, GPU ids), not what they compute (see ``aup.experiment``).
+    resume_args: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ExperimentConfig, events: queue.Queue, env_file: Any = None):
         self.config = config

@@ -91,6 +91,7 @@ class GPUResourceManager(CPUResourceManager):
 
     kind: ClassVar[str] = "gpu"
     Options = GPUOptions
+    resume_args: ClassVar[tuple[str, ...]] = ("gpus",)
 
     def gpu_ids(self) -> list[str]:
         """The GPU id of every slot, in slot order (resource_args first, then env.ini)."""

@@ -206,6 +206,7 @@ class RayResourceManager(ResourceManager):
 
     kind: ClassVar[str] = "ray"
     Options = RayOptions
+    resume_args: ClassVar[tuple[str, ...]] = ("address",)
 
     def __init__(self, config, events, env_file: Any = None):
         super().__init__(config, events, env_file)

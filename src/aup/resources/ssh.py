@@ -636,6 +636,7 @@ class SSHResourceManager(ResourceManager):
     env_key: ClassVar[str] = "nodes"
     #: resource_args key holding the host list (for messages).
     args_key: ClassVar[str] = "nodes"
+    resume_args: ClassVar[tuple[str, ...]] = ("nodes",)
 
     def __init__(self, config, events, env_file: Any = None):
         super().__init__(config, events, env_file)
