@@ -39,6 +39,7 @@ Usage::
     python benchmarks/multifidelity.py --task hartmann6 --out results.json
     python benchmarks/multifidelity.py --task digits-mlp
     python benchmarks/multifidelity.py --task digits-mlp --first-seed 10   # seeds 10-19
+    python benchmarks/multifidelity.py --task digits-mlp --workers 2       # 2 seeds at a time
 """
 
 from __future__ import annotations
@@ -292,15 +293,45 @@ def bookkeeping_ms(n_rounds: int = 3) -> tuple[float, float]:
     return min(times), trace.seconds_per_ask * 1000
 
 
-def benchmark(task: Task, seeds: int, horizon_jobs: int, first_seed: int = 0) -> dict[str, Any]:
+def _seed_runs(task_name: str, seed: int, limit: float) -> tuple[Trace, Trace, Trace]:
+    """The random, hyperband and bohb runs of one seed (a unit of work for ``--workers``)."""
+    task = TASKS[task_name]()
+    return (run_random(task, seed, limit), run_hyperband(task, seed, limit),
+            run_bohb(task, seed, limit))
+
+
+def _one_thread() -> None:
+    """Worker initializer: one BLAS/OpenMP thread per worker process (the workers share the
+    machine's cores; the seeds' results do not depend on it)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def benchmark(task: Task, seeds: int, horizon_jobs: int, first_seed: int = 0,
+              workers: int = 1) -> dict[str, Any]:
+    """Run every method on ``seeds`` seeds of ``task`` (in ``workers`` processes) and compare
+    their mean regret curves (see the module docstring)."""
     limit = float(horizon_jobs * task.max_budget)
     runs: dict[str, list[Trace]] = {"random": [], "hyperband": [], "bohb": []}
     t0 = time.perf_counter()
-    for s in range(first_seed, first_seed + seeds):
-        runs["random"].append(run_random(task, s, limit))
-        runs["hyperband"].append(run_hyperband(task, s, limit))
-        runs["bohb"].append(run_bohb(task, s, limit))
-        print(f"  {task.name}: seed {s} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    seed_list = list(range(first_seed, first_seed + seeds))
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
+            results = list(pool.map(_seed_runs, [task.name] * len(seed_list), seed_list,
+                                    [limit] * len(seed_list)))
+    else:
+        results = []
+        for s in seed_list:
+            results.append(_seed_runs(task.name, s, limit))
+            print(f"  {task.name}: seed {s} done ({time.perf_counter() - t0:.0f} s)",
+                  file=sys.stderr)
+    for random_trace, hb_trace, bohb_trace in results:
+        runs["random"].append(random_trace)
+        runs["hyperband"].append(hb_trace)
+        runs["bohb"].append(bohb_trace)
     if task.optimum is not None:
         optimum = task.optimum
     else:
@@ -339,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. +seeds-1")
     ap.add_argument("--quick", action="store_true", help="3 seeds, 40 full-budget jobs")
     ap.add_argument("--out", help="write the figures as JSON to this file")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="seeds run in this many processes (one BLAS thread each)")
     args = ap.parse_args(argv)
     seeds = args.seeds or (3 if args.quick else 10)
     horizon = 40 if args.quick else 100
@@ -350,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(goal <= 5 ms: {'PASS' if hb_ms <= 5 else 'FAIL'}); bohb ask+tell incl. KDE: "
           f"{bohb_ms:.2f} ms/proposal")
     for make in tasks:
-        r = benchmark(make(), seeds, horizon, args.first_seed)
+        r = benchmark(make(), seeds, horizon, args.first_seed, args.workers)
         results["tasks"].append(r)
         lim = r["budget_limit"]
         print(f"\n{r['task']}: {seeds} seeds from {args.first_seed}, budget limit {lim:g} "

@@ -360,3 +360,24 @@ def test_ray_save_model_needs_the_jobs_in_workingdir(tmp_path):
     ok = write_experiment(tmp_path, name="ok", resource_args={
         "save_model": True, "ship_workingdir": False}, **base)
     assert load_config(ok).resource_args.save_model
+
+
+def test_a_space_of_constants_only_warns_that_every_job_is_the_same(folder: Path) -> None:
+    # Trial 48: bohb with one int [1, 1] planned 201 identical jobs without a word.
+    const = [{"name": "k", "range": [1, 1], "type": "int"},
+             {"name": "c", "range": ["a"], "type": "choice"}]
+    cfg = parse_config({"script": "train.py", "proposer": "bohb", "parameter_config": const},
+                       folder)
+    assert any("every job runs the same configuration" in w for w in cfg.warnings), cfg.warnings
+    cfg = parse_config({"script": "train.py", "parameter_config": [*const, *PARAMS]}, folder)
+    assert not any("same configuration" in w for w in cfg.warnings), cfg.warnings
+
+
+def test_hyperband_engine_names_are_case_insensitive(folder: Path) -> None:
+    # Trial 48: hyperopt took "TPE", hyperband refused "Random".
+    cfg = parse_config({"script": "train.py", "proposer": "hyperband", "engine": " Sequence",
+                        "parameter_config": PARAMS}, folder)
+    assert cfg.proposer_options.engine == "sequence"
+    with pytest.raises(ConfigError, match="engine"):
+        parse_config({"script": "train.py", "proposer": "hyperband", "engine": "grid",
+                      "parameter_config": PARAMS}, folder)

@@ -817,6 +817,9 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
                 params.append(p)
         if params and len(params) == len(pc):
             space = SearchSpace(tuple(params))
+            if all(p.is_constant for p in params):
+                warnings.append("every parameter of parameter_config is a constant, so every "
+                                "job runs the same configuration; give one a range to search")
 
     # Early stopping and multiple results.
     if check_files and resource_cls is not None and getattr(resource_cls, "local_files", True):

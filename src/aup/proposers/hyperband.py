@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from aup.errors import Problem
 from aup.proposers.base import Proposal, Proposer, ProposerOptions
@@ -52,6 +52,12 @@ class HyperbandOptions(ProposerOptions):
     eta: int = Field(default=3, ge=2)
     skip_last: int = Field(default=0, ge=0)
     engine: Literal["random", "sequence"] = "random"
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine_case(cls, v: Any) -> Any:
+        # Case-insensitive, as hyperopt's and spearmint's engines ("Random" was refused).
+        return v.strip().lower() if isinstance(v, str) else v
 
 
 def _number(budget: Any) -> int | float:

@@ -260,7 +260,10 @@ class SuccessiveHalving:
             return None
         if pos == len(entries):  # first rung: draw the configuration now
             keys = self._first_rung_keys(b)
-            params = sample(bracket, keys)
+            # Nor one running at this budget in another open bracket (n_parallel > 1): the
+            # same job twice at once.
+            running = self._running_keys(self.schedule.s_max - bracket.s, b)
+            params = sample(bracket, keys | running if running else keys)
             keys.add(config_key(params))
             entries.append([params, None, None, _TODO])
         b["next"] += 1
@@ -312,6 +315,17 @@ class SuccessiveHalving:
         b["next"] = 0
         self._keys.pop(b["k"], None)
         b["entries"] = [[entries[i][0], None, None, _TODO] for i in order[:keep]]
+
+    def _running_keys(self, level: int, but: dict[str, Any]) -> set[str]:
+        """Keys of the configurations running at budget level ``level`` in the open brackets
+        other than ``but``."""
+        out: set[str] = set()
+        for b in self.open:
+            if b is but or b["out"] == 0:
+                continue
+            if self.schedule.s_max - self.schedule.brackets[b["k"]].s + b["rung"] == level:
+                out.update(config_key(e[0]) for e in b["entries"] if e[3] == _RUNNING)
+        return out
 
     def _first_rung_keys(self, b: dict[str, Any]) -> set[str]:
         keys = self._keys.get(b["k"])

@@ -232,7 +232,7 @@ class SpearmintProposer(Proposer):
             except (np.linalg.LinAlgError, ValueError) as err:  # pragma: no cover - defensive
                 log.warning("spearmint: the GP could not be fitted (%s); proposing a Sobol "
                             "point instead", err)
-        sobol = self._sobol_proposal(proposal_id, running)
+        sobol = self._sobol_proposal(proposal_id, running, avoid)
         if favourite is not None and sobol.key in running:
             # Every configuration tried has a result already (a small discrete space): the
             # model's favourite again rather than a random one.
@@ -250,18 +250,26 @@ class SpearmintProposer(Proposer):
             self._threadpools = ThreadpoolController()
         return self._threadpools
 
-    def _sobol_proposal(self, proposal_id: int, running: set[str]) -> Proposal:
+    def _sobol_proposal(self, proposal_id: int, running: set[str],
+                        avoid: frozenset[str] | set[str] = frozenset()) -> Proposal:
+        """The next Sobol point whose configuration is not in ``running``; failing that (a
+        small discrete space, every configuration tried), the first that is not in ``avoid``
+        (running now, or failed); failing that, the last point drawn."""
         from scipy.stats import qmc
 
         sobol = qmc.Sobol(self.enc.n_params, scramble=True, seed=self.options.random_seed)
         if proposal_id:
             sobol.fast_forward(proposal_id)
         params: dict[str, Any] = {}
+        fallback: dict[str, Any] | None = None
         for _ in range(100):
             params = self.enc.decode(sobol.random(1)[0])
-            if Proposal(proposal_id, params).key not in running:
-                break
-        return Proposal(proposal_id, params)
+            key = Proposal(proposal_id, params).key
+            if key not in running:
+                return Proposal(proposal_id, params)
+            if fallback is None and key not in avoid:
+                fallback = params
+        return Proposal(proposal_id, fallback if fallback is not None else params)
 
     def _training_set(self) -> tuple[np.ndarray, np.ndarray]:
         """Features and losses the GP sees, at most ``max_points`` of them."""

@@ -39,10 +39,12 @@ import numpy as np
 from pydantic import field_validator
 
 from aup.proposers.base import Proposal, Proposer, ProposerOptions
-from aup.space import ChoiceParam, FloatParam, IntParam, SearchSpace
+from aup.space import ChoiceParam, FloatParam, IntParam, SearchSpace, config_key
 
 #: Engine calls tried before accepting a configuration that is already running (tiny spaces).
 _MAX_REDRAWS = 20
+#: Uniform draws tried after that, before a running configuration is accepted.
+_MAX_RANDOM_DRAWS = 200
 #: Upper bound (exclusive) of the per-call seeds, as in ``hyperopt.fmin``.
 _SEED_RANGE = 2**31 - 1
 
@@ -161,6 +163,14 @@ class HyperoptProposer(Proposer):
             params = self._decode(vals)
             if Proposal(proposal_id, params).key not in running:
                 break
+        else:
+            # The model's draws all landed on running configurations (TPE concentrates on
+            # the favourite of a small space): a uniform draw among the others instead.
+            for _ in range(_MAX_RANDOM_DRAWS):
+                drawn = self.space.sample(self.rng)
+                if config_key(drawn) not in running:
+                    params, vals = drawn, self._encode(drawn)
+                    break
         self._record(proposal_id, vals, _STATUS_RUNNING, None)
         return Proposal(proposal_id, params, extra={"tid": proposal_id})
 
@@ -224,11 +234,15 @@ class HyperoptProposer(Proposer):
         entry = self._history.get(proposal.id)
         if entry is not None:
             return entry[1]
+        return self._encode(proposal.params)
+
+    def _encode(self, params: dict[str, Any]) -> dict[str, Any]:
+        """hyperopt's values of an assignment: a choice's index, a number as a float."""
         vals: dict[str, Any] = {}
         for p in self.space:
             if p.is_constant:
                 continue
-            v = proposal.params[p.name]
+            v = params[p.name]
             vals[p.name] = p.index(v) if isinstance(p, ChoiceParam) else float(v)
         return vals
 
