@@ -837,3 +837,44 @@ def test_resume_takes_an_edited_gpu_list_and_names_other_resource_args(tmp_path:
     now = {**row["exp_config"], "resource": "cpu", "resource_args": {"gpus": [5]}}
     taken, _, others = _resume_edits(row["exp_config"], now, ["resource", "resource_args"])
     assert taken == [] and others == ["resource", "resource_args"]
+
+
+def test_resume_refuses_an_edited_file_that_is_not_json_and_shows_typos(tmp_path: Path) -> None:
+    # Trial 49: a trailing comma after the added ignore_fail made the file unreadable; the
+    # resume went on with the recorded configuration and failed again at the next NaN. A typo
+    # inside an edited key ("ignore_fals") was taken without the warning a run prints.
+    path = _nan_experiment(tmp_path)
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 1
+    good = path.read_text()
+    path.write_text(good.rstrip().rstrip("}") + ', "job_failure": {"ignore_fail": true},\n}\n')
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "not valid JSON (line" in proc.stderr and "nothing was resumed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    path.write_text("[1, 2]")
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    assert proc.returncode == 2 and "JSON list, not an object" in proc.stderr, proc.stderr
+    (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
+    assert row["status"] == "FAILED" and row["exp_config"]["job_failure"]["ignore_fail"] is False
+    _nan_experiment(tmp_path, job_failure={"ignore_fals": True})
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    err = " ".join(proc.stderr.split())
+    assert "unknown key 'job_failure.ignore_fals'" in err and "'ignore_fail'" in err, err
+    assert proc.returncode == 1  # the typo left ignore_fail off: the next NaN stops it again
+    path.unlink()
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    assert "experiment.json is gone; resume goes on with the configuration recorded" in \
+        " ".join(proc.stderr.split()), proc.stderr
+
+
+def test_infinite_numbers_are_refused_at_load(tmp_path: Path) -> None:
+    # Trial 49: "job_timeout": Infinity was taken and stored as JSON that no parser reads.
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="quad.py", parameter_config=X,
+                            job_timeout=float("inf"))
+    proc = run_cli("run", "--check", str(path), cwd=tmp_path)
+    assert proc.returncode == 2 and "job_timeout" in proc.stderr, proc.stderr
+    path = write_experiment(tmp_path, script="quad.py", parameter_config=X,
+                            resource_args={"kill_grace": float("nan")})
+    proc = run_cli("run", "--check", str(path), cwd=tmp_path)
+    assert proc.returncode == 2 and "kill_grace" in proc.stderr, proc.stderr

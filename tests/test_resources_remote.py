@@ -538,6 +538,15 @@ def test_resume_goes_on_without_a_node_that_died_for_good(ssh_servers, tmp_path:
         assert res.returncode == 2 and dead.split()[0] in res.stdout + res.stderr
         assert "Traceback" not in res.stderr
         alive = [e for e in backend.args["nodes"] if e != dead]
+        # a mistyped key file: exit 2, and the recorded hosts stay (trial 49: they were
+        # replaced although the resume was refused)
+        typo = [alive[0].replace(str(ssh_servers.key), str(ssh_servers.key) + "x")]
+        make_experiment(folder, backend, script, proposer="sequence", parameter_config=grid,
+                        resource_args={"nodes": typo})
+        res = run_cli("resume", "1", cwd=folder)
+        assert res.returncode == 2 and "does not exist" in res.stderr, res.stderr
+        (row,) = json.loads(run_cli("list", "--json", cwd=folder).stdout)
+        assert row["exp_config"]["resource_args"]["nodes"] == backend.args["nodes"]
         make_experiment(folder, backend, script, proposer="sequence", parameter_config=grid,
                         resource_args={"nodes": alive}, job_failure={"ignore_fail": True})
         res = run_cli("resume", "1", cwd=folder)

@@ -325,7 +325,8 @@ def _print_summary(console, exp, result) -> int:
                      and not exp.config.job_failure.ignore_fail else "")
         console.print(f"resume with: aup resume{db_option(exp.store)} {result.eid}"
                       + (f" (after fixing the cause in the script or its data{or_ignore}: "
-                         "resume takes the edited job_failure and job_timeout and keeps the "
+                         "resume takes the edited job_failure, job_timeout, n_parallel and the "
+                         "host or GPU list of resource_args, and keeps the "
                          f"other recorded experiment.json settings{', and ' + kept if kept else ''})"
                          if status is ExperimentStatus.FAILED else ""))
     return EXIT_INTERRUPTED if status is ExperimentStatus.STOPPED else EXIT_FAILED

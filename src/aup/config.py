@@ -59,7 +59,9 @@ RESERVED_JOB_KEYS = ("job_id", "n_iterations", "save_model", "folder_name", "tid
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow", validate_default=True, strict=True)
+    # allow_inf_nan: "job_timeout": Infinity was taken, and stored as JSON no reader parses.
+    model_config = ConfigDict(extra="allow", validate_default=True, strict=True,
+                              allow_inf_nan=False)
 
 
 class ParameterSpec(_Model):

@@ -70,7 +70,7 @@ class EarlyStopOptions(BaseModel):
     floats. Unknown keys are rejected so that a typo cannot silently disable a setting.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
     aup_policy: str
     aup_policy_steps: StrictInt = Field(ge=1)
     warmup: StrictInt = Field(default=0, ge=0)

@@ -283,14 +283,16 @@ class Experiment:
                              "just now; look with: aup list")
         try:
             base = Path(row["config_path"]).parent if row.get("config_path") else Path.cwd()
-            changed, now = _edited_since(row)
+            changed, now, file_warnings = _edited_since(row)
             recorded = row["exp_config"]
             taken: list[str] = []
             others = list(changed)
             if now:
                 taken, recorded, others = _resume_edits(recorded, now, changed)
             elif changed:  # the file no longer validates: its editable keys may
-                taken, recorded = _editable_of_invalid_file(row, base)
+                taken, recorded, file_warnings = _editable_of_invalid_file(row, base)
+            for warning in file_warnings:  # a typo in an edited key ("ignore_fals")
+                log.warning("%s: %s", row["config_path"], warning)
             try:
                 config = parse_config(recorded, base, row.get("config_path"))
             except ConfigError as err:  # e.g. the script moved: name what was validated
@@ -298,17 +300,22 @@ class Experiment:
                 raise ConfigError(err.problems, f"the copy recorded for experiment {eid}{origin} "
                                   "(resume goes on with that copy)", err.warnings) from None
             if taken:
-                store.update_experiment(eid, exp_config=recorded)
                 log.warning("experiment %d: resume uses the edited %s of %s (how and where jobs "
                             "run, not what is searched)", eid, " and ".join(taken),
                             row["config_path"])
             if others:
+                fix = ("fix it, then resume again to take its edited job_failure, job_timeout, "
+                       "n_parallel or hosts" if not now else
+                       f"to use the edited one, start a new experiment with: aup run "
+                       f"{row['config_path']}")
                 log.warning("experiment %d: %s was edited since the experiment started (%s); "
-                            "resume goes on with the configuration recorded then%s. To use the "
-                            "edited one, start a new experiment with: aup run %s", eid,
+                            "resume goes on with the configuration recorded then%s. %s", eid,
                             row["config_path"], ", ".join(others),
                             f" (except {' and '.join(taken)})" if taken else "",
-                            row["config_path"])
+                            fix[0].upper() + fix[1:])
+            elif row.get("config_path") and not Path(row["config_path"]).is_file():
+                log.warning("experiment %d: %s is gone; resume goes on with the configuration "
+                            "recorded when the experiment started", eid, row["config_path"])
             proposer = build_proposer(config)
             if row.get("proposer_state"):
                 proposer.load_state_dict(row["proposer_state"])
@@ -328,6 +335,8 @@ class Experiment:
             claim = claim_jobs_dir(resource.jobs_dir, store)
             try:
                 exp = cls(config, store, eid, proposer, observer, env_file, resource)
+                if taken:  # recorded once the edited hosts answered (exit 2 changes nothing)
+                    store.update_experiment(eid, exp_config=recorded)
             except BaseException:
                 claim.release()
                 raise
@@ -994,60 +1003,81 @@ def _sigint_held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def _edited_since(row: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+def _edited_since(row: dict[str, Any]) -> tuple[list[str], dict[str, Any], list[str]]:
     """The top-level keys of an experiment's file that differ now from the configuration
-    recorded when it started, and the file's configuration as it would be stored (``[]`` and
-    ``{}`` when the file is gone or unchanged; ``["it no longer validates"]`` when it no longer
-    validates)."""
+    recorded when it started, the file's configuration as it would be stored, and the file's
+    load warnings when it was edited (``[]``, ``{}`` and ``[]`` when the file is gone or
+    unchanged; ``["it no longer validates: ..."]`` and ``{}`` when it no longer validates)."""
     path = row.get("config_path")
     if not path or not Path(path).is_file():
-        return [], {}
+        return [], {}, []
     from aup.config import load_config
 
     try:
-        now = _stored_config(load_config(path, check_files=False))
+        cfg = load_config(path, check_files=False)
     except ConfigError as err:
         named = "; ".join(f"{p.path or 'the file'}: {p.message}" for p in err.problems[:3])
         more = f"; and {len(err.problems) - 3} more" if len(err.problems) > 3 else ""
-        return [f"it no longer validates: {named}{more}"], {}
+        return [f"it no longer validates: {named}{more}"], {}, []
     except AupError:
-        return ["it no longer validates"], {}
+        return ["it no longer validates"], {}, []
+    now = _stored_config(cfg)
     old = row.get("exp_config") or {}
     if old.get("name") is None:  # recorded before the default name was stored
         old = {**old, "name": now.get("name")}
-    return sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k)), now
+    changed = sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k))
+    return changed, now, list(cfg.warnings) if changed else []
 
 
 def _editable_of_invalid_file(row: dict[str, Any], base: Path
-                              ) -> tuple[list[str], dict[str, Any]]:
+                              ) -> tuple[list[str], dict[str, Any], list[str]]:
     """The :data:`RESUME_EDITABLE` keys (and :func:`resume_editable_args`) of an experiment
     file that no longer validates as a whole, each validated on its own over the recorded
     configuration: a user who adds ``ignore_fail`` and mistypes another key still gets
     ``ignore_fail`` (it was dropped, and the resume failed again at the next NaN). Returns the
-    keys taken and the recorded configuration with them.
+    keys taken, the recorded configuration with them, and the load warnings about them (an
+    unknown key inside an edited ``job_failure``).
 
     Raises:
         ConfigError: an edited key that a resume takes is itself invalid (the resume would
-            otherwise run the jobs in a way the user just changed).
+            otherwise run the jobs in a way the user just changed), or the file is not a JSON
+            object at all (its edits cannot be read: a trailing comma dropped an added
+            ``ignore_fail`` and the resume failed again at the next NaN).
     """
     import json
 
+    from aup.errors import MISSING, Problem
+
     recorded = row["exp_config"]
+    file = row["config_path"]
     try:
-        raw = json.loads(Path(row["config_path"]).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return [], recorded
+        raw = json.loads(Path(file).read_text(encoding="utf-8"))
+    except OSError:
+        return [], recorded, []
+    except ValueError as err:
+        where = (f" (line {err.lineno}, column {err.colno})"
+                 if isinstance(err, json.JSONDecodeError) else "")
+        raise ConfigError([Problem("", f"not valid JSON{where}: "
+                                   f"{getattr(err, 'msg', err)}", MISSING,
+                                   "fix the file and resume again (or move it away: the resume "
+                                   "then goes on with the recorded configuration)")],
+                          f"{file} (resume takes its edited job_failure, job_timeout, "
+                          "n_parallel and hosts; nothing was resumed)") from None
     if not isinstance(raw, dict):
-        return [], recorded
+        raise ConfigError([Problem("", f"the file holds a JSON {type(raw).__name__}, not an "
+                                   "object of keys", MISSING,
+                                   "fix the file and resume again (or move it away: the resume "
+                                   "then goes on with the recorded configuration)")],
+                          f"{file} (nothing was resumed)")
     taken = []
+    warnings: list[str] = []
     paths = [(key,) for key in RESUME_EDITABLE] + [
         ("resource_args", sub) for sub in resume_editable_args(recorded.get("resource"))]
     for path in paths:
         name = ".".join(path)
         candidate = _with_path(recorded, path, raw)
         try:
-            stored = _stored_config(parse_config(candidate, base, row["config_path"],
-                                                 check_files=False))
+            parsed = parse_config(candidate, base, row["config_path"], check_files=False)
         except ConfigError as err:
             problems = [p for p in err.problems
                         if p.path == name or p.path.startswith(name + ".")
@@ -1056,10 +1086,12 @@ def _editable_of_invalid_file(row: dict[str, Any], base: Path
                 raise ConfigError(problems, f"{row['config_path']} (resume takes its edited "
                                   f"{name}, which is invalid; nothing was resumed)") from None
             continue
+        stored = _stored_config(parsed)
         if _at_path(stored, path) != _at_path(recorded, path):
             taken.append(name)
             recorded = _with_path(recorded, path, stored)
-    return taken, recorded
+            warnings += [w for w in parsed.warnings if f"'{name}." in w or f"'{name}'" in w]
+    return taken, recorded, warnings
 
 
 def _stored_config(config: ExperimentConfig) -> dict[str, Any]:

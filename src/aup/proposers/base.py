@@ -38,7 +38,7 @@ class ProposerOptions(BaseModel):
             (:mod:`aup.proposers.warm_start`; checked against the space at load).
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     n_samples: int = Field(default=10, ge=1)
     random_seed: int = Field(default=0, ge=0)
     points_to_evaluate: list[Any] | None = None

@@ -40,7 +40,7 @@ class ResourceOptions(BaseModel):
         kill_grace: seconds (>= 0) between SIGTERM and SIGKILL when an attempt is stopped.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     kill_grace: float = Field(default=5.0, ge=0)
 
 
