@@ -316,7 +316,7 @@ def benchmark(task: Task, seeds: int, horizon_jobs: int, first_seed: int = 0,
     runs: dict[str, list[Trace]] = {"random": [], "hyperband": [], "bohb": []}
     t0 = time.perf_counter()
     seed_list = list(range(first_seed, first_seed + seeds))
-    if workers > 1:
+    if workers > 1 and task.name in TASKS:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
@@ -325,7 +325,8 @@ def benchmark(task: Task, seeds: int, horizon_jobs: int, first_seed: int = 0,
     else:
         results = []
         for s in seed_list:
-            results.append(_seed_runs(task.name, s, limit))
+            results.append((run_random(task, s, limit), run_hyperband(task, s, limit),
+                            run_bohb(task, s, limit)))
             print(f"  {task.name}: seed {s} done ({time.perf_counter() - t0:.0f} s)",
                   file=sys.stderr)
     for random_trace, hb_trace, bohb_trace in results:
@@ -370,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. +seeds-1")
     ap.add_argument("--quick", action="store_true", help="3 seeds, 40 full-budget jobs")
     ap.add_argument("--out", help="write the figures as JSON to this file")
-    ap.add_argument("--workers", type=int, default=1,
+    ap.add_argument("--workers", type=lambda v: max(1, int(v)), default=1,
                     help="seeds run in this many processes (one BLAS thread each)")
     args = ap.parse_args(argv)
     seeds = args.seeds or (3 if args.quick else 10)

@@ -470,9 +470,9 @@ def test_resume_takes_an_edited_job_failure_and_job_timeout(tmp_path: Path) -> N
     proc = run_cli("resume", "1", cwd=tmp_path)
     err = " ".join(proc.stderr.split())
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "resume uses the edited job_failure and job_timeout and n_parallel" in err, err
+    assert "resume uses the edited job_failure, job_timeout and n_parallel" in err, err
     assert "was edited since the experiment started (random_seed); resume goes on with the " \
-        "configuration recorded then (except job_failure and job_timeout and n_parallel)" \
+        "configuration recorded then (except job_failure, job_timeout and n_parallel)" \
         in err, err
     assert "jobs 5, finished 3, failed 2" in proc.stdout, proc.stdout
     (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
@@ -849,7 +849,7 @@ def test_resume_refuses_an_edited_file_that_is_not_json_and_shows_typos(tmp_path
     path.write_text(good.rstrip().rstrip("}") + ', "job_failure": {"ignore_fail": true},\n}\n')
     proc = run_cli("resume", "1", cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "not valid JSON (line" in proc.stderr and "nothing was resumed" in proc.stderr
+    assert "not valid JSON: " in proc.stderr and "nothing was resumed" in proc.stderr
     assert "Traceback" not in proc.stderr
     path.write_text("[1, 2]")
     proc = run_cli("resume", "1", cwd=tmp_path)
@@ -878,3 +878,27 @@ def test_infinite_numbers_are_refused_at_load(tmp_path: Path) -> None:
                             resource_args={"kill_grace": float("nan")})
     proc = run_cli("run", "--check", str(path), cwd=tmp_path)
     assert proc.returncode == 2 and "kill_grace" in proc.stderr, proc.stderr
+
+
+def test_resume_of_a_file_that_no_longer_validates_reads_it_as_run_does(tmp_path: Path) -> None:
+    # Review of the resume edits: with the resource switched (gpu -> cpu) in a file with a
+    # mistake, the recorded GPU list was dropped as if edited; a byte order mark was "not valid
+    # JSON"; a deeply nested file gave a traceback.
+    gpu = {"resource": "gpu", "n_parallel": 2}
+    path = _nan_experiment(tmp_path, resource_args={"gpus": [0, 1]}, **gpu)
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 1
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    assert proc.returncode == 2 and "nested too deeply" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    _nan_experiment(tmp_path, resource="cpu", n_parallel=2, job_failure={"ignore_fail": True},
+                    random_seed="2")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # a Windows editor's BOM
+    proc = run_cli("resume", "1", cwd=tmp_path)
+    err = " ".join(proc.stderr.split())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "resume uses the edited job_failure of" in err, err
+    assert "fix it and start a new experiment with: aup run" in err, err
+    (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
+    assert row["exp_config"]["resource"] == "gpu"
+    assert row["exp_config"]["resource_args"]["gpus"] == [0, 1]

@@ -22,7 +22,7 @@ from aup.proposers.schedule import (
     integer_log,
     schedule_total,
 )
-from aup.space import ChoiceParam, FloatParam, IntParam, SearchSpace
+from aup.space import ChoiceParam, FloatParam, IntParam, SearchSpace, config_key
 from aup.store.store import Store, default_url
 
 SPACE = SearchSpace((FloatParam("x", 0.0, 1.0), IntParam("k", 1, 5),
@@ -34,6 +34,28 @@ def make(**opts) -> HyperbandProposer:
 
 
 # -- the schedule --------------------------------------------------------------------------------
+def test_a_new_draw_avoids_a_configuration_running_at_its_budget_in_another_bracket():
+    # n_parallel > 1: bracket 1 opens while bracket 0's promoted job runs at the budget of
+    # bracket 1's first rung; the sampler is told to avoid that configuration (review: the
+    # contract test did not reach this case for hyperband).
+    runner = SuccessiveHalving(HyperbandSchedule(3, 1))  # s=1: rungs of 3 and 1; s=0: 1
+    told: list[set[str]] = []
+    draws = iter([{"x": 0.1}, {"x": 0.2}, {"x": 0.3}, {"x": 0.9}])
+
+    def sample(bracket, keys):
+        told.append(set(keys))
+        return next(draws)
+
+    first = [runner.next_job(pid, sample) for pid in range(3)]
+    for pid, job in enumerate(first):
+        runner.report(pid, job.params["x"])
+    promoted = runner.next_job(3, sample)
+    assert promoted.params == {"x": 0.1} and promoted.rung == 1
+    opened = runner.next_job(4, sample)  # bracket 1, first rung, same budget level
+    assert opened.bracket == 1 and opened.level == promoted.level
+    assert config_key({"x": 0.1}) in told[-1]
+
+
 @pytest.mark.parametrize("ratio,eta,s_max", [(243, 3, 5), (1000, 10, 3), (81, 3, 4), (80, 3, 3),
                                              (1, 3, 0), (2, 2, 1), (3**20, 3, 20),
                                              (10**15, 10, 15)])

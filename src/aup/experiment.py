@@ -299,20 +299,13 @@ class Experiment:
                 origin = f" from {row['config_path']}" if row.get("config_path") else ""
                 raise ConfigError(err.problems, f"the copy recorded for experiment {eid}{origin} "
                                   "(resume goes on with that copy)", err.warnings) from None
-            if taken:
-                log.warning("experiment %d: resume uses the edited %s of %s (how and where jobs "
-                            "run, not what is searched)", eid, " and ".join(taken),
-                            row["config_path"])
             if others:
-                fix = ("fix it, then resume again to take its edited job_failure, job_timeout, "
-                       "n_parallel or hosts" if not now else
-                       f"to use the edited one, start a new experiment with: aup run "
-                       f"{row['config_path']}")
                 log.warning("experiment %d: %s was edited since the experiment started (%s); "
-                            "resume goes on with the configuration recorded then%s. %s", eid,
+                            "resume goes on with the configuration recorded then%s. To use the "
+                            "edited one, %sstart a new experiment with: aup run %s", eid,
                             row["config_path"], ", ".join(others),
-                            f" (except {' and '.join(taken)})" if taken else "",
-                            fix[0].upper() + fix[1:])
+                            f" (except {_listed(taken)})" if taken else "",
+                            "fix it and " if not now else "", row["config_path"])
             elif row.get("config_path") and not Path(row["config_path"]).is_file():
                 log.warning("experiment %d: %s is gone; resume goes on with the configuration "
                             "recorded when the experiment started", eid, row["config_path"])
@@ -337,6 +330,9 @@ class Experiment:
                 exp = cls(config, store, eid, proposer, observer, env_file, resource)
                 if taken:  # recorded once the edited hosts answered (exit 2 changes nothing)
                     store.update_experiment(eid, exp_config=recorded)
+                    log.warning("experiment %d: resume uses the edited %s of %s (how and where "
+                                "jobs run, not what is searched)", eid, _listed(taken),
+                                row["config_path"])
             except BaseException:
                 claim.release()
                 raise
@@ -958,6 +954,11 @@ def _resume_edits(recorded: dict[str, Any], now: dict[str, Any], changed: list[s
     return taken, out, others
 
 
+def _listed(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _with_path(config: dict[str, Any], path: tuple[str, ...], source: dict[str, Any]
                ) -> dict[str, Any]:
     """A copy of ``config`` whose value at ``path`` (nested keys) is the one of ``source``
@@ -1044,23 +1045,17 @@ def _editable_of_invalid_file(row: dict[str, Any], base: Path
             object at all (its edits cannot be read: a trailing comma dropped an added
             ``ignore_fail`` and the resume failed again at the next NaN).
     """
-    import json
-
+    from aup.config import read_json
     from aup.errors import MISSING, Problem
 
     recorded = row["exp_config"]
     file = row["config_path"]
     try:
-        raw = json.loads(Path(file).read_text(encoding="utf-8"))
-    except OSError:
-        return [], recorded, []
-    except ValueError as err:
-        where = (f" (line {err.lineno}, column {err.colno})"
-                 if isinstance(err, json.JSONDecodeError) else "")
-        raise ConfigError([Problem("", f"not valid JSON{where}: "
-                                   f"{getattr(err, 'msg', err)}", MISSING,
-                                   "fix the file and resume again (or move it away: the resume "
-                                   "then goes on with the recorded configuration)")],
+        raw, _ = read_json(Path(file))
+    except ConfigError as err:  # not JSON (a trailing comma), not UTF-8, unreadable
+        raise ConfigError([replace(p, hint="fix the file and resume again (or move it away: "
+                                   "the resume then goes on with the recorded configuration)")
+                           for p in err.problems],
                           f"{file} (resume takes its edited job_failure, job_timeout, "
                           "n_parallel and hosts; nothing was resumed)") from None
     if not isinstance(raw, dict):
@@ -1071,8 +1066,13 @@ def _editable_of_invalid_file(row: dict[str, Any], base: Path
                           f"{file} (nothing was resumed)")
     taken = []
     warnings: list[str] = []
-    paths = [(key,) for key in RESUME_EDITABLE] + [
-        ("resource_args", sub) for sub in resume_editable_args(recorded.get("resource"))]
+    paths = [(key,) for key in RESUME_EDITABLE]
+    same_resource = (str(raw.get("resource", "cpu")).strip().lower()
+                     == str(recorded.get("resource", "cpu")).strip().lower())
+    if same_resource and isinstance(raw.get("resource_args", {}), dict):
+        # (another resource's hosts are not taken: the valid-file path names that edit)
+        paths += [("resource_args", sub)
+                  for sub in resume_editable_args(recorded.get("resource"))]
     for path in paths:
         name = ".".join(path)
         candidate = _with_path(recorded, path, raw)
