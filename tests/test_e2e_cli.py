@@ -811,6 +811,14 @@ def test_resume_takes_a_valid_job_failure_edit_from_a_file_with_other_mistakes(
     assert "jobs 5, finished 3, failed 2" in proc.stdout, proc.stdout
 
 
+def _resume_ok(folder: Path) -> tuple[str, dict[str, Any]]:
+    """``aup resume 1`` that must succeed: its stderr on one line, and the experiment's row."""
+    proc = run_cli("resume", "1", cwd=folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = json.loads(run_cli("list", "--json", cwd=folder).stdout)
+    return " ".join(proc.stderr.split()), row
+
+
 def test_resume_takes_an_edited_gpu_list_and_names_other_resource_args(tmp_path: Path) -> None:
     # Where jobs run (the GPU ids) is taken on resume; what they compute is not. An invalid
     # edit of a key the resume takes refuses the resume before anything changes.
@@ -823,12 +831,9 @@ def test_resume_takes_an_edited_gpu_list_and_names_other_resource_args(tmp_path:
     assert "nothing was resumed" in proc.stderr and "Traceback" not in proc.stderr
     _nan_experiment(tmp_path, resource_args={"gpus": [3], "track_intermediate_results": True},
                     job_failure={"ignore_fail": True}, **gpu)
-    proc = run_cli("resume", "1", cwd=tmp_path)
-    err = " ".join(proc.stderr.split())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    err, row = _resume_ok(tmp_path)
     assert "resume uses the edited job_failure and resource_args.gpus" in err, err
     assert "(resource_args.track_intermediate_results); resume goes on" in err, err
-    (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
     assert row["exp_config"]["resource_args"]["gpus"] == [3]
     assert row["exp_config"]["resource_args"]["track_intermediate_results"] is False
     # an edited resource (gpu -> cpu) is not taken, nor its resource_args
@@ -894,11 +899,8 @@ def test_resume_of_a_file_that_no_longer_validates_reads_it_as_run_does(tmp_path
     _nan_experiment(tmp_path, resource="cpu", n_parallel=2, job_failure={"ignore_fail": True},
                     random_seed="2")
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # a Windows editor's BOM
-    proc = run_cli("resume", "1", cwd=tmp_path)
-    err = " ".join(proc.stderr.split())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    err, row = _resume_ok(tmp_path)
     assert "resume uses the edited job_failure of" in err, err
     assert "fix it and start a new experiment with: aup run" in err, err
-    (row,) = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
     assert row["exp_config"]["resource"] == "gpu"
     assert row["exp_config"]["resource_args"]["gpus"] == [0, 1]
