@@ -71,7 +71,8 @@ class ParameterSpec(_Model):
     type: Literal["float", "int", "choice"]
     range: list[Any]
     log: bool = False
-    interval: float | None = Field(default=None, gt=0)
+    # a non-finite step gets the grid's own message ("the grid step must be a finite number")
+    interval: float | None = Field(default=None, gt=0, allow_inf_nan=True)
     n: int | None = Field(default=None, ge=2)
 
     @field_validator("name")
