@@ -87,6 +87,8 @@ def kill_orphans(eid: int, scheduler_pid: int | None) -> int:
         except (ProcessLookupError, PermissionError):
             continue
     if n:
-        log.warning("experiment %d: killed %d process(es) left running by the scheduler that "
-                    "died (pid %s)", eid, n, scheduler_pid)
+        # (after a crash: its jobs; after a clean stop of a node experiment: the watchdogs
+        # that wait kill_grace seconds before ending, trial 49)
+        log.warning("experiment %d: killed %d process(es) left running by its earlier "
+                    "scheduler (pid %s), which has ended", eid, n, scheduler_pid)
     return n
