@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -299,6 +301,54 @@ def test_kill_9_then_resume_continues_like_an_uninterrupted_run(tmp_path: Path, 
     assert configs == _uninterrupted(tmp_path / "ref", proposer)
     state = json.loads(experiment(run_dir)["proposer_state"])
     assert state["n_told"] == 10 and state["pending"] == []
+
+
+# A resume that dies (kill -9) right after it claimed the experiment.
+CLAIM_THEN_DIE = """
+import os, sys
+from aup.store.store import Store
+claim = Store.claim_experiment
+def claim_then_die(self, eid, seen):
+    claim(self, eid, seen)
+    os._exit(137)
+Store.claim_experiment = claim_then_die
+from aup.cli import main
+sys.exit(main(["resume", "1"]))
+"""
+
+
+def test_a_resume_killed_after_its_claim_leaves_no_orphan_behind(tmp_path: Path):
+    # trial 51: the claim replaced the dead scheduler's pid before its orphans were killed;
+    # a resume killed in between left them running, unknown to the next resume, beside
+    # their own re-runs. They are now killed before the claim.
+    exp = _write(tmp_path, "random")
+    proc = start_cli(str(exp), cwd=tmp_path)
+    (tmp_path / "hold.tmp").write_text(str(proc.pid))
+    (tmp_path / "hold.tmp").rename(tmp_path / "hold")
+    try:
+        wait_for(lambda: (_running(tmp_path, 2)
+                          and len(list((tmp_path / "pids").glob("*.child.pid"))) == 2),
+                 what="two running gated jobs")
+        proc.kill()
+        finish(proc, tmp_path)
+        lost = [j["jid"] for j in jobs(tmp_path) if j["status"] == "RUNNING"]
+        orphans = [int((tmp_path / "pids" / f"{jid}.0{kind}.pid").read_text())
+                   for jid in lost for kind in ("", ".child")]
+        assert len(orphans) == 4 and all(alive(p) for p in orphans)
+        env = {k: v for k, v in os.environ.items() if k != "AUP_DB"}
+        dying = subprocess.run([sys.executable, "-c", CLAIM_THEN_DIE], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert dying.returncode == 137, dying.stderr
+        assert experiment(tmp_path)["pid"] != proc.pid  # it claimed the experiment
+        assert not [p for p in orphans if alive(p)]  # and killed the orphans first
+        res = run_cli("resume", "1", cwd=tmp_path)
+    finally:
+        _cleanup(tmp_path)
+        kill_pids([int(f.read_text()) for f in (tmp_path / "pids").glob("*.pid")])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert experiment(tmp_path)["status"] == "FINISHED"
+    for jid in lost:
+        assert [a["status"] for a in attempts(tmp_path, jid)] == ["LOST", "SUCCEEDED"]
 
 
 def test_resume_refuses_a_live_experiment(tmp_path: Path):

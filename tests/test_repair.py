@@ -185,3 +185,40 @@ def test_repair_where_nothing_was_recorded_creates_no_database(tmp_path):
         proc = run_cli(*args, cwd=tmp_path)
         assert proc.returncode == 2 and "no database at" in proc.stderr, proc.stderr
     assert not (tmp_path / ".aup").exists()
+
+
+def test_repair_leaves_an_experiment_that_a_resume_claimed_while_it_looked(db_url, monkeypatch):
+    # trial 51: repair read the crashed row, a resume claimed it and started a new attempt,
+    # then repair marked the live run STOPPED (and its new attempt LOST), which let a second
+    # resume run the same jobs beside the first. Now repair writes only if the row is as read.
+    from aup.store import admin
+
+    store = Store(db_url)
+    crashed, _ = _running(store, "crashed", pid=_dead_pid())
+    ended, _ = _running(store, "ended")
+    store.end_experiment(ended, "STOPPED")
+    real = admin._running_jobs
+
+    def resume_in_between(st: Store, eid: int) -> int:
+        # called by repair after it read the rows: now a resume claims each experiment,
+        # marks the old attempt LOST (if any) and starts a new one
+        n = real(st, eid)
+        for claimed in (crashed, ended):
+            assert st.claim_experiment(claimed, st.get_experiment(claimed))
+            st.mark_interrupted(claimed, "LOST")
+            (job,) = st.jobs(claimed)
+            st.start_attempt(jid=job["jid"], num=1, rid=st.resource_id("cpu", "cpu:0"),
+                             output_path=None)
+        return n
+
+    monkeypatch.setattr(admin, "_running_jobs", resume_in_between)
+    report = repair(store)
+    assert report.stopped == [] and report.cleaned == []
+    assert [(e, why) for e, _, why in report.alive] == [(crashed, admin.CHANGED_WHY)]
+    for eid in (crashed, ended):
+        row = store.get_experiment(eid)
+        assert row["status"] == "RUNNING" and row["pid"] == os.getpid()  # the resume's
+        (job,) = store.jobs(eid)
+        assert job["status"] == "RUNNING"
+        assert [a["status"] for a in store.attempts(job["jid"])] == ["LOST", "RUNNING"]
+    store.close()

@@ -276,6 +276,18 @@ class Experiment:
             raise UsageError(f"experiment {eid} is still running ({alive}); stop it first "
                              f"with: aup stop{db_option(store)} {eid} (or, only if that "
                              "process is gone, add --force)")
+        if (row.get("host") == socket.gethostname() and row.get("pid")
+                and not _process_alive(row.get("host"), row.get("pid"))):
+            # The orphans of the dead scheduler, killed *before* the claim replaces its pid in
+            # the record: a resume killed in between would otherwise leave them running,
+            # unknown to the next one, beside their own re-runs (trial 51). Also after 'aup
+            # repair' (which marked the attempts LOST already), and harmless when another
+            # resume wins the claim: the dead scheduler's jobs can never report. Any
+            # resource: what carries this experiment's and that scheduler's markers here (a
+            # job of a node on this machine too) is one of its orphans.
+            from aup.orphans import kill_orphans
+
+            kill_orphans(eid, row.get("pid"))
         # Claimed first, atomically: of two resumes at once (on PostgreSQL nothing else
         # serializes them) only one marks the running attempts LOST and runs the jobs.
         if not store.claim_experiment(eid, row):
@@ -316,14 +328,6 @@ class Experiment:
             if n_lost:
                 log.warning("experiment %d: %d attempt(s) were running when the scheduler died; they "
                             "run again", eid, n_lost)
-            if (row.get("host") == socket.gethostname() and row.get("pid")
-                    and not _process_alive(row.get("host"), row.get("pid"))):
-                # Also after 'aup repair', which marked the attempts LOST already. Any
-                # resource: what carries this experiment's and that scheduler's markers here
-                # (a job of a node on this machine too) is one of its orphans.
-                from aup.orphans import kill_orphans
-
-                kill_orphans(eid, row.get("pid"))
             resource = prepared_resource(config, queue.Queue(), env_file)
             claim = claim_jobs_dir(resource.jobs_dir, store)
             try:

@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``aup repair``. Returns the exit code."""
     from aup.api import db_option, open_existing_store
-    from aup.store.admin import STALE_AFTER, repair
+    from aup.store.admin import CHANGED_WHY, STALE_AFTER, repair
 
     if args.stale_after is None:  # not in the parser: building it must not import SQLAlchemy
         args.stale_after = STALE_AFTER
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         store.check_integrity()  # damage the other commands meet only in the pages they read
         report = repair(store, stale_after=args.stale_after, force=args.force,
                         dry_run=args.dry_run)
-        orphans = {eid: _orphans(store, eid) for eid, _, _ in report.stopped}
+        orphans = {eid: _orphans(eid, *report.schedulers.get(eid, (None, None)))
+                   for eid, _, _ in report.stopped}
         legacy = {eid for eid, _, _ in report.stopped if store.count_unproposed_jobs(eid)}
     finally:
         store.close()
@@ -67,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
     for eid, name, n in report.cleaned:
         print(f"experiment {eid} ({name}): {verb} {n} leftover running job(s) INTERRUPTED")
     for eid, name, why in report.alive:
+        if why == CHANGED_WHY:
+            print(f"experiment {eid} ({name}): left alone, {why} (a resume, or its own "
+                  "scheduler); run aup repair again to see where it stands")
+            continue
         print(f"experiment {eid} ({name}): left alone, it looks alive ({why}); use --force if "
               "it is not")
     if report.resources_freed:
@@ -77,14 +82,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _orphans(store, eid: int) -> list[int]:
-    """Pids of the job processes the dead scheduler of ``eid`` left running on this host (a
-    ``kill -9`` of the scheduler does not end its jobs)."""
+def _orphans(eid: int, host: str | None, pid: int | None) -> list[int]:
+    """Pids of the job processes the dead scheduler ``pid`` of ``eid`` left running on this
+    host (a ``kill -9`` of the scheduler does not end its jobs). The scheduler is the one
+    repair found gone, not whatever the row names now (a resume may have claimed it since)."""
     import socket
 
     from aup.orphans import find_orphans
 
-    row = store.get_experiment(eid) or {}
-    if row.get("host") != socket.gethostname() or not row.get("pid"):
+    if host != socket.gethostname() or not pid:
         return []
-    return find_orphans(eid, int(row["pid"]))
+    return find_orphans(eid, int(pid))

@@ -40,6 +40,9 @@ REPAIRED_MSG = ("the scheduler process ended without closing the experiment (cra
 REPAIRED_2_0_MSG = ("recorded by Auptimizer 2.0 as RUNNING; marked STOPPED by 'aup repair'. It "
                     "cannot be resumed (2.0 kept no proposer state); its jobs stay recorded")
 
+#: Why ``aup repair`` left an experiment alone that another process changed while it looked.
+CHANGED_WHY = "another process changed it while repair looked"
+
 
 @dataclass
 class RepairReport:
@@ -53,6 +56,8 @@ class RepairReport:
         forced: ``{eid: why}`` of experiments marked STOPPED by ``force`` although their
             process looked alive (it may still run jobs).
         resources_freed: resource rows set from busy to free.
+        schedulers: ``{eid: (host, pid)}`` of the gone scheduler of each experiment in
+            ``stopped`` (whose job processes may still run on that host).
     """
 
     stopped: list[tuple[int, str, int]] = field(default_factory=list)
@@ -60,6 +65,7 @@ class RepairReport:
     alive: list[tuple[int, str, str]] = field(default_factory=list)
     forced: dict[int, str] = field(default_factory=dict)
     resources_freed: int = 0
+    schedulers: dict[int, tuple[str | None, int | None]] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -107,8 +113,8 @@ def repair(store: Store, *, stale_after: float = STALE_AFTER, force: bool = Fals
     e, j = s.experiment, s.job
     with store.engine.connect() as c:
         running = [dict(r._mapping) for r in c.execute(
-            select(e.c.eid, e.c.name, e.c.pid, e.c.host, e.c.heartbeat, e.c.error_msg)
-            .where(e.c.status == "RUNNING").order_by(e.c.eid))]
+            select(e.c.eid, e.c.name, e.c.status, e.c.pid, e.c.host, e.c.heartbeat,
+                   e.c.error_msg).where(e.c.status == "RUNNING").order_by(e.c.eid))]
         leftover = c.execute(
             select(e.c.eid, e.c.name, func.count()).join(j, j.c.eid == e.c.eid)
             .where(e.c.status != "RUNNING", j.c.status == "RUNNING")
@@ -119,23 +125,27 @@ def repair(store: Store, *, stale_after: float = STALE_AFTER, force: bool = Fals
             report.alive.append((row["eid"], row["name"], why))
             continue
         eid = int(row["eid"])
-        if why is not None:
-            report.forced[eid] = why
-        n = _running_jobs(store, eid)
+        n: int | None = _running_jobs(store, eid)
         if not dry_run:
             from aup.api import db_option
 
-            n = store.mark_interrupted(eid, "LOST")
             msg = (REPAIRED_2_0_MSG if store.count_unproposed_jobs(eid)
                    else REPAIRED_MSG.format(db=db_option(store), eid=eid))
-            with store.engine.begin() as c:
-                c.execute(update(e).where(e.c.eid == eid, e.c.status == "RUNNING").values(
-                    status="STOPPED", end_time=now, stop_requested=False,
-                    error_msg=row["error_msg"] or msg))
+            # One compare-and-set with what was judged crashed: a resume that claimed the
+            # experiment since (trial 51) keeps its live run and its new attempts.
+            n = store.stop_crashed(eid, row, row["error_msg"] or msg)
+            if n is None:
+                report.alive.append((eid, row["name"], CHANGED_WHY))
+                continue
+        if why is not None:
+            report.forced[eid] = why
         report.stopped.append((eid, row["name"], n))
+        report.schedulers[eid] = (row["host"], row["pid"])
     for eid, name, n in leftover:
         if not dry_run:
-            n = store.mark_interrupted(int(eid), "LOST")
+            n = store.interrupt_leftovers(int(eid))
+            if n is None:  # resumed in between: its running attempts are its own
+                continue
         report.cleaned.append((int(eid), name, int(n)))
     if not report.alive:
         r = s.resource

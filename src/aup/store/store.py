@@ -872,21 +872,48 @@ class Store:
         really ended is unknown (its process may even have outlived the scheduler), and the
         time of the resume or repair that marks it would make up a duration.
         """
-        now = time.time()
         with self._tx() as c:
-            jids = c.execute(select(s.job.c.jid).where(s.job.c.eid == eid,
-                                                       s.job.c.status == "RUNNING")
-                             ).scalars().all()
-            if jids:
-                end = None if reason == "LOST" else now
-                c.execute(update(s.job_attempt).where(s.job_attempt.c.jid.in_(jids),
-                                                      s.job_attempt.c.status == "RUNNING")
-                          .values(status=reason, end_time=end,
-                                  fail_reason="LOST" if reason == "LOST" else None,
-                                  detail="the scheduler stopped while the attempt ran"))
-                c.execute(update(s.job).where(s.job.c.jid.in_(jids))
-                          .values(status="INTERRUPTED"))
-        return len(jids)
+            return _interrupt_running(c, eid, reason)
+
+    @_reconnecting
+    def stop_crashed(self, eid: int, seen: dict[str, Any], error_msg: str) -> int | None:
+        """``aup repair`` of an experiment whose scheduler is gone, in one transaction: the
+        experiment becomes STOPPED with ``error_msg`` and its running attempts LOST (their
+        jobs INTERRUPTED), provided that its row still holds the ``status``, ``host``,
+        ``pid`` and ``heartbeat`` of ``seen`` (the row judged crashed). A resume that claimed
+        it in between is left alone: its live run is not marked STOPPED, nor its new
+        attempts LOST.
+
+        Returns:
+            The number of jobs interrupted, or None when the row changed (nothing written).
+        """
+        e = s.experiment
+        same = [e.c[k].is_not_distinct_from(seen.get(k))
+                for k in ("status", "host", "pid", "heartbeat")]
+        with self._tx() as c:
+            done = c.execute(update(e).where(e.c.eid == eid, *same).values(
+                status="STOPPED", end_time=time.time(), stop_requested=False,
+                error_msg=error_msg))
+            if done.rowcount != 1:
+                return None
+            return _interrupt_running(c, eid, "LOST")
+
+    @_reconnecting
+    def interrupt_leftovers(self, eid: int) -> int | None:
+        """Mark the RUNNING attempts of an experiment that has *ended* LOST (their jobs
+        INTERRUPTED), in one transaction that first checks, and locks, the experiment row:
+        once a resume made it RUNNING again its attempts are its own.
+
+        Returns:
+            The number of jobs interrupted, or None when the experiment runs again.
+        """
+        e = s.experiment
+        with self._tx() as c:
+            locked = c.execute(update(e).where(e.c.eid == eid, e.c.status != "RUNNING")
+                               .values(heartbeat=e.c.heartbeat))  # a no-op write: the lock
+            if locked.rowcount != 1:
+                return None
+            return _interrupt_running(c, eid, "LOST")
 
     @_reconnecting
     def jobs(self, eid: int, *, include_rerun: bool = False,
@@ -1202,3 +1229,19 @@ def open_store(url: str | None = None, *, create: bool = True, read_only: bool =
         raise StoreError(f"cannot open database {safe_url(url)}: {reason}{damaged}. Fix: give "
                          "the URL of an Auptimizer database (--db, AUP_DB or storage), or move "
                          "this file away to start a new one there") from None
+
+
+def _interrupt_running(c: Any, eid: int, reason: str) -> int:
+    """Within the transaction ``c``: RUNNING attempts of ``eid`` become ``reason`` and their
+    jobs INTERRUPTED (see :meth:`Store.mark_interrupted`). Returns the number of jobs."""
+    jids = c.execute(select(s.job.c.jid).where(s.job.c.eid == eid,
+                                               s.job.c.status == "RUNNING")).scalars().all()
+    if jids:
+        end = None if reason == "LOST" else time.time()
+        c.execute(update(s.job_attempt).where(s.job_attempt.c.jid.in_(jids),
+                                              s.job_attempt.c.status == "RUNNING")
+                  .values(status=reason, end_time=end,
+                          fail_reason="LOST" if reason == "LOST" else None,
+                          detail="the scheduler stopped while the attempt ran"))
+        c.execute(update(s.job).where(s.job.c.jid.in_(jids)).values(status="INTERRUPTED"))
+    return len(jids)
