@@ -439,3 +439,19 @@ def test_check_refuses_the_databases_a_run_refuses(tmp_path: Path, storage: str,
     _refused(run_cli("run", "--check", str(path), cwd=tmp_path), needle)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert "Traceback" not in run_cli("run", str(path), cwd=tmp_path).stderr
+
+
+def test_a_database_left_without_tables_by_a_killed_run_is_explained_and_reused(tmp_path):
+    # trial 51: 'aup run' killed while it created .aup/sqlite3.db left a SQLite file without
+    # tables; 'aup list' then told the user to give "the database 'aup run' wrote" (that
+    # one). The message now names this case, and the next 'aup run' sets the file up.
+    exp = _experiment(tmp_path)
+    (tmp_path / ".aup").mkdir()
+    con = sqlite3.connect(tmp_path / ".aup" / "sqlite3.db")
+    con.execute("PRAGMA journal_mode=WAL")  # a header, and no table, as the kill left it
+    con.close()
+    _refused(run_cli("list", cwd=tmp_path), "holds no Auptimizer experiments",
+             "the next 'aup run' sets it up")
+    res = run_cli("run", str(exp), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "FINISHED" in run_cli("list", cwd=tmp_path).stdout

@@ -71,6 +71,13 @@ def in_memory_url(url: str) -> bool:
     return sqlite_file(url) is None or "mode=memory" in url.lower()
 
 
+#: What to do about a database without Auptimizer's tables (an empty file, or one an 'aup run'
+#: killed while it created the database left behind; trial 51).
+_UNSET_UP = ("Fix: give the database your experiments use (--db URL, db= in Python, or "
+             "AUP_DB); if an 'aup run' was stopped while it created this one, before any "
+             "experiment started, the next 'aup run' sets it up")
+
+
 def open_existing_store(db: str | None = None, *, read_only: bool = False) -> Store:
     """Open the database of recorded experiments (location as :func:`resolve_db_url`) without
     creating anything: for every command that reads or steers recorded experiments (``list``,
@@ -100,13 +107,11 @@ def open_existing_store(db: str | None = None, *, read_only: bool = False) -> St
                          "its records in that database (the line 'experiment N ... started' "
                          "names it)")
     if file is not None and file.stat().st_size == 0:  # opening it would write a header
-        raise UsageError(f"{file} is empty: it holds no Auptimizer experiments. Fix: give "
-                         "the database 'aup run' wrote (--db URL, db= in Python, or AUP_DB)")
+        raise UsageError(f"{file} is empty: it holds no Auptimizer experiments. {_UNSET_UP}")
     store = open_store(url, create=False, read_only=read_only)
     if not inspect(store.engine).has_table("experiment"):
         store.close()
-        raise UsageError(f"{store._safe_url()} holds no Auptimizer experiments. Fix: give the "
-                         "database 'aup run' wrote (--db URL, db= in Python, or AUP_DB)")
+        raise UsageError(f"{store._safe_url()} holds no Auptimizer experiments. {_UNSET_UP}")
     return store
 
 

@@ -730,8 +730,10 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``aup`` and ``python -m aup``. Returns the exit code (see the module
-    text); a Ctrl-C at any point, also while modules load, ends with 130 and no traceback."""
+    """The ``aup`` command line (``argv``: the arguments, default ``sys.argv[1:]``). Returns
+    the exit code (see the module text); a Ctrl-C at any point ends it with 130 and no
+    traceback. The process entry point is :func:`aup.__main__.entry`, which also covers the
+    loading of this module and the interpreter's exit."""
     try:
         return _main(argv)
     except KeyboardInterrupt:

@@ -1,0 +1,59 @@
+"""Signals outside an experiment's own handlers: while ``aup`` loads its modules and once the
+command returned (trial 51). A Ctrl-C or SIGTERM then ends the command without a traceback:
+130 ("interrupted") while it loads, the command's own exit code once it returned. (Python's
+own start, before any of aup's code runs, still prints its "Fatal Python error" on a Ctrl-C:
+nothing in the package can handle that.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Sends the signal to itself while aup.cli is being imported (as a slow start would see it).
+DURING_IMPORT = """
+import builtins, os, signal, sys
+import aup.__main__ as entry_module
+real_import = builtins.__import__
+def import_then_signal(name, *args, **kwargs):
+    if name == "aup.cli":
+        os.kill(os.getpid(), signal.{sig})
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = import_then_signal
+sys.exit(entry_module.entry(["list"]))
+"""
+
+# The command returns 3; a signal arrives while the interpreter winds down.
+AFTER_RETURN = """
+import os, signal, sys
+import aup.__main__ as entry_module
+import aup.cli
+aup.cli.main = lambda argv=None: 3
+rc = entry_module.entry([])
+os.kill(os.getpid(), signal.{sig})
+print("not reached")
+sys.exit(rc)
+"""
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "AUP_DB"}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_modules_load_ends_with_130_and_no_traceback(tmp_path: Path, sig):
+    res = _python(DURING_IMPORT.format(sig=sig), tmp_path)
+    assert res.returncode == 130, res.stderr
+    assert res.stderr.strip() == "interrupted"
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_command_returned_keeps_its_exit_code(tmp_path: Path, sig):
+    res = _python(AFTER_RETURN.format(sig=sig), tmp_path)
+    assert res.returncode == 3, res.stderr
+    assert "not reached" not in res.stdout and "Traceback" not in res.stderr
