@@ -16,26 +16,42 @@ import pytest
 # Sends the signal to itself while aup.cli is being imported (as a slow start would see it).
 DURING_IMPORT = """
 import builtins, os, signal, sys
-import aup.__main__ as entry_module
+from aup.__main__ import entry
 real_import = builtins.__import__
 def import_then_signal(name, *args, **kwargs):
     if name == "aup.cli":
         os.kill(os.getpid(), signal.{sig})
     return real_import(name, *args, **kwargs)
 builtins.__import__ = import_then_signal
-sys.exit(entry_module.entry(["list"]))
+sys.exit(entry(["list"]))
 """
 
-# The command returns 3; a signal arrives while the interpreter winds down.
+# The command returns 3; a signal arrives while the interpreter winds down. As in the console
+# script, the program's __main__ holds ``entry``.
 AFTER_RETURN = """
 import os, signal, sys
-import aup.__main__ as entry_module
+from aup.__main__ import entry
 import aup.cli
 aup.cli.main = lambda argv=None: 3
-rc = entry_module.entry([])
+rc = entry([])
 os.kill(os.getpid(), signal.{sig})
 print("not reached")
 sys.exit(rc)
+"""
+
+# A program that calls aup in-process and goes on: its Ctrl-C stays its own afterwards.
+HOST_PROGRAM = """
+import os, signal, sys
+import aup.__main__
+import aup.cli
+aup.cli.main = lambda argv=None: 3
+rc = aup.__main__.entry([])
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    signal.pause()
+except KeyboardInterrupt:
+    print("host handled it")
+sys.exit(rc + 1)
 """
 
 
@@ -57,3 +73,9 @@ def test_a_signal_after_the_command_returned_keeps_its_exit_code(tmp_path: Path,
     res = _python(AFTER_RETURN.format(sig=sig), tmp_path)
     assert res.returncode == 3, res.stderr
     assert "not reached" not in res.stdout and "Traceback" not in res.stderr
+
+
+def test_a_program_calling_aup_in_process_keeps_its_signal_handlers(tmp_path: Path):
+    res = _python(HOST_PROGRAM, tmp_path)
+    assert res.returncode == 4, res.stderr
+    assert "host handled it" in res.stdout

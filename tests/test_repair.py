@@ -214,7 +214,8 @@ def test_repair_leaves_an_experiment_that_a_resume_claimed_while_it_looked(db_ur
     monkeypatch.setattr(admin, "_running_jobs", resume_in_between)
     report = repair(store)
     assert report.stopped == [] and report.cleaned == []
-    assert [(e, why) for e, _, why in report.alive] == [(crashed, admin.CHANGED_WHY)]
+    assert [(e, why) for e, _, why in report.alive] == [(crashed, admin.CHANGED_WHY),
+                                                        (ended, admin.CHANGED_WHY)]
     for eid in (crashed, ended):
         row = store.get_experiment(eid)
         assert row["status"] == "RUNNING" and row["pid"] == os.getpid()  # the resume's
@@ -222,3 +223,52 @@ def test_repair_leaves_an_experiment_that_a_resume_claimed_while_it_looked(db_ur
         assert job["status"] == "RUNNING"
         assert [a["status"] for a in store.attempts(job["jid"])] == ["LOST", "RUNNING"]
     store.close()
+
+
+@pytest.mark.parametrize("forced", [False, True])
+def test_repair_and_a_live_scheduler_writing_at_once_do_not_deadlock(pg_url, forced):
+    # review of trial 51's fix: repair locked the experiment row, then the attempts; a live
+    # scheduler ending an attempt locks the attempt, then the experiment (its heartbeat).
+    # PostgreSQL stopped one of them with "deadlock detected". Also, a job the scheduler
+    # finished meanwhile must keep its FINISHED.
+    import threading
+
+    from sqlalchemy import update
+
+    from aup.store import schema as s
+
+    store, repairer = Store(pg_url), Store(pg_url)
+    eid, jid = _running(store, "live", pid=os.getpid())
+    seen = store.get_experiment(eid)
+    scheduler = store.engine.connect()
+    tx = scheduler.begin()  # the scheduler's end of an attempt, half done: rows locked
+    scheduler.execute(update(s.job_attempt).where(s.job_attempt.c.jid == jid)
+                      .values(status="SUCCEEDED", end_time=time.time()))
+    scheduler.execute(update(s.job).where(s.job.c.jid == jid).values(status="FINISHED",
+                                                                     score=1.0))
+    out: dict = {}
+
+    def repair_now() -> None:
+        try:
+            out["n"] = repairer.stop_crashed(eid, seen, "repaired", heartbeat=not forced)
+        except Exception as err:  # noqa: BLE001 - reported below
+            out["error"] = err
+
+    thread = threading.Thread(target=repair_now)
+    thread.start()
+    time.sleep(0.5)  # repair waits for the attempt's lock
+    scheduler.execute(update(s.experiment).where(s.experiment.c.eid == eid)
+                      .values(heartbeat=time.time()))
+    tx.commit()
+    scheduler.close()
+    thread.join(30)
+    assert "error" not in out, out
+    row = store.get_experiment(eid)
+    if forced:  # status, host and pid are as seen: stopped, but the finished job stays so
+        assert out["n"] == 1 and row["status"] == "STOPPED"
+    else:  # the heartbeat moved: the scheduler is alive, nothing is written
+        assert out["n"] is None and row["status"] == "RUNNING"
+    assert store.jobs(eid)[0]["status"] == "FINISHED"
+    assert [a["status"] for a in store.attempts(jid)] == ["SUCCEEDED"]
+    store.close()
+    repairer.close()

@@ -9,8 +9,6 @@ printed a ``KeyboardInterrupt`` traceback from the import, and a second Ctrl-C d
 exit made it a signal death, -2, after the resume hint was printed).
 """
 
-import os
-import signal
 import sys
 
 #: The exit code of an interrupted command (the same as ``aup.cli.EXIT_INTERRUPTED``).
@@ -27,24 +25,36 @@ def entry(argv: list[str] | None = None) -> int:
     Returns:
         The exit code (see :mod:`aup.cli`).
     """
-    # SIGTERM as Ctrl-C until the command installs its own handlers (a signal ignored at the
-    # start, as under nohup or '&', stays ignored).
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _interrupt)
     try:
+        import signal
+
+        # SIGTERM as Ctrl-C until the command installs its own handlers (a signal ignored
+        # at the start, as under nohup or '&', stays ignored).
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _interrupt)
         from aup.cli import main
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return _INTERRUPTED
     rc = main(argv)
-    _exit_quietly_on_signals(rc)
+    if _is_the_program():
+        _exit_quietly_on_signals(rc)
     return rc
+
+
+def _is_the_program() -> bool:
+    """True when this command is the process's program (the ``aup`` console script, or
+    ``python -m aup``), not a call from a program that goes on afterwards (its signal handlers
+    stay its own)."""
+    return getattr(sys.modules.get("__main__"), "entry", None) is entry
 
 
 def _exit_quietly_on_signals(rc: int) -> None:
     """From now on the interpreter only winds down (every record is written): a Ctrl-C or
     SIGTERM then ends the process with ``rc`` at once instead of a traceback or a signal
     death."""
+    import os
+    import signal
 
     def leave(signum: int, frame: object) -> None:
         try:

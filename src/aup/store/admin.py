@@ -133,7 +133,7 @@ def repair(store: Store, *, stale_after: float = STALE_AFTER, force: bool = Fals
                    else REPAIRED_MSG.format(db=db_option(store), eid=eid))
             # One compare-and-set with what was judged crashed: a resume that claimed the
             # experiment since (trial 51) keeps its live run and its new attempts.
-            n = store.stop_crashed(eid, row, row["error_msg"] or msg)
+            n = store.stop_crashed(eid, row, row["error_msg"] or msg, heartbeat=why is None)
             if n is None:
                 report.alive.append((eid, row["name"], CHANGED_WHY))
                 continue
@@ -145,6 +145,7 @@ def repair(store: Store, *, stale_after: float = STALE_AFTER, force: bool = Fals
         if not dry_run:
             n = store.interrupt_leftovers(int(eid))
             if n is None:  # resumed in between: its running attempts are its own
+                report.alive.append((int(eid), name, CHANGED_WHY))
                 continue
         report.cleaned.append((int(eid), name, int(n)))
     if not report.alive:

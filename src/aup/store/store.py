@@ -876,44 +876,59 @@ class Store:
             return _interrupt_running(c, eid, reason)
 
     @_reconnecting
-    def stop_crashed(self, eid: int, seen: dict[str, Any], error_msg: str) -> int | None:
+    def stop_crashed(self, eid: int, seen: dict[str, Any], error_msg: str, *,
+                     heartbeat: bool = True) -> int | None:
         """``aup repair`` of an experiment whose scheduler is gone, in one transaction: the
         experiment becomes STOPPED with ``error_msg`` and its running attempts LOST (their
         jobs INTERRUPTED), provided that its row still holds the ``status``, ``host``,
-        ``pid`` and ``heartbeat`` of ``seen`` (the row judged crashed). A resume that claimed
-        it in between is left alone: its live run is not marked STOPPED, nor its new
-        attempts LOST.
+        ``pid`` and (with ``heartbeat``) ``heartbeat`` of ``seen`` (the row judged crashed).
+        A resume that claimed it in between is left alone: its live run is not marked
+        STOPPED, nor its new attempts LOST. (``heartbeat=False``: ``--force`` on a scheduler
+        that may be alive, whose heartbeat moves at every job start and end.)
+
+        The attempts are written first and the experiment row last, the order in which a
+        live scheduler writes them (a finished attempt, then the heartbeat): the opposite
+        order deadlocked with one on PostgreSQL.
 
         Returns:
             The number of jobs interrupted, or None when the row changed (nothing written).
         """
         e = s.experiment
-        same = [e.c[k].is_not_distinct_from(seen.get(k))
-                for k in ("status", "host", "pid", "heartbeat")]
-        with self._tx() as c:
-            done = c.execute(update(e).where(e.c.eid == eid, *same).values(
-                status="STOPPED", end_time=time.time(), stop_requested=False,
-                error_msg=error_msg))
-            if done.rowcount != 1:
-                return None
-            return _interrupt_running(c, eid, "LOST")
+        keys = ("status", "host", "pid", "heartbeat") if heartbeat else ("status", "host", "pid")
+        same = [e.c[k].is_not_distinct_from(seen.get(k)) for k in keys]
+        try:
+            with self._tx() as c:
+                n = _interrupt_running(c, eid, "LOST")
+                done = c.execute(update(e).where(e.c.eid == eid, *same).values(
+                    status="STOPPED", end_time=time.time(), stop_requested=False,
+                    error_msg=error_msg))
+                if done.rowcount != 1:
+                    raise _RowChanged
+                return n
+        except _RowChanged:  # rolled back
+            return None
 
     @_reconnecting
     def interrupt_leftovers(self, eid: int) -> int | None:
         """Mark the RUNNING attempts of an experiment that has *ended* LOST (their jobs
-        INTERRUPTED), in one transaction that first checks, and locks, the experiment row:
+        INTERRUPTED), in one transaction that also checks, and locks, the experiment row:
         once a resume made it RUNNING again its attempts are its own.
 
         Returns:
-            The number of jobs interrupted, or None when the experiment runs again.
+            The number of jobs interrupted, or None when the experiment runs again (nothing
+            written).
         """
         e = s.experiment
-        with self._tx() as c:
-            locked = c.execute(update(e).where(e.c.eid == eid, e.c.status != "RUNNING")
-                               .values(heartbeat=e.c.heartbeat))  # a no-op write: the lock
-            if locked.rowcount != 1:
-                return None
-            return _interrupt_running(c, eid, "LOST")
+        try:
+            with self._tx() as c:
+                n = _interrupt_running(c, eid, "LOST")
+                ended = c.execute(update(e).where(e.c.eid == eid, e.c.status != "RUNNING")
+                                  .values(heartbeat=e.c.heartbeat))  # a no-op write: the lock
+                if ended.rowcount != 1:
+                    raise _RowChanged
+                return n
+        except _RowChanged:  # rolled back
+            return None
 
     @_reconnecting
     def jobs(self, eid: int, *, include_rerun: bool = False,
@@ -1231,6 +1246,11 @@ def open_store(url: str | None = None, *, create: bool = True, read_only: bool =
                          "this file away to start a new one there") from None
 
 
+class _RowChanged(Exception):
+    """Another process changed the row a compare-and-set expected (the transaction is rolled
+    back)."""
+
+
 def _interrupt_running(c: Any, eid: int, reason: str) -> int:
     """Within the transaction ``c``: RUNNING attempts of ``eid`` become ``reason`` and their
     jobs INTERRUPTED (see :meth:`Store.mark_interrupted`). Returns the number of jobs."""
@@ -1243,5 +1263,8 @@ def _interrupt_running(c: Any, eid: int, reason: str) -> int:
                   .values(status=reason, end_time=end,
                           fail_reason="LOST" if reason == "LOST" else None,
                           detail="the scheduler stopped while the attempt ran"))
-        c.execute(update(s.job).where(s.job.c.jid.in_(jids)).values(status="INTERRUPTED"))
+        # (RUNNING again: on PostgreSQL a job that a live scheduler finished since the select
+        # above keeps its FINISHED)
+        c.execute(update(s.job).where(s.job.c.jid.in_(jids), s.job.c.status == "RUNNING")
+                  .values(status="INTERRUPTED"))
     return len(jids)
