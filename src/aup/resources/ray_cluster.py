@@ -24,12 +24,14 @@ A task lost with its worker or node ends with ``LOST`` and is retried by the loo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -263,7 +265,8 @@ class RayResourceManager(ResourceManager):
                 kwargs["address"] = "local"
                 kwargs["num_cpus"] = max(1, int(self.config.n_parallel * self.options.num_cpus))
             try:
-                ray.init(**kwargs)
+                with _signal_handlers_kept():
+                    ray.init(**kwargs)
             except Exception as err:  # noqa: BLE001 - Ray raises many kinds here
                 raise AupError(f"cannot connect to the Ray cluster "
                                f"{address or '(local)'}: {err}") from None
@@ -349,3 +352,23 @@ class RayResourceManager(ResourceManager):
 
             ray.shutdown()
             self._owns = False
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """Restore the SIGTERM and SIGINT handlers after the block (in the main thread).
+
+    ``ray.init`` installs its own SIGTERM handler (``sys.exit(15)``) over the one ``aup run``
+    had installed to stop cleanly: a ``kill <pid>`` during a Ray run then exited 15 with the
+    jobs running and no resume hint.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None and signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
