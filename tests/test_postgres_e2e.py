@@ -170,6 +170,9 @@ def test_a_database_that_stays_down_ends_the_run_with_a_resume_hint(tmp_path, pg
         proc.kill()
     assert proc.returncode == 1, out + err
     assert "Traceback" not in err and "did not answer for" in err
+    # it gave up after the 3 s asked for, not after the next doubled pause (trial 53: 6 s
+    # waited 7.5, pauses 0.5, 1, 2 and 4 s)
+    assert int(re.search(r"did not answer for (\d+) s", err).group(1)) <= 3, err
     assert "aup-test-pw" not in err  # the hint hides the password, and pastes with $PGPASSWORD
     hint = re.search(r'continue with: (aup resume --db "postgresql\+psycopg://aup:'
                      r'\$PGPASSWORD@[^"]+" 1)', " ".join(err.split()))

@@ -6,7 +6,8 @@ modules load or the interpreter winds down: a Ctrl-C or SIGTERM before the comma
 handlers are installed ends it with exit code 130 ("interrupted"), and one that arrives once
 the command returned leaves its exit code as it was (trial 51: a Ctrl-C in the first 0.1 s
 printed a ``KeyboardInterrupt`` traceback from the import, and a second Ctrl-C during the
-exit made it a signal death, -2, after the resume hint was printed).
+exit made it a signal death, -2, after the resume hint was printed; trial 53: also a second
+Ctrl-C 50 ms after the first).
 """
 
 import sys
@@ -36,8 +37,15 @@ def entry(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return _INTERRUPTED
-    rc = main(argv)
-    if _is_the_program():
+    program = _is_the_program()
+    try:
+        rc = main(argv)
+    except KeyboardInterrupt:  # a second Ctrl-C while the command ended after the first
+        if program:
+            _exit_quietly_on_signals(_INTERRUPTED)
+        print("interrupted", file=sys.stderr)
+        return _INTERRUPTED
+    if program:
         _exit_quietly_on_signals(rc)
     return rc
 

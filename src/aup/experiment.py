@@ -326,8 +326,9 @@ class Experiment:
                 proposer.load_state_dict(row["proposer_state"])
             n_lost = store.mark_interrupted(eid, AttemptStatus.LOST.value)
             if n_lost:
-                log.warning("experiment %d: %d attempt(s) were running when the scheduler died; they "
-                            "run again", eid, n_lost)
+                log.warning("experiment %d: %d attempt(s) were still recorded as running (their "
+                            "scheduler ended without recording how they ended: it crashed, or "
+                            "the database could not be reached); they run again", eid, n_lost)
             resource = prepared_resource(config, queue.Queue(), env_file)
             claim = claim_jobs_dir(resource.jobs_dir, store)
             try:

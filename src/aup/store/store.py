@@ -117,7 +117,8 @@ def _reconnecting(method: Callable[..., _T]) -> Callable[..., _T]:
                     log.warning("the database %s does not answer (%s); retrying for up to "
                                 "%.0f s", self._safe_url(), cause, self.outage_wait)
                     warned = True
-                time.sleep(pause)
+                # (never past the limit: with 6 s, pauses of 0.5, 1, 2 and 4 s waited 7.5)
+                time.sleep(min(pause, max(0.05, self.outage_wait - waited)))
                 pause = min(pause * 2, 5.0)
                 continue
             if warned:
