@@ -362,6 +362,18 @@ print("#Auptimizer:", cfg["x"])
 """
 
 
+def _end_background_run(proc, pids_dir: Path) -> None:
+    """Kill the job processes whose pids are in ``pids_dir/*.pid`` and close the output files
+    of the background ``aup run`` ``proc``."""
+    from lifecycle_helpers import alive
+
+    for p in [int(f.read_text()) for f in pids_dir.glob("*.pid")]:
+        if alive(p):
+            os.kill(p, 9)
+    for f in getattr(proc, "_aup_files", ()):
+        f.close()
+
+
 def test_remote_jobs_end_when_the_scheduler_dies(ssh_servers, tmp_path: Path) -> None:
     """Trial 37: after a kill -9 of 'aup run', a remote job that printed nothing ran on to its
     end, beside its re-run after 'aup resume' (resume kills orphans on this machine only).
@@ -386,11 +398,7 @@ def test_remote_jobs_end_when_the_scheduler_dies(ssh_servers, tmp_path: Path) ->
             time.sleep(0.1)
         assert not [p for p in pids if alive(p)], "remote jobs outlived their scheduler"
     finally:
-        for p in [int(f.read_text()) for f in pids_dir.glob("*.pid")]:
-            if alive(p):
-                os.kill(p, 9)
-        for f in getattr(proc, "_aup_files", ()):
-            f.close()
+        _end_background_run(proc, pids_dir)
 
 
 def test_ray_backstop_kills_a_stopped_jobs_group_on_this_machine() -> None:
@@ -559,3 +567,54 @@ def test_resume_goes_on_without_a_node_that_died_for_good(ssh_servers, tmp_path:
     (row,) = json.loads(run_cli("list", "--json", cwd=folder).stdout)
     assert row["exp_config"]["resource_args"]["nodes"] == alive
     assert row["exp_config"]["resource_args"]["known_hosts"] == backend.args["known_hosts"]
+
+
+# Ignores SIGTERM (a long checkpoint save) and notes whether its previous attempt still runs.
+STUBBORN = """
+import json, os, signal, sys, time
+cfg = json.load(open(sys.argv[-1]))
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+os.makedirs("life", exist_ok=True)
+jid, att = cfg["job_id"], int(os.environ["AUP_ATTEMPT"])
+open(f"life/{jid}.{att}.pid", "w").write(str(os.getpid()))
+if att:
+    old = int(open(f"life/{jid}.{att - 1}.pid").read())
+    try:
+        state = open(f"/proc/{old}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        state = "gone"
+    open(f"life/{jid}.{att}.previous", "w").write(state)
+time.sleep(0.2 if att else 60)
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def test_a_resume_waits_until_the_old_copies_on_the_nodes_are_gone(ssh_servers, tmp_path):
+    # Trial 54: after a kill -9 of 'aup run' and an immediate resume, a remote job that
+    # ignored SIGTERM ran beside its own re-run until the node's watchdog killed it
+    # (kill_grace later). The resume now waits for that. AUP_SCHEDULER_PID is overridden so
+    # that the resume's clean-up of this machine's orphans does not see the jobs: as on a
+    # real remote node, only the watchdog can stop them.
+    from lifecycle_helpers import start_cli
+
+    backend = _node(ssh_servers, tmp_path, kill_grace=3)
+    folder = tmp_path / "exp"
+    path = make_experiment(folder, backend, STUBBORN, n_samples=2, n_parallel=2,
+                           runtime_args={"env": {"AUP_SCHEDULER_PID": "0"}})
+    life = backend.remote_wd / "life"
+    proc = start_cli(str(path), cwd=folder)
+    try:
+        end = time.monotonic() + 60
+        while len(list(life.glob("*.0.pid"))) < 2 and time.monotonic() < end:
+            time.sleep(0.1)
+        first = [int(p.read_text()) for p in life.glob("*.0.pid")]
+        assert len(first) == 2, first
+        proc.kill()  # kill -9 of the scheduler: its connections close, the watchdogs act
+        proc.wait()
+        res = run_cli("resume", "1", cwd=folder)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "old copies on the nodes are surely stopped" in res.stderr, res.stderr
+        seen = {p.name: p.read_text() for p in life.glob("*.1.previous")}
+        assert len(seen) == 2 and set(seen.values()) <= {"gone", "Z"}, seen
+    finally:
+        _end_background_run(proc, life)

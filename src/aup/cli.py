@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -323,8 +324,14 @@ def _print_summary(console, exp, result) -> int:
                      "reports NaN), after adding \"job_failure\": {\"ignore_fail\": true} to "
                      "experiment.json" if result.n_failed
                      and not exp.config.job_failure.ignore_fail else "")
+        # A node's connection lost (or not made) is not the script's fault (trial 54)
+        lost = re.search(r"failed \((LOST|RESOURCE_ERROR)\)", result.error or "")
+        cause = ("once the nodes answer again (a lost connection failed a job; add "
+                 "\"job_failure\": {\"job_retries\": 2} to experiment.json so that such a job "
+                 "runs again, on another node if one answers)" if lost
+                 else f"after fixing the cause in the script or its data{or_ignore}")
         console.print(f"resume with: aup resume{db_option(exp.store)} {result.eid}"
-                      + (f" (after fixing the cause in the script or its data{or_ignore}: "
+                      + (f" ({cause}: "
                          "resume takes the edited job_failure, job_timeout, n_parallel and the "
                          "host or GPU list of resource_args, and keeps the "
                          f"other recorded experiment.json settings{', and ' + kept if kept else ''})"

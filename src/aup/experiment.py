@@ -348,6 +348,7 @@ class Experiment:
         unfinished = [j for j in store.jobs(
             eid, status=(JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value))
             if j["status"] in (JobStatus.INTERRUPTED.value, JobStatus.RUNNING.value)]
+        _wait_for_lost_copies(store, row, unfinished, resource.lost_copies_gone_after())
         failures = store.failed_attempt_counts(eid) if unfinished else {}
         for j in unfinished:
             exp.rerun_queue.append(_Job(j["jid"], Proposal.from_dict(j["proposal"]),
@@ -988,6 +989,27 @@ def _at_path(config: dict[str, Any], path: tuple[str, ...]) -> Any:
             return None
         config = config.get(key)  # type: ignore[assignment]
     return config
+
+
+def _wait_for_lost_copies(store: Store, row: dict[str, Any], unfinished: list[dict[str, Any]],
+                          settle: float) -> None:
+    """Before a resume runs jobs whose attempts were lost with their scheduler, wait until the
+    old copies are surely gone: ``settle`` seconds (:meth:`ResourceManager.lost_copies_gone_after`)
+    after the scheduler's death, which came at most :data:`HEARTBEAT` seconds after its last
+    heartbeat. Trial 54: a remote job that ignored SIGTERM ran beside its own re-run for
+    ``kill_grace`` seconds after a ``kill -9`` of ``aup run`` and an immediate resume."""
+    if not settle or not unfinished or row.get("heartbeat") is None:
+        return
+    wait = float(row["heartbeat"]) + HEARTBEAT + settle - time.time()
+    if wait <= 0:
+        return
+    lost = [j["jid"] for j in unfinished
+            if (store.attempts(j["jid"]) or [{}])[-1].get("status") == AttemptStatus.LOST.value]
+    if not lost:
+        return
+    log.warning("experiment %d: waiting %.0f s before running %d lost job(s) again, until their "
+                "old copies on the nodes are surely stopped", int(row["eid"]), wait, len(lost))
+    time.sleep(wait)
 
 
 @contextlib.contextmanager

@@ -310,6 +310,13 @@ class ResourceManager(ABC):
         """Called once by the experiment loop with its store and experiment id (the passive
         resource reads values sent with ``aup tell`` from it). Nothing by default."""
 
+    def lost_copies_gone_after(self) -> float:
+        """Seconds after its scheduler died by which the processes of the attempts it ran are
+        surely gone, so that a resume can run those jobs again without an old copy beside
+        them. 0 (the default): nothing to wait for (local jobs are killed by the resume
+        itself; Ray ends a dead driver's tasks)."""
+        return 0.0
+
     def available(self, slot: Slot) -> bool:
         """False while ``slot`` is known to be unusable (an SSH node that does not answer); the
         loop then starts new attempts elsewhere. True by default."""

@@ -638,6 +638,12 @@ class SSHResourceManager(ResourceManager):
     args_key: ClassVar[str] = "nodes"
     resume_args: ClassVar[tuple[str, ...]] = ("nodes",)
 
+    def lost_copies_gone_after(self) -> float:
+        """A node's watchdog sees the dead scheduler's connection close, sends SIGTERM, and
+        SIGKILL ``kill_grace`` seconds later; 2 s more for the connection to be seen closed
+        and the kill to land."""
+        return float(self.options.kill_grace) + 2.0
+
     def __init__(self, config, events, env_file: Any = None):
         super().__init__(config, events, env_file)
         self._nodes: dict[str, Node] = {}

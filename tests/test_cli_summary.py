@@ -1,0 +1,42 @@
+"""The advice that ends the summary of a failed run names the likely fix."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from aup.api import resolve_db_url
+from aup.cli import EXIT_FAILED, _print_summary
+from aup.experiment import ExperimentResult, ExperimentStatus
+
+
+def _summary(error: str) -> tuple[int, str]:
+    out = io.StringIO()
+    exp = SimpleNamespace(
+        config=SimpleNamespace(experiment_name="e",
+                               job_failure=SimpleNamespace(ignore_fail=False)),
+        store=SimpleNamespace(url=resolve_db_url(None)), saved_model=None)
+    result = ExperimentResult(eid=1, status=ExperimentStatus.FAILED, best=None, n_jobs=4,
+                              n_finished=2, n_failed=1, n_early_stopped=0, error=error)
+    rc = _print_summary(Console(file=out, width=400), exp, result)
+    return rc, " ".join(out.getvalue().split())
+
+
+@pytest.mark.parametrize("reason", ["LOST", "RESOURCE_ERROR"])
+def test_a_job_failed_by_a_lost_node_connection_gets_the_job_retries_advice(reason):
+    # trial 54: an sshd restart failed a job (LOST) and the advice was to fix the script
+    rc, text = _summary(f"job 3 attempt 0 failed ({reason}): node u@h:22: connection lost "
+                        "while the job ran")
+    assert rc == EXIT_FAILED
+    assert "resume with: aup resume 1 (once the nodes answer again" in text
+    assert '"job_retries": 2' in text and "fixing the cause in the script" not in text
+
+
+def test_a_job_that_failed_by_itself_gets_the_script_advice():
+    rc, text = _summary("job 3 attempt 0 failed (NONZERO_EXIT): exit code 1")
+    assert rc == EXIT_FAILED
+    assert "after fixing the cause in the script or its data" in text
+    assert '"ignore_fail": true' in text and "job_retries\": 2" not in text
