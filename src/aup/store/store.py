@@ -897,17 +897,8 @@ class Store:
         e = s.experiment
         keys = ("status", "host", "pid", "heartbeat") if heartbeat else ("status", "host", "pid")
         same = [e.c[k].is_not_distinct_from(seen.get(k)) for k in keys]
-        try:
-            with self._tx() as c:
-                n = _interrupt_running(c, eid, "LOST")
-                done = c.execute(update(e).where(e.c.eid == eid, *same).values(
-                    status="STOPPED", end_time=time.time(), stop_requested=False,
-                    error_msg=error_msg))
-                if done.rowcount != 1:
-                    raise _RowChanged
-                return n
-        except _RowChanged:  # rolled back
-            return None
+        return self._interrupt_lost_if(eid, update(e).where(e.c.eid == eid, *same).values(
+            status="STOPPED", end_time=time.time(), stop_requested=False, error_msg=error_msg))
 
     @_reconnecting
     def interrupt_leftovers(self, eid: int) -> int | None:
@@ -920,12 +911,22 @@ class Store:
             written).
         """
         e = s.experiment
+        return self._interrupt_lost_if(eid, update(e).where(  # a no-op write: the row's lock
+            e.c.eid == eid, e.c.status != "RUNNING").values(heartbeat=e.c.heartbeat))
+
+    def _interrupt_lost_if(self, eid: int, guard: Any) -> int | None:
+        """In one transaction: mark the RUNNING attempts of ``eid`` LOST (their jobs
+        INTERRUPTED), then run ``guard``, an UPDATE of the experiment row that matches it only
+        while it is as the caller saw it; when it matches nothing, roll everything back.
+        Attempts first, the experiment row last: the order of a live scheduler's writes.
+
+        Returns:
+            The number of jobs interrupted, or None when the guard matched nothing.
+        """
         try:
             with self._tx() as c:
                 n = _interrupt_running(c, eid, "LOST")
-                ended = c.execute(update(e).where(e.c.eid == eid, e.c.status != "RUNNING")
-                                  .values(heartbeat=e.c.heartbeat))  # a no-op write: the lock
-                if ended.rowcount != 1:
+                if c.execute(guard).rowcount != 1:
                     raise _RowChanged
                 return n
         except _RowChanged:  # rolled back
