@@ -303,6 +303,13 @@ def _run_killing_node0(servers, tmp_path: Path, backend: Backend, script: str, n
         end = time.monotonic() + 60
         while len(exp.running) < n_running and time.monotonic() < end:
             time.sleep(0.02)
+        # ... and until their commands were sent over their channels: a node killed while an
+        # attempt still connected fails it with RESOURCE_ERROR, not the LOST these tests test
+        # (a flake in CI of 900aea1)
+        attempts = exp.resource._attempts
+        while (any(a.chan is None for a in list(attempts._by_key.values()))
+               and time.monotonic() < end):
+            time.sleep(0.02)
         servers.procs[0].terminate()
         servers.procs[0].wait(5)
         node = exp.resource._nodes[dead]
