@@ -48,6 +48,21 @@ def test_ctrl_c_in_run_experiment_stops_resumably(tmp_path: Path) -> None:
     row = experiment(tmp_path)
     assert row["status"] == "STOPPED", (row["status"], row["error_msg"])
     assert "scheduler error" not in (row["error_msg"] or "")
+    # the same from aup.resume_experiment
+    driver.write_text("import aup\naup.resume_experiment(1)\n")
+    n_started = len(query(tmp_path, "SELECT jaid FROM job_attempt"))
+    proc = subprocess.Popen([sys.executable, str(driver)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(query(tmp_path, "SELECT jaid FROM job_attempt WHERE status = "
+                                         "'RUNNING'")) and len(query(
+                 tmp_path, "SELECT jaid FROM job_attempt")) > n_started,
+             what="a job running in the resume")
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert "experiment 1 (experiment) stopped; continue with: aup resume 1" in err, err
+    assert experiment(tmp_path)["status"] == "STOPPED"
     res = run_cli("resume", "1", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert [j["status"] for j in jobs(tmp_path)] == ["FINISHED"] * 6
@@ -194,3 +209,58 @@ def test_bad_arguments_and_closing_a_record(tmp_path: Path, monkeypatch: pytest.
     assert open_db_files() == before
     unclosed = [aup.load_experiment(1) for _ in range(3)]
     assert all(r.jobs() for r in unclosed) and open_db_files() > before  # the check can fail
+
+
+FAILS_ON_A_FLAG = """
+import json, os, sys
+cfg = json.load(open(sys.argv[-1]))
+if os.path.exists("broken"):
+    sys.exit("the data loader is broken")
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def test_resume_experiment_continues_from_python(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 caplog) -> None:
+    """An Optuna user continues a study in the notebook (load_study + optimize); until now a
+    failed or stopped experiment could be continued only with the 'aup resume' command."""
+    write_script(tmp_path, "job.py", FAILS_ON_A_FLAG)
+    exp = write_experiment(tmp_path, script="job.py", n_samples=5, parameter_config=X,
+                           random_seed=3)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken").write_text("")
+    first = aup.run_experiment(exp)
+    assert first.status.value == "FAILED"
+    (tmp_path / "broken").unlink()  # the user repairs the cause...
+    cfg = json.loads(exp.read_text())
+    cfg["n_parallel"] = 2  # ...and edits what a resume takes
+    exp.write_text(json.dumps(cfg))
+    with caplog.at_level("WARNING"):
+        result = aup.resume_experiment("experiment")  # by name, as aup resume
+    assert result.status.value == "FINISHED", result
+    assert "resume uses the edited n_parallel" in caplog.text, caplog.text
+    done = jobs(tmp_path)
+    # the failed job stays recorded and counts (n_samples is the number of jobs)
+    assert sorted(j["status"] for j in done) == ["FAILED"] + ["FINISHED"] * 4
+    assert json.loads(experiment(tmp_path)["exp_config"])["n_parallel"] == 2
+    # nothing left to resume: said, not a silent second run
+    with pytest.raises(UsageError, match="already finished; nothing to resume"):
+        aup.resume_experiment(1)
+
+
+def test_resume_experiment_refuses_bad_arguments_without_creating_a_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="needs an experiment id or name, got NoneType"):
+        aup.resume_experiment(None)
+    with pytest.raises(UsageError, match="db= needs a database URL"):
+        aup.resume_experiment(1, db=5)
+    with pytest.raises(UsageError, match="no database at"):
+        aup.resume_experiment(1)
+    assert not (tmp_path / ".aup").exists()
+    write_script(tmp_path, "job.py", QUADRATIC)
+    aup.run_experiment(write_experiment(tmp_path, script="job.py", n_samples=1,
+                                        parameter_config=X))
+    with pytest.raises(UsageError, match="no experiment 'nosuch'"):
+        aup.resume_experiment("nosuch")

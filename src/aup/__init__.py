@@ -2,8 +2,8 @@
 
 Inside a job, ``import aup`` gives the client helpers (standard library only, fast):
 :func:`print_result`, :class:`BasicConfig`, :func:`aup_args`, :func:`aup_save_model`,
-:func:`aup_flags`. The scheduler side (:func:`run_experiment`, :func:`load_experiment`) is
-imported lazily on first use.
+:func:`aup_flags`. The scheduler side (:func:`run_experiment`, :func:`resume_experiment`,
+:func:`load_experiment`) is imported lazily on first use.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 __version__ = "3.0.0.dev0"
 
 __all__ = ["BasicConfig", "aup_args", "aup_flags", "aup_save_model", "load_experiment",
-           "print_result", "run_experiment", "__version__"]
+           "print_result", "resume_experiment", "run_experiment", "__version__"]
 
 
 def run_experiment(path: Any, *, db: Any = None, observer: Any = None,
@@ -43,6 +43,36 @@ def run_experiment(path: Any, *, db: Any = None, observer: Any = None,
     from aup.api import run_experiment as _run
 
     return _run(path, db=db, observer=observer, user=user)
+
+
+def resume_experiment(experiment: int | str, *, db: Any = None, observer: Any = None,
+                      force: bool = False) -> Any:
+    """Continue a stopped, failed or crashed experiment, as ``aup resume`` does: finished jobs
+    are kept, jobs left running by a crash run again, the proposer goes on from its saved
+    state, and the edits of experiment.json that a resume takes (``n_parallel``,
+    ``job_failure``, ``job_timeout``, the host/GPU list of ``resource_args``) are used; other
+    edits are named in a warning and the recorded values kept. Ctrl-C stops it resumably
+    again, then re-raises KeyboardInterrupt.
+
+    Args:
+        experiment: the id, or the name (the newest experiment of that name).
+        db: a SQLAlchemy URL or a SQLite file (str or path; default as ``aup resume``).
+        observer: an :class:`aup.experiment.Observer` for progress notifications.
+        force: resume although the record says its scheduler still runs (only when that
+            process is gone, as ``aup resume --force``).
+
+    Returns:
+        :class:`aup.experiment.ExperimentResult`.
+
+    Raises:
+        aup.errors.UsageError: no database at ``db``, no such experiment, the experiment
+            already finished, or it is still running.
+        aup.errors.ConfigError: the recorded configuration no longer validates (e.g. the
+            script moved).
+    """
+    from aup.api import resume_experiment as _resume
+
+    return _resume(experiment, db=db, observer=observer, force=force)
 
 
 def load_experiment(experiment: int | str, *, db: Any = None) -> Any:

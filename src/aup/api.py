@@ -275,6 +275,34 @@ def run_experiment(path: str | os.PathLike, *, db: str | os.PathLike | None = No
         exp.store.close()
 
 
+def resume_experiment(experiment: int | str, *, db: str | os.PathLike | None = None,
+                      observer: Any = None, force: bool = False) -> Any:
+    """Continue a recorded experiment; see :func:`aup.resume_experiment`."""
+    from aup.environment import load_environment
+    from aup.experiment import Experiment
+
+    if not isinstance(experiment, int | str) or isinstance(experiment, bool):
+        raise UsageError(f"resume_experiment() needs an experiment id or name, got "
+                         f"{type(experiment).__name__} {experiment!r:.80}")
+    if db is not None and not isinstance(db, str | os.PathLike):
+        raise UsageError(f"db= needs a database URL or file path, got {type(db).__name__} "
+                         f"{db!r:.80}")
+    store = open_existing_store(os.fspath(db) if db is not None else None)
+    try:
+        row = find_experiment(store, experiment)
+        exp = Experiment.resume(store, int(row["eid"]), observer=observer,
+                                env_file=load_environment(), force=force)
+        log.info("experiment %d (%s) resumed", exp.eid, row["name"])
+        try:
+            return exp.run()
+        except KeyboardInterrupt:  # as run_experiment: the command that continues it
+            log.warning("experiment %d (%s) stopped; continue with: aup resume%s %d", exp.eid,
+                        row["name"], db_option(store), exp.eid)
+            raise
+    finally:
+        store.close()
+
+
 @dataclass
 class ExperimentRecord:
     """A recorded experiment, read from the store.
