@@ -103,6 +103,29 @@ def test_disabled_job_is_never_stopped():
     assert not p.should_stop(5, [9.0] * 2, {}, {1: [1.0] * 2, 2: [1.0] * 2})
 
 
+@pytest.mark.parametrize("policy", ["median", "bandit", "truncation", "curve_fitting"])
+def test_no_decision_once_a_job_reported_a_complete_training(policy):
+    """Trial 55: a job was stopped at its last result line (while it saved a checkpoint) and
+    recorded EARLY_STOPPED, so its complete and best result could never be the best."""
+    p = make_policy(_opts(aup_policy=policy, aup_policy_steps=2, truncation_percentage=0.4,
+                          curve_fitting_max_iters=4), maximize=False)
+    try:
+        finished = {1: [1.0] * 4, 2: [1.0] * 4}
+        # mid-training the bad job is judged as before (curve fitting: one point short)
+        if policy != "curve_fitting":
+            assert p.should_stop(5, [9.0] * 2, {}, finished, full_length=4)
+        # at the length of a complete training (and beyond): no decision
+        assert not p.should_stop(6, [9.0] * 4, {}, finished, full_length=4)
+        assert not p.should_stop(7, [9.0] * 6, {}, finished, full_length=4)
+        if policy == "curve_fitting":  # its own end: curve_fitting_max_iters
+            assert not p.should_stop(8, [9.0] * 4, {}, finished)
+            assert not p.busy  # nothing was submitted
+        else:  # unknown end (no job finished): judged
+            assert p.should_stop(8, [9.0] * 4, {}, finished)
+    finally:
+        p.close()
+
+
 def test_curve_prediction_both_directions():
     rising = [1 - math.exp(-0.2 * i) for i in range(1, 11)]
     pred = predict_final(rising, 40, timeout=10)
@@ -363,3 +386,38 @@ def test_an_error_in_the_policy_disables_it_for_that_job_only(tmp_path: Path, ca
     assert result.status is ExperimentStatus.FINISHED and result.n_finished == 3
     assert sorted(set(disabled)) == [1, 2, 3]
     assert "early stopping disabled for this job" in caplog.text
+
+
+FINAL_LINE_THEN_CHECKPOINT = """
+import json, sys, time, aup
+cfg = json.load(open(sys.argv[-1]))
+for v in {0: [1, 1, 1, 1], 1: [1, 1, 1, 1], 2: [5, 5, 5, 0.1]}[cfg["x"]]:
+    aup.print_result(v)
+    time.sleep(0.05)
+time.sleep(0.5)  # saving a checkpoint after the last epoch
+"""
+
+
+def test_a_job_at_its_last_result_is_not_stopped_and_can_be_the_best(tmp_path: Path):
+    """Trial 55: with epochs a multiple of aup_policy_steps, the rule ran on a job's final
+    result and killed it while it saved its model: recorded EARLY_STOPPED, the job with the
+    best final score (0.1) was left out of 'aup best'. Kept over a resume too."""
+    exp = setup(tmp_path, FINAL_LINE_THEN_CHECKPOINT, target="min", n_parallel=1,
+                proposer="sequence",
+                parameter_config=[{"name": "x", "type": "int", "range": [0, 2]}],
+                resource_args={"early_stop": {"aup_policy": "median", "aup_policy_steps": 4}})
+    rc, out, err = finish(start_cli(str(exp), cwd=tmp_path), tmp_path)
+    assert rc == 0, out + err
+    assert [j["status"] for j in jobs(tmp_path)] == ["FINISHED"] * 3, out + err
+    best = json.loads(run_cli("best", "1", "--json", cwd=tmp_path).stdout)
+    assert best["jid"] == 3 and best["score"] == 0.1, best
+
+    from aup.experiment import Experiment
+    from aup.store.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / '.aup' / 'sqlite3.db'}")
+    try:
+        store.update_experiment(1, status="STOPPED")
+        assert Experiment.resume(store, 1)._full_length == 4
+    finally:
+        store.close()

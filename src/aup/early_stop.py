@@ -411,7 +411,8 @@ class EarlyStopPolicy:
     # -- interface used by the experiment loop -------------------------------------------------
     def should_stop(self, jid: int, history: Sequence[float],
                     running_peers: Mapping[int, Sequence[float]],
-                    finished: Mapping[int, Sequence[float]]) -> bool:
+                    finished: Mapping[int, Sequence[float]], *,
+                    full_length: int | None = None) -> bool:
         """Decide about job ``jid`` after its latest result.
 
         Args:
@@ -420,14 +421,22 @@ class EarlyStopPolicy:
             running_peers: the other running jobs' histories, by jid.
             finished: histories of jobs that ended FINISHED or EARLY_STOPPED, by jid (never
                 modified after they are added).
+            full_length: the number of results of the longest FINISHED job (None while none
+                finished): how many a complete training reports.
 
         Returns:
-            True when the job should stop now.
+            True when the job should stop now. Never once the job has reported as many results
+            as a complete training (``full_length``, or ``curve_fitting_max_iters``): it is at
+            its end, where stopping saves nothing and would turn a complete result into an
+            early-stopped one, which can never be the best (trial 55).
         """
         if jid in self._disabled:
             return False
         n = len(history)
         if n < self.options.warmup:
+            return False
+        end = self._end(full_length)
+        if end is not None and n >= end:
             return False
         k = self.options.aup_policy_steps
         step = (n // k) * k
@@ -441,6 +450,10 @@ class EarlyStopPolicy:
     def poll(self) -> list[int]:
         """Jobs whose background evaluation decided "stop" since the last call."""
         return []
+
+    def _end(self, full_length: int | None) -> int | None:
+        """The number of results at which a job has completed its training, if known."""
+        return full_length
 
     def disable(self, jid: int) -> None:
         """Never stop job ``jid`` (after an error in the policy)."""
@@ -554,6 +567,10 @@ class CurveFittingPolicy(EarlyStopPolicy):
         # Import scipy in the worker now, so that the first fit does not pay for it.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aup-curve")
         self._pool.submit(_import_scipy)
+
+    def _end(self, full_length: int | None) -> int | None:
+        ends = [e for e in (full_length, self.options.curve_fitting_max_iters) if e is not None]
+        return min(ends) if ends else None
 
     def _best_finished(self, finished: Mapping[int, Sequence[float]]) -> float | None:
         if self._best_cache[0] == len(finished):

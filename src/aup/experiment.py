@@ -206,6 +206,9 @@ class Experiment:
         self.early_stop = None
         #: Histories of jobs that ended FINISHED or EARLY_STOPPED (early-stopping peers).
         self._histories: dict[int, list[float]] = {}
+        #: Results reported by the longest FINISHED job (a complete training), for early
+        #: stopping; None while no job finished.
+        self._full_length: int | None = None
         if ra.early_stop:
             from aup.early_stop import make_policy
 
@@ -358,6 +361,8 @@ class Experiment:
             # Peers of the early-stopping policy survive the restart.
             exp._histories.update(store.histories(
                 eid, (JobStatus.FINISHED.value, JobStatus.EARLY_STOPPED.value)))
+            finished = store.histories(eid, (JobStatus.FINISHED.value,))
+            exp._full_length = max(map(len, finished.values()), default=None)
         return exp
 
     # -- control -------------------------------------------------------------------------------
@@ -685,7 +690,8 @@ class Experiment:
         policy = self.early_stop
         try:
             peers = {key[0]: x.history for key, x in self.running.items() if x is not r}
-            if policy.should_stop(r.job.jid, r.history, peers, self._finished_histories()):
+            if policy.should_stop(r.job.jid, r.history, peers, self._finished_histories(),
+                                  full_length=self._full_length):
                 self._stop_early(r)
         except Exception as err:  # noqa: BLE001 - a policy bug must not stall the experiment
             log.warning("job %d: early stopping disabled for this job after an error in the "
@@ -804,6 +810,8 @@ class Experiment:
             self.early_stop.forget(job.jid)
             if job_status in (JobStatus.FINISHED, JobStatus.EARLY_STOPPED):
                 self._histories[job.jid] = r.history
+            if job_status is JobStatus.FINISHED:
+                self._full_length = max(self._full_length or 0, len(r.history))
         extras = o.extras if self.labels else ()
         self.store.end_attempt(
             eid=self.eid, jid=job.jid, jaid=r.jaid, attempt_status=o.status.value,
