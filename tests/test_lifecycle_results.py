@@ -88,6 +88,22 @@ def test_extra_values_without_labels_are_ignored(tmp_path: Path):
     assert query(tmp_path, "SELECT * FROM multiple_result") == []
 
 
+def test_a_decimal_comma_is_warned_about_once(tmp_path: Path):
+    """Trial 55: '#Auptimizer:0,210' (a decimal comma) was silently the score 0, which won the
+    experiment; '1,234.5' was 1. The values are still read as 2.0 read them, but said once."""
+    script = ('import json, sys\nx = json.load(open(sys.argv[-1]))["x"]\n'
+              'print("#Auptimizer:" + {0: "0,210", 1: "1,234.5", 2: "0.5"}[x])\n')
+    exp = setup(tmp_path, script, n_parallel=1, proposer="sequence",
+                parameter_config=[{"name": "x", "type": "int", "range": [0, 2]}])
+    res = run_cli(str(exp), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [j["score"] for j in jobs(tmp_path)] == [0.0, 1.0, 0.5]
+    err = res.stderr
+    assert err.count("values on a result line") == 1, err
+    assert "job 1 printed 2 values on a result line (0, 210)" in err, err
+    assert "only the first, 0, is its score" in err and "decimal comma" in err, err
+
+
 HUGE = """
 import sys
 out = sys.stdout.buffer

@@ -209,6 +209,7 @@ class Experiment:
         #: Results reported by the longest FINISHED job (a complete training), for early
         #: stopping; None while no job finished.
         self._full_length: int | None = None
+        self._extra_values_warned = False
         if ra.early_stop:
             from aup.early_stop import make_policy
 
@@ -669,12 +670,27 @@ class Experiment:
         r.last = ev.values
         # Without multi_res_labels extra values are ignored (as in Auptimizer 2.0).
         values = ev.values if self.labels else ev.values[:1]
+        if len(ev.values) > 1 and not self.labels and not self._extra_values_warned:
+            self._warn_extra_values(r.job.jid, ev.values)
         if self.track or len(values) > 1:
             self._results.append((r.job.jid, num, values, ev.time))
         self.observer.on_result(r.job.jid, ev.values)
         if self.early_stop is not None:
             r.history.append(ev.values[0])
             self._check_early_stop(r)
+
+    def _warn_extra_values(self, jid: int, values: tuple[float, ...]) -> None:
+        """Say once per run that a result line's extra values are ignored: a decimal comma
+        (``0,210``) or a thousands separator (``1,234.5``) otherwise becomes a plausible wrong
+        score without a word (trial 55)."""
+        self._extra_values_warned = True
+        shown = ", ".join(f"{v:g}" for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        log.warning("job %d printed %d values on a result line (%s): without "
+                    "resource_args.multi_res_labels only the first, %g, is its score and the "
+                    "others are ignored. Values are separated by commas: for a decimal comma "
+                    "or a thousands separator, print the number with a point and no separator "
+                    "(0.210, 1234.5); for several metrics, name the extra ones in "
+                    "multi_res_labels. (Said once.)", jid, len(values), shown, values[0])
 
     def _flush_results(self) -> None:
         """Write the result lines collected since the last flush (one transaction)."""
