@@ -243,6 +243,27 @@ def test_every_problem_is_reported_at_once(folder: Path) -> None:
             "parameter_config[1].range"} <= paths
 
 
+def test_nested_checks_report_with_the_top_level_problems(folder: Path) -> None:
+    """Trial 55: the early_stop options and the proposer's space checks were reported only
+    once the top-level problems were fixed (a second batch after the first)."""
+    data = {"script": "train.py", "n_parallel": "2", "proposer": "bohb",
+            "min_budget": 10, "max_budget": 1, "parameter_config": PARAMS,
+            "resource_args": {"early_stop": {"aup_policy": "medain", "aup_policy_steps": 2,
+                                             "warm_up": 2}}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, folder)
+    by_path = {p.path: p for p in info.value.problems}
+    assert {"n_parallel", "min_budget", "resource_args.early_stop.aup_policy",
+            "resource_args.early_stop.warm_up"} <= set(by_path), info.value.render()
+    assert "did you mean 'warmup'?" in by_path["resource_args.early_stop.warm_up"].hint
+    # a non-object early_stop is one problem, not two
+    data["resource_args"]["early_stop"] = "median"
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, folder)
+    assert [p.path for p in info.value.problems].count("resource_args.early_stop") == 1, \
+        info.value.render()
+
+
 def test_every_bad_env_entry_is_reported_at_once(folder: Path) -> None:
     # A bad name was only reported once a value of the wrong type had been fixed.
     data = {"script": "train.py", "parameter_config": PARAMS, "runtime_args": {"env": {

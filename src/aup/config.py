@@ -832,15 +832,29 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         # likes: only the former get the interpreter of the script checked.
         problems.extend(_check_files(data, Path(base_dir),
                                      run_here=issubclass(resource_cls, CPUResourceManager)))
-    if cfg is not None and cfg.resource_args.early_stop is not None:
+    # Checked also when other keys are wrong (then from the raw value; a non-object is
+    # reported by ExperimentConfig): every problem at once, not a second batch after the first
+    # is fixed (trial 55).
+    early_stop = (cfg.resource_args.early_stop if cfg is not None
+                  else ra.get("early_stop") if isinstance(ra.get("early_stop"), dict) else None)
+    if early_stop is not None:
         from aup.early_stop import early_stop_warnings, validate_early_stop
 
-        problems.extend(validate_early_stop(cfg.resource_args.early_stop))
-        warnings.extend(early_stop_warnings(cfg.resource_args.early_stop))
+        problems.extend(validate_early_stop(early_stop))
+        warnings.extend(early_stop_warnings(early_stop))
         if (data.get("resource_args") or {}).get("track_intermediate_results") is False:
             warnings.append("resource_args.track_intermediate_results is false, but early "
                             "stopping needs the intermediate results: they are recorded")
 
+    # A proposer may refuse spaces it cannot handle, at load (also when other keys are wrong).
+    if proposer_cls is not None and space is not None and proposer_options is not None:
+        problems.extend(proposer_cls.check_space(space, proposer_options))
+        warnings.extend(proposer_cls.option_warnings(proposer_options, set(data)))
+        from aup.proposers.warm_start import check_points
+
+        problems.extend(check_points(proposer_options.points_to_evaluate, space,
+                                     proposer_options.n_samples,
+                                     proposer_cls.accepts_points, proposer_name))
     if cfg is not None:
         cfg._source = Path(source).resolve() if source is not None else None
         cfg._base_dir = Path(base_dir).resolve()
@@ -848,15 +862,6 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         cfg._space = space
         cfg._proposer_options = proposer_options
         cfg._resource_options = resource_options
-        # A proposer may refuse spaces it cannot handle, at load.
-        if proposer_cls is not None and space is not None and proposer_options is not None:
-            problems.extend(proposer_cls.check_space(space, proposer_options))
-            warnings.extend(proposer_cls.option_warnings(proposer_options, set(data)))
-            from aup.proposers.warm_start import check_points
-
-            problems.extend(check_points(proposer_options.points_to_evaluate, space,
-                                         proposer_options.n_samples,
-                                         proposer_cls.accepts_points, proposer_name))
         if resource_cls is not None and resource_options is not None:
             problems.extend(resource_cls.check_config(cfg))
 

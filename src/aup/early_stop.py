@@ -42,6 +42,7 @@ through :meth:`EarlyStopPolicy.poll`.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import statistics
@@ -120,6 +121,9 @@ def _problems(options: Any) -> tuple[EarlyStopOptions | None, list[Problem]]:
             else:
                 msg, value = e["msg"], e.get("input", MISSING)
             hint = _HINTS.get(key, "known options: " + ", ".join(EarlyStopOptions.model_fields))
+            if e["type"] == "extra_forbidden":  # 'warm_up': as the top level's typos
+                close = difflib.get_close_matches(key, list(EarlyStopOptions.model_fields), n=1)
+                hint = f"did you mean '{close[0]}'? " + hint if close else hint
             problems.append(Problem(f"{base}.{key}", msg, value, hint))
     if parsed is not None and not problems and parsed.aup_policy == "curve_fitting" \
             and parsed.curve_fitting_max_iters is None:
