@@ -103,7 +103,7 @@ for step in range(3):
 """
 
 
-def test_intermediate_values_by_job(tmp_path: Path) -> None:
+def test_intermediate_values_by_job(tmp_path: Path, caplog) -> None:
     # Trial 42: the Python API gave final values only; per-epoch curves needed raw SQL or the
     # dashboard's REST API (Optuna has trial.intermediate_values).
     write_script(tmp_path, "job.py", CURVE)
@@ -113,13 +113,23 @@ def test_intermediate_values_by_job(tmp_path: Path) -> None:
                            job_failure={"ignore_fail": True})
     assert run_cli(str(exp), "-q", cwd=tmp_path).returncode == 0
     record = aup.load_experiment(1, db=tmp_path / ".aup" / "sqlite3.db")
-    assert record.intermediate_values() == {1: [10.0, 11.0, 12.0], 2: [20.0, None, 22.0]}
-    # without tracking: none recorded
+    with caplog.at_level("WARNING"):
+        assert record.intermediate_values() == {1: [10.0, 11.0, 12.0], 2: [20.0, None, 22.0]}
+    assert "records no intermediate results" not in caplog.text
+    # Optuna's names for the best job (trial 55: repr showed name= and status=, but
+    # record.name raised AttributeError, and there was no best_params)
+    assert (record.name, record.status) == ("experiment", "FINISHED")
+    best = record.best()
+    assert best is not None and record.best_value == best["score"] == 12.0
+    assert record.best_params == {"x": 1}
+    # without tracking: none recorded, and said why (trial 55: a silent {})
     exp = write_experiment(tmp_path, "plain.json", script="job.py", proposer="sequence",
                            parameter_config=[{"name": "x", "type": "choice", "range": [1]}])
     assert run_cli(str(exp), "-q", cwd=tmp_path).returncode == 0
-    assert aup.load_experiment(2, db=tmp_path / ".aup" / "sqlite3.db").intermediate_values() \
-        == {}
+    with caplog.at_level("WARNING"):
+        assert aup.load_experiment(2, db=tmp_path / ".aup" / "sqlite3.db"
+                                   ).intermediate_values() == {}
+    assert "track_intermediate_results was off" in caplog.text, caplog.text
 
 
 THREE_RESULTS = """

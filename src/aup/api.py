@@ -328,6 +328,35 @@ class ExperimentRecord:
         """The experiment id."""
         return int(self.row["eid"])
 
+    @property
+    def name(self) -> str:
+        """The experiment's name."""
+        return str(self.row["name"])
+
+    @property
+    def status(self) -> str:
+        """Its status when it was loaded (``RUNNING``, ``FINISHED``, ``STOPPED``, ``FAILED``);
+        load it again for a later one."""
+        return str(self.row["status"])
+
+    @property
+    def best_params(self) -> dict[str, Any] | None:
+        """The parameters of the best FINISHED job (Optuna's ``study.best_params``; the budget
+        of hyperband/bohb is in ``best()["budget"]``), or None while no job finished. Reads the
+        database at each call."""
+        best = self.best()
+        if best is None:
+            return None
+        proposal = best.get("proposal") or {}
+        return dict(proposal.get("params") or best.get("job_config") or {})
+
+    @property
+    def best_value(self) -> float | None:
+        """The score of the best FINISHED job (Optuna's ``study.best_value``), or None. Reads
+        the database at each call."""
+        best = self.best()
+        return None if best is None else best["score"]
+
     def jobs(self) -> list[dict[str, Any]]:
         """Job rows in jid order (``job_config`` decoded)."""
         return self.store.jobs(self.eid)
@@ -375,7 +404,13 @@ class ExperimentRecord:
         """
         from aup.job import JobStatus
 
-        return self.store.histories(self.eid, [status.value for status in JobStatus])
+        out = self.store.histories(self.eid, [status.value for status in JobStatus])
+        ra = (self.row.get("exp_config") or {}).get("resource_args") or {}
+        if not out and not ra.get("track_intermediate_results") and not ra.get("early_stop"):
+            log.warning("experiment %d (%s) records no intermediate results: "
+                        "resource_args.track_intermediate_results was off (set it to true, or "
+                        "use early stopping, in the next experiment)", self.eid, self.name)
+        return out
 
     def close(self) -> None:
         """Close the database connections (also done when the record is garbage-collected,
