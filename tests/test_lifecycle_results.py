@@ -68,6 +68,14 @@ def test_multiple_results_under_labels(tmp_path: Path):
     inter = query(tmp_path, "SELECT irid, score FROM intermediate_result ORDER BY num")
     assert [r["score"] for r in inter] == [0.9, 0.7]
     assert rows[2]["irid"] == inter[1]["irid"]  # linked to its intermediate row
+    # 'aup best' shows them (trial 55: only export, to_dataframe and the dashboard did)
+    best = run_cli("best", "1", cwd=tmp_path)
+    assert "its other results (multi_res_labels):\n  flops = 12.0\n  params = 120.0" \
+        in best.stdout, best.stdout
+    import json
+
+    assert json.loads(run_cli("best", "1", "--json", cwd=tmp_path).stdout)["results"] == {
+        "flops": 12, "params": 120}
 
 
 def test_multiple_results_without_tracking(tmp_path: Path):

@@ -662,9 +662,11 @@ def cmd_best(args) -> int:
     store = _open(args, read_only=True)
     row = find_experiment(store, args.experiment)
     best = store.best_job(int(row["eid"]), row["target"] == "max")
+    results = _labelled_results(store, row, best) if best is not None else {}
     if args.json:
         if best is not None:  # the smaller-budget note of the text output, for machines
-            best = {**best, "largest_budget_run": store.largest_budget_run(int(row["eid"]))}
+            best = {**best, "largest_budget_run": store.largest_budget_run(int(row["eid"])),
+                    "results": results}
         write_stdout(json.dumps(best, default=str) + "\n")
         return EXIT_OK if best else EXIT_FAILED
     console = _console()
@@ -675,7 +677,24 @@ def cmd_best(args) -> int:
                   f"{best['score']!r}{_below_largest_budget(store, best)}")
     for k, v in _shown_params(best).items():
         console.print(f"  {k} = {_fmt(v, exact=True)}")
+    if results:
+        console.print("its other results (multi_res_labels):")
+        for label, v in results.items():
+            console.print(f"  {label} = {'-' if v is None else _fmt(v, exact=True)}")
     return EXIT_OK
+
+
+def _labelled_results(store, row: dict, job: dict) -> dict[str, float | None]:
+    """The ``multi_res_labels`` values of ``job``'s final result, by label (``{}`` without
+    labels): 'which run had the best accuracy' needed export or the dashboard (trial 55)."""
+    cfg = row.get("exp_config") or {}
+    if isinstance(cfg, str):
+        cfg = json.loads(cfg)
+    labels = [str(x) for x in ((cfg.get("resource_args") or {}).get("multi_res_labels") or [])]
+    if not labels:
+        return {}
+    extras = store.final_extras(int(row["eid"])).get(job["jid"], {})
+    return {label: extras.get(i) for i, label in enumerate(labels, start=1)}
 
 
 # -- parser ------------------------------------------------------------------------------------------
