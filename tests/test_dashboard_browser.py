@@ -99,6 +99,10 @@ def test_experiment_page_tables_and_charts(grid_db, page):
         dims = page.evaluate("document.getElementById('parallel-chart').data[0].dimensions"
                              ".map(d => d.label)")
         assert dims == ["x", "k", "score"]
+        # the best jobs bright for both targets (trial 55: dark purple for target min, the
+        # opposite of the PNG of 'aup plot'); experiment 1 minimizes: Viridis reversed
+        assert page.evaluate("document.getElementById('parallel-chart').data[0].line"
+                             ".reversescale") is True
         curves = page.evaluate("document.getElementById('curves-chart').data.length")
         assert curves == len(finished)
         # server-side sorting by score (descending): worst finished job first

@@ -60,6 +60,12 @@ def test_plot_png_and_html(grid_db, tmp_path):
     text = html.read_text()
     assert "parcoords" in text and "best so far" in text
     assert "cdn.plot.ly" not in text.split("<script", 2)[1][:200]  # Plotly.js is embedded
+    # the best jobs bright for both targets, as in the images (trial 55): Viridis is reversed
+    # for target min only
+    assert '"reversescale":true' in text.replace(" ", "")
+    proc = run_cli("plot", "grid_max", "--out", str(tmp_path / "max.html"), cwd=grid_db)
+    assert proc.returncode == 0, proc.stderr
+    assert '"reversescale":false' in (tmp_path / "max.html").read_text().replace(" ", "")
 
 
 @pytest.mark.parametrize("args,needle", [

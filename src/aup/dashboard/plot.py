@@ -49,7 +49,8 @@ def plot_html(history: dict[str, Any], parallel: dict[str, Any], title: str) -> 
     dims = _plotly_dims(parallel)
     fig2 = go.Figure(go.Parcoords(dimensions=dims, line={
         "color": parallel["score"], "colorscale": "Viridis", "showscale": True,
-        "reversescale": parallel["target"] == "max"}))
+        "colorbar": {"title": {"text": "score"}},
+        "reversescale": parallel["target"] == "min"}))  # the best bright, as in the images
     fig2.update_layout(title=f"{title}: parameters vs score ({parallel['n_shown']} of "
                        f"{parallel['n_finished']} jobs)")
     body = (fig1.to_html(full_html=False, include_plotlyjs=True)
@@ -139,6 +140,12 @@ def plot_image(history: dict[str, Any], parallel: dict[str, Any], title: str,
         for k in range(norm.shape[1]):
             c = 0.5 if smax == smin else (scores[k] - smin) / (smax - smin)
             ax2.plot(range(len(cols)), norm[:, k], color=cmap(c), alpha=0.5, lw=0.8)
+        if np.isfinite(smin):  # which colour is which score (the best is bright)
+            from matplotlib.cm import ScalarMappable
+            from matplotlib.colors import Normalize
+
+            scale = ScalarMappable(Normalize(smin, smax if smax > smin else smin + 1), cmap)
+            fig.colorbar(scale, ax=ax2, label="score", fraction=0.04, pad=0.02)
         for i, d in enumerate(cols):
             if d["type"] == "choice":
                 label = "/".join(d["choices"])

@@ -64,7 +64,8 @@ async function loadHistory() {
     { x: h.best.n, y: h.best.score, mode: "lines", line: { shape: "hv" }, name: "best so far" },
   ];
   Plotly.react("history-chart", traces, {
-    title: { text: `score per job (${h.n_finished} finished)` },
+    // left-aligned: a centred title ran under Plotly's toolbar (top right) on narrow screens
+    title: { text: `score per job (${h.n_finished} finished)`, x: 0.01, xanchor: "left" },
     xaxis: { title: { text: "finished job #" } }, yaxis: { title: { text: "score" } },
     margin: { t: 40 }, legend: { orientation: "h" } }, aup.plotConfig);
 }
@@ -88,10 +89,12 @@ async function loadParallel() {
     return dim;
   });
   dims.push({ label: "score", values: p.score });
-  const reverse = p.target === "max";
+  // The best jobs bright (yellow) for both targets, as in `aup plot`'s images.
+  const reverse = p.target === "min";
   Plotly.react("parallel-chart", [{
     type: "parcoords", dimensions: dims,
-    line: { color: p.score, colorscale: "Viridis", reversescale: reverse, showscale: true },
+    line: { color: p.score, colorscale: "Viridis", reversescale: reverse, showscale: true,
+            colorbar: { title: { text: "score" } } },
   }], { title: { text: `parameters vs score (${p.n_shown} of ${p.n_finished} jobs)`,
                   y: 0.98, font: { size: 14 } },
         margin: { t: 90, l: 60, r: 60 } }, aup.plotConfig);
@@ -107,7 +110,8 @@ async function loadCurves() {
   const what = st.curveJobs.length ? "chosen jobs" : "best and running jobs";
   Plotly.react("curves-chart", traces, {
     title: { text: traces.length ? `intermediate results (${what})`
-      : "intermediate results: none recorded (set track_intermediate_results)" },
+      : "intermediate results: none recorded (set track_intermediate_results)",
+             x: 0.01, xanchor: "left" },
     xaxis: { title: { text: "result #" } }, yaxis: { title: { text: "score" } },
     showlegend: true, margin: { t: 40 } }, aup.plotConfig);
   document.getElementById("curves-reset").hidden = !st.curveJobs.length;
