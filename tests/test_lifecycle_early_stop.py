@@ -135,6 +135,30 @@ def test_curve_prediction_both_directions():
     assert predict_final([1.0, math.nan, 2.0], 40, timeout=10) is None  # too few points
 
 
+def test_curve_prediction_of_a_curve_still_rising_in_a_straight_line():
+    """Trial 55: every family flattened, so the median predicted 0.69 for 0.095 * x at x = 10
+    (0.95): curve_fitting stopped the best job at 7 of 10 results. Saturating curves keep their
+    predictions."""
+    straight = [0.095 * i for i in range(1, 8)]
+    assert abs(predict_final(straight, 10, timeout=10) - 0.95) < 0.01
+    assert abs(predict_final([-v for v in straight], 10, timeout=10) + 0.95) < 0.01
+    bending = [0.2 * math.log(i) for i in range(1, 8)]
+    assert abs(predict_final(bending, 30, timeout=10) - 0.2 * math.log(30)) < 0.01
+    p = make_policy(_opts(aup_policy="curve_fitting", aup_policy_steps=7,
+                          curve_fitting_max_iters=10), maximize=True)
+    try:
+        assert not p.should_stop(7, straight, {}, {1: [0.09 * i for i in range(1, 11)]})
+        import time
+
+        deadline = time.monotonic() + 20
+        while p.busy and time.monotonic() < deadline:
+            assert p.poll() == []  # not condemned: heading for 0.95 against a finished 0.9
+            time.sleep(0.01)
+        assert not p.busy and p.poll() == []
+    finally:
+        p.close()
+
+
 def test_curve_fitting_policy_decides_in_the_background():
     import time
 
