@@ -204,6 +204,60 @@ def test_2_0_database_without_an_experiment_name_column_is_upgraded(tmp_path):
     st.close()
 
 
+# The job table of 2.0's *documented* schema (its docs/Database/schema.sql): a resource id on
+# the job, no status (and no experiment name, status or error message).
+V2_DOCUMENTED_DDL = """
+CREATE TABLE user (uid INTEGER PRIMARY KEY, name TEXT UNIQUE, permission BLOB);
+CREATE TABLE resource (rid INTEGER PRIMARY KEY, name TEXT, type TEXT, status TEXT);
+CREATE TABLE experiment (eid INTEGER PRIMARY KEY, uid INTEGER, start_time INTEGER,
+  end_time INTEGER, exp_config BLOB);
+CREATE TABLE job (jid INTEGER PRIMARY KEY, score REAL, eid INTEGER, rid INTEGER,
+  start_time INTEGER, end_time INTEGER, job_config BLOB);
+CREATE TABLE job_attempt (jaid INTEGER PRIMARY KEY, jid INTEGER, num INTEGER, rid INTEGER,
+  start_time INTEGER, end_time INTEGER);
+CREATE TABLE intermediate_result (irid INTEGER PRIMARY KEY, num INTEGER, score REAL,
+  jid INTEGER, receive_time INTEGER);
+INSERT INTO user VALUES (1, 'alice', 'all');
+INSERT INTO resource VALUES (1, 'localhost', 'cpu', 'free');
+INSERT INTO resource VALUES (2, '0', 'gpu', 'free');
+INSERT INTO experiment VALUES (1, 1, 100, 200, '{"name": "rosen", "proposer": "random",
+  "script": "t.py", "n_samples": 4, "target": "min"}');
+INSERT INTO job VALUES (1, 12.5, 1, 1, 100, 110, '{"x": 1.0, "job_id": 1}');
+INSERT INTO job VALUES (2, 3.25, 1, 2, 110, 120, '{"x": 0.5, "job_id": 2}');
+INSERT INTO job VALUES (3, -999, 1, 1, 120, 130, '{"x": 4.0, "job_id": 3}');
+INSERT INTO job VALUES (4, NULL, 1, 2, 130, NULL, '{"x": 2.0, "job_id": 4}');
+INSERT INTO job_attempt VALUES (1, 1, 0, 1, 100, 110);
+"""
+
+
+def test_2_0_documented_schema_keeps_its_finished_jobs_and_their_resources(tmp_path):
+    """Trial 56: every job of a database in the schema 2.0's documentation gives (no
+    job.status) became INTERRUPTED: 'aup best' found no finished job, and job.rid (which
+    resource ran each job) was dropped. Also: no multiple_result table (a bare 'no such
+    table' error)."""
+    from aup.api import job_params
+
+    path = tmp_path / "sqlite3.db"
+    con = sqlite3.connect(path)
+    con.executescript(V2_DOCUMENTED_DDL)
+    con.close()
+    st = Store(f"sqlite:///{path}", create=False)
+    try:
+        by_jid = {j["jid"]: j for j in st.jobs(1)}
+        assert [(by_jid[j]["status"], by_jid[j]["score"]) for j in (1, 2, 3, 4)] == [
+            ("FINISHED", 12.5), ("FINISHED", 3.25), ("INTERRUPTED", None),
+            ("INTERRUPTED", None)]
+        best = st.best_job(1, maximize=False)
+        assert best["jid"] == 2 and job_params(best) == {"x": 0.5}  # no 2.0 job_id
+        with st.engine.connect() as c:
+            rids = dict(c.execute(text("SELECT jid, rid FROM job_attempt WHERE num = 0")).all())
+            assert rids == {1: 1, 2: 2, 3: 1, 4: 2}
+            assert c.execute(text("SELECT count(*) FROM multiple_result")).scalar() == 0
+        assert st.get_experiment(1)["name"] == "rosen"
+    finally:
+        st.close()
+
+
 def test_database_upgraded_without_the_name_column_is_repaired(tmp_path):
     """An earlier Auptimizer 3 stamped such a database 0003 without adding ``name``:
     revision 0004 adds it, so the database can be read again."""

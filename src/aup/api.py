@@ -303,6 +303,21 @@ def resume_experiment(experiment: int | str, *, db: str | os.PathLike | None = N
         store.close()
 
 
+#: Keys 2.0 wrote into a job's config next to the parameters: the job's (or spearmint's grid)
+#: id and hyperopt's trial id.
+_BOOKKEEPING_KEYS = ("job_id", "tid")
+
+
+def job_params(job: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of a job row: its proposal's, or for a job recorded by Auptimizer 2.0
+    (no proposal) its job config without 2.0's bookkeeping keys (``job_id``, ``tid``)."""
+    proposal = job.get("proposal") or {}
+    if "params" in proposal:
+        return dict(proposal["params"])
+    return {k: v for k, v in (job.get("job_config") or {}).items()
+            if k not in _BOOKKEEPING_KEYS}
+
+
 @dataclass
 class ExperimentRecord:
     """A recorded experiment, read from the store.
@@ -345,10 +360,7 @@ class ExperimentRecord:
         of hyperband/bohb is in ``best()["budget"]``), or None while no job finished. Reads the
         database at each call."""
         best = self.best()
-        if best is None:
-            return None
-        proposal = best.get("proposal") or {}
-        return dict(proposal.get("params") or best.get("job_config") or {})
+        return None if best is None else job_params(best)
 
     @property
     def best_value(self) -> float | None:

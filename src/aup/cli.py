@@ -100,12 +100,12 @@ def _setup_logging(level: str) -> None:
 
 def _shown_params(job: dict[str, Any]) -> dict[str, Any]:
     """A job's parameters for humans: the proposal's values plus its budget as
-    ``n_iterations``, without proposer bookkeeping keys such as hyperopt's ``tid``."""
-    proposal = job.get("proposal") or {}
-    if "params" not in proposal:
-        return dict(job["job_config"])
-    shown = dict(proposal["params"])
-    if "n_iterations" in job["job_config"]:
+    ``n_iterations``, without bookkeeping keys such as hyperopt's ``tid`` (and 2.0's
+    ``job_id`` in the jobs it recorded)."""
+    from aup.api import job_params
+
+    shown = job_params(job)
+    if "n_iterations" in (job.get("job_config") or {}):
         shown["n_iterations"] = job["job_config"]["n_iterations"]
     return shown
 
