@@ -122,6 +122,34 @@ def test_setup_names_how_to_use_an_env_ini_aup_does_not_read_here(tmp_path):
     assert r.returncode == 0 and "note:" not in r.stdout, r.stdout + r.stderr
 
 
+def test_a_run_that_starts_a_new_history_names_the_home_env_ini_it_does_not_read(tmp_path):
+    """Trial 56: a 2.0 user's ~/.aup/env.ini (2.0 read it when ./.aup had none) was skipped
+    without a word: the first run here started a new database, splitting the history."""
+    home = tmp_path / "home"
+    (home / ".aup").mkdir(parents=True)
+    env_ini = home / ".aup" / "env.ini"
+    env_ini.write_text(f"[Auptimizer]\nAuptimizer_PATH = {home / '.aup'}\nSQL_ENGINE = sqlite\n"
+                       f"SQLITE_FILE = {home / '.aup' / 'sqlite3.db'}\n")
+    write_script(tmp_path, "job.py", QUADRATIC)
+    exp = write_experiment(tmp_path, script="job.py", n_samples=1,
+                           parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    r = run_cli(str(exp), cwd=tmp_path, env={"HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    assert f"{env_ini} exists but is not read" in r.stderr, r.stderr
+    assert f"set AUP_ENV={env_ini}" in r.stderr
+    # said when the history splits, not at every run
+    r = run_cli(str(exp), cwd=tmp_path, env={"HOME": str(home)})
+    assert r.returncode == 0 and "is not read" not in r.stderr, r.stderr
+    # and the fix it names works: the run records in the home database (from the start, as
+    # the message advises: the jobs folder of this folder's new history is moved away first)
+    import shutil
+
+    shutil.rmtree(tmp_path / "jobs")
+    r = run_cli(str(exp), cwd=tmp_path, env={"HOME": str(home), "AUP_ENV": str(env_ini)})
+    assert r.returncode == 0 and "is not read" not in r.stderr, r.stderr
+    assert (home / ".aup" / "sqlite3.db").is_file()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--gpu", "0,zero"], "GPU id 'zero'"),
     (["--gpu", "0,,1"], "has an empty entry between commas"),  # 2 slots silently (trial 45)

@@ -239,6 +239,15 @@ def create_run(config: Any, url: str, *, user: str | None, observer: Any, env: A
         else:
             store.close()
         raise
+    if created and url == resolve_db_url(None):  # the default database: not chosen
+        from aup.environment import unread_home_environment
+
+        home = unread_home_environment()
+        if home is not None:  # a 2.0 user's history would split without a word (trial 56)
+            log.warning("%s exists but is not read (Auptimizer 2.0 used it when ./.aup had "
+                        "no env.ini; this version does not): this experiment is recorded in "
+                        "the new database %s. To record in the database it names instead, "
+                        "set AUP_ENV=%s", home, store._safe_url(), home)
     return exp, created
 
 

@@ -172,6 +172,19 @@ def environment_file(folder: str | Path | None = None) -> Path:
     return Path.cwd() / ".aup" / "env.ini"
 
 
+def unread_home_environment() -> Path | None:
+    """``~/.aup/env.ini`` when it exists but is not read: no ``$AUP_ENV`` and no
+    ``./.aup/env.ini`` (Auptimizer 2.0 fell back to it then; this version does not), else
+    None."""
+    if os.environ.get("AUP_ENV") or (Path.cwd() / ".aup" / "env.ini").is_file():
+        return None
+    try:
+        home = Path("~/.aup/env.ini").expanduser()
+    except RuntimeError:  # no home directory
+        return None
+    return home if home.is_file() and home.resolve() != environment_file().resolve() else None
+
+
 def load_environment(folder: str | Path | None = None) -> Environment | None:
     """The environment of ``folder`` (default: ``$AUP_ENV`` or ``./.aup``), or None when there
     is no env.ini.
