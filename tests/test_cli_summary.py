@@ -40,3 +40,25 @@ def test_a_job_that_failed_by_itself_gets_the_script_advice():
     assert rc == EXIT_FAILED
     assert "after fixing the cause in the script or its data" in text
     assert '"ignore_fail": true' in text and "job_retries\": 2" not in text
+
+
+def test_a_2_0_job_failure_block_without_job_retries_is_named_when_jobs_fail(tmp_path):
+    """Trial 56: 2.0 retried 3 times when a job_failure block was present; here the default is
+    0 and a 2.0 file lost its retries without a word."""
+    from conftest import run_cli, write_experiment, write_script
+
+    write_script(tmp_path, "job.py", "import json, sys\nx = json.load(open(sys.argv[-1]))['x']\n"
+                                     "sys.exit('boom') if x == 0 else print('#Auptimizer:', x)\n")
+    x = [{"name": "x", "type": "choice", "range": [0, 1]}]
+    exp = write_experiment(tmp_path, script="job.py", proposer="sequence", parameter_config=x,
+                           job_failure={"ignore_fail": True})
+    res = run_cli(str(exp), cwd=tmp_path)
+    text = " ".join(res.stdout.split())
+    assert res.returncode == 0, res.stdout + res.stderr  # ignore_fail: FINISHED
+    assert "note: failed jobs were not retried: job_failure sets no job_retries" in text, text
+    assert '"job_retries": 3' in text
+    exp = write_experiment(tmp_path, "explicit.json", script="job.py", proposer="sequence",
+                           parameter_config=x, job_failure={"ignore_fail": True,
+                                                            "job_retries": 0})
+    res = run_cli(str(exp), cwd=tmp_path)
+    assert res.returncode == 0 and "were not retried" not in res.stdout, res.stdout

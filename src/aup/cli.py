@@ -303,6 +303,12 @@ def _print_summary(console, exp, result) -> int:
             console.print(f"best model saved by job {saved['jid']} in {saved['folder']}")
         else:
             console.print(f"save_model re-run {saved.get('status')}: {saved.get('detail')}")
+    block = (getattr(exp.config, "_raw", None) or {}).get("job_failure")
+    if result.n_failed and isinstance(block, dict) and "job_retries" not in block:
+        # 2.0's default was 3 when the block was there: a 2.0 file loses its retries silently
+        console.print("note: failed jobs were not retried: job_failure sets no job_retries, "
+                      "which defaults to 0 (Auptimizer 2.0 retried 3 times when a job_failure "
+                      "block was present); add \"job_retries\": 3 to it to retry them")
     if status is ExperimentStatus.FINISHED:
         return EXIT_OK
     if result.error:
