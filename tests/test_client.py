@@ -53,6 +53,12 @@ def test_print_result_rejects_numbers_given_as_strings(value) -> None:
     assert out.getvalue() == ""
 
 
+def test_a_string_result_is_refused_with_the_fix() -> None:
+    # trial 56: 2.0's print_result("%.4f" % acc) worked; the error gave no fix
+    with pytest.raises(TypeError, match=r"got '0\.8444' \(a string\): pass float\(\.\.\.\)"):
+        print_result("0.8444", file=io.StringIO())
+
+
 @pytest.mark.parametrize("value", [[], (), "numpy"])
 def test_print_result_refuses_an_empty_sequence(value) -> None:
     if value == "numpy":

@@ -107,6 +107,10 @@ def test_marker_then_exit_1_keeps_the_value_but_fails() -> None:
     p.feed("#Auptimizer:0.5")
     o = judge(1, p)
     assert o.reason is FailReason.NONZERO_EXIT and o.score == 0.5
+    # trial 56: 2.0 used such a value; the failure says why it is not used
+    assert o.detail.startswith("exited with code 1 after printing the result 0.5, which is not "
+                               "used: a result counts only when the job exits with code 0")
+    assert judge(1, OutputParser()).detail == "exited with code 1"
 
 
 def test_stop_reasons() -> None:

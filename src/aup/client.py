@@ -41,7 +41,11 @@ def _number(value: Any) -> str:
             value = value.item()
         except (TypeError, ValueError):
             pass
-    if isinstance(value, bool | str | bytes):
+    if isinstance(value, str | bytes):  # 2.0 printed any str() (trial 56: no fix was given)
+        raise TypeError(f"a result must be a number, got {_short(value)} (a string): pass "
+                        "float(...) of it, or the number itself (Auptimizer 2.0 printed "
+                        "strings as they were, so a typo could become a result)")
+    if isinstance(value, bool):
         raise TypeError(f"a result must be a number, got {value!r}")
     try:
         number = float(value)

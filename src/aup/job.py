@@ -263,7 +263,12 @@ def judge(exit_code: int | None, parser: OutputParser,
             name = str(-exit_code)
         return fail(FailReason.KILLED_BY_SIGNAL, f"killed by signal {name}")
     if exit_code not in (0, None):
-        return fail(FailReason.NONZERO_EXIT, f"exited with code {exit_code}")
+        detail = f"exited with code {exit_code}"
+        if score is not None:  # 2.0 used it: say why it is not (trial 56)
+            detail += (f" after printing the result {score:g}, which is not used: a result "
+                       "counts only when the job exits with code 0 (Auptimizer 2.0 ignored "
+                       "exit codes)")
+        return fail(FailReason.NONZERO_EXIT, detail)
     if parser.last_bad is not None:
         reason, _, text = parser.last_bad.partition(": ")
         return fail(FailReason(reason), f"the last result line is invalid: {text}")
