@@ -339,6 +339,16 @@ def test_non_interactive_bad_input_writes_nothing(tmp_path, args, message):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_piped_answers_are_not_read_and_the_message_says_so(tmp_path):
+    """Trial 56: answers piped into aup init (a 2.0 habit with aup.init) got '--no-input
+    needs --script and --param', naming a flag the user never gave."""
+    r = run_cli("init", "-e", "x.json", cwd=tmp_path, input="experiment.json\nmyexp\ncpu\n")
+    assert r.returncode == 2, r.stderr
+    assert "asks its questions only in a terminal, and standard input is not one" in r.stderr
+    assert "--no-input" not in r.stderr and "--script and --param" in r.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
 @pytest.mark.parametrize("target, message", [
     # the experiment history: it wrote JSON over the database (trial 32)
     (".aup/sqlite3.db", "must end with .json"),

@@ -633,8 +633,12 @@ def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
     if missing:
         flags = " and ".join({"script": "--script", "parameter_config": "--param"}[k]
                              for k in missing)
-        raise UsageError(f"--no-input needs {flags} (e.g. --script train.py --param x:float:0,1);"
-                         " nothing was written")
+        example = "(e.g. --script train.py --param x:float:0,1); nothing was written"
+        if not args.no_input:  # piped answers are not read (trial 56: it named --no-input)
+            raise UsageError(f"aup init asks its questions only in a terminal, and standard "
+                             f"input is not one, so no answer was read: run it in a terminal, "
+                             f"or give the answers as flags: {flags} {example}")
+        raise UsageError(f"--no-input needs {flags} {example}")
     return data
 
 
