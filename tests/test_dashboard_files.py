@@ -483,3 +483,25 @@ def test_a_hint_with_a_postgresql_password_pastes_without_showing_it(pg_url, tmp
     without = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True,
                              text=True, env=env, timeout=60)
     assert without.returncode == 2 and "Traceback" not in without.stderr  # from the variable
+
+
+def test_2_0_ways_to_start_the_dashboard(tmp_path):
+    """Trial 56: 2.0's 'python -m aup.dashboard --path DB' was 'No module named
+    aup.dashboard.__main__', and 'aup dashboard --path DB' a bare argparse error."""
+    import subprocess
+    import sys
+
+    from aup.dashboard.__main__ import dashboard_args
+
+    assert dashboard_args(["--path", "x.db", "--port", "9"]) == [
+        "dashboard", "--db", "x.db", "--port", "9"]
+    assert dashboard_args(["--path=x.db"]) == ["dashboard", "--db=x.db"]
+    # forwarded to 'aup dashboard', --path read as --db: the missing file is named
+    proc = subprocess.run([sys.executable, "-m", "aup.dashboard", "--path", "missing.db"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"no database at {tmp_path / 'missing.db'}" in proc.stderr, proc.stderr
+    proc = run_cli("dashboard", "--path", "missing.db", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--path is Auptimizer 2.0's: the database is given with --db" in proc.stderr
+    assert not (tmp_path / "missing.db").exists()

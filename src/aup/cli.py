@@ -773,8 +773,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-#: Flags of Auptimizer 2.0's ``python -m aup EXPERIMENT_JSON`` that ``aup run`` does not take,
-#: with what to do instead (named when such a flag is refused).
+#: Flags of Auptimizer 2.0's ``python -m aup EXPERIMENT_JSON`` that ``aup run`` does not take
+#: (and the dashboard's ``--path``), with what to do instead (named when such a flag is
+#: refused).
 V2_RUN_FLAGS = {
     "--aup_folder": "the environment folder is ./.aup; for another one set "
                     "AUP_ENV=FOLDER/env.ini",
@@ -783,6 +784,7 @@ V2_RUN_FLAGS = {
     "--launch_dashboard": "run 'aup dashboard' (in another terminal)",
     "--dashboard_port": "run 'aup dashboard --port PORT'",
     "--sleep": "not needed: results are read as they arrive",
+    "--path": "the database is given with --db (aup dashboard --db .aup/sqlite3.db)",
 }
 
 

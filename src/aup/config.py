@@ -456,6 +456,27 @@ def _requirement_problems(key: str, name: str, registry: Any) -> list[Problem]:
                     install_hint(extra))]
 
 
+#: 2.0's env.ini keys, written in experiment.json's resource_args (trial 56).
+_ENV_INI_MAPPINGS = {
+    "gpu_mapping": "it is a key of env.ini (aup setup --gpu 0,1); in experiment.json write "
+                   "resource_args \"gpus\": [0, 1]",
+    "node_mapping": "it is a key of env.ini (aup setup --node user@host); in experiment.json "
+                    "write resource_args \"nodes\": [\"user@host\"]",
+    "aws_mapping": "it is a key of env.ini (aup setup --aws ...); in experiment.json write "
+                   "resource_args \"instances\": [...]",
+}
+
+#: Auptimizer 2.0 names that are not (or no longer) a proposer or resource here: what to
+#: write instead, said where the name is refused (docs/proposers.md has the details).
+_FORMER_NAMES = {
+    ("proposer", "passive"): "passive is a resource here, as in 2.0's code (its documentation "
+                             "listed it among the proposers): write \"resource\": \"passive\" "
+                             "with any proposer; else ",
+    ("proposer", "eas"): "2.0's eas (a demo of architecture search with hard-coded paths) is not "
+                         "offered; ",
+}
+
+
 def _lookup(key: str, raw: Any, registry: Any,
             problems: list[Problem]) -> tuple[str | None, Any]:
     """Find ``raw`` (the value of ``proposer`` or ``resource``) in its registry.
@@ -470,8 +491,9 @@ def _lookup(key: str, raw: Any, registry: Any,
     try:
         cls = registry.get(name)
     except KeyError:
-        problems.append(Problem(key, f"unknown {key}", raw,
-                                "use one of " + ", ".join(registry.names())))
+        hint = "use one of " + ", ".join(registry.names())
+        hint = _FORMER_NAMES.get((key, name), "") + hint  # 2.0 names (trial 56)
+        problems.append(Problem(key, f"unknown {key}", raw, hint))
         return name, None
     problems.extend(_requirement_problems(key, name, registry))
     return name, cls
@@ -780,7 +802,8 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         except ValidationError as err:
             problems.extend(_problems_from_validation(err, "resource_args"))
         warnings.extend(unknown_key_warning(f"resource_args.{k}", k, known_ra,
-                                            f" by resource '{resource_name}'")
+                                            f" by resource '{resource_name}'",
+                                            _ENV_INI_MAPPINGS)
                         for k in ra if k not in known_ra)
 
     warnings.extend(unknown_key_warning(k, k, known_top, _option_of_another_proposer(
