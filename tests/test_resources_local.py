@@ -134,9 +134,14 @@ def test_passive_prompt_lines(tmp_path: Path) -> None:
     assert rm.handle_input("3 fail 4") == "job 3: recorded"
     outcomes = [e.outcome for e in list(events.queue) if hasattr(e, "outcome")]
     assert outcomes[-1].reason.value == "NONZERO_EXIT" and outcomes[-1].exit_code == 4
-    rm.close()  # job 2 still waits: it is stopped
+    # one job waiting: 'fail CODE' alone (trial 56: 'fail' was read as a job id)
+    assert rm.handle_input("fail 5") == "job 2: recorded"
+    outcomes = [e.outcome for e in list(events.queue) if hasattr(e, "outcome")]
+    assert outcomes[-1].exit_code == 5
+    rm.start(_spec(tmp_path, 4), rm.slots[0])
+    rm.close()  # job 4 still waits: it is stopped
     last = list(events.queue)[-1]
-    assert last.job_id == 2 and last.outcome.status.value == "STOPPED"
+    assert last.job_id == 4 and last.outcome.status.value == "STOPPED"
 
 
 def test_aup_tell_refuses_mistakes_with_exit_2(tmp_path: Path) -> None:

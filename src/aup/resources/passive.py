@@ -309,7 +309,9 @@ class PassiveResourceManager(ResourceManager):
         waiting = self.pending()
         hint = value_hint(self.labels)
         try:
-            if len(words) == 1:
+            # '<jid> ...', or, with one job waiting, the value or 'fail [code]' alone (trial 56:
+            # 'fail 2' read 'fail' as a job id)
+            if len(words) == 1 or not words[0].isdigit():
                 if not waiting:
                     raise ValueError("no job waits for a result now")
                 if len(waiting) != 1:
