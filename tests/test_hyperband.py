@@ -453,6 +453,9 @@ def test_a_best_job_below_the_largest_budget_says_so(tmp_path: Path):
     # and --json tells it to a program (trial 38: it had nothing for it)
     as_json = json.loads(run_cli("best", "1", "--json", cwd=tmp_path).stdout)
     assert (as_json["budget"], as_json["largest_budget_run"]) == (1, 3), as_json
+    # a whole budget is an int, as in the job config and the proposal (trial 55: 1.0 here, 1
+    # in the proposal)
+    assert type(as_json["budget"]) is int and as_json["proposal"]["budget"] == 1, as_json
     # a best job at the largest budget gets no note
     write_script(tmp_path, "t.py", (
         "import json, sys\nprint('#Auptimizer:', json.load(open(sys.argv[-1]))['x'])\n"))

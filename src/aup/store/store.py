@@ -1199,6 +1199,10 @@ def _job_dict(row) -> dict[str, Any]:
             except (TypeError, ValueError):
                 value = None
         d[k] = value if isinstance(value, dict) else ({} if k == "job_config" else None)
+    budget = d.get("budget")
+    if isinstance(budget, float) and budget.is_integer():
+        # a whole budget as the job got it (n_iterations 9, not 9.0; trial 55)
+        d["budget"] = int(budget)
     return d
 
 
