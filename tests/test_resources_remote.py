@@ -238,6 +238,56 @@ def test_ray_address_that_does_not_answer(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 10
 
 
+@pytest.mark.parametrize("service", ["web", "silent"])
+def test_ray_address_of_another_service_is_refused_at_once(tmp_path: Path, service) -> None:
+    """Trial 57: the dashboard's address (127.0.0.1:8265, printed by 'ray start') or any port
+    that accepts connections passed the check, and ray.init then retried for ever, deaf to
+    Ctrl-C. A GCS answers an HTTP/2 preface; a web server or a silent port does not."""
+    import http.server
+    import socketserver
+    import threading
+
+    if service == "web":
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                 http.server.SimpleHTTPRequestHandler)
+    else:
+        class Silent(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                time.sleep(3)
+
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Silent)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(AupError, match=rf"127\.0\.0\.1:{port} answers, but not as a Ray "
+                                           r"cluster.*port 6379 by default"):
+            _prepare(tmp_path, "ray", {"address": f"127.0.0.1:{port}", "connect_timeout": 1})
+        assert time.monotonic() - t0 < 10
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_ray_client_address_is_refused_at_load(tmp_path: Path) -> None:
+    """Trial 57: 'ray://host:10001' was documented, then every job failed with a
+    RESOURCE_ERROR (Ray Client has no streaming generator tasks)."""
+    from aup.config import parse_config
+    from aup.errors import ConfigError
+    from aup.resources.ray_cluster import check_address
+
+    (tmp_path / "t.py").write_text("print('#Auptimizer: 1')\n")
+    with pytest.raises(ConfigError) as info:
+        parse_config({"script": "t.py", "resource": "ray",
+                      "parameter_config": [{"name": "x", "type": "float", "range": [0, 1]}],
+                      "resource_args": {"address": "ray://10.0.0.5:10001"}}, tmp_path)
+    (problem,) = [p for p in info.value.problems if p.path == "resource_args.address"]
+    assert "Ray Client address" in problem.message and '"10.0.0.5:6379"' in problem.hint
+    with pytest.raises(AupError, match="is a Ray Client address"):  # e.g. from RAY_ADDRESS
+        check_address("ray://10.0.0.5:10001", 1)
+
+
 def test_node_reconnects_after_the_connection_drops_and_the_server_returns(ssh_servers) -> None:
     """max_retries/reconn_wait_time: a dropped connection is reopened; while the server is
     down the attempts are spaced and counted, then the error names the host."""

@@ -2,9 +2,11 @@
 
 Install with ``pip install 'auptimizer[ray]'``. ``resource_args``:
 
-* ``address``: the cluster (``host:port`` of the head's GCS, ``auto``, or ``ray://host:10001``).
-  Absent: a local Ray instance is started for the experiment and shut down at its end. A
-  ``host:port`` that does not answer is reported before any job starts.
+* ``address``: the cluster (``host:port`` of the head's GCS, or ``auto``). Absent: a local
+  Ray instance is started for the experiment and shut down at its end. A ``host:port`` that
+  does not answer, or answers as another service, is reported before any job starts. Ray
+  Client addresses (``ray://``) are refused at load: Ray Client has no streaming generator
+  tasks, which carry the jobs' output.
 * ``num_cpus`` (default 1) and ``num_gpus`` (default 0) reserved per job; Ray sets
   ``CUDA_VISIBLE_DEVICES`` for the GPUs it gives a job.
 * ``ship_workingdir`` (default true): ``workingdir`` is sent to the workers with Ray's runtime
@@ -66,21 +68,61 @@ class RayOptions(ResourceOptions):
     check_resources: bool = True
 
 
+#: What to give as the address, for the messages.
+_GCS_HINT = ("give the address 'ray start --head' printed after --address= (the head's GCS, "
+             "port 6379 by default), or 'auto' on a machine of the cluster")
+#: An HTTP/2 client's first bytes (the connection preface and an empty SETTINGS frame): a
+#: gRPC server, such as Ray's GCS, answers with a SETTINGS frame of its own.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def ray_client_problem(address: str) -> str | None:
+    """Why a Ray Client address (``ray://host:10001``) cannot be used, or None for another
+    address: the jobs' output streams back through a streaming generator task, which Ray
+    Client does not support (every job failed with a RESOURCE_ERROR; trial 57)."""
+    if not address.startswith("ray://"):
+        return None
+    return (f"{address} is a Ray Client address, which resource 'ray' cannot use (the jobs' "
+            "output streams back through a streaming generator task, and Ray Client does not "
+            f"support those); run aup on a machine that reaches the cluster's head and "
+            f"{_GCS_HINT}")
+
+
 def check_address(address: str, timeout: float) -> None:
-    """Raise :class:`AupError` when a ``host:port`` address does not accept connections."""
-    if address in ("auto", "local") or "://" in address and not address.startswith("ray://"):
+    """Raise :class:`AupError` when a ``host:port`` address is not a Ray cluster's GCS: it
+    refuses connections, or answers as another service (the dashboard's 8265, a web server).
+    ``ray.init`` retried such an address for ever, deaf to Ctrl-C (trial 57); a GCS speaks
+    gRPC, so it answers an HTTP/2 preface with a SETTINGS frame within ``timeout`` seconds.
+    Not probed with ``RAY_USE_TLS`` set (the GCS then expects TLS first)."""
+    problem = ray_client_problem(address)
+    if problem:
+        raise AupError(problem)
+    if address in ("auto", "local") or "://" in address:
         return
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
+    host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise AupError(f"resource_args.address {address!r} is not 'host:port' (the Ray head's "
-                       "GCS address, e.g. 127.0.0.1:6379), 'auto', or 'ray://host:10001'")
+                       "GCS address, e.g. 127.0.0.1:6379) or 'auto'")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            if os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true"):
+                return
+            sock.settimeout(timeout)
+            sock.sendall(_HTTP2_PREFACE)
+            head = b""
+            with contextlib.suppress(OSError):
+                while len(head) < 9:
+                    chunk = sock.recv(9 - len(head))
+                    if not chunk:
+                        break
+                    head += chunk
     except OSError as err:
         raise AupError(f"the Ray cluster at {address} does not answer ({err.strerror or err}); "
                        "start it with 'ray start --head' or fix resource_args.address") from None
+    if len(head) < 9 or head[3] != 4:
+        raise AupError(f"{address} answers, but not as a Ray cluster: it is another service "
+                       f"(the Ray dashboard's port 8265 is not the cluster's address); "
+                       f"{_GCS_HINT}")
 
 
 def reap_group(pgid: int, grace: float) -> None:
@@ -222,6 +264,16 @@ class RayResourceManager(ResourceManager):
         ``ship_workingdir`` the best job's model would be saved in Ray's temporary copy of the
         folder and be lost with the Ray session."""
         options = config.resource_options
+        address = getattr(options, "address", None)
+        if address and ray_client_problem(address):
+            host = address.removeprefix("ray://").rpartition(":")[0] or "HEAD"
+            return [Problem("resource_args.address", "a Ray Client address cannot be used: "
+                            "the jobs' output streams back through a streaming generator "
+                            "task, which Ray Client does not support", address,
+                            f"run aup where it reaches the cluster's head and give the "
+                            f"head's GCS address, e.g. \"{host}:6379\" (what 'ray start "
+                            "--head' printed after --address=), or \"auto\" on a machine "
+                            "of the cluster")]
         if config.resource_args.save_model and getattr(options, "ship_workingdir", False):
             return [Problem("resource_args.save_model", "with the ray resource and "
                             "ship_workingdir true, the model would be saved in Ray's temporary "
