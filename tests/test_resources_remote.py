@@ -213,6 +213,64 @@ def test_unknown_instance_id_is_named(ssh_servers, moto_ec2, tmp_path: Path) -> 
         _prepare(tmp_path, "aws", args, tmp_path / "remote")
 
 
+def test_a_refused_run_stops_the_instances_it_started_and_names_every_one(
+        ssh_servers, moto_ec2, tmp_path) -> None:
+    """Trial 57: a pre-flight failure (here: the remote workingdir is missing on both)
+    started the stopped instances and left them running, billed, even with shutdown: true;
+    and only the first instance's problem was named."""
+    ids = moto_ec2.instances(ssh_servers, stopped=2)
+    args = moto_ec2.resource_args(ssh_servers, ids, python=sys.executable)
+    with pytest.raises(AupError) as info:
+        _prepare(tmp_path, "aws", args, tmp_path / "no-such-remote-folder")
+    text = str(info.value)
+    assert "2 nodes are not ready" in text and all(i in text for i in ids), text
+    assert [moto_ec2.state(i) for i in ids] == ["stopped", "stopped"]
+
+
+@pytest.mark.parametrize("case", ["no region", "not EC2", "nodes", "key file"])
+def test_aws_mistakes_are_named_without_a_traceback(moto_ec2, tmp_path, monkeypatch,
+                                                    case) -> None:
+    """Trial 57: no region anywhere, or an endpoint that answers with something else than
+    EC2's XML, were botocore tracebacks (exit 1); 'nodes' was ignored without a word; a
+    missing key file passed 'aup run --check'."""
+    import http.server
+    import threading
+
+    from aup.errors import ConfigError
+
+    for var in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    args = {"instances": ["u@i-0123456789abcdef0"], "region": "us-east-1",
+            "endpoint_url": moto_ec2.url}
+    server = None
+    if case == "no region":
+        del args["region"], args["endpoint_url"]
+        expect = AupError, 'no AWS region is set; give resource_args "region"'
+    elif case == "not EC2":
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                 http.server.SimpleHTTPRequestHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        args["endpoint_url"] = f"http://127.0.0.1:{server.server_address[1]}"
+        expect = AupError, "aws: cannot describe instances i-0123456789abcdef0 .*check credentials"
+    elif case == "nodes":
+        args["nodes"] = ["u@host"]
+        expect = ConfigError, "resource_args.nodes"
+    else:
+        args["instances"] = [f"u@i-0123456789abcdef0 {tmp_path / 'gone.pem'}"]
+        expect = AupError, r"key file .*gone\.pem does not exist; fix the path after the host " \
+                           r"in resource_args\.instances \(or aws_mapping"
+    try:
+        with pytest.raises(expect[0], match=expect[1]):
+            _prepare(tmp_path, "aws", args, tmp_path)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
 def test_stopped_instances_are_started_and_shut_down(ssh_servers, moto_ec2, tmp_path) -> None:
     ids = moto_ec2.instances(ssh_servers, stopped=2)
     assert [moto_ec2.state(i) for i in ids] == ["stopped", "stopped"]

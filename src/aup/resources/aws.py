@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from aup.errors import install_hint
+from aup.errors import Problem, install_hint
 from aup.resources.ssh import HostSpec, Node, NodeOptions, SSHError, SSHResourceManager, parse_host
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class AWSResourceManager(SSHResourceManager):
     kind: ClassVar[str] = "aws"
     Options = AWSOptions
     env_key: ClassVar[str] = "aws"
+    mapping_key: ClassVar[str] = "aws_mapping"
     args_key: ClassVar[str] = "instances"
     resume_args: ClassVar[tuple[str, ...]] = ("instances",)
 
@@ -80,6 +81,17 @@ class AWSResourceManager(SSHResourceManager):
         super().__init__(config, events, env_file)
         self._ec2: Any = None
         self._ids: list[str] = []
+
+    @classmethod
+    def check_config(cls, config) -> list[Problem]:
+        """``nodes`` (the node resource's key, which aws inherits but does not read) is
+        refused: it was ignored without a word (trial 57)."""
+        nodes = getattr(config.resource_options, "nodes", None)
+        if nodes is None:
+            return []
+        return [Problem("resource_args.nodes", "resource 'aws' does not read nodes (the node "
+                        "resource's hosts)", nodes, 'give the EC2 instances as "instances": '
+                        '["user@i-0123456789abcdef0 keyfile"], or use "resource": "node"')]
 
     def labelled_specs(self) -> list[tuple[str, HostSpec]]:
         out = []
@@ -99,27 +111,52 @@ class AWSResourceManager(SSHResourceManager):
         except ImportError:
             raise SSHError(f"resource 'aws' needs boto3: {install_hint('aws')}") from None
         if self._ec2 is None:
-            self._ec2 = boto3.client("ec2", region_name=self.options.region,
-                                     endpoint_url=self.options.endpoint_url)
+            self._ec2 = self._call("connect to EC2", boto3.client, "ec2",
+                                   region_name=self.options.region,
+                                   endpoint_url=self.options.endpoint_url)
         return self._ec2
 
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)``, a boto3 call; its errors become :class:`SSHError` naming
+        ``what`` and the fix (a missing region, or an endpoint that answers with something
+        else than EC2's XML, were tracebacks; trial 57).
+
+        Raises:
+            SSHError: the call failed.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
+        from botocore.parsers import ResponseParserError
+
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as err:
+            msg = err.response.get("Error", {}).get("Message", str(err))
+            raise SSHError(f"aws: cannot {what}: {msg}") from err
+        except NoRegionError:
+            raise SSHError('aws: no AWS region is set; give resource_args "region" (e.g. '
+                           '"us-east-1"), or set AWS_DEFAULT_REGION or a region in '
+                           "~/.aws/config") from None
+        except (BotoCoreError, ResponseParserError) as err:
+            text = " ".join(str(err).split())[:200]
+            raise SSHError(f"aws: cannot {what} ({text}); check credentials, region and "
+                           "endpoint_url") from None
+
     def _describe(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
         ec2 = self._client()
         try:
-            resp = ec2.describe_instances(InstanceIds=ids)
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            msg = err.response.get("Error", {}).get("Message", str(err))
-            if code.startswith("InvalidInstanceID"):
+            resp = self._call(f"describe instances {', '.join(ids)}", ec2.describe_instances,
+                              InstanceIds=ids)
+        except SSHError as err:
+            cause = err.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get(
+                    "Code", "").startswith("InvalidInstanceID"):
+                msg = cause.response["Error"].get("Message", str(cause))
                 raise SSHError(f"aws: unknown EC2 instance: {msg} (ids asked: {', '.join(ids)}, "
                                f"region {ec2.meta.region_name}); fix resource_args.instances or "
                                "the region") from None
-            raise SSHError(f"aws: cannot describe instances {', '.join(ids)}: {msg}") from None
-        except BotoCoreError as err:
-            raise SSHError(f"aws: cannot reach EC2 ({err}); check credentials, region and "
-                           "endpoint_url") from None
+            raise
         found = {}
         for r in resp.get("Reservations", []):
             for inst in r.get("Instances", []):
@@ -133,9 +170,20 @@ class AWSResourceManager(SSHResourceManager):
         if not self.labelled_specs():
             raise SSHError('resource "aws" has no instances: give resource_args "instances": '
                            '["user@i-0123456789abcdef0 keyfile"], or aws_mapping in .aup/env.ini')
+        self.check_key_files()
+
+    def unused_hosts(self) -> list[str]:
+        """``hosts`` entries for ids that are not instances of this experiment (a typo there
+        silently fell back to the instance's public address; trial 57)."""
+        ids = {spec.host for _, spec in self.labelled_specs()}
+        return [f"resource_args.hosts has an entry for {i!r}, which is not one of the "
+                f"instances ({', '.join(sorted(ids))}); it is not used"
+                for i in self.options.hosts if i not in ids]
 
     def prepare(self) -> None:
         self.check()
+        for warning in self.unused_hosts():
+            log.warning("aws: %s", warning)
         specs = self.labelled_specs()
         ids = list(dict.fromkeys(spec.host for _, spec in specs))
         self._ids = ids
@@ -149,10 +197,23 @@ class AWSResourceManager(SSHResourceManager):
         if to_start:
             stopping = [i for i in to_start if found[i]["State"]["Name"] == "stopping"]
             if stopping:
-                ec2.get_waiter("instance_stopped").wait(
-                    InstanceIds=stopping, WaiterConfig={"Delay": 5, "MaxAttempts": 120})
+                self._call(f"wait for {', '.join(stopping)} to stop",
+                           ec2.get_waiter("instance_stopped").wait, InstanceIds=stopping,
+                           WaiterConfig={"Delay": 5, "MaxAttempts": 120})
             log.info("aws: starting %s", ", ".join(to_start))
-            ec2.start_instances(InstanceIds=to_start)
+            self._call(f"start {', '.join(to_start)}", ec2.start_instances,
+                       InstanceIds=to_start)
+        try:
+            self._connect_all(specs)
+        except SSHError:
+            # Refused before any job: the instances this run started are stopped again (they
+            # were left running, billed, even with shutdown: true; trial 57).
+            if to_start:
+                self._stop(to_start, "started for this run, which did not start")
+            raise
+
+    def _connect_all(self, specs: list[tuple[str, HostSpec]]) -> None:
+        ids = self._ids
         self._wait_running(ids)
         found = self._describe(ids)
         for label, spec in specs:
@@ -167,9 +228,7 @@ class AWSResourceManager(SSHResourceManager):
             host, _, port = where.partition(":")
             addr = HostSpec(spec.user, host, int(port) if port else spec.port, spec.keyfile)
             self._nodes[label] = Node(label, addr, self.options)
-        for node in self._nodes.values():
-            self._connect_booting(node)
-            self._check_node(node)
+        self.check_nodes(self._connect_booting)  # every instance's problems at once
 
     def _wait_running(self, ids: list[str]) -> None:
         end = time.monotonic() + self.options.start_timeout
@@ -198,11 +257,15 @@ class AWSResourceManager(SSHResourceManager):
         assert last is not None
         raise last
 
+    def _stop(self, ids: list[str], why: str) -> None:
+        """Stop the instances ``ids``, saying so; a failure is a warning (the run is over)."""
+        try:
+            self._call(f"stop {', '.join(ids)}", self._client().stop_instances, InstanceIds=ids)
+            log.warning("aws: stopped %s (%s)", ", ".join(ids), why)
+        except SSHError as err:
+            log.warning("aws: %s; stop them yourself (they run, and are billed)", err)
+
     def close(self) -> None:
         super().close()
         if self.options.shutdown and self._ids:
-            try:
-                self._client().stop_instances(InstanceIds=self._ids)
-                log.info("aws: stopped %s", ", ".join(self._ids))
-            except Exception as err:  # noqa: BLE001 - the experiment is over; warn only
-                log.warning("aws: cannot stop %s: %s", ", ".join(self._ids), err)
+            self._stop(self._ids, "resource_args shutdown: true")

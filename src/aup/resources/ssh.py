@@ -44,6 +44,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -231,7 +232,8 @@ class Node:
         key = str(Path(spec.keyfile).expanduser()) if spec.keyfile else None
         if key is not None and not Path(key).is_file():
             raise SSHError(f"node {self.where}: key file {spec.keyfile} does not exist; fix the "
-                           "path after the host in resource_args.nodes / node_mapping")
+                           "path after the host in its entry (resource_args nodes or "
+                           "instances, or node_mapping / aws_mapping in .aup/env.ini)")
         t = opts.connect_timeout
         try:
             # our own TCP connect: paramiko's ``timeout`` also bounds the whole negotiation and,
@@ -634,6 +636,8 @@ class SSHResourceManager(ResourceManager):
     local_files: ClassVar[bool] = False
     #: env.ini attribute holding the host list when resource_args has none.
     env_key: ClassVar[str] = "nodes"
+    #: The env.ini key of the hosts, for messages.
+    mapping_key: ClassVar[str] = "node_mapping"
     #: resource_args key holding the host list (for messages).
     args_key: ClassVar[str] = "nodes"
     resume_args: ClassVar[tuple[str, ...]] = ("nodes",)
@@ -701,8 +705,20 @@ class SSHResourceManager(ResourceManager):
         if not self.labelled_specs():
             raise SSHError(f'resource "{self.kind}" has no hosts: give resource_args '
                            f'"{self.args_key}": ["user@host:port keyfile"], or run aup setup '
-                           f"to write {self.env_key[:-1] if self.env_key.endswith('s') else ''}"
-                           "_mapping in .aup/env.ini")
+                           f"to write {self.mapping_key} in .aup/env.ini")
+        self.check_key_files()
+
+
+    def check_key_files(self) -> None:
+        """Raise :class:`SSHError` naming every entry whose key file does not exist: a local
+        path, checked without connecting (so by ``aup run --check`` too; trial 57)."""
+        missing = [f"{label}: key file {spec.keyfile} does not exist"
+                   for label, spec in self.labelled_specs()
+                   if spec.keyfile and not Path(spec.keyfile).expanduser().is_file()]
+        if missing:
+            raise SSHError("; ".join(dict.fromkeys(missing)) + "; fix the path after the host "
+                           f"in resource_args.{self.args_key} (or {self.mapping_key} in "
+                           ".aup/env.ini)")
 
     def prepare(self) -> None:
         self.check()
@@ -710,12 +726,16 @@ class SSHResourceManager(ResourceManager):
         for label, spec in specs:
             if label not in self._nodes:
                 self._nodes[label] = Node(label, spec, self.options)
-        # Every node is checked, and every problem named at once (two nodes with unknown host
-        # keys took two runs to find).
+        self.check_nodes(lambda node: node.client(retry=False))
+
+    def check_nodes(self, connect: Callable[[Node], Any]) -> None:
+        """Connect to every node (``connect``) and check it (workingdir, script); raise one
+        :class:`SSHError` that names the problems of all of them (two nodes with unknown host
+        keys took two runs to find)."""
         problems = []
         for node in self._nodes.values():
             try:
-                node.client(retry=False)
+                connect(node)
                 self._check_node(node)
             except SSHError as err:
                 problems.append(str(err))
