@@ -62,3 +62,30 @@ def test_a_2_0_job_failure_block_without_job_retries_is_named_when_jobs_fail(tmp
                                                             "job_retries": 0})
     res = run_cli(str(exp), cwd=tmp_path)
     assert res.returncode == 0 and "were not retried" not in res.stdout, res.stdout
+
+
+def _ray_summary(error: str, retries: int) -> str:
+    out = io.StringIO()
+    exp = SimpleNamespace(
+        config=SimpleNamespace(experiment_name="e", resource="ray",
+                               job_failure=SimpleNamespace(ignore_fail=False,
+                                                           job_retries=retries)),
+        store=SimpleNamespace(url=resolve_db_url(None)), saved_model=None)
+    result = ExperimentResult(eid=1, status=ExperimentStatus.FAILED, best=None, n_jobs=2,
+                              n_finished=0, n_failed=0, n_early_stopped=0, error=error)
+    _print_summary(Console(file=out, width=400), exp, result)
+    return " ".join(out.getvalue().split())
+
+
+def test_a_ray_failure_gets_ray_advice_and_the_keys_a_ray_resume_takes():
+    """Trial 57: a Ray runtime environment that cannot be set up got the SSH advice ('once
+    the nodes answer again', 'add job_retries 2' with job_retries set already), and the
+    resume after fixing runtime_env kept the broken one."""
+    text = _ray_summary("job 3 attempt 0 failed (RESOURCE_ERROR): Ray could not set up the "
+                        "runtime environment: ValueError: no conda", retries=0)
+    assert "after fixing what the error names (resource_args.runtime_env" in text, text
+    assert "nodes" not in text
+    assert ("resume takes the edited job_failure, job_timeout, n_parallel, "
+            "resource_args.address and resource_args.runtime_env") in text, text
+    text = _ray_summary("job 3 attempt 1 failed (LOST): the worker died", retries=1)
+    assert "once the Ray cluster answers again" in text and "raise job_retries (now 1)" in text

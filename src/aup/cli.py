@@ -330,19 +330,41 @@ def _print_summary(console, exp, result) -> int:
                      "reports NaN), after adding \"job_failure\": {\"ignore_fail\": true} to "
                      "experiment.json" if result.n_failed
                      and not exp.config.job_failure.ignore_fail else "")
-        # A node's connection lost (or not made) is not the script's fault (trial 54)
-        lost = re.search(r"failed \((LOST|RESOURCE_ERROR)\)", result.error or "")
-        cause = ("once the nodes answer again (a lost connection failed a job; add "
-                 "\"job_failure\": {\"job_retries\": 2} to experiment.json so that such a job "
-                 "runs again, on another node if one answers)" if lost
-                 else f"after fixing the cause in the script or its data{or_ignore}")
+        from aup.experiment import RESUME_EDITABLE, resume_editable_args
+
+        resource = getattr(exp.config, "resource", None)
+        cause = _failure_cause(result.error or "", resource,
+                               exp.config.job_failure) or (
+            f"after fixing the cause in the script or its data{or_ignore}")
+        taken = [*RESUME_EDITABLE, *(f"resource_args.{k}" for k in
+                                     resume_editable_args(resource))]
         console.print(f"resume with: aup resume{db_option(exp.store)} {result.eid}"
-                      + (f" ({cause}: "
-                         "resume takes the edited job_failure, job_timeout, n_parallel and the "
-                         "host or GPU list of resource_args, and keeps the "
-                         f"other recorded experiment.json settings{', and ' + kept if kept else ''})"
+                      + (f" ({cause}: resume takes the edited "
+                         f"{', '.join(taken[:-1])} and {taken[-1]}, and keeps the other "
+                         f"recorded experiment.json settings{', and ' + kept if kept else ''})"
                          if status is ExperimentStatus.FAILED else ""))
     return EXIT_INTERRUPTED if status is ExperimentStatus.STOPPED else EXIT_FAILED
+
+
+def _failure_cause(error: str, resource: str | None, job_failure: Any) -> str | None:
+    """What to do before resuming a run that a resource failed (a lost node connection or
+    worker, a Ray runtime environment that cannot be set up): not "fix the script" (trial 54),
+    and in the resource's own words (trial 57: a Ray failure got advice about SSH nodes).
+    None when the script's own failure stopped the run."""
+    reason = re.search(r"failed \((LOST|RESOURCE_ERROR)\)", error)
+    if not reason:
+        return None
+    retries = getattr(job_failure, "job_retries", 0) or 0
+    more = (f"raise job_retries (now {retries})" if retries
+            else "add \"job_failure\": {\"job_retries\": 2} to experiment.json")
+    if resource == "ray":
+        if "runtime environment" in error:
+            return ("after fixing what the error names (resource_args.runtime_env, or the "
+                    "packages or files it asks for)")
+        return (f"once the Ray cluster answers again (a worker or node was lost, or Ray "
+                f"failed the task; {more} so that such a job runs again)")
+    return (f"once the nodes answer again (a lost connection failed a job; {more} so that "
+            "such a job runs again, on another node if one answers)")
 
 
 def _run_loop(exp, args, console, signals: StopSignals) -> int:

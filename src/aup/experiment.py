@@ -931,7 +931,8 @@ RESUME_EDITABLE = ("job_failure", "job_timeout", "n_parallel")
 def resume_editable_args(resource: str | None) -> tuple[str, ...]:
     """The ``resource_args`` keys of ``resource`` that a resume takes from the edited file:
     where its jobs run (the hosts of ``node`` and ``aws``, the GPU ids of ``gpu``, the Ray
-    head's address), so that a host that died for good can be left out. ``()`` for an unknown
+    head's address and runtime environment), so that a host that died for good can be left
+    out, or a runtime environment that cannot be set up fixed. ``()`` for an unknown
     resource or one whose module cannot be imported."""
     from aup.resources import registry
 

@@ -250,7 +250,9 @@ class RayResourceManager(ResourceManager):
 
     kind: ClassVar[str] = "ray"
     Options = RayOptions
-    resume_args: ClassVar[tuple[str, ...]] = ("address",)
+    #: The runtime environment too: one that cannot be set up fails every job, and the
+    #: resume after fixing it must use the fix (trial 57).
+    resume_args: ClassVar[tuple[str, ...]] = ("address", "runtime_env")
 
     def __init__(self, config, events, env_file: Any = None):
         super().__init__(config, events, env_file)
