@@ -294,3 +294,30 @@ def test_early_stopping_stops_the_bad_job(backend: Backend, tmp_path: Path) -> N
     assert bad["status"] == "EARLY_STOPPED"
     n = len(run.store.intermediate(bad["jid"]))
     assert 5 <= n < 15
+
+
+def test_ray_runtime_env_refused_by_ray_is_named_as_such(ray_head, tmp_path: Path) -> None:
+    """Trial 57: a runtime_env that Ray refuses said 'cannot connect to the Ray cluster',
+    blaming a cluster that was fine."""
+    from aup.errors import AupError
+
+    backend = Backend("ray", {"address": ray_head,
+                              "runtime_env": {"py_modules": ["/nonexistent/mod"]}})
+    with pytest.raises(AupError, match=r"Ray refused the runtime environment \(resource_args"
+                                       r"\.runtime_env") as info:
+        run_experiment(tmp_path / "exp", backend, HEAD + "print('#Auptimizer: 1')\n")
+    assert "cannot connect" not in str(info.value)
+
+
+def test_a_dead_ray_address_from_the_environment_names_that_variable(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """Trial 57: an address from RAY_ADDRESS that does not answer said 'fix
+    resource_args.address', a key the user never set."""
+    pytest.importorskip("ray")
+    from fixtures_ssh import free_port
+
+    from aup.errors import AupError
+
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{free_port()}")
+    with pytest.raises(AupError, match="does not answer .*or fix the RAY_ADDRESS variable"):
+        run_experiment(tmp_path / "exp", Backend("ray", {}), HEAD + "print('#Auptimizer: 1')\n")

@@ -319,7 +319,8 @@ def test_ray_address_of_another_service_is_refused_at_once(tmp_path: Path, servi
     port = server.server_address[1]
     try:
         t0 = time.monotonic()
-        with pytest.raises(AupError, match=rf"127\.0\.0\.1:{port} answers, but not as a Ray "
+        with pytest.raises(AupError, match=rf"127\.0\.0\.1:{port} \(resource_args\.address\) "
+                                           r"answers, but not as a Ray "
                                            r"cluster.*port 6379 by default"):
             _prepare(tmp_path, "ray", {"address": f"127.0.0.1:{port}", "connect_timeout": 1})
         assert time.monotonic() - t0 < 10

@@ -88,12 +88,14 @@ def ray_client_problem(address: str) -> str | None:
             f"{_GCS_HINT}")
 
 
-def check_address(address: str, timeout: float) -> None:
+def check_address(address: str, timeout: float,
+                  source: str = "resource_args.address") -> None:
     """Raise :class:`AupError` when a ``host:port`` address is not a Ray cluster's GCS: it
     refuses connections, or answers as another service (the dashboard's 8265, a web server).
     ``ray.init`` retried such an address for ever, deaf to Ctrl-C (trial 57); a GCS speaks
     gRPC, so it answers an HTTP/2 preface with a SETTINGS frame within ``timeout`` seconds.
-    Not probed with ``RAY_USE_TLS`` set (the GCS then expects TLS first)."""
+    Not probed with ``RAY_USE_TLS`` set (the GCS then expects TLS first). ``source``: where
+    the address came from (``resource_args.address`` or ``RAY_ADDRESS``), named in the fix."""
     problem = ray_client_problem(address)
     if problem:
         raise AupError(problem)
@@ -101,8 +103,8 @@ def check_address(address: str, timeout: float) -> None:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise AupError(f"resource_args.address {address!r} is not 'host:port' (the Ray head's "
-                       "GCS address, e.g. 127.0.0.1:6379) or 'auto'")
+        raise AupError(f"{source} {address!r} is not 'host:port' (the Ray head's GCS "
+                       "address, e.g. 127.0.0.1:6379) or 'auto'")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as sock:
             if os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true"):
@@ -118,11 +120,11 @@ def check_address(address: str, timeout: float) -> None:
                     head += chunk
     except OSError as err:
         raise AupError(f"the Ray cluster at {address} does not answer ({err.strerror or err}); "
-                       "start it with 'ray start --head' or fix resource_args.address") from None
+                       f"start it with 'ray start --head' or fix {source}") from None
     if len(head) < 9 or head[3] != 4:
-        raise AupError(f"{address} answers, but not as a Ray cluster: it is another service "
-                       f"(the Ray dashboard's port 8265 is not the cluster's address); "
-                       f"{_GCS_HINT}")
+        raise AupError(f"{address} ({source}) answers, but not as a Ray cluster: it is "
+                       f"another service (the Ray dashboard's port 8265 is not the cluster's "
+                       f"address); {_GCS_HINT}")
 
 
 def reap_group(pgid: int, grace: float) -> None:
@@ -298,7 +300,9 @@ class RayResourceManager(ResourceManager):
         # to it, and then refuses num_cpus).
         address = self.options.address or os.environ.get("RAY_ADDRESS") or None
         if address:
-            check_address(address, self.options.connect_timeout)
+            check_address(address, self.options.connect_timeout,
+                          "resource_args.address" if self.options.address else
+                          "the RAY_ADDRESS variable")
         env = dict(self.options.runtime_env)
         if self.options.ship_workingdir:
             env.setdefault("working_dir", str(self.config.workingdir_path))
@@ -321,6 +325,10 @@ class RayResourceManager(ResourceManager):
             try:
                 with _signal_handlers_kept():
                     ray.init(**kwargs)
+            except (TypeError, ValueError) as err:  # Ray's checks of the runtime environment
+                raise AupError(f"Ray refused the runtime environment (resource_args.runtime_env,"
+                               f" and the workingdir it ships unless ship_workingdir is false): "
+                               f"{err}") from None
             except Exception as err:  # noqa: BLE001 - Ray raises many kinds here
                 raise AupError(f"cannot connect to the Ray cluster "
                                f"{address or '(local)'}: {err}") from None
