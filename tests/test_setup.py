@@ -68,6 +68,33 @@ def test_existing_env_ini_and_history_are_kept(tmp_path):
     assert json.loads(run_cli("list", "--json", cwd=tmp_path).stdout) == []
 
 
+def test_reset_history_is_refused_under_a_live_run_and_names_whose_history(tmp_path):
+    """Trial 58: on a shared database, one user's --reset-history --yes deleted another user's
+    RUNNING experiment, whose run then crashed with a ForeignKeyViolation traceback."""
+    from lifecycle_helpers import finish, start_cli, wait_for
+
+    write_script(tmp_path, "slow.py", "import time\ntime.sleep(0.4)\nprint('#Auptimizer: 1')\n")
+    exp = write_experiment(tmp_path, script="slow.py", n_samples=8,
+                           parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    proc = start_cli("run", "--user", "alice", exp.name, cwd=tmp_path)
+
+    def listed():
+        r = run_cli("list", "--json", cwd=tmp_path)
+        return r.returncode == 0 and json.loads(r.stdout)
+
+    wait_for(lambda: (listed() or [{}])[0].get("status") == "RUNNING", what="a running run")
+    r = run_cli("setup", "--overwrite", "--reset-history", "--yes", cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--reset-history refused: 1 experiment(s) of this database are running: 1 " \
+           "(experiment)" in " ".join(r.stderr.split()), r.stderr
+    rc, out, err = finish(proc, tmp_path)
+    assert rc == 0, out + err  # the run was left alone and finished
+    r = run_cli("setup", "--overwrite", "--reset-history", cwd=tmp_path)
+    assert r.returncode == 2 and "(of the users alice)" in r.stderr, r.stderr
+    r = run_cli("setup", "--overwrite", "--reset-history", "--yes", cwd=tmp_path)
+    assert r.returncode == 0 and "deleted 1 experiments (of the users alice)" in r.stdout
+
+
 def test_auptimizer_2_template_is_accepted_and_tmp_folder_untouched(tmp_path):
     (tmp_path / "aup_tmp").mkdir()
     (tmp_path / "aup_tmp" / "keep.txt").write_text("x")

@@ -270,26 +270,35 @@ def run(args: argparse.Namespace) -> int:
             fix="add --overwrite to replace it (the recorded history is kept)"):
         return 2
 
-    from aup.store.admin import count_history, delete_history
+    from aup.store.admin import count_history, delete_history, history_owners, live_experiments
     from aup.store.store import Store
 
     if args.reset_history:
         store = Store(url)
         n_exp, n_job = count_history(store)
+        live = live_experiments(store)
+        if live:  # never under a live run, --yes or not (trial 58: it crashed and was lost)
+            store.close()
+            raise UsageError(f"--reset-history refused: {len(live)} experiment(s) of this "
+                             f"database are running: {'; '.join(live)}. Nothing was done. Fix: "
+                             "stop them first (aup stop ID), or wait until they end")
+        owners = history_owners(store)
+        whose = f" (of the users {', '.join(owners)})" if owners else ""
         if n_exp or n_job:
             if interactive and not args.yes:
-                answer = prompter.ask(f"--reset-history DELETES {n_exp} experiments and {n_job} "
-                                      f"jobs in {_safe(url)}. Type 'delete' to confirm", "keep")
+                answer = prompter.ask(f"--reset-history DELETES {n_exp} experiments{whose} and "
+                                      f"{n_job} jobs in {_safe(url)}. Type 'delete' to confirm",
+                                      "keep")
                 if answer != "delete":
                     store.close()
                     prompter.say("history kept; nothing was written")
                     return 2
             elif not args.yes:
                 store.close()
-                raise UsageError(f"--reset-history would delete {n_exp} experiments and {n_job} "
-                                 "jobs; nothing was done. Fix: add --yes to confirm")
+                raise UsageError(f"--reset-history would delete {n_exp} experiments{whose} and "
+                                 f"{n_job} jobs; nothing was done. Fix: add --yes to confirm")
             delete_history(store)
-            print(f"deleted {n_exp} experiments and {n_job} jobs")
+            print(f"deleted {n_exp} experiments{whose} and {n_job} jobs")
         store.close()
 
     # -- create the database, then write env.ini ---------------------------------------------------

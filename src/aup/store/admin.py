@@ -168,6 +168,28 @@ def count_history(store: Store) -> tuple[int, int]:
     return int(n_exp or 0), int(n_job or 0)
 
 
+def history_owners(store: Store) -> list[str]:
+    """The names of the users whose experiments the database holds, sorted (a shared
+    database: ``--reset-history`` names whose history it deletes)."""
+    e, u = s.experiment, s.user
+    with store.engine.connect() as c:
+        rows = c.execute(select(u.c.name).distinct().join(e, e.c.uid == u.c.uid)).all()
+    return sorted(str(r[0]) for r in rows if r[0] is not None)
+
+
+def live_experiments(store: Store, stale_after: float = STALE_AFTER) -> list[str]:
+    """The RUNNING experiments whose scheduler looks alive (:func:`experiment_alive`), each as
+    ``"<eid> (<name>): <why>"``: deleting the history under a live run crashed it and lost its
+    records (trial 58)."""
+    out = []
+    for row in store.list_experiments():
+        if row.get("status") == "RUNNING":
+            why = experiment_alive(row, stale_after)
+            if why:
+                out.append(f"{row['eid']} ({row.get('name')}): {why}")
+    return out
+
+
 def delete_history(store: Store) -> None:
     """Drop every Auptimizer table (all history) and create them again, empty.
 
