@@ -71,6 +71,13 @@ def test_experiment_list_shows_status_and_best(grid_db, page):
         assert row.locator(".best-score").inner_text() == "0"
         assert page.locator("#experiments tbody tr[data-eid='2'] .best-score").inner_text() == "16.5"
         assert "12/12" in row.inner_text()  # 10 finished + 2 failed of 12
+        # whose experiment it is (trial 58: recorded, shown nowhere)
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(base + "/api/experiments") as resp:
+            items = {i["eid"]: i for i in json.load(resp)["items"]}
+        assert items[1]["user"] and row.locator(".user").inner_text() == items[1]["user"]
         assert page.errors == []
 
 

@@ -83,6 +83,10 @@ def test_reset_history_is_refused_under_a_live_run_and_names_whose_history(tmp_p
         return r.returncode == 0 and json.loads(r.stdout)
 
     wait_for(lambda: (listed() or [{}])[0].get("status") == "RUNNING", what="a running run")
+    # whose it is: shown by aup list (trial 58: the user was recorded but shown nowhere)
+    assert listed()[0]["user"] == "alice"
+    table = run_cli("list", cwd=tmp_path, env={"COLUMNS": "300"}).stdout
+    assert "user" in table.splitlines()[1] and " alice " in table, table
     r = run_cli("setup", "--overwrite", "--reset-history", "--yes", cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "--reset-history refused: 1 experiment(s) of this database are running: 1 " \

@@ -555,8 +555,9 @@ def cmd_list(args) -> int:
         return EXIT_OK
     # "done/planned": jobs that ended for good (finished, early-stopped or failed) against the
     # planned number; the run summary's "jobs N" counts the jobs started instead
-    table = Table("id", "name", "status", "proposer", "target", "done/planned", "failed",
-                  "best", "started", "ended")
+    # the user: names are not per user, and on a shared database 'mnist' may be anyone's
+    table = Table("id", "name", "user", "status", "proposer", "target", "done/planned",
+                  "failed", "best", "started", "ended")
     notes = []
     for r in rows:
         note = _crash_note(r, store)
@@ -567,7 +568,8 @@ def cmd_list(args) -> int:
         jobs = f"{done}/{total if total is not None else '?'}"
         best = "-" if r["best_score"] is None else f"{r['best_score']:.6g}"
         status = f"{r['status']} (crashed)" if note else r["status"]
-        table.add_row(str(r["eid"]), r["name"], status, r["proposer"] or "-",
+        table.add_row(str(r["eid"]), r["name"], r.get("user") or "-", status,
+                      r["proposer"] or "-",
                       r["target"] or "-", jobs, str(r["n_failed"]), best,
                       _time(r["start_time"]), _time(r["end_time"]))
     _console().print(table)

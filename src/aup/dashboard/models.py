@@ -33,6 +33,8 @@ class ExperimentSummary(BaseModel):
 
     eid: int
     name: str
+    user: str | None = Field(default=None, description="the user who ran it (env.ini's user, "
+                             "--user, else $USER)")
     status: str = Field(description="CREATED, RUNNING, STOPPED, FINISHED or FAILED")
     proposer: str | None
     target: str = Field(description="min or max")

@@ -115,7 +115,7 @@ class DashboardQueries:
         target = m["target"] or "max"
         best = m["max_score"] if target == "max" else m["min_score"]
         return {
-            "eid": int(m["eid"]), "name": m["name"], "status": m["status"],
+            "eid": int(m["eid"]), "name": m["name"], "user": m["user"], "status": m["status"],
             "proposer": m["proposer"], "target": target, "n_total": total,
             "n_jobs": n_jobs, **counts, "n_done": n_done,
             "progress": (min(1.0, n_done / total) if total else None),
@@ -147,15 +147,16 @@ class DashboardQueries:
     def _summaries(self, c, eids: Sequence[int]) -> list[dict[str, Any]]:
         if not eids:
             return []
-        e = s.experiment
+        e, u = s.experiment, s.user
         counts = self._counts(eids)
         q = (select(e.c.eid, e.c.name, e.c.status, e.c.proposer, e.c.target, e.c.n_total,
                     e.c.start_time, e.c.end_time, e.c.stop_requested, e.c.error_msg,
-                    e.c.exp_config, e.c.heartbeat, e.c.host,
+                    e.c.exp_config, e.c.heartbeat, e.c.host, u.c.name.label("user"),
                     *(getattr(counts.c, k) for k in
                       ["n_jobs", *(f"n_{st.lower()}" for st in JOB_STATUSES),
                        "max_score", "min_score"]))
-             .outerjoin(counts, counts.c.eid == e.c.eid).where(e.c.eid.in_(list(eids)))
+             .outerjoin(counts, counts.c.eid == e.c.eid)
+             .outerjoin(u, u.c.uid == e.c.uid).where(e.c.eid.in_(list(eids)))
              .order_by(e.c.eid.desc()))
         return [self._experiment_summary(r._mapping) for r in c.execute(q)]
 

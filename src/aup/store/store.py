@@ -701,8 +701,8 @@ class Store:
 
     @_reconnecting
     def list_experiments(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Every experiment, newest first, with ``n_jobs``, ``n_finished``, ``n_failed``,
-        ``n_early_stopped`` and ``best_score`` (by the experiment's target, with the rule of :meth:`best_job`: finished
+        """Every experiment, newest first, with ``user`` (the name of the user who ran it),
+        ``n_jobs``, ``n_finished``, ``n_failed``, ``n_early_stopped`` and ``best_score`` (by the experiment's target, with the rule of :meth:`best_job`: finished
         jobs only and, with budgets, only those at the largest budget)."""
         e, j = s.experiment, s.job
         counts = (select(j.c.eid, func.count().label("n_jobs"),
@@ -716,10 +716,13 @@ class Store:
                        func.min(j.c.score).label("min_score"))
                 .join(top, and_(top.c.eid == j.c.eid, budget == top.c.top)).where(scored)
                 .group_by(j.c.eid).subquery())
+        u = s.user
         q = (select(e, counts.c.n_jobs, counts.c.n_finished, counts.c.n_failed,
-                    counts.c.n_early_stopped, best.c.max_score, best.c.min_score)
+                    counts.c.n_early_stopped, best.c.max_score, best.c.min_score,
+                    u.c.name.label("user"))
              .outerjoin(counts, counts.c.eid == e.c.eid)
-             .outerjoin(best, best.c.eid == e.c.eid).order_by(e.c.eid.desc()))
+             .outerjoin(best, best.c.eid == e.c.eid)
+             .outerjoin(u, u.c.uid == e.c.uid).order_by(e.c.eid.desc()))
         if limit:
             q = q.limit(limit)
         with self.engine.connect() as c:
