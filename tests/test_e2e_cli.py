@@ -718,6 +718,16 @@ def test_every_command_help_names_the_log_option() -> None:
         assert "--log LEVEL" in command_parser.format_help(), name
 
 
+def test_the_log_level_is_read_in_either_case(tmp_path: Path) -> None:
+    # Trial 58: 2.0-style 'aup run exp.json --log DEBUG' was "invalid choice: 'DEBUG'".
+    write_script(tmp_path, "job.py", QUADRATIC)
+    path = write_experiment(tmp_path, script="job.py", n_samples=1, parameter_config=X)
+    res = run_cli("run", str(path), "--log", "DEBUG", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "DEBUG" in res.stderr  # debug lines were logged
+    assert run_cli("--log", "Loud", "list", cwd=tmp_path).returncode == 2
+
+
 def test_the_stored_configuration_holds_the_default_name(tmp_path: Path) -> None:
     # Trial 41: an experiment.json without "name" is named after the file's stem, but the
     # stored configuration (aup list --json, the dashboard) said "name": null.

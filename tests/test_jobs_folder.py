@@ -98,3 +98,28 @@ def test_experiments_of_one_database_share_the_folder_at_the_same_time(tmp_path:
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert _scores_match_job_files(db, tmp_path / "jobs") == list(range(1, 10))
+
+
+def test_the_other_databases_hint_pastes_with_pgpassword(tmp_path: Path) -> None:
+    """Trial 58: the jobs-folder refusal named a PostgreSQL database as '--db
+    postgresql+psycopg://aup:***@...': pasted, that sent the password '***'. Like the resume
+    hints, it now puts $PGPASSWORD where the password goes."""
+    import pytest
+
+    from aup.errors import UsageError
+    from aup.jobs_folder import check_jobs_dir
+    from aup.store.store import pasteable_db
+
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "7.json").write_text("{}")
+    (jobs / ".aup-db-0123456789abcdef.lock").write_text(
+        "postgresql+psycopg://aup:***@db.lan:5432/team")
+    with pytest.raises(UsageError) as info:
+        check_jobs_dir(jobs, f"sqlite:///{tmp_path / 'other.db'}")
+    text = str(info.value)
+    assert 'add --db "postgresql+psycopg://aup:$PGPASSWORD@db.lan:5432/team"' in text, text
+    assert "***@" not in text.split("add --db", 1)[1]
+    # no password, and SQLite paths, are quoted as before
+    assert pasteable_db("postgresql+psycopg://aup@db/team") == "postgresql+psycopg://aup@db/team"
+    assert pasteable_db("sqlite:////tmp/a b.db") == "'sqlite:////tmp/a b.db'"

@@ -123,23 +123,11 @@ def db_option(store: Store) -> str:
     A password in the URL is never printed: it becomes ``$PGPASSWORD`` inside double quotes
     (the variable libpq also reads), so the hint still pastes once that variable is set.
     """
-    import shlex
+    from aup.store.store import pasteable_db
 
     if store.url == resolve_db_url(None):
         return ""
-    from sqlalchemy.engine import make_url
-
-    try:
-        url = make_url(store.url)
-    except Exception:  # noqa: BLE001 - only for a message
-        return f" --db {shlex.quote(store._safe_url())}"
-    if url.password is None:
-        return f" --db {shlex.quote(store._safe_url())}"
-    marker = "AUPPASSWORDMARKER"
-    text = url.set(password=marker).render_as_string(hide_password=False)
-    for ch in '\\"$`':  # what double quotes do not keep as is
-        text = text.replace(ch, "\\" + ch)
-    return ' --db "' + text.replace(marker, "$PGPASSWORD") + '"'
+    return f" --db {pasteable_db(store.url)}"
 
 
 def find_experiment(store: Store, ref: int | str) -> dict[str, Any]:

@@ -739,7 +739,7 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aup", description="Auptimizer: hyperparameter optimization for unchanged training "
         "scripts. 'aup EXPERIMENT.json' is short for 'aup run EXPERIMENT.json'.")
-    parser.add_argument("--log", default="warning",
+    parser.add_argument("--log", default="warning", type=str.lower,  # 2.0's DEBUG too
                         choices=["debug", "info", "warning", "error"], help="log level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parser.subcommand_parsers = sub.choices  # name -> its parser (for error messages)

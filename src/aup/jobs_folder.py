@@ -24,7 +24,6 @@ import errno
 import fcntl
 import hashlib
 import os
-import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,7 +120,7 @@ def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
            if n.split(".", 1)[0].isdigit() and (n.endswith(".json") or n.endswith(".out"))]
     if not ids:
         return
-    from aup.store.store import safe_url
+    from aup.store.store import pasteable_db, safe_url
 
     url = store if isinstance(store, str) else store.url
     last = 0 if isinstance(store, str) else store.last_job_id()
@@ -130,8 +129,8 @@ def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
                                                       max(ids))]
         likely = ""
         if owners:
-            likely = (f" (probably {owners[0]}: add --db {shlex.quote(owners[0])}"
-                      + "".join(f", or else --db {shlex.quote(o)}" for o in owners[1:3])
+            likely = (f" (probably {owners[0]}: add --db {pasteable_db(owners[0])}"
+                      + "".join(f", or else --db {pasteable_db(o)}" for o in owners[1:3])
                       + ("; the default database is .aup/sqlite3.db under the current folder, "
                          "so it follows the folder you run from)"
                          if any(o.startswith("sqlite") for o in owners) else ")"))

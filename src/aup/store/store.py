@@ -142,6 +142,30 @@ def safe_url(url: str) -> str:
         return "<unparseable URL>"
 
 
+def pasteable_db(url: str) -> str:
+    """``url`` as the shell word of a ``--db`` hint: shell-quoted, and a password (the real
+    one, or the ``***`` of :func:`safe_url`) replaced by ``$PGPASSWORD`` inside double quotes
+    (the variable libpq also reads), so that the hint pastes as printed once it is set. A
+    hint with ``***`` sent the password ``***`` (trial 58)."""
+    import shlex
+
+    if url.startswith("sqlite"):
+        return shlex.quote(url)
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - only for a message
+        return shlex.quote(safe_url(url))
+    if parsed.password is None:
+        return shlex.quote(safe_url(url))
+    marker = "AUPPASSWORDMARKER"
+    text = parsed.set(password=marker).render_as_string(hide_password=False)
+    for ch in '\\"$`':  # what double quotes do not keep as is
+        text = text.replace(ch, "\\" + ch)
+    return '"' + text.replace(marker, "$PGPASSWORD") + '"'
+
+
 def without_password(config: Any) -> Any:
     """``config`` (a decoded experiment configuration) with the password of its ``storage``
     URL shown as ``***``: the configuration is stored in the shared database and shown by
