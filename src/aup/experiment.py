@@ -467,7 +467,12 @@ class Experiment:
             now = time.monotonic()
             if now >= next_poll:
                 next_poll = now + STOP_POLL
-                if self.store.stop_requested(self.eid):
+                if self.store.stop_requested(self.eid) and not self._stop_event.is_set():
+                    # said, so that a stop by a colleague on a shared database is not taken
+                    # for a Ctrl-C (trial 58)
+                    log.warning("experiment %d: a stop was requested from outside this process "
+                                "('aup stop' or the dashboard's stop button); stopping",
+                                self.eid)
                     self._stop_event.set()
                 if now >= next_beat:
                     next_beat = now + HEARTBEAT
