@@ -305,6 +305,13 @@ def resume_experiment(experiment: int | str, *, db: str | os.PathLike | None = N
 _BOOKKEEPING_KEYS = ("job_id", "tid")
 
 
+def result_labels(exp_config: dict[str, Any] | None) -> list[str]:
+    """The labels of an experiment's secondary result values (``multi_res_labels`` of its
+    recorded configuration), in order; ``[]`` without any."""
+    ra = (exp_config or {}).get("resource_args") or {}
+    return [str(x) for x in (ra.get("multi_res_labels") or [])]
+
+
 def job_params(job: dict[str, Any]) -> dict[str, Any]:
     """The parameters of a job row: its proposal's, or for a job recorded by Auptimizer 2.0
     (no proposal) its job config without 2.0's bookkeeping keys (``job_id``, ``tid``)."""
@@ -385,8 +392,7 @@ class ExperimentRecord:
         """
         out = []
         attempts = self.store.last_attempts(self.eid)
-        ra = (self.row.get("exp_config") or {}).get("resource_args") or {}
-        labels = [str(x) for x in (ra.get("multi_res_labels") or [])]
+        labels = result_labels(self.row.get("exp_config"))
         extras = self.store.final_extras(self.eid) if labels else {}
         for j in self.jobs():
             start, end = j["start_time"], j["end_time"]

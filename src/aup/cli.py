@@ -717,10 +717,9 @@ def cmd_best(args) -> int:
 def _labelled_results(store, row: dict, job: dict) -> dict[str, float | None]:
     """The ``multi_res_labels`` values of ``job``'s final result, by label (``{}`` without
     labels): 'which run had the best accuracy' needed export or the dashboard (trial 55)."""
-    cfg = row.get("exp_config") or {}
-    if isinstance(cfg, str):
-        cfg = json.loads(cfg)
-    labels = [str(x) for x in ((cfg.get("resource_args") or {}).get("multi_res_labels") or [])]
+    from aup.api import result_labels
+
+    labels = result_labels(row.get("exp_config"))
     if not labels:
         return {}
     extras = store.final_extras(int(row["eid"])).get(job["jid"], {})

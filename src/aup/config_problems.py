@@ -257,8 +257,17 @@ def unknown_key_warning(path: str, key: str, known: Iterable[str], where: str = 
     text = f"unknown key '{path}' is ignored{where}"
     if foreign and key in foreign:
         return f"{text} ({foreign[key]})"
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    if not close:  # 'log_scale' -> 'log': a known key the unknown one starts with
+    close = closest_key(key, known)
+    return text + (f" (did you mean '{close}'?)" if close else "")
+
+
+def closest_key(key: str, known: Iterable[str]) -> str | None:
+    """The known key ``key`` is probably a misspelling of (``warm_up`` -> ``warmup``), or
+    None: the closest by :func:`difflib.get_close_matches`, else a known key the unknown one
+    starts with (``log_scale`` -> ``log``)."""
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1)
+    if not close:
         close = sorted((k for k in known if len(k) >= 3 and key.lower().startswith(k)),
                        key=len, reverse=True)[:1]
-    return text + (f" (did you mean '{close[0]}'?)" if close else "")
+    return close[0] if close else None

@@ -42,7 +42,6 @@ through :meth:`EarlyStopPolicy.poll`.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import statistics
@@ -54,6 +53,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from aup.config_problems import closest_key
 from aup.errors import MISSING, ConfigError, Problem, install_hint, missing_modules
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,8 @@ def _problems(options: Any) -> tuple[EarlyStopOptions | None, list[Problem]]:
                 msg, value = e["msg"], e.get("input", MISSING)
             hint = _HINTS.get(key, "known options: " + ", ".join(EarlyStopOptions.model_fields))
             if e["type"] == "extra_forbidden":  # 'warm_up': as the top level's typos
-                close = difflib.get_close_matches(key, list(EarlyStopOptions.model_fields), n=1)
-                hint = f"did you mean '{close[0]}'? " + hint if close else hint
+                close = closest_key(key, EarlyStopOptions.model_fields)
+                hint = f"did you mean '{close}'? " + hint if close else hint
             problems.append(Problem(f"{base}.{key}", msg, value, hint))
     if parsed is not None and not problems and parsed.aup_policy == "curve_fitting" \
             and parsed.curve_fitting_max_iters is None:

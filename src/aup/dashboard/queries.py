@@ -195,8 +195,9 @@ class DashboardQueries:
     @staticmethod
     def labels(cfg: dict[str, Any]) -> list[str]:
         """Labels of the secondary result values (``multi_res_labels``), in order."""
-        ra = cfg.get("resource_args") or {}
-        return [str(x) for x in (ra.get("multi_res_labels") or [])]
+        from aup.api import result_labels
+
+        return result_labels(cfg)
 
     def target(self, eid: int) -> str:
         """``"min"`` or ``"max"``. Raises NotFound."""
