@@ -70,17 +70,55 @@ def test_unknown_keys_warn(folder: Path) -> None:
 def test_unknown_keys_name_the_proposer_they_belong_to_and_close_keys(folder: Path) -> None:
     # hyperband's max_iter given to bohb, and "log_scale" for "log", were ignored without a hint
     # (bohb then ran its default budgets, and the parameter was searched on a linear scale).
-    cfg = load_config(write_experiment(folder, script="train.py", proposer="bohb", max_iter=27,
+    cfg = load_config(write_experiment(folder, script="train.py", proposer="random",
+                                       max_iter=27,
                                        parameter_config=[{"name": "lr", "type": "float",
                                                           "range": [1e-4, 1],
                                                           "log_scale": True}]))
     assert ("unknown key 'max_iter' is ignored (an option of proposer 'hyperband', not of "
-            "'bohb'; see docs/multifidelity.md)" in cfg.warnings[0])  # where it is listed
+            "'random'; see docs/multifidelity.md)" in cfg.warnings[0])  # where it is listed
     assert cfg.warnings[1] == ("unknown key 'parameter_config[0].log_scale' is ignored "
                                "(did you mean 'log'?)")
     cfg = load_config(write_experiment(folder, script="train.py", typo_key=1,
                                        parameter_config=PARAMS))
     assert cfg.warnings == ["unknown key 'typo_key' is ignored"]
+
+
+@pytest.mark.parametrize(("extra", "path", "fix"), [
+    # trial 59: each of these ran the default schedule (bohb: 1,516 jobs instead of 18;
+    # hyperband: max_iter 81, 206 jobs) or maximized a loss, after one warning line
+    ({"proposer": "bohb", "min_buget": 1, "max_budget": 9}, "min_buget",
+     "did you mean 'min_budget'?"),
+    ({"proposer": "hyperband", "max_budget": 9}, "max_budget", '"max_iter"'),
+    ({"proposer": "hyperband", "max_iter": 9, "grace_period": 1}, "grace_period",
+     '"proposer": "bohb"'),
+    ({"proposer": "bohb", "max_iter": 27}, "max_iter", '"max_budget"'),
+    ({"proposer": "bohb", "max_budget": 27, "reduction_factor": 3}, "reduction_factor",
+     '"eta"'),
+    ({"proposer": "hyperband", "max_iters": 9}, "max_iters", "did you mean 'max_iter'?"),
+    ({"mode": "min"}, "mode", 'write "target": "min" instead of "mode"'),
+    ({"direction": "maximize"}, "direction", 'write "target": "max"'),
+])
+def test_unknown_keys_that_change_the_schedule_or_direction_are_errors(
+        folder: Path, extra: dict, path: str, fix: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
+                                     **extra))
+    problems = info.value.problems
+    assert [p.path for p in problems] == [path]
+    assert fix in problems[0].hint
+
+
+@pytest.mark.parametrize("extra", [
+    {"proposer": "hyperband", "max_iter": 9, "max_iters": 9},  # the real key is given too
+    {"proposer": "bohb", "max_budget": 9, "max_iter": 9},
+    {"mode": "min", "target": "min"},
+    {"proposer": "random", "min_buget": 1},  # no schedule: nothing depends on it
+])
+def test_leftover_keys_beside_the_real_ones_are_warnings(folder: Path, extra: dict) -> None:
+    cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
+                                       **extra))
+    assert len(cfg.warnings) == 1 and "is ignored" in cfg.warnings[0]
 
 
 def test_unknown_keys_are_listed_with_the_problems(folder: Path) -> None:

@@ -45,6 +45,7 @@ from pydantic import (
 
 from aup.config_problems import (
     FOREIGN_PARAM_KEYS,
+    closest_key,
     finalize,
     problems_from_validation,
     unknown_key_warning,
@@ -672,6 +673,44 @@ def _option_of_another_proposer(key: str, proposer: str | None) -> str:
             f"'{proposer}'; see {doc})")
 
 
+#: Other tools' names for the direction (Ray Tune's "mode", Optuna's "direction").
+_DIRECTION_KEYS = ("mode", "direction", "metric_mode")
+
+
+def _costly_unknown_key(key: str, data: dict[str, Any], proposer_cls: Any,
+                        proposer: str | None) -> Problem | None:
+    """A problem for an unknown top-level key whose being ignored would cost a night's run,
+    else None (the key is only warned about).
+
+    These are: another tool's name for the direction while ``target`` is not set (the run
+    would maximize a loss); and, for a proposer with a schedule (hyperband, bohb), another
+    proposer's or tool's name for a schedule option, or a near miss of one (the run would
+    use the default schedule: with bohb's default min_budget, 1,516 jobs instead of 18).
+    """
+    value = data[key]
+    if key in _DIRECTION_KEYS and "target" not in data:
+        want = ("min" if isinstance(value, str) and value.strip().lower().startswith("min")
+                else "max" if isinstance(value, str) and value.strip().lower().startswith("max")
+                else "min or max")
+        return Problem(key, f"'{key}' is not an Auptimizer key: without \"target\" the run "
+                       "would maximize (the default)", value,
+                       f'write "target": "{want}" instead of "{key}"')
+    if proposer_cls is None or not proposer_cls.schedule_options:
+        return None
+    foreign = proposer_cls.foreign_schedule_keys.get(key)
+    if foreign is not None:
+        if foreign[0] in data:  # given under its own name too: only a leftover
+            return None
+        return Problem(key, f"'{key}' is not an option of proposer '{proposer}': the run would "
+                       "use its default schedule", value, foreign[1])
+    close = closest_key(key, proposer_cls.schedule_options)
+    if close is not None and close not in data:
+        return Problem(key, f"unknown key '{key}': the run would use the default {close} "
+                       f"({proposer_cls.Options.model_fields[close].default})", value,
+                       f"did you mean '{close}'?")
+    return None
+
+
 def _nested_key_warnings(data: dict[str, Any]) -> list[str]:
     """Warnings for unknown keys inside ``job_failure`` and ``runtime_args``."""
     out = []
@@ -806,8 +845,15 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
                                             _ENV_INI_MAPPINGS)
                         for k in ra if k not in known_ra)
 
-    warnings.extend(unknown_key_warning(k, k, known_top, _option_of_another_proposer(
-        k, proposer_name)) for k in data if k not in known_top)
+    for k in data:
+        if k in known_top:
+            continue
+        problem = _costly_unknown_key(k, data, proposer_cls, proposer_name)
+        if problem is not None:
+            problems.append(problem)
+        else:
+            warnings.append(unknown_key_warning(k, k, known_top, _option_of_another_proposer(
+                k, proposer_name)))
     warnings.extend(_nested_key_warnings(data))
     warnings.extend(_bash_only_warnings(data))
     if proposer_cls is not None and proposer_name is not None:

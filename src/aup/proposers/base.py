@@ -108,6 +108,14 @@ class Proposer(ABC):
     gives_budget: ClassVar[bool] = False
     #: True when the proposer runs ``points_to_evaluate`` first (not a grid or a schedule).
     accepts_points: ClassVar[bool] = False
+    #: Options that fix the schedule (how many jobs, which budgets). An unknown key that is a
+    #: near miss of one of them is a config error, not a warning: the run would go on with
+    #: the default schedule, which can be hundreds of jobs more than meant.
+    schedule_options: ClassVar[tuple[str, ...]] = ()
+    #: Other proposers' and other tools' names for those options: key -> (the option it
+    #: stands for, or None; what to write instead). Such a key is a config error too, unless
+    #: the option it stands for is also given.
+    foreign_schedule_keys: ClassVar[dict[str, tuple[str | None, str]]] = {}
 
     def __init__(self, space: SearchSpace, options: ProposerOptions):
         self.space = space

@@ -130,6 +130,14 @@ class BOHBProposer(Proposer):
     name = "bohb"
     gives_budget = True
     Options = BOHBOptions
+    schedule_options = ("min_budget", "max_budget", "eta", "n_iterations")
+    foreign_schedule_keys = {
+        **dict.fromkeys(("max_iter", "max_t", "max_resource"),
+                        ("max_budget", 'bohb\'s largest budget is "max_budget"')),
+        **dict.fromkeys(("grace_period", "min_resource"),
+                        ("min_budget", 'bohb\'s smallest budget is "min_budget"')),
+        "reduction_factor": ("eta", 'bohb\'s reduction factor is "eta"'),
+    }
 
     def __init__(self, space, options: BOHBOptions):
         super().__init__(space, options)

@@ -80,6 +80,16 @@ class HyperbandProposer(Proposer):
     name = "hyperband"
     gives_budget = True
     Options = HyperbandOptions
+    schedule_options = ("max_iter", "eta", "skip_last")
+    foreign_schedule_keys = {
+        **dict.fromkeys(("max_budget", "max_t", "max_resource"),
+                        ("max_iter", 'hyperband\'s largest budget is "max_iter" (an int)')),
+        **dict.fromkeys(("min_budget", "grace_period", "min_resource"),
+                        (None, "hyperband has no smallest-budget option (its budgets are "
+                         'max_iter / eta^k); use "proposer": "bohb" to set min_budget and '
+                         "max_budget")),
+        "reduction_factor": ("eta", 'hyperband\'s reduction factor is "eta"'),
+    }
 
     def __init__(self, space, options: HyperbandOptions):
         super().__init__(space, options)
