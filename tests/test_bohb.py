@@ -54,6 +54,9 @@ def test_budgets_are_floats_between_min_and_max():
     q = p.ask()
     assert q.budget == pytest.approx(1 / 81) and 0.01 <= q.budget <= 1
     assert q.job_config()["n_iterations"] == pytest.approx(1 / 81)
+    # trial 59: 0.9 * 3^-2 was 0.09999999999999999, so int(100 * budget) gave 9 in a script
+    p = BOHBProposer(SPACE, BOHBOptions(min_budget=0.1, max_budget=0.9, n_iterations=3))
+    assert sorted({q.budget for q in drain(p, loss)}) == [0.1, 0.3, 0.9]
 
 
 def test_values_are_valid_plain_json():

@@ -461,3 +461,18 @@ def test_hyperband_engine_names_are_case_insensitive(folder: Path) -> None:
     with pytest.raises(ConfigError, match="engine"):
         parse_config({"script": "train.py", "proposer": "hyperband", "engine": "grid",
                       "parameter_config": PARAMS}, folder)
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    # trial 59: both passed --check without a word, and ran as plain random search
+    ({"proposer": "hyperband", "max_iter": 2}, "max_iter 2 is below eta 3"),
+    ({"proposer": "bohb", "min_budget": 9, "max_budget": 9}, "a single budget level"),
+])
+def test_a_schedule_with_a_single_budget_level_is_warned_about(folder: Path, extra: dict,
+                                                               words: str) -> None:
+    cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
+                                       **extra))
+    assert len(cfg.warnings) == 1 and words in cfg.warnings[0]
+    cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
+                                       proposer="hyperband", max_iter=9))
+    assert cfg.warnings == []

@@ -914,3 +914,16 @@ def test_resume_of_a_file_that_no_longer_validates_reads_it_as_run_does(tmp_path
     assert "fix it and start a new experiment with: aup run" in err, err
     assert row["exp_config"]["resource"] == "gpu"
     assert row["exp_config"]["resource_args"]["gpus"] == [0, 1]
+
+
+def test_show_lists_parameters_without_hyperopts_trial_id(tmp_path: Path) -> None:
+    # trial 59: 'aup show' listed hyperopt's tid (2.0's bookkeeping key, equal to the proposal
+    # id) among the parameters, while 'aup best' hid it
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    path = write_experiment(tmp_path, "quad.json", script="quad.py", n_samples=2, target="min",
+                            proposer="hyperopt", parameter_config=X)
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+    cfg = json.loads((tmp_path / "jobs" / "1.json").read_text())
+    assert "tid" in cfg  # the job protocol keeps it
+    shown = run_cli("show", "quad", cwd=tmp_path)
+    assert shown.returncode == 0 and "x=" in shown.stdout and "tid" not in shown.stdout

@@ -302,7 +302,7 @@ def resume_experiment(experiment: int | str, *, db: str | os.PathLike | None = N
 
 #: Keys 2.0 wrote into a job's config next to the parameters: the job's (or spearmint's grid)
 #: id and hyperopt's trial id.
-_BOOKKEEPING_KEYS = ("job_id", "tid")
+BOOKKEEPING_KEYS = ("job_id", "tid")
 
 
 def result_labels(exp_config: dict[str, Any] | None) -> list[str]:
@@ -319,7 +319,7 @@ def job_params(job: dict[str, Any]) -> dict[str, Any]:
     if "params" in proposal:
         return dict(proposal["params"])
     return {k: v for k, v in (job.get("job_config") or {}).items()
-            if k not in _BOOKKEEPING_KEYS}
+            if k not in BOOKKEEPING_KEYS}
 
 
 @dataclass

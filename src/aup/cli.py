@@ -623,7 +623,7 @@ def _print_table(console, headers: list[str], rows: list[list[str]]) -> None:
 
 def cmd_show(args) -> int:
     """aup show: an experiment's jobs."""
-    from aup.api import find_experiment
+    from aup.api import BOOKKEEPING_KEYS, find_experiment
 
     store = _open(args, read_only=True)
     row = find_experiment(store, args.experiment)
@@ -653,9 +653,10 @@ def cmd_show(args) -> int:
         elif j["status"] == "EARLY_STOPPED" and a.get("detail"):
             reason = str(a["detail"])  # which early-stopping rule ended it
         score = "-" if j["score"] is None else f"{j['score']:.6g}"
-        # 2.0 stored the job id in job_config: it is the job column already
+        # job_id is the job column already; hyperopt's tid (2.0's protocol) equals the
+        # proposal id and is hidden as in 'aup best'
         params = ", ".join(f"{k}={_fmt(v, exact=True)}" for k, v in j["job_config"].items()
-                           if k != "job_id")
+                           if k not in BOOKKEEPING_KEYS)
         table.append([str(j["jid"]), j["status"], score, str(j["n_attempts"]), params, reason])
     _print_table(console, ["job", "status", "score", "attempts", "parameters", "reason"], table)
     if row.get("error_msg") and row["status"] == "FAILED":

@@ -176,6 +176,20 @@ class BOHBProposer(Proposer):
                             "n_iterations is the number of brackets: use a smaller one")]
         return []
 
+    @classmethod
+    def option_warnings(cls, options: BOHBOptions, given: set[str]) -> list[str]:
+        o = options
+        try:
+            s_max = budget_levels(o.min_budget, o.max_budget, o.eta)
+        except ValueError:  # min_budget > max_budget: a problem of check_space
+            return []
+        if s_max == 0:
+            return [f"min_budget {o.min_budget:g} and max_budget {o.max_budget:g} are less "
+                    f"than a factor eta={o.eta} apart: a single budget level, so bohb runs "
+                    "every job at max_budget and halves nothing (use min_budget <= "
+                    f"max_budget / eta^2 = {o.max_budget / o.eta ** 2:g})"]
+        return []
+
     @property
     def total(self) -> int:
         """Exact number of jobs of the ``n_iterations`` brackets."""
@@ -186,9 +200,11 @@ class BOHBProposer(Proposer):
         return self.runner.exhausted
 
     def budget(self, level: int) -> float:
-        """Budget of level ``level`` (0 = smallest): ``max_budget * eta^(level - s_max)``."""
+        """Budget of level ``level`` (0 = smallest): ``max_budget / eta^(s_max - level)``,
+        rounded to 12 significant digits so that decimal budgets come out as written (0.9 / 9
+        is 0.1, where 0.9 * 3^-2 was 0.09999999999999999 and ``int(100 * budget)`` gave 9)."""
         o = self.options
-        return float(o.max_budget * o.eta ** (level - self.schedule.s_max))
+        return float(f"{o.max_budget / o.eta ** (self.schedule.s_max - level):.12g}")
 
     # -- encoding ------------------------------------------------------------------------------
     def _encode(self, params: dict[str, Any]) -> list[float]:

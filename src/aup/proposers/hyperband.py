@@ -91,6 +91,14 @@ class HyperbandProposer(Proposer):
         "reduction_factor": ("eta", 'hyperband\'s reduction factor is "eta"'),
     }
 
+    @classmethod
+    def option_warnings(cls, options: HyperbandOptions, given: set[str]) -> list[str]:
+        if integer_log(options.max_iter, options.eta) == 0:
+            return [f"max_iter {options.max_iter} is below eta {options.eta}: a single budget "
+                    "level, so hyperband runs one job and halves nothing (use max_iter >= "
+                    f"eta^2 = {options.eta ** 2} for successive halving)"]
+        return []
+
     def __init__(self, space, options: HyperbandOptions):
         super().__init__(space, options)
         s_max = integer_log(options.max_iter, options.eta)
