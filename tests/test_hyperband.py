@@ -456,8 +456,17 @@ def test_a_best_job_below_the_largest_budget_says_so(tmp_path: Path):
     # a whole budget is an int, as in the job config and the proposal (trial 55: 1.0 here, 1
     # in the proposal)
     assert type(as_json["budget"]) is int and as_json["proposal"]["budget"] == 1, as_json
+    # aup list says it too (trial 59: the best score alone, as if at the largest budget)
+    listed = run_cli("list", cwd=tmp_path)
+    assert "(budget 1 < 3)" in listed.stdout, listed.stdout
+    row = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)[0]
+    assert (row["best_budget"], row["largest_budget_run"]) == (1, 3), row
     # a best job at the largest budget gets no note
     write_script(tmp_path, "t.py", (
         "import json, sys\nprint('#Auptimizer:', json.load(open(sys.argv[-1]))['x'])\n"))
     run = run_cli("run", exp.name, "-q", cwd=tmp_path)
     assert run.returncode == 0 and "no job finished at the largest" not in run.stdout
+    listed = run_cli("list", cwd=tmp_path)
+    assert listed.stdout.count("(budget 1 < 3)") == 1, listed.stdout  # the first run's only
+    rows = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
+    assert (rows[0]["best_budget"], rows[0]["largest_budget_run"]) == (3, 3), rows[0]

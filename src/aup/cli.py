@@ -567,6 +567,10 @@ def cmd_list(args) -> int:
         done = r["n_finished"] + r["n_early_stopped"] + r["n_failed"]
         jobs = f"{done}/{total if total is not None else '?'}"
         best = "-" if r["best_score"] is None else f"{r['best_score']:.6g}"
+        if (r["best_score"] is not None and r.get("best_budget") is not None
+                and r["best_budget"] < r["largest_budget_run"]):
+            # every job at the largest budget failed: say which budget the best comes from
+            best += f" (budget {r['best_budget']:g} < {r['largest_budget_run']:g})"
         status = f"{r['status']} (crashed)" if note else r["status"]
         table.add_row(str(r["eid"]), r["name"], r.get("user") or "-", status,
                       r["proposer"] or "-",

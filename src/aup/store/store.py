@@ -727,22 +727,27 @@ class Store:
     def list_experiments(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Every experiment, newest first, with ``user`` (the name of the user who ran it),
         ``n_jobs``, ``n_finished``, ``n_failed``, ``n_early_stopped`` and ``best_score`` (by the experiment's target, with the rule of :meth:`best_job`: finished
-        jobs only and, with budgets, only those at the largest budget)."""
+        jobs only and, with budgets, only those at the largest budget), and with budgets
+        ``best_budget`` (the budget of that best job) and ``largest_budget_run`` (the largest
+        budget any job ran at, failed ones too); both None without budgets."""
         e, j = s.experiment, s.job
         counts = (select(j.c.eid, func.count().label("n_jobs"),
                          func.sum((j.c.status == "FINISHED").cast(s.Integer)).label("n_finished"),
                          func.sum((j.c.status == "FAILED").cast(s.Integer)).label("n_failed"),
                          func.sum((j.c.status == "EARLY_STOPPED").cast(s.Integer))
-                         .label("n_early_stopped"))
+                         .label("n_early_stopped"),
+                         func.max(j.c.budget).label("largest_budget_run"))
                   .where(j.c.is_rerun.is_(False)).group_by(j.c.eid).subquery())
         scored, budget, top = largest_budget()
         best = (select(j.c.eid, func.max(j.c.score).label("max_score"),
-                       func.min(j.c.score).label("min_score"))
+                       func.min(j.c.score).label("min_score"),
+                       func.max(top.c.top).label("best_budget"))
                 .join(top, and_(top.c.eid == j.c.eid, budget == top.c.top)).where(scored)
                 .group_by(j.c.eid).subquery())
         u = s.user
         q = (select(e, counts.c.n_jobs, counts.c.n_finished, counts.c.n_failed,
-                    counts.c.n_early_stopped, best.c.max_score, best.c.min_score,
+                    counts.c.n_early_stopped, counts.c.largest_budget_run,
+                    best.c.max_score, best.c.min_score, best.c.best_budget,
                     u.c.name.label("user"))
              .outerjoin(counts, counts.c.eid == e.c.eid)
              .outerjoin(best, best.c.eid == e.c.eid)
@@ -760,6 +765,11 @@ class Store:
             d["n_failed"] = int(m["n_failed"] or 0)
             d["n_early_stopped"] = int(m["n_early_stopped"] or 0)
             d["best_score"] = m["max_score"] if d["target"] == "max" else m["min_score"]
+            run = m["largest_budget_run"]
+            d["largest_budget_run"] = None if run is None else _plain_number(run)
+            # the best job's budget, only with budgets (no budget is counted as 0 above)
+            d["best_budget"] = (None if run is None or m["best_budget"] is None
+                                else _plain_number(m["best_budget"]))
             out.append(d)
         return out
 
@@ -1200,6 +1210,12 @@ def largest_budget(eids: Iterable[int] | None = None) -> tuple[Any, Any, Any]:
     return scored, budget, top.subquery()
 
 
+def _plain_number(value: Any) -> int | float:
+    """A budget as JSON shows it elsewhere: an int when whole."""
+    f = float(value)
+    return int(f) if f.is_integer() else f
+
+
 def _experiment_dict(row) -> dict[str, Any]:
     d = dict(row._mapping)
     for k in ("exp_config", "proposer_state"):
@@ -1226,10 +1242,9 @@ def _job_dict(row) -> dict[str, Any]:
             except (TypeError, ValueError):
                 value = None
         d[k] = value if isinstance(value, dict) else ({} if k == "job_config" else None)
-    budget = d.get("budget")
-    if isinstance(budget, float) and budget.is_integer():
+    if isinstance(d.get("budget"), float):
         # a whole budget as the job got it (n_iterations 9, not 9.0; trial 55)
-        d["budget"] = int(budget)
+        d["budget"] = _plain_number(d["budget"])
     return d
 
 
