@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write_experiment, write_script
+from conftest import REPO, run_cli, write_experiment, write_script
 from proposer_helpers import drain, drain_with_restarts
 
 from aup.config import parse_config
@@ -470,3 +471,29 @@ def test_a_best_job_below_the_largest_budget_says_so(tmp_path: Path):
     assert listed.stdout.count("(budget 1 < 3)") == 1, listed.stdout  # the first run's only
     rows = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
     assert (rows[0]["best_budget"], rows[0]["largest_budget_run"]) == (3, 3), rows[0]
+
+
+def test_the_documented_checkpoint_key_finds_the_previous_rungs_checkpoint(tmp_path: Path):
+    """docs/multifidelity.md's recipe (a checkpoint named after the parameters): every promoted
+    job finds the checkpoint its configuration saved in the rung below (trial 59: the docs
+    invited checkpoints, but a promoted job has a new job_id and nothing said how)."""
+    text = (REPO / "docs" / "multifidelity.md").read_text(encoding="utf-8")
+    recipe = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "hashlib" in b)
+    write_script(tmp_path, "train.py", recipe + (
+        "import os\n"
+        "os.makedirs('checkpoints', exist_ok=True)\n"
+        "start = int(open(checkpoint).read()) if os.path.exists(checkpoint) else 0\n"
+        "print('resumed from', start)\n"
+        "open(checkpoint + '.tmp', 'w').write(str(config['n_iterations']))\n"
+        "os.replace(checkpoint + '.tmp', checkpoint)\n"
+        "print('#Auptimizer:', config['x'])\n"))
+    exp = write_experiment(tmp_path, script="train.py", proposer="hyperband", max_iter=9,
+                           eta=3, target="min",
+                           parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    assert run_cli("run", exp.name, "-q", cwd=tmp_path).returncode == 0
+    rows = json.loads(run_cli("show", "1", "--json", cwd=tmp_path).stdout)
+    promoted = [r for r in rows if r["rung"] > 0]
+    assert promoted
+    for r in promoted:
+        out = (tmp_path / "jobs" / f"{r['jid']}.0.out").read_text()
+        assert f"resumed from {r['budget'] // 3}" in out, (r, out)

@@ -4,7 +4,8 @@ Run with:  aup run examples/multifidelity/experiment_hyperband.json
       or:  aup run examples/multifidelity/experiment_bohb.json
 The job config (the parameters plus ``n_iterations``, the budget the multi-fidelity proposer
 gives this job) arrives as the last argument. hyperband budgets are whole numbers of epochs;
-bohb budgets are floats between min_budget and max_budget, so the script rounds them. The
+bohb budgets lie between min_budget and max_budget and are floats unless whole (this example's
+1, 3, 9 and 27 arrive as ints), so the script rounds them in case they are not. The
 validation accuracy is reported with ``#Auptimizer:`` lines (maximized: ``"target": "max"``).
 """
 
