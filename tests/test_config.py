@@ -121,6 +121,14 @@ def test_leftover_keys_beside_the_real_ones_are_warnings(folder: Path, extra: di
     assert len(cfg.warnings) == 1 and "is ignored" in cfg.warnings[0]
 
 
+def test_a_ray_tune_scheduler_option_gets_the_hint_for_budgets(folder: Path) -> None:
+    # trial 59: min_resource got "did you mean 'resource'?" (where jobs run)
+    cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
+                                       min_resource=1, grace_period=1))
+    assert len(cfg.warnings) == 2 and "did you mean" not in " ".join(cfg.warnings)
+    assert all("'hyperband'" in w and "early_stop" in w for w in cfg.warnings)
+
+
 def test_unknown_keys_are_listed_with_the_problems(folder: Path) -> None:
     # One round of fixes: a file with errors also shows its unknown keys (a typo of n_samples
     # may be why the user is confused), after the problems.

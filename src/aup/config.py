@@ -673,6 +673,15 @@ def _option_of_another_proposer(key: str, proposer: str | None) -> str:
             f"'{proposer}'; see {doc})")
 
 
+#: Ray Tune's and Optuna's early-stopping scheduler options, given to a proposer without a
+#: schedule (before: min_resource got "did you mean 'resource'?").
+_FOREIGN_SCHEDULER_KEYS = dict.fromkeys(
+    ("min_resource", "max_resource", "grace_period", "max_t", "reduction_factor",
+     "time_attr", "brackets"),
+    "a Ray Tune / Optuna scheduler option: budgets come from the proposers 'hyperband' and "
+    "'bohb' (docs/multifidelity.md), early stopping from resource_args.early_stop "
+    "(docs/lifecycle.md)")
+
 #: Other tools' names for the direction (Ray Tune's "mode", Optuna's "direction").
 _DIRECTION_KEYS = ("mode", "direction", "metric_mode")
 
@@ -853,7 +862,7 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
             problems.append(problem)
         else:
             warnings.append(unknown_key_warning(k, k, known_top, _option_of_another_proposer(
-                k, proposer_name)))
+                k, proposer_name), foreign=_FOREIGN_SCHEDULER_KEYS))
     warnings.extend(_nested_key_warnings(data))
     warnings.extend(_bash_only_warnings(data))
     if proposer_cls is not None and proposer_name is not None:
