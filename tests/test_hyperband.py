@@ -497,3 +497,27 @@ def test_the_documented_checkpoint_key_finds_the_previous_rungs_checkpoint(tmp_p
     for r in promoted:
         out = (tmp_path / "jobs" / f"{r['jid']}.0.out").read_text()
         assert f"resumed from {r['budget'] // 3}" in out, (r, out)
+
+
+def test_a_script_that_ignores_the_budget_is_named_at_the_end(tmp_path: Path):
+    """Trial 59: a script that always trained 3 epochs ran a whole schedule; its 'budget 9'
+    best job had trained as long as every other, and nothing said so."""
+    body = ("import json, sys\n"
+            "cfg = json.load(open(sys.argv[-1]))\n"
+            "for epoch in range({epochs}):\n"
+            "    print('#Auptimizer:', cfg['x'] + epoch)\n")
+    write_script(tmp_path, "fixed.py", body.format(epochs=3))
+    write_script(tmp_path, "reads.py", body.format(epochs="int(cfg['n_iterations'])"))
+    note = "each reported 3 results: does the script train for n_iterations"
+    for script, expected in (("fixed.py", True), ("reads.py", False)):
+        exp = write_experiment(tmp_path, f"{script}.json", script=script, proposer="hyperband",
+                               max_iter=9, eta=3, target="min",
+                               resource_args={"track_intermediate_results": True},
+                               parameter_config=[{"name": "x", "type": "float",
+                                                  "range": [0, 1]}])
+        run = run_cli("run", exp.name, "-q", cwd=tmp_path)
+        assert run.returncode == 0, run.stdout + run.stderr
+        text = " ".join(run.stdout.split())
+        assert (note in text) is expected, text
+        if expected:
+            assert "budgets 1, 3, 9" in text

@@ -277,6 +277,26 @@ def _below_largest_budget(store, best: dict[str, Any] | None) -> str:
             f"{top:g}, so this score is a smaller-budget one)")
 
 
+def _budget_seems_ignored(store, eid: int) -> str:
+    """A note when finished jobs given different budgets all reported the same number (2 or
+    more) of intermediate results: the script probably does not read ``n_iterations`` (trial
+    59: a script that always trained 3 epochs ran a whole hyperband schedule, and its best
+    'budget 9' job had trained as long as the others). Empty otherwise, and without tracked
+    intermediate results."""
+    histories = store.histories(eid, ["FINISHED"])
+    if not histories:
+        return ""
+    budgets = {j["jid"]: j["budget"] for j in store.jobs(eid) if j["jid"] in histories}
+    counts = {len(histories[jid]) for jid in budgets}
+    shown = sorted({b for b in budgets.values() if b is not None})
+    if len(shown) < 2 or len(counts) != 1 or min(counts) < 2:
+        return ""
+    listed = ", ".join(f"{b:g}" for b in shown)
+    return (f"note: the jobs at budgets {listed} each reported {counts.pop()} results: does "
+            "the script train for n_iterations, the budget in its job config? (see "
+            "docs/multifidelity.md)")
+
+
 def _print_summary(console, exp, result) -> int:
     from aup.experiment import ExperimentStatus
 
@@ -303,6 +323,9 @@ def _print_summary(console, exp, result) -> int:
             console.print(f"best model saved by job {saved['jid']} in {saved['folder']}")
         else:
             console.print(f"save_model re-run {saved.get('status')}: {saved.get('detail')}")
+    ignored = _budget_seems_ignored(exp.store, result.eid)
+    if ignored:
+        console.print(ignored)
     block = (getattr(exp.config, "_raw", None) or {}).get("job_failure")
     if result.n_failed and isinstance(block, dict) and "job_retries" not in block:
         # 2.0's default was 3 when the block was there: a 2.0 file loses its retries silently
