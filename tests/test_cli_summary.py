@@ -18,7 +18,8 @@ def _summary(error: str) -> tuple[int, str]:
     exp = SimpleNamespace(
         config=SimpleNamespace(experiment_name="e",
                                job_failure=SimpleNamespace(ignore_fail=False)),
-        store=SimpleNamespace(url=resolve_db_url(None)), saved_model=None)
+        store=SimpleNamespace(url=resolve_db_url(None), histories=lambda eid, statuses: {}),
+        saved_model=None)
     result = ExperimentResult(eid=1, status=ExperimentStatus.FAILED, best=None, n_jobs=4,
                               n_finished=2, n_failed=1, n_early_stopped=0, error=error)
     rc = _print_summary(Console(file=out, width=400), exp, result)
@@ -70,7 +71,8 @@ def _ray_summary(error: str, retries: int) -> str:
         config=SimpleNamespace(experiment_name="e", resource="ray",
                                job_failure=SimpleNamespace(ignore_fail=False,
                                                            job_retries=retries)),
-        store=SimpleNamespace(url=resolve_db_url(None)), saved_model=None)
+        store=SimpleNamespace(url=resolve_db_url(None), histories=lambda eid, statuses: {}),
+        saved_model=None)
     result = ExperimentResult(eid=1, status=ExperimentStatus.FAILED, best=None, n_jobs=2,
                               n_finished=0, n_failed=0, n_early_stopped=0, error=error)
     _print_summary(Console(file=out, width=400), exp, result)
