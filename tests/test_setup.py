@@ -73,7 +73,14 @@ def test_reset_history_is_refused_under_a_live_run_and_names_whose_history(tmp_p
     RUNNING experiment, whose run then crashed with a ForeignKeyViolation traceback."""
     from lifecycle_helpers import finish, start_cli, wait_for
 
-    write_script(tmp_path, "slow.py", "import time\ntime.sleep(0.4)\nprint('#Auptimizer: 1')\n")
+    # the jobs wait for the test (with a fixed sleep, a loaded CI machine listed twice while
+    # all 8 jobs finished, and the reset had nothing running to refuse)
+    release = tmp_path / "release"
+    write_script(tmp_path, "slow.py", (
+        "import os, time\n"
+        f"while not os.path.exists({str(release)!r}):\n"
+        "    time.sleep(0.05)\n"
+        "print('#Auptimizer: 1')\n"))
     exp = write_experiment(tmp_path, script="slow.py", n_samples=8,
                            parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
     proc = start_cli("run", "--user", "alice", exp.name, cwd=tmp_path)
@@ -82,15 +89,18 @@ def test_reset_history_is_refused_under_a_live_run_and_names_whose_history(tmp_p
         r = run_cli("list", "--json", cwd=tmp_path)
         return r.returncode == 0 and json.loads(r.stdout)
 
-    wait_for(lambda: (listed() or [{}])[0].get("status") == "RUNNING", what="a running run")
-    # whose it is: shown by aup list (trial 58: the user was recorded but shown nowhere)
-    assert listed()[0]["user"] == "alice"
-    table = run_cli("list", cwd=tmp_path, env={"COLUMNS": "300"}).stdout
-    assert "user" in table.splitlines()[1] and " alice " in table, table
-    r = run_cli("setup", "--overwrite", "--reset-history", "--yes", cwd=tmp_path)
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert "--reset-history refused: 1 experiment(s) of this database are running: 1 " \
-           "(experiment)" in " ".join(r.stderr.split()), r.stderr
+    try:
+        wait_for(lambda: (listed() or [{}])[0].get("status") == "RUNNING", what="a running run")
+        # whose it is: shown by aup list (trial 58: the user was recorded but shown nowhere)
+        assert listed()[0]["user"] == "alice"
+        table = run_cli("list", cwd=tmp_path, env={"COLUMNS": "300"}).stdout
+        assert "user" in table.splitlines()[1] and " alice " in table, table
+        r = run_cli("setup", "--overwrite", "--reset-history", "--yes", cwd=tmp_path)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "--reset-history refused: 1 experiment(s) of this database are running: 1 " \
+               "(experiment)" in " ".join(r.stderr.split()), r.stderr
+    finally:
+        release.touch()  # the run goes on to its end
     rc, out, err = finish(proc, tmp_path)
     assert rc == 0, out + err  # the run was left alone and finished
     r = run_cli("setup", "--overwrite", "--reset-history", cwd=tmp_path)
