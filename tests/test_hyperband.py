@@ -457,6 +457,8 @@ def test_a_best_job_below_the_largest_budget_says_so(tmp_path: Path):
     # a whole budget is an int, as in the job config and the proposal (trial 55: 1.0 here, 1
     # in the proposal)
     assert type(as_json["budget"]) is int and as_json["proposal"]["budget"] == 1, as_json
+    # and so is the largest budget, as in aup list --json (review: 3.0 here, 3 there)
+    assert type(as_json["largest_budget_run"]) is int, as_json
     # aup list says it too (trial 59: the best score alone, as if at the largest budget)
     listed = run_cli("list", cwd=tmp_path)
     assert "(budget 1 < 3)" in listed.stdout, listed.stdout

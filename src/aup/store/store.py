@@ -1178,7 +1178,7 @@ class Store:
         return _job_dict(row) if row is not None else None
 
     @_reconnecting
-    def largest_budget_run(self, eid: int) -> float | None:
+    def largest_budget_run(self, eid: int) -> int | float | None:
         """The largest budget any job of ``eid`` ran at (failed ones too), or None without
         budgets: with it a best job at a smaller budget can be told apart (every job at the
         largest budget failed)."""
@@ -1186,7 +1186,7 @@ class Store:
         with self.engine.connect() as c:
             value = c.execute(select(func.max(j.c.budget)).where(
                 j.c.eid == eid, j.c.is_rerun.is_(False))).scalar()
-        return None if value is None else float(value)
+        return None if value is None else _plain_number(value)
 
 
 def largest_budget(eids: Iterable[int] | None = None) -> tuple[Any, Any, Any]:
