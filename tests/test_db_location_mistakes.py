@@ -78,6 +78,24 @@ def test_the_jobs_folder_conflict_names_the_database_that_wrote_the_files(
     assert run_cli("run", "-q", "--db", first, str(path), cwd=tmp_path).returncode == 0
 
 
+def test_the_python_api_conflict_names_its_own_keyword(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # aup.run_experiment's refusal named only the CLI's --db.
+    import aup
+    from aup.errors import UsageError
+
+    folder = tmp_path / "exp"
+    path = _experiment(folder)
+    assert run_cli("run", "-q", str(path), cwd=folder).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError) as refused:
+        aup.run_experiment(path)
+    assert "holds the files of jobs" in str(refused.value)
+    assert f"--db sqlite:///{folder / '.aup' / 'sqlite3.db'} (db= in Python)" in str(
+        refused.value)
+    assert not (tmp_path / ".aup").exists()
+
+
 def test_the_conflict_does_not_name_a_database_that_recorded_fewer_jobs(tmp_path: Path) -> None:
     # After 'aup setup --reset-history' the emptied .aup/sqlite3.db was named as the one
     # that "probably" wrote the files.

@@ -130,6 +130,7 @@ def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
         likely = ""
         if owners:
             likely = (f" (probably {owners[0]}: add --db {pasteable_db(owners[0])}"
+                      " (db= in Python)"
                       + "".join(f", or else --db {pasteable_db(o)}" for o in owners[1:3])
                       + ("; the default database is .aup/sqlite3.db under the current folder, "
                          "so it follows the folder you run from)"
