@@ -178,3 +178,95 @@ def test_a_kwargs_function_takes_names_that_are_not_argument_names(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "'learning-rate', 'lambda'" in r.stderr and "**kwargs" in r.stderr
     assert not (tmp_path / "job2.py").exists()
+
+
+def _run_job(folder, script, config):
+    cfg = folder / "cfg.json"
+    cfg.write_text(json.dumps(config))
+    done = subprocess.run([sys.executable, script, str(cfg)], cwd=folder, capture_output=True,
+                          text=True)
+    done.stdout += done.stderr  # print_result writes to stderr, as 2.0 did
+    return done
+
+
+def test_the_sources_own_interpreter_line_is_replaced(tmp_path):
+    # "#!/usr/bin/python3" ran every job under the system Python, which has no aup.
+    write_script(tmp_path, "src.py", "#!/usr/bin/python3\ndef f(x):\n    return x\n")
+    exp = write_experiment(tmp_path, script="job.py", n_samples=2, parameter_config=PARAMS[:1])
+    r = run_cli("convert", "src.py", exp.name, "f", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "first line #!/usr/bin/python3 became #!/usr/bin/env python3" in r.stdout, r.stdout
+    lines = (tmp_path / "job.py").read_text().splitlines()
+    assert lines[0] == "#!/usr/bin/env python3"
+    assert lines[1] == "def f(x):"  # line numbers of tracebacks stay the source's
+    assert run_cli("run", exp.name, "-q", cwd=tmp_path).returncode == 0
+
+
+def test_protocol_keys_reach_only_named_arguments(tmp_path):
+    # def train(**params): model(**params) got n_iterations under hyperband and failed every
+    # job, where @aup_args drops it; a function that names job_id gets it.
+    write_script(tmp_path, "src.py", "def model(x):\n    return x\n"
+                 "def train(**params):\n    return model(**params)\n"
+                 "def ids(x, job_id):\n    return x + 1000 * job_id\n")
+    hb = write_experiment(tmp_path, script="job.py", proposer="hyperband", max_iter=3, eta=3,
+                          parameter_config=PARAMS[:1])
+    r = run_cli("convert", "src.py", hb.name, "train", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "train() does not take n_iterations" in r.stdout, r.stdout
+    done = _run_job(tmp_path, "job.py", {"x": 0.5, "job_id": 7, "n_iterations": 3})
+    assert done.returncode == 0 and "#Auptimizer:0.5" in done.stdout, done.stderr
+    r = run_cli("convert", "src.py", hb.name, "ids", "-o", "ids.py", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    done = _run_job(tmp_path, "ids.py", {"x": 0.5, "job_id": 7, "n_iterations": 3})
+    assert "#Auptimizer:7000.5" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_function_needing_a_save_model_key_gets_the_right_fix(tmp_path):
+    write_script(tmp_path, "src.py", "def f(x, folder_name):\n    return x\n")
+    exp = write_experiment(tmp_path, script="job.py", parameter_config=PARAMS[:1])
+    r = run_cli("convert", "src.py", exp.name, "f", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "'folder_name'" in r.stderr and "give it a default value" in r.stderr
+    assert "parameter_config cannot use" in r.stderr, r.stderr
+
+
+def test_every_spelling_of_the_main_test_is_switched_off(tmp_path):
+    write_script(tmp_path, "src.py", "def f(x):\n    return x\n"
+                 "if '__main__' == __name__:\n    raise SystemExit(3)\n"
+                 "if (__name__ == '__main__'):\n    raise SystemExit(4)\n"
+                 "if __name__ != '__main__':\n    pass\n")
+    exp = write_experiment(tmp_path, script="job.py", parameter_config=PARAMS[:1])
+    assert run_cli("convert", "src.py", exp.name, "f", cwd=tmp_path).returncode == 0
+    done = _run_job(tmp_path, "job.py", {"x": 0.25, "job_id": 1})
+    assert done.returncode == 0 and "#Auptimizer:0.25" in done.stdout, done.stderr
+    assert "if __name__ != '__main__':" in (tmp_path / "job.py").read_text()
+
+
+def test_a_function_named_like_the_client_api_is_not_hidden(tmp_path):
+    write_script(tmp_path, "src.py", "def print_result(x):\n    return 42.0\n"
+                 "def config(x):\n    return 43.0\n")
+    exp = write_experiment(tmp_path, script="job.py", parameter_config=PARAMS[:1])
+    for name, value in (("print_result", "42.0"), ("config", "43.0")):
+        r = run_cli("convert", "src.py", exp.name, name, "--overwrite", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        done = _run_job(tmp_path, "job.py", {"x": 0.5, "job_id": 1})
+        assert f"#Auptimizer:{value}" in done.stdout, done.stdout + done.stderr
+
+
+def test_output_in_a_subfolder_gets_the_script_value_that_works(tmp_path):
+    write_script(tmp_path, "helper.py", "def scale(v):\n    return 2 * v\n")
+    write_script(tmp_path, "src.py", "from helper import scale\ndef f(x):\n    return scale(x)\n")
+    (tmp_path / "sub").mkdir()
+    exp = write_experiment(tmp_path, script="other.py", parameter_config=PARAMS[:1])
+    r = run_cli("convert", "src.py", exp.name, "f", "-o", "sub/job.py", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'set "script": "sub/job.py"' in r.stdout, r.stdout
+    assert "imports helper from its own folder" in r.stdout, r.stdout
+    assert f"aup run --check {exp.name}" in r.stdout
+    # next to the source: no import note, and no script note when the experiment names it
+    exp2 = write_experiment(tmp_path, "e2.json", script="job.py", parameter_config=PARAMS[:1])
+    r = run_cli("convert", "src.py", exp2.name, "f", cwd=tmp_path)
+    assert r.returncode == 0 and "note:" not in r.stdout, r.stdout
+    # a folder given as the source is named as a folder
+    r = run_cli("convert", "sub", exp.name, "f", "-o", "x.py", cwd=tmp_path)
+    assert r.returncode == 2 and "is a folder" in r.stderr, r.stderr

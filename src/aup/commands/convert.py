@@ -18,7 +18,10 @@ Checked before anything is written (a clear message and exit code 2 otherwise):
 
 The output is written to a temporary file and renamed into place, so an error never leaves a
 half-written script. The source's own ``if __name__ == "__main__":`` block is disabled in the
-copy (2.0 kept it, so both mains ran). Default output: the experiment's ``script``.
+copy (2.0 kept it, so both mains ran), and its ``#!`` line becomes ``#!/usr/bin/env python3``
+(the scheduler's environment, which has ``aup``). The job protocol keys (``job_id``,
+``n_iterations``...) reach the function only as named arguments, as with :func:`aup.aup_args`.
+Default output: the experiment's ``script``.
 """
 
 from __future__ import annotations
@@ -30,10 +33,14 @@ import keyword
 import os
 from pathlib import Path
 
+from aup.client import PROTOCOL_KEYS
 from aup.errors import UsageError
 
 HELP = "write a job script that calls FUNCTION of SCRIPT with the experiment's parameters"
 BUDGET_KEY = "n_iterations"
+#: Job protocol keys every job config has (a function may require them).
+_ALWAYS_GIVEN = ("job_id", BUDGET_KEY)
+_SHEBANG = "#!/usr/bin/env python3"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -65,11 +72,14 @@ def _function(tree: ast.Module, name: str, source: Path) -> ast.FunctionDef:
 
 
 def _check_signature(fn: ast.FunctionDef, params: list[str], source: Path,
-                     proposer: str | None) -> bool:
-    """Check that ``fn`` takes ``params``; returns True when it also takes the budget.
+                     proposer: str | None) -> list[str]:
+    """Check that ``fn`` takes ``params``; returns the job protocol keys it names.
 
     ``proposer`` is the experiment's proposer name; a function that needs ``n_iterations``
     is refused when that proposer gives no budget (every job would fail with a TypeError).
+    The protocol keys (``job_id``, ``n_iterations``...) reach the function only as named
+    arguments, never through ``**kwargs``: the rule of :func:`aup.aup_args`, so that
+    ``def train(**params): model(**params)`` does not get ``n_iterations`` under hyperband.
     """
     a = fn.args
     named = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
@@ -94,7 +104,13 @@ def _check_signature(fn: ast.FunctionDef, params: list[str], source: Path,
     n_required = len(positional) - len(a.defaults)
     required = [x.arg for x in positional[:n_required]]
     required += [x.arg for x, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is None]
-    unset = [r for r in required if r not in params and r != BUDGET_KEY]
+    unset = [r for r in required if r not in params and r not in _ALWAYS_GIVEN]
+    protocol = [r for r in unset if r in PROTOCOL_KEYS]
+    if protocol:
+        raise UsageError(f"{source}: {fn.name}() needs {', '.join(map(repr, protocol))}, a key "
+                         "of the job protocol that only some jobs get (with save_model); fix: "
+                         "give it a default value (e.g. None); parameter_config cannot use "
+                         "that name")
     if unset:
         raise UsageError(f"{source}: {fn.name}() needs {', '.join(map(repr, unset))}, which the "
                          "experiment does not set; fix: give it a default value or add it to "
@@ -105,7 +121,7 @@ def _check_signature(fn: ast.FunctionDef, params: list[str], source: Path,
                          f"would fail; fix: give {BUDGET_KEY} a default value (e.g. "
                          f"{BUDGET_KEY}=100) or use a multi-fidelity proposer (hyperband, "
                          "bohb)")
-    return BUDGET_KEY in named or accepts_any
+    return [k for k in PROTOCOL_KEYS if k in named and k not in params]
 
 
 def _is_argument_name(name: str) -> bool:
@@ -113,15 +129,24 @@ def _is_argument_name(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
 
 
-def _gives_budget(proposer: str | None) -> bool:
-    """True when ``proposer`` passes a budget to its jobs, or is unknown here (checked by
-    ``aup run``)."""
+def _gives_budget(proposer: str | None, unknown: bool = True) -> bool:
+    """True when ``proposer`` passes a budget to its jobs; ``unknown`` for a name not
+    registered here (``aup run`` reports it)."""
     from aup.proposers import registry
 
     try:
         return registry.get(proposer or "random").gives_budget
     except (KeyError, ImportError, AttributeError):
-        return True
+        return unknown
+
+
+def _plain_name(node: ast.expr) -> str | None:
+    """``__name__`` for that name, ``'__main__'`` for that string, else None."""
+    if isinstance(node, ast.Name) and node.id == "__name__":
+        return "__name__"
+    if isinstance(node, ast.Constant) and node.value == "__main__":
+        return "'__main__'"
+    return None
 
 
 def _disable_main_blocks(text: str, tree: ast.Module) -> tuple[str, int]:
@@ -131,10 +156,10 @@ def _disable_main_blocks(text: str, tree: ast.Module) -> tuple[str, int]:
         if not isinstance(node, ast.If):
             continue
         t = node.test
-        is_main = (isinstance(t, ast.Compare) and isinstance(t.left, ast.Name)
-                   and t.left.id == "__name__" and len(t.comparators) == 1
-                   and isinstance(t.comparators[0], ast.Constant)
-                   and t.comparators[0].value == "__main__")
+        is_main = (isinstance(t, ast.Compare) and len(t.comparators) == 1
+                   and isinstance(t.ops[0], ast.Eq)
+                   and {_plain_name(t.left), _plain_name(t.comparators[0])}
+                   == {"__name__", "'__main__'"})
         if not is_main or t.lineno != t.end_lineno:
             continue
         i = t.lineno - 1
@@ -153,6 +178,12 @@ def generate(source_text: str, function: str, params: list[str], source: Path,
     Raises:
         UsageError: syntax error, no such function, or a signature that does not fit.
     """
+    return _build(source_text, function, params, source, proposer)[0]
+
+
+def _build(source_text: str, function: str, params: list[str], source: Path,
+           proposer: str | None) -> tuple[str, list[str]]:
+    """:func:`generate`'s text and the job protocol keys the function takes."""
     try:
         tree = ast.parse(source_text, filename=str(source))
     except SyntaxError as err:
@@ -160,39 +191,47 @@ def generate(source_text: str, function: str, params: list[str], source: Path,
         raise UsageError(f"{source}{where}: syntax error ({err.msg}); nothing was "
                          "written") from None
     fn = _function(tree, function, source)
-    takes_budget = _check_signature(fn, params, source, proposer)
+    protocol = _check_signature(fn, params, source, proposer)
     body, _ = _disable_main_blocks(source_text, tree)
-    if not body.startswith("#!"):
-        body = "#!/usr/bin/env python3\n" + body
+    # The job runs under the interpreter of its #! line; the scheduler puts the environment
+    # that has aup first on PATH, so "env python3" finds it. A source's own line
+    # (#!/usr/bin/python3) would run the system Python, without aup: every job failed.
+    # (Nothing may follow it on that line: the kernel passes the rest as one argument.)
+    first, newline, rest = body.partition("\n")
+    if first.startswith("#!"):
+        body = _SHEBANG + newline + rest
+    else:
+        body = _SHEBANG + "\n" + body
     if not body.endswith("\n"):
         body += "\n"
     # A dict literal, not keyword arguments: a **kwargs function can take names that are not
     # identifiers ("learning-rate") or are keywords ("lambda").
-    args = ", ".join(f"{p!r}: config[{p!r}]" for p in params)
-    budget = ""
-    if takes_budget:
-        budget = (f"    if {BUDGET_KEY!r} in config:\n"
-                  f"        kwargs[{BUDGET_KEY!r}] = config[{BUDGET_KEY!r}]\n")
+    args = ", ".join(f"{p!r}: _aup_config[{p!r}]" for p in params)
+    passed = "".join(f"    if {k!r} in _aup_config:\n"
+                     f"        _aup_kwargs[{k!r}] = _aup_config[{k!r}]\n" for k in protocol)
+    # Every name here starts with _aup_ so that none hides the user's function (one named
+    # print_result or config was shadowed by the block's own names).
     return body + f'''
 
 # ---- added by `aup convert`: run {function}() as an Auptimizer job ----
-def _aup_job_main(argv=None):
+def _aup_job_main(_aup_argv=None):
     """Load the job config (last argument), call {function}(), report its result."""
-    import sys
+    import sys as _aup_sys
 
-    from aup import BasicConfig, print_result
+    import aup as _aup
 
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        sys.exit("usage: " + sys.argv[0] + " JOB_CONFIG.json (Auptimizer passes the job config)")
-    config = BasicConfig().load(argv[-1])
-    kwargs = {{{args}}}
-{budget}    print_result({function}(**kwargs))
+    _aup_argv = _aup_sys.argv[1:] if _aup_argv is None else _aup_argv
+    if not _aup_argv:
+        _aup_sys.exit("usage: " + _aup_sys.argv[0]
+                      + " JOB_CONFIG.json (Auptimizer passes the job config)")
+    _aup_config = _aup.BasicConfig().load(_aup_argv[-1])
+    _aup_kwargs = {{{args}}}
+{passed}    _aup.print_result({function}(**_aup_kwargs))
 
 
 if __name__ == "__main__":
     _aup_job_main()
-'''
+''', protocol
 
 
 def _experiment_params(path: Path) -> tuple[list[str], dict]:
@@ -221,17 +260,20 @@ def _experiment_params(path: Path) -> tuple[list[str], dict]:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``aup convert``. Returns the exit code."""
     source = Path(args.script)
+    if source.is_dir():
+        raise UsageError(f"the script {source} is a folder; nothing was written. Fix: give the "
+                         "Python file that defines the function")
     if not source.is_file():
         raise UsageError(f"the script {source} does not exist")
     exp_path = Path(args.experiment)
     params, data = _experiment_params(exp_path)
+    wd = exp_path.resolve().parent / Path(str(data.get("workingdir", "./"))).expanduser()
     if args.output:
         out = Path(args.output)
     else:
         script = data.get("script")
         if not isinstance(script, str) or not script.strip():
             raise UsageError(f"{exp_path} has no 'script'; give the output with -o FILE")
-        wd = exp_path.resolve().parent / Path(str(data.get("workingdir", "./"))).expanduser()
         out = wd / script.split()[0]
     if out.resolve() == source.resolve():
         raise UsageError(f"the output {out} is the source script itself; refusing to overwrite "
@@ -255,8 +297,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UsageError(f"cannot read the script {source}: {err.strerror}") from None
     proposer = data.get("proposer", "random")
-    text = generate(source_text, args.function, params, source,
-                    proposer if isinstance(proposer, str) else None)
+    text, protocol = _build(source_text, args.function, params, source,
+                            proposer if isinstance(proposer, str) else None)
     tmp = out.with_name(f".{out.name}.aup-tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -267,8 +309,54 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {out}: {err.strerror or err}; nothing was written. Fix: "
                          "check that the folder is writable and has free space, or choose "
                          "another file with -o") from None
-    print(f"wrote {out}: calls {args.function}({', '.join(params)}) and reports its result")
-    if data.get("script") and Path(str(data["script"]).split()[0]).name != out.name:
-        print(f"note: {exp_path} runs {data['script']!r}; set \"script\": \"{out.name}\" to use "
-              "the new file")
+    takes_budget = BUDGET_KEY in protocol
+    print(f"wrote {out}: calls {args.function}({', '.join(params)}"
+          f"{', n_iterations' if takes_budget else ''}) and reports its result")
+    for line in _notes(data, exp_path, wd, out, source, source_text, args.function,
+                       takes_budget, proposer if isinstance(proposer, str) else None):
+        print(f"note: {line}")
+    print(f"check the experiment with: aup run --check {exp_path}")
     return 0
+
+
+def _notes(data: dict, exp_path: Path, wd: Path, out: Path, source: Path, source_text: str,
+           function: str, takes_budget: bool, proposer: str | None) -> list[str]:
+    """What the user should know after a successful convert (one line each)."""
+    notes = []
+    first = source_text.partition("\n")[0].strip()
+    if first.startswith("#!") and first != _SHEBANG:
+        notes.append(f"the source's first line {first} became {_SHEBANG} in {out} (the "
+                     "environment aup runs jobs in, which has aup)")
+    try:
+        script_value = os.path.relpath(out.resolve(), wd.resolve())
+    except ValueError:  # another drive (Windows)
+        script_value = str(out.resolve())
+    script = data.get("script")
+    if not (isinstance(script, str) and script.split()
+            and (wd / script.split()[0]).resolve() == out.resolve()):
+        runs = f"runs {script!r}" if script else "names no script"
+        notes.append(f"{exp_path} {runs}; set \"script\": \"{script_value}\" to use the new "
+                     "file")
+    if not takes_budget and proposer is not None and _gives_budget(proposer, unknown=False):
+        notes.append(f"{function}() does not take {BUDGET_KEY}, so every job trains the same "
+                     f"whatever its budget and {proposer}'s schedule gains nothing; fix: add "
+                     f"an argument {BUDGET_KEY} (epochs, steps...) to {function}()")
+    if out.resolve().parent != source.resolve().parent:
+        local = _sibling_imports(source_text, source.resolve().parent)
+        if local:
+            notes.append(f"{source} imports {', '.join(local)} from its own folder, which "
+                         f"{out} (in another folder) cannot import; fix: write the job "
+                         "script next to the source, or make those modules installable")
+    return notes
+
+
+def _sibling_imports(source_text: str, folder: Path) -> list[str]:
+    """Top-level imports of ``source_text`` that are modules or packages in ``folder``."""
+    names = []
+    for node in ast.parse(source_text).body:
+        if isinstance(node, ast.Import):
+            names += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module.split(".")[0])
+    return sorted({n for n in names
+                   if (folder / f"{n}.py").is_file() or (folder / n / "__init__.py").is_file()})
