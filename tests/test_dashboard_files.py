@@ -101,6 +101,18 @@ def test_out_needs_overwrite_and_never_replaces_a_database(grid_db, tmp_path):
         assert proc.returncode == 2 and "is an SQLite database" in proc.stderr, proc.stderr
         assert "not even with --overwrite" in proc.stderr and "Traceback" not in proc.stderr
     assert db.read_bytes() == history and disguised.read_bytes() == history
+    # nor its companion files: --out .aup/sqlite3.db-wal --overwrite replaced the WAL that a
+    # running experiment wrote through ("disk I/O error" for every reader)
+    wal = db.with_name(db.name + "-wal")
+    wal.write_bytes(b"not a real wal")
+    for out, args in ((wal, ["export", "grid", "--format", "csv", "--overwrite"]),
+                      (db.with_name(db.name + "-shm"), ["export", "grid", "--format", "json"])):
+        proc = run_cli(*args, "--out", str(out), cwd=project)
+        assert proc.returncode == 2 and "file of the SQLite database" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert wal.read_bytes() == b"not a real wal"
+    assert not db.with_name(db.name + "-shm").exists()
+    wal.unlink()
     for args, name in ((["export", "grid"], "jobs.csv"), (["plot", "grid"], "grid.png")):
         out = tmp_path / name
         out.write_text("keep me")

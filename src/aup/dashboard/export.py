@@ -31,11 +31,23 @@ def is_sqlite_database(path: Path) -> bool:
         return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
 
 
+#: Files SQLite keeps beside a database: replacing one corrupts or loses recent writes.
+_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _is_sqlite_quietly(path: Path) -> bool:
+    try:
+        return is_sqlite_database(path)
+    except OSError:
+        return False
+
+
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse an ``--out`` file that cannot or must not be written, before any work is done.
 
     Refused: a missing folder, a folder as ``out``, an existing file without ``overwrite``, and
-    an SQLite database (the experiment history, say) even with ``overwrite``. Special files
+    an SQLite database (the experiment history, say) or its ``-wal``, ``-shm`` or ``-journal``
+    file even with ``overwrite``. Special files
     (``/dev/stdout``, a named pipe) are accepted: they are written in place.
 
     Raises:
@@ -47,6 +59,14 @@ def check_out(out: Path, overwrite: bool) -> None:
     if out.is_dir():
         raise UsageError(f"cannot write {out}: it is a folder. Fix: give a file name, e.g. "
                          f"{out / ('experiment' + (out.suffix or '.csv'))}")
+    for companion in _SQLITE_COMPANIONS:
+        base = out.with_name(out.name[:-len(companion)]) if out.name.endswith(companion) else None
+        if base is not None and base.is_file() and _is_sqlite_quietly(base):
+            raise UsageError(f"--out {out} is the {companion[1:]} file of the SQLite database "
+                             f"{base} (perhaps the experiment history, which a running "
+                             "experiment writes through it); it is never written, not even "
+                             "with --overwrite; nothing was written. Fix: choose another file "
+                             "name")
     if not out.is_file():
         return
     try:
