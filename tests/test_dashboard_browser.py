@@ -181,10 +181,23 @@ def test_stop_button_stops_running_experiment(tmp_path, page):
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode == 130, out
             assert experiment_status(tmp_path, 1) == "STOPPED"
-            page.reload()
             page.wait_for_function(
                 "document.getElementById('exp-status').textContent === 'STOPPED'")
             assert page.locator("#stop").is_hidden()
+            # The page follows a resume without a reload (it stopped polling at STOPPED).
+            proc = subprocess.Popen([sys.executable, "-m", "aup", "resume", "1"],
+                                    cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            page.wait_for_function(
+                "document.getElementById('exp-status').textContent === 'RUNNING'",
+                timeout=30000)
+            page.wait_for_selector("#stop:not([hidden])")
+            assert subprocess.run([sys.executable, "-m", "aup", "stop", "1"], cwd=tmp_path,
+                                  env=env, capture_output=True).returncode == 0
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 130, out
+            page.wait_for_function(
+                "document.getElementById('exp-status').textContent === 'STOPPED'")
             assert page.errors == []
     finally:
         if proc.poll() is None:

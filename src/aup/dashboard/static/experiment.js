@@ -253,13 +253,23 @@ async function main() {
       await loadExperiment();
     } catch (e) { aup.showError(e); }
   });
+  // A running experiment is refreshed in full; a STOPPED or FAILED one can be resumed
+  // (aup resume), so its status alone is polled and the page follows a resume. A FINISHED
+  // experiment does not change any more.
+  const resumable = (status) => status === "RUNNING" || status === "STOPPED"
+    || status === "FAILED";
   let timer = null;
+  let shown = null;  // the status of the last full refresh
   const tick = async () => {
-    const e = await refresh();
-    if (e.status !== "RUNNING" && timer !== null) { clearInterval(timer); timer = null; }
+    if (shown === null || shown === "RUNNING") {
+      shown = (await refresh()).status;
+    } else if ((await aup.api(`/api/experiments/${eid}`)).status !== shown) {
+      shown = (await refresh()).status;
+    }
+    if (!resumable(shown) && timer !== null) { clearInterval(timer); timer = null; }
   };
   await tick();
-  if (st.exp && st.exp.status === "RUNNING") {
+  if (resumable(shown)) {
     timer = setInterval(() => tick().catch(aup.showError), settings.refresh_seconds * 1000);
   }
 }
