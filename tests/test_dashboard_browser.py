@@ -203,3 +203,31 @@ def test_stop_button_stops_running_experiment(tmp_path, page):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_best_score_below_the_largest_budget_is_marked(tmp_path, page):
+    """Every job at hyperband's largest budget failed: `aup list` marked the best score
+    "(budget 1 < 3)", the dashboard showed it bare (trial 61)."""
+    write_script(tmp_path, "t.py", (
+        "import json, sys\n"
+        "cfg = json.load(open(sys.argv[-1]))\n"
+        "if cfg['n_iterations'] >= 3:\n"
+        "    sys.exit(4)\n"
+        "print('#Auptimizer:', cfg['x'])\n"))
+    write_json(tmp_path / "hb.json", name="hb", script="t.py", proposer="hyperband",
+               max_iter=3, eta=3, target="min", job_failure={"ignore_fail": True},
+               parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    env = dict(os.environ)
+    env.pop("AUP_DB", None)
+    run = subprocess.run([sys.executable, "-m", "aup", "run", "hb.json", "-q"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with serve(db_url(tmp_path)) as base:
+        page.goto(base + "/")
+        cell = page.locator("#experiments tbody tr[data-eid='1'] .best-score")
+        cell.wait_for()
+        assert cell.inner_text().endswith(" (budget 1 < 3)"), cell.inner_text()
+        page.goto(base + "/experiments/1")
+        page.wait_for_selector("#best-score")
+        assert page.locator("#best-score").inner_text().endswith("(budget 1 < 3)")
+        assert page.errors == []

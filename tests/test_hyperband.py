@@ -473,6 +473,22 @@ def test_a_best_job_below_the_largest_budget_says_so(tmp_path: Path):
     assert listed.stdout.count("(budget 1 < 3)") == 1, listed.stdout  # the first run's only
     rows = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
     assert (rows[0]["best_budget"], rows[0]["largest_budget_run"]) == (3, 3), rows[0]
+    # the dashboard's API gives the same pair (trial 61: a bare score there)
+    from fastapi.testclient import TestClient
+
+    from aup.dashboard.app import create_app
+    from aup.store.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / '.aup' / 'sqlite3.db'}")
+    try:
+        with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+            items = {e["eid"]: e for e in c.get("/api/experiments").json()["items"]}
+            assert (items[1]["best_budget"], items[1]["largest_budget_run"]) == (1, 3)
+            assert (items[2]["best_budget"], items[2]["largest_budget_run"]) == (3, 3)
+            one = c.get("/api/experiments/1").json()
+            assert (one["best_budget"], one["largest_budget_run"]) == (1, 3), one
+    finally:
+        store.close()
 
 
 def test_the_documented_checkpoint_key_finds_the_previous_rungs_checkpoint(tmp_path: Path):

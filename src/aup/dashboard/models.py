@@ -48,6 +48,11 @@ class ExperimentSummary(BaseModel):
     n_done: int = Field(description="finished + failed + early-stopped")
     progress: Number = Field(description="n_done / n_total, 0..1")
     best_score: Number
+    best_budget: Number = Field(default=None, description="budget of the best job (hyperband, "
+                                "bohb); null without budgets")
+    largest_budget_run: Number = Field(default=None, description="largest budget any job ran "
+                                       "at, failed ones too; a best_budget below it means "
+                                       "the best score is not from the largest budget")
     start_time: Number
     end_time: Number
     stop_requested: bool

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from aup.errors import AupError
 from aup.job import FailReason
 from aup.store import schema as s
-from aup.store.store import Store, largest_budget, without_password
+from aup.store.store import Store, largest_budget, plain_number, without_password
 
 #: Jobs the job table may be sorted by (API name -> column expression built in ``jobs``).
 JOB_SORT_KEYS = ("jid", "score", "status", "start_time", "end_time", "duration", "n_attempts")
@@ -98,7 +98,9 @@ class DashboardQueries:
                     *(func.coalesce(func.sum(case((j.c.status == st, 1), else_=0)), 0)
                       .label(f"n_{st.lower()}") for st in JOB_STATUSES),
                     func.max(case((at_top, j.c.score))).label("max_score"),
-                    func.min(case((at_top, j.c.score))).label("min_score"))
+                    func.min(case((at_top, j.c.score))).label("min_score"),
+                    func.max(case((at_top, top.c.top))).label("best_budget"),
+                    func.max(j.c.budget).label("largest_budget_run"))
              .outerjoin(top, top.c.eid == j.c.eid)
              .where(j.c.is_rerun.is_(False)).group_by(j.c.eid))
         if eids is not None:
@@ -120,6 +122,12 @@ class DashboardQueries:
             "n_jobs": n_jobs, **counts, "n_done": n_done,
             "progress": (min(1.0, n_done / total) if total else None),
             "best_score": _num(best), "start_time": m["start_time"], "end_time": m["end_time"],
+            # with budgets (hyperband, bohb): the best job's budget and the largest budget any
+            # job ran at, as in `aup list --json`; both None without budgets
+            "largest_budget_run": (None if m["largest_budget_run"] is None
+                                   else plain_number(m["largest_budget_run"])),
+            "best_budget": (None if m["largest_budget_run"] is None or m["best_budget"] is None
+                            else plain_number(m["best_budget"])),
             "stop_requested": bool(m["stop_requested"]), "error_msg": m["error_msg"],
             "resource": cfg.get("resource"), "n_parallel": cfg.get("n_parallel"),
             "heartbeat": m["heartbeat"], "host": m["host"],
@@ -154,7 +162,7 @@ class DashboardQueries:
                     e.c.exp_config, e.c.heartbeat, e.c.host, u.c.name.label("user"),
                     *(getattr(counts.c, k) for k in
                       ["n_jobs", *(f"n_{st.lower()}" for st in JOB_STATUSES),
-                       "max_score", "min_score"]))
+                       "max_score", "min_score", "best_budget", "largest_budget_run"]))
              .outerjoin(counts, counts.c.eid == e.c.eid)
              .outerjoin(u, u.c.uid == e.c.uid).where(e.c.eid.in_(list(eids)))
              .order_by(e.c.eid.desc()))

@@ -766,10 +766,10 @@ class Store:
             d["n_early_stopped"] = int(m["n_early_stopped"] or 0)
             d["best_score"] = m["max_score"] if d["target"] == "max" else m["min_score"]
             run = m["largest_budget_run"]
-            d["largest_budget_run"] = None if run is None else _plain_number(run)
+            d["largest_budget_run"] = None if run is None else plain_number(run)
             # the best job's budget, only with budgets (no budget is counted as 0 above)
             d["best_budget"] = (None if run is None or m["best_budget"] is None
-                                else _plain_number(m["best_budget"]))
+                                else plain_number(m["best_budget"]))
             out.append(d)
         return out
 
@@ -1186,7 +1186,7 @@ class Store:
         with self.engine.connect() as c:
             value = c.execute(select(func.max(j.c.budget)).where(
                 j.c.eid == eid, j.c.is_rerun.is_(False))).scalar()
-        return None if value is None else _plain_number(value)
+        return None if value is None else plain_number(value)
 
 
 def largest_budget(eids: Iterable[int] | None = None) -> tuple[Any, Any, Any]:
@@ -1210,7 +1210,7 @@ def largest_budget(eids: Iterable[int] | None = None) -> tuple[Any, Any, Any]:
     return scored, budget, top.subquery()
 
 
-def _plain_number(value: Any) -> int | float:
+def plain_number(value: Any) -> int | float:
     """A budget as JSON shows it elsewhere: an int when whole."""
     f = float(value)
     return int(f) if f.is_integer() else f
@@ -1244,7 +1244,7 @@ def _job_dict(row) -> dict[str, Any]:
         d[k] = value if isinstance(value, dict) else ({} if k == "job_config" else None)
     if isinstance(d.get("budget"), float):
         # a whole budget as the job got it (n_iterations 9, not 9.0; trial 55)
-        d["budget"] = _plain_number(d["budget"])
+        d["budget"] = plain_number(d["budget"])
     return d
 
 

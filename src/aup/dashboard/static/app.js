@@ -30,6 +30,15 @@ const aup = {
     return Number(x.toPrecision(6)).toString();
   },
 
+  // A best score from a smaller budget than the largest one run (every job at the largest
+  // budget failed, or none has finished yet), marked as `aup list` marks it.
+  bestScore(score, e) {
+    const text = aup.num(score);
+    if (score === null || score === undefined || e.best_budget === null
+        || e.best_budget === undefined || !(e.best_budget < e.largest_budget_run)) return text;
+    return `${text} (budget ${aup.num(e.best_budget)} < ${aup.num(e.largest_budget_run)})`;
+  },
+
   time(t) {
     if (t === null || t === undefined) return "-";
     const d = new Date(t * 1000);

@@ -36,7 +36,7 @@ function renderSummary(e) {
   const best = document.getElementById("best-body");
   best.replaceChildren();
   if (e.best_job) {
-    best.appendChild(aup.el("div", `job ${e.best_job.jid}: score ${aup.num(e.best_job.score)}`,
+    best.appendChild(aup.el("div", `job ${e.best_job.jid}: score ${aup.bestScore(e.best_job.score, e)}`,
       { id: "best-score" }));
     for (const [k, v] of Object.entries(e.best_job.params)) {
       best.appendChild(aup.el("div", `${k} = ${aup.num(v)}`, { class: "best-param" }));
