@@ -237,6 +237,28 @@ def test_to_dataframe_has_the_result_labels_and_duration_as_the_export(grid_db):
     assert [r["duration"] for r in exported] == pytest.approx([r["duration"] for r in records])
 
 
+def test_to_dataframe_of_an_experiment_without_jobs_has_the_columns(grid_db, tmp_path):
+    # A run stopped before its first job gave a (0, 0) frame: df.status raised AttributeError.
+    import aup
+    from aup.store.store import Store
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = Store(url)
+    cfg = {"parameter_config": [{"name": "x", "type": "float", "range": [0, 1]}],
+           "resource_args": {"multi_res_labels": ["twice"]}}
+    store.create_experiment(user="u", name="empty", config=cfg, proposer="random",
+                            target="min", n_total=3, config_path=None, workingdir=None)
+    store.close()
+    with aup.load_experiment("empty", db=url) as rec:
+        empty = rec.to_dataframe()
+    assert len(empty) == 0
+    assert empty[empty["status"] == "FINISHED"].empty
+    with aup.load_experiment("grid", db=str(grid_db / ".aup" / "sqlite3.db")) as rec:
+        full = rec.to_dataframe()
+    assert list(empty.columns[:12]) == list(full.columns[:12])  # the same record columns
+    assert list(empty.columns[12:]) == ["param_x", "result_twice"]
+
+
 def test_load_experiment_creates_no_database(tmp_path, monkeypatch):
     import aup
     from aup.errors import UsageError

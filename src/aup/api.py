@@ -444,7 +444,20 @@ class ExperimentRecord:
             import pandas as pd
         except ImportError:
             raise UsageError("to_dataframe() needs pandas: pip install pandas") from None
-        return pd.DataFrame.from_records(self.records())
+        records = self.records()
+        if records:
+            return pd.DataFrame.from_records(records)
+        # No job yet: the columns all the same, so df[df.status == "FINISHED"] works.
+        cfg = self.row.get("exp_config") or {}
+        params = [p.get("name") for p in cfg.get("parameter_config") or []
+                  if isinstance(p, dict) and isinstance(p.get("name"), str)]
+        return pd.DataFrame(columns=[*_RECORD_COLUMNS, *(f"param_{n}" for n in params),
+                                     *(f"result_{lab}" for lab in result_labels(cfg))])
+
+
+#: The columns of :meth:`ExperimentRecord.records` every job has, in order.
+_RECORD_COLUMNS = ("jid", "status", "score", "fail_reason", "detail", "start_time", "end_time",
+                   "duration", "n_attempts", "budget", "bracket", "rung")
 
 
 def load_experiment(experiment: int | str, *, db: str | None = None) -> ExperimentRecord:
