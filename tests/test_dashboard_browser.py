@@ -152,6 +152,22 @@ def test_compare_page(grid_db, page):
                                ".map(t => t.y[t.y.length - 1])")
         assert sorted(finals) == [0, 16.5]
         assert page.errors == []
+        # More experiments than /api/compare takes: the list's button says so and is
+        # disabled (trial 61: 22 ticked gave FastAPI's raw 422 JSON on the compare page).
+        page.goto(base + "/")
+        page.wait_for_selector("#experiments tbody tr[data-eid='2']")
+        page.evaluate("state.maxCompared = 1")
+        page.check("#experiments tbody tr[data-eid='1'] input")
+        assert page.locator("#compare").inner_text() == "compare 1 selected"
+        page.check("#experiments tbody tr[data-eid='2'] input")
+        assert page.locator("#compare").is_disabled()
+        assert page.locator("#compare").inner_text() == "compare: at most 1 (2 selected)"
+        # a compare address with too many ids gets a readable line, not JSON
+        page.goto(base + "/compare?" + "&".join(f"eid={i}" for i in range(1, 22)))
+        page.wait_for_function("document.getElementById('error').textContent !== ''")
+        text = page.locator("#error").inner_text()
+        assert text.startswith("eid: List should have at most 20 items"), text
+        assert "{" not in text, text
 
 
 def test_stop_button_stops_running_experiment(tmp_path, page):

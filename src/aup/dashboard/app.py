@@ -46,6 +46,8 @@ from aup.store.store import Store
 
 STATIC = Path(__file__).resolve().parent / "static"
 TOKEN_COOKIE = "aup_token"
+#: The most experiments the compare page and ``/api/compare`` take at once.
+MAX_COMPARED = 20
 
 Eid = Annotated[int, PathParam(ge=1, le=MAX_ID, description="experiment id")]
 Jid = Annotated[int, PathParam(ge=1, le=MAX_ID, description="job id")]
@@ -167,7 +169,7 @@ def _add_api(app: FastAPI, q: DashboardQueries, refresh_seconds: float) -> None:
         """Dashboard settings the pages need (refresh interval, lists of statuses)."""
         return {"refresh_seconds": refresh_seconds, "job_statuses": list(JOB_STATUSES),
                 "experiment_statuses": list(EXPERIMENT_STATUSES),
-                "job_sort_keys": list(JOB_SORT_KEYS)}
+                "job_sort_keys": list(JOB_SORT_KEYS), "max_compared": MAX_COMPARED}
 
     @app.get("/api/experiments", tags=["experiments"], response_model=M.ExperimentPage)
     def experiments(offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
@@ -245,7 +247,7 @@ def _add_api(app: FastAPI, q: DashboardQueries, refresh_seconds: float) -> None:
         return q.curves(eid, jid, n_jobs=n_jobs, max_points=max_points)
 
     @app.get("/api/compare", tags=["charts"], response_model=M.Compare)
-    def compare(eid: Annotated[list[Id], Query(min_length=1, max_length=20,
+    def compare(eid: Annotated[list[Id], Query(min_length=1, max_length=MAX_COMPARED,
                                                description="experiment ids (repeat, 1-20)")],
                 max_points: Annotated[int, Query(ge=2, le=20000)] = 1000) -> dict[str, Any]:
         """Best-so-far curves of several experiments, by job number."""

@@ -26,6 +26,7 @@ class Settings(BaseModel):
     job_statuses: list[str]
     experiment_statuses: list[str]
     job_sort_keys: list[str]
+    max_compared: int = Field(description="the most experiments /compare takes at once")
 
 
 class ExperimentSummary(BaseModel):

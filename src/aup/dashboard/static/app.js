@@ -10,9 +10,18 @@ const aup = {
     try { body = await res.json(); } catch (e) { body = null; }
     if (!res.ok) {
       const detail = body && body.detail ? body.detail : res.statusText;
-      throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+      throw new Error(typeof detail === "string" ? detail : aup.validationText(detail));
     }
     return body;
+  },
+
+  /** A FastAPI 422 detail (a list of {loc, msg, input}) as one readable line. */
+  validationText(detail) {
+    if (!Array.isArray(detail)) return JSON.stringify(detail);
+    return detail.map((d) => {
+      const where = (d.loc || []).filter((x) => x !== "query" && x !== "path").join(".");
+      return `${where ? where + ": " : ""}${d.msg}`;
+    }).join("; ");
   },
 
   /** Create an element with text content (never HTML from data). */
