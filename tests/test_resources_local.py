@@ -72,6 +72,33 @@ def test_gpu_ids_the_machine_lacks_are_warned_about(tmp_path: Path, caplog, monk
         assert any(warning in w for w in warned), warned
 
 
+def test_check_counts_the_gpu_warning_in_its_last_line(tmp_path: Path) -> None:
+    # "configuration is valid" came without "1 warning(s) above" after the GPU warning, where
+    # configuration warnings got it (trial 60).
+    fake = _fake_nvidia_smi(tmp_path / "bin", "GPU 0: NVIDIA H200 (UUID: GPU-1)")
+    path = make_experiment(tmp_path / "exp", Backend("gpu", {"gpus": [0, 5]}),
+                           "print('#Auptimizer: 1')\n")
+    r = run_cli("run", "--check", str(path), cwd=path.parent,
+                env={"PATH": f"{fake}:{os.path.dirname(sys.executable)}:/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert "GPU id(s) 5 not on this machine" in r.stderr, r.stderr
+    assert "; 1 warning(s) above: check them" in r.stdout, r.stdout
+    # n_parallel above the number of slots: ran one job at a time without a word (trial 60)
+    wide = make_experiment(tmp_path / "wide", Backend("gpu", {"gpus": [0]}),
+                           "print('#Auptimizer: 1')\n", n_parallel=3)
+    r = run_cli("run", "--check", str(wide), cwd=wide.parent,
+                env={"PATH": f"{fake}:{os.path.dirname(sys.executable)}:/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert ('n_parallel is 3 but resource "gpu" has 1 slot (one per GPU id ("gpus")): at '
+            "most 1 job runs at once") in " ".join(r.stderr.split()), r.stderr
+    assert "; 1 warning(s) above" in r.stdout, r.stdout
+    clean = make_experiment(tmp_path / "clean", Backend("gpu", {"gpus": [0]}),
+                            "print('#Auptimizer: 1')\n")
+    r = run_cli("run", "--check", str(clean), cwd=clean.parent,
+                env={"PATH": f"{fake}:{os.path.dirname(sys.executable)}:/usr/bin:/bin"})
+    assert r.returncode == 0 and "warning" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
 def test_aup_run_warns_about_a_missing_gpu_once(tmp_path: Path) -> None:
     # aup run checked the resource before opening the database, then prepared a second one
     # that checked again: every warning was printed twice.

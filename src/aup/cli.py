@@ -419,6 +419,24 @@ def _run_loop(exp, args, console, signals: StopSignals) -> int:
     return _print_summary(console, exp, result)
 
 
+class _WarningCounter(logging.Handler):
+    """Counts the warnings logged under the ``aup`` logger while it is entered."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.n = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.n += 1
+
+    def __enter__(self) -> _WarningCounter:
+        log.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        log.removeHandler(self)
+
+
 def cmd_run(args) -> int:
     """aup run: validate, record and run an experiment."""
     import queue
@@ -434,13 +452,18 @@ def cmd_run(args) -> int:
     console = _console(plain_ok=True)
     env = load_environment()
     # Resource checks that connect to nothing (GPU ids, hosts given): before the database.
-    checked = prepared_resource(config, queue.Queue(), env, check_only=True)
-    if args.check:
-        from aup.api import check_run_database
+    with _WarningCounter() as counted:
+        checked = prepared_resource(config, queue.Queue(), env, check_only=True)
+        if args.check:
+            from aup.api import check_run_database
 
-        proposer = build_proposer(config)  # the same checks and warnings as a run
-        check_run_database(resolve_db_url(args.db, config.storage_url), checked)
-        n_warnings = len(config.warnings) + warn_planned_jobs(config, proposer)
+            proposer = build_proposer(config)  # the same checks and warnings as a run
+            check_run_database(resolve_db_url(args.db, config.storage_url), checked)
+            warn_planned_jobs(config, proposer)
+    if args.check:
+        # every warning above counts: the configuration's, the resource check's (no NVIDIA
+        # driver, a GPU id this machine lacks) and the proposer's
+        n_warnings = len(config.warnings) + counted.n
         jobs = (f", {proposer.total} job{'' if proposer.total == 1 else 's'}"
                 if proposer.total is not None else "")
         warned = f"; {n_warnings} warning(s) above: check them" if n_warnings else ""

@@ -883,6 +883,7 @@ def prepared_resource(config: ExperimentConfig, events: queue.Queue, env_file: A
             resource = resource_registry.get(config.resource)(config, events, env_file)
         if check_only:
             resource.check()
+            _warn_unused_parallelism(config, resource)
         elif prepare:
             resource.prepare()
             resource._aup_prepared = True  # type: ignore[attr-defined]
@@ -894,6 +895,25 @@ def prepared_resource(config: ExperimentConfig, events: queue.Queue, env_file: A
     except AupError as err:
         raise UsageError(f"resource '{config.resource}' is not ready: {err}") from None
     return resource
+
+
+#: Where the slots of a resource with a fixed list of them come from.
+_SLOT_SOURCES = {"gpu": 'one per GPU id ("gpus")', "node": 'one per host ("nodes")',
+                 "aws": 'one per instance ("instances")'}
+
+
+def _warn_unused_parallelism(config: ExperimentConfig, resource: ResourceManager) -> None:
+    """Warn when ``n_parallel`` asks for more jobs at once than the resource has slots: the
+    start line said "n_parallel 3" while one GPU id ran the jobs one at a time."""
+    n = len(resource.slots)
+    if 0 < n < config.n_parallel:
+        source = _SLOT_SOURCES.get(config.resource, "")
+        log.warning('n_parallel is %d but resource "%s" has %d slot%s%s: at most %d %s '
+                    "at once; list an id or host once per job it should run at the same time "
+                    "(an entry listed twice gives two slots), or set n_parallel to %d",
+                    config.n_parallel, config.resource, n, "" if n == 1 else "s",
+                    f" ({source})" if source else "", n, "job runs" if n == 1 else "jobs run",
+                    n)
 
 
 def warn_planned_jobs(config: ExperimentConfig, proposer: Proposer) -> bool:
