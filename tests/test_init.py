@@ -319,13 +319,13 @@ def test_non_ascii_parameter_names_are_accepted_by_flags_and_dialogue(tmp_path):
     (["--param", "x:choice:a,b:n=3"], "a choice's grid is every value"),
     (["--param", "x:float:0,1", "--resource", "gpu"], "Fix with aup init: add --gpus 0,1"),
     (["--param", "x:float:0,1", "--gpus", "0,1"], "--gpus is for the gpu resource"),
-    (["--param", "x:float:0,1", "--resource", "gpu", "--gpus", "0,x"], "a GPU id must be digits"),
+    (["--param", "x:float:0,1", "--resource", "gpu", "--gpus", "0,x"], "is not a GPU id: an id is digits"),
     (["--param", "x:float:0,1", "--resource", "gpu", "--gpus", "0 1"], "separate GPU ids"),
     (["--param", "x:float:0,1", "--resource", "gpu", "--gpus", "99999999999999999999"],
-     "a GPU id is the index nvidia-smi -L lists, 0 to 1023"),
+     "is out of range: an id is the index nvidia-smi -L lists, 0 to 1023"),
     # a negative id said "must be digits"
     (["--param", "x:float:0,1", "--resource", "gpu", "--gpus", "0,-1"],
-     "a GPU id is the index nvidia-smi -L lists, 0 to 1023, got -1"),
+     "the GPU id -1 is out of range: an id is the index nvidia-smi -L lists, 0 to 1023"),
     (["--param", "x:float:0,1", "--resource", "node"], 'resource "node"'),
 ])
 def test_non_interactive_bad_input_writes_nothing(tmp_path, args, message):

@@ -68,13 +68,14 @@ class GPUOptions(ResourceOptions):
         out = []
         for item in v:
             if isinstance(item, bool) or not isinstance(item, int | str):
-                raise ValueError(f"a GPU id must be an integer or a string like \"0,1\", "
-                                 f"got {item!r}")
+                raise ValueError(f"the entry {item!r} is not a GPU id: an id is an integer or "
+                                 "a string like \"0,1\"")
             text = str(item).replace(" ", "")
             if any(p.startswith("-") and p[1:].isdigit() for p in text.split(",")):
                 raise _out_of_range(item)
             if not text or not all(p.isdigit() for p in text.split(",")):
-                raise ValueError(f"a GPU id must be digits (\"0\" or \"0,1\"), got {item!r}")
+                raise ValueError(f"the entry {item!r} is not a GPU id: an id is digits (\"0\" or "
+                                 "\"0,1\")")
             if any(int(p) > MAX_GPU_ID for p in text.split(",")):
                 raise _out_of_range(item)
             out.append(text)
@@ -82,8 +83,8 @@ class GPUOptions(ResourceOptions):
 
 
 def _out_of_range(item: Any) -> ValueError:
-    return ValueError(f"a GPU id is the index nvidia-smi -L lists, 0 to {MAX_GPU_ID}, got "
-                      f"{item!r}")
+    return ValueError(f"the GPU id {item!r} is out of range: an id is the index nvidia-smi -L "
+                      f"lists, 0 to {MAX_GPU_ID}")
 
 
 class GPUResourceManager(CPUResourceManager):
