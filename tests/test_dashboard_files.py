@@ -15,7 +15,7 @@ import time
 
 import httpx
 import pytest
-from conftest import run_cli
+from conftest import run_cli, write_experiment, write_script
 from dashboard_support import GRID_SCRIPT, expected_grid, free_port, shared_grid_db, write_json
 
 
@@ -160,6 +160,23 @@ def test_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path):
     with pytest.raises(UsageError, match="No space left on device"):
         write_out(out, fail_half_way)
     assert out.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["jobs.csv"]
+
+
+def test_plot_of_an_experiment_without_a_score_says_why_it_is_empty(tmp_path):
+    write_script(tmp_path, "fail.py", "import sys\nsys.exit(3)\n")
+    exp = write_experiment(tmp_path, script="fail.py", n_samples=2,
+                           job_failure={"ignore_fail": True},
+                           parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    assert run_cli("run", exp.name, "-q", cwd=tmp_path).returncode == 1
+    proc = run_cli("plot", "1", "--out", str(tmp_path / "p.html"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ("note: no job of experiment 1 has finished with a score yet (2 job(s), 2 failed)"
+            in " ".join(proc.stderr.split())), proc.stderr
+    assert (tmp_path / "p.html").is_file()
+    write_script(tmp_path, "fail.py", "print('#Auptimizer: 1')\n")
+    assert run_cli("run", exp.name, "-q", cwd=tmp_path).returncode == 0
+    proc = run_cli("plot", "2", "--out", str(tmp_path / "q.html"), cwd=tmp_path)
+    assert proc.returncode == 0 and "note:" not in proc.stderr, proc.stderr
 
 
 def test_plot_without_matplotlib_names_the_file_asked_for(grid_db, tmp_path):

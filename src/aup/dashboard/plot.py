@@ -181,8 +181,12 @@ def check_plot_out(out: Path, overwrite: bool = False) -> None:
     check_out(out, overwrite)
 
 
-def write_plot(store: Any, eid: int, out: Path, overwrite: bool = False) -> None:
+def write_plot(store: Any, eid: int, out: Path, overwrite: bool = False) -> dict[str, Any]:
     """Write experiment ``eid``'s charts to ``out`` (``.html``, ``.png``, ``.svg``, ``.pdf``).
+
+    Returns:
+        The experiment's summary (as the dashboard's API gives it: ``n_finished``,
+        ``n_failed``...), so a caller can say why the charts are empty.
 
     The file is written under a temporary name and renamed, so a failure leaves nothing
     half-written; an existing file is replaced only with ``overwrite`` (never an SQLite
@@ -207,6 +211,7 @@ def write_plot(store: Any, eid: int, out: Path, overwrite: bool = False) -> None
     else:
         require_matplotlib(out)  # named as given, not as the temporary file written first
         write_out(out, lambda path: plot_image(history, parallel, title, path))
+    return exp
 
 
 def cmd_plot(args: Any) -> int:
@@ -218,10 +223,15 @@ def cmd_plot(args: Any) -> int:
     store = open_existing_store(args.db, read_only=True)
     try:
         row = find_experiment(store, args.experiment)
-        write_plot(store, int(row["eid"]), out, args.overwrite)
+        exp = write_plot(store, int(row["eid"]), out, args.overwrite)
     finally:
         store.close()
     print(f"wrote {args.out}", file=sys.stderr)
+    if not exp["n_finished"]:
+        # Optuna warns too: the axes alone looked like a broken plot (trial 60)
+        print(f"note: no job of experiment {exp['eid']} has finished with a score yet "
+              f"({exp['n_jobs']} job(s), {exp['n_failed']} failed), so the charts are empty; "
+              f"aup show {exp['eid']} lists the failures", file=sys.stderr)
     return 0
 
 
