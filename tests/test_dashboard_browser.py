@@ -246,4 +246,26 @@ def test_a_best_score_below_the_largest_budget_is_marked(tmp_path, page):
         page.goto(base + "/experiments/1")
         page.wait_for_selector("#best-score")
         assert page.locator("#best-score").inner_text().endswith("(budget 1 < 3)")
+        # each job's budget in the table (trial 61: only in a clicked job's detail)
+        page.wait_for_selector("#jobs tbody tr td.budget")
+        assert "budget" in page.locator("#jobs thead tr").inner_text()
+        assert set(page.locator("#jobs tbody td.budget").all_inner_texts()) == {"1", "3"}
+        page.click("#jobs thead th[data-key='budget']")
+        page.wait_for_selector("#jobs thead th.sorted-asc[data-key='budget']")
+        page.click("#jobs thead th[data-key='budget']")  # largest budget first
+        page.wait_for_selector("#jobs thead th.sorted-desc[data-key='budget']")
+        page.wait_for_function("document.querySelector('#jobs tbody td.budget')"
+                               ".textContent === '3'")
+        assert page.locator("#jobs tbody td.budget").first.get_attribute("title").startswith(
+            "bracket ")
         assert page.errors == []
+    with serve(db_url(tmp_path)) as base:  # an experiment without budgets has no such column
+        write_json(tmp_path / "plain.json", name="plain", script="t2.py", n_samples=1,
+                   parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+        write_script(tmp_path, "t2.py", "print('#Auptimizer: 1')\n")
+        assert subprocess.run([sys.executable, "-m", "aup", "run", "plain.json", "-q"],
+                              cwd=tmp_path, env=env).returncode == 0
+        page.goto(base + "/experiments/2")
+        page.wait_for_selector("#jobs tbody tr")
+        assert "budget" not in page.locator("#jobs thead tr").inner_text()
+        assert page.locator("#jobs tbody td.budget").count() == 0

@@ -31,7 +31,8 @@ from aup.store import schema as s
 from aup.store.store import Store, largest_budget, plain_number, without_password
 
 #: Jobs the job table may be sorted by (API name -> column expression built in ``jobs``).
-JOB_SORT_KEYS = ("jid", "score", "status", "start_time", "end_time", "duration", "n_attempts")
+JOB_SORT_KEYS = ("jid", "score", "status", "start_time", "end_time", "duration", "n_attempts",
+                 "budget")
 #: Job statuses (``aup.job.JobStatus``) accepted as filters.
 JOB_STATUSES = ("RUNNING", "FINISHED", "FAILED", "EARLY_STOPPED", "INTERRUPTED")
 #: Failure reasons (the values of ``aup.job.FailReason``) accepted as filters.

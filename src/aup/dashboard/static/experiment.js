@@ -8,7 +8,7 @@ const st = {
 };
 const COLUMNS = [
   ["jid", "job", true], ["status", "status", true], ["score", "score", true],
-  ["params", "parameters", false], ["extras", "results", false],
+  ["budget", "budget", true], ["params", "parameters", false], ["extras", "results", false],
   ["n_attempts", "attempts", true], ["start_time", "started", true],
   ["duration", "duration", true], ["fail_reason", "failure", false],
 ];
@@ -117,10 +117,16 @@ async function loadCurves() {
   document.getElementById("curves-reset").hidden = !st.curveJobs.length;
 }
 
+// The budget column only for hyperband and bohb, whose scores at different budgets do not
+// compare.
+const hasBudgets = () => Boolean(st.exp && st.exp.largest_budget_run !== null
+  && st.exp.largest_budget_run !== undefined);
+
 function renderHeader() {
   const tr = document.querySelector("#jobs thead tr");
   tr.replaceChildren();
   for (const [key, label, sortable] of COLUMNS) {
+    if (key === "budget" && !hasBudgets()) continue;
     let text = label;
     if (key === "extras" && st.labels.length) text = st.labels.join(", ");
     const th = aup.el("th", text, { "data-key": key });
@@ -154,6 +160,10 @@ async function loadJobs() {
     tr.appendChild(aup.el("td", j.jid));
     tr.appendChild(aup.statusCell(j.status));
     tr.appendChild(aup.el("td", aup.num(j.score), { class: "score" }));
+    if (hasBudgets()) {
+      tr.appendChild(aup.el("td", aup.num(j.budget), {
+        class: "budget", title: j.bracket === null ? "" : `bracket ${j.bracket}, rung ${j.rung}` }));
+    }
     tr.appendChild(aup.el("td", aup.params(j.params)));
     tr.appendChild(aup.el("td", Object.values(j.extras).map(aup.num).join(", ")));
     tr.appendChild(aup.el("td", j.n_attempts));
