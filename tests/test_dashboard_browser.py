@@ -246,6 +246,13 @@ def test_a_best_score_below_the_largest_budget_is_marked(tmp_path, page):
         page.goto(base + "/experiments/1")
         page.wait_for_selector("#best-score")
         assert page.locator("#best-score").inner_text().endswith("(budget 1 < 3)")
+        # the score points one trace per budget (trial 61: budgets 1 and 3 drawn alike)
+        page.wait_for_function("document.getElementById('history-chart').data !== undefined")
+        names = page.evaluate("document.getElementById('history-chart').data.map(t => t.name)")
+        assert names == ["score at budget 1", "best so far"], names  # budget 3: all failed
+        counts = page.evaluate("document.getElementById('history-chart').data"
+                               ".map(t => t.x.length)")
+        assert counts[0] == 3, counts
         # each job's budget in the table (trial 61: only in a clicked job's detail)
         page.wait_for_selector("#jobs tbody tr td.budget")
         assert "budget" in page.locator("#jobs thead tr").inner_text()

@@ -487,6 +487,12 @@ def test_a_best_job_below_the_largest_budget_says_so(tmp_path: Path):
             assert (items[2]["best_budget"], items[2]["largest_budget_run"]) == (3, 3)
             one = c.get("/api/experiments/1").json()
             assert (one["best_budget"], one["largest_budget_run"]) == (1, 3), one
+            # the score points carry their budgets, for the chart's one trace per budget
+            points = c.get("/api/experiments/2/history").json()["points"]
+            jobs = {j["jid"]: j["budget"] for j in json.loads(
+                run_cli("show", "2", "--json", cwd=tmp_path).stdout)}
+            assert points["budget"] == [jobs[jid] for jid in points["jid"]]
+            assert sorted(set(points["budget"])) == [1, 3]
     finally:
         store.close()
 

@@ -199,6 +199,12 @@ class Series(BaseModel):
     score: list[Number]
 
 
+class Points(Series):
+    """The score points, with each job's budget (null without budgets, and for a bucket)."""
+
+    budget: list[Number]
+
+
 class History(BaseModel):
     """Score per finished job and best so far, down-sampled."""
 
@@ -206,7 +212,7 @@ class History(BaseModel):
     target: str
     n_finished: int
     step: int = Field(description="jobs per bucket (1: every job is a point)")
-    points: Series
+    points: Points
     best: Series
 
 

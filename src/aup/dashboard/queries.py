@@ -444,8 +444,9 @@ class DashboardQueries:
         scores are not comparable), so for those it starts at the first such job.
 
         Returns:
-            ``{"target", "n_finished", "step", "points": {"n", "jid", "score"},
-            "best": {"n", "jid", "score"}}`` (column lists).
+            ``{"target", "n_finished", "step", "points": {"n", "jid", "score", "budget"},
+            "best": {"n", "jid", "score"}}`` (column lists; a point's ``budget`` is None
+            without budgets and for the buckets).
 
         Raises:
             NotFound: no experiment ``eid``.
@@ -455,7 +456,7 @@ class DashboardQueries:
         j = s.job
         where = self._finished(eid)
         budget = func.coalesce(j.c.budget, 0)
-        points: dict[str, list] = {"n": [], "jid": [], "score": []}
+        points: dict[str, list] = {"n": [], "jid": [], "score": [], "budget": []}
         best: dict[str, list] = {"n": [], "jid": [], "score": []}
         with self.engine.connect() as c:
             total, lo, hi, top = c.execute(
@@ -468,7 +469,7 @@ class DashboardQueries:
                 step = 1
                 # "jid + 0": number the jobs reading the covering index (then sorting narrow
                 # rows) rather than walking ix_job_eid_status and the wide table rows.
-                f = select(j.c.jid, j.c.score, at_top.label("at_top"),
+                f = select(j.c.jid, j.c.score, j.c.budget, at_top.label("at_top"),
                            func.row_number().over(order_by=j.c.jid + 0).label("n")
                            ).where(*where).subquery()
                 running = None
@@ -482,6 +483,9 @@ class DashboardQueries:
                         d["n"].append(int(r.n))
                         d["jid"].append(int(r.jid))
                         d["score"].append(v)
+                    if score is not None:
+                        points["budget"].append(None if r.budget is None
+                                                else plain_number(r.budget))
             else:
                 # Buckets of equal job-id ranges, one GROUP BY on the covering index; the job
                 # numbers at the bucket edges are the running sums of the bucket counts.
@@ -501,6 +505,7 @@ class DashboardQueries:
                         points["n"].append(mid)
                         points["jid"].append(None)
                         points["score"].append(_num(v))
+                        points["budget"].append(None)  # a bucket mixes budgets
                     edge = r.top_hi if target == "max" else r.top_lo
                     if edge is not None:
                         running = edge if running is None else better(running, edge)

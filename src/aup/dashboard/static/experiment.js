@@ -57,12 +57,22 @@ async function loadExperiment() {
 
 async function loadHistory() {
   const h = await aup.api(`/api/experiments/${eid}/history`);
-  const traces = [
-    { x: h.points.n, y: h.points.score, customdata: h.points.jid, mode: "markers",
-      name: h.step > 1 ? `score (min/max of ${h.step} jobs)` : "score",
-      hovertemplate: "job %{customdata}: %{y}<extra></extra>", marker: { size: 5 } },
-    { x: h.best.n, y: h.best.score, mode: "lines", line: { shape: "hv" }, name: "best so far" },
-  ];
+  // With budgets (hyperband, bohb) one trace per budget: scores after fewer epochs do not
+  // compare with the others.
+  const budgets = [...new Set(h.points.budget.filter((b) => b !== null))].sort((a, b) => a - b);
+  const groups = budgets.length ? budgets : [null];
+  const traces = groups.map((b) => {
+    const keep = h.points.n.map((_, i) => i).filter((i) => b === null
+      || h.points.budget[i] === b);
+    return {
+      x: keep.map((i) => h.points.n[i]), y: keep.map((i) => h.points.score[i]),
+      customdata: keep.map((i) => h.points.jid[i]), mode: "markers",
+      name: b !== null ? `score at budget ${aup.num(b)}`
+        : h.step > 1 ? `score (min/max of ${h.step} jobs)` : "score",
+      hovertemplate: "job %{customdata}: %{y}<extra></extra>", marker: { size: 5 } };
+  });
+  traces.push(
+    { x: h.best.n, y: h.best.score, mode: "lines", line: { shape: "hv" }, name: "best so far" });
   Plotly.react("history-chart", traces, {
     // left-aligned: a centred title ran under Plotly's toolbar (top right) on narrow screens
     title: { text: `score per job (${h.n_finished} finished)`, x: 0.01, xanchor: "left" },
