@@ -493,6 +493,10 @@ def test_a_best_job_below_the_largest_budget_says_so(tmp_path: Path):
                 run_cli("show", "2", "--json", cwd=tmp_path).stdout)}
             assert points["budget"] == [jobs[jid] for jid in points["jid"]]
             assert sorted(set(points["budget"])) == [1, 3]
+            # the default curves are the best by aup best's rule: the largest budget first
+            # (trial 61: budget-9 and budget-3 jobs ranked by raw score together)
+            curves = c.get("/api/experiments/2/curves").json()["jobs"]
+            assert [j["budget"] for j in curves] == [3, 3, 3, 1, 1, 1], curves
     finally:
         store.close()
 

@@ -243,6 +243,7 @@ class Curve(BaseModel):
 
     jid: int
     status: str
+    budget: Number = Field(default=None, description="the job's budget (hyperband, bohb)")
     num: list[int]
     score: list[Number]
 

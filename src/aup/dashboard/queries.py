@@ -604,11 +604,12 @@ class DashboardQueries:
         """Intermediate results of some jobs, at most ``max_points`` per job.
 
         Args:
-            jids: the jobs to show; empty: the ``n_jobs`` best finished jobs and up to
-                ``n_jobs`` running ones.
+            jids: the jobs to show; empty: the ``n_jobs`` best finished jobs (with budgets,
+                those at the largest budget first) and up to ``n_jobs`` running ones.
 
         Returns:
-            ``{"target", "jobs": [{"jid", "status", "num": [...], "score": [...]}]}``.
+            ``{"target", "jobs": [{"jid", "status", "budget", "num": [...],
+            "score": [...]}]}``.
 
         Raises:
             NotFound: no experiment ``eid``, or a job of ``jids`` is not one of its jobs.
@@ -617,22 +618,28 @@ class DashboardQueries:
         j, ir = s.job, s.intermediate_result
         with self.engine.connect() as c:
             if jids:
-                chosen = c.execute(select(j.c.jid, j.c.status)
+                chosen = c.execute(select(j.c.jid, j.c.status, j.c.budget)
                                    .where(j.c.eid == eid, j.c.jid.in_(list(jids)))
                                    .order_by(j.c.jid)).all()
                 unknown = sorted(set(jids) - {int(r.jid) for r in chosen})
                 if unknown:  # as the job endpoints: an unknown job is a 404, not left out
                     raise NotFound(f"no job {', '.join(map(str, unknown))} in experiment {eid}")
             else:
+                # the best by the rule of `aup best`: the largest budget first (hyperband's
+                # budget-1 scores are not comparable), then the score
                 order = j.c.score.desc() if target == "max" else j.c.score.asc()
-                chosen = c.execute(select(j.c.jid, j.c.status).where(*self._finished(eid))
-                                   .order_by(order, j.c.jid).limit(n_jobs)).all()
-                chosen += c.execute(select(j.c.jid, j.c.status)
+                chosen = c.execute(select(j.c.jid, j.c.status, j.c.budget)
+                                   .where(*self._finished(eid))
+                                   .order_by(func.coalesce(j.c.budget, 0).desc(), order,
+                                             j.c.jid).limit(n_jobs)).all()
+                chosen += c.execute(select(j.c.jid, j.c.status, j.c.budget)
                                     .where(j.c.eid == eid, j.c.status == "RUNNING")
                                     .order_by(j.c.jid.desc()).limit(n_jobs)).all()
             status = {int(r.jid): r.status for r in chosen}
+            budget = {int(r.jid): None if r.budget is None else plain_number(r.budget)
+                      for r in chosen}
             out: dict[int, dict[str, Any]] = {
-                jid: {"jid": jid, "status": st, "num": [], "score": []}
+                jid: {"jid": jid, "status": st, "budget": budget[jid], "num": [], "score": []}
                 for jid, st in status.items()}
             if status:
                 rn = func.row_number().over(partition_by=ir.c.jid,

@@ -115,7 +115,9 @@ async function loadCurves() {
   for (const j of st.curveJobs) qs.append("jid", j);
   const c = await aup.api(`/api/experiments/${eid}/curves?${qs}`);
   const traces = c.jobs.filter((j) => j.num.length).map((j) => ({
-    x: j.num, y: j.score, mode: "lines+markers", name: `job ${j.jid}`, marker: { size: 4 },
+    x: j.num, y: j.score, mode: "lines+markers",
+    name: j.budget === null || j.budget === undefined ? `job ${j.jid}`
+      : `job ${j.jid} (budget ${aup.num(j.budget)})`, marker: { size: 4 },
   }));
   const what = st.curveJobs.length ? "chosen jobs" : "best and running jobs";
   Plotly.react("curves-chart", traces, {
