@@ -140,12 +140,15 @@ def test_the_parallel_chart_shows_the_budget_of_multi_fidelity_jobs(tmp_path):
     """Hyperband scores at budgets 1 and 3 were drawn together with nothing telling them
     apart (trial 34): the budget is now the last dimension."""
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    cfg = {"parameter_config": [{"name": "x", "type": "float", "range": [0, 1]}]}
+    cfg = {"parameter_config": [{"name": "x", "type": "float", "range": [0, 1]},
+                                {"name": "score", "type": "float", "range": [0, 1]},
+                                {"name": "budget", "type": "float", "range": [0, 1]}]}
     eid = store.create_experiment(user="u", name="e", config=cfg, proposer="hyperband",
                                   target="min", n_total=2, config_path=None, workingdir=None)
     rid = store.resource_id("cpu", "cpu:0")
     for x, budget in ((0.1, 1.0), (0.2, 3.0)):
-        jid, jaid = store.start_job(eid=eid, job_config={"x": x, "n_iterations": budget},
+        jid, jaid = store.start_job(eid=eid, job_config={"x": x, "n_iterations": budget,
+                                                         "score": x, "budget": x},
                                     proposal={"id": 0}, rid=rid, output_dir=None,
                                     proposer_state=None, budget=budget)
         store.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="SUCCEEDED",
@@ -154,8 +157,12 @@ def test_the_parallel_chart_shows_the_budget_of_multi_fidelity_jobs(tmp_path):
     with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
         dims = c.get(f"/api/experiments/{eid}/parallel").json()["dimensions"]
     store.close()
-    assert [d["name"] for d in dims] == ["x", "budget"]
-    assert dims[1]["values"] == [1.0, 3.0]
+    # parameters named like the chart's own axes are told apart (trial 61: two "score" axes)
+    assert [d["name"] for d in dims] == ["x", "score (parameter)", "budget (parameter)",
+                                         "budget"]
+    assert dims[1]["values"] == dims[2]["values"] == [0.1, 0.2]
+    # budgets are geometric: a log axis (trial 61: squeezed into the bottom of a linear one)
+    assert dims[3]["values"] == [1.0, 3.0] and dims[3]["log"] is True
 
 
 @pytest.mark.parametrize("path,code", [

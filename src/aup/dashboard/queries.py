@@ -559,10 +559,13 @@ class DashboardQueries:
                           key=lambda r: r.jid) if jids else []
         params = exp["parameters"]
         configs = [_loads(r.job_config) or {} for r in rows]
+        with_budget = any(r.budget is not None for r in rows)
+        # the axes the chart adds itself: a parameter of that name is told apart
+        taken = {"score", "budget"} if with_budget else {"score"}
         dims = []
         for p in params:
-            name = p["name"]
-            vals = [cfg.get(name) for cfg in configs]
+            vals = [cfg.get(p["name"]) for cfg in configs]
+            name = f"{p['name']} (parameter)" if p["name"] in taken else p["name"]
             if p.get("type") == "choice":
                 choices = list(p.get("range") or [])
                 keys = [json.dumps(x) for x in choices]
@@ -574,10 +577,15 @@ class DashboardQueries:
                 dims.append({"name": name, "type": p.get("type"), "log": bool(p.get("log")),
                              "values": [_num(v) if isinstance(v, int | float) else None
                                         for v in vals], "choices": None})
-        if any(r.budget is not None for r in rows):
-            # hyperband/bohb: scores at different budgets are not comparable; show which is which
-            dims.append({"name": "budget", "type": "float", "log": False,
-                         "values": [_num(r.budget) for r in rows], "choices": None})
+        if with_budget:
+            # hyperband/bohb: scores at different budgets are not comparable; show which is
+            # which. The budgets are geometric (max_budget / eta^k): a log axis spaces them
+            # evenly where a linear one squeezed all but the largest into its bottom third.
+            budgets = [_num(r.budget) for r in rows]
+            known = [b for b in budgets if b is not None]
+            dims.append({"name": "budget", "type": "float",
+                         "log": bool(known) and min(known) > 0 and max(known) >= 3 * min(known),
+                         "values": budgets, "choices": None})
         return {"eid": eid, "target": target, "n_finished": total, "n_shown": len(rows),
                 "dimensions": dims, "score": [_num(r.score) for r in rows],
                 "jid": [int(r.jid) for r in rows]}

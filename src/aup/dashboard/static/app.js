@@ -58,6 +58,7 @@ const aup = {
 
   duration(s) {
     if (s === null || s === undefined) return "-";
+    if (s < 1) return `${Math.round(s * 1000)} ms`;  // "0.0 s" hid quick jobs' durations
     if (s < 60) return `${s.toFixed(1)} s`;
     if (s < 3600) return `${(s / 60).toFixed(1)} min`;
     return `${(s / 3600).toFixed(2)} h`;

@@ -87,10 +87,16 @@ async function loadParallel() {
     if (d.log) {  // parcoords has no log axis: draw log10 and label the powers of ten
       dim.values = d.values.map((v) => (v > 0 ? Math.log10(v) : null));
       const finite = dim.values.filter((v) => v !== null);
-      const lo = Math.floor(Math.min(...finite)), hi = Math.ceil(Math.max(...finite));
-      dim.tickvals = [];
-      for (let k = lo; k <= hi && finite.length; k++) dim.tickvals.push(k);
-      dim.ticktext = dim.tickvals.map((k) => `1e${k}`);
+      const distinct = [...new Set(d.values.filter((v) => v > 0))].sort((a, b) => a - b);
+      if (distinct.length <= 8) {  // few values (a budget's levels): label each of them
+        dim.tickvals = distinct.map(Math.log10);
+        dim.ticktext = distinct.map(aup.num);
+      } else {
+        const lo = Math.floor(Math.min(...finite)), hi = Math.ceil(Math.max(...finite));
+        dim.tickvals = [];
+        for (let k = lo; k <= hi && finite.length; k++) dim.tickvals.push(k);
+        dim.ticktext = dim.tickvals.map((k) => `1e${k}`);
+      }
       dim.label = `${d.name} (log)`;
     } else if (d.type === "choice") {
       dim.tickvals = d.choices.map((_, i) => i);
