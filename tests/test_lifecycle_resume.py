@@ -683,10 +683,18 @@ def test_a_new_run_of_a_crashed_experiment_names_the_resume(tmp_path: Path):
     con.close()
     listed = run_cli("list", cwd=tmp_path, env={"COLUMNS": "200"}).stdout
     assert "RUNNING (crashed)" in listed and "continue it with: aup resume 1" in listed, listed
+    # the Python API tells it too (trial 61: a plain RUNNING there)
+    import aup
+
+    with aup.load_experiment(1, db=str(db_path(tmp_path))) as record:
+        assert record.status == "RUNNING" and record.crashed, record
+        assert "status='RUNNING', crashed," in repr(record)
     again = run_cli(str(exp), cwd=tmp_path, env={"COLUMNS": "200"})
     assert again.returncode == 0, again.stdout + again.stderr
     assert "another experiment named 'experiment'" in again.stderr, again.stderr
     assert "aup resume 1" in again.stderr and "new experiment 2" in again.stderr, again.stderr
+    with aup.load_experiment(2, db=str(db_path(tmp_path))) as record:
+        assert record.status == "FINISHED" and not record.crashed
 
 
 def test_a_new_run_beside_a_running_namesake_says_which_the_name_now_means(tmp_path: Path):

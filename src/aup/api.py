@@ -339,7 +339,8 @@ class ExperimentRecord:
         # summary instead of the dataclass's field dump.
         r = self.row
         return (f"ExperimentRecord(eid={r.get('eid')}, name={r.get('name')!r}, "
-                f"status={r.get('status')!r}, proposer={r.get('proposer')!r}, "
+                f"status={r.get('status')!r}{', crashed' if self.crashed else ''}, "
+                f"proposer={r.get('proposer')!r}, "
                 f"database={self.store._safe_url()!r})")
 
     @property
@@ -357,6 +358,16 @@ class ExperimentRecord:
         """Its status when it was loaded (``RUNNING``, ``FINISHED``, ``STOPPED``, ``FAILED``);
         load it again for a later one."""
         return str(self.row["status"])
+
+    @property
+    def crashed(self) -> bool:
+        """True when the experiment is ``RUNNING`` but its ``aup run`` process on this machine
+        is gone (a ``kill -9``, a reboot): ``aup list`` shows it as ``RUNNING (crashed)``, and
+        ``aup.resume_experiment`` continues it. False for one that runs on another machine
+        (that cannot be told from here)."""
+        from aup.experiment import scheduler_gone
+
+        return self.row.get("status") == "RUNNING" and scheduler_gone(self.row)
 
     @property
     def best_params(self) -> dict[str, Any] | None:
