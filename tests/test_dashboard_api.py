@@ -267,9 +267,17 @@ def test_token_required_on_every_request(grid_db):
         assert c.post("/api/experiments/1/stop",
                       headers={"X-Requested-With": "aup"}).status_code == 401
         # the address printed by 'aup dashboard' sets a cookie the pages then use
-        r = c.get("/?token=s3cret")
-        assert r.status_code == 200 and "aup_token" in r.headers["set-cookie"]
+        r = c.get("/?token=s3cret", follow_redirects=False)
+        assert r.status_code == 303 and "aup_token" in r.headers["set-cookie"]
+        # ... and sends the browser to the page without the token (trial 61: it stayed in
+        # the address bar, the history and bookmarks); other query parameters are kept
+        assert r.headers["location"] == "/"
+        r = c.get("/compare?eid=1&token=s3cret&eid=2", follow_redirects=False)
+        assert r.headers["location"] == "/compare?eid=1&eid=2"
+        assert c.get("/").status_code == 200  # the cookie opens the page
         assert c.get("/api/experiments").status_code == 200  # cookie kept by the client
+        c.cookies.clear()
+        assert c.get("/?token=wrong", follow_redirects=False).status_code == 401
     with TestClient(app, base_url="http://10.1.2.3:8000") as fresh:
         assert fresh.get("/api/experiments",
                          headers={"X-Aup-Token": "s3cret"}).status_code == 200

@@ -20,10 +20,17 @@ from __future__ import annotations
 import hmac
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
@@ -122,6 +129,16 @@ def create_app(store: Store, *, token: str | None = None, refresh_seconds: float
                                 "needs its token: open the address printed by <code>aup "
                                 "dashboard</code> (it ends with <code>?token=...</code>).</p>",
                                 status_code=401)
+        if (request.query_params.get("token") and request.method == "GET"
+                and not request.url.path.startswith("/api")):
+            # A page opened with the printed ?token= address: set the cookie and send the
+            # browser to the same page without the token, so that it does not stay in the
+            # address bar, the history and bookmarks.
+            rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+            response = RedirectResponse(target, status_code=303)
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+            return response
         response = await call_next(request)
         if request.query_params.get("token"):
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
