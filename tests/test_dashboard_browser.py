@@ -138,6 +138,17 @@ def test_experiment_page_tables_and_charts(grid_db, page):
         assert page.errors == []
 
 
+def test_an_unknown_experiment_page_shows_only_the_message(grid_db, page):
+    # trial 61: "no experiment 999" above empty charts and an empty job table
+    with serve(db_url(grid_db)) as base:
+        for path, message in (("/experiments/999", "no experiment 999"),
+                              ("/experiments/abc", "bad experiment id")):
+            page.goto(base + path)
+            page.wait_for_function("document.getElementById('error').textContent !== ''")
+            assert page.locator("#error").inner_text().startswith(message)
+            assert page.locator("#jobs").is_hidden() and page.locator("#history-chart").is_hidden()
+
+
 def test_compare_page(grid_db, page):
     with serve(db_url(grid_db)) as base:
         page.goto(base + "/")

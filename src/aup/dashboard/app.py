@@ -281,7 +281,8 @@ def _add_pages(app: FastAPI) -> None:
         return page("index.html")
 
     @app.get("/experiments/{eid}", include_in_schema=False)
-    def experiment_page(eid: int) -> Response:
+    def experiment_page(eid: str) -> Response:
+        # any text: the page itself says "bad experiment id" (a 422 here was raw JSON)
         return page("experiment.html")
 
     @app.get("/compare", include_in_schema=False)

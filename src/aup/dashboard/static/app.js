@@ -10,7 +10,9 @@ const aup = {
     try { body = await res.json(); } catch (e) { body = null; }
     if (!res.ok) {
       const detail = body && body.detail ? body.detail : res.statusText;
-      throw new Error(typeof detail === "string" ? detail : aup.validationText(detail));
+      const err = new Error(typeof detail === "string" ? detail : aup.validationText(detail));
+      err.status = res.status;
+      throw err;
     }
     return body;
   },

@@ -301,4 +301,10 @@ async function main() {
     timer = setInterval(() => tick().catch(aup.showError), settings.refresh_seconds * 1000);
   }
 }
-main().catch(aup.showError);
+main().catch((e) => {
+  // no such experiment (or not an id): the message alone, not empty panels around it
+  if (e.status === 404 || e.status === 422 || e.message.startsWith("bad experiment id")) {
+    for (const box of document.querySelectorAll("main > :not(#error)")) box.style.display = "none";
+  }
+  aup.showError(e);
+});
