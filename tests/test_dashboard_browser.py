@@ -159,6 +159,9 @@ def test_compare_page(grid_db, page):
         page.wait_for_selector("#compare-table tbody tr[data-eid='2']")
         names = page.evaluate("document.getElementById('compare-chart').data.map(t => t.name)")
         assert sorted(names) == ["1: grid", "2: grid_max"]
+        # a 244-character name squeezed the plot to a sliver (trial 61): legends are cut
+        assert page.evaluate("aup.short('n'.repeat(244), 40)") == "n" * 39 + "\u2026"
+        assert page.evaluate("aup.short('grid', 40)") == "grid"
         finals = page.evaluate("document.getElementById('compare-chart').data"
                                ".map(t => t.y[t.y.length - 1])")
         assert sorted(finals) == [0, 16.5]

@@ -26,6 +26,13 @@ const aup = {
     }).join("; ");
   },
 
+  /** ``text`` cut to ``n`` characters with an ellipsis (chart legends: a long name squeezed
+   * the plot to a sliver). */
+  short(text, n) {
+    const t = String(text);
+    return t.length > n ? `${t.slice(0, n - 1)}\u2026` : t;
+  },
+
   /** Create an element with text content (never HTML from data). */
   el(tag, text, attrs) {
     const e = document.createElement(tag);
