@@ -270,3 +270,46 @@ def test_output_in_a_subfolder_gets_the_script_value_that_works(tmp_path):
     # a folder given as the source is named as a folder
     r = run_cli("convert", "sub", exp.name, "f", "-o", "x.py", cwd=tmp_path)
     assert r.returncode == 2 and "is a folder" in r.stderr, r.stderr
+
+
+def test_a_ray_tune_style_function_with_a_dict_result(tmp_path):
+    # trial 60: def trainable(config): return {"mean_accuracy": ...} was refused ("it takes
+    # config"), and a dict result failed every job
+    write_script(tmp_path, "src.py", "def trainable(config):\n"
+                 "    return {'acc': 1 - config['x'], 'loss': config['x'], 'n': 3}\n"
+                 "def budgeted(config, n_iterations=1):\n"
+                 "    return {'acc': n_iterations * config['x']}\n")
+    exp = write_experiment(tmp_path, script="job.py", n_samples=3, target="max",
+                           parameter_config=PARAMS[:1],
+                           resource_args={"multi_res_labels": ["loss"]})
+    r = run_cli("convert", "src.py", exp.name, "trainable", "--metric", "acc", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "calls trainable(config={x}) and reports its result['acc']" in r.stdout, r.stdout
+    assert run_cli("run", exp.name, "-q", cwd=tmp_path).returncode == 0
+    jobs = json.loads(run_cli("show", "1", "--json", cwd=tmp_path).stdout)
+    assert [j["status"] for j in jobs] == ["FINISHED"] * 3
+    for j in jobs:
+        assert abs(j["score"] - (1 - j["job_config"]["x"])) < 1e-9
+    export = json.loads(run_cli("export", "1", "--format", "json", cwd=tmp_path).stdout)
+    assert [round(e["loss"], 9) for e in export["jobs"]] == [
+        round(j["job_config"]["x"], 9) for j in jobs]
+    # a key the result lacks names the keys it has
+    r = run_cli("convert", "src.py", exp.name, "trainable", "--metric", "accuracy",
+                "--overwrite", cwd=tmp_path)
+    assert r.returncode == 0
+    done = _run_job(tmp_path, "job.py", {"x": 0.5, "job_id": 1})
+    assert done.returncode != 0 and "no key 'accuracy'" in done.stdout, done.stdout
+    assert "its keys: 'acc', 'loss', 'n'" in done.stdout
+    # without --metric a dict result is refused at run time by print_result, naming the type
+    r = run_cli("convert", "src.py", exp.name, "trainable", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 0
+    done = _run_job(tmp_path, "job.py", {"x": 0.5, "job_id": 1})
+    assert done.returncode != 0 and "got a dict (keys: 'acc', 'loss', 'n')" in done.stdout
+    assert "give --metric KEY" in done.stdout, done.stdout
+    # the budget reaches a config-dict function as a named argument
+    hb = write_experiment(tmp_path, "hb.json", script="hb_job.py", proposer="hyperband",
+                          max_iter=3, eta=3, parameter_config=PARAMS[:1])
+    r = run_cli("convert", "src.py", hb.name, "budgeted", "--metric", "acc", cwd=tmp_path)
+    assert r.returncode == 0 and "budgeted(config={x}, n_iterations)" in r.stdout, r.stdout
+    done = _run_job(tmp_path, "hb_job.py", {"x": 0.5, "job_id": 1, "n_iterations": 3})
+    assert "#Auptimizer:1.5" in done.stdout, done.stdout

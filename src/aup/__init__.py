@@ -2,13 +2,20 @@
 
 Inside a job, ``import aup`` gives the client helpers (standard library only, fast):
 :func:`print_result`, :class:`BasicConfig`, :func:`aup_args`, :func:`aup_save_model`,
-:func:`aup_flags`. The scheduler side (:func:`run_experiment`, :func:`resume_experiment`,
+:func:`aup_flags`, :func:`score_of`. The scheduler side (:func:`run_experiment`, :func:`resume_experiment`,
 :func:`load_experiment`) is imported lazily on first use.
 """
 
 from __future__ import annotations
 
-from aup.client import BasicConfig, aup_args, aup_flags, aup_save_model, print_result
+from aup.client import (
+    BasicConfig,
+    aup_args,
+    aup_flags,
+    aup_save_model,
+    print_result,
+    score_of,
+)
 
 TYPE_CHECKING = False  # not `from typing import ...`: typing costs ~4 ms at import
 if TYPE_CHECKING:
@@ -17,7 +24,7 @@ if TYPE_CHECKING:
 __version__ = "3.0.0.dev0"
 
 __all__ = ["BasicConfig", "aup_args", "aup_flags", "aup_save_model", "load_experiment",
-           "print_result", "resume_experiment", "run_experiment", "__version__"]
+           "print_result", "resume_experiment", "run_experiment", "score_of", "__version__"]
 
 
 def run_experiment(path: Any, *, db: Any = None, observer: Any = None,

@@ -67,6 +67,29 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]} ({len(text)} characters)"
 
 
+def score_of(result: Any, metric: str, labels: list[str] | tuple[str, ...] = ()) -> Any:
+    """The score of a function's result for :func:`print_result`: ``result[metric]`` for a
+    mapping (Ray Tune's ``return {"mean_accuracy": 0.9, "loss": 0.3}``), followed by
+    ``result[label]`` for each ``multi_res_labels`` label; anything else is returned as is.
+    ``aup convert --metric KEY`` writes job scripts that call it.
+
+    Raises:
+        KeyError: ``metric`` or a label is not a key of the mapping (the message lists the
+            keys it has).
+    """
+    from collections.abc import Mapping
+
+    if not isinstance(result, Mapping):
+        return result
+    wanted = [metric, *labels]
+    absent = [k for k in wanted if k not in result]
+    if absent:
+        raise KeyError(f"the result has no key {', '.join(map(repr, absent))} (its keys: "
+                       f"{', '.join(map(repr, result)) or 'none'}); fix: aup convert --metric "
+                       "with one of its keys, or multi_res_labels naming its keys")
+    return [result[k] for k in wanted] if labels else result[metric]
+
+
 def print_result(result: Any, file: Any = None) -> None:
     """Report a result to Auptimizer.
 
@@ -86,6 +109,11 @@ def print_result(result: Any, file: Any = None) -> None:
     """
     if hasattr(result, "tolist") and callable(result.tolist):
         result = result.tolist()
+    if isinstance(result, dict):
+        keys = ", ".join(map(repr, result)) or "none"
+        raise TypeError(f"a result must be a number, got a dict (keys: {keys}); fix: report "
+                        "one of its values, e.g. print_result(result[KEY]), or with aup "
+                        "convert give --metric KEY")
     if isinstance(result, list | tuple):
         if not result:
             raise ValueError("print_result() got an empty sequence: give the score, or "

@@ -41,6 +41,8 @@ BUDGET_KEY = "n_iterations"
 #: Job protocol keys every job config has (a function may require them).
 _ALWAYS_GIVEN = ("job_id", BUDGET_KEY)
 _SHEBANG = "#!/usr/bin/env python3"
+#: The argument name of a Ray Tune style function that takes every parameter in one dict.
+CONFIG_ARG = "config"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -55,6 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    "'script')")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output file (never the source)")
+    p.add_argument("--metric", help="for a function that returns a dict (Ray Tune's "
+                   "'return {\"mean_accuracy\": ...}'): the key of the score; the "
+                   "experiment's multi_res_labels name the values reported after it")
     p.set_defaults(func=run)
     return p
 
@@ -87,6 +92,8 @@ def _check_signature(fn: ast.FunctionDef, params: list[str], source: Path,
     if a.posonlyargs:
         raise UsageError(f"{source}: {fn.name} has positional-only arguments; the parameters are "
                          "passed by name")
+    if takes_config_dict(fn, params):
+        params = [CONFIG_ARG]  # Ray Tune's trainable(config): the parameters in one dict
     missing = [p for p in params if p not in named and not accepts_any]
     unnamable = [p for p in missing if not _is_argument_name(p)]
     if unnamable:
@@ -122,6 +129,17 @@ def _check_signature(fn: ast.FunctionDef, params: list[str], source: Path,
                          f"{BUDGET_KEY}=100) or use a multi-fidelity proposer (hyperband, "
                          "bohb)")
     return [k for k in PROTOCOL_KEYS if k in named and k not in params]
+
+
+def takes_config_dict(fn: ast.FunctionDef, params: list[str]) -> bool:
+    """True for a Ray Tune style function, ``def trainable(config)``: its first argument is
+    named ``config``, no parameter of the experiment has that name, and it names none of them
+    (it reads them as ``config["lr"]``)."""
+    a = fn.args
+    positional = [x.arg for x in a.args]
+    named = positional + [x.arg for x in a.kwonlyargs]
+    return (bool(positional) and positional[0] == CONFIG_ARG and CONFIG_ARG not in params
+            and not any(p in named for p in params))
 
 
 def _is_argument_name(name: str) -> bool:
@@ -172,17 +190,25 @@ def _disable_main_blocks(text: str, tree: ast.Module) -> tuple[str, int]:
 
 
 def generate(source_text: str, function: str, params: list[str], source: Path,
-             proposer: str | None = "random") -> str:
-    """The job script's text; ``proposer`` is the experiment's proposer name.
+             proposer: str | None = "random", metric: str | None = None,
+             labels: list[str] | None = None) -> str:
+    """The job script's text.
+
+    Args:
+        proposer: the experiment's proposer name.
+        metric: for a function that returns a dict (Ray Tune style), the key of the score.
+        labels: the experiment's ``multi_res_labels``: with ``metric``, the keys of the
+            values reported after the score.
 
     Raises:
         UsageError: syntax error, no such function, or a signature that does not fit.
     """
-    return _build(source_text, function, params, source, proposer)[0]
+    return _build(source_text, function, params, source, proposer, metric, labels)[0]
 
 
 def _build(source_text: str, function: str, params: list[str], source: Path,
-           proposer: str | None) -> tuple[str, list[str]]:
+           proposer: str | None, metric: str | None = None,
+           labels: list[str] | None = None) -> tuple[str, list[str]]:
     """:func:`generate`'s text and the job protocol keys the function takes."""
     try:
         tree = ast.parse(source_text, filename=str(source))
@@ -209,6 +235,14 @@ def _build(source_text: str, function: str, params: list[str], source: Path,
     args = ", ".join(f"{p!r}: _aup_config[{p!r}]" for p in params)
     passed = "".join(f"    if {k!r} in _aup_config:\n"
                      f"        _aup_kwargs[{k!r}] = _aup_config[{k!r}]\n" for k in protocol)
+    if takes_config_dict(fn, params):
+        call = f"{function}(_aup_params, **_aup_kwargs)"
+        prepare = f"    _aup_params = {{{args}}}\n    _aup_kwargs = {{}}\n"
+    else:
+        call = f"{function}(**_aup_kwargs)"
+        prepare = f"    _aup_kwargs = {{{args}}}\n"
+    report = (f"_aup.print_result({call})" if metric is None else
+              f"_aup.print_result(_aup.score_of({call}, {metric!r}, {list(labels or [])!r}))")
     # Every name here starts with _aup_ so that none hides the user's function (one named
     # print_result or config was shadowed by the block's own names).
     return body + f'''
@@ -225,8 +259,7 @@ def _aup_job_main(_aup_argv=None):
         _aup_sys.exit("usage: " + _aup_sys.argv[0]
                       + " JOB_CONFIG.json (Auptimizer passes the job config)")
     _aup_config = _aup.BasicConfig().load(_aup_argv[-1])
-    _aup_kwargs = {{{args}}}
-{passed}    _aup.print_result({function}(**_aup_kwargs))
+{prepare}{passed}    {report}
 
 
 if __name__ == "__main__":
@@ -297,8 +330,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UsageError(f"cannot read the script {source}: {err.strerror}") from None
     proposer = data.get("proposer", "random")
+    from aup.api import result_labels
+
+    labels = result_labels(data) if args.metric else []
     text, protocol = _build(source_text, args.function, params, source,
-                            proposer if isinstance(proposer, str) else None)
+                            proposer if isinstance(proposer, str) else None, args.metric,
+                            labels)
     tmp = out.with_name(f".{out.name}.aup-tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -310,8 +347,12 @@ def run(args: argparse.Namespace) -> int:
                          "check that the folder is writable and has free space, or choose "
                          "another file with -o") from None
     takes_budget = BUDGET_KEY in protocol
-    print(f"wrote {out}: calls {args.function}({', '.join(params)}"
-          f"{', n_iterations' if takes_budget else ''}) and reports its result")
+    as_dict = takes_config_dict(_function(ast.parse(source_text), args.function, source),
+                                params)
+    called = ([f"{CONFIG_ARG}={{{', '.join(params)}}}"] if as_dict else list(params)) + (
+        [BUDGET_KEY] if takes_budget else [])
+    reported = f"its result[{args.metric!r}]" if args.metric else "its result"
+    print(f"wrote {out}: calls {args.function}({', '.join(called)}) and reports {reported}")
     for line in _notes(data, exp_path, wd, out, source, source_text, args.function,
                        takes_budget, proposer if isinstance(proposer, str) else None):
         print(f"note: {line}")
