@@ -21,7 +21,9 @@ half-written script. The source's own ``if __name__ == "__main__":`` block is di
 copy (2.0 kept it, so both mains ran), and its ``#!`` line becomes ``#!/usr/bin/env python3``
 (the scheduler's environment, which has ``aup``). The job protocol keys (``job_id``,
 ``n_iterations``...) reach the function only as named arguments, as with :func:`aup.aup_args`.
-Default output: the experiment's ``script``.
+A Ray Tune style function (``def trainable(config)``) gets the parameters in one dict, and
+``--metric KEY`` reports ``result[KEY]`` of a function that returns a dict
+(:func:`aup.score_of`). Default output: the experiment's ``script``.
 """
 
 from __future__ import annotations
