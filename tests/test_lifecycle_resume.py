@@ -107,6 +107,36 @@ def test_ctrl_c_stops_jobs_and_resume_continues(tmp_path: Path):
     assert len(jobs(tmp_path)) == 4
 
 
+# The terminal's Ctrl-C reaching a job at its start, before it is in its own process group
+# (trial 62): the job sends SIGINT to the scheduler and dies of SIGINT itself, at once.
+CAUGHT_BY_CTRL_C = """
+import os, signal, sys
+if not os.path.exists("go"):
+    os.kill(os.getppid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGINT)
+print("#Auptimizer:", 1)
+"""
+
+
+def test_a_job_killed_by_the_ctrl_c_is_interrupted_not_failed(tmp_path: Path):
+    # Once in 15 Ctrl-Cs the job starting at that moment got the terminal's SIGINT too; it was
+    # recorded FAILED (KILLED_BY_SIGNAL), and without ignore_fail the experiment ended FAILED,
+    # exit 1, with that job failed for good after the resume.
+    exp = setup(tmp_path, CAUGHT_BY_CTRL_C, proposer="random", n_samples=1,
+                parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    proc = start_cli(str(exp), cwd=tmp_path)
+    rc, out, err = finish(proc, tmp_path, timeout=60)
+    assert rc == 130, out + err
+    assert "KILLED_BY_SIGNAL" not in out + err
+    assert experiment(tmp_path)["status"] == "STOPPED"
+    assert [j["status"] for j in jobs(tmp_path)] == ["INTERRUPTED"]
+    assert [a["status"] for a in attempts(tmp_path, 1)] == ["STOPPED"]
+    (tmp_path / "go").touch()
+    res = run_cli("resume", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [j["status"] for j in jobs(tmp_path)] == ["FINISHED"]
+
+
 # Waits for the file "go", then fails: every attempt after the gate opens is a failure.
 GATED_FAIL = """
 import json, os, sys, time

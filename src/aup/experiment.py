@@ -33,7 +33,14 @@ from typing import Any
 
 from aup.config import ExperimentConfig, parse_config
 from aup.errors import AupError, ConfigError, DatabaseUnavailable, UsageError, install_hint
-from aup.job import NEVER_RAN, AttemptOutcome, AttemptStatus, JobStatus, StopReason
+from aup.job import (
+    NEVER_RAN,
+    AttemptOutcome,
+    AttemptStatus,
+    FailReason,
+    JobStatus,
+    StopReason,
+)
 from aup.jobs_folder import JobsFolderClaim, claim_jobs_dir
 from aup.orphans import job_markers, pid_exists
 from aup.proposers import registry as proposer_registry
@@ -752,6 +759,13 @@ class Experiment:
         self.running.pop(key, None)
         self.busy.pop(r.slot.id, None)
         o = ev.outcome
+        if (o.reason is FailReason.KILLED_BY_SIGNAL and o.exit_code == -signal.SIGINT
+                and (self._stop_event.is_set() or self.stop_reason)):
+            # The terminal's Ctrl-C reached a job that was starting (a new process is in the
+            # scheduler's process group until it makes its own): stopped with the
+            # experiment, to run again on resume, not a failure of its configuration.
+            o = replace(o, status=AttemptStatus.STOPPED, reason=None,
+                        detail="stopped with the experiment (the Ctrl-C reached the job too)")
         if o.status is AttemptStatus.EARLY_STOPPED and r.early_stopped:
             v = r.early_values or (None,)
             o = replace(o, score=v[0], extras=tuple(v[1:]))
