@@ -98,6 +98,10 @@ def test_unknown_keys_name_the_proposer_they_belong_to_and_close_keys(folder: Pa
     ({"proposer": "hyperband", "max_iters": 9}, "max_iters", "did you mean 'max_iter'?"),
     ({"mode": "min"}, "mode", 'write "target": "min" instead of "mode"'),
     ({"direction": "maximize"}, "direction", 'write "target": "max"'),
+    # trial 62: other tools' names for the number of jobs ran the default 10
+    ({"n_trials": 20}, "n_trials", 'write "n_samples": 20 instead of "n_trials"'),
+    ({"proposer": "spearmint", "num_samples": 50}, "num_samples", '"n_samples": 50'),
+    ({"proposer": "hyperopt", "max_evals": 30}, "max_evals", '"n_samples": 30'),
 ])
 def test_unknown_keys_that_change_the_schedule_or_direction_are_errors(
         folder: Path, extra: dict, path: str, fix: str) -> None:
@@ -114,11 +118,24 @@ def test_unknown_keys_that_change_the_schedule_or_direction_are_errors(
     {"proposer": "bohb", "max_budget": 9, "max_iter": 9},
     {"mode": "min", "target": "min"},
     {"proposer": "random", "min_buget": 1},  # no schedule: nothing depends on it
+    {"n_trials": 20, "n_samples": 20},
+    {"proposer": "sequence", "n_trials": 20},  # a grid: the number of jobs is its size
 ])
 def test_leftover_keys_beside_the_real_ones_are_warnings(folder: Path, extra: dict) -> None:
     cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
                                        **extra))
     assert len(cfg.warnings) == 1 and "is ignored" in cfg.warnings[0]
+
+
+def test_the_search_space_under_another_tools_name_is_named(folder: Path) -> None:
+    # trial 62: "search_space" got "parameter_config: required key is missing" and a warning
+    path = write_experiment(folder, script="train.py", search_space=PARAMS)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.path == "parameter_config"
+    assert problem.hint.startswith('rename "search_space" (NNI\'s and Ray Tune\'s name) to '
+                                   '"parameter_config"'), problem.hint
 
 
 def test_a_ray_tune_scheduler_option_gets_the_hint_for_budgets(folder: Path) -> None:

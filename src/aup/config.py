@@ -684,6 +684,21 @@ _FOREIGN_SCHEDULER_KEYS = dict.fromkeys(
 
 #: Other tools' names for the direction (Ray Tune's "mode", Optuna's "direction").
 _DIRECTION_KEYS = ("mode", "direction", "metric_mode")
+#: Other tools' names for the search space (Auptimizer's is ``parameter_config``).
+_SPACE_KEYS = {"search_space": "NNI's and Ray Tune's", "param_space": "Ray Tune's",
+               "space": "hyperopt's", "param_distributions": "scikit-learn's",
+               "parameters": "Weights & Biases'", "params": "a common"}
+#: Other tools' names for the number of jobs (Auptimizer's is ``n_samples``).
+_JOB_COUNT_KEYS = {"n_trials": "Optuna's", "num_samples": "Ray Tune's",
+                   "max_trials": "KerasTuner's and NNI's", "max_evals": "hyperopt fmin's",
+                   "n_iter": "scikit-learn's RandomizedSearchCV's"}
+
+
+def _counts_n_samples(proposer_cls: Any) -> bool:
+    """True when the proposer runs ``n_samples`` jobs (not a grid or a schedule of its own)."""
+    from aup.proposers.base import Proposer
+
+    return getattr(proposer_cls, "total", None) is Proposer.total
 
 
 def _costly_unknown_key(key: str, data: dict[str, Any], proposer_cls: Any,
@@ -692,7 +707,8 @@ def _costly_unknown_key(key: str, data: dict[str, Any], proposer_cls: Any,
     else None (the key is only warned about).
 
     These are: another tool's name for the direction while ``target`` is not set (the run
-    would maximize a loss); and, for a proposer with a schedule (hyperband, bohb), another
+    would maximize a loss); another tool's name for the number of jobs while ``n_samples`` is
+    not set, for a proposer that runs ``n_samples`` jobs (the run would make 10); and, for a proposer with a schedule (hyperband, bohb), another
     proposer's or tool's name for a schedule option, or a near miss of one (the run would
     use the default schedule: with bohb's default min_budget, 1,516 jobs instead of 18).
     """
@@ -704,6 +720,11 @@ def _costly_unknown_key(key: str, data: dict[str, Any], proposer_cls: Any,
         return Problem(key, f"'{key}' is not an Auptimizer key: without \"target\" the run "
                        "would maximize (the default)", value,
                        f'write "target": "{want}" instead of "{key}"')
+    if (key in _JOB_COUNT_KEYS and "n_samples" not in data and proposer_cls is not None
+            and _counts_n_samples(proposer_cls)):
+        return Problem(key, f"'{key}' is {_JOB_COUNT_KEYS[key]} name for the number of jobs, "
+                       "not an Auptimizer key: the run would make the default 10 jobs", value,
+                       f'write "n_samples": {json.dumps(value)} instead of "{key}"')
     if proposer_cls is None or not proposer_cls.schedule_options:
         return None
     foreign = proposer_cls.foreign_schedule_keys.get(key)
@@ -863,6 +884,14 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         else:
             warnings.append(unknown_key_warning(k, k, known_top, _option_of_another_proposer(
                 k, proposer_name), foreign=_FOREIGN_SCHEDULER_KEYS))
+    alias = next((k for k in _SPACE_KEYS if k in data), None)
+    if alias is not None and "parameter_config" not in data:
+        # the search space under another tool's name: say so where the missing key is named
+        problems = [Problem(p.path, p.message, p.value,
+                            f'rename "{alias}" ({_SPACE_KEYS[alias]} name) to '
+                            '"parameter_config", a list of {"name", "range", "type"} objects')
+                    if p.path == "parameter_config" and p.value is MISSING else p
+                    for p in problems]
     warnings.extend(_nested_key_warnings(data))
     warnings.extend(_bash_only_warnings(data))
     if proposer_cls is not None and proposer_name is not None:
