@@ -97,9 +97,19 @@ def test_a_marker_in_other_letter_case_is_named_in_the_reason(line: str) -> None
     p = OutputParser()
     p.feed("epoch 1")
     detail = judge(0, p).detail
-    assert "letter case" not in detail
+    assert "letter case" not in detail and "without its '#'" not in detail
     # the usual cause with the client API: an @aup_args function that returns nothing
     assert "return the score from the function decorated with @aup_args" in detail
+
+
+@pytest.mark.parametrize("line", ["Auptimizer:0.93", "score Auptimizer: 0.93"])
+def test_a_marker_without_its_hash_is_named_in_the_reason(line: str) -> None:
+    # trial 62: only the generic "no '#Auptimizer:<value>' line"
+    p = OutputParser()
+    p.feed(line)
+    o = judge(0, p)
+    assert o.reason is FailReason.NO_RESULT
+    assert "'Auptimizer:' was printed without its '#'" in o.detail, o.detail
 
 
 def test_marker_then_exit_1_keeps_the_value_but_fails() -> None:

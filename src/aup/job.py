@@ -277,6 +277,9 @@ def judge(exit_code: int | None, parser: OutputParser,
         if MARKER.lower() in tail.lower():
             detail += (f" (a marker in other letter case was printed: write exactly "
                        f"'{MARKER}', or use aup.print_result)")
+        elif MARKER[1:].lower() in tail.lower():
+            detail += (f" ('{MARKER[1:]}' was printed without its '#': write exactly "
+                       f"'{MARKER}<value>', or use aup.print_result)")
         else:
             detail += ("; print it with aup.print_result(score), or return the score from the "
                        "function decorated with @aup_args (a None return prints nothing)")
