@@ -254,6 +254,22 @@ def test_to_dataframe_has_the_result_labels_and_duration_as_the_export(grid_db):
     assert [r["duration"] for r in exported] == pytest.approx([r["duration"] for r in records])
 
 
+def test_to_dataframe_leaves_out_hyperopts_bookkeeping_tid(tmp_path):
+    # trial 62: a param_tid column, although tid is no parameter (best_params left it out)
+    import aup
+
+    write_script(tmp_path, "q.py", "import json, sys\n"
+                 "print('#Auptimizer:', json.load(open(sys.argv[-1]))['x'])\n")
+    exp = write_experiment(tmp_path, script="q.py", proposer="hyperopt", n_samples=2,
+                           target="min",
+                           parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    assert run_cli("run", exp.name, "-q", cwd=tmp_path).returncode == 0
+    with aup.load_experiment(1, db=str(tmp_path / ".aup" / "sqlite3.db")) as rec:
+        assert "tid" in rec.jobs()[0]["job_config"]  # recorded, as 2.0 did
+        df = rec.to_dataframe()
+    assert "param_x" in df and "param_tid" not in df and "param_job_id" not in df
+
+
 def test_to_dataframe_of_an_experiment_without_jobs_has_the_columns(grid_db, tmp_path):
     # A run stopped before its first job gave a (0, 0) frame: df.status raised AttributeError.
     import aup

@@ -397,8 +397,8 @@ class ExperimentRecord:
         ``fail_reason``, ``detail`` (of the last attempt), ``start_time``, ``end_time``,
         ``duration`` (``end_time - start_time``, None while either is unknown),
         ``n_attempts``, ``budget``, ``bracket``, ``rung``, one ``param_<name>`` key per
-        recorded job-config value (the parameters, plus ``n_iterations`` for hyperband/bohb
-        and ``tid`` for hyperopt; ``job_id`` is ``jid``), and one ``result_<label>`` key per
+        recorded job-config value (the parameters, plus ``n_iterations`` for hyperband/bohb;
+        not the bookkeeping keys ``job_id``, which is ``jid``, and hyperopt's ``tid``), and one ``result_<label>`` key per
         ``multi_res_labels`` label: that value of the job's final result (None without one).
         """
         out = []
@@ -415,7 +415,8 @@ class ExperimentRecord:
                    "n_attempts": j["n_attempts"],
                    "budget": j["budget"], "bracket": j["bracket"], "rung": j["rung"]}
             for k, v in (j["job_config"] or {}).items():
-                rec[f"param_{k}"] = v
+                if k not in BOOKKEEPING_KEYS:  # hyperopt's tid is no parameter (trial 62)
+                    rec[f"param_{k}"] = v
             ex = extras.get(j["jid"], {})
             for i, lab in enumerate(labels, start=1):
                 rec[f"result_{lab}"] = ex.get(i)
