@@ -337,6 +337,17 @@ def test_a_mistyped_option_shows_the_usage_of_its_command(tmp_path: Path) -> Non
     assert not (tmp_path / ".aup").exists()  # nothing ran, nothing was recorded
 
 
+@pytest.mark.parametrize(("typed", "meant"), [("lst", "list"), ("shwo", "show"),
+                                              ("resme", "resume"), ("dashbaord", "dashboard")])
+def test_a_mistyped_command_gets_a_suggestion(tmp_path: Path, typed: str, meant: str) -> None:
+    # trial 62: argparse's "invalid choice" listed every command without a guess
+    res = run_cli(typed, "1", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"unknown command '{typed}' (did you mean '{meant}'?)" in res.stderr, res.stderr
+    far = run_cli("xyzzy", cwd=tmp_path)  # nothing close: argparse's list of commands
+    assert far.returncode == 2 and "invalid choice: 'xyzzy'" in far.stderr
+
+
 def test_a_second_database_does_not_overwrite_the_job_files_of_the_first(tmp_path: Path) -> None:
     # Job files are named by job id, and ids count per database: a run with another database
     # (or after deleting .aup/) in the same folder is refused before it records anything.

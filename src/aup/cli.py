@@ -894,6 +894,14 @@ def _main(argv: list[str] | None) -> int:
             at += 2 if argv[at] == "--log" else 1
         argv.insert(min(at, first), "run")
         command = "run"
+    if command is not None and command not in {*CORE_COMMANDS, *EXTRA_COMMANDS}:
+        import difflib
+
+        close = difflib.get_close_matches(command, [*CORE_COMMANDS, *EXTRA_COMMANDS], n=1)
+        if close:  # argparse lists every command, without a guess (trial 62: 'aup lst')
+            print(f"aup: error: unknown command '{command}' (did you mean '{close[0]}'?); "
+                  "'aup --help' lists the commands", file=sys.stderr)
+            return EXIT_USAGE
     # A core command needs none of the extra commands' modules (a quicker start of 'aup run').
     parser = build_parser(extras=command not in CORE_COMMANDS)
     try:
