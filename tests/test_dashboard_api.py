@@ -165,6 +165,25 @@ def test_the_parallel_chart_shows_the_budget_of_multi_fidelity_jobs(tmp_path):
     assert dims[3]["values"] == [1.0, 3.0] and dims[3]["log"] is True
 
 
+def test_choice_labels_are_written_as_in_experiment_json(tmp_path):
+    # trial 60: a JSON null showed as Python's None (and true as True) on the choice axis
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    cfg = {"parameter_config": [{"name": "c", "type": "choice",
+                                 "range": ["sgd", None, True, 1.5]}]}
+    eid = store.create_experiment(user="u", name="e", config=cfg, proposer="random",
+                                  target="min", n_total=1, config_path=None, workingdir=None)
+    rid = store.resource_id("cpu", "cpu:0")
+    jid, jaid = store.start_job(eid=eid, job_config={"c": None}, proposal={"id": 0}, rid=rid,
+                                output_dir=None, proposer_state=None)
+    store.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="SUCCEEDED", exit_code=0,
+                      fail_reason=None, detail="", output_tail="", job_status="FINISHED",
+                      score=1.0)
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+        (dim,) = c.get(f"/api/experiments/{eid}/parallel").json()["dimensions"]
+    store.close()
+    assert dim["choices"] == ["sgd", "null", "true", "1.5"] and dim["values"] == [1]
+
+
 @pytest.mark.parametrize("path,code", [
     ("/api/experiments/999", 404), ("/api/experiments/0", 422), ("/api/experiments/abc", 422),
     ("/api/experiments/999/jobs", 404), ("/api/experiments/1/jobs/99999", 404),

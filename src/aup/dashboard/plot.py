@@ -147,8 +147,17 @@ def plot_image(history: dict[str, Any], parallel: dict[str, Any], title: str,
             scale = ScalarMappable(Normalize(smin, smax if smax > smin else smin + 1), cmap)
             fig.colorbar(scale, ax=ax2, label="score", fraction=0.04, pad=0.02)
         for i, d in enumerate(cols):
+            if d["type"] == "choice" and len(d["choices"]) <= 12:
+                # each choice beside the axis at its own height (joined under the axis they
+                # ran into one unreadable label)
+                for k, choice in enumerate(d["choices"]):
+                    if lo[i] <= k <= hi[i]:
+                        y = 0.5 if hi[i] == lo[i] else (k - lo[i]) / (hi[i] - lo[i])
+                        ax2.text(i + 0.04, y, choice[:20], ha="left", va="center",
+                                 fontsize=7)
+                continue
             if d["type"] == "choice":
-                label = "/".join(d["choices"])
+                label = f"{len(d['choices'])} choices"
             elif d.get("log"):
                 label = f"{10 ** lo[i]:.3g}..{10 ** hi[i]:.3g} (log)"
             else:

@@ -572,7 +572,9 @@ class DashboardQueries:
                 vals_i = [keys.index(json.dumps(v)) if json.dumps(v) in keys else None
                           for v in vals]
                 dims.append({"name": name, "type": "choice", "log": False, "values": vals_i,
-                             "choices": [str(x) for x in choices]})
+                             # as experiment.json writes them: null, true, not None, True
+                             "choices": [x if isinstance(x, str) else json.dumps(x)
+                                         for x in choices]})
             else:
                 dims.append({"name": name, "type": p.get("type"), "log": bool(p.get("log")),
                              "values": [_num(v) if isinstance(v, int | float) else None
