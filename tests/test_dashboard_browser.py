@@ -138,6 +138,22 @@ def test_experiment_page_tables_and_charts(grid_db, page):
         assert page.errors == []
 
 
+def test_a_score_filter_the_browser_cannot_read_is_reported(grid_db, page):
+    # trial 61: "1e-" read as an empty field, and every job was shown as if filtered
+    with serve(db_url(grid_db)) as base:
+        page.goto(base + "/experiments/1")
+        page.wait_for_selector("#jobs tbody tr")
+        page.locator("#min-score").press_sequentially("1e-")
+        page.click("#apply")
+        page.wait_for_function("document.getElementById('error').textContent !== ''")
+        assert page.locator("#error").inner_text().startswith("score from: not a number")
+        page.fill("#min-score", "16")
+        page.click("#apply")
+        page.wait_for_function("document.getElementById('error').textContent === ''")
+        page.wait_for_function("[...document.querySelectorAll('#jobs tbody td.score')]"
+                               ".every((td) => Number(td.textContent) >= 16)")
+
+
 def test_an_unknown_experiment_page_shows_only_the_message(grid_db, page):
     # trial 61: "no experiment 999" above empty charts and an empty job table
     with serve(db_url(grid_db)) as base:

@@ -255,6 +255,14 @@ async function main() {
   const sel = document.getElementById("job-status");
   for (const s of settings.job_statuses) sel.appendChild(aup.el("option", s, { value: s }));
   document.getElementById("apply").addEventListener("click", () => {
+    // a number the browser cannot read (1e400, "1e-") reads as "": say so rather than
+    // showing every job as if the filter applied
+    const bad = ["min-score", "max-score"].filter((id) => document.getElementById(id).validity.badInput);
+    if (bad.length) {
+      aup.showError(new Error(`score ${bad.map((id) => id.split("-")[0] === "min" ? "from" : "to").join(" and ")}: not a number the browser can read; the filter was not applied`));
+      return;
+    }
+    aup.showError(null);
     st.status = sel.value;
     st.minScore = document.getElementById("min-score").value;
     st.maxScore = document.getElementById("max-score").value;
