@@ -366,6 +366,43 @@ def test_passive_through_the_cli_with_results_typed_on_stdin(tmp_path: Path, mod
     assert [a["output_path"] for a in json.loads(shown.stdout)] == [None, None], shown.stdout
 
 
+def test_a_told_value_survives_a_crash_before_the_poll(tmp_path: Path) -> None:
+    """'aup tell' said "told job 1"; a kill -9 of 'aup run' before its next poll lost the value:
+    the resumed run waited for the job again and ignored it (trial 63)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = make_experiment(tmp_path, Backend("passive", {"poll_interval": 30, "prompt": False}),
+                           OK, n_samples=1)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("AUP_DB", None)
+    proc = subprocess.Popen([sys.executable, "-m", "aup", "run", str(path)], cwd=tmp_path,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    end = time.monotonic() + 60
+    while not any("waits for you" in x for x in lines) and time.monotonic() < end:
+        lines.append(proc.stdout.readline())
+    assert any("waits for you" in x for x in lines), "".join(lines)
+    told = subprocess.run([sys.executable, "-m", "aup", "tell", "1", "1", "0.25"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert told.returncode == 0, told.stderr
+    proc.send_signal(signal.SIGKILL)  # long before the 30 s poll
+    proc.communicate(timeout=30)
+    res = subprocess.run([sys.executable, "-m", "aup", "resume", "1"], cwd=tmp_path, env=env,
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "taking the value told for its previous attempt" in res.stdout, res.stdout
+    shown = json.loads(subprocess.run([sys.executable, "-m", "aup", "show", "1", "--json"],
+                                      cwd=tmp_path, env=env, capture_output=True, text=True,
+                                      timeout=60).stdout)
+    assert [(j["status"], j["score"]) for j in shown] == [("FINISHED", 0.25)]
+
+
 def test_a_told_value_is_kept_when_the_experiment_stops_before_polling(tmp_path: Path) -> None:
     """'aup tell' said "told job 1"; an 'aup stop' within poll_interval then dropped the value
     (the job ended INTERRUPTED and waited again after resume). Stopping now reads it first."""

@@ -162,7 +162,7 @@ class PassiveResourceManager(ResourceManager):
         """Start polling the store for ``aup tell`` values, once a store is attached."""
         if self.store is None or self._poller is not None:
             return
-        self._last_tid = self._max_tid()
+        self._last_tid = self._start_tid = self._max_tid()
         self._poller = threading.Thread(target=self._poll, name="aup-passive-poll", daemon=True)
         self._poller.start()
 
@@ -220,6 +220,32 @@ class PassiveResourceManager(ResourceManager):
             f"  {command}\n"
             f"  (config: {spec.config_path})\n"
             f"{then}")
+        if spec.attempt > 0:
+            self._take_carried(spec)
+
+    def _take_carried(self, spec: AttemptSpec) -> None:
+        """Apply the values told for the job's previous attempt that its scheduler never read:
+        it crashed (``kill -9``) between the ``aup tell`` and its next poll, and the user was
+        told the value was accepted. They are the rows stored before this process started
+        polling and after that attempt started."""
+        if self.store is None:
+            return
+        try:
+            previous = [a for a in self.store.attempts(spec.job_id) if a["num"] < spec.attempt]
+            if not previous or previous[-1]["start_time"] is None:
+                return
+            since = float(previous[-1]["start_time"])
+            rows = [r for r in self.store.told([spec.job_id])
+                    if r["tid"] <= self._start_tid and (r["time"] or 0.0) >= since]
+        except Exception as err:  # noqa: BLE001 - a busy database: the user can tell again
+            log.warning("passive: cannot read the values told before the restart: %s", err)
+            return
+        if rows:
+            self.announce(f"[aup passive] job {spec.job_id}: taking the value told for its "
+                          "previous attempt (its experiment stopped before reading it)")
+        for r in rows:
+            if not self.receive(r["jid"], r["values"], r["final"], r["exit_code"]):
+                break
 
     def stop(self, job_id: int, attempt: int, reason: StopReason) -> None:
         """Stop waiting for the attempt. A value ``aup tell`` stored before the stop but that
