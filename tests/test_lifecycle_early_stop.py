@@ -114,9 +114,14 @@ def test_no_decision_once_a_job_reported_a_complete_training(policy):
         # mid-training the bad job is judged as before (curve fitting: one point short)
         if policy != "curve_fitting":
             assert p.should_stop(5, [9.0] * 2, {}, finished, full_length=4)
-        # at the length of a complete training (and beyond): no decision
+        # at the length of a complete training: no decision
         assert not p.should_stop(6, [9.0] * 4, {}, finished, full_length=4)
-        assert not p.should_stop(7, [9.0] * 6, {}, finished, full_length=4)
+        # beyond it the finished jobs were shorter (one stopped itself early): judged, except
+        # past curve fitting's own end (trial 63: one self-stopped job at 3 results switched
+        # early stopping off for every longer job)
+        longer = {9: [1.0] * 6, 10: [1.0] * 6}  # running peers as long as the job
+        assert p.should_stop(7, [9.0] * 6, longer, finished, full_length=4) is (
+            policy != "curve_fitting")
         if policy == "curve_fitting":  # its own end: curve_fitting_max_iters
             assert not p.should_stop(8, [9.0] * 4, {}, finished)
             assert not p.busy  # nothing was submitted

@@ -437,18 +437,18 @@ class EarlyStopPolicy:
                 finished): how many a complete training reports.
 
         Returns:
-            True when the job should stop now. Never once the job has reported as many results
-            as a complete training (``full_length``, or ``curve_fitting_max_iters``): it is at
-            its end, where stopping saves nothing and would turn a complete result into an
-            early-stopped one, which can never be the best (trial 55).
+            True when the job should stop now. Never when the job has reported exactly as
+            many results as a complete training (``full_length``, or
+            ``curve_fitting_max_iters``): it is at its end, where stopping saves nothing and
+            would turn a complete result into an early-stopped one, which can never be the
+            best (trial 55).
         """
         if jid in self._disabled:
             return False
         n = len(history)
         if n < self.options.warmup:
             return False
-        end = self._end(full_length)
-        if end is not None and n >= end:
+        if self._at_end(n, full_length):
             return False
         k = self.options.aup_policy_steps
         step = (n // k) * k
@@ -463,9 +463,14 @@ class EarlyStopPolicy:
         """Jobs whose background evaluation decided "stop" since the last call."""
         return []
 
-    def _end(self, full_length: int | None) -> int | None:
-        """The number of results at which a job has completed its training, if known."""
-        return full_length
+    def _at_end(self, n: int, full_length: int | None) -> bool:
+        """True when a job with ``n`` results is at the end of a complete training: exactly
+        the longest finished job's length. A job with more results than that is longer than
+        the finished ones (one that stopped itself early, a Keras EarlyStopping, set the
+        length): that estimate is short, and decisions go on (with ``>=`` a single job that
+        stopped itself at 3 results switched early stopping off for every longer job, trial
+        63)."""
+        return full_length is not None and n == full_length
 
     def disable(self, jid: int) -> None:
         """Never stop job ``jid`` (after an error in the policy)."""
@@ -580,9 +585,11 @@ class CurveFittingPolicy(EarlyStopPolicy):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aup-curve")
         self._pool.submit(_import_scipy)
 
-    def _end(self, full_length: int | None) -> int | None:
-        ends = [e for e in (full_length, self.options.curve_fitting_max_iters) if e is not None]
-        return min(ends) if ends else None
+    def _at_end(self, n: int, full_length: int | None) -> bool:
+        # curve_fitting_max_iters is the training's length as the user gives it: at or past it
+        # the extrapolation has nothing left to predict
+        max_iters = self.options.curve_fitting_max_iters
+        return super()._at_end(n, full_length) or (max_iters is not None and n >= max_iters)
 
     def _best_finished(self, finished: Mapping[int, Sequence[float]]) -> float | None:
         if self._best_cache[0] == len(finished):
