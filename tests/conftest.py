@@ -43,6 +43,15 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | N
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+#: A hyperband job (``max_iter`` 3) that fails at the largest budget and reports ``x`` below it.
+FAILS_AT_LARGEST_BUDGET = """
+import json, sys
+cfg = json.load(open(sys.argv[-1]))
+if cfg['n_iterations'] >= 3:
+    sys.exit(4)
+print('#Auptimizer:', cfg['x'])
+"""
+
 QUADRATIC = """
 import json, sys
 cfg = json.load(open(sys.argv[-1]))

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_script
+from conftest import FAILS_AT_LARGEST_BUDGET, write_script
 from dashboard_support import (
     SLOW_SCRIPT,
     db_url,
@@ -254,12 +254,7 @@ def test_stop_button_stops_running_experiment(tmp_path, page):
 def test_a_best_score_below_the_largest_budget_is_marked(tmp_path, page):
     """Every job at hyperband's largest budget failed: `aup list` marked the best score
     "(budget 1 < 3)", the dashboard showed it bare (trial 61)."""
-    write_script(tmp_path, "t.py", (
-        "import json, sys\n"
-        "cfg = json.load(open(sys.argv[-1]))\n"
-        "if cfg['n_iterations'] >= 3:\n"
-        "    sys.exit(4)\n"
-        "print('#Auptimizer:', cfg['x'])\n"))
+    write_script(tmp_path, "t.py", FAILS_AT_LARGEST_BUDGET)
     write_json(tmp_path / "hb.json", name="hb", script="t.py", proposer="hyperband",
                max_iter=3, eta=3, target="min", job_failure={"ignore_fail": True},
                parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, write_experiment, write_script
+from conftest import FAILS_AT_LARGEST_BUDGET, REPO, run_cli, write_experiment, write_script
 from proposer_helpers import drain, drain_with_restarts
 
 from aup.config import parse_config
@@ -437,12 +437,7 @@ def test_check_shows_the_planned_jobs_and_the_n_samples_warning(tmp_path: Path):
 def test_a_best_job_below_the_largest_budget_says_so(tmp_path: Path):
     """With ignore_fail and every largest-budget job failed, the best job came from a smaller
     budget and nothing said so (trial 34)."""
-    write_script(tmp_path, "t.py", (
-        "import json, sys\n"
-        "cfg = json.load(open(sys.argv[-1]))\n"
-        "if cfg['n_iterations'] >= 3:\n"
-        "    sys.exit(4)\n"
-        "print('#Auptimizer:', cfg['x'])\n"))
+    write_script(tmp_path, "t.py", FAILS_AT_LARGEST_BUDGET)
     exp = write_experiment(tmp_path, script="t.py", proposer="hyperband", max_iter=3, eta=3,
                            target="min", job_failure={"ignore_fail": True},
                            parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])

@@ -366,28 +366,38 @@ def test_passive_through_the_cli_with_results_typed_on_stdin(tmp_path: Path, mod
     assert [a["output_path"] for a in json.loads(shown.stdout)] == [None, None], shown.stdout
 
 
-def test_a_told_value_survives_a_crash_before_the_poll(tmp_path: Path) -> None:
-    """'aup tell' said "told job 1"; a kill -9 of 'aup run' before its next poll lost the value:
-    the resumed run waited for the job again and ignored it (trial 63)."""
+def _passive_job_waiting(folder: Path):
+    """Start 'aup run' of a one-job passive experiment in ``folder`` that reads told values
+    every 30 s, and return (the process, its environment) once its job waits."""
     import os
-    import signal
     import subprocess
     import sys
     import time
 
-    path = make_experiment(tmp_path, Backend("passive", {"poll_interval": 30, "prompt": False}),
-                           OK, n_samples=1)
+    path = make_experiment(folder, Backend("passive", {"poll_interval": 30, "prompt": False}),
+                           OK, n_samples=1, n_parallel=1)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("AUP_DB", None)
-    proc = subprocess.Popen([sys.executable, "-m", "aup", "run", str(path)], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "aup", "run", str(path)], cwd=folder,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
     assert proc.stdout is not None
     lines: list[str] = []
     end = time.monotonic() + 60
-    while not any("waits for you" in x for x in lines) and time.monotonic() < end:
+    while not any("waits for you" in ln for ln in lines) and time.monotonic() < end:
         lines.append(proc.stdout.readline())
-    assert any("waits for you" in x for x in lines), "".join(lines)
+    assert any("waits for you" in ln for ln in lines), "".join(lines)
+    return proc, env
+
+
+def test_a_told_value_survives_a_crash_before_the_poll(tmp_path: Path) -> None:
+    """'aup tell' said "told job 1"; a kill -9 of 'aup run' before its next poll lost the value:
+    the resumed run waited for the job again and ignored it (trial 63)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc, env = _passive_job_waiting(tmp_path)
     told = subprocess.run([sys.executable, "-m", "aup", "tell", "1", "1", "0.25"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=60)
     assert told.returncode == 0, told.stderr
@@ -406,23 +416,8 @@ def test_a_told_value_survives_a_crash_before_the_poll(tmp_path: Path) -> None:
 def test_a_told_value_is_kept_when_the_experiment_stops_before_polling(tmp_path: Path) -> None:
     """'aup tell' said "told job 1"; an 'aup stop' within poll_interval then dropped the value
     (the job ended INTERRUPTED and waited again after resume). Stopping now reads it first."""
-    import os
-    import subprocess
-    import sys
-    import time
 
-    path = make_experiment(tmp_path, Backend("passive", {"poll_interval": 30, "prompt": False}),
-                           OK, n_samples=1, n_parallel=1)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("AUP_DB", None)
-    proc = subprocess.Popen([sys.executable, "-m", "aup", "run", str(path)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    assert proc.stdout is not None
-    lines: list[str] = []
-    end = time.monotonic() + 60
-    while not any("waits for you" in ln for ln in lines) and time.monotonic() < end:
-        lines.append(proc.stdout.readline())
-    assert any("waits for you" in ln for ln in lines), "".join(lines)
+    proc, _ = _passive_job_waiting(tmp_path)
     told = run_cli("tell", "1", "1", "0.42", cwd=tmp_path, env={"PYTHONUNBUFFERED": "1"})
     assert told.returncode == 0, told.stderr
     assert run_cli("stop", "1", cwd=tmp_path).returncode == 0

@@ -408,12 +408,10 @@ class ExperimentRecord:
         for j in self.jobs():
             start, end = j["start_time"], j["end_time"]
             a = attempts.get(j["jid"])
-            rec = {"jid": j["jid"], "status": j["status"], "score": j["score"],
-                   "fail_reason": j["fail_reason"], "detail": a["detail"] if a else None,
-                   "start_time": start, "end_time": end,
-                   "duration": end - start if start is not None and end is not None else None,
-                   "n_attempts": j["n_attempts"],
-                   "budget": j["budget"], "bracket": j["bracket"], "rung": j["rung"]}
+            rec = dict(zip(_RECORD_COLUMNS, (
+                j["jid"], j["status"], j["score"], j["fail_reason"], a["detail"] if a else None,
+                start, end, end - start if start is not None and end is not None else None,
+                j["n_attempts"], j["budget"], j["bracket"], j["rung"]), strict=True))
             for k, v in (j["job_config"] or {}).items():
                 if k not in BOOKKEEPING_KEYS:  # hyperopt's tid is no parameter (trial 62)
                     rec[f"param_{k}"] = v

@@ -911,17 +911,12 @@ def prepared_resource(config: ExperimentConfig, events: queue.Queue, env_file: A
     return resource
 
 
-#: Where the slots of a resource with a fixed list of them come from.
-_SLOT_SOURCES = {"gpu": 'one per GPU id ("gpus")', "node": 'one per host ("nodes")',
-                 "aws": 'one per instance ("instances")'}
-
-
 def _warn_unused_parallelism(config: ExperimentConfig, resource: ResourceManager) -> None:
     """Warn when ``n_parallel`` asks for more jobs at once than the resource has slots: the
     start line said "n_parallel 3" while one GPU id ran the jobs one at a time."""
     n = len(resource.slots)
     if 0 < n < config.n_parallel:
-        source = _SLOT_SOURCES.get(config.resource, "")
+        source = resource.slot_source
         log.warning('n_parallel is %d but resource "%s" has %d slot%s%s: at most %d %s '
                     "at once; list an id or host once per job it should run at the same time "
                     "(an entry listed twice gives two slots), or set n_parallel to %d",

@@ -28,7 +28,13 @@ from sqlalchemy.engine import Engine
 from aup.errors import AupError
 from aup.job import FailReason
 from aup.store import schema as s
-from aup.store.store import Store, largest_budget, plain_number, without_password
+from aup.store.store import (
+    Store,
+    budget_fields,
+    largest_budget,
+    plain_number,
+    without_password,
+)
 
 #: Jobs the job table may be sorted by (API name -> column expression built in ``jobs``).
 JOB_SORT_KEYS = ("jid", "score", "status", "start_time", "end_time", "duration", "n_attempts",
@@ -123,12 +129,8 @@ class DashboardQueries:
             "n_jobs": n_jobs, **counts, "n_done": n_done,
             "progress": (min(1.0, n_done / total) if total else None),
             "best_score": _num(best), "start_time": m["start_time"], "end_time": m["end_time"],
-            # with budgets (hyperband, bohb): the best job's budget and the largest budget any
-            # job ran at, as in `aup list --json`; both None without budgets
-            "largest_budget_run": (None if m["largest_budget_run"] is None
-                                   else plain_number(m["largest_budget_run"])),
-            "best_budget": (None if m["largest_budget_run"] is None or m["best_budget"] is None
-                            else plain_number(m["best_budget"])),
+            # with budgets (hyperband, bohb), as in `aup list --json`
+            **budget_fields(m["largest_budget_run"], m["best_budget"]),
             "stop_requested": bool(m["stop_requested"]), "error_msg": m["error_msg"],
             "resource": cfg.get("resource"), "n_parallel": cfg.get("n_parallel"),
             "heartbeat": m["heartbeat"], "host": m["host"],

@@ -75,6 +75,7 @@ class AWSResourceManager(SSHResourceManager):
     env_key: ClassVar[str] = "aws"
     mapping_key: ClassVar[str] = "aws_mapping"
     args_key: ClassVar[str] = "instances"
+    slot_source: ClassVar[str] = 'one per instance ("instances")'
     resume_args: ClassVar[tuple[str, ...]] = ("instances",)
 
     def __init__(self, config, events, env_file: Any = None):

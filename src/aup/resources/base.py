@@ -268,6 +268,9 @@ class ResourceManager(ABC):
     """
 
     kind: ClassVar[str] = ""
+    #: Where a resource with a fixed list of slots gets them, for messages ("" when
+    #: ``n_parallel`` itself sets the slots).
+    slot_source: ClassVar[str] = ""
     Options: ClassVar[type[ResourceOptions]] = ResourceOptions
     #: True when the script and working directory are local files checked at load.
     local_files: ClassVar[bool] = True

@@ -91,6 +91,7 @@ class GPUResourceManager(CPUResourceManager):
     """Local jobs, each pinned to the GPU id(s) of its slot (see the module docstring)."""
 
     kind: ClassVar[str] = "gpu"
+    slot_source: ClassVar[str] = 'one per GPU id ("gpus")'
     Options = GPUOptions
     resume_args: ClassVar[tuple[str, ...]] = ("gpus",)
 

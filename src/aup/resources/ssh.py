@@ -640,6 +640,7 @@ class SSHResourceManager(ResourceManager):
     mapping_key: ClassVar[str] = "node_mapping"
     #: resource_args key holding the host list (for messages).
     args_key: ClassVar[str] = "nodes"
+    slot_source: ClassVar[str] = 'one per host ("nodes")'
     resume_args: ClassVar[tuple[str, ...]] = ("nodes",)
 
     def lost_copies_gone_after(self) -> float:

@@ -765,11 +765,7 @@ class Store:
             d["n_failed"] = int(m["n_failed"] or 0)
             d["n_early_stopped"] = int(m["n_early_stopped"] or 0)
             d["best_score"] = m["max_score"] if d["target"] == "max" else m["min_score"]
-            run = m["largest_budget_run"]
-            d["largest_budget_run"] = None if run is None else plain_number(run)
-            # the best job's budget, only with budgets (no budget is counted as 0 above)
-            d["best_budget"] = (None if run is None or m["best_budget"] is None
-                                else plain_number(m["best_budget"]))
+            d.update(budget_fields(m["largest_budget_run"], m["best_budget"]))
             out.append(d)
         return out
 
@@ -1208,6 +1204,14 @@ def largest_budget(eids: Iterable[int] | None = None) -> tuple[Any, Any, Any]:
     if eids is not None:
         top = top.where(j.c.eid.in_(list(eids)))
     return scored, budget, top.subquery()
+
+
+def budget_fields(largest_run: Any, best: Any) -> dict[str, int | float | None]:
+    """``largest_budget_run`` and ``best_budget`` of an experiment summary from the SQL
+    aggregates (:func:`largest_budget` counts no budget as 0): both None without budgets."""
+    return {"largest_budget_run": None if largest_run is None else plain_number(largest_run),
+            "best_budget": (None if largest_run is None or best is None
+                            else plain_number(best))}
 
 
 def plain_number(value: Any) -> int | float:
