@@ -86,15 +86,39 @@ def test_peers_that_did_not_reach_the_step_do_not_count():
 def test_nan_values_are_ignored():
     nan = math.nan
     p = make_policy(_opts(aup_policy="median"), maximize=False)
-    # the job's only values are NaN: no decision at this step, decided at the next
-    assert not p.should_stop(5, [nan, nan], {}, {1: [1.0] * 4, 2: [1.0] * 4})
+    # NaN values are skipped: the job's mean of its finite values (9) is judged
     assert p.should_stop(5, [nan, nan, 9.0, 9.0], {}, {1: [1.0] * 4, 2: [1.0] * 4})
+    p = make_policy(_opts(aup_policy="median"), maximize=False)
+    assert not p.should_stop(5, [nan, 0.5, 0.5, 0.5], {}, {1: [1.0] * 4, 2: [1.0] * 4})
     # NaN in peers is skipped; a peer with only NaN up to the step is no peer
     p = make_policy(_opts(aup_policy="median"), maximize=False)
     assert not p.should_stop(5, [9.0, 9.0], {}, {1: [nan, 1.0], 2: [nan, nan]})
     # None (NULL from the database) is NaN
     p = make_policy(_opts(aup_policy="median"), maximize=True)
     assert p.should_stop(5, [-9.0, -9.0], {}, {1: [None, 1.0], 2: [2.0, None]})
+
+
+@pytest.mark.parametrize("policy", ["median", "bandit", "truncation", "curve_fitting"])
+@pytest.mark.parametrize("maximize", [False, True])
+def test_a_job_reporting_only_nan_since_its_last_check_is_stopped(policy, maximize):
+    # A diverged training: the rules see finite values only, so before this it ran to its end
+    nan, inf = math.nan, math.inf
+    good = [(-1.0 if maximize else 1.0)] * 6
+    peers = {1: good, 2: good}
+    extra = {"curve_fitting_max_iters": 50} if policy == "curve_fitting" else {}
+    p = make_policy(_opts(aup_policy=policy, **extra), maximize=maximize)
+    assert p.should_stop(5, [nan, None], {}, peers)  # only NaN/NULL from the start
+    p = make_policy(_opts(aup_policy=policy, **extra), maximize=maximize)
+    # good at first (the best of all), then NaN and inf since the previous check at step 2
+    first = [(-0.1 if maximize else 0.1)] * 2
+    assert not p.should_stop(5, first, {}, peers)
+    assert p.should_stop(5, first + [nan, inf], {}, peers)
+    # too few peers with a finite value at the step: every job reports NaN at first
+    p = make_policy(_opts(aup_policy=policy, **extra), maximize=maximize)
+    assert not p.should_stop(5, [nan, nan], {3: [nan, nan]}, {1: good, 2: [nan, nan]})
+    # a finite value in the window: the rules decide (the job is the best: not stopped)
+    p = make_policy(_opts(aup_policy=policy, **extra), maximize=maximize)
+    assert not p.should_stop(5, [nan, first[0]], {}, peers)
 
 
 def test_disabled_job_is_never_stopped():

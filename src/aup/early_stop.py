@@ -30,8 +30,10 @@ The options keep Auptimizer 2.0's names (reference section 5.5):
 
 Every rule works on *losses* (lower is better): values are negated once for ``target: max``,
 so both targets behave the same (Auptimizer 2.0's curve fitting did nothing when minimizing).
-NaN and infinite values are ignored (a history whose first ``step`` values hold no finite
-number is not a peer, and such a job gets no decision).
+NaN and infinite values are ignored by the rules (a history whose first ``step`` values hold
+no finite number is not a peer). A job whose values since its previous decision point are all
+NaN or infinite is stopped once ``min_peers`` peers have finite values at that step (a diverged
+training; :meth:`EarlyStopPolicy._diverged`).
 
 The rules (:func:`median_rule`, :func:`bandit_rule`, :func:`truncation_rule`,
 :func:`predict_final`) are pure functions of the data. The :class:`EarlyStopPolicy` objects only
@@ -454,6 +456,9 @@ class EarlyStopPolicy:
         step = (n // k) * k
         if step == 0 or self._done_steps.get(jid) == step:
             return False
+        if self._diverged(jid, step, history, running_peers, finished):
+            self._done_steps[jid] = step
+            return True
         decision = self._decide(jid, step, history, running_peers, finished)
         if decision is not None:
             self._done_steps[jid] = step
@@ -462,6 +467,27 @@ class EarlyStopPolicy:
     def poll(self) -> list[int]:
         """Jobs whose background evaluation decided "stop" since the last call."""
         return []
+
+    def _diverged(self, jid: int, step: int, history: Sequence[float],
+                  running_peers: Mapping[int, Sequence[float]],
+                  finished: Mapping[int, Sequence[float]]) -> bool:
+        """True when the job's values since the previous decision point (the last
+        ``aup_policy_steps`` of the first ``step``) are all NaN, infinite or missing while at
+        least ``min_peers`` peers have a finite value at this step: a training that diverged.
+        The rules compare finite values only, so such a job was never stopped (its earlier
+        finite values, or none at all, were all they saw); Optuna's pruners likewise prune a
+        trial whose intermediate values are all NaN. When no peer has a finite value either
+        (a metric every job reports as NaN at first) nothing is decided."""
+        window = history[max(0, step - self.options.aup_policy_steps):step]
+        if any(v is not None and math.isfinite(v) for v in window):
+            return False
+        peers = self.peer_values(jid, step, running_peers, finished)
+        if len(peers) < self.options.min_peers:
+            return False
+        log.info("job %d: %s policy says stop at step %d: its last %d value(s) are NaN or "
+                 "infinite while %d peers have finite values", jid, self.name, step,
+                 len(window), len(peers))
+        return True
 
     def _at_end(self, n: int, full_length: int | None) -> bool:
         """True when a job with ``n`` results is at the end of a complete training: exactly
