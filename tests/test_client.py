@@ -270,3 +270,53 @@ def test_auptimizer_2_module_path_of_the_client_works() -> None:
             "print([m for m in sys.modules if m.split('.')[0] in ('numpy', 'pydantic')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_a_pandas_series_is_read_by_key_never_by_position() -> None:
+    """Trial 64: a Series (a metrics table's last row) has tolist(), so print_result printed
+    its values by position (the loss became the score) and score_of returned it whole."""
+    import pandas as pd
+
+    from aup.client import score_of
+
+    row = pd.Series({"loss": 29.4, "acc": 0.6})
+    assert score_of(row, "acc") == 0.6
+    assert score_of(row, "acc", ["loss"]) == [0.6, 29.4]
+    with pytest.raises(KeyError, match="no key 'ac' .*its keys: 'loss', 'acc'"):
+        score_of(row, "ac")
+    out = io.StringIO()
+    with pytest.raises(TypeError, match="got a Series \\(keys: 'loss', 'acc'\\)"):
+        print_result(row, file=out)
+    assert out.getvalue() == ""  # nothing printed
+    print_result(score_of(row, "acc"), file=out)
+    assert out.getvalue() == "#Auptimizer:0.6\n"
+
+
+def test_aup_args_takes_the_config_as_a_dict_or_as_keywords(monkeypatch) -> None:
+    """Trial 64: in a notebook a decorated function could only be tried with a file on disk:
+    main({...}) was 'unsupported config file' and main(x=..) read the kernel's argv."""
+    @aup_args
+    def main(x, y=2.0):
+        return x * y
+
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/run/kernel-1.json"])
+    out = io.StringIO()
+    with contextlib.redirect_stderr(out):
+        assert main({"x": 3.0}) == 6.0
+        assert main(x=1.5, y=4.0) == 6.0
+        assert main({"x": 1.0}, y=5.0) == 5.0  # keywords override the dict
+    assert out.getvalue().splitlines() == ["#Auptimizer:6.0", "#Auptimizer:6.0",
+                                           "#Auptimizer:5.0"]
+    with pytest.raises(TypeError, match="needs parameter 'x'"):
+        main(y=1.0)
+    with pytest.raises(ValueError, match="runs in a Jupyter kernel"):
+        main()  # nothing given: still the clear error
+
+
+def test_basic_config_saves_numpy_values_as_plain_json(tmp_path: Path) -> None:
+    import numpy as np
+
+    BasicConfig(x=np.float64(0.5), n=np.int64(3), v=np.arange(2)).save(tmp_path / "c.json")
+    assert json.loads((tmp_path / "c.json").read_text()) == {"x": 0.5, "n": 3, "v": [0, 1]}
+    with pytest.raises(TypeError, match="of type object cannot be written to JSON"):
+        BasicConfig(o=object()).save(tmp_path / "d.json")

@@ -124,6 +124,7 @@ def test_bad_outputs_and_sources_are_clear_errors_and_leave_nothing(tmp_path):
     exp = write_experiment(tmp_path, script="job.py", parameter_config=PARAMS)
     (tmp_path / "d.py").mkdir()
     (tmp_path / "bin.py").write_bytes(b"\xff\xfe")
+    (tmp_path / "nb.ipynb").write_text(json.dumps({"cells": [], "nbformat": 4}))
     before = sorted(p.name for p in tmp_path.iterdir())
     missing = tmp_path / "missing"
     for args, needle in (
@@ -131,6 +132,9 @@ def test_bad_outputs_and_sources_are_clear_errors_and_leave_nothing(tmp_path):
             (["rb.py", exp.name, "rosenbrock", "-o", "d.py", "--overwrite"], "is a folder"),
             (["rb.py", exp.name, "rosenbrock", "-o", "d.py"], "is a folder"),
             (["bin.py", exp.name, "rosenbrock", "-o", "j.py"], "bin.py is not UTF-8 text"),
+            # trial 64: the notebook's JSON was parsed as Python ("has no top-level function")
+            (["nb.ipynb", exp.name, "rosenbrock", "-o", "j.py"],
+             "is a Jupyter notebook, not a Python source"),
             (["rb.py", exp.name, "rosenbrock", "-o", str(missing / "j.py")],
              f"the folder {missing} of the output")):
         r = run_cli("convert", *args, cwd=tmp_path)

@@ -44,7 +44,8 @@ def test_ctrl_c_in_run_experiment_stops_resumably(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err  # re-raised to the caller
     # the command that continues it, as 'aup run' prints it (trial 46: only the bare error)
-    assert "experiment 1 (experiment) stopped; continue with: aup resume 1" in err, err
+    assert ("experiment 1 (experiment) stopped; continue with aup.resume_experiment(1), or "
+            "in a shell: aup resume 1") in err, err
     row = experiment(tmp_path)
     assert row["status"] == "STOPPED", (row["status"], row["error_msg"])
     assert "scheduler error" not in (row["error_msg"] or "")
@@ -61,7 +62,8 @@ def test_ctrl_c_in_run_experiment_stops_resumably(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
-    assert "experiment 1 (experiment) stopped; continue with: aup resume 1" in err, err
+    assert ("experiment 1 (experiment) stopped; continue with aup.resume_experiment(1), or "
+            "in a shell: aup resume 1") in err, err
     assert experiment(tmp_path)["status"] == "STOPPED"
     res = run_cli("resume", "1", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -179,14 +181,22 @@ def test_ctrl_c_is_held_until_the_block_ends() -> None:
     import os
     import signal
 
-    from aup.experiment import _sigint_held
+    from aup.experiment import sigint_held
 
     reached = False
     with pytest.raises(KeyboardInterrupt):
-        with _sigint_held():
+        with sigint_held():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
             reached = True
+    assert reached and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # discard: a clean-up while an interrupt is already on its way (a double interrupt during
+    # the store's close printed SQLAlchemy's "Exception closing connection" traceback)
+    reached = False
+    with sigint_held(discard=True):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        reached = True
     assert reached and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
@@ -262,7 +272,7 @@ def test_resume_experiment_continues_from_python(tmp_path: Path,
 def test_resume_experiment_refuses_bad_arguments_without_creating_a_database(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UsageError, match="needs an experiment id or name, got NoneType"):
+    with pytest.raises(UsageError, match=r"needs an experiment id \(int\) or name \(str\), got NoneType"):
         aup.resume_experiment(None)
     with pytest.raises(UsageError, match="db= needs a database URL"):
         aup.resume_experiment(1, db=5)
@@ -274,3 +284,80 @@ def test_resume_experiment_refuses_bad_arguments_without_creating_a_database(
                                         parameter_config=X))
     with pytest.raises(UsageError, match="no experiment 'nosuch'"):
         aup.resume_experiment("nosuch")
+
+
+def test_a_resume_while_another_thread_runs_the_experiment_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trial 64: run_experiment in a notebook's background thread, then resume_experiment in
+    the next cell. The record's pid is this process's own, which counted as dead: the record
+    said crashed, and the resume killed the running jobs (FAILED, their results lost) and ran
+    the experiment beside the thread."""
+    import threading
+
+    write_script(tmp_path, "job.py", SLOW)
+    exp = write_experiment(tmp_path, script="job.py", n_samples=4, n_parallel=2,
+                           parameter_config=X)
+    monkeypatch.chdir(tmp_path)
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.update(result=aup.run_experiment(exp)))
+    thread.start()
+    try:
+        wait_for(lambda: query(tmp_path, "SELECT jid FROM job_attempt WHERE status = "
+                                         "'RUNNING'"), what="a running job")
+        with aup.load_experiment(1) as record:
+            assert record.status == "RUNNING" and not record.crashed
+        with pytest.raises(UsageError, match="another thread of this process runs it"):
+            aup.resume_experiment(1)
+    finally:
+        thread.join(timeout=120)
+    assert out["result"].status.value == "FINISHED", out["result"]
+    assert [j["status"] for j in jobs(tmp_path)] == ["FINISHED"] * 4
+    assert len(query(tmp_path, "SELECT jaid FROM job_attempt")) == 4  # nothing ran twice
+    # the same pid recorded by an earlier process (a restarted container): crashed
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / ".aup" / "sqlite3.db") as c:
+        c.execute("UPDATE experiment SET status = 'RUNNING'")
+    with aup.load_experiment(1) as record:
+        assert record.crashed
+
+
+def test_experiments_are_named_by_id_name_or_result_and_observers_are_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trial 64: a NumPy id from a DataFrame was refused by resume_experiment, True and 1.0
+    were looked up as the names 'True' and '1.0', db=123 was a TypeError from os.fspath, and
+    observer=print failed the run after recording a FAILED experiment."""
+    import numpy as np
+
+    write_script(tmp_path, "job.py", QUADRATIC)
+    exp = write_experiment(tmp_path, script="job.py", n_samples=2, parameter_config=X)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="observer= needs an object with the methods .* lacks "
+                                         "on_start, on_job_started"):
+        aup.run_experiment(exp, observer=print)
+    assert not (tmp_path / ".aup").exists()  # refused before anything was recorded
+    with pytest.raises(UsageError, match="user= needs a user name"):
+        aup.run_experiment(exp, user=5)
+    result = aup.run_experiment(exp)
+    for ref in (np.int64(1), result, 1, "experiment"):
+        with aup.load_experiment(ref) as record:
+            assert record.eid == 1, ref
+    for bad in (True, 1.0, [1]):
+        with pytest.raises(UsageError, match=r"load_experiment\(\) needs an experiment id"):
+            aup.load_experiment(bad)
+    with pytest.raises(UsageError, match="db= needs a database URL or file path, got int"):
+        aup.load_experiment(1, db=123)
+    with pytest.raises(UsageError, match="already finished"):
+        aup.resume_experiment(np.int64(1))
+    with pytest.raises(UsageError, match="already finished"):
+        aup.resume_experiment(result)
+    with pytest.raises(UsageError, match="lacks on_start"):
+        aup.resume_experiment(1, observer=lambda *a: None)
+
+
+def test_the_training_script_given_for_the_experiment_file_is_named(tmp_path: Path) -> None:
+    from aup.errors import ConfigError
+
+    write_script(tmp_path, "train.py", QUADRATIC)
+    with pytest.raises(ConfigError, match=r"this is a \.py file, not the experiment"):
+        aup.run_experiment(tmp_path / "train.py")

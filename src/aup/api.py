@@ -19,6 +19,60 @@ from aup.store.store import Store, default_url, open_store, sqlite_file
 
 log = logging.getLogger(__name__)
 
+#: The methods the experiment loop calls on an ``observer=`` (:class:`aup.experiment.Observer`).
+_OBSERVER_METHODS = ("on_start", "on_job_started", "on_result", "on_job_ended", "on_stopping")
+
+
+def _check_db(db: Any) -> None:
+    """Refuse a ``db=`` that is neither a URL nor a path.
+
+    Raises:
+        UsageError: naming the type and value given.
+    """
+    if db is not None and not isinstance(db, str | os.PathLike):
+        raise UsageError(f"db= needs a database URL or file path, got {type(db).__name__} "
+                         f"{db!r:.80}")
+
+
+def _check_observer(observer: Any) -> None:
+    """Refuse an ``observer=`` the loop cannot call, before anything is recorded (a
+    function, as Optuna's ``callbacks``, failed the run at its start with an AttributeError
+    and left a FAILED experiment behind; trial 64).
+
+    Raises:
+        UsageError: naming the methods it lacks.
+    """
+    if observer is None:
+        return
+    missing = [m for m in _OBSERVER_METHODS if not callable(getattr(observer, m, None))]
+    if missing:
+        raise UsageError(
+            f"observer= needs an object with the methods {', '.join(_OBSERVER_METHODS)}; "
+            f"got {type(observer).__name__} {observer!r:.60}, which lacks {', '.join(missing)}. "
+            "Fix: subclass aup.experiment.Observer and override the methods you need "
+            "(e.g. on_job_ended(self, jid, attempt, outcome, job_status))")
+
+
+def experiment_ref(experiment: Any, caller: str) -> int | str:
+    """An experiment id or name as the Python API accepts it: an int (numpy ints too, as
+    read from a DataFrame), a str, or what :func:`run_experiment` / :func:`load_experiment`
+    returned (its ``eid``).
+
+    Raises:
+        UsageError: anything else (a bool, a float, a Series...), naming ``caller``.
+    """
+    import numbers
+
+    eid = getattr(experiment, "eid", None)
+    if isinstance(eid, int) and not isinstance(experiment, str | numbers.Number):
+        return eid
+    if isinstance(experiment, numbers.Integral) and not isinstance(experiment, bool):
+        return int(experiment)
+    if isinstance(experiment, str):
+        return experiment
+    raise UsageError(f"{caller}() needs an experiment id (int) or name (str), got "
+                     f"{type(experiment).__name__} {experiment!r:.80}")
+
 
 def resolve_db_url(db: str | os.PathLike | None = None, storage: str | None = None) -> str:
     """The database URL to use (see the module docstring for the order).
@@ -128,6 +182,16 @@ def db_option(store: Store) -> str:
     if store.url == resolve_db_url(None):
         return ""
     return f" --db {pasteable_db(store.url)}"
+
+
+def resume_hint(store: Store, eid: int) -> str:
+    """How to continue experiment ``eid`` from Python and from a shell, for the interrupts of
+    :func:`run_experiment` and :func:`resume_experiment` (a notebook's ``!aup`` is often not
+    on PATH: the kernel's environment is not activated)."""
+    from aup.store.store import pasteable_db
+
+    db = "" if not db_option(store) else f", db={pasteable_db(store.url)!r}"
+    return f"aup.resume_experiment({eid}{db}), or in a shell: aup resume{db_option(store)} {eid}"
 
 
 def find_experiment(store: Store, ref: int | str) -> dict[str, Any]:
@@ -246,14 +310,16 @@ def run_experiment(path: str | os.PathLike, *, db: str | os.PathLike | None = No
 
     from aup.config import load_config
     from aup.environment import load_environment
-    from aup.experiment import prepared_resource
+    from aup.experiment import prepared_resource, sigint_held
 
     if not isinstance(path, str | os.PathLike):
         raise UsageError(f"run_experiment() needs the path of an experiment.json file, got "
                          f"{type(path).__name__} {path!r:.80}")
-    if db is not None and not isinstance(db, str | os.PathLike):
-        raise UsageError(f"db= needs a database URL or file path, got {type(db).__name__} "
-                         f"{db!r:.80}")
+    _check_db(db)
+    _check_observer(observer)
+    if user is not None and not isinstance(user, str):
+        raise UsageError(f"user= needs a user name (str), got {type(user).__name__} "
+                         f"{user!r:.80}")
     config = load_config(path)
     for w in config.warnings:  # as 'aup run' logs them
         log.warning("%s: %s", path, w)
@@ -265,25 +331,25 @@ def run_experiment(path: str | os.PathLike, *, db: str | os.PathLike | None = No
     try:
         return exp.run()
     except KeyboardInterrupt:  # the CLI prints the resume command; a notebook gets it here
-        log.warning("experiment %d (%s) stopped; continue with: aup resume%s %d", exp.eid,
-                    config.experiment_name, db_option(exp.store), exp.eid)
+        log.warning("experiment %d (%s) stopped; continue with %s", exp.eid,
+                    config.experiment_name, resume_hint(exp.store, exp.eid))
         raise
     finally:
-        exp.store.close()
+        # a second interrupt (a notebook's "interrupt" pressed twice) during the close printed
+        # SQLAlchemy's "Exception closing connection" traceback, which looks like corruption
+        with sigint_held(discard=True):
+            exp.store.close()
 
 
 def resume_experiment(experiment: int | str, *, db: str | os.PathLike | None = None,
                       observer: Any = None, force: bool = False) -> Any:
     """Continue a recorded experiment; see :func:`aup.resume_experiment`."""
     from aup.environment import load_environment
-    from aup.experiment import Experiment
+    from aup.experiment import Experiment, sigint_held
 
-    if not isinstance(experiment, int | str) or isinstance(experiment, bool):
-        raise UsageError(f"resume_experiment() needs an experiment id or name, got "
-                         f"{type(experiment).__name__} {experiment!r:.80}")
-    if db is not None and not isinstance(db, str | os.PathLike):
-        raise UsageError(f"db= needs a database URL or file path, got {type(db).__name__} "
-                         f"{db!r:.80}")
+    experiment = experiment_ref(experiment, "resume_experiment")
+    _check_db(db)
+    _check_observer(observer)
     store = open_existing_store(os.fspath(db) if db is not None else None)
     try:
         row = find_experiment(store, experiment)
@@ -293,11 +359,12 @@ def resume_experiment(experiment: int | str, *, db: str | os.PathLike | None = N
         try:
             return exp.run()
         except KeyboardInterrupt:  # as run_experiment: the command that continues it
-            log.warning("experiment %d (%s) stopped; continue with: aup resume%s %d", exp.eid,
-                        row["name"], db_option(store), exp.eid)
+            log.warning("experiment %d (%s) stopped; continue with %s", exp.eid,
+                        row["name"], resume_hint(store, exp.eid))
             raise
     finally:
-        store.close()
+        with sigint_held(discard=True):  # as run_experiment's
+            store.close()
 
 
 #: Keys 2.0 wrote into a job's config next to the parameters: the job's (or spearmint's grid)
@@ -476,6 +543,8 @@ def load_experiment(experiment: int | str, *, db: str | None = None) -> Experime
     Raises:
         UsageError: no database at ``db`` (nothing is created), or no such experiment.
     """
+    experiment = experiment_ref(experiment, "load_experiment")
+    _check_db(db)
     store = open_existing_store(os.fspath(db) if db is not None else None, read_only=True)
     try:
         return ExperimentRecord(find_experiment(store, experiment), store)

@@ -70,24 +70,35 @@ def _short(value: Any) -> str:
 def score_of(result: Any, metric: str, labels: list[str] | tuple[str, ...] = ()) -> Any:
     """The score of a function's result for :func:`print_result`: ``result[metric]`` for a
     mapping (Ray Tune's ``return {"mean_accuracy": 0.9, "loss": 0.3}``), followed by
-    ``result[label]`` for each ``multi_res_labels`` label; anything else is returned as is.
+    ``result[label]`` for each ``multi_res_labels`` label; a pandas Series (a metrics table's
+    last row) is read by label the same way; anything else is returned as is.
     ``aup convert --metric KEY`` writes job scripts that call it.
 
     Raises:
         KeyError: ``metric`` or a label is not a key of the mapping (the message lists the
             keys it has).
     """
-    from collections.abc import Mapping
-
-    if not isinstance(result, Mapping):
+    if not _keyed(result):
         return result
     wanted = [metric, *labels]
-    absent = [k for k in wanted if k not in result]
+    keys = list(result.keys())
+    absent = [k for k in wanted if k not in keys]
     if absent:
         raise KeyError(f"the result has no key {', '.join(map(repr, absent))} (its keys: "
-                       f"{', '.join(map(repr, result)) or 'none'}); fix: aup convert --metric "
+                       f"{', '.join(map(repr, keys)) or 'none'}); fix: aup convert --metric "
                        "with one of its keys, or multi_res_labels naming its keys")
     return [result[k] for k in wanted] if labels else result[metric]
+
+
+def _keyed(value: Any) -> bool:
+    """True for values read by key, not position: mappings, and objects with ``keys()`` and
+    item access such as a pandas Series or DataFrame."""
+    from collections.abc import Mapping
+
+    if isinstance(value, Mapping):
+        return True
+    return (callable(getattr(value, "keys", None)) and hasattr(value, "__getitem__")
+            and not isinstance(value, str | bytes))
 
 
 def print_result(result: Any, file: Any = None) -> None:
@@ -107,13 +118,16 @@ def print_result(result: Any, file: Any = None) -> None:
         TypeError: a value is not a number (a string such as ``"0.5"`` or a bool included).
         ValueError: an empty sequence, or an integer too large for a float (``10**400``).
     """
-    if hasattr(result, "tolist") and callable(result.tolist):
-        result = result.tolist()
-    if isinstance(result, dict):
-        keys = ", ".join(map(repr, result)) or "none"
-        raise TypeError(f"a result must be a number, got a dict (keys: {keys}); fix: report "
+    if _keyed(result):
+        # a pandas Series has tolist() too: its values would be reported by position, the
+        # first one as the score (trial 64: a loss maximized as if it were the accuracy)
+        keys = ", ".join(map(repr, list(result.keys())[:20])) or "none"
+        kind = "dict" if isinstance(result, dict) else type(result).__name__
+        raise TypeError(f"a result must be a number, got a {kind} (keys: {keys}); fix: report "
                         "one of its values, e.g. print_result(result[KEY]), or with aup "
                         "convert give --metric KEY")
+    if hasattr(result, "tolist") and callable(result.tolist):
+        result = result.tolist()
     if isinstance(result, list | tuple):
         if not result:
             raise ValueError("print_result() got an empty sequence: give the score, or "
@@ -192,7 +206,7 @@ class BasicConfig(dict):
             with open(path, "w", encoding="utf-8") as f:
                 import json
 
-                json.dump(dict(self), f, indent=2)
+                json.dump(dict(self), f, indent=2, default=_json_plain)
         else:
             import pickle
 
@@ -292,7 +306,9 @@ def aup_args(func: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator: call ``func`` with the job config's values as keyword arguments.
 
     The decorated function takes the config file path (``sys.argv[-1]`` when called without
-    arguments) and optional keyword overrides. Parameters of ``func`` without a default must be
+    arguments), or the config as a dict, and optional keyword overrides; called with keywords
+    alone where the command line holds no config file (a notebook), the keywords are the
+    config. Parameters of ``func`` without a default must be
     in the config; config keys ``func`` does not take are dropped with a warning, unless it has
     ``**kwargs``, which receives them. The protocol keys (:data:`PROTOCOL_KEYS`: ``job_id``,
     ``n_iterations``...) reach ``func`` only as named parameters; otherwise they are dropped
@@ -314,10 +330,21 @@ def aup_args(func: Callable[..., Any]) -> Callable[..., Any]:
     import functools
 
     @functools.wraps(func)
-    def wrapper(config_path: str | None = None, **overrides: Any) -> Any:
-        path = (config_path if config_path is not None
-                else _config_path_from_argv(sys.argv, func.__name__))
-        config = BasicConfig().load(path)
+    def wrapper(config_path: Any = None, **overrides: Any) -> Any:
+        if _keyed(config_path):  # main({"x": 1.0}) in a notebook: no file needed
+            path, config = "given as a dict", BasicConfig(dict(config_path))
+        else:
+            try:
+                path = (config_path if config_path is not None
+                        else _config_path_from_argv(sys.argv, func.__name__))
+            except ValueError:
+                if not overrides:
+                    raise
+                # main(x=1.0, y=2.0) by hand or in a notebook: the keywords are the config
+                path = "given as keywords"
+                config = BasicConfig()
+            else:
+                config = BasicConfig().load(path)
         config.update(overrides)
         kwargs: dict[str, Any] = {}
         for name, p in sig.parameters.items():
@@ -371,3 +398,20 @@ def aup_flags(flags: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return wrapper
 
     return decorate
+
+
+def _json_plain(value: Any) -> Any:
+    """numpy (and torch) scalars and arrays as plain JSON values, for :meth:`BasicConfig.save`
+    (``np.float64(1.0)`` was a TypeError: "Object of type int64 is not JSON serializable").
+
+    Raises:
+        TypeError: anything else that JSON cannot hold, naming its type.
+    """
+    for method in ("item", "tolist"):
+        if callable(getattr(value, method, None)):
+            try:
+                return getattr(value, method)()
+            except (TypeError, ValueError):
+                continue
+    raise TypeError(f"a config value of type {type(value).__name__} cannot be written to JSON: "
+                    "use numbers, strings, booleans, lists and dicts (or save to .pkl)")

@@ -1052,9 +1052,12 @@ def read_json(path: Path) -> tuple[Any, list[Problem]]:
         raise ConfigError([Problem("", "the JSON is nested too deeply to read", str(path),
                                    "flatten the values")], str(path)) from None
     except json.JSONDecodeError as err:
+        fix = "fix the JSON syntax"
+        if path.suffix.lower() in (".py", ".ipynb", ".sh"):  # the script given for the config
+            fix = (f"this is a {path.suffix} file, not the experiment: give the experiment "
+                   "file (experiment.json), which names the script in \"script\"")
         raise ConfigError([Problem("", f"not valid JSON: {err.msg} at line {err.lineno} column "
-                                   f"{err.colno}", MISSING, "fix the JSON syntax")],
-                          str(path)) from None
+                                   f"{err.colno}", MISSING, fix)], str(path)) from None
     except OSError as err:
         raise ConfigError([Problem("", "the experiment file cannot be read", str(path),
                                    f"check its permissions ({err.strerror})")],

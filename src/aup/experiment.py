@@ -33,6 +33,7 @@ from typing import Any
 
 from aup.config import ExperimentConfig, parse_config
 from aup.errors import AupError, ConfigError, DatabaseUnavailable, UsageError, install_hint
+from aup.in_process import RUNS, runs_here
 from aup.job import (
     NEVER_RAN,
     AttemptOutcome,
@@ -288,7 +289,7 @@ class Experiment:
                              f"with: aup stop{db_option(store)} {eid} (or, only if that "
                              "process is gone, add --force)")
         if (row.get("host") == socket.gethostname() and row.get("pid")
-                and not _process_alive(row.get("host"), row.get("pid"))):
+                and not _process_alive(row)):
             # The orphans of the dead scheduler, killed *before* the claim replaces its pid in
             # the record: a resume killed in between would otherwise leave them running,
             # unknown to the next one, beside their own re-runs (trial 51). Also after 'aup
@@ -397,6 +398,11 @@ class Experiment:
                 self.store.end_experiment(self.eid, ExperimentStatus.FAILED.value, str(err))
                 raise
             self._prepared = True
+        row = self.store.get_experiment(self.eid) or {}
+        with RUNS.running(self.eid, row.get("name", self.config.experiment_name)):
+            return self._run_prepared()
+
+    def _run_prepared(self) -> ExperimentResult:
         status = ExperimentStatus.FAILED
         try:
             self.observer.on_start(self)  # inside: a raising observer must not leave it RUNNING
@@ -424,7 +430,7 @@ class Experiment:
             # A second Ctrl-C (a notebook's "interrupt" pressed twice), or an observer raising
             # again while the last results drain, cut this clean-up short and left the
             # experiment RUNNING: the record is written whatever happens, with Ctrl-C held.
-            with _sigint_held():
+            with sigint_held():
                 try:
                     self._stop_all(force=True)
                     self._drain(timeout=self.resource.options.kill_grace + 5)
@@ -1072,10 +1078,11 @@ def _wait_for_lost_copies(store: Store, row: dict[str, Any], unfinished: list[di
 
 
 @contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
+def sigint_held(*, discard: bool = False) -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) during the block, in the main thread: one that arrives is raised
-    as KeyboardInterrupt when the block ends (elsewhere, and under another handler than
-    Python's default one, nothing changes)."""
+    as KeyboardInterrupt when the block ends, or dropped with ``discard`` (a clean-up that runs
+    while an interrupt is already on its way up). Elsewhere, and under another handler than
+    Python's default one, nothing changes."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
@@ -1086,7 +1093,7 @@ def _sigint_held() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    if caught:
+    if caught and not discard:
         raise KeyboardInterrupt
 
 
@@ -1206,8 +1213,7 @@ def scheduler_gone(row: dict) -> bool:
     no host or pid); False when it lives or ran elsewhere (cannot be told from here)."""
     if row.get("host") is None and row.get("pid") is None:
         return True
-    return row.get("host") == socket.gethostname() and not _process_alive(row["host"],
-                                                                            row.get("pid"))
+    return row.get("host") == socket.gethostname() and not _process_alive(row)
 
 
 def _recorded_by_2_0(row: dict, store: Store) -> str:
@@ -1243,7 +1249,13 @@ def crashed_fix(row: dict, store: Store) -> str:
     return f"aup resume{db_option(store)} {row['eid']}"
 
 
-def _process_alive(host: str | None, pid: int | None) -> bool:
+def _process_alive(row: dict) -> bool:
+    """True when the scheduler recorded in ``row`` lives on this host: another process with
+    its pid exists, or it is this process's own pid and one of its threads runs the experiment
+    (:mod:`aup.in_process`; otherwise the pid was reused, e.g. by a restarted container)."""
+    host, pid = row.get("host"), row.get("pid")
     if not pid or host != socket.gethostname():
         return False
-    return pid_exists(int(pid)) and int(pid) != os.getpid()
+    if int(pid) == os.getpid():
+        return runs_here(row)
+    return pid_exists(int(pid))

@@ -300,6 +300,11 @@ def run(args: argparse.Namespace) -> int:
                          "Python file that defines the function")
     if not source.is_file():
         raise UsageError(f"the script {source} does not exist")
+    if source.suffix.lower() == ".ipynb":  # JSON, read as Python: "has no function" (trial 64)
+        raise UsageError(f"{source} is a Jupyter notebook, not a Python source; nothing was "
+                         "written. Fix: export it first with: jupyter nbconvert --to script "
+                         f"{source} (or write the function's cell to a file with %%writefile "
+                         "train.py), then convert that .py file")
     exp_path = Path(args.experiment)
     params, data = _experiment_params(exp_path)
     wd = exp_path.resolve().parent / Path(str(data.get("workingdir", "./"))).expanduser()

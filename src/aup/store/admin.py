@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 
+from aup.in_process import runs_here
 from aup.orphans import pid_exists
 from aup.store import schema as s
 from aup.store.store import Store
@@ -78,8 +79,8 @@ def experiment_alive(row: dict, stale_after: float, now: float | None = None) ->
     now = time.time() if now is None else now
     pid, host = row.get("pid"), row.get("host")
     if host == socket.gethostname() and pid:
-        if int(pid) == os.getpid():
-            return None
+        if int(pid) == os.getpid():  # this process: alive if one of its threads runs it
+            return "another thread of this process runs it" if runs_here(row) else None
         return f"process {pid} is running on this host" if pid_exists(int(pid)) else None
     beat = row.get("heartbeat")
     if beat is not None and now - float(beat) < stale_after:
