@@ -771,3 +771,38 @@ def test_passive_values_are_plain_ascii_numbers(text: str) -> None:
     with pytest.raises(ValueError):
         parse_values(text)
     assert parse_values(" 0.5, 1e-3 ") == (0.5, 0.001)
+
+
+def _limited_files(soft: int, hard: int):
+    """preexec_fn: the child's open-file limit (soft, hard), as 'ulimit -Sn/-Hn' would set."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_many_jobs_at_once_raise_the_open_file_limit(tmp_path: Path) -> None:
+    """Trial 66: each running job holds about 3 open files in the scheduler, so with the
+    usual soft limit (1024) jobs beyond ~335 at once failed START_FAILED ('Too many open
+    files') and the experiment ended FAILED, although the hard limit allowed more. Here a
+    soft limit of 96 fails from about 10 jobs at once; the scheduler raises it to what 40
+    need."""
+    from conftest import write_experiment, write_script
+
+    write_script(tmp_path, "job.sh", "#!/bin/sh\nsleep 2\necho '#Auptimizer:1'\n",
+                 executable=True)
+    exp = write_experiment(tmp_path, script="job.sh", proposer="random", n_samples=40,
+                           n_parallel=40, parameter_config=[
+                               {"name": "x", "type": "float", "range": [0, 1]}])
+    res = run_cli("run", exp.name, cwd=tmp_path, timeout=300,
+                  preexec_fn=_limited_files(96, 4096))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Too many open files" not in res.stdout + res.stderr
+    assert "jobs 40, finished 40, failed 0" in res.stdout, res.stdout
+    # a hard limit too low: said at load, with n_parallel and the fix, before any job
+    res = run_cli("run", "--check", exp.name, cwd=tmp_path, timeout=120,
+                  preexec_fn=_limited_files(96, 128))
+    assert res.returncode == 0, res.stdout + res.stderr
+    text = res.stdout + res.stderr
+    assert ("n_parallel is 40, which needs about 224 open files, but this process may open "
+            "only 128") in text, text
+    assert "set n_parallel to 16 or less" in text and "1 warning(s) above" in text, text

@@ -43,6 +43,7 @@ from aup.job import (
     StopReason,
 )
 from aup.jobs_folder import JobsFolderClaim, claim_jobs_dir
+from aup.open_files import ensure_open_files
 from aup.orphans import job_markers, pid_exists
 from aup.proposers import registry as proposer_registry
 from aup.proposers.base import Proposal, Proposer
@@ -342,6 +343,9 @@ class Experiment:
                             "scheduler ended without recording how they ended: it crashed, or "
                             "the database could not be reached); they run again", eid, n_lost)
             resource = prepared_resource(config, queue.Queue(), env_file)
+            short = ensure_open_files(config.n_parallel)  # an edited n_parallel: said once
+            if short:
+                log.warning("%s", short)
             claim = claim_jobs_dir(resource.jobs_dir, store)
             try:
                 exp = cls(config, store, eid, proposer, observer, env_file, resource)
@@ -904,7 +908,13 @@ def prepared_resource(config: ExperimentConfig, events: queue.Queue, env_file: A
         if check_only:
             resource.check()
             _warn_unused_parallelism(config, resource)
+            # said here, before anything is recorded ('aup run' and run_experiment check
+            # first; a resume says it itself)
+            warning = ensure_open_files(config.n_parallel, raise_limit=False)
+            if warning:
+                log.warning("%s", warning)
         elif prepare:
+            ensure_open_files(config.n_parallel)  # the soft limit up to what the jobs need
             resource.prepare()
             resource._aup_prepared = True  # type: ignore[attr-defined]
     except ConfigError:
