@@ -471,6 +471,38 @@ def test_a_job_at_its_last_result_is_not_stopped_and_can_be_the_best(tmp_path: P
     store = open_store(f"sqlite:///{tmp_path / '.aup' / 'sqlite3.db'}")
     try:
         store.update_experiment(1, status="STOPPED")
-        assert Experiment.resume(store, 1)._full_length == 4
+        assert Experiment.resume(store, 1)._full_lengths == {None: 4}
     finally:
         store.close()
+
+
+ONE_RESULT_PER_EPOCH = """
+import json, sys, time, aup
+cfg = json.load(open(sys.argv[-1]))
+for epoch in range(int(cfg["n_iterations"])):  # all alike for 2 epochs, then apart
+    aup.print_result(0.0 if epoch < 2 else cfg["x"])
+    time.sleep(0.05)
+time.sleep(0.3)  # saving the checkpoint the next rung loads
+"""
+
+
+def test_a_job_at_its_own_budget_is_not_stopped_under_hyperband(tmp_path: Path):
+    """Trial 65: a complete training's length was the longest FINISHED job's, whatever its
+    budget, so once a budget-9 job had finished, budget-3 jobs were judged at their third and
+    last result and killed while they saved their checkpoint (EARLY_STOPPED, exit -15)."""
+    exp = setup(tmp_path, ONE_RESULT_PER_EPOCH, target="min", n_parallel=2,
+                proposer="hyperband", max_iter=9, eta=3, random_seed=3,
+                parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}],
+                resource_args={"early_stop": {"aup_policy": "median", "aup_policy_steps": 1}})
+    rc, out, err = finish(start_cli(str(exp), cwd=tmp_path), tmp_path, timeout=240)
+    assert rc == 0, out + err
+    rows = jobs(tmp_path)
+    assert len(rows) == 22
+    n_results = {r["jid"]: len(query(tmp_path, "SELECT * FROM intermediate_result WHERE jid = ?",
+                                     (r["jid"],))) for r in rows}
+    at_end = [(r["jid"], r["budget"], r["status"]) for r in rows
+              if n_results[r["jid"]] >= r["budget"]]
+    assert at_end and all(status == "FINISHED" for _, _, status in at_end), at_end
+    stopped = [r for r in rows if r["status"] == "EARLY_STOPPED"]
+    assert stopped, "the policy stopped nothing: the test shows nothing"
+    assert all(n_results[r["jid"]] < r["budget"] for r in stopped)

@@ -358,3 +358,38 @@ def test_job_timeout_kills_the_whole_process_group(tmp_path: Path):
     assert len(pids) == 3
     time.sleep(0.3)
     assert [p for p in pids if alive(p)] == []  # no orphan survives (all ignored SIGTERM)
+
+
+CHATTY = """
+import json, sys, time
+cfg = json.load(open(sys.argv[-1]))
+for _ in range(20):  # 160 KB: more than a pipe holds, so it waits for the scheduler to read
+    print("x" * 8000, flush=True)
+    time.sleep(0.1)
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+def test_a_paused_scheduler_does_not_time_its_jobs_out(tmp_path: Path):
+    """Trial 66: while the scheduler was paused (Ctrl-Z, SIGSTOP) nobody read the jobs'
+    output; a job that filled its pipe waited, and on SIGCONT every such job was stopped as
+    TIMEOUT at once, which failed the experiment. The timeouts now move by the pause."""
+    import signal
+    import subprocess
+    import sys
+
+    from lifecycle_helpers import finish, start_cli, wait_for
+
+    exp = setup(tmp_path, CHATTY, n_parallel=2, job_timeout=6, parameter_config=[
+        {"name": "x", "type": "int", "range": [1, 4]}])
+    proc = start_cli(str(exp), cwd=tmp_path)
+    assert isinstance(proc, subprocess.Popen) and sys.platform.startswith("linux")
+    wait_for(lambda: len(attempts(tmp_path, 1)) and attempts(tmp_path, 1)[0]["status"]
+             == "RUNNING", what="job 1 running")
+    proc.send_signal(signal.SIGSTOP)
+    time.sleep(8)  # past job_timeout while paused
+    proc.send_signal(signal.SIGCONT)
+    rc, out, err = finish(proc, tmp_path, timeout=120)
+    assert rc == 0, out + err
+    assert [j["status"] for j in jobs(tmp_path)] == ["FINISHED"] * 4, out + err
+    assert "the scheduler did not run for" in err and "is extended by as much" in err, err

@@ -60,6 +60,9 @@ STOP_POLL = 0.5
 HEARTBEAT = 5.0
 #: Most events handled in one batch after the first (their result lines: one transaction).
 EVENT_BATCH = 1000
+#: A gap between two deadline checks longer than this (seconds; they come every 0.25 s or
+#: so) means the scheduler was paused: Ctrl-Z, SIGSTOP, a frozen virtual machine.
+PAUSE_GAP = 5.0
 #: Attempts in a row that could not start, on every slot in use, after which the experiment
 #: stops even with ``ignore_fail`` (see ``Experiment._count_start_failure``).
 _START_FAILED_LIMIT = 2
@@ -193,6 +196,7 @@ class Experiment:
         store.outage_wait = outage_wait_seconds()
         store.abort = self._stop_event.is_set
         self._force = False
+        self._last_deadline_check = time.monotonic()
         self.stop_reason: str | None = None
         self.first_failure: str | None = None
         #: The first job that failed for good (also with ignore_fail), with its output tail.
@@ -217,7 +221,9 @@ class Experiment:
         self._histories: dict[int, list[float]] = {}
         #: Results reported by the longest FINISHED job (a complete training), for early
         #: stopping; None while no job finished.
-        self._full_length: int | None = None
+        #: Results of the longest FINISHED job, per budget (None: without budgets): how many a
+        #: complete training reports (a budget-3 job reports fewer than a budget-9 one).
+        self._full_lengths: dict[float | None, int] = {}
         self._extra_values_warned = False
         if ra.early_stop:
             from aup.early_stop import make_policy
@@ -375,7 +381,10 @@ class Experiment:
             exp._histories.update(store.histories(
                 eid, (JobStatus.FINISHED.value, JobStatus.EARLY_STOPPED.value)))
             finished = store.histories(eid, (JobStatus.FINISHED.value,))
-            exp._full_length = max(map(len, finished.values()), default=None)
+            budgets = {int(j["jid"]): j.get("budget") for j in store.jobs(
+                eid, status=(JobStatus.FINISHED.value,))}
+            for jid, history in finished.items():
+                exp._note_full_length(budgets.get(jid), len(history))
         return exp
 
     # -- control -------------------------------------------------------------------------------
@@ -659,7 +668,21 @@ class Experiment:
             self._flush_results()
 
     def _check_deadlines(self) -> None:
+        """Stop the attempts past their ``job_timeout``. After a pause of the scheduler
+        (:data:`PAUSE_GAP`) the deadlines move by the pause first: while it was paused nobody
+        read the jobs' output, so a job that filled its pipe waited for it, and every such job
+        was stopped as TIMEOUT at once on SIGCONT, which failed the experiment (trial 66)."""
         now = time.monotonic()
+        gap, self._last_deadline_check = now - self._last_deadline_check, now
+        if gap > PAUSE_GAP:
+            timed = [r for r in self.running.values() if r.deadline is not None]
+            for r in timed:
+                r.deadline += gap
+            if timed:
+                log.warning("experiment %d: the scheduler did not run for %.0f s (paused: "
+                            "Ctrl-Z, SIGSTOP, a frozen machine?); the job_timeout of the %d "
+                            "running job(s) is extended by as much", self.eid, gap, len(timed))
+            return
         for key, r in list(self.running.items()):
             if r.deadline is not None and now >= r.deadline:
                 r.deadline = None
@@ -726,15 +749,27 @@ class Experiment:
         An error inside the policy disables early stopping for that job, with a warning.
         """
         policy = self.early_stop
+        budget = r.job.proposal.budget
+        if budget is not None and float(budget).is_integer() and len(r.history) == budget:
+            # as many results as its budget (n_iterations): one per epoch, this is its last;
+            # stopping it would save nothing and make a complete result an early-stopped one,
+            # and its finished peers at this budget may not exist yet (trial 65)
+            return
         try:
             peers = {key[0]: x.history for key, x in self.running.items() if x is not r}
             if policy.should_stop(r.job.jid, r.history, peers, self._finished_histories(),
-                                  full_length=self._full_length):
+                                  full_length=self._full_lengths.get(budget)):
                 self._stop_early(r)
         except Exception as err:  # noqa: BLE001 - a policy bug must not stall the experiment
             log.warning("job %d: early stopping disabled for this job after an error in the "
                         "policy: %r", r.job.jid, err)
             policy.disable(r.job.jid)
+
+    def _note_full_length(self, budget: float | None, n_results: int) -> None:
+        """A job of ``budget`` FINISHED after ``n_results`` results: the longest such is a
+        complete training's length at that budget (early stopping spares a job there)."""
+        key = float(budget) if budget is not None else None
+        self._full_lengths[key] = max(self._full_lengths.get(key, 0), n_results)
 
     def _finished_histories(self) -> dict[int, list[float]]:
         return self._histories
@@ -856,7 +891,7 @@ class Experiment:
             if job_status in (JobStatus.FINISHED, JobStatus.EARLY_STOPPED):
                 self._histories[job.jid] = r.history
             if job_status is JobStatus.FINISHED:
-                self._full_length = max(self._full_length or 0, len(r.history))
+                self._note_full_length(job.proposal.budget, len(r.history))
         extras = o.extras if self.labels else ()
         self.store.end_attempt(
             eid=self.eid, jid=job.jid, jaid=r.jaid, attempt_status=o.status.value,
