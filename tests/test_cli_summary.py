@@ -63,6 +63,14 @@ def test_a_2_0_job_failure_block_without_job_retries_is_named_when_jobs_fail(tmp
                                                             "job_retries": 0})
     res = run_cli(str(exp), cwd=tmp_path)
     assert res.returncode == 0 and "were not retried" not in res.stdout, res.stdout
+    # trial 65: a NaN loss fails again on a retry of the same configuration: no advice
+    write_script(tmp_path, "nan.py", "import json, sys\nx = json.load(open(sys.argv[-1]))['x']"
+                                     "\nprint('#Auptimizer:', 'nan' if x == 0 else x)\n")
+    exp = write_experiment(tmp_path, "nan.json", script="nan.py", proposer="sequence",
+                           parameter_config=x, job_failure={"ignore_fail": True})
+    res = run_cli(str(exp), cwd=tmp_path)
+    assert res.returncode == 0 and "failed 1" in res.stdout, res.stdout + res.stderr
+    assert "were not retried" not in res.stdout, res.stdout
 
 
 def _ray_summary(error: str, retries: int) -> str:

@@ -123,6 +123,20 @@ def test_marker_then_exit_1_keeps_the_value_but_fails() -> None:
     assert judge(1, OutputParser()).detail == "exited with code 1"
 
 
+def test_a_crash_names_its_exception() -> None:
+    """Trial 65: 'aup show' said only 'exited with code 1'; the exception was in the .out file
+    alone (Optuna records a failed trial's exception)."""
+    p = OutputParser()
+    for line in ("epoch 1", "Traceback (most recent call last):", '  File "train.py", line 9',
+                 '    raise RuntimeError("CUDA out of memory")',
+                 "RuntimeError: CUDA out of memory", "[W] worker shut down"):
+        p.feed(line)
+    assert judge(1, p).detail == "exited with code 1: RuntimeError: CUDA out of memory"
+    p = OutputParser()
+    p.feed("ValueError: printed, no traceback")  # not an exception of the job
+    assert judge(2, p).detail == "exited with code 2"
+
+
 def test_stop_reasons() -> None:
     p = OutputParser()
     p.feed("#Auptimizer:0.5")

@@ -277,6 +277,20 @@ def _below_largest_budget(store, best: dict[str, Any] | None) -> str:
             f"{top:g}, so this score is a smaller-budget one)")
 
 
+#: Failures a retry of the same configuration repeats: its result itself is bad.
+_REPEATED_BY_A_RETRY = ("NON_FINITE_SCORE", "NO_RESULT", "UNPARSEABLE_RESULT",
+                        "WRONG_RESULT_COUNT")
+
+
+def _some_failure_may_pass(store, eid: int) -> bool:
+    """True when a failed job of experiment ``eid`` failed in a way a retry may not repeat (a
+    crash, a timeout, a lost node); False when every one reported a bad result (a NaN loss),
+    which retrying the same configuration would only repeat (trial 65: the note advised
+    'job_retries' after NaN losses)."""
+    failed = store.jobs(eid, status=("FAILED",))
+    return any(j.get("fail_reason") not in _REPEATED_BY_A_RETRY for j in failed)
+
+
 def _budget_seems_ignored(store, eid: int) -> str:
     """A note when finished jobs given different budgets all reported the same number (2 or
     more) of intermediate results: the script probably does not read ``n_iterations`` (trial
@@ -327,7 +341,8 @@ def _print_summary(console, exp, result) -> int:
     if ignored:
         console.print(ignored)
     block = (getattr(exp.config, "_raw", None) or {}).get("job_failure")
-    if result.n_failed and isinstance(block, dict) and "job_retries" not in block:
+    if (result.n_failed and isinstance(block, dict) and "job_retries" not in block
+            and _some_failure_may_pass(exp.store, result.eid)):
         # 2.0's default was 3 when the block was there: a 2.0 file loses its retries silently
         console.print("note: failed jobs were not retried: job_failure sets no job_retries, "
                       "which defaults to 0 (Auptimizer 2.0 retried 3 times when a job_failure "

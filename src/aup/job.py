@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -217,6 +218,27 @@ class AttemptOutcome:
     tail: str = ""
 
 
+#: The last line of a Python traceback: ``SomeError: message`` (dotted module names allowed).
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt"
+                             r"|Warning)(?:: .*)?$")
+
+
+def last_error_line(tail: str, limit: int = 200) -> str | None:
+    """The exception line of the last Python traceback in an attempt's output ``tail``
+    (``RuntimeError: CUDA out of memory``), cut to ``limit`` characters; None when the tail
+    holds no traceback."""
+    lines = tail.splitlines()
+    start = max((i for i, line in enumerate(lines)
+                 if line.startswith("Traceback (most recent call last)")), default=None)
+    if start is None:
+        return None
+    for line in reversed(lines[start + 1:]):
+        text = line.strip()
+        if _EXCEPTION_LINE.match(text):
+            return text if len(text) <= limit else text[:limit - 3] + "..."
+    return None
+
+
 def judge(exit_code: int | None, parser: OutputParser,
           stopped: StopReason | None = None, start_error: str | None = None) -> AttemptOutcome:
     """Decide how an attempt ended from its exit code and output.
@@ -264,6 +286,9 @@ def judge(exit_code: int | None, parser: OutputParser,
         return fail(FailReason.KILLED_BY_SIGNAL, f"killed by signal {name}")
     if exit_code not in (0, None):
         detail = f"exited with code {exit_code}"
+        error = last_error_line(tail)
+        if error:  # what Optuna records for a failed trial: the exception (trial 65)
+            detail += f": {error}"
         if score is not None:  # 2.0 used it: say why it is not (trial 56)
             detail += (f" after printing the result {score:g}, which is not used: a result "
                        "counts only when the job exits with code 0 (Auptimizer 2.0 ignored "
