@@ -938,3 +938,20 @@ def test_show_lists_parameters_without_hyperopts_trial_id(tmp_path: Path) -> Non
     assert "tid" in cfg  # the job protocol keeps it
     shown = run_cli("show", "quad", cwd=tmp_path)
     assert shown.returncode == 0 and "x=" in shown.stdout and "tid" not in shown.stdout
+    # trial 65: the export, the dashboard's job table and 'aup best --json' still listed it
+    exported = run_cli("export", "quad", "--format", "csv", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    header = exported.stdout.splitlines()[0].split(",")
+    assert "x" in header and "tid" not in header, header
+    best = json.loads(run_cli("best", "quad", "--json", cwd=tmp_path).stdout)
+    assert set(best["params"]) == {"x"} and "tid" in best["job_config"], best
+    from aup.dashboard.queries import DashboardQueries
+    from aup.store.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / '.aup' / 'sqlite3.db'}")
+    try:
+        q = DashboardQueries(store)
+        assert all(set(it["params"]) == {"x"} for it in q.jobs(1)["items"])
+        assert set(q.experiment(1)["best_job"]["params"]) == {"x"}
+    finally:
+        store.close()

@@ -753,7 +753,7 @@ def _show_attempts(store, row, as_json: bool) -> int:
 
 def cmd_best(args) -> int:
     """aup best: the best job of an experiment."""
-    from aup.api import find_experiment
+    from aup.api import find_experiment, job_params
 
     store = _open(args, read_only=True)
     row = find_experiment(store, args.experiment)
@@ -762,7 +762,7 @@ def cmd_best(args) -> int:
     if args.json:
         if best is not None:  # the smaller-budget note of the text output, for machines
             best = {**best, "largest_budget_run": store.largest_budget_run(int(row["eid"])),
-                    "results": results}
+                    "results": results, "params": job_params(best)}
         write_stdout(json.dumps(best, default=str) + "\n")
         return EXIT_OK if best else EXIT_FAILED
     console = _console()

@@ -64,6 +64,15 @@ class Forbidden(AupError):
     """A file outside the experiment's own jobs directory was asked for (HTTP 403)."""
 
 
+def _params(config: Any) -> dict[str, Any]:
+    """A job config as the parameters it shows: without the bookkeeping keys the job file
+    carries beside them (hyperopt's ``tid``, ``job_id``), which the export's columns, the job
+    table and the best job listed as if they were searched (trial 65)."""
+    from aup.api import BOOKKEEPING_KEYS
+
+    return {k: v for k, v in (config or {}).items() if k not in BOOKKEEPING_KEYS}
+
+
 def _loads(text: str | None) -> Any:
     if not text:
         return None
@@ -199,7 +208,7 @@ class DashboardQueries:
             "labels": self.labels(cfg),
             "best_job": None if best is None else {
                 "jid": best["jid"], "score": _num(best["score"]),
-                "params": best["job_config"] or {}, "end_time": best["end_time"]},
+                "params": _params(best["job_config"]), "end_time": best["end_time"]},
         })
         return out
 
@@ -304,7 +313,7 @@ class DashboardQueries:
             ex = extras.get(jid, {}) if r["score"] is not None else {}
             items.append({
                 "jid": jid, "status": r["status"], "score": _num(r["score"]),
-                "params": _loads(r["job_config"]) or {}, "start_time": start, "end_time": end,
+                "params": _params(_loads(r["job_config"])), "start_time": start, "end_time": end,
                 "duration": (end - start) if start is not None and end is not None else None,
                 "n_attempts": r["n_attempts"], "fail_reason": r["fail_reason"],
                 "budget": r["budget"], "bracket": r["bracket"], "rung": r["rung"],
@@ -363,7 +372,7 @@ class DashboardQueries:
         labels = self.labels(_loads(row["exp_config"]) or {})
         return {
             "jid": jid, "eid": eid, "status": jm["status"], "score": _num(jm["score"]),
-            "params": _loads(jm["job_config"]) or {}, "start_time": jm["start_time"],
+            "params": _params(_loads(jm["job_config"])), "start_time": jm["start_time"],
             "end_time": jm["end_time"], "n_attempts": jm["n_attempts"],
             "fail_reason": jm["fail_reason"], "budget": jm["budget"], "bracket": jm["bracket"],
             "rung": jm["rung"], "n_intermediate": int(n_inter or 0),
@@ -723,7 +732,7 @@ def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[d
             rec = {k: it[k] for k in EXPORT_COLUMNS}
             for p in params:
                 rec[param_column(p)] = it["params"].get(p)
-            for k, v in it["params"].items():  # the budget as n_iterations, hyperopt's tid...
+            for k, v in it["params"].items():  # job-config keys: the budget as n_iterations
                 if k not in params and k not in rec and k != "job_id":
                     rec[k] = v
             rows.append(rec)
