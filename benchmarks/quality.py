@@ -101,6 +101,15 @@ def run_aup(name: str, fn: Callable, bounds: list[tuple[float, float]], n: int, 
     return losses, spent
 
 
+def optuna_available() -> bool:
+    """True when Optuna can be imported (the test extra installs it; bo does not)."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def run_optuna(sampler_name: str, fn: Callable, bounds: list[tuple[float, float]], n: int,
                seed: int) -> tuple[list[float], float]:
     import optuna
@@ -281,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.skopt and "skopt-gp" not in methods:
         methods.append("skopt-gp")
     unavailable = {}
-    if "optuna-gp" in methods and not torch_available():
+    if not optuna_available():  # in the test extra, not in bo
+        for m in methods:
+            if m.startswith("optuna-"):
+                unavailable[m] = (f"{m} needs Optuna, which is not installed (pip install "
+                                  "optuna, or the test extra)")
+    if "optuna-gp" in methods and "optuna-gp" not in unavailable and not torch_available():
         unavailable["optuna-gp"] = "Optuna's GPSampler needs PyTorch, which is not installed"
     if "skopt-gp" in methods and not skopt_available():
         unavailable["skopt-gp"] = "scikit-optimize is not installed"
