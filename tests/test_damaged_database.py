@@ -99,3 +99,34 @@ def test_the_dashboard_says_damaged_not_retry_shortly(damaged: Path):
     assert r.status_code == 503, r.text
     assert "is damaged" in r.json()["detail"] and "retry" not in r.json()["detail"]
     assert "retry-after" not in r.headers
+
+
+SLOW_JOB = """
+import json, sys, time
+cfg = json.load(open(sys.argv[-1]))
+time.sleep(1)
+print("#Auptimizer:", cfg["x"])
+"""
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_database_deleted_during_a_run_stops_it(tmp_path: Path, how: str):
+    """Trial 66: 'rm .aup/sqlite3.db*' during a run went unnoticed: the scheduler wrote into
+    the deleted file, ended 'FINISHED' with exit 0, and every record was lost."""
+    from tests.lifecycle_helpers import finish, start_cli, wait_for
+
+    write_script(tmp_path, "job.py", SLOW_JOB)
+    exp = write_experiment(tmp_path, script="job.py", proposer="random", n_samples=30,
+                           parameter_config=[{"name": "x", "type": "float", "range": [0, 1]}])
+    proc = start_cli(str(exp), cwd=tmp_path)
+    db = tmp_path / ".aup" / "sqlite3.db"
+    wait_for(lambda: (tmp_path / "jobs" / "2.json").exists(), what="job 2 started")
+    for f in db.parent.glob("sqlite3.db*"):
+        f.unlink()
+    if how == "replaced":  # e.g. a backup copied back while it ran
+        sqlite3.connect(db).close()
+    rc, out, err = finish(proc, tmp_path, timeout=60)
+    assert rc == 1, out + err
+    assert f"the database file {db} was {how}" in err and "Fix:" in err, err
+    assert "FINISHED" not in out, out
+    assert len(list((tmp_path / "jobs").glob("*.json"))) < 30  # stopped, not run to its end

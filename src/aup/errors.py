@@ -93,6 +93,14 @@ class DatabaseDamaged(DatabaseWriteFailed):
                 f"move the damaged file away to start a new database)")
 
 
+class DatabaseFileGone(DatabaseDamaged):
+    """The SQLite file of a running experiment was deleted or replaced by another file: the
+    scheduler would go on writing into the old file, which nothing else can read, and end
+    "FINISHED" with every record lost (trial 66). A run stops its jobs and exits 1."""
+
+    repair = "once the database file is back (see above)"
+
+
 class ExperimentFailed(AupError):
     """The experiment ended FAILED (a job failed without ``ignore_fail``, or no job succeeded)."""
 

@@ -502,6 +502,7 @@ class Experiment:
                     self._stop_event.set()
                 if now >= next_beat:
                     next_beat = now + HEARTBEAT
+                    self.store.check_file()  # a deleted database: stop, not "FINISHED"
                     self.store.update_experiment(self.eid, heartbeat=time.time())
             if stopping and self._force and not killed:
                 killed = True  # a second Ctrl-C: no grace period

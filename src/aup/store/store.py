@@ -650,6 +650,36 @@ class Store:
         return int(eid)
 
     @_reconnecting
+    def check_file(self) -> None:
+        """For a SQLite database: check that its path still names the file this store opened
+        (the first call remembers it). Cheap (one ``stat``); the experiment loop calls it with
+        each heartbeat.
+
+        Raises:
+            DatabaseFileGone: the file was deleted, or another file took its path (a restored
+                copy, a second database created there), naming the path and what to do.
+        """
+        from aup.errors import DatabaseFileGone
+
+        path = sqlite_file(self.url)
+        if path is None:
+            return
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            what = "was deleted"
+        else:
+            seen = getattr(self, "_file_identity", None)
+            if seen is None or seen == (st.st_dev, st.st_ino):
+                self._file_identity = (st.st_dev, st.st_ino)
+                return
+            what = "was replaced by another file"
+        raise DatabaseFileGone(
+            f"the database file {path} {what} while the experiment ran: this process was "
+            "writing into the old file, which nothing else can read, so what it recorded since "
+            "is lost with it. Fix: if you moved it, move it back and continue with aup resume; "
+            "otherwise restore it from a backup, or start again with aup run")
+
     def update_experiment(self, eid: int, **values: Any) -> None:
         """Set columns of an experiment row (``proposer_state`` and ``exp_config`` given as dicts
         are JSON-encoded)."""
