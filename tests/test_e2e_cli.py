@@ -955,3 +955,36 @@ def test_show_lists_parameters_without_hyperopts_trial_id(tmp_path: Path) -> Non
         assert set(q.experiment(1)["best_job"]["params"]) == {"x"}
     finally:
         store.close()
+
+
+def test_show_filters_by_status_and_ranks_the_best(tmp_path: Path) -> None:
+    """Trial 66: 'aup show' of a 3,000-job experiment printed 3,003 lines with no way to see
+    only the failed jobs or the best ones."""
+    write_script(tmp_path, "job.py", "import json, sys\nx = json.load(open(sys.argv[-1]))['x']\n"
+                                     "print('#Auptimizer:', 'nan' if x > 3 else x)\n")
+    path = write_experiment(tmp_path, "e.json", script="job.py", proposer="sequence",
+                            target="min", job_failure={"ignore_fail": True},
+                            parameter_config=[{"name": "x", "type": "int", "range": [1, 5]}])
+    assert run_cli("run", str(path), cwd=tmp_path).returncode == 0
+
+    def shown(*args: str) -> list[int]:
+        res = run_cli("show", "e", "--json", *args, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        return [j["jid"] for j in json.loads(res.stdout)]
+
+    assert shown("--status", "failed") == [4, 5]
+    assert shown("--status", "FINISHED,failed") == [1, 2, 3, 4, 5]
+    assert shown("--top", "2") == [1, 2]  # min: the smallest scores first
+    assert shown("--status", "FAILED", "--top", "1") == []  # failed jobs have no score
+    text = run_cli("show", "e", "--top", "2", cwd=tmp_path).stdout
+    assert "(2 of 5 jobs shown: the 2 best)" in text, text
+    res = run_cli("show", "e", "--attempts", "--status", "succeeded", "--json", cwd=tmp_path)
+    assert [a["jid"] for a in json.loads(res.stdout)] == [1, 2, 3]
+    for args, needle in ((["--status", "DONE"], "DONE is not a job status. Fix: use one or "
+                                                "more of RUNNING, FINISHED"),
+                         (["--attempts", "--status", "FINISHED"], "FINISHED is not an attempt status"),
+                         (["--attempts", "--top", "1"], "does not go with --attempts"),
+                         (["--top", "0"], "expected a whole number >= 1")):
+        res = run_cli("show", "e", *args, cwd=tmp_path)
+        assert res.returncode == 2 and needle in res.stderr, (args, res.stderr)
+        assert "Traceback" not in res.stderr

@@ -689,12 +689,28 @@ def _print_table(console, headers: list[str], rows: list[list[str]]) -> None:
 def cmd_show(args) -> int:
     """aup show: an experiment's jobs."""
     from aup.api import BOOKKEEPING_KEYS, find_experiment
+    from aup.job import AttemptStatus, JobStatus
 
+    with_attempts = getattr(args, "attempts", False)
+    statuses = _status_filter(getattr(args, "status", None),
+                              AttemptStatus if with_attempts else JobStatus,
+                              "attempt" if with_attempts else "job")
+    top = getattr(args, "top", None)
+    if top is not None and with_attempts:
+        raise UsageError("--top ranks jobs by score; it does not go with --attempts. Fix: "
+                         "leave out one of them")
     store = _open(args, read_only=True)
     row = find_experiment(store, args.experiment)
-    if getattr(args, "attempts", False):
-        return _show_attempts(store, row, args.json)
-    jobs = store.jobs(int(row["eid"]))
+    if with_attempts:
+        return _show_attempts(store, row, args.json, statuses)
+    every = store.jobs(int(row["eid"]))
+    jobs = [j for j in every if statuses is None or j["status"] in statuses]
+    if top is not None:
+        # as 'aup best': a larger budget first (a budget-1 score is no match for a budget-9
+        # one), then the score in the experiment's direction
+        sign = -1.0 if row["target"] == "max" else 1.0
+        jobs = sorted((j for j in jobs if j["score"] is not None),
+                      key=lambda j: (-(j["budget"] or 0.0), sign * j["score"]))[:top]
     attempts = store.last_attempts(int(row["eid"]))
     if args.json:
         write_stdout(json.dumps(jobs, default=str) + "\n")
@@ -724,14 +740,51 @@ def cmd_show(args) -> int:
                            if k not in BOOKKEEPING_KEYS)
         table.append([str(j["jid"]), j["status"], score, str(j["n_attempts"]), params, reason])
     _print_table(console, ["job", "status", "score", "attempts", "parameters", "reason"], table)
+    if len(jobs) < len(every):
+        console.print(f"({len(jobs)} of {len(every)} jobs shown: "
+                      + ", ".join(x for x in (
+                          f"status {','.join(sorted(statuses))}" if statuses else "",
+                          f"the {top} best" if top is not None else "") if x) + ")")
     if row.get("error_msg") and row["status"] == "FAILED":
         console.print(f"first failure: {row['error_msg']}")
     return EXIT_OK
 
 
-def _show_attempts(store, row, as_json: bool) -> int:
-    """aup show --attempts: every attempt with its status, exit code and failure reason."""
-    rows = store.experiment_attempts(int(row["eid"]))
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _status_filter(text: str | None, kind: Any, what: str) -> set[str] | None:
+    """The statuses of ``--status A,B`` (any letter case), checked against the enum ``kind``.
+
+    Raises:
+        UsageError: an unknown status, naming the known ones.
+    """
+    if text is None:
+        return None
+    known = [s.value for s in kind]
+    wanted = {t.strip().upper() for t in text.split(",") if t.strip()}
+    unknown = sorted(wanted - set(known))
+    if unknown or not wanted:
+        article = "an" if what[0] in "aeiou" else "a"
+        raise UsageError(f"--status {text!r}: {', '.join(unknown) or 'no status'} is not "
+                         f"{article} {what} status. Fix: use one or more of {', '.join(known)}, "
+                         "separated by commas")
+    return wanted
+
+
+def _show_attempts(store, row, as_json: bool, statuses: set[str] | None = None) -> int:
+    """aup show --attempts: every attempt with its status, exit code and failure reason
+    (only those of ``statuses`` when given)."""
+    rows = [a for a in store.experiment_attempts(int(row["eid"]))
+            if statuses is None or a["status"] in statuses]
     if as_json:
         write_stdout(json.dumps(rows, default=str) + "\n")
         return EXIT_OK
@@ -837,6 +890,11 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--attempts", action="store_true",
                    help="list every attempt (retries, lost and stopped runs) with its reason")
+    p.add_argument("--status", metavar="STATUS[,STATUS]",
+                   help="only jobs (with --attempts: attempts) of these statuses, e.g. FAILED")
+    p.add_argument("--top", metavar="N", type=_positive_int,
+                   help="only the N best jobs with a score, best first (with budgets: the "
+                        "largest budget first)")
     p = add("best", cmd_best, "show an experiment's best job")
     p.add_argument("--json", action="store_true", help="print JSON")
 
