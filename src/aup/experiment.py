@@ -219,8 +219,6 @@ class Experiment:
         self.early_stop = None
         #: Histories of jobs that ended FINISHED or EARLY_STOPPED (early-stopping peers).
         self._histories: dict[int, list[float]] = {}
-        #: Results reported by the longest FINISHED job (a complete training), for early
-        #: stopping; None while no job finished.
         #: Results of the longest FINISHED job, per budget (None: without budgets): how many a
         #: complete training reports (a budget-3 job reports fewer than a budget-9 one).
         self._full_lengths: dict[float | None, int] = {}
@@ -489,6 +487,7 @@ class Experiment:
     def _loop(self) -> ExperimentStatus:
         next_poll = next_beat = 0.0
         stopping = killed = False
+        self._last_deadline_check = time.monotonic()  # the time before the loop is no pause
         while True:
             now = time.monotonic()
             if now >= next_poll:
