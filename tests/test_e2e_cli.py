@@ -988,3 +988,14 @@ def test_show_filters_by_status_and_ranks_the_best(tmp_path: Path) -> None:
         res = run_cli("show", "e", *args, cwd=tmp_path)
         assert res.returncode == 2 and needle in res.stderr, (args, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_version_names_the_schema_revision(tmp_path: Path) -> None:
+    """Trial 68: two installations called themselves 3.0.0.dev0 while one refused the other's
+    database; there was no 'aup --version'."""
+    from aup import __version__
+    from aup.store.migrate import HEAD
+
+    res = run_cli("--version", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"aup {__version__} (database schema revision {HEAD}; ")

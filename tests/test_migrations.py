@@ -420,3 +420,37 @@ def test_hints_for_a_running_2_0_experiment_work_when_pasted(tmp_path):
     assert "aup resume" not in flat(repair)
     row = Store(url).get_experiment(2)
     assert row["status"] == "STOPPED" and "cannot be resumed" in row["error_msg"]
+
+
+def test_a_reader_leaves_an_older_revision_with_every_column_as_it_is(tmp_path, monkeypatch):
+    """Trial 68: 'aup list' of a database made by the previous version (revision 0003, every
+    column there) stamped it 0004, a change of nothing but the number, and the previous
+    version then refused the database ('made by a newer version'). A writer still upgrades."""
+    path = tmp_path / "sqlite3.db"
+    url = f"sqlite:///{path}"
+    Store(url).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = '0003'")
+    con.commit()
+    con.close()
+
+    def revision() -> str:
+        with sqlite3.connect(path) as c:
+            return c.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+
+    reader = Store(url, create=False)
+    assert reader.list_experiments() == []
+    reader.close()
+    assert revision() == "0003"
+    # read-only (an archive, a colleague's folder): read as it is, where it was refused. The
+    # tests may run as root, for whom chmod does not hold: the file is taken as unwritable.
+    import aup.store.store as store_module
+
+    with monkeypatch.context() as m:
+        m.setattr(store_module, "_writable", lambda p: False)
+        reader = Store(url, create=False, read_only=True)
+        assert reader.read_only and reader.list_experiments() == []
+        reader.close()
+    assert revision() == "0003"
+    Store(url).close()  # a writer ('aup run')
+    assert revision() == migrate.HEAD

@@ -750,6 +750,20 @@ def cmd_show(args) -> int:
     return EXIT_OK
 
 
+class _VersionAction(argparse.Action):
+    """``aup --version``: the package version and the schema revision it creates and
+    upgrades to (two installations with one version number may write different schemas;
+    trial 68). Imported only when asked, to keep start-up light."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from aup import __version__
+        from aup.store.migrate import HEAD
+
+        write_stdout(f"aup {__version__} (database schema revision {HEAD}; "
+                     f"{os.path.dirname(os.path.abspath(__file__))})\n")
+        parser.exit()
+
+
 def _positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
@@ -857,6 +871,8 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aup", description="Auptimizer: hyperparameter optimization for unchanged training "
         "scripts. 'aup EXPERIMENT.json' is short for 'aup run EXPERIMENT.json'.")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="print the version and the database schema revision it writes")
     parser.add_argument("--log", default="warning", type=str.lower,  # 2.0's DEBUG too
                         choices=["debug", "info", "warning", "error"], help="log level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -98,8 +98,12 @@ def known_revisions() -> set[str]:
 def newer_schema_error(rev: str) -> StoreError:
     """The error for a database at revision ``rev``, which a newer Auptimizer made."""
     return StoreError(f"the database schema is at revision {rev!r}, which this Auptimizer "
-                      f"does not know (it knows up to {HEAD!r}); it was made by a newer "
-                      "version. Fix: upgrade auptimizer (pip install -U auptimizer)")
+                      f"does not know (it knows up to {HEAD!r}); a newer Auptimizer made or "
+                      "upgraded it (writing commands upgrade the schema; read-only views do "
+                      "not). Fix: use that newer version (update the clone this one is "
+                      "installed from: git pull, then pip install -e . there; 'aup --version' "
+                      "shows each one's schema revision), or use a copy of the database taken "
+                      "before the upgrade")
 
 
 def script_head() -> str:
@@ -156,22 +160,43 @@ def ensure_schema(engine: Engine) -> str:
         conn.close()
 
 
+def readable_as_is(conn: Connection) -> bool:
+    """True when the database already has every table and column of this version's schema
+    (an older revision that differs only in what a reader does not need: an index, or a
+    repair of columns that were never missing), so a reader needs no upgrade."""
+    insp = inspect(conn)
+    tables = set(insp.get_table_names())
+    for table in s.metadata.sorted_tables:
+        if table.name not in tables:
+            return False
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        if not {c.name for c in table.columns} <= have:
+            return False
+    return True
+
+
 def upgrade_existing(engine: Engine) -> str:
-    """For readers: upgrade a database that has Auptimizer tables but an older schema; create
-    nothing in an empty one. Costs one ``SELECT`` when the schema is current.
+    """For readers: upgrade a database that has Auptimizer tables but an older schema that
+    lacks something this version reads; create nothing in an empty one. A known older
+    revision that already has every table and column is read as it is: a read-only view
+    (``aup list``) that stamped it with the newer revision locked the older Auptimizer out of
+    it for no change at all (trial 68). Costs one ``SELECT`` when the schema is current.
 
     Returns:
-        ``"current"``, ``"empty"`` or ``"upgraded from <rev>"``.
+        ``"current"``, ``"empty"``, ``"readable"`` or ``"upgraded from <rev>"``.
 
     Raises:
         StoreError: as :func:`ensure_schema`.
         sqlalchemy.exc.OperationalError: the database cannot be reached.
     """
-    if _fast_revision(engine) == HEAD:
+    rev = _fast_revision(engine)
+    if rev == HEAD:
         return "current"
     with engine.connect() as c:
         if not inspect(c).has_table("experiment"):
             return "empty"
+        if rev is not None and rev in known_revisions() and readable_as_is(c):
+            return "readable"
     return ensure_schema(engine)
 
 

@@ -391,13 +391,22 @@ def _read_only_engine(path: Path) -> Engine:
 def _check_read_only_schema(engine: Engine, path: Path) -> None:
     """Refuse a read-only database whose schema is older than this version's (it cannot be
     upgraded there)."""
-    from aup.store.migrate import HEAD, _fast_revision, known_revisions, newer_schema_error
+    from aup.store.migrate import (
+        HEAD,
+        _fast_revision,
+        known_revisions,
+        newer_schema_error,
+        readable_as_is,
+    )
 
     rev = _fast_revision(engine)
     if rev == HEAD or not inspect(engine).has_table("experiment"):
         return
     if rev is not None and rev not in known_revisions():
         raise newer_schema_error(rev)
+    with engine.connect() as c:
+        if rev is not None and readable_as_is(c):  # an index or a no-op repair behind
+            return
     raise StoreError(f"the database {path} has an older schema, which this Auptimizer reads "
                      "only after upgrading it, and it cannot be written here. Fix: copy it to "
                      "a folder you can write to and give the copy with --db")
