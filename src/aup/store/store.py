@@ -658,7 +658,6 @@ class Store:
             )).inserted_primary_key[0]
         return int(eid)
 
-    @_reconnecting
     def check_file(self) -> None:
         """For a SQLite database: check that its path still names the file this store opened
         (the first call remembers it). Cheap (one ``stat``); the experiment loop calls it with
@@ -689,6 +688,7 @@ class Store:
             "is lost with it. Fix: if you moved it, move it back and continue with aup resume; "
             "otherwise restore it from a backup, or start again with aup run")
 
+    @_reconnecting
     def update_experiment(self, eid: int, **values: Any) -> None:
         """Set columns of an experiment row (``proposer_state`` and ``exp_config`` given as dicts
         are JSON-encoded)."""
