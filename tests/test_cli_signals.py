@@ -102,3 +102,26 @@ def test_a_second_quick_ctrl_c_still_ends_with_130(tmp_path: Path):
     res = _python(SECOND_CTRL_C, tmp_path)
     assert res.returncode == 130, res.stderr
     assert res.stderr.strip() == "interrupted"
+
+
+def test_a_run_started_with_sigint_ignored_says_how_to_stop_it(tmp_path: Path) -> None:
+    """Trial 68: a shell starts 'aup run ... &' with SIGINT ignored, which the run keeps (the
+    terminal's Ctrl-C is not meant for it), so a script's 'kill -INT' did nothing, silently."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import QUADRATIC, write_experiment, write_script
+
+    write_script(tmp_path, "job.py", QUADRATIC)
+    exp = write_experiment(tmp_path, script="job.py", n_samples=1, parameter_config=[
+        {"name": "x", "type": "float", "range": [0, 1]}])
+    res = subprocess.run([sys.executable, "-m", "aup", "run", str(exp)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert ("experiment 1: SIGINT (Ctrl-C) is ignored by this process" in res.stderr
+            and "stop it with: aup stop 1, or kill -TERM" in res.stderr), res.stderr
+    res = subprocess.run([sys.executable, "-m", "aup", "run", str(exp)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "is ignored" not in res.stderr, res.stderr

@@ -250,6 +250,14 @@ class StopSignals:
         self.exp = exp
         if self.count:
             exp.request_stop(force=self.count > 1)
+        if self._old is not None and self._old[0] is signal.SIG_IGN:
+            # said, so that a script's 'kill -INT' that does nothing is not a mystery (trial 68)
+            from aup.api import db_option
+
+            log.warning("experiment %d: SIGINT (Ctrl-C) is ignored by this process (a shell "
+                        "started it in the background with SIGINT ignored); stop it with: aup "
+                        "stop%s %d, or kill -TERM %d", exp.eid, db_option(exp.store), exp.eid,
+                        os.getpid())
 
     def __enter__(self) -> StopSignals:
         # A signal ignored when aup started stays ignored (a shell starts 'aup run ... &' with
