@@ -156,6 +156,11 @@ def test_the_parallel_chart_shows_the_budget_of_multi_fidelity_jobs(tmp_path):
                           job_status="FINISHED", score=x)
     with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
         dims = c.get(f"/api/experiments/{eid}/parallel").json()["dimensions"]
+        # whole budgets as the job got them (trial 68: 3.0 in the job table and its API)
+        items = c.get(f"/api/experiments/{eid}/jobs").json()["items"]
+        assert [(type(it["budget"]), it["budget"]) for it in items] == [(int, 1), (int, 3)]
+        one = c.get(f"/api/experiments/{eid}/jobs/{items[1]['jid']}").json()
+        assert one["budget"] == 3 and isinstance(one["budget"], int)
     store.close()
     # parameters named like the chart's own axes are told apart (trial 61: two "score" axes)
     assert [d["name"] for d in dims] == ["x", "score (parameter)", "budget (parameter)",

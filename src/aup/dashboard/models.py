@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 Number = float | None
+#: A budget: an int when whole (as the job got it: 9, not 9.0), else a float.
+Budget = int | float | None
 
 
 class Error(BaseModel):
@@ -49,9 +51,9 @@ class ExperimentSummary(BaseModel):
     n_done: int = Field(description="finished + failed + early-stopped")
     progress: Number = Field(description="n_done / n_total, 0..1")
     best_score: Number
-    best_budget: Number = Field(default=None, description="budget of the best job (hyperband, "
+    best_budget: Budget = Field(default=None, description="budget of the best job (hyperband, "
                                 "bohb); null without budgets")
-    largest_budget_run: Number = Field(default=None, description="largest budget any job ran "
+    largest_budget_run: Budget = Field(default=None, description="largest budget any job ran "
                                        "at, failed ones too; a best_budget below it means "
                                        "the best score is not from the largest budget")
     start_time: Number
@@ -122,7 +124,7 @@ class JobRow(BaseModel):
     duration: Number = Field(description="seconds")
     n_attempts: int | None
     fail_reason: str | None
-    budget: Number
+    budget: Budget
     bracket: int | None = Field(default=None, description="hyperband/bohb bracket")
     rung: int | None = Field(default=None, description="hyperband/bohb rung")
     detail: str | None = Field(description="how the last attempt ended")
@@ -171,7 +173,7 @@ class JobDetail(BaseModel):
     end_time: Number
     n_attempts: int | None
     fail_reason: str | None
-    budget: Number
+    budget: Budget
     bracket: int | None
     rung: int | None
     n_intermediate: int
@@ -202,7 +204,7 @@ class Series(BaseModel):
 class Points(Series):
     """The score points, with each job's budget (null without budgets, and for a bucket)."""
 
-    budget: list[Number]
+    budget: list[Budget]
 
 
 class History(BaseModel):
@@ -243,7 +245,7 @@ class Curve(BaseModel):
 
     jid: int
     status: str
-    budget: Number = Field(default=None, description="the job's budget (hyperband, bohb)")
+    budget: Budget = Field(default=None, description="the job's budget (hyperband, bohb)")
     num: list[int]
     score: list[Number]
 

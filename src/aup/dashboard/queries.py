@@ -64,6 +64,12 @@ class Forbidden(AupError):
     """A file outside the experiment's own jobs directory was asked for (HTTP 403)."""
 
 
+def _budget(value: Any) -> int | float | None:
+    """A job's budget as the job got it: ``9``, not the ``9.0`` the float column holds (trial
+    68: bohb's whole budgets showed as 9.0 in the job table and its API)."""
+    return None if value is None else plain_number(value)
+
+
 def _params(config: Any) -> dict[str, Any]:
     """A job config as the parameters it shows: without the bookkeeping keys the job file
     carries beside them (hyperopt's ``tid``, ``job_id``), which the export's columns, the job
@@ -316,7 +322,7 @@ class DashboardQueries:
                 "params": _params(_loads(r["job_config"])), "start_time": start, "end_time": end,
                 "duration": (end - start) if start is not None and end is not None else None,
                 "n_attempts": r["n_attempts"], "fail_reason": r["fail_reason"],
-                "budget": r["budget"], "bracket": r["bracket"], "rung": r["rung"],
+                "budget": _budget(r["budget"]), "bracket": r["bracket"], "rung": r["rung"],
                 "detail": details.get(jid),
                 "extras": {(labels[i - 1] if 0 < i <= len(labels) else f"value{i}"): v
                            for i, v in sorted(ex.items())},
@@ -374,7 +380,7 @@ class DashboardQueries:
             "jid": jid, "eid": eid, "status": jm["status"], "score": _num(jm["score"]),
             "params": _params(_loads(jm["job_config"])), "start_time": jm["start_time"],
             "end_time": jm["end_time"], "n_attempts": jm["n_attempts"],
-            "fail_reason": jm["fail_reason"], "budget": jm["budget"], "bracket": jm["bracket"],
+            "fail_reason": jm["fail_reason"], "budget": _budget(jm["budget"]), "bracket": jm["bracket"],
             "rung": jm["rung"], "n_intermediate": int(n_inter or 0),
             "is_rerun": bool(jm["is_rerun"]),
             "extras": [{"label": labels[o - 1] if 0 < o <= len(labels) else f"value{o}",
