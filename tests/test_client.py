@@ -290,6 +290,9 @@ def test_a_pandas_series_is_read_by_key_never_by_position() -> None:
     assert out.getvalue() == ""  # nothing printed
     print_result(score_of(row, "acc"), file=out)
     assert out.getvalue() == "#Auptimizer:0.6\n"
+    # trial 69: a metrics table gave its whole column; its last row is the result
+    table = pd.DataFrame({"loss": [2.0, 1.0], "acc": [0.8, 0.9]})
+    assert score_of(table, "acc") == 0.9 and score_of(table, "acc", ["loss"]) == [0.9, 1.0]
 
 
 def test_aup_args_takes_the_config_as_a_dict_or_as_keywords(monkeypatch) -> None:

@@ -130,3 +130,22 @@ def test_a_database_deleted_during_a_run_stops_it(tmp_path: Path, how: str):
     assert f"the database file {db} was {how}" in err and "Fix:" in err, err
     assert "FINISHED" not in out, out
     assert len(list((tmp_path / "jobs").glob("*.json"))) < 30  # stopped, not run to its end
+
+
+def test_a_database_deleted_after_the_last_heartbeat_is_still_noticed(tmp_path: Path):
+    """Trial 69: the file was checked with each 5 s heartbeat only, so a run shorter than
+    that (or a deletion after the last heartbeat) ended FINISHED with its records lost."""
+    from tests.lifecycle_helpers import finish, start_cli, wait_for
+
+    write_script(tmp_path, "job.py", SLOW_JOB)
+    exp = write_experiment(tmp_path, script="job.py", proposer="random", n_samples=2,
+                           n_parallel=2, parameter_config=[
+                               {"name": "x", "type": "float", "range": [0, 1]}])
+    proc = start_cli(str(exp), cwd=tmp_path)
+    db = tmp_path / ".aup" / "sqlite3.db"
+    wait_for(lambda: (tmp_path / "jobs" / "2.json").exists(), what="job 2 started")
+    for f in db.parent.glob("sqlite3.db*"):
+        f.unlink()
+    rc, out, err = finish(proc, tmp_path, timeout=60)
+    assert rc == 1 and f"the database file {db} was deleted" in err, out + err
+    assert "FINISHED" not in out, out

@@ -174,7 +174,7 @@ def test_choice_labels_are_written_as_in_experiment_json(tmp_path):
     # trial 60: a JSON null showed as Python's None (and true as True) on the choice axis
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     cfg = {"parameter_config": [{"name": "c", "type": "choice",
-                                 "range": ["sgd", None, True, 1.5]}]}
+                                 "range": ["sgd", None, True, 1.5, 1, "1"]}]}
     eid = store.create_experiment(user="u", name="e", config=cfg, proposer="random",
                                   target="min", n_total=1, config_path=None, workingdir=None)
     rid = store.resource_id("cpu", "cpu:0")
@@ -186,7 +186,8 @@ def test_choice_labels_are_written_as_in_experiment_json(tmp_path):
     with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
         (dim,) = c.get(f"/api/experiments/{eid}/parallel").json()["dimensions"]
     store.close()
-    assert dim["choices"] == ["sgd", "null", "true", "1.5"] and dim["values"] == [1]
+    # trial 70: the string "1" is quoted, apart from the number 1 (two ticks read "1")
+    assert dim["choices"] == ["sgd", "null", "true", "1.5", "1", '"1"'] and dim["values"] == [1]
 
 
 @pytest.mark.parametrize("path,code", [
@@ -422,3 +423,25 @@ def test_a_read_only_database_is_shown_and_stop_requests_are_refused(grid_db, tm
         assert "aup stop 1" in r.json()["detail"]
     store.close()
     assert copy.read_bytes() == before
+
+
+def test_a_job_without_a_score_shows_no_label_values_in_any_view(tmp_path):
+    """Trial 70: a FAILED job's last line (before its crash) gave label values in the job's
+    detail, while the job table, the export and records() gave none."""
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    cfg = {"parameter_config": [{"name": "x", "type": "float", "range": [0, 1]}],
+           "resource_args": {"multi_res_labels": ["acc"]}}
+    eid = store.create_experiment(user="u", name="e", config=cfg, proposer="random",
+                                  target="min", n_total=1, config_path=None, workingdir=None)
+    rid = store.resource_id("cpu", "cpu:0")
+    jid, jaid = store.start_job(eid=eid, job_config={"x": 0.5}, proposal={"id": 0}, rid=rid,
+                                output_dir=None, proposer_state=None)
+    store.add_results(eid=eid, rows=[(jid, 0, (0.7, 0.3), 1.0)], track=True)
+    store.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="FAILED", exit_code=3,
+                      fail_reason="NONZERO_EXIT", detail="exited with code 3", output_tail="",
+                      job_status="FAILED", score=None)
+    with TestClient(create_app(store), base_url="http://127.0.0.1") as c:
+        detail = c.get(f"/api/experiments/{eid}/jobs/{jid}").json()
+        (row,) = c.get(f"/api/experiments/{eid}/jobs").json()["items"]
+    store.close()
+    assert detail["score"] is None and detail["extras"] == [] and row["extras"] == {}

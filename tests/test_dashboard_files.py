@@ -572,3 +572,36 @@ def test_2_0_ways_to_start_the_dashboard(tmp_path):
     assert proc.returncode == 2
     assert "--path is Auptimizer 2.0's: the database is given with --db" in proc.stderr
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_plot_draws_one_trace_per_budget(tmp_path):
+    """Trial 70: the docs said 'aup plot' colours points by budget as the dashboard does; it
+    drew hyperband's budget-1 and budget-9 scores as one trace, so a budget-1 score sat above
+    the best-so-far line like a better job."""
+    from aup.dashboard.plot import _points_by_budget
+    from aup.store.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / '.aup' / 'sqlite3.db'}")
+    cfg = {"parameter_config": [{"name": "x", "type": "float", "range": [0, 1]}]}
+    eid = store.create_experiment(user="u", name="hb", config=cfg, proposer="hyperband",
+                                  target="min", n_total=3, config_path=None, workingdir=None)
+    rid = store.resource_id("cpu", "cpu:0")
+    for x, budget in ((0.1, 1.0), (0.2, 3.0), (0.3, 3.0)):
+        jid, jaid = store.start_job(eid=eid, job_config={"x": x, "n_iterations": int(budget)},
+                                    proposal={"id": 0}, rid=rid, output_dir=None,
+                                    proposer_state=None, budget=budget)
+        store.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="SUCCEEDED",
+                          exit_code=0, fail_reason=None, detail="", output_tail="",
+                          job_status="FINISHED", score=x)
+    store.close()
+    html = tmp_path / "hb.html"
+    proc = run_cli("plot", "hb", "--out", str(html), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = html.read_text()
+    assert "score at budget 3" in text and "score at budget 1" in text
+    groups = _points_by_budget({"n": [1, 2, 3], "score": [0.1, 0.2, 0.3], "jid": [1, 2, 3],
+                                "budget": [1.0, 3.0, 3.0]})
+    assert [(g[0], g[3]) for g in groups] == [("score at budget 3", [2, 3]),
+                                              ("score at budget 1", [1])]
+    png = tmp_path / "hb.png"
+    assert run_cli("plot", "hb", "--out", str(png), cwd=tmp_path).returncode == 0

@@ -999,3 +999,33 @@ def test_version_names_the_schema_revision(tmp_path: Path) -> None:
     res = run_cli("--version", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"aup {__version__} (database schema revision {HEAD}; ")
+
+
+def test_show_top_ranks_finished_jobs_as_aup_best_does(tmp_path: Path) -> None:
+    """Trial 70: --top ranked an early-stopped job (a score from mid-training) above the best
+    job that 'aup best' reports."""
+    from aup.store.store import Store
+
+    db = tmp_path / "db.sqlite"
+    store = Store(f"sqlite:///{db}")
+    eid = store.create_experiment(user="u", name="e", config={}, proposer="random",
+                                  target="min", n_total=2, config_path=None, workingdir=None)
+    rid = store.resource_id("cpu", "cpu:0")
+    for score, status in ((1.5, "FINISHED"), (0.9, "EARLY_STOPPED")):
+        jid, jaid = store.start_job(eid=eid, job_config={"x": score}, proposal={"id": 0},
+                                    rid=rid, output_dir=None, proposer_state=None)
+        store.end_attempt(eid=eid, jid=jid, jaid=jaid, attempt_status="SUCCEEDED"
+                          if status == "FINISHED" else "EARLY_STOPPED", exit_code=0,
+                          fail_reason=None, detail="", output_tail="", job_status=status,
+                          score=score)
+    store.close()
+
+    def top(*args: str) -> list[float]:
+        res = run_cli("show", "e", "--db", str(db), "--json", *args, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        return [j["score"] for j in json.loads(res.stdout)]
+
+    assert top("--top", "2") == [1.5]
+    assert top("--top", "2", "--status", "EARLY_STOPPED,FINISHED") == [0.9, 1.5]
+    best = json.loads(run_cli("best", "e", "--db", str(db), "--json", cwd=tmp_path).stdout)
+    assert best["score"] == 1.5

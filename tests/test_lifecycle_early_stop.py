@@ -119,6 +119,10 @@ def test_a_job_reporting_only_nan_since_its_last_check_is_stopped(policy, maximi
     # a finite value in the window: the rules decide (the job is the best: not stopped)
     p = make_policy(_opts(aup_policy=policy, **extra), maximize=maximize)
     assert not p.should_stop(5, [nan, first[0]], {}, peers)
+    # trial 69: a decision late for its step (warmup 3, steps 2: step 2 judged at result 3)
+    # looked at the step's window [nan, nan] and stopped a job whose latest value recovered
+    p = make_policy(_opts(aup_policy=policy, warmup=3, **extra), maximize=maximize)
+    assert not p.should_stop(5, [nan, nan, first[0]], {}, peers)
 
 
 def test_disabled_job_is_never_stopped():

@@ -308,6 +308,9 @@ def test_a_resume_while_another_thread_runs_the_experiment_is_refused(
             assert record.status == "RUNNING" and not record.crashed
         with pytest.raises(UsageError, match="another thread of this process runs it"):
             aup.resume_experiment(1)
+        # trial 69: force (for a process that is gone) ran the running jobs a second time
+        with pytest.raises(UsageError, match="force does not apply to a run that is alive"):
+            aup.resume_experiment(1, force=True)
     finally:
         thread.join(timeout=120)
     assert out["result"].status.value == "FINISHED", out["result"]

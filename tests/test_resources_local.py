@@ -806,3 +806,4 @@ def test_many_jobs_at_once_raise_the_open_file_limit(tmp_path: Path) -> None:
     assert ("n_parallel is 40, which needs about 224 open files, but this process may open "
             "only 128") in text, text
     assert "set n_parallel to 16 or less" in text and "1 warning(s) above" in text, text
+    assert "jobs beyond about 16 at once may fail" in text, text

@@ -131,10 +131,19 @@ def test_a_crash_names_its_exception() -> None:
                  '    raise RuntimeError("CUDA out of memory")',
                  "RuntimeError: CUDA out of memory", "[W] worker shut down"):
         p.feed(line)
-    assert judge(1, p).detail == "exited with code 1: RuntimeError: CUDA out of memory"
+    assert judge(1, p).detail == ("exited with code 1; last exception in its output: "
+                                  "RuntimeError: CUDA out of memory")
     p = OutputParser()
     p.feed("ValueError: printed, no traceback")  # not an exception of the job
     assert judge(2, p).detail == "exited with code 2"
+    # trial 69: a deep stack's header cut off by the tail, and a name without 'Error'
+    p = OutputParser()
+    for k in range(400):
+        p.feed(f'  File "/lib/layer{k}.py", line {k}, in forward')
+        p.feed("    return self.inner(x)")
+    p.feed("mylib.Err: shape mismatch (3 != 4)")
+    assert "Traceback" not in p.tail
+    assert judge(1, p).detail.endswith("in its output: mylib.Err: shape mismatch (3 != 4)")
 
 
 def test_stop_reasons() -> None:

@@ -372,6 +372,20 @@ def resume_experiment(experiment: int | str, *, db: str | os.PathLike | None = N
 BOOKKEEPING_KEYS = ("job_id", "tid")
 
 
+def value_text(value: Any) -> str:
+    """A parameter value as experiment.json writes it (``null``, ``true``, ``1``), with a
+    string bare unless it reads as another JSON value: ``"1"`` and ``"true"`` stay quoted, so
+    the choice ``"1"`` never looks like the choice ``1`` (``aup show``, chart labels)."""
+    import json
+
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value)
+
+
 def result_labels(exp_config: dict[str, Any] | None) -> list[str]:
     """The labels of an experiment's secondary result values (``multi_res_labels`` of its
     recorded configuration), in order; ``[]`` without any."""

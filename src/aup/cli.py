@@ -123,13 +123,9 @@ def _fmt(v: Any, exact: bool = False) -> str:
             return repr(v)
         text = f"{v:.6g}"
         return text if any(c in text for c in ".eEn") else text + ".0"  # n: nan, inf
-    if isinstance(v, str):
-        try:
-            json.loads(v)
-        except ValueError:
-            return v
-        return json.dumps(v)
-    return json.dumps(v)
+    from aup.api import value_text
+
+    return value_text(v)
 
 
 # -- progress ------------------------------------------------------------------------------------
@@ -717,6 +713,8 @@ def cmd_show(args) -> int:
         # as 'aup best': a larger budget first (a budget-1 score is no match for a budget-9
         # one), then the score in the experiment's direction
         sign = -1.0 if row["target"] == "max" else 1.0
+        if statuses is None:  # as 'aup best': finished jobs (an early-stopped score is one
+            jobs = [j for j in jobs if j["status"] == "FINISHED"]  # from mid-training)
         jobs = sorted((j for j in jobs if j["score"] is not None),
                       key=lambda j: (-(j["budget"] or 0.0), sign * j["score"]))[:top]
     attempts = store.last_attempts(int(row["eid"]))
@@ -828,7 +826,7 @@ def _show_attempts(store, row, as_json: bool, statuses: set[str] | None = None) 
 
 def cmd_best(args) -> int:
     """aup best: the best job of an experiment."""
-    from aup.api import find_experiment, job_params
+    from aup.api import find_experiment
 
     store = _open(args, read_only=True)
     row = find_experiment(store, args.experiment)
@@ -837,7 +835,7 @@ def cmd_best(args) -> int:
     if args.json:
         if best is not None:  # the smaller-budget note of the text output, for machines
             best = {**best, "largest_budget_run": store.largest_budget_run(int(row["eid"])),
-                    "results": results, "params": job_params(best)}
+                    "results": results, "params": _shown_params(best)}
         write_stdout(json.dumps(best, default=str) + "\n")
         return EXIT_OK if best else EXIT_FAILED
     console = _console()
@@ -917,8 +915,8 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--status", metavar="STATUS[,STATUS]",
                    help="only jobs (with --attempts: attempts) of these statuses, e.g. FAILED")
     p.add_argument("--top", metavar="N", type=_positive_int,
-                   help="only the N best jobs with a score, best first (with budgets: the "
-                        "largest budget first)")
+                   help="only the N best FINISHED jobs (or of --status), best first, the "
+                        "largest budget first, as 'aup best' ranks them")
     p = add("best", cmd_best, "show an experiment's best job")
     p.add_argument("--json", action="store_true", help="print JSON")
 

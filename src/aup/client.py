@@ -71,7 +71,8 @@ def score_of(result: Any, metric: str, labels: list[str] | tuple[str, ...] = ())
     """The score of a function's result for :func:`print_result`: ``result[metric]`` for a
     mapping (Ray Tune's ``return {"mean_accuracy": 0.9, "loss": 0.3}``), followed by
     ``result[label]`` for each ``multi_res_labels`` label; a pandas Series (a metrics table's
-    last row) is read by label the same way; anything else is returned as is.
+    last row) is read by label the same way, and a DataFrame by its last row; anything else
+    is returned as is.
     ``aup convert --metric KEY`` writes job scripts that call it.
 
     Raises:
@@ -80,6 +81,10 @@ def score_of(result: Any, metric: str, labels: list[str] | tuple[str, ...] = ())
     """
     if not _keyed(result):
         return result
+    if hasattr(result, "iloc") and hasattr(result, "columns"):
+        # a DataFrame of metrics (one row per epoch): its last row, not a whole column
+        # (trial 69: print_result then named the row numbers as keys)
+        result = result.iloc[-1]
     wanted = [metric, *labels]
     keys = list(result.keys())
     absent = [k for k in wanted if k not in keys]

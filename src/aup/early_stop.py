@@ -471,14 +471,16 @@ class EarlyStopPolicy:
     def _diverged(self, jid: int, step: int, history: Sequence[float],
                   running_peers: Mapping[int, Sequence[float]],
                   finished: Mapping[int, Sequence[float]]) -> bool:
-        """True when the job's values since the previous decision point (the last
-        ``aup_policy_steps`` of the first ``step``) are all NaN, infinite or missing while at
+        """True when the job's latest ``aup_policy_steps`` values are all NaN, infinite or
+        missing while at
         least ``min_peers`` peers have a finite value at this step: a training that diverged.
         The rules compare finite values only, so such a job was never stopped (its earlier
         finite values, or none at all, were all they saw); Optuna's pruners likewise prune a
         trial whose intermediate values are all NaN. When no peer has a finite value either
         (a metric every job reports as NaN at first) nothing is decided."""
-        window = history[max(0, step - self.options.aup_policy_steps):step]
+        # the latest values: a decision can come later than its step (warmup, min_peers), and
+        # a job whose NaNs lie behind it has recovered (trial 69)
+        window = history[-self.options.aup_policy_steps:]
         if any(v is not None and math.isfinite(v) for v in window):
             return False
         peers = self.peer_values(jid, step, running_peers, finished)

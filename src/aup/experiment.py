@@ -285,6 +285,13 @@ class Experiment:
                              "resume")
         if store.count_unproposed_jobs(eid):
             raise UsageError(_recorded_by_2_0(row, store))
+        if row["status"] == ExperimentStatus.RUNNING.value and runs_here(row):
+            # --force is for a process that is gone; this one is not (trial 69: with force
+            # the resume ran every running job a second time beside the thread)
+            raise UsageError(f"experiment {eid} is still running (another thread of this "
+                             "process runs it). Fix: wait for that run to end (join its "
+                             f"thread), or stop it with: aup stop {eid}, then resume it; force "
+                             "does not apply to a run that is alive")
         alive = (experiment_alive(row, STALE_AFTER)
                  if row["status"] == ExperimentStatus.RUNNING.value and not force else None)
         if alive:  # on this host its process exists; on another, its heartbeat is fresh
@@ -418,6 +425,9 @@ class Experiment:
         try:
             self.observer.on_start(self)  # inside: a raising observer must not leave it RUNNING
             status = self._loop()
+            # the heartbeat checks every 5 s: a run shorter than that, or a deletion after the
+            # last one, ended FINISHED with its records in the deleted file (trial 69)
+            self.store.check_file()
             if status is ExperimentStatus.FINISHED:
                 self._after_finish()
                 if (self.saved_model or {}).get("status") == JobStatus.INTERRUPTED.value:
@@ -679,9 +689,10 @@ class Experiment:
             for r in timed:
                 r.deadline += gap
             if timed:
-                log.warning("experiment %d: the scheduler did not run for %.0f s (paused: "
-                            "Ctrl-Z, SIGSTOP, a frozen machine?); the job_timeout of the %d "
-                            "running job(s) is extended by as much", self.eid, gap, len(timed))
+                log.warning("experiment %d: the scheduler did not run for %.1f s (paused by "
+                            "Ctrl-Z or SIGSTOP, a frozen machine, or waiting for a locked "
+                            "database); the job_timeout of the %d running job(s) is extended "
+                            "by as much", self.eid, gap, len(timed))
             return
         for key, r in list(self.running.items()):
             if r.deadline is not None and now >= r.deadline:

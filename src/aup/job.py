@@ -218,23 +218,23 @@ class AttemptOutcome:
     tail: str = ""
 
 
-#: The last line of a Python traceback: ``SomeError: message`` (dotted module names allowed).
-_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt"
-                             r"|Warning)(?:: .*)?$")
+#: A frame line of a Python traceback.
+_FRAME = re.compile(r'^  File "[^"]*", line \d+')
 
 
 def last_error_line(tail: str, limit: int = 200) -> str | None:
     """The exception line of the last Python traceback in an attempt's output ``tail``
     (``RuntimeError: CUDA out of memory``), cut to ``limit`` characters; None when the tail
-    holds no traceback."""
+    holds no traceback frame. The line is the first one without indentation after the last
+    frame (``  File "...", line N``), so any exception name works, and so does a traceback
+    whose header the tail has cut off (a deep stack)."""
     lines = tail.splitlines()
-    start = max((i for i, line in enumerate(lines)
-                 if line.startswith("Traceback (most recent call last)")), default=None)
-    if start is None:
+    last_frame = max((i for i, line in enumerate(lines) if _FRAME.match(line)), default=None)
+    if last_frame is None:
         return None
-    for line in reversed(lines[start + 1:]):
-        text = line.strip()
-        if _EXCEPTION_LINE.match(text):
+    for line in lines[last_frame + 1:]:
+        if line.strip() and not line[0].isspace():
+            text = line.strip()
             return text if len(text) <= limit else text[:limit - 3] + "..."
     return None
 
@@ -288,7 +288,7 @@ def judge(exit_code: int | None, parser: OutputParser,
         detail = f"exited with code {exit_code}"
         error = last_error_line(tail)
         if error:  # what Optuna records for a failed trial: the exception (trial 65)
-            detail += f": {error}"
+            detail += f"; last exception in its output: {error}"
         if score is not None:  # 2.0 used it: say why it is not (trial 56)
             detail += (f" after printing the result {score:g}, which is not used: a result "
                        "counts only when the job exits with code 0 (Auptimizer 2.0 ignored "

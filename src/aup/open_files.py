@@ -52,10 +52,12 @@ def ensure_open_files(n_parallel: int, *, raise_limit: bool = True) -> str | Non
     limit = soft if raise_limit else reachable
     if limit >= need:
         return None
-    fits = max(1, (limit - BASE_FILES) // FILES_PER_JOB)
+    fits = (limit - BASE_FILES) // FILES_PER_JOB
+    beyond = (f"jobs beyond about {fits} at once may fail" if fits >= 1 else
+              "jobs may fail")
+    lower = f"set n_parallel to {fits} or less, or " if fits >= 1 else ""
     return (f"n_parallel is {n_parallel}, which needs about {need} open files, but this "
             f"process may open only {limit} (ulimit -n; the hard limit is "
-            f"{'unlimited' if hard == unlimited else hard}): jobs beyond about {fits} at once "
-            f"would fail to start with 'Too many open files'. Fix: set n_parallel to {fits} or "
-            "less, or raise the hard limit (ulimit -Hn, or nofile in "
+            f"{'unlimited' if hard == unlimited else hard}): {beyond} to start with 'Too many "
+            f"open files'. Fix: {lower}raise the limit (ulimit -n, ulimit -Hn, or nofile in "
             "/etc/security/limits.conf)")

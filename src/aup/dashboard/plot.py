@@ -39,9 +39,9 @@ def plot_html(history: dict[str, Any], parallel: dict[str, Any], title: str) -> 
 
     h = history
     fig1 = go.Figure([
-        go.Scatter(x=h["points"]["n"], y=h["points"]["score"], mode="markers", name="score",
-                   customdata=h["points"]["jid"],
-                   hovertemplate="job %{customdata}: %{y}<extra></extra>"),
+        *(go.Scatter(x=ns, y=ys, mode="markers", name=name, customdata=jids,
+                     hovertemplate="job %{customdata}: %{y}<extra></extra>")
+          for name, ns, ys, jids in _points_by_budget(h["points"])),
         go.Scatter(x=h["best"]["n"], y=h["best"]["score"], mode="lines", name="best so far",
                    line={"shape": "hv"})])
     fig1.update_layout(title=f"{title}: score per job", xaxis_title="finished job #",
@@ -57,6 +57,24 @@ def plot_html(history: dict[str, Any], parallel: dict[str, Any], title: str) -> 
             + fig2.to_html(full_html=False, include_plotlyjs=False))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
             f"</head><body>{body}</body></html>\n")
+
+
+def _points_by_budget(points: dict[str, list[Any]]) -> list[tuple[str, list, list, list]]:
+    """The score points split by budget, largest first, as the dashboard draws them: ``(name,
+    n, score, jid)`` per trace; one trace named "score" without budgets. A budget-1 score drawn
+    like a budget-9 one looked like a better job above the best-so-far line (trial 70)."""
+    budgets = points.get("budget") or [None] * len(points["n"])
+    groups: dict[Any, tuple[list, list, list]] = {}
+    for n, y, jid, b in zip(points["n"], points["score"], points["jid"], budgets, strict=True):
+        g = groups.setdefault(b, ([], [], []))
+        g[0].append(n)
+        g[1].append(y)
+        g[2].append(jid)
+    if set(groups) <= {None}:
+        return [("score", *groups.get(None, ([], [], [])))]
+    order = sorted(groups, key=lambda b: -1.0 if b is None else float(b), reverse=True)
+    return [("score" if b is None else f"score at budget {float(b):g}", *groups[b])
+            for b in order]
 
 
 def _esc(text: str) -> str:
@@ -111,10 +129,10 @@ def plot_image(history: dict[str, Any], parallel: dict[str, Any], title: str,
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5))
     h = history
-    pts = [(n, y) for n, y in zip(h["points"]["n"], h["points"]["score"], strict=True)
-           if y is not None]
-    if pts:
-        ax1.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, alpha=0.6, label="score")
+    for name, ns, ys, _ in _points_by_budget(h["points"]):
+        pts = [(n, y) for n, y in zip(ns, ys, strict=True) if y is not None]
+        if pts:
+            ax1.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, alpha=0.6, label=name)
     ax1.step(h["best"]["n"], h["best"]["score"], where="post", color="C3", label="best so far")
     ax1.set_xlabel("finished job #")
     ax1.set_ylabel("score")

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.engine import Engine
 
+from aup.api import value_text
 from aup.errors import AupError
 from aup.job import FailReason
 from aup.store import schema as s
@@ -370,7 +371,9 @@ class DashboardQueries:
             last_time = c.execute(select(func.max(m.c.receive_time))
                                   .where(m.c.jid == jid)).scalar()
             extras = []
-            if last_time is not None:
+            # as the job table, the export and records(): a job's label values are those of
+            # its result, none without a score (trial 70: a FAILED job's last line showed here)
+            if last_time is not None and job._mapping["score"] is not None:
                 extras = c.execute(select(m.c.label_order, m.c.value)
                                    .where(m.c.jid == jid, m.c.receive_time == last_time)
                                    .order_by(m.c.label_order)).all()
@@ -589,9 +592,9 @@ class DashboardQueries:
                 vals_i = [keys.index(json.dumps(v)) if json.dumps(v) in keys else None
                           for v in vals]
                 dims.append({"name": name, "type": "choice", "log": False, "values": vals_i,
-                             # as experiment.json writes them: null, true, not None, True
-                             "choices": [x if isinstance(x, str) else json.dumps(x)
-                                         for x in choices]})
+                             # as experiment.json writes them: null, true, not None,
+                             # True; the string "1" quoted, apart from the number 1
+                             "choices": [value_text(x) for x in choices]})
             else:
                 dims.append({"name": name, "type": p.get("type"), "log": bool(p.get("log")),
                              "values": [_num(v) if isinstance(v, int | float) else None

@@ -73,8 +73,18 @@ const aup = {
     return `${(s / 3600).toFixed(2)} h`;
   },
 
+  // A parameter value as experiment.json writes it, as `aup show` prints it: null, true, and
+  // a string bare unless it reads as another JSON value ("1" quoted, apart from the number 1).
+  value(v) {
+    if (typeof v === "number") return aup.num(v);
+    if (typeof v === "string") {
+      try { JSON.parse(v); } catch (_) { return v; }
+    }
+    return JSON.stringify(v === undefined ? null : v);
+  },
+
   params(p) {
-    return Object.entries(p || {}).map(([k, v]) => `${k}=${aup.num(v)}`).join(", ");
+    return Object.entries(p || {}).map(([k, v]) => `${k}=${aup.value(v)}`).join(", ");
   },
 
   statusCell(status, note) {

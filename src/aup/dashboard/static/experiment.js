@@ -39,7 +39,7 @@ function renderSummary(e) {
     best.appendChild(aup.el("div", `job ${e.best_job.jid}: score ${aup.bestScore(e.best_job.score, e)}`,
       { id: "best-score" }));
     for (const [k, v] of Object.entries(e.best_job.params)) {
-      best.appendChild(aup.el("div", `${k} = ${aup.num(v)}`, { class: "best-param" }));
+      best.appendChild(aup.el("div", `${k} = ${aup.value(v)}`, { class: "best-param" }));
     }
   } else {
     best.textContent = "none yet";
