@@ -605,3 +605,7 @@ def test_plot_draws_one_trace_per_budget(tmp_path):
                                               ("score at budget 1", [1])]
     png = tmp_path / "hb.png"
     assert run_cli("plot", "hb", "--out", str(png), cwd=tmp_path).returncode == 0
+    # trial 70: the JSON export had no budget fields, so a smaller-budget best was unmarked
+    exported = run_cli("export", "hb", "--format", "json", cwd=tmp_path)
+    meta = json.loads(exported.stdout)["experiment"]
+    assert meta["best_budget"] == 3 and meta["largest_budget_run"] == 3, meta

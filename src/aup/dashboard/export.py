@@ -136,7 +136,8 @@ def export_text(store: Any, eid: int, fmt: str) -> str:
         meta = {k: exp[k] for k in ("eid", "name", "status", "proposer", "target", "n_total",
                                     "n_jobs", "n_finished", "n_failed", "best_score",
                                     "start_time", "end_time", "parameters", "labels",
-                                    "best_job")}
+                                    "best_job", "best_budget", "largest_budget_run")
+                if k in exp}  # the budgets: a best_score from a smaller budget is marked
         return json.dumps({"experiment": meta, "columns": columns, "jobs": rows}, indent=1,
                           default=str) + "\n"
     buf = io.StringIO()
