@@ -31,7 +31,7 @@ The options keep Auptimizer 2.0's names (reference section 5.5):
 Every rule works on *losses* (lower is better): values are negated once for ``target: max``,
 so both targets behave the same (Auptimizer 2.0's curve fitting did nothing when minimizing).
 NaN and infinite values are ignored by the rules (a history whose first ``step`` values hold
-no finite number is not a peer). A job whose values since its previous decision point are all
+no finite number is not a peer). A job whose latest ``aup_policy_steps`` values are all
 NaN or infinite is stopped once ``min_peers`` peers have finite values at that step (a diverged
 training; :meth:`EarlyStopPolicy._diverged`).
 
