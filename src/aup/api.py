@@ -393,14 +393,21 @@ def result_labels(exp_config: dict[str, Any] | None) -> list[str]:
     return [str(x) for x in (ra.get("multi_res_labels") or [])]
 
 
+def config_params(config: dict[str, Any] | None) -> dict[str, Any]:
+    """A job config without the bookkeeping keys (:data:`BOOKKEEPING_KEYS`: hyperopt's
+    ``tid``, 2.0's ``job_id``), which the job file carries beside the parameters; the one rule
+    of every view that lists a job's parameters (``aup show``, ``records()``, the dashboard
+    and the export)."""
+    return {k: v for k, v in (config or {}).items() if k not in BOOKKEEPING_KEYS}
+
+
 def job_params(job: dict[str, Any]) -> dict[str, Any]:
     """The parameters of a job row: its proposal's, or for a job recorded by Auptimizer 2.0
     (no proposal) its job config without 2.0's bookkeeping keys (``job_id``, ``tid``)."""
     proposal = job.get("proposal") or {}
     if "params" in proposal:
         return dict(proposal["params"])
-    return {k: v for k, v in (job.get("job_config") or {}).items()
-            if k not in BOOKKEEPING_KEYS}
+    return config_params(job.get("job_config"))
 
 
 @dataclass
@@ -493,9 +500,8 @@ class ExperimentRecord:
                 j["jid"], j["status"], j["score"], j["fail_reason"], a["detail"] if a else None,
                 start, end, end - start if start is not None and end is not None else None,
                 j["n_attempts"], j["budget"], j["bracket"], j["rung"]), strict=True))
-            for k, v in (j["job_config"] or {}).items():
-                if k not in BOOKKEEPING_KEYS:  # hyperopt's tid is no parameter (trial 62)
-                    rec[f"param_{k}"] = v
+            for k, v in config_params(j["job_config"]).items():  # no tid (trial 62)
+                rec[f"param_{k}"] = v
             ex = extras.get(j["jid"], {})
             for i, lab in enumerate(labels, start=1):
                 rec[f"result_{lab}"] = ex.get(i)

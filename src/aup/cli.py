@@ -22,6 +22,7 @@ from typing import Any
 from aup.commands.args import DB_HELP
 from aup.commands.output import WholeWriter, write_stdout
 from aup.errors import AupError, ConfigError, StoreError, UsageError
+from aup.job import FailReason
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
@@ -282,8 +283,9 @@ def _below_largest_budget(store, best: dict[str, Any] | None) -> str:
 
 
 #: Failures a retry of the same configuration repeats: its result itself is bad.
-_REPEATED_BY_A_RETRY = ("NON_FINITE_SCORE", "NO_RESULT", "UNPARSEABLE_RESULT",
-                        "WRONG_RESULT_COUNT")
+_REPEATED_BY_A_RETRY = tuple(r.value for r in (
+    FailReason.NON_FINITE_SCORE, FailReason.NO_RESULT, FailReason.UNPARSEABLE_RESULT,
+    FailReason.WRONG_RESULT_COUNT))
 
 
 def _some_failure_may_pass(store, eid: int) -> bool:
@@ -692,7 +694,7 @@ def _print_table(console, headers: list[str], rows: list[list[str]]) -> None:
 
 def cmd_show(args) -> int:
     """aup show: an experiment's jobs."""
-    from aup.api import BOOKKEEPING_KEYS, find_experiment
+    from aup.api import config_params, find_experiment
     from aup.job import AttemptStatus, JobStatus
 
     with_attempts = getattr(args, "attempts", False)
@@ -742,8 +744,8 @@ def cmd_show(args) -> int:
         score = "-" if j["score"] is None else f"{j['score']:.6g}"
         # job_id is the job column already; hyperopt's tid (2.0's protocol) equals the
         # proposal id and is hidden as in 'aup best'
-        params = ", ".join(f"{k}={_fmt(v, exact=True)}" for k, v in j["job_config"].items()
-                           if k not in BOOKKEEPING_KEYS)
+        params = ", ".join(f"{k}={_fmt(v, exact=True)}"
+                           for k, v in config_params(j["job_config"]).items())
         table.append([str(j["jid"]), j["status"], score, str(j["n_attempts"]), params, reason])
     _print_table(console, ["job", "status", "score", "attempts", "parameters", "reason"], table)
     if len(jobs) < len(every):

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.engine import Engine
 
-from aup.api import value_text
+from aup.api import config_params, value_text
 from aup.errors import AupError
 from aup.job import FailReason
 from aup.store import schema as s
@@ -69,15 +69,6 @@ def _budget(value: Any) -> int | float | None:
     """A job's budget as the job got it: ``9``, not the ``9.0`` the float column holds (trial
     68: bohb's whole budgets showed as 9.0 in the job table and its API)."""
     return None if value is None else plain_number(value)
-
-
-def _params(config: Any) -> dict[str, Any]:
-    """A job config as the parameters it shows: without the bookkeeping keys the job file
-    carries beside them (hyperopt's ``tid``, ``job_id``), which the export's columns, the job
-    table and the best job listed as if they were searched (trial 65)."""
-    from aup.api import BOOKKEEPING_KEYS
-
-    return {k: v for k, v in (config or {}).items() if k not in BOOKKEEPING_KEYS}
 
 
 def _loads(text: str | None) -> Any:
@@ -215,7 +206,7 @@ class DashboardQueries:
             "labels": self.labels(cfg),
             "best_job": None if best is None else {
                 "jid": best["jid"], "score": _num(best["score"]),
-                "params": _params(best["job_config"]), "end_time": best["end_time"]},
+                "params": config_params(best["job_config"]), "end_time": best["end_time"]},
         })
         return out
 
@@ -320,7 +311,7 @@ class DashboardQueries:
             ex = extras.get(jid, {}) if r["score"] is not None else {}
             items.append({
                 "jid": jid, "status": r["status"], "score": _num(r["score"]),
-                "params": _params(_loads(r["job_config"])), "start_time": start, "end_time": end,
+                "params": config_params(_loads(r["job_config"])), "start_time": start, "end_time": end,
                 "duration": (end - start) if start is not None and end is not None else None,
                 "n_attempts": r["n_attempts"], "fail_reason": r["fail_reason"],
                 "budget": _budget(r["budget"]), "bracket": r["bracket"], "rung": r["rung"],
@@ -381,7 +372,7 @@ class DashboardQueries:
         labels = self.labels(_loads(row["exp_config"]) or {})
         return {
             "jid": jid, "eid": eid, "status": jm["status"], "score": _num(jm["score"]),
-            "params": _params(_loads(jm["job_config"])), "start_time": jm["start_time"],
+            "params": config_params(_loads(jm["job_config"])), "start_time": jm["start_time"],
             "end_time": jm["end_time"], "n_attempts": jm["n_attempts"],
             "fail_reason": jm["fail_reason"], "budget": _budget(jm["budget"]), "bracket": jm["bracket"],
             "rung": jm["rung"], "n_intermediate": int(n_inter or 0),

@@ -457,6 +457,8 @@ class Store:
     def __init__(self, url: str, create: bool = True, read_only: bool = False):
         self.url = url
         self.read_only = False
+        #: (st_dev, st_ino) of the SQLite file, remembered by the first check_file()
+        self._file_identity: tuple[int, int] | None = None
         try:
             path = sqlite_file(url)
             if read_only and path is not None and path.is_file() and not _writable(path):
@@ -677,7 +679,7 @@ class Store:
         except FileNotFoundError:
             what = "was deleted"
         else:
-            seen = getattr(self, "_file_identity", None)
+            seen = self._file_identity
             if seen is None or seen == (st.st_dev, st.st_ino):
                 self._file_identity = (st.st_dev, st.st_ino)
                 return
