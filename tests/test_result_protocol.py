@@ -25,6 +25,11 @@ from aup.job import (
     ("#Auptimizer:1,2.5,3", (1.0, 2.5, 3.0)),
     ("#Auptimizer:[1, 2]", (1.0, 2.0)),
     ("#Auptimizer:nan", (math.nan,)),
+    # trial 71: a coloured logger's escape sequences around the marker or the values
+    ("\x1b[32m#Auptimizer:7.5\x1b[0m", (7.5,)),
+    ("\x1b[1m#Auptimizer:\x1b[0m7.75", (7.75,)),
+    ("INFO \x1b[1;34mres\x1b[0m #Auptimizer: 0.5,\x1b[33m2\x1b[39m\r\n", (0.5, 2.0)),
+    ("\x1b]8;;http://x\x1b\\#Auptimizer:3\x1b]8;;\x1b\\", (3.0,)),
 ])
 def test_parse_valid_lines(line: str, values: tuple) -> None:
     got = parse_result_line(line)

@@ -96,11 +96,17 @@ def plain_float(text: str) -> float:
     return float(text)
 
 
+#: ANSI/VT100 escape sequences (CSI such as colours ``ESC[32m``, OSC such as hyperlinks, and
+#: two-character ones), removed before a result line is read.
+_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
 def parse_result_line(line: str) -> tuple[float, ...] | None:
     """Parse one output line.
 
     The marker may appear anywhere in the line (after other text); the values follow it,
     separated by commas, with surrounding spaces allowed; scientific notation is accepted.
+    Terminal escape sequences (a coloured logger's ``ESC[32m ... ESC[0m``) are ignored.
     Non-finite values (nan, inf) are returned as such: the caller decides.
 
     Args:
@@ -112,6 +118,8 @@ def parse_result_line(line: str) -> tuple[float, ...] | None:
     Raises:
         BadResult: the marker is followed by something that is not a list of numbers.
     """
+    if "\x1b" in line:  # terminal colours of a coloured logger around the marker or value
+        line = _ANSI_ESCAPE.sub("", line)
     pos = line.rfind(MARKER)
     if pos < 0:
         return None
