@@ -554,3 +554,93 @@ def test_check_reports_a_missing_interpreter_with_exit_2(folder: Path, monkeypat
     assert "script: the interpreter /no/such/interp" in err and ". Fix: change the first " \
         "line of" in err
     assert "Traceback" not in err and not (folder / ".aup").exists()
+
+
+# -- 15. JSON syntax mistakes named, with the culprit's line and column ---------------------------
+def _json_problem(folder: Path, text: str) -> Problem:
+    path = folder / "exp.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    [problem] = info.value.problems
+    assert problem.path == "" and problem.message.startswith("not valid JSON: ")
+    return problem
+
+
+def test_a_comment_is_named_with_every_line_to_remove(folder: Path) -> None:
+    # trial: "// my exp" got "Expecting value at line 1 column 1. Fix: fix the JSON syntax"
+    problem = _json_problem(folder, '// my exp\n' + json.dumps(_config()))
+    assert problem.message == ("not valid JSON: comments (// or /* */ or #) are not allowed in "
+                               "JSON (one starts at line 1 column 1)")
+    assert problem.hint == "remove the comment at line 1"
+    text = '{\n "script": "train.py", // the job\n /* a */ "n_samples": 2, # b\n' \
+           ' "name": "x // y # z",\n "parameter_config": []}'
+    problem = _json_problem(folder, text)
+    assert "(one starts at line 2 column 24)" in problem.message, problem.message
+    assert problem.hint == "remove the comments at lines 2 and 3"  # not line 4's string
+
+
+def test_a_trailing_comma_points_at_the_comma(folder: Path) -> None:
+    # trial: '...},],}' got "Expecting value at line 1 column 105", past the comma
+    text = json.dumps(_config())[:-2] + ",],}"
+    first = text.index(",]") + 1
+    problem = _json_problem(folder, text)
+    assert problem.message == (
+        f"not valid JSON: trailing commas before ']' at line 1 column {first} and before '}}' "
+        f"at line 1 column {first + 2} (JSON allows no comma after the last item of a list "
+        "or object)")
+    assert problem.hint == "remove them"
+    problem = _json_problem(folder, '{"script": "train.py",\n  "n_samples": 2,\n}')
+    assert problem.message.startswith("not valid JSON: trailing comma before '}' at line 2 "
+                                      "column 17 ("), problem.message
+    assert problem.hint == "remove it"
+
+
+@pytest.mark.parametrize(("text", "message", "hint"), [
+    ("", "the file is empty", 'write the experiment as a JSON object, e.g. {"script": '),
+    (" \n\t\n", "the file has only white space", "write the experiment as a JSON object"),
+    ("{'script': 'train.py'}", "single quotes at line 1 column 2: JSON strings and keys are in "
+     "double quotes", "write \"...\" instead of '...'"),
+    ('{"script": "train.py",\n "ignore_fail": True}', "True at line 2 column 17 is Python, "
+     "not JSON", "write true"),
+    ('{"a": 1 "b": 2}', "Expecting ',' delimiter at line 1 column 9",
+     "fix the JSON syntax at line 1"),
+])
+def test_other_json_mistakes_are_named(folder: Path, text: str, message: str,
+                                       hint: str) -> None:
+    problem = _json_problem(folder, text)
+    assert problem.message == f"not valid JSON: {message}"
+    assert problem.hint.startswith(hint), problem.hint
+
+
+def test_a_commented_file_is_still_refused_by_the_cli(folder: Path, monkeypatch,
+                                                      capsys) -> None:
+    monkeypatch.chdir(folder)
+    (folder / "exp.json").write_text("# notes\n" + json.dumps(_config()), encoding="utf-8")
+    assert main(["run", "--check", "exp.json"]) == 2  # strict JSON: diagnosed, not accepted
+    err = capsys.readouterr().err
+    assert "Fix: remove the comment at line 1" in err and "Traceback" not in err
+
+
+# -- 16. non-ASCII text shown as typed ----------------------------------------------------------
+def test_non_ascii_values_are_shown_as_typed(folder: Path) -> None:
+    # trial: (got "train job \u00fc.py --fast") ... write "script": "'train job \u00fc.py' --fast"
+    write_script(folder, "train job ü.py", "print('#Auptimizer:1')\n")
+    problem = _by_path(_problems(_config(script="train job ü.py --fast"), folder))["script"]
+    text = problem.render()
+    assert '(got "train job ü.py --fast")' in text, text
+    assert 'write "script": "\'train job ü.py\' --fast"' in text, text
+    assert "\\u00fc" not in text
+    problem = _by_path(_problems(_config(parameter_config=[
+        {"name": "k", "range": ["é", "é"], "type": "choice"}])))["parameter_config[0].range"]
+    assert problem.render().startswith('parameter_config[0].range: the choice "é" is listed '
+                                       'twice (got ["é", "é"])')
+
+
+def test_shown_json_escapes_what_cannot_be_seen() -> None:
+    from aup.errors import shown_json
+
+    assert shown_json({"k": ["ü", "学习率"]}) == '{"k": ["ü", "学习率"]}'
+    shown = shown_json("a\x1b[2J\u200b\x85\udc80b")  # terminal codes, invisible, a lone surrogate
+    assert shown == '"a\\u001b[2J\\u200b\\u0085\\udc80b"' and shown.isprintable()
+    assert json.loads(shown) == "a\x1b[2J\u200b\x85\udc80b"  # still JSON to paste

@@ -317,3 +317,36 @@ def test_a_ray_tune_style_function_with_a_dict_result(tmp_path):
     assert r.returncode == 0 and "budgeted(config={x}, n_iterations)" in r.stdout, r.stdout
     done = _run_job(tmp_path, "hb_job.py", {"x": 0.5, "job_id": 1, "n_iterations": 3})
     assert "#Auptimizer:1.5" in done.stdout, done.stdout
+
+
+def test_an_output_name_with_a_space_gets_the_quoted_script_value(tmp_path):
+    # trial: -o "job file.py" noted 'set "script": "job file.py"', which fails validation
+    # ("script" is split like a shell command: "no file at .../job; quote the file name")
+    write_script(tmp_path, "my train.py", "def f(x):\n    return x\n")
+    exp = write_experiment(tmp_path, script="'my train.py'", n_samples=1,
+                           parameter_config=PARAMS[:1])
+    r = run_cli("convert", "my train.py", exp.name, "f", "-o", "job ü file.py", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (f'note: {exp.name} has "script": "\'my train.py\'"; set "script": '
+            '"\'job ü file.py\'" to use the new file') in r.stdout, r.stdout
+    value = r.stdout.split('set "script": ')[1].split(" to use")[0]
+    write_experiment(tmp_path, exp.name, script=json.loads(value), n_samples=1,
+                     parameter_config=PARAMS[:1])  # the value as noted works
+    r = run_cli("run", exp.name, "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # and the experiment now names the output: no note on the next convert
+    r = run_cli("convert", "my train.py", exp.name, "f", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 0 and "note:" not in r.stdout, r.stdout + r.stderr
+    assert f"wrote {tmp_path / 'job ü file.py'}:" in r.stdout  # the default: the "script"
+
+
+def test_a_commented_experiment_is_named_and_nothing_is_written(tmp_path):
+    write_script(tmp_path, "src.py", "def f(x):\n    return x\n")
+    (tmp_path / "e.json").write_text("// my exp\n" + json.dumps(
+        {"script": "job.py", "parameter_config": PARAMS[:1]}), encoding="utf-8")
+    r = run_cli("convert", "src.py", "e.json", "f", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert ("e.json is not valid JSON: comments (// or /* */ or #) are not allowed in JSON (one "
+            "starts at line 1 column 1); nothing was written. Fix: remove the comment at line 1"
+            ) in r.stderr, r.stderr
+    assert not (tmp_path / "job.py").exists()

@@ -420,6 +420,23 @@ def test_export_keeps_parameters_named_like_its_columns_apart(tmp_path):
     assert all(j["status"] == "FINISHED" for j in data["jobs"])
 
 
+
+def test_export_keeps_a_parameter_named_like_a_renamed_one_apart(tmp_path):
+    # Parameters "score" and "param.score": the first was renamed to "param.score", the
+    # column of the second, and its values were lost from the export (trial 71).
+    (tmp_path / "s.py").write_text(
+        "import json, sys\ncfg = json.load(open(sys.argv[-1]))\n"
+        "print('#Auptimizer:', cfg['score'] + cfg['param.score'])\n")
+    write_json(tmp_path / "e.json", name="clash2", script="s.py", n_samples=2, target="min",
+               parameter_config=[{"name": "score", "range": [0, 1], "type": "float"},
+                                 {"name": "param.score", "range": [5, 6], "type": "float"}])
+    assert run_cli("run", "e.json", cwd=tmp_path).returncode == 0
+    rows = list(csv.DictReader(io.StringIO(run_cli("export", "clash2", cwd=tmp_path).stdout)))
+    assert len(rows) == 2
+    for r in rows:
+        assert 0 <= float(r["param.score_"]) <= 1 and 5 <= float(r["param.score"]) <= 6
+        assert float(r["score"]) == pytest.approx(float(r["param.score_"]) + float(r["param.score"]))
+
 def test_export_keeps_labels_named_like_parameters_apart(tmp_path):
     # A multi_res_labels label called like a parameter ("x") must not replace its values.
     (tmp_path / "g.py").write_text(

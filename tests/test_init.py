@@ -558,3 +558,63 @@ def test_the_dialogue_does_not_ask_for_points_to_evaluate() -> None:
         asked = [n for n, _ in proposer_questions(registry.get(name))]
         assert "points_to_evaluate" not in asked, (name, asked)
     assert "n_samples" in [n for n, _ in proposer_questions(registry.get("random"))]
+
+
+def test_a_script_flag_naming_a_file_with_a_space_is_quoted_for_the_file(tmp_path):
+    # trial: --script "my train.py" was refused with a fix for JSON ('write "script": ...'),
+    # although the shell had passed the file's name as one word
+    write_script(tmp_path, "my train.py", TRAIN)
+    r = run_cli("init", "--no-input", "-e", "x.json", "--script", "my train.py", "--param",
+                "x:float:0,1", "--option", "n_samples=1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "x.json").read_text())["script"] == "'my train.py'"
+    assert '--script "my train.py" is written as "script": "\'my train.py\'"' in r.stderr
+    assert load_config(tmp_path / "x.json").script_path() == tmp_path / "my train.py"
+    r = run_cli("run", "x.json", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the quoted form and a plain name are written as given, without a note
+    for given in ("'my train.py' --fast", "train.py"):
+        write_script(tmp_path, "train.py", TRAIN)
+        r = run_cli("init", "--no-input", "-e", "y.json", "--script", given, "--param",
+                    "x:float:0,1", "--overwrite", cwd=tmp_path)
+        assert r.returncode == 0 and "note" not in r.stderr, r.stderr
+        assert json.loads((tmp_path / "y.json").read_text())["script"] == given
+
+
+def test_a_script_flag_with_arguments_after_a_spaced_name_gets_the_flag_to_give(tmp_path):
+    write_script(tmp_path, "my train.py", TRAIN)
+    r = run_cli("init", "--no-input", "-e", "x.json", "--script", "my train.py --fast",
+                "--param", "x:float:0,1", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f'--script "my train.py --fast": no file {tmp_path / "my"}' in r.stderr, r.stderr
+    assert r.stderr.rstrip().endswith(
+        'nothing was written. Fix: quote the file name inside the value: '
+        '--script "\'my train.py\' --fast"'), r.stderr
+    assert '"script":' not in r.stderr  # the fix is for the command line, not for JSON
+    assert not (tmp_path / "x.json").exists()
+    r = run_cli("init", "--no-input", "-e", "x.json", "--script", "'my train.py' --fast",
+                "--param", "x:float:0,1", cwd=tmp_path)  # the suggested flag works
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_dialogue_quotes_a_script_name_with_a_space(tmp_path):
+    from aup.commands.init import _script_check
+
+    write_script(tmp_path, "my train.py", TRAIN)
+    assert _script_check("my train.py", tmp_path) == "'my train.py'"
+    assert _script_check("'my train.py' --fast", tmp_path) == "'my train.py' --fast"
+    with pytest.raises(ValueError, match="quote the file name, which has a space: "
+                       "'my train.py' --fast"):
+        _script_check("my train.py --fast", tmp_path)
+    write_script(tmp_path, "it's.py", TRAIN)  # a quote in the name: it cannot even be split
+    assert _script_check("it's.py", tmp_path) == "'it'\"'\"'s.py'"
+
+
+def test_from_a_file_with_a_comment_names_it(tmp_path):
+    (tmp_path / "old.json").write_text('{"script": "train.py", // mine\n "parameter_config": '
+                                       '[]}', encoding="utf-8")
+    r = run_cli("init", "--no-input", "--from", "old.json", "-e", "x.json", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert ("old.json is not valid JSON: comments (// or /* */ or #) are not allowed in JSON "
+            "(one starts at line 1 column 24); nothing was written. Fix: remove the comment at "
+            "line 1") in r.stderr, r.stderr

@@ -214,3 +214,32 @@ def test_two_resumes_of_a_crashed_experiment_at_once_run_it_once(tmp_path, pg_ur
         assert len({json.dumps(j["job_config"]["x"]) for j in jobs}) == 6  # no job twice
     finally:
         st.close()
+
+
+def test_a_job_printing_nul_bytes_is_recorded_with_its_result(tmp_path, pg_url):
+    # PostgreSQL text cannot hold NUL: a job printing one crashed the scheduler with a
+    # DataError, lost its result, and every resume crashed the same way (trial 71). Each NUL
+    # is stored as U+FFFD, in the output tail and in a crash detail that quotes the output.
+    write_script(tmp_path, "nul.py", "import sys\nprint('ok\\x00nul')\n"
+                 "x = float(open(sys.argv[1]).read().split('\"x\": ')[1].split(',')[0]"
+                 ".rstrip('}'))\n"
+                 "if x < 0: raise RuntimeError('bad\\x00value')\n"
+                 "print('#Auptimizer:', x)\n")
+    exp = write_experiment(tmp_path, script="nul.py", proposer="sequence", n_samples=2,
+                           storage=pg_url, name="nul", target="max",
+                           job_failure={"ignore_fail": True},
+                           parameter_config=[{"name": "x", "type": "choice",
+                                              "range": [-1.0, 0.5]}])
+    r = run_cli("run", exp.name, "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    st = Store(pg_url)
+    try:
+        jobs = {j["job_config"]["x"]: j for j in st.jobs(st.list_experiments()[0]["eid"])}
+        assert jobs[0.5]["status"] == "FINISHED" and jobs[0.5]["score"] == 0.5
+        ok = st.attempts(jobs[0.5]["jid"])[0]
+        assert "ok\ufffdnul" in ok["output_tail"] and "\x00" not in ok["output_tail"]
+        bad = st.attempts(jobs[-1.0]["jid"])[0]
+        assert jobs[-1.0]["status"] == "FAILED" and "bad\ufffdvalue" in bad["detail"], bad
+    finally:
+        st.close()

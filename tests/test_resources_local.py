@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import subprocess
 import sys
 from pathlib import Path
 
@@ -616,6 +617,61 @@ def test_a_job_sees_the_virtual_environment_of_aup_activated(tmp_path: Path) -> 
     assert "score 1" in proc.stdout, proc.stdout
     assert (tmp_path / "jobs" / "1.0.out").read_text().startswith(sys.prefix)
 
+
+
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs a virtual environment")
+def test_a_virtual_environment_the_user_activated_is_left_to_the_jobs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # aup installed in its own venv (pipx-style), the project's venv activated: a job's
+    # '#!/usr/bin/env python3' must find the project's Python, as it does by hand (trial 71:
+    # aup's venv replaced it and the job's imports failed).
+    from aup.resources.local import scheduler_environment
+
+    other = tmp_path / "project-venv"
+    path = os.pathsep.join([str(other / "bin"), "/usr/bin", "/bin"])
+    monkeypatch.setenv("VIRTUAL_ENV", str(other))
+    monkeypatch.setenv("PATH", path)
+    env = scheduler_environment()
+    assert env["VIRTUAL_ENV"] == str(other) and env["PATH"] == path
+
+
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs a virtual environment")
+def test_with_path_unset_jobs_still_find_the_system_commands(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 'env -i .venv/bin/aup run': PATH became the venv's bin alone, so '#!/usr/bin/env bash'
+    # failed with code 127 (trial 71). The system's default search path follows it now.
+    from aup.resources.local import scheduler_environment
+
+    monkeypatch.delenv("PATH", raising=False)
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    env = scheduler_environment()
+    dirs = env["PATH"].split(os.pathsep)
+    assert dirs[0] == str(Path(sys.prefix) / "bin")
+    assert [d for d in os.defpath.split(os.pathsep) if d] == dirs[1:]
+    script = tmp_path / "job.sh"
+    script.write_text("#!/usr/bin/env bash\necho '#Auptimizer: 0.5'\n")
+    script.chmod(0o755)
+    out = subprocess.run([str(script)], env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and "0.5" in out.stdout, out.stderr
+
+
+def test_a_script_reached_through_a_symbolic_link_runs_under_the_links_path(
+        tmp_path: Path) -> None:
+    # "script": "linkrun.sh", a link to real/run.sh that reads data.txt next to itself ($0):
+    # by hand that is the data.txt beside the link; aup ran the link's target, whose folder has
+    # none, and the job failed (trial 71).
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "run.sh"
+    target.write_text('#!/bin/bash\nread v < "$(dirname "$0")/data.txt" && echo "#Auptimizer: $v"\n')
+    target.chmod(0o755)
+    (tmp_path / "linkrun.sh").symlink_to(Path("real") / "run.sh")
+    (tmp_path / "data.txt").write_text("0.625\n")
+    (tmp_path / "e.json").write_text(json.dumps({
+        "script": "linkrun.sh", "n_samples": 1,
+        "parameter_config": [{"name": "x", "range": [0, 1], "type": "float"}]}))
+    proc = run_cli("run", "e.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "score 0.625" in proc.stdout, proc.stdout
 
 
 def test_a_write_error_on_the_output_file_keeps_the_result_and_the_pump(tmp_path: Path) -> None:

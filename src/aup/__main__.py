@@ -38,6 +38,8 @@ def entry(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return _INTERRUPTED
     program = _is_the_program()
+    if program:
+        _print_paths_as_bytes()
     try:
         rc = main(argv)
     except KeyboardInterrupt:  # a second Ctrl-C while the command ended after the first
@@ -55,6 +57,20 @@ def _is_the_program() -> bool:
     ``python -m aup``), not a call from a program that goes on afterwards (its signal handlers
     stay its own)."""
     return getattr(sys.modules.get("__main__"), "entry", None) is entry
+
+
+def _print_paths_as_bytes() -> None:
+    """Let standard output and error print a path whose name is not valid UTF-8 (a ``str``
+    with the surrogate escapes of ``os.fsdecode``) as its own bytes, as ``ls`` does, where
+    they would fail with ``UnicodeEncodeError`` (a UTF-8 locale other than C makes stdout
+    strict: the start line of ``aup run`` in a folder ``caf\\xe9`` crashed). Other text is
+    written as before."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict":
+            try:
+                stream.reconfigure(errors="surrogateescape")
+            except (AttributeError, ValueError, OSError):  # not a TextIOWrapper
+                pass
 
 
 def _exit_quietly_on_signals(rc: int) -> None:

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from aup.errors import AupError, UsageError
-from aup.store.store import Store, default_url, open_store, sqlite_file
+from aup.store.store import (
+    Store,
+    absolute_sqlite_url,
+    default_url,
+    open_store,
+    sqlite_file,
+    sqlite_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +110,11 @@ def resolve_db_url(db: str | os.PathLike | None = None, storage: str | None = No
                          "give a file (e.g. sqlite:///path/to/db.sqlite), or leave --db "
                          "(db= in Python) out for the default .aup/sqlite3.db under the "
                          "current folder")
-    if "://" not in url:
-        url = f"sqlite:///{Path(url).expanduser().resolve()}"
-    path = sqlite_file(url)
-    if path is not None and not path.is_absolute():
-        # sqlite:///rel.db means rel.db in the current folder: say which one, so that the
-        # resume hint and the start line work from anywhere
-        head, rest = url.split("///", 1)
-        query = "?" + rest.split("?", 1)[1] if "?" in rest else ""
-        url = f"{head}///{path.expanduser().resolve()}{query}"
-    return url
+    if "://" not in url:  # a file, named exactly ('q?dir/x.db', 'runs%20x.db')
+        return sqlite_url(Path(url).expanduser().resolve())
+    # sqlite:///rel.db means rel.db in the current folder: say which one, so that the
+    # resume hint and the start line work from anywhere
+    return absolute_sqlite_url(url, Path.cwd())
 
 
 def in_memory_url(url: str) -> bool:
@@ -122,7 +124,8 @@ def in_memory_url(url: str) -> bool:
         return True
     if not url.lower().startswith("sqlite") or "://" not in url:
         return False
-    return sqlite_file(url) is None or "mode=memory" in url.lower()
+    # the options: a file named 'x?mode=memory' is 'x%3Fmode=memory' in its URL
+    return sqlite_file(url) is None or "mode=memory" in url.partition("?")[2].lower()
 
 
 #: What to do about a database without Auptimizer's tables (an empty file, or one an 'aup run'

@@ -50,7 +50,15 @@ from aup.config_problems import (
     problems_from_validation,
     unknown_key_warning,
 )
-from aup.errors import MISSING, ConfigError, Problem, install_hint, missing_modules
+from aup.errors import (
+    MISSING,
+    ConfigError,
+    Problem,
+    install_hint,
+    missing_modules,
+    shown_json,
+)
+from aup.json_syntax import json_syntax_problem
 from aup.space import ChoiceParam, FloatParam, IntParam, Param, SearchSpace
 
 #: Job-config keys of the job protocol; no parameter may be named like one. ``tid`` is the
@@ -296,13 +304,11 @@ class ExperimentConfig(_Model):
         url = self.storage
         if url is None:
             return None
-        if "://" not in url:
-            return f"sqlite:///{(self._base_dir / Path(url).expanduser()).resolve()}"
-        prefix, _, path = url.partition(":///")
-        if prefix.startswith("sqlite") and path and not path.startswith(("/", ":memory:")) \
-                and not path.startswith("file:"):
-            return f"{prefix}:///{(self._base_dir / Path(path).expanduser()).resolve()}"
-        return url
+        from aup.store.store import absolute_sqlite_url, sqlite_url
+
+        if "://" not in url:  # a file, named exactly ('my runs#1 ?.db')
+            return sqlite_url((self._base_dir / Path(url).expanduser()).resolve())
+        return absolute_sqlite_url(url, self._base_dir)
 
     @property
     def maximize(self) -> bool:
@@ -323,8 +329,13 @@ class ExperimentConfig(_Model):
         return shlex.split(self.script)
 
     def script_path(self) -> Path:
-        """Absolute path of the script's first word, relative to the working directory."""
-        return (self.workingdir_path / Path(self.script_argv[0]).expanduser()).resolve()
+        """Absolute path of the script's first word, relative to the working directory.
+
+        Symbolic links are not resolved: a script reached through a link runs under the link's
+        path, as it does from a shell (its ``$0`` and ``__file__`` name the link, and files it
+        finds next to itself are the ones next to the link).
+        """
+        return self.workingdir_path / Path(self.script_argv[0]).expanduser()
 
     def job_command(self) -> list[str]:
         """argv prefix that runs the script locally; the job config path is appended later.
@@ -365,7 +376,8 @@ def _build_param(spec: ParameterSpec, path: str, problems: list[Problem]) -> Par
         for v in r:  # 1, 1.0, "1" and true are different values; a repeat is a mistake
             key = json.dumps(v, sort_keys=True)
             if key in seen:
-                problems.append(Problem(path + ".range", f"the choice {key} is listed twice", r,
+                problems.append(Problem(path + ".range",
+                                        f"the choice {shown_json(v)} is listed twice", r,
                                         "list each value once (a repeated value would be "
                                         "proposed twice as often, and twice in a grid)"))
                 return None
@@ -500,9 +512,10 @@ def _lookup(key: str, raw: Any, registry: Any,
     return name, cls
 
 
-def _quoted_prefix_hint(script: str, first: str, wd: Path) -> str:
-    """For a script whose first word is no file: when a longer part of the unsplit command
-    names a file (``my job.py --fast``: a file name with a space), the hint to quote it."""
+def _spaced_prefix(script: str, first: str, wd: Path) -> tuple[str, Path] | None:
+    """For a script whose first word ``first`` is no file: the shortest longer part of the
+    unsplit command that names a file or a folder (``my job.py`` of ``my job.py --fast``: a
+    name with a space), and its path; None when there is none."""
     text = script.lstrip()
     for end in range(len(first), len(text) + 1):
         if end < len(text) and not text[end].isspace():
@@ -511,16 +524,37 @@ def _quoted_prefix_hint(script: str, first: str, wd: Path) -> str:
         if len(prefix) <= len(first):
             continue
         target = wd / Path(prefix).expanduser()
+        if target.is_file() or target.is_dir():
+            return prefix, target
+    return None
+
+
+def quote_spaced_script(script: str, first: str, wd: Path) -> str | None:
+    """``script`` with the name of its file quoted, when its first word ``first`` is no file
+    but a longer part names one (``my job.py --fast`` -> ``'my job.py' --fast``); else None."""
+    found = _spaced_prefix(script, first, wd)
+    if found is None or not found[1].is_file():
+        return None
+    text = script.lstrip()
+    return shlex.quote(found[0]) + text[len(found[0]):]
+
+
+def _quoted_prefix_hint(script: str, first: str, wd: Path) -> str:
+    """For a script whose first word is no file: when a longer part of the unsplit command
+    names a file (``my job.py --fast``: a file name with a space), the hint to quote it."""
+    found = _spaced_prefix(script, first, wd)
+    if found is not None:
+        prefix, target = found
         if target.is_file():
-            quoted = shlex.quote(prefix) + text[len(prefix):]
+            quoted = shlex.quote(prefix) + script.lstrip()[len(prefix):]
             return (f"quote the file name, which has a space: write \"script\": "
-                    f"{json.dumps(quoted)} (the command is split into words like a shell "
+                    f"{shown_json(quoted)} (the command is split into words like a shell "
                     "command)")
         if target.is_dir():
             inside = shlex.quote(f"{prefix.rstrip('/')}/train.py")
             return (f"{prefix!r} is a folder, and the script must be a file: name the file "
                     f"inside it, quoted since the folder's name has a space (e.g. "
-                    f"\"script\": {json.dumps(inside)})")
+                    f"\"script\": {shown_json(inside)})")
     return ""
 
 
@@ -627,7 +661,7 @@ def _check_files(data: dict[str, Any], base_dir: Path, run_here: bool = False) -
                             f"no file at {path}; {quote}")]
         if len(words) > 1 and "/" not in first and shutil.which(first):
             # "python train.py": the first word is a program, not the script
-            rest = json.dumps(shlex.join(words[1:]))
+            rest = shown_json(shlex.join(words[1:]))
             return [Problem("script", f"the script must be the file to run, not the program "
                             f"{first!r} that would run it", script,
                             f"write \"script\": {rest} (a .py file runs under Auptimizer's "
@@ -724,7 +758,7 @@ def _costly_unknown_key(key: str, data: dict[str, Any], proposer_cls: Any,
             and _counts_n_samples(proposer_cls)):
         return Problem(key, f"'{key}' is {_JOB_COUNT_KEYS[key]} name for the number of jobs, "
                        "not an Auptimizer key: the run would make the default 10 jobs", value,
-                       f'write "n_samples": {json.dumps(value)} instead of "{key}"')
+                       f'write "n_samples": {shown_json(value)} instead of "{key}"')
     if proposer_cls is None or not proposer_cls.schedule_options:
         return None
     foreign = proposer_cls.foreign_schedule_keys.get(key)
@@ -1052,12 +1086,14 @@ def read_json(path: Path) -> tuple[Any, list[Problem]]:
         raise ConfigError([Problem("", "the JSON is nested too deeply to read", str(path),
                                    "flatten the values")], str(path)) from None
     except json.JSONDecodeError as err:
-        fix = "fix the JSON syntax"
         if path.suffix.lower() in (".py", ".ipynb", ".sh"):  # the script given for the config
+            what = f"{err.msg} at line {err.lineno} column {err.colno}"
             fix = (f"this is a {path.suffix} file, not the experiment: give the experiment "
                    "file (experiment.json), which names the script in \"script\"")
-        raise ConfigError([Problem("", f"not valid JSON: {err.msg} at line {err.lineno} column "
-                                   f"{err.colno}", MISSING, fix)], str(path)) from None
+        else:
+            what, fix = json_syntax_problem(text, err)
+        raise ConfigError([Problem("", f"not valid JSON: {what}", MISSING, fix)],
+                          str(path)) from None
     except OSError as err:
         raise ConfigError([Problem("", "the experiment file cannot be read", str(path),
                                    f"check its permissions ({err.strerror})")],

@@ -13,14 +13,13 @@ describes its key (docs/experiment.md unless told otherwise).
 from __future__ import annotations
 
 import difflib
-import json
 import math
 from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
 
-from aup.errors import MISSING, Problem
+from aup.errors import MISSING, Problem, shown_json
 
 #: Hint used when nothing more specific is known.
 GENERIC_HINT = "see docs/experiment.md for the allowed values of this key"
@@ -161,7 +160,7 @@ def loc_to_path(loc: Iterable[Any]) -> str:
         elif part == "[key]":
             continue
         elif not str(part).isidentifier():
-            out += f"[{json.dumps(str(part))}]"
+            out += f"[{shown_json(str(part))}]"
         else:
             out += ("." if out else "") + str(part)
     return out

@@ -99,7 +99,9 @@ def read_section(p: Path, what: str = "environment file") -> dict[str, str]:
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keep the spelling of unknown keys for a rewrite
     try:
-        with open(p, encoding="utf-8") as f:
+        # surrogateescape: a path that is not valid UTF-8 (a folder named in Latin-1) comes
+        # back as the bytes write_environment_file wrote
+        with open(p, encoding="utf-8", errors="surrogateescape") as f:
             parser.read_file(f)
     except (OSError, configparser.Error) as err:
         raise UsageError(f"cannot read {what} {p}: {err}") from None
@@ -142,8 +144,10 @@ def read_environment(path: str | Path) -> Environment:
                              "add SQLITE_FILE = <path of the database file>, or run 'aup setup "
                              "--overwrite'")
         if file:
+            from aup.store.store import sqlite_url
+
             fp = Path(file).expanduser()
-            database = f"sqlite:///{(fp if fp.is_absolute() else root / fp).resolve()}"
+            database = sqlite_url((fp if fp.is_absolute() else root / fp).resolve())
     elif "://" not in database:
         raise UsageError(f"{p}: database = {database!r} is not a URL; fix: write e.g. "
                          "sqlite:///path/to/sqlite3.db or postgresql+psycopg://user:pw@host/db")
@@ -297,6 +301,7 @@ def write_environment_file(path: Path, text: str, private: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    # surrogateescape: a path that is not valid UTF-8 is written as its own bytes
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(text)
     os.replace(tmp, path)

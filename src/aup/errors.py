@@ -86,10 +86,12 @@ class DatabaseDamaged(DatabaseWriteFailed):
         """The fix for the damaged SQLite file ``path``: a backup, or the rows SQLite's shell
         can still read copied into a new file (its ``.dump`` of a damaged file ends with
         ``ROLLBACK``, which would undo the copy: it becomes ``COMMIT``)."""
+        from aup.store.store import sqlite_url
+
         saved = f"{os.path.dirname(os.fspath(path))}/recovered.db"
         return (f"Fix: restore it from a backup; or copy the rows SQLite can still read into a "
                 f"new file: sqlite3 '{path}' .dump | sed 's/^ROLLBACK; -- due to errors$/"
-                f"COMMIT;/' | sqlite3 '{saved}' and use it with --db sqlite:///{saved} (or "
+                f"COMMIT;/' | sqlite3 '{saved}' and use it with --db {sqlite_url(saved)} (or "
                 f"move the damaged file away to start a new database)")
 
 
@@ -139,9 +141,24 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
+def shown_json(value: Any) -> str:
+    """``value`` as JSON text for a message: non-ASCII text as typed (``"ü"``, not
+    ``"\\u00fc"``, as a path in the same message shows it), every character that is not
+    printable escaped (``\\u001b``, ``\\u200b``, a lone surrogate...), so that a message cannot
+    act on the terminal or hide a difference, and stays valid JSON to paste.
+
+    Raises:
+        TypeError, ValueError: as :func:`json.dumps`.
+    """
+    text = json.dumps(value, ensure_ascii=False)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
+
+
 def _short(value: Any, limit: int = 80) -> str:
     try:
-        text = json.dumps(value)
+        text = shown_json(value)
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

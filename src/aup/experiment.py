@@ -280,6 +280,10 @@ class Experiment:
         row = store.get_experiment(eid)
         if row is None:
             raise UsageError(f"no experiment with id {eid}")
+        if row.get("config_path"):  # stored as readable text when not valid UTF-8
+            from aup.store.text import stored_path
+
+            row = {**row, "config_path": str(stored_path(row["config_path"]))}
         if row["status"] == ExperimentStatus.FINISHED.value:
             raise UsageError(f"experiment {eid} ({row['name']}) already finished; nothing to "
                              "resume")
@@ -1245,8 +1249,10 @@ def _editable_of_invalid_file(row: dict[str, Any], base: Path
 
 def _stored_config(config: ExperimentConfig) -> dict[str, Any]:
     """The configuration as stored: every default filled in, intermediate tracking shown
-    on when early stopping turns it on (as Auptimizer 2.0 stored it), and no database password
-    (the database may be shared; resuming needs only the database it is read from)."""
+    on when early stopping turns it on (as Auptimizer 2.0 stored it), no database password
+    (the database may be shared; resuming needs only the database it is read from), and text
+    every view can show (:func:`aup.store.text.readable_text`: the name of a file
+    ``caf\\xe9.json`` is not valid UTF-8, and the dashboard failed to send it)."""
     from aup.store.store import without_password
 
     data = without_password(config.to_json_dict())
@@ -1255,6 +1261,21 @@ def _stored_config(config: ExperimentConfig) -> dict[str, Any]:
     ra = data.get("resource_args")
     if isinstance(ra, dict) and ra.get("early_stop"):
         ra["track_intermediate_results"] = True
+    return _readable(data)
+
+
+def _readable(data: Any) -> Any:
+    """``data`` (decoded JSON) with every string made storable and showable
+    (:func:`aup.store.text.readable_text`), as a copy."""
+    from aup.store.text import readable_text
+
+    if isinstance(data, str):
+        return readable_text(data)
+    if isinstance(data, dict):
+        return {readable_text(k) if isinstance(k, str) else k: _readable(v)
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [_readable(v) for v in data]
     return data
 
 

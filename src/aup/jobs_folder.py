@@ -45,11 +45,11 @@ def database_identity(url: str) -> str:
     Args:
         url: a SQLAlchemy URL.
     """
-    from aup.store.store import safe_url, sqlite_file
+    from aup.store.store import safe_url, sqlite_file, sqlite_url
 
     path = sqlite_file(url)
     if path is not None:
-        return f"sqlite:///{path.expanduser().resolve()}"
+        return sqlite_url(path.expanduser().resolve())
     return safe_url(url)
 
 
@@ -58,14 +58,15 @@ def _likely_owners(jobs_dir: Path, own: str, last_id: int) -> list[str]:
     other than ``own``: those named in the folder's lock files, then a ``.aup/sqlite3.db``
     next to the folder. SQLite files that no longer exist, or that recorded fewer jobs (an
     emptied history), are left out."""
-    from aup.store.store import sqlite_file
+    from aup.store.store import sqlite_file, sqlite_url
 
     found: list[str] = []
     try:
         for entry in os.scandir(jobs_dir):
             if entry.name.startswith(_LOCK_PREFIX) and entry.name.endswith(_LOCK_SUFFIX):
                 try:
-                    with open(entry.path, encoding="utf-8", errors="replace") as f:
+                    # surrogateescape: the bytes claim_jobs_dir wrote (os.fsencode)
+                    with open(entry.path, encoding="utf-8", errors="surrogateescape") as f:
                         found.append(f.read(4096).strip())
                 except OSError:
                     continue
@@ -73,7 +74,7 @@ def _likely_owners(jobs_dir: Path, own: str, last_id: int) -> list[str]:
         pass
     beside = jobs_dir.parent / ".aup" / "sqlite3.db"
     if beside.is_file():
-        found.append(f"sqlite:///{beside.resolve()}")
+        found.append(sqlite_url(beside.resolve()))
     owners: list[str] = []
     for url in found:
         path = sqlite_file(url)
@@ -120,7 +121,7 @@ def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
            if n.split(".", 1)[0].isdigit() and (n.endswith(".json") or n.endswith(".out"))]
     if not ids:
         return
-    from aup.store.store import pasteable_db, safe_url
+    from aup.store.store import pasteable_db, safe_url, shown_url
 
     url = store if isinstance(store, str) else store.url
     last = 0 if isinstance(store, str) else store.last_job_id()
@@ -137,7 +138,7 @@ def check_jobs_dir(jobs_dir: Path, store: Store | str) -> None:
                          if any(o.startswith("sqlite") for o in owners) else ")"))
         raise UsageError(
             f"the folder {jobs_dir} holds the files of jobs up to id {max(ids)}, but the "
-            f"database {safe_url(url)} recorded jobs only up to id {last}: they belong to "
+            f"database {shown_url(url)} recorded jobs only up to id {last}: they belong to "
             "another database (another --db, storage or AUP_DB, another current folder, a "
             "deleted .aup/, or a database emptied by aup setup --reset-history), and this "
             f"experiment's jobs would overwrite them. Fix: use the database that recorded them"
@@ -209,7 +210,8 @@ def claim_jobs_dir(jobs_dir: Path, store: Store) -> JobsFolderClaim:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
             if os.fstat(fd).st_size == 0:
-                os.write(fd, f"{identity}\n".encode())
+                # fsencode: a path that is not valid UTF-8 is written as its own bytes
+                os.write(fd, os.fsencode(f"{identity}\n"))
         except BaseException:
             os.close(fd)
             raise
@@ -224,7 +226,9 @@ def claim_jobs_dir(jobs_dir: Path, store: Store) -> JobsFolderClaim:
 
 
 def _lock_name(identity: str) -> str:
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    # fsencode, not encode(): a SQLite path may hold the surrogate escapes of a folder name
+    # that is not valid UTF-8 (os.fsdecode's), which UTF-8 refuses
+    digest = hashlib.sha256(os.fsencode(identity)).hexdigest()[:16]
     return f"{_LOCK_PREFIX}{digest}{_LOCK_SUFFIX}"
 
 

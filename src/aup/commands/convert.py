@@ -33,10 +33,11 @@ import ast
 import json
 import keyword
 import os
+import shlex
 from pathlib import Path
 
 from aup.client import PROTOCOL_KEYS
-from aup.errors import UsageError
+from aup.errors import UsageError, shown_json
 
 HELP = "write a job script that calls FUNCTION of SCRIPT with the experiment's parameters"
 BUDGET_KEY = "n_iterations"
@@ -270,10 +271,17 @@ if __name__ == "__main__":
 
 
 def _experiment_params(path: Path) -> tuple[list[str], dict]:
+    from aup.json_syntax import json_syntax_problem
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text)
     except OSError as err:
         raise UsageError(f"cannot read the experiment file {path}: {err.strerror}") from None
+    except json.JSONDecodeError as err:
+        what, fix = json_syntax_problem(text, err)
+        raise UsageError(f"{path} is not valid JSON: {what}; nothing was written. Fix: "
+                         f"{fix}") from None
     except ValueError as err:
         raise UsageError(f"{path} is not valid JSON: {err}") from None
     if not isinstance(data, dict):
@@ -314,7 +322,12 @@ def run(args: argparse.Namespace) -> int:
         script = data.get("script")
         if not isinstance(script, str) or not script.strip():
             raise UsageError(f"{exp_path} has no 'script'; give the output with -o FILE")
-        out = wd / script.split()[0]
+        first = script_file(script)
+        if first is None:
+            raise UsageError(f"{exp_path}: cannot split \"script\": {shown_json(script)} into "
+                             "words (an unclosed quote?); nothing was written. Fix: correct "
+                             "its quotes, or give the output with -o FILE")
+        out = wd / first
     if out.resolve() == source.resolve():
         raise UsageError(f"the output {out} is the source script itself; refusing to overwrite "
                          "it. Fix: give another file with -o, or change 'script' in "
@@ -380,11 +393,13 @@ def _notes(data: dict, exp_path: Path, wd: Path, out: Path, source: Path, source
     except ValueError:  # another drive (Windows)
         script_value = str(out.resolve())
     script = data.get("script")
-    if not (isinstance(script, str) and script.split()
-            and (wd / script.split()[0]).resolve() == out.resolve()):
-        runs = f"runs {script!r}" if script else "names no script"
-        notes.append(f"{exp_path} {runs}; set \"script\": \"{script_value}\" to use the new "
-                     "file")
+    first = script_file(script) if isinstance(script, str) else None
+    if first is None or (wd / first).resolve() != out.resolve():
+        # the value to write is split like a shell command: a name with a space is quoted
+        runs = (f'has "script": {shown_json(script)}' if isinstance(script, str)
+                and script.strip() else "names no script")
+        notes.append(f"{exp_path} {runs}; set \"script\": "
+                     f"{shown_json(shlex.quote(script_value))} to use the new file")
     if not takes_budget and proposer is not None and _gives_budget(proposer, unknown=False):
         notes.append(f"{function}() does not take {BUDGET_KEY}, so every job trains the same "
                      f"whatever its budget and {proposer}'s schedule gains nothing; fix: add "
@@ -396,6 +411,17 @@ def _notes(data: dict, exp_path: Path, wd: Path, out: Path, source: Path, source
                          f"{out} (in another folder) cannot import; fix: write the job "
                          "script next to the source, or make those modules installable")
     return notes
+
+
+def script_file(script: str) -> str | None:
+    """The file a ``script`` value runs: its first word, split like a shell command line
+    (``"'my job.py' --fast"`` runs ``my job.py``); None when it has no word or cannot be
+    split (an unclosed quote)."""
+    try:
+        words = shlex.split(script)
+    except ValueError:
+        return None
+    return words[0] if words else None
 
 
 def _sibling_imports(source_text: str, folder: Path) -> list[str]:

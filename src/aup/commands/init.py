@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from aup.commands.prompt import Prompter, allow_replace, int_check
-from aup.errors import ConfigError, UsageError
+from aup.errors import ConfigError, UsageError, shown_json
 
 HELP = "create an experiment.json interactively (or from flags with --no-input)"
 #: Keys the dialogue asks for itself; the proposer's Options fields are asked after them.
@@ -359,8 +359,15 @@ def _option_check(options_cls, name: str):
 
 # -- the dialogue ---------------------------------------------------------------------------------
 def _load(path: Path) -> dict[str, Any]:
+    from aup.json_syntax import json_syntax_problem
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        what, fix = json_syntax_problem(text, err)
+        raise UsageError(f"{path} is not valid JSON: {what}; nothing was written. Fix: "
+                         f"{fix}") from None
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot read {path}: {err}") from None
     if not isinstance(data, dict):
@@ -373,7 +380,7 @@ def _default_str(value: Any) -> str:
         return "none"
     if isinstance(value, str):
         return value
-    return json.dumps(value)
+    return shown_json(value)
 
 
 class _Dialogue:
@@ -535,8 +542,13 @@ def _nonempty(text: str) -> str:
 
 
 def _script_check(text: str, wd: Path | None) -> str:
-    import shlex
+    """The ``script`` answer: a command split into words like a shell command line; with a
+    local ``wd``, its first word must be a file there. The name of a file that has a space,
+    given alone (``my train.py``), is quoted for the experiment file."""
+    from aup.config import quote_spaced_script
 
+    if wd is not None and _is_spaced_file(text, wd):
+        return shlex.quote(text)
     try:
         words = shlex.split(text)
     except ValueError as err:
@@ -544,8 +556,73 @@ def _script_check(text: str, wd: Path | None) -> str:
     if not words:
         raise ValueError("name the script")
     if wd is not None and not (wd / Path(words[0]).expanduser()).is_file():
+        quoted = quote_spaced_script(text, words[0], wd)
+        if quoted is not None:  # "my train.py --fast": the name's space splits it
+            raise ValueError(f"no file {wd / words[0]}: the command is split into words like "
+                             f"a shell command, so quote the file name, which has a space: "
+                             f"{quoted}")
         raise ValueError(f"no file {wd / words[0]}")
     return text
+
+
+def _is_spaced_file(text: str, wd: Path) -> bool:
+    """True when ``text`` as a whole names a file in ``wd`` that a shell-like split would cut
+    into words (a name with a space or a quote), so it needs quoting as a ``script``; False
+    when its first word names a file too (then the value runs as it is)."""
+    try:
+        if "\x00" in text or not (wd / Path(text).expanduser()).is_file():
+            return False
+        words = shlex.split(text)
+        return words != [text] and not (words and (wd / Path(words[0]).expanduser()).is_file())
+    except ValueError:
+        return True  # an apostrophe in the name: it cannot even be split
+    except (RuntimeError, OSError):  # ~nobody/...: no such home folder
+        return False
+
+
+def _shell_word(text: str) -> str:
+    """``text`` as one word of a shell command line, in double quotes when they suffice (to
+    show ``--script "'my train.py' --fast"``, not shlex's ``'"'"'`` form)."""
+    if not any(c in text for c in '"$`\\!'):
+        return f'"{text}"'
+    return shlex.quote(text)
+
+
+def _script_flag(value: str, data: dict[str, Any], exp_path: Path) -> str:
+    """The ``script`` value of ``--script VALUE``. ``script`` is split into words like a shell
+    command line, so the name of a local file with a space, given alone (``--script "my
+    train.py"``, as the shell quoting passes it), is quoted for the experiment file
+    (``"'my train.py'"``, a note says so); a command whose file name has a space (``--script
+    "my train.py --fast"``) is refused with the flag that works."""
+    from aup.config import quote_spaced_script
+    from aup.resources import registry as rreg
+
+    wd_text = data.get("workingdir", "./")
+    try:
+        local = getattr(rreg.get(str(data.get("resource", "cpu"))), "local_files", True)
+    except (KeyError, ImportError):
+        return value  # an unknown resource: parse_config names it
+    if not local or not isinstance(wd_text, str) or "\x00" in value + wd_text:
+        return value  # a remote script is not checked here
+    wd = exp_path.resolve().parent / Path(wd_text).expanduser()
+    if _is_spaced_file(value, wd):
+        quoted = shlex.quote(value)
+        print(f"note: --script {_shell_word(value)} is written as \"script\": "
+              f"{shown_json(quoted)}, quoted since the value is split into words like a shell "
+              "command", file=sys.stderr)
+        return quoted
+    try:
+        words = shlex.split(value)
+        first_is_file = bool(words) and (wd / Path(words[0]).expanduser()).is_file()
+    except (ValueError, RuntimeError, OSError):
+        return value  # parse_config reports it
+    fixed = None if first_is_file or not words else quote_spaced_script(value, words[0], wd)
+    if fixed is not None:
+        raise UsageError(f"--script {_shell_word(value)}: no file {wd / words[0]} (the value "
+                         "is split into words like a shell command, and the file name has a "
+                         "space); nothing was written. Fix: quote the file name inside the "
+                         f"value: --script {_shell_word(fixed)}")
+    return value
 
 
 def _grid_check(text: str, kind: str) -> dict[str, Any]:
@@ -628,6 +705,8 @@ def _from_flags(args, start: dict[str, Any]) -> dict[str, Any]:
             raise UsageError(f"--gpus {args.gpus!r}: {err}; nothing was written") from None
         ra = data.get("resource_args")
         data["resource_args"] = {**(ra if isinstance(ra, dict) else {}), "gpus": gpus}
+    if args.script is not None:
+        data["script"] = _script_flag(args.script, data, Path(args.exp))
     data.setdefault("name", Path(args.exp).stem)
     missing = [k for k in ("script", "parameter_config") if k not in data]
     if missing:

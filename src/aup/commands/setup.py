@@ -101,7 +101,9 @@ def _normalise_url(text: str, base: Path) -> str:
     if text == ":memory:":  # SQLite's name for an in-memory database, not a file name
         return "sqlite:///:memory:"
     if "://" not in text:
-        return f"sqlite:///{(base / Path(text).expanduser()).resolve()}"
+        from aup.store.store import sqlite_url
+
+        return sqlite_url((base / Path(text).expanduser()).resolve())
     return text
 
 
@@ -174,12 +176,11 @@ class ConnectFailed(ValueError):
 
 
 def _safe(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    """``url`` for messages: no password, and a SQLite file named as it is
+    (:func:`aup.store.store.shown_url`)."""
+    from aup.store.store import shown_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - display only
-        return url
+    return shown_url(url)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -322,9 +323,9 @@ def run(args: argparse.Namespace) -> int:
         store.close()
     out = {k: v for k, v in values.items() if k not in KNOWN_KEYS}
     out["Auptimizer_PATH"] = str(folder)
-    if url.startswith("sqlite:///") and "?" not in url:
+    if url.startswith("sqlite:///") and "?" not in url and db_file is not None:
         out["SQL_ENGINE"] = "sqlite"
-        out["SQLITE_FILE"] = url[len("sqlite:///"):]
+        out["SQLITE_FILE"] = str(db_file)  # the file itself, not its URL-encoded form
     else:
         out["SQL_ENGINE"] = url.split(":", 1)[0].split("+", 1)[0]
         out["database"] = url

@@ -425,8 +425,12 @@ class DashboardQueries:
     def _safe_path(workingdir: str | None, output_path: str) -> Path:
         if not workingdir:
             raise Forbidden("the experiment has no recorded working directory")
+        from aup.store.text import stored_path
+
+        # a folder whose name is not valid UTF-8 is stored as readable text (caf\xe9)
+        workingdir = str(stored_path(workingdir))
         jobs_dir = (Path(workingdir) / "jobs").resolve()
-        path = Path(output_path)
+        path = stored_path(output_path)
         if not path.is_absolute():
             path = Path(workingdir) / path
         path = path.resolve()
@@ -710,8 +714,8 @@ def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[d
         ``n_attempts``, ``budget``, ``bracket``, ``rung``), then one column per parameter
         (its name), other job-config keys (the budget as ``n_iterations``...) and one per
         ``multi_res_labels`` label. A parameter named like a fixed column gets the column
-        ``param.<name>``, a label named like any other column ``result.<name>``, so no value
-        ever hides another.
+        ``param.<name>`` (with ``_`` appended while another parameter has that name), a label
+        named like any other column ``result.<name>``, so no value ever hides another.
 
     Raises:
         NotFound: no experiment ``eid``.
@@ -720,8 +724,20 @@ def flat_records(queries: DashboardQueries, eid: int) -> tuple[list[str], list[d
     params = [p["name"] for p in exp["parameters"]]
     labels = exp["labels"]
 
+    # Parameters keep their names; one named like a fixed column becomes param.<name>, with
+    # "_" added while another parameter has that name too (a parameter named "param.score").
+    param_columns = {p: p for p in params if p not in EXPORT_COLUMNS}
+    taken_by_params = {*EXPORT_COLUMNS, *param_columns.values()}
+    for p in params:
+        if p in EXPORT_COLUMNS:
+            name = f"param.{p}"
+            while name in taken_by_params:
+                name += "_"
+            param_columns[p] = name
+            taken_by_params.add(name)
+
     def param_column(name: str) -> str:
-        return f"param.{name}" if name in EXPORT_COLUMNS else name
+        return param_columns[name]
 
     rows: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []

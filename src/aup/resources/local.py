@@ -455,17 +455,22 @@ class OutputPump:
 def scheduler_environment() -> dict[str, str]:
     """The environment jobs start from: a copy of ``os.environ`` (never modified itself).
 
-    When Auptimizer runs from a virtual environment that is not activated (``.venv/bin/aup
-    run``), jobs see it activated, as ``bin/activate`` would do it: ``VIRTUAL_ENV`` set and
-    its ``bin`` first on ``PATH``. So ``python`` and ``#!/usr/bin/env python3`` in a job are
-    the interpreter that has ``aup`` and the packages installed with it.
+    When Auptimizer runs from a virtual environment and no virtual environment is activated
+    (``.venv/bin/aup run`` from a plain shell), jobs see Auptimizer's one activated, as
+    ``bin/activate`` would do it: ``VIRTUAL_ENV`` set and its ``bin`` first on ``PATH``. So
+    ``python`` and ``#!/usr/bin/env python3`` in a job are the interpreter that has ``aup`` and
+    the packages installed with it. A virtual environment the user activated (another one than
+    Auptimizer's, as with a pipx-style install of the tool) is left alone: the job runs with
+    the packages of the environment the user chose. With ``PATH`` unset, the system's default
+    search path (``os.defpath``) follows the ``bin`` folder, as the shell's own fallback does.
     """
     env = dict(os.environ)
-    if sys.prefix != sys.base_prefix and env.get("VIRTUAL_ENV") != sys.prefix:
+    if sys.prefix != sys.base_prefix and not env.get("VIRTUAL_ENV"):
         venv_bin = os.path.join(sys.prefix, "bin")
         env["VIRTUAL_ENV"] = sys.prefix
-        env["PATH"] = os.pathsep.join([venv_bin, *(d for d in env.get("PATH", "").split(
-            os.pathsep) if d and d != venv_bin)])
+        search = env.get("PATH") or os.defpath
+        env["PATH"] = os.pathsep.join([venv_bin, *(d for d in search.split(os.pathsep)
+                                                   if d and d != venv_bin)])
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

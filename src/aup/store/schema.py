@@ -19,7 +19,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
+
+from aup.store.text import readable_text
 
 #: The largest id an Auptimizer database holds: ids are INTEGER columns, 32-bit on PostgreSQL
 #: (SQLite's are 64-bit, but a database must move between the two). A larger number is no id:
@@ -28,6 +31,34 @@ MAX_ID = 2**31 - 1
 
 #: Bumped whenever the schema changes; migrations bring older databases up to it.
 SCHEMA_VERSION = 1
+
+
+
+class NulFreeText(TypeDecorator):
+    """``TEXT`` that never stores a NUL character: each one is written as U+FFFD.
+
+    PostgreSQL's text columns cannot hold NUL (``DataError``), and a job's output (its tail and
+    the exception line quoted in a failure's detail) may contain one; SQLite could store it,
+    but then the two backends would show different records. Reads are unchanged; the DDL is
+    plain ``TEXT`` (a migration sees no difference).
+    """
+
+    impl = Text
+    cache_ok = True
+
+    @staticmethod
+    def clean(value: object) -> object:
+        """The value to store: ``str`` values with NUL replaced and made storable
+        (:func:`aup.store.text.readable_text`: a path that is not valid UTF-8 would fail the
+        whole write), anything else as is."""
+        if isinstance(value, str) and "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        return readable_text(value) if isinstance(value, str) else value
+
+    def process_bind_param(self, value: object, dialect: object) -> object:
+        """SQLAlchemy's bind hook: :meth:`clean`."""
+        return self.clean(value)
+
 
 metadata = MetaData()
 
@@ -56,16 +87,16 @@ experiment = Table(
     Column("end_time", Float),
     # CREATED, RUNNING, STOPPED, FINISHED, FAILED (see aup.experiment.ExperimentStatus)
     Column("status", String(16), nullable=False),
-    Column("exp_config", Text, nullable=False),
-    Column("error_msg", Text),
+    Column("exp_config", NulFreeText, nullable=False),
+    Column("error_msg", NulFreeText),
     # -- added in Auptimizer 3 --
     Column("proposer", String(64)),
     Column("target", String(8)),
     Column("n_total", Integer),
-    Column("proposer_state", Text),
+    Column("proposer_state", NulFreeText),
     Column("stop_requested", Boolean, nullable=False, default=False),
-    Column("config_path", Text),
-    Column("workingdir", Text),
+    Column("config_path", NulFreeText),
+    Column("workingdir", NulFreeText),
     Column("host", String(255)),
     Column("pid", Integer),
     Column("heartbeat", Float),
@@ -80,9 +111,9 @@ job = Table(
     Column("end_time", Float),
     # RUNNING, FINISHED, FAILED, EARLY_STOPPED, INTERRUPTED (aup.job.JobStatus)
     Column("status", String(16), nullable=False),
-    Column("job_config", Text, nullable=False),
+    Column("job_config", NulFreeText, nullable=False),
     # -- added in Auptimizer 3 --
-    Column("proposal", Text),
+    Column("proposal", NulFreeText),
     Column("budget", Float),
     Column("bracket", Integer),
     Column("rung", Integer),
@@ -110,9 +141,9 @@ job_attempt = Table(
     Column("status", String(16), nullable=False, default="RUNNING"),
     Column("exit_code", Integer),
     Column("fail_reason", String(32)),
-    Column("detail", Text),
-    Column("output_tail", Text),
-    Column("output_path", Text),
+    Column("detail", NulFreeText),
+    Column("output_tail", NulFreeText),
+    Column("output_path", NulFreeText),
     Index("ix_job_attempt_jid", "jid"),
 )
 
@@ -146,7 +177,7 @@ told_result = Table(
     "told_result", metadata,
     Column("tid", Integer, primary_key=True, autoincrement=True),
     Column("jid", Integer, ForeignKey("job.jid"), nullable=False),
-    Column("vals", Text),
+    Column("vals", NulFreeText),
     Column("final", Boolean, nullable=False, default=True),
     Column("exit_code", Integer),
     Column("time", Float),

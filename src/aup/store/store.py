@@ -54,6 +54,7 @@ from aup.errors import (
     install_hint,
 )
 from aup.store import schema as s
+from aup.store.text import readable_text
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,17 @@ def safe_url(url: str) -> str:
         return "<unparseable URL>"
 
 
+def shown_url(url: str) -> str:
+    """``url`` for messages (:func:`safe_url`), followed by ``(file PATH)`` when it names a
+    SQLite file whose path it spells differently: a ``%``, ``?`` or ``#`` in the path is
+    percent-encoded in the URL (``runs%20x.db`` is ``sqlite:///runs%2520x.db``)."""
+    shown = safe_url(url)
+    path = sqlite_file(url)
+    if path is not None and str(path) not in url:
+        shown += f" (file {path})"
+    return shown
+
+
 def pasteable_db(url: str) -> str:
     """``url`` as the shell word of a ``--db`` hint: shell-quoted, and a password (the real
     one, or the ``***`` of :func:`safe_url`) replaced by ``$PGPASSWORD`` inside double quotes
@@ -178,13 +190,53 @@ def without_password(config: Any) -> Any:
     return {**config, "storage": safe_url(storage)}
 
 
+#: What a path must not hold as is in a SQLite URL: SQLAlchemy decodes ``%XX`` in the database
+#: part and ends it at ``?`` (a query); ``#`` is escaped too, for other readers of the URL.
+_URL_ESCAPES = (("%", "%25"), ("?", "%3F"), ("#", "%23"))
+
+
+def sqlite_url(path: str | os.PathLike[str], scheme: str = "sqlite", query: str = "") -> str:
+    """The SQLAlchemy URL of the SQLite file ``path``, which it names exactly (a folder called
+    ``q?dir`` or ``acc%41`` included): only ``%``, ``?`` and ``#`` are percent-encoded, so the
+    URL stays readable in messages; other characters (spaces, non-ASCII letters, and the
+    surrogate escapes of a name that is not valid UTF-8) are kept as they are, which
+    SQLAlchemy reads back unchanged. :func:`sqlite_file` gives ``path`` back.
+
+    Args:
+        path: the database file (used as given: resolve it first if it must be absolute).
+        scheme: the URL's scheme (``sqlite``, ``sqlite+pysqlite``).
+        query: the URL's options without the ``?`` (``timeout=5``), already URL-encoded.
+    """
+    text = os.fspath(path)
+    for char, code in _URL_ESCAPES:
+        text = text.replace(char, code)
+    return f"{scheme}:///{text}" + (f"?{query}" if query else "")
+
+
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (``sqlite:///path``, ``sqlite+pysqlite:///path?opts``), or None
-    for another database or an in-memory one."""
+    for another database or an in-memory one. The path is decoded as SQLAlchemy decodes it
+    (``%XX`` escapes; the query after ``?`` left out), so it is the file SQLite opens."""
     if not url.startswith("sqlite") or "///" not in url:
         return None
     path = url.split("///", 1)[1].split("?", 1)[0]
+    if "%" in path:
+        from urllib.parse import unquote
+
+        path = unquote(path)  # what sqlalchemy.engine.make_url does with the database part
     return Path(path) if path and path != ":memory:" else None
+
+
+def absolute_sqlite_url(url: str, base: str | os.PathLike[str]) -> str:
+    """``url`` with the relative file of a SQLite URL (``sqlite:///runs.db``) made absolute
+    against the folder ``base`` (``~`` expanded), its options kept; any other URL (another
+    database, in memory, an absolute file, a ``file:`` URI filename) as given."""
+    path = sqlite_file(url)
+    if path is None or path.is_absolute() or str(path).startswith("file:"):
+        return url
+    scheme, rest = url.split(":///", 1) if ":///" in url else (url, "")
+    query = rest.split("?", 1)[1] if "?" in rest else ""
+    return sqlite_url((Path(base) / path.expanduser()).resolve(), scheme, query)
 
 
 def _url_fix(url: str) -> str:
@@ -275,7 +327,7 @@ def check_url(url: str) -> None:
         try:
             create_engine(url).dispose()  # loads the dialect and its driver, connects nothing
         except (ArgumentError, NoSuchModuleError, ImportError) as err:
-            raise StoreError(f"cannot use database URL {safe_url(url)}: {err}. Fix: "
+            raise StoreError(f"cannot use database URL {shown_url(url)}: {err}. Fix: "
                              f"{_url_fix(url)}") from None
         return
     check_sqlite_folder(path)
@@ -285,10 +337,10 @@ def check_url(url: str) -> None:
         with open(path, "rb") as f:
             header = f.read(16)
     except OSError as err:
-        raise StoreError(f"cannot open database {safe_url(url)}: {err.strerror or err}") \
+        raise StoreError(f"cannot open database {shown_url(url)}: {err.strerror or err}") \
             from None
     if header != b"SQLite format 3\x00":
-        raise StoreError(f"cannot open database {safe_url(url)}: file is not a database (if "
+        raise StoreError(f"cannot open database {shown_url(url)}: file is not a database (if "
                          "it was an Auptimizer database, its first page is damaged: restore it "
                          "from a backup). Fix: give the URL of an Auptimizer database (--db, "
                          "AUP_DB or storage), or move this file away")
@@ -312,10 +364,10 @@ def check_sqlite_folder(path: Path, create_ok: bool = False) -> None:
         if path.name == "sqlite3.db" and path.parent.name == ".aup":  # the default place
             raise StoreError(f"the database {path} is a folder (the default database file's "
                              f"place). Fix: move that folder away, or give another database "
-                             f"file (e.g. --db sqlite:///{path / 'aup.db'}, AUP_DB or "
+                             f"file (e.g. --db {sqlite_url(path / 'aup.db')}, AUP_DB or "
                              f"\"storage\")")
         raise StoreError(f"the database {path} is a folder. Fix: give a file in it (e.g. "
-                         f"sqlite:///{path / 'aup.db'} in --db, AUP_DB or \"storage\"), or "
+                         f"{sqlite_url(path / 'aup.db')} in --db, AUP_DB or \"storage\"), or "
                          "leave the database out for the default .aup/sqlite3.db under the "
                          "current folder")
     if not create_ok and path.parent.name != ".aup" and not path.parent.is_dir():
@@ -327,7 +379,7 @@ def check_sqlite_folder(path: Path, create_ok: bool = False) -> None:
 def default_url(root: str | Path | None = None) -> str:
     """URL of the default database: ``<root>/.aup/sqlite3.db`` (root: current directory)."""
     base = Path(root) if root is not None else Path.cwd()
-    return f"sqlite:///{(base / '.aup' / 'sqlite3.db').resolve()}"
+    return sqlite_url((base / ".aup" / "sqlite3.db").resolve())
 
 
 def _finite(x: float | None) -> float | None:
@@ -577,10 +629,16 @@ class Store:
                 target = stmt.returning(returning)
             comp = target.compile(dialect=self.engine.dialect, column_keys=list(first))
             names = list(comp.positiontup) if comp.positional else None
-            compiled = self._sql[key] = (str(comp), names)
-        sql, names = compiled
+            # exec_driver_sql skips the types' bind processing: the one this schema needs
+            # (NulFreeText: no NUL reaches PostgreSQL) is applied here.
+            nul_free = frozenset(k for k, b in comp.binds.items()
+                                 if isinstance(b.type, s.NulFreeText))
+            compiled = self._sql[key] = (str(comp), names, nul_free)
+        sql, names, nul_free = compiled
 
         def bind(p: dict[str, Any]):
+            if nul_free:
+                p = {k: s.NulFreeText.clean(v) if k in nul_free else v for k, v in p.items()}
             return tuple(p[n] for n in names) if names is not None else p
 
         args = [bind(p) for p in params] if isinstance(params, list) else bind(params)
@@ -592,7 +650,7 @@ class Store:
         return result.scalar_one()
 
     def _safe_url(self) -> str:
-        return safe_url(self.url)
+        return shown_url(self.url)
 
     def _create(self) -> None:
         # New database: create_all + stamp the newest revision; older one: Alembic upgrade;
@@ -612,6 +670,7 @@ class Store:
     @_reconnecting
     def user_id(self, name: str) -> int:
         """The uid of ``name``, created on first use (2.0 required a set-up step)."""
+        name = readable_text(name)  # storable (a name that is not valid UTF-8)
         with self.engine.begin() as c:
             uid = c.execute(select(s.user.c.uid).where(s.user.c.name == name)).scalar()
         if uid is None:
@@ -653,7 +712,8 @@ class Store:
         uid = self.user_id(user)
         with self.engine.begin() as c:
             eid = c.execute(insert(s.experiment).values(
-                uid=uid, name=name, start_time=time.time(), status=status,
+                # the file's stem may be a name that is not valid UTF-8 (caf\xe9.json)
+                uid=uid, name=readable_text(name), start_time=time.time(), status=status,
                 exp_config=_dumps(config), proposer=proposer, target=target, n_total=n_total,
                 config_path=config_path, workingdir=workingdir, stop_requested=False,
                 host=socket.gethostname(), pid=os.getpid(), heartbeat=time.time(),
@@ -759,6 +819,7 @@ class Store:
     @_reconnecting
     def find_experiments(self, name: str) -> list[dict[str, Any]]:
         """Experiments called ``name``, newest first."""
+        name = readable_text(name)  # as create_experiment stored it
         with self.engine.connect() as c:
             rows = c.execute(select(s.experiment).where(s.experiment.c.name == name)
                              .order_by(s.experiment.c.eid.desc())).all()
@@ -1334,7 +1395,7 @@ def open_store(url: str | None = None, *, create: bool = True, read_only: bool =
         reason = str(orig).strip().splitlines()[0] if orig else str(err).splitlines()[0]
         damaged = (" (if it was an Auptimizer database, its first page is damaged: restore "
                    "it from a backup)" if "not a database" in reason else "")
-        raise StoreError(f"cannot open database {safe_url(url)}: {reason}{damaged}. Fix: give "
+        raise StoreError(f"cannot open database {shown_url(url)}: {reason}{damaged}. Fix: give "
                          "the URL of an Auptimizer database (--db, AUP_DB or storage), or move "
                          "this file away to start a new one there") from None
 
