@@ -1029,3 +1029,45 @@ def test_show_top_ranks_finished_jobs_as_aup_best_does(tmp_path: Path) -> None:
     assert top("--top", "2", "--status", "EARLY_STOPPED,FINISHED") == [0.9, 1.5]
     best = json.loads(run_cli("best", "e", "--db", str(db), "--json", cwd=tmp_path).stdout)
     assert best["score"] == 1.5
+
+
+def test_list_filters_by_status_name_and_recency(tmp_path: Path) -> None:
+    # aup list --status/--name/--last: a database with many experiments, and the ones to
+    # resume (CRASHED: marked RUNNING, its process gone; FAILED) found without reading them all.
+    import signal
+    import time
+
+    from tests.lifecycle_helpers import experiment, start_cli, wait_for
+
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    write_script(tmp_path, "bad.py", "import sys\nsys.exit(3)\n")
+    write_script(tmp_path, "slow.py", "import time\ntime.sleep(60)\n")
+    for name, script in [("mnist-a", "quad.py"), ("mnist-b", "quad.py"), ("cifar", "bad.py")]:
+        write_experiment(tmp_path, name=f"{name}.json", script=script, n_samples=1,
+                         target="min", parameter_config=X)  # experiment name: the file's stem
+        run_cli("run", f"{name}.json", "-q", cwd=tmp_path)
+    write_experiment(tmp_path, name="slow.json", script="slow.py", n_samples=1, target="min",
+                     parameter_config=X)
+    proc = start_cli("run", "slow.json", "-q", cwd=tmp_path)
+    wait_for(lambda: experiment(tmp_path, 4).get("status") == "RUNNING", what="slow running")
+    proc.send_signal(signal.SIGKILL)  # a crash: the row stays RUNNING
+    proc.wait()
+    time.sleep(0.2)
+
+    def names(*flags: str) -> list[str]:
+        out = run_cli("list", "--json", *flags, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        return [r["name"] for r in json.loads(out.stdout)]
+
+    assert names() == ["slow", "cifar", "mnist-b", "mnist-a"]
+    assert names("--status", "crashed,failed") == ["slow", "cifar"]
+    assert names("--status", "RUNNING") == []  # nothing really runs
+    assert names("--status", "FINISHED", "--name", "mnist*") == ["mnist-b", "mnist-a"]
+    assert names("--name", "mnist-?", "--last", "1") == ["mnist-b"]
+    assert names("--last", "2") == ["slow", "cifar"]
+    table = run_cli("list", "--status", "CRASHED", cwd=tmp_path).stdout
+    assert "slow" in table and "RUNNING (crashed)" in table and "cifar" not in table
+    bad = run_cli("list", "--status", "DONE", cwd=tmp_path)
+    assert bad.returncode == 2 and "DONE is not an experiment status" in bad.stderr
+    assert "CRASHED" in bad.stderr and "Traceback" not in bad.stderr
+    subprocess.run(["pkill", "-f", str(tmp_path / "slow.py")], check=False)  # the orphan job

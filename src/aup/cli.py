@@ -612,8 +612,10 @@ def cmd_list(args) -> int:
     """aup list: the experiments in the database."""
     from rich.table import Table
 
+    statuses = _experiment_status_filter(getattr(args, "status", None))
     store = _open(args, read_only=True)
-    rows = store.list_experiments()
+    rows = _filtered_experiments(store, store.list_experiments(), statuses,
+                                 getattr(args, "name", None), getattr(args, "last", None))
     if args.json:
         # the proposer's saved state (a random generator's 625 numbers...) is internal (the
         # experiment table of the database keeps it)
@@ -647,6 +649,46 @@ def cmd_list(args) -> int:
     for note in notes:
         _console().print(note)
     return EXIT_OK
+
+
+#: ``aup list --status``'s pseudo-status of an experiment marked RUNNING whose process is gone.
+CRASHED = "CRASHED"
+
+
+def _experiment_status_filter(text: str | None) -> set[str] | None:
+    """The statuses of ``aup list --status A,B``: experiment statuses and ``CRASHED``.
+
+    Raises:
+        UsageError: an unknown status, naming the known ones.
+    """
+    from enum import Enum
+
+    from aup.experiment import ExperimentStatus
+
+    kind = Enum("ListStatus", {**{st.value: st.value for st in ExperimentStatus},
+                               CRASHED: CRASHED})
+    return _status_filter(text, kind, "experiment")
+
+
+def _filtered_experiments(store: Any, rows: list[dict[str, Any]], statuses: set[str] | None,
+                          name: str | None, last: int | None) -> list[dict[str, Any]]:
+    """``rows`` of :meth:`Store.list_experiments` with ``aup list``'s filters applied: the
+    statuses (``RUNNING`` only live ones, ``CRASHED`` those whose process is gone), a name
+    pattern (:func:`fnmatch.fnmatchcase`), then the ``last`` most recently created."""
+    from fnmatch import fnmatchcase
+
+    if name is not None:
+        rows = [r for r in rows if fnmatchcase(str(r["name"]), name)]
+    if statuses is not None:
+        from aup.experiment import scheduler_gone
+
+        def shown(r: dict[str, Any]) -> str:
+            return CRASHED if r["status"] == "RUNNING" and scheduler_gone(r) else r["status"]
+
+        rows = [r for r in rows if shown(r) in statuses]
+    if last is not None:
+        rows = sorted(rows, key=lambda r: r["eid"], reverse=True)[:last]  # newest first
+    return rows
 
 
 def _crash_note(row: dict[str, Any], store: Any) -> str | None:
@@ -910,6 +952,13 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     add("stop", cmd_stop, "ask a running experiment to stop (it stays resumable)")
     p = add("list", cmd_list, "list experiments", experiment=False)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--status", metavar="STATUS[,STATUS]",
+                   help="only experiments of these statuses: RUNNING, CRASHED (marked running, "
+                        "its process gone), STOPPED, FAILED, FINISHED, CREATED")
+    p.add_argument("--name", metavar="PATTERN",
+                   help="only experiments whose name matches PATTERN ('*' and '?' wildcards)")
+    p.add_argument("--last", metavar="N", type=_positive_int,
+                   help="only the N most recently created experiments (after the filters)")
     p = add("show", cmd_show, "show an experiment's jobs")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--attempts", action="store_true",
