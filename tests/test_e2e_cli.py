@@ -978,6 +978,8 @@ def test_show_filters_by_status_and_ranks_the_best(tmp_path: Path) -> None:
     assert shown("--status", "FAILED", "--top", "1") == []  # failed jobs have no score
     text = run_cli("show", "e", "--top", "2", cwd=tmp_path).stdout
     assert "(2 of 5 jobs shown: the 2 best)" in text, text
+    text = run_cli("show", "e", "--status", "FAILED", "--top", "1", cwd=tmp_path).stdout
+    assert "no FAILED job has one" in text and "leave out --top" in text, text
     res = run_cli("show", "e", "--attempts", "--status", "succeeded", "--json", cwd=tmp_path)
     assert [a["jid"] for a in json.loads(res.stdout)] == [1, 2, 3]
     for args, needle in ((["--status", "DONE"], "DONE is not a job status. Fix: use one or "

@@ -795,6 +795,10 @@ def cmd_show(args) -> int:
                       + ", ".join(x for x in (
                           f"status {','.join(sorted(statuses))}" if statuses else "",
                           f"the {top} best" if top is not None else "") if x) + ")")
+    if top is not None and not jobs and any(j["status"] in (statuses or ()) for j in every):
+        console.print(f"(--top ranks jobs by score, and no {','.join(sorted(statuses or ()))} "
+                      "job has one: failed jobs record none. Fix: leave out --top to list "
+                      "them)")
     if row.get("error_msg") and row["status"] == "FAILED":
         console.print(f"first failure: {row['error_msg']}")
     return EXIT_OK
