@@ -70,14 +70,15 @@ def test_unknown_keys_warn(folder: Path) -> None:
 def test_unknown_keys_name_the_proposer_they_belong_to_and_close_keys(folder: Path) -> None:
     # hyperband's max_iter given to bohb, and "log_scale" for "log", were ignored without a hint
     # (bohb then ran its default budgets, and the parameter was searched on a linear scale).
+    # ("log_scale": true is an error now: test_another_tools_log_scale_is_named)
     cfg = load_config(write_experiment(folder, script="train.py", proposer="random",
                                        max_iter=27,
                                        parameter_config=[{"name": "lr", "type": "float",
                                                           "range": [1e-4, 1],
-                                                          "log_scale": True}]))
+                                                          "log_scal": True}]))
     assert ("unknown key 'max_iter' is ignored (an option of proposer 'hyperband', not of "
             "'random'; see docs/multifidelity.md)" in cfg.warnings[0])  # where it is listed
-    assert cfg.warnings[1] == ("unknown key 'parameter_config[0].log_scale' is ignored "
+    assert cfg.warnings[1] == ("unknown key 'parameter_config[0].log_scal' is ignored "
                                "(did you mean 'log'?)")
     cfg = load_config(write_experiment(folder, script="train.py", typo_key=1,
                                        parameter_config=PARAMS))
@@ -102,6 +103,22 @@ def test_unknown_keys_name_the_proposer_they_belong_to_and_close_keys(folder: Pa
     ({"n_trials": 20}, "n_trials", 'write "n_samples": 20 instead of "n_trials"'),
     ({"proposer": "spearmint", "num_samples": 50}, "num_samples", '"n_samples": 50'),
     ({"proposer": "hyperopt", "max_evals": 30}, "max_evals", '"n_samples": 30'),
+    # trial 72: Optuna / Ray Tune names that ran random search, seed 0, one job at a time or
+    # no early stopping after one warning line
+    ({"sampler": "TPESampler"}, "sampler", 'write "proposer": "hyperopt" instead of "sampler"'),
+    ({"search_alg": "bayesopt"}, "search_alg", '"proposer": "spearmint"'),
+    ({"algorithm": "cmaes"}, "algorithm", "hyperopt (TPE), spearmint (GP)"),
+    ({"seed": 3}, "seed", 'write "random_seed": 3 instead of "seed"'),
+    ({"n_jobs": 2}, "n_jobs", 'write "n_parallel": 2 instead of "n_jobs"'),
+    ({"max_concurrent_trials": 4}, "max_concurrent_trials", '"n_parallel": 4'),
+    ({"pruner": {"type": "median"}}, "pruner", "resource_args.early_stop"),
+    ({"scheduler": "asha"}, "scheduler", "hyperband and bohb"),
+    ({"early_stop": {"aup_policy": "median"}}, "early_stop",
+     'move it into "resource_args": {"early_stop": {"aup_policy": "median"}}'),
+    ({"save_model": True}, "save_model", 'move it into "resource_args"'),
+    ({"ignore_fail": True}, "ignore_fail", 'move it into "job_failure"'),
+    ({"proposer": "tpe"}, "proposer", 'write "proposer": "hyperopt"'),
+    ({"proposer": "ASHA"}, "proposer", 'write "proposer": "hyperband"'),
 ])
 def test_unknown_keys_that_change_the_schedule_or_direction_are_errors(
         folder: Path, extra: dict, path: str, fix: str) -> None:
@@ -120,6 +137,9 @@ def test_unknown_keys_that_change_the_schedule_or_direction_are_errors(
     {"proposer": "random", "min_buget": 1},  # no schedule: nothing depends on it
     {"n_trials": 20, "n_samples": 20},
     {"proposer": "sequence", "n_trials": 20},  # a grid: the number of jobs is its size
+    {"sampler": "tpe", "proposer": "hyperopt", "n_samples": 30},
+    {"seed": 1, "random_seed": 1},
+    {"n_jobs": 2, "n_parallel": 2},
 ])
 def test_leftover_keys_beside_the_real_ones_are_warnings(folder: Path, extra: dict) -> None:
     cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
@@ -500,4 +520,31 @@ def test_a_schedule_with_a_single_budget_level_is_warned_about(folder: Path, ext
     assert len(cfg.warnings) == 1 and words in cfg.warnings[0]
     cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
                                        proposer="hyperband", max_iter=9))
+    assert cfg.warnings == []
+
+
+@pytest.mark.parametrize(("entry", "path", "fix"), [
+    # trial 72: "scale": "log" was a warning and the range was sampled linearly
+    ({"scale": "log"}, "parameter_config[0].scale", 'write "log": true instead of "scale"'),
+    ({"log_scale": True}, "parameter_config[0].log_scale", '"log": true'),
+    ({"distribution": "loguniform"}, "parameter_config[0].distribution", '"log": true'),
+    ({"type": "loguniform"}, "parameter_config[0].type", 'with "log": true'),
+])
+def test_another_tools_log_scale_is_named(folder: Path, entry: dict, path: str,
+                                          fix: str) -> None:
+    param = {"name": "lr", "range": [1e-4, 1e-1], "type": "float", **entry}
+    with pytest.raises(ConfigError) as info:
+        load_config(write_experiment(folder, script="train.py", parameter_config=[param]))
+    (problem,) = info.value.problems
+    assert problem.path == path and fix in problem.hint, problem
+
+
+def test_tpe_that_would_never_use_its_model_is_warned_about(folder: Path) -> None:
+    # trial 72: n_samples 15 with hyperopt's 20 startup jobs was random search, silently
+    cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
+                                       proposer="hyperopt", n_samples=15))
+    assert any("every job is a random one" in w and '"n_startup_jobs": 10' in w
+               for w in cfg.warnings), cfg.warnings
+    cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
+                                       proposer="hyperopt", n_samples=15, n_startup_jobs=5))
     assert cfg.warnings == []

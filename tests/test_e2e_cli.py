@@ -1073,3 +1073,18 @@ def test_list_filters_by_status_name_and_recency(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "DONE is not an experiment status" in bad.stderr
     assert "CRASHED" in bad.stderr and "Traceback" not in bad.stderr
     subprocess.run(["pkill", "-f", str(tmp_path / "slow.py")], check=False)  # the orphan job
+
+
+def test_a_second_run_under_a_used_name_says_it_starts_from_scratch(tmp_path: Path) -> None:
+    # trial 72: an Optuna user re-ran the experiment file after raising n_samples, expecting
+    # the finished study to get more trials; a new experiment started anew without a word.
+    write_script(tmp_path, "quad.py", QUADRATIC)
+    write_experiment(tmp_path, "e.json", script="quad.py", n_samples=2, target="min",
+                     parameter_config=X)
+    first = run_cli("run", "e.json", "-q", cwd=tmp_path)
+    assert first.returncode == 0 and "also named" not in first.stderr
+    second = run_cli("run", "e.json", "-q", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert ("experiment 1 is also named 'e' (FINISHED); this run is the new experiment 2, "
+            "started from scratch") in second.stderr, second.stderr
+    assert "a finished experiment gets no more jobs" in second.stderr

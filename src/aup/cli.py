@@ -502,14 +502,27 @@ def cmd_run(args) -> int:
                       f"{config.proposer}, {config.target_text}, resource {config.resource}, n_parallel "
                       f"{config.n_parallel}, database {store._safe_url()}")
         if not created:
-            _warn_crashed_namesakes(store, config.experiment_name, exp.eid)
+            _warn_namesakes(store, config.experiment_name, exp.eid)
         return _run_loop(exp, args, console, signals)
 
 
-def _warn_crashed_namesakes(store: Any, name: str, eid: int) -> None:
-    """Warn about running or crashed experiments named ``name`` (other than ``eid``, just
-    started): the user may have meant to continue a crashed one rather than start anew, and the
-    name now means the new one for ``aup show``/``stop``/``best``."""
+def _warn_namesakes(store: Any, name: str, eid: int) -> None:
+    """Warn about other experiments named ``name`` (than ``eid``, just started): the latest
+    ended one (this run does not continue it), and each running or crashed one: the user may
+    have meant to continue one rather than start anew, and the name now means the new one for
+    ``aup show``/``stop``/``best``."""
+    earlier = [r for r in store.find_experiments(name)
+               if r["eid"] != eid and r["status"] != "RUNNING"]
+    if earlier:
+        # a re-run under the same name starts from scratch: say so once (an Optuna user
+        # expects load_if_exists; someone may have meant 'aup resume'; trial 72)
+        last = max(earlier, key=lambda r: r["eid"])
+        hint = (f"'aup resume {last['eid']}' continues it" if last["status"] in
+                ("STOPPED", "FAILED") else "a finished experiment gets no more jobs")
+        log.warning("experiment %d is also named %r (%s); this run is the new experiment %d, "
+                    "started from scratch: nothing of the other carries over (%s). The name now "
+                    "means the new one in aup show, best and stop", last["eid"], name,
+                    last["status"], eid, hint)
     for row in store.find_experiments(name):
         if row["eid"] == eid or row["status"] != "RUNNING":
             continue

@@ -506,6 +506,9 @@ def _lookup(key: str, raw: Any, registry: Any,
     except KeyError:
         hint = "use one of " + ", ".join(registry.names())
         hint = _FORMER_NAMES.get((key, name), "") + hint  # 2.0 names (trial 56)
+        alias = proposer_alias(raw) if key == "proposer" else None
+        if alias is not None and alias != name:  # another tool's name: TPESampler, asha
+            hint = f"that algorithm is the proposer {alias!r} here: write \"proposer\": \"{alias}\""
         problems.append(Problem(key, f"unknown {key}", raw, hint))
         return name, None
     problems.extend(_requirement_problems(key, name, registry))
@@ -728,6 +731,54 @@ _JOB_COUNT_KEYS = {"n_trials": "Optuna's", "num_samples": "Ray Tune's",
                    "n_iter": "scikit-learn's RandomizedSearchCV's"}
 
 
+#: Other tools' names for the search algorithm (Auptimizer's is ``proposer``).
+_PROPOSER_KEYS = {"sampler": "Optuna's", "search_alg": "Ray Tune's", "algorithm": "a common",
+                  "algo": "hyperopt fmin's", "tuner": "NNI's and KerasTuner's",
+                  "optimizer": "a common"}
+#: What other tools' algorithm names are here (the value of such a key, or of ``proposer``).
+PROPOSER_ALIASES = {"tpe": "hyperopt", "tpesampler": "hyperopt", "hyperopt": "hyperopt",
+                    "hyperoptsearch": "hyperopt", "gp": "spearmint", "gpsampler": "spearmint",
+                    "bayesian": "spearmint", "bayesopt": "spearmint", "bo": "spearmint",
+                    "gpei": "spearmint", "random": "random", "randomsampler": "random",
+                    "grid": "sequence", "gridsampler": "sequence", "gridsearch": "sequence",
+                    "hyperband": "hyperband", "asha": "hyperband", "bohb": "bohb",
+                    "tunebohb": "bohb"}
+#: Other tools' names for the seed (Auptimizer's is ``random_seed``).
+_SEED_KEYS = ("seed", "random_state", "rng_seed")
+#: Other tools' names for the number of jobs at once (Auptimizer's is ``n_parallel``).
+_PARALLEL_KEYS = ("n_jobs", "max_concurrent_trials", "max_concurrent", "n_workers",
+                  "concurrency", "parallel", "num_workers")
+#: Other tools' names for early stopping or a multi-fidelity scheduler.
+_PRUNER_KEYS = {"pruner": "Optuna's", "scheduler": "Ray Tune's", "assessor": "NNI's"}
+
+
+#: Hints for other tools' top-level keys, where only warned about (the real key is given too).
+_FOREIGN_TOP_KEYS = {
+    **_FOREIGN_SCHEDULER_KEYS,
+    **{k: f"{who} name for the search algorithm, which is \"proposer\" here"
+       for k, who in _PROPOSER_KEYS.items()},
+    **dict.fromkeys(_SEED_KEYS, "the seed is \"random_seed\" here"),
+    **dict.fromkeys(_PARALLEL_KEYS, "the jobs at once are \"n_parallel\" here"),
+}
+
+
+def proposer_alias(value: Any) -> str | None:
+    """The proposer another tool's name of one of our algorithms stands for (Optuna's
+    ``TPESampler``: ``hyperopt``; Ray Tune's ``asha``: ``hyperband``), else None."""
+    if not isinstance(value, str):
+        return None
+    return PROPOSER_ALIASES.get(re.sub(r"[^a-z]", "", value.lower()))
+
+
+def _misplaced_block_key(key: str) -> str | None:
+    """The block (``resource_args``, ``job_failure``, ``runtime_args``) whose option ``key``
+    is, when given at the top level; None when it is none of theirs."""
+    for block, model in (("resource_args", ResourceArgs), *_NESTED_BLOCKS.items()):
+        if key in model.model_fields:
+            return block
+    return None
+
+
 def _counts_n_samples(proposer_cls: Any) -> bool:
     """True when the proposer runs ``n_samples`` jobs (not a grid or a schedule of its own)."""
     from aup.proposers.base import Proposer
@@ -759,6 +810,32 @@ def _costly_unknown_key(key: str, data: dict[str, Any], proposer_cls: Any,
         return Problem(key, f"'{key}' is {_JOB_COUNT_KEYS[key]} name for the number of jobs, "
                        "not an Auptimizer key: the run would make the default 10 jobs", value,
                        f'write "n_samples": {shown_json(value)} instead of "{key}"')
+    if key in _PROPOSER_KEYS and "proposer" not in data:
+        alias = proposer_alias(value)
+        return Problem(key, f"'{key}' is {_PROPOSER_KEYS[key]} name for the search algorithm, "
+                       "not an Auptimizer key: the run would use random search (the default)",
+                       value, f'write "proposer": "{alias}" instead of "{key}"' if alias else
+                       f'write "proposer": one of random, sequence, hyperopt (TPE), spearmint '
+                       f'(GP), hyperband, bohb, instead of "{key}"')
+    if key in _SEED_KEYS and "random_seed" not in data:
+        return Problem(key, f"'{key}' is not an Auptimizer key: the run would use seed 0 (the "
+                       "default), so runs meant to differ by seed would be identical", value,
+                       f'write "random_seed": {shown_json(value)} instead of "{key}"')
+    if key in _PARALLEL_KEYS and "n_parallel" not in data:
+        return Problem(key, f"'{key}' is not an Auptimizer key: the run would run one job at a "
+                       "time (the default)", value,
+                       f'write "n_parallel": {shown_json(value)} instead of "{key}"')
+    if key in _PRUNER_KEYS:
+        return Problem(key, f"'{key}' is {_PRUNER_KEYS[key]} early-stopping key, not an "
+                       "Auptimizer key: no job would be stopped early", value,
+                       "early stopping (median, ASHA-like truncation...) is "
+                       "resource_args.early_stop (docs/lifecycle.md); Hyperband/ASHA-style "
+                       "budgets are the proposers hyperband and bohb (docs/multifidelity.md)")
+    block = _misplaced_block_key(key)
+    if block is not None and not (isinstance(data.get(block), dict) and key in data[block]):
+        return Problem(key, f"'{key}' is an option of \"{block}\", not a top-level key: the "
+                       "run would ignore it", value,
+                       f'move it into "{block}": {{"{key}": {shown_json(value)}}}')
     if proposer_cls is None or not proposer_cls.schedule_options:
         return None
     foreign = proposer_cls.foreign_schedule_keys.get(key)
@@ -917,7 +994,7 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
             problems.append(problem)
         else:
             warnings.append(unknown_key_warning(k, k, known_top, _option_of_another_proposer(
-                k, proposer_name), foreign=_FOREIGN_SCHEDULER_KEYS))
+                k, proposer_name), foreign=_FOREIGN_TOP_KEYS))
     alias = next((k for k in _SPACE_KEYS if k in data), None)
     if alias is not None and "parameter_config" not in data:
         # the search space under another tool's name: say so where the missing key is named
@@ -940,9 +1017,17 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
         for i, entry in enumerate(pc):
             path = f"parameter_config[{i}]"
             if isinstance(entry, dict):
+                logged = next((k for k in ("scale", "log_scale", "distribution", "prior")
+                               if k in entry and "log" not in entry
+                               and (entry[k] is True or "log" in str(entry[k]).lower())), None)
+                if logged is not None:  # ignored, it would sample a log range linearly
+                    problems.append(Problem(f"{path}.{logged}", f"'{logged}' is not a key of a "
+                                            "parameter: the range would be sampled linearly",
+                                            entry[logged], f'write "log": true instead of '
+                                            f'"{logged}"'))
                 warnings.extend(unknown_key_warning(f"{path}.{k}", k, _KNOWN_PARAM_KEYS,
                                                     foreign=FOREIGN_PARAM_KEYS)
-                                for k in entry if k not in _KNOWN_PARAM_KEYS)
+                                for k in entry if k not in _KNOWN_PARAM_KEYS and k != logged)
             try:
                 spec = ParameterSpec.model_validate(entry)
             except ValidationError as err:

@@ -195,6 +195,9 @@ def problems_from_validation(err: ValidationError) -> list[Problem]:
             hint = "use " + rest
         if not hint and etype in ("literal_error", "enum"):
             hint = _type_hint(etype, ctx, value)
+            if field == "type" and isinstance(value, str) and "log" in value.lower():
+                # Optuna's/hyperopt's "loguniform", "qloguniform", "log_uniform"...
+                hint += ' (a log scale is "type": "float" or "int" with "log": true)'
         hint = hint or FIELD_HINTS.get(field, "") or _type_hint(etype, ctx, value)
         problems.append(Problem(loc_to_path(loc), msg, value, hint))
     return problems
@@ -238,6 +241,10 @@ FOREIGN_PARAM_KEYS = {
                     'write the bounds as "range": [low, high]'),
     **dict.fromkeys(("choices", "values", "options", "categories"),
                     'write the values as "range": [...] with "type": "choice"'),
+    **dict.fromkeys(("scale", "log_scale", "distribution", "prior"),
+                    'a log scale is "log": true on a float or int parameter'),
+    **dict.fromkeys(("step", "q"), 'values are not quantized except on a grid: "n" grid '
+                                   'points or "interval" (proposer "sequence")'),
 }
 
 

@@ -127,6 +127,14 @@ class HyperoptProposer(Proposer):
         if "n_startup_jobs" in given and options.engine != "tpe":
             return [f"n_startup_jobs is ignored by engine {options.engine!r} (only tpe starts "
                     "with random jobs)"]
+        if options.engine == "tpe" and options.n_samples <= options.n_startup_jobs:
+            # hyperopt's default of 20 random jobs: an Optuna port with n_trials 15 (its
+            # TPESampler starts after 10) would be random search without a word (trial 72)
+            return [f"with n_samples {options.n_samples} and n_startup_jobs "
+                    f"{options.n_startup_jobs}, every job is a random one: TPE uses its model "
+                    "only after n_startup_jobs results. Fix: more jobs, or a smaller "
+                    "\"n_startup_jobs\": 10 (Optuna's TPESampler starts "
+                    "after 10)"]
         return []
 
     def __init__(self, space: SearchSpace, options: HyperoptOptions):
