@@ -107,7 +107,8 @@ def test_unknown_keys_name_the_proposer_they_belong_to_and_close_keys(folder: Pa
     # no early stopping after one warning line
     ({"sampler": "TPESampler"}, "sampler", 'write "proposer": "hyperopt" instead of "sampler"'),
     ({"search_alg": "bayesopt"}, "search_alg", '"proposer": "spearmint"'),
-    ({"algorithm": "cmaes"}, "algorithm", "hyperopt (TPE), spearmint (GP)"),
+    ({"sampler": "cmaes"}, "sampler", "hyperopt (TPE), spearmint (GP)"),
+    ({"optimizer": "tpe"}, "optimizer", '"proposer": "hyperopt"'),
     ({"seed": 3}, "seed", 'write "random_seed": 3 instead of "seed"'),
     ({"n_jobs": 2}, "n_jobs", 'write "n_parallel": 2 instead of "n_jobs"'),
     ({"max_concurrent_trials": 4}, "max_concurrent_trials", '"n_parallel": 4'),
@@ -140,6 +141,7 @@ def test_unknown_keys_that_change_the_schedule_or_direction_are_errors(
     {"sampler": "tpe", "proposer": "hyperopt", "n_samples": 30},
     {"seed": 1, "random_seed": 1},
     {"n_jobs": 2, "n_parallel": 2},
+    {"optimizer": "adam"},  # a model's optimizer, not a search algorithm: only warned about
 ])
 def test_leftover_keys_beside_the_real_ones_are_warnings(folder: Path, extra: dict) -> None:
     cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,

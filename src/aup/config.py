@@ -735,6 +735,9 @@ _JOB_COUNT_KEYS = {"n_trials": "Optuna's", "num_samples": "Ray Tune's",
 _PROPOSER_KEYS = {"sampler": "Optuna's", "search_alg": "Ray Tune's", "algorithm": "a common",
                   "algo": "hyperopt fmin's", "tuner": "NNI's and KerasTuner's",
                   "optimizer": "a common"}
+#: Of those, the names that may mean something else (a model's optimizer, "adam"): an error
+#: only when the value names a search algorithm (``"optimizer": "tpe"``).
+_AMBIGUOUS_PROPOSER_KEYS = frozenset({"optimizer", "algorithm", "tuner"})
 #: What other tools' algorithm names are here (the value of such a key, or of ``proposer``).
 PROPOSER_ALIASES = {"tpe": "hyperopt", "tpesampler": "hyperopt", "hyperopt": "hyperopt",
                     "hyperoptsearch": "hyperopt", "gp": "spearmint", "gpsampler": "spearmint",
@@ -810,7 +813,8 @@ def _costly_unknown_key(key: str, data: dict[str, Any], proposer_cls: Any,
         return Problem(key, f"'{key}' is {_JOB_COUNT_KEYS[key]} name for the number of jobs, "
                        "not an Auptimizer key: the run would make the default 10 jobs", value,
                        f'write "n_samples": {shown_json(value)} instead of "{key}"')
-    if key in _PROPOSER_KEYS and "proposer" not in data:
+    if (key in _PROPOSER_KEYS and "proposer" not in data
+            and (key not in _AMBIGUOUS_PROPOSER_KEYS or proposer_alias(value) is not None)):
         alias = proposer_alias(value)
         return Problem(key, f"'{key}' is {_PROPOSER_KEYS[key]} name for the search algorithm, "
                        "not an Auptimizer key: the run would use random search (the default)",
@@ -824,7 +828,8 @@ def _costly_unknown_key(key: str, data: dict[str, Any], proposer_cls: Any,
     if key in _PARALLEL_KEYS and "n_parallel" not in data:
         return Problem(key, f"'{key}' is not an Auptimizer key: the run would run one job at a "
                        "time (the default)", value,
-                       f'write "n_parallel": {shown_json(value)} instead of "{key}"')
+                       f'write "n_parallel": {shown_json(value)} instead of "{key}" (a setting '
+                       'of your script goes in parameter_config, as a one-value choice)')
     if key in _PRUNER_KEYS:
         return Problem(key, f"'{key}' is {_PRUNER_KEYS[key]} early-stopping key, not an "
                        "Auptimizer key: no job would be stopped early", value,
