@@ -112,6 +112,9 @@ def test_unknown_keys_name_the_proposer_they_belong_to_and_close_keys(folder: Pa
     ({"seed": 3}, "seed", 'write "random_seed": 3 instead of "seed"'),
     ({"n_jobs": 2}, "n_jobs", 'write "n_parallel": 2 instead of "n_jobs"'),
     ({"max_concurrent_trials": 4}, "max_concurrent_trials", '"n_parallel": 4'),
+    # trial 73: joblib's -1 ("all CPUs") is no valid n_parallel: the fix gives a number
+    ({"n_jobs": -1}, "n_jobs", f'"n_parallel": {os.cpu_count() or 2} (the jobs at once'),
+    ({"seed": None}, "seed", '"random_seed": 0 (any whole number >= 0)'),
     ({"pruner": {"type": "median"}}, "pruner", "resource_args.early_stop"),
     ({"scheduler": "asha"}, "scheduler", "hyperband and bohb"),
     ({"early_stop": {"aup_policy": "median"}}, "early_stop",
@@ -142,6 +145,8 @@ def test_unknown_keys_that_change_the_schedule_or_direction_are_errors(
     {"seed": 1, "random_seed": 1},
     {"n_jobs": 2, "n_parallel": 2},
     {"optimizer": "adam"},  # a model's optimizer, not a search algorithm: only warned about
+    {"proposer": "sequence", "seed": 1},  # a grid has no randomness (trial 73)
+    {"scheduler": None},  # asks for nothing
 ])
 def test_leftover_keys_beside_the_real_ones_are_warnings(folder: Path, extra: dict) -> None:
     cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
@@ -550,3 +555,13 @@ def test_tpe_that_would_never_use_its_model_is_warned_about(folder: Path) -> Non
     cfg = load_config(write_experiment(folder, script="train.py", parameter_config=PARAMS,
                                        proposer="hyperopt", n_samples=15, n_startup_jobs=5))
     assert cfg.warnings == []
+
+
+@pytest.mark.parametrize("entry", [
+    {"scale": "logit"}, {"distribution": "lognormal"},  # not a log-uniform scale
+    {"type": "choice", "range": [1, 10, 100], "scale": "log"},  # "log" is refused on a choice
+])
+def test_other_scales_are_only_warned_about(folder: Path, entry: dict) -> None:
+    param = {"name": "lr", "range": [1e-4, 1e-1], "type": "float", **entry}
+    cfg = load_config(write_experiment(folder, script="train.py", parameter_config=[param]))
+    assert len(cfg.warnings) == 1 and "is ignored" in cfg.warnings[0], cfg.warnings

@@ -1063,7 +1063,9 @@ def test_list_filters_by_status_name_and_recency(tmp_path: Path) -> None:
 
     assert names() == ["slow", "cifar", "mnist-b", "mnist-a"]
     assert names("--status", "crashed,failed") == ["slow", "cifar"]
-    assert names("--status", "RUNNING") == []  # nothing really runs
+    assert names("--status", "RUNNING") == ["slow"]  # as the table: "RUNNING (crashed)"
+    listed = json.loads(run_cli("list", "--json", cwd=tmp_path).stdout)
+    assert [r["crashed"] for r in listed] == [True, False, False, False]
     assert names("--status", "FINISHED", "--name", "mnist*") == ["mnist-b", "mnist-a"]
     assert names("--name", "mnist-?", "--last", "1") == ["mnist-b"]
     assert names("--last", "2") == ["slow", "cifar"]
@@ -1088,3 +1090,12 @@ def test_a_second_run_under_a_used_name_says_it_starts_from_scratch(tmp_path: Pa
     assert ("experiment 1 is also named 'e' (FINISHED); this run is the new experiment 2, "
             "started from scratch") in second.stderr, second.stderr
     assert "a finished experiment gets no more jobs" in second.stderr
+    # a resumable namesake is named even when a later one finished (trial 73)
+    write_script(tmp_path, "bad.py", "import sys\nsys.exit(3)\n")
+    write_experiment(tmp_path, "e.json", script="bad.py", n_samples=1, target="min",
+                     parameter_config=X)
+    assert run_cli("run", "e.json", "-q", cwd=tmp_path).returncode == 1  # experiment 3 FAILED
+    write_experiment(tmp_path, "e.json", script="quad.py", n_samples=1, target="min",
+                     parameter_config=X)
+    fourth = run_cli("run", "e.json", "-q", cwd=tmp_path)
+    assert "'aup resume 3' continues experiment 3" in fourth.stderr, fourth.stderr

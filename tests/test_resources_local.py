@@ -674,6 +674,20 @@ def test_a_script_reached_through_a_symbolic_link_runs_under_the_links_path(
     assert "score 0.625" in proc.stdout, proc.stdout
 
 
+def test_a_link_without_py_to_a_python_file_runs_under_python(tmp_path: Path) -> None:
+    # A link "linknoext" to a non-executable .py file ran as before the link-path change
+    # (trial 73: it failed START_FAILED, Permission denied): its target decides.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "tr.py").write_text("print('#Auptimizer: 0.75')\n")
+    (tmp_path / "linknoext").symlink_to(Path("real") / "tr.py")
+    (tmp_path / "e.json").write_text(json.dumps({
+        "script": "linknoext", "n_samples": 1,
+        "parameter_config": [{"name": "x", "range": [0, 1], "type": "float"}]}))
+    proc = run_cli("run", "e.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "score 0.75" in proc.stdout, proc.stdout
+
+
 def test_a_write_error_on_the_output_file_keeps_the_result_and_the_pump(tmp_path: Path) -> None:
     # A full disk (or a file-size limit) while copying a job's output to jobs/<id>.<n>.out
     # raised in the pump thread, which serves every job: nothing was recorded again and the run

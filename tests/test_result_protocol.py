@@ -30,6 +30,11 @@ from aup.job import (
     ("\x1b[1m#Auptimizer:\x1b[0m7.75", (7.75,)),
     ("INFO \x1b[1;34mres\x1b[0m #Auptimizer: 0.5,\x1b[33m2\x1b[39m\r\n", (0.5, 2.0)),
     ("\x1b]8;;http://x\x1b\\#Auptimizer:3\x1b]8;;\x1b\\", (3.0,)),
+    # trial 73: tput sgr0 (ESC(B ESC[m), cursor save/restore, keypad mode, 8-bit CSI
+    ("\x1b[32m#Auptimizer:0.25\x1b(B\x1b[m", (0.25,)),
+    ("\x1b7#Auptimizer:1.5\x1b8", (1.5,)),
+    ("\x1b=#Auptimizer:1.5\x1b>", (1.5,)),
+    ("\x9b32m#Auptimizer:1.5\x9b0m", (1.5,)),
 ])
 def test_parse_valid_lines(line: str, values: tuple) -> None:
     got = parse_result_line(line)

@@ -515,10 +515,11 @@ def _warn_namesakes(store: Any, name: str, eid: int) -> None:
                if r["eid"] != eid and r["status"] != "RUNNING"]
     if earlier:
         # a re-run under the same name starts from scratch: say so once (an Optuna user
-        # expects load_if_exists; someone may have meant 'aup resume'; trial 72)
+        # expects load_if_exists; someone may have meant 'aup resume'; trials 72, 73)
         last = max(earlier, key=lambda r: r["eid"])
-        hint = (f"'aup resume {last['eid']}' continues it" if last["status"] in
-                ("STOPPED", "FAILED") else "a finished experiment gets no more jobs")
+        resumable = [r["eid"] for r in earlier if r["status"] in ("STOPPED", "FAILED")]
+        hint = ("; ".join(f"'aup resume {e}' continues experiment {e}" for e in resumable)
+                if resumable else "a finished experiment gets no more jobs")
         log.warning("experiment %d is also named %r (%s); this run is the new experiment %d, "
                     "started from scratch: nothing of the other carries over (%s). The name now "
                     "means the new one in aup show, best and stop", last["eid"], name,
@@ -632,7 +633,11 @@ def cmd_list(args) -> int:
     if args.json:
         # the proposer's saved state (a random generator's 625 numbers...) is internal (the
         # experiment table of the database keeps it)
-        listed = [{k: v for k, v in r.items() if k != "proposer_state"} for r in rows]
+        from aup.experiment import scheduler_gone
+
+        # "crashed": marked RUNNING, its process gone (the table's "RUNNING (crashed)")
+        listed = [{**{k: v for k, v in r.items() if k != "proposer_state"},
+                   "crashed": r["status"] == "RUNNING" and scheduler_gone(r)} for r in rows]
         write_stdout(json.dumps(listed, default=str) + "\n")
         return EXIT_OK
     # "done/planned": jobs that ended for good (finished, early-stopped or failed) against the
@@ -686,8 +691,9 @@ def _experiment_status_filter(text: str | None) -> set[str] | None:
 def _filtered_experiments(store: Any, rows: list[dict[str, Any]], statuses: set[str] | None,
                           name: str | None, last: int | None) -> list[dict[str, Any]]:
     """``rows`` of :meth:`Store.list_experiments` with ``aup list``'s filters applied: the
-    statuses (``RUNNING`` only live ones, ``CRASHED`` those whose process is gone), a name
-    pattern (:func:`fnmatch.fnmatchcase`), then the ``last`` most recently created."""
+    statuses, a name
+    pattern (:func:`fnmatch.fnmatchcase`), then the ``last`` most recently created. ``RUNNING``
+    takes the crashed ones too (their status is RUNNING); ``CRASHED`` only those."""
     from fnmatch import fnmatchcase
 
     if name is not None:
@@ -695,10 +701,11 @@ def _filtered_experiments(store: Any, rows: list[dict[str, Any]], statuses: set[
     if statuses is not None:
         from aup.experiment import scheduler_gone
 
-        def shown(r: dict[str, Any]) -> str:
-            return CRASHED if r["status"] == "RUNNING" and scheduler_gone(r) else r["status"]
+        def matches(r: dict[str, Any]) -> bool:  # RUNNING: crashed ones too, as the table
+            return r["status"] in statuses or (  # shows them ("RUNNING (crashed)")
+                CRASHED in statuses and r["status"] == "RUNNING" and scheduler_gone(r))
 
-        rows = [r for r in rows if shown(r) in statuses]
+        rows = [r for r in rows if matches(r)]
     if last is not None:
         rows = sorted(rows, key=lambda r: r["eid"], reverse=True)[:last]  # newest first
     return rows
@@ -810,8 +817,7 @@ def cmd_show(args) -> int:
                           f"the {top} best" if top is not None else "") if x) + ")")
     if top is not None and not jobs and any(j["status"] in (statuses or ()) for j in every):
         console.print(f"(--top ranks jobs by score, and no {','.join(sorted(statuses or ()))} "
-                      "job has one: failed jobs record none. Fix: leave out --top to list "
-                      "them)")
+                      "job has one. Fix: leave out --top to list them)")
     if row.get("error_msg") and row["status"] == "FAILED":
         console.print(f"first failure: {row['error_msg']}")
     return EXIT_OK
@@ -970,8 +976,9 @@ def build_parser(extras: bool = True) -> argparse.ArgumentParser:
     p = add("list", cmd_list, "list experiments", experiment=False)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--status", metavar="STATUS[,STATUS]",
-                   help="only experiments of these statuses: RUNNING, CRASHED (marked running, "
-                        "its process gone), STOPPED, FAILED, FINISHED, CREATED")
+                   help="only experiments of these statuses: RUNNING (crashed ones too), "
+                        "CRASHED (marked running, its process gone), STOPPED, FAILED, "
+                        "FINISHED, CREATED")
     p.add_argument("--name", metavar="PATTERN",
                    help="only experiments whose name matches PATTERN ('*' and '?' wildcards)")
     p.add_argument("--last", metavar="N", type=_positive_int,

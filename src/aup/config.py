@@ -344,7 +344,9 @@ class ExperimentConfig(_Model):
         """
         argv = self.script_argv
         path = self.script_path()
-        if path.suffix == ".py" and not os.access(path, os.X_OK):
+        # a link named without .py to a .py file is Python too (its target decides)
+        if ((path.suffix == ".py" or path.resolve().suffix == ".py")
+                and not os.access(path, os.X_OK)):
             return [sys.executable, str(path), *argv[1:]]
         return [str(path), *argv[1:]]
 
@@ -731,6 +733,8 @@ _JOB_COUNT_KEYS = {"n_trials": "Optuna's", "num_samples": "Ray Tune's",
                    "n_iter": "scikit-learn's RandomizedSearchCV's"}
 
 
+#: Other tools' words for a log-uniform scale (not "logit", "lognormal").
+_LOG_SCALE_WORD = re.compile(r"log|log[-_ ]?uniform|reciprocal|log10|log2")
 #: Other tools' names for the search algorithm (Auptimizer's is ``proposer``).
 _PROPOSER_KEYS = {"sampler": "Optuna's", "search_alg": "Ray Tune's", "algorithm": "a common",
                   "algo": "hyperopt fmin's", "tuner": "NNI's and KerasTuner's",
@@ -821,16 +825,21 @@ def _costly_unknown_key(key: str, data: dict[str, Any], proposer_cls: Any,
                        value, f'write "proposer": "{alias}" instead of "{key}"' if alias else
                        f'write "proposer": one of random, sequence, hyperopt (TPE), spearmint '
                        f'(GP), hyperband, bohb, instead of "{key}"')
-    if key in _SEED_KEYS and "random_seed" not in data:
+    if key in _SEED_KEYS and "random_seed" not in data and proposer != "sequence":
+        seed = (shown_json(value) if isinstance(value, int) and not isinstance(value, bool)
+                and value >= 0 else "0 (any whole number >= 0)")
         return Problem(key, f"'{key}' is not an Auptimizer key: the run would use seed 0 (the "
                        "default), so runs meant to differ by seed would be identical", value,
-                       f'write "random_seed": {shown_json(value)} instead of "{key}"')
-    if key in _PARALLEL_KEYS and "n_parallel" not in data:
+                       f'write "random_seed": {seed} instead of "{key}"')
+    if key in _PARALLEL_KEYS and "n_parallel" not in data and value not in (None, False):
+        n = (shown_json(value) if isinstance(value, int) and not isinstance(value, bool)
+             and value >= 1 else f"{os.cpu_count() or 2} (the jobs at once, >= 1; this machine "
+             "has that many CPUs)")
         return Problem(key, f"'{key}' is not an Auptimizer key: the run would run one job at a "
                        "time (the default)", value,
-                       f'write "n_parallel": {shown_json(value)} instead of "{key}" (a setting '
-                       'of your script goes in parameter_config, as a one-value choice)')
-    if key in _PRUNER_KEYS:
+                       f'write "n_parallel": {n} instead of "{key}" (a setting of your script '
+                       'goes in parameter_config, as a one-value choice)')
+    if key in _PRUNER_KEYS and value not in (None, False, "", {}, []):
         return Problem(key, f"'{key}' is {_PRUNER_KEYS[key]} early-stopping key, not an "
                        "Auptimizer key: no job would be stopped early", value,
                        "early stopping (median, ASHA-like truncation...) is "
@@ -1024,7 +1033,9 @@ def parse_config(data: Any, base_dir: Path | str = ".", source: Path | str | Non
             if isinstance(entry, dict):
                 logged = next((k for k in ("scale", "log_scale", "distribution", "prior")
                                if k in entry and "log" not in entry
-                               and (entry[k] is True or "log" in str(entry[k]).lower())), None)
+                               and entry.get("type") != "choice"
+                               and (entry[k] is True or _LOG_SCALE_WORD.fullmatch(
+                                   str(entry[k]).strip().lower()))), None)
                 if logged is not None:  # ignored, it would sample a log range linearly
                     problems.append(Problem(f"{path}.{logged}", f"'{logged}' is not a key of a "
                                             "parameter: the range would be sampled linearly",

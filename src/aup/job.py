@@ -96,9 +96,11 @@ def plain_float(text: str) -> float:
     return float(text)
 
 
-#: ANSI/VT100 escape sequences (CSI such as colours ``ESC[32m``, OSC such as hyperlinks, and
-#: two-character ones), removed before a result line is read.
-_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+#: ANSI/VT100 escape sequences (CSI such as colours ``ESC[32m``, also 8-bit; OSC such as
+#: hyperlinks; character-set selection such as ``tput sgr0``'s ``ESC(B``; two-character ones
+#: such as ``ESC7``), removed before a result line is read.
+_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)"
+                          r"|[()*+\-./][ -~]|[0-?@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]")
 
 
 def parse_result_line(line: str) -> tuple[float, ...] | None:
@@ -118,7 +120,7 @@ def parse_result_line(line: str) -> tuple[float, ...] | None:
     Raises:
         BadResult: the marker is followed by something that is not a list of numbers.
     """
-    if "\x1b" in line:  # terminal colours of a coloured logger around the marker or value
+    if "\x1b" in line or "\x9b" in line:  # a coloured logger's codes around the marker
         line = _ANSI_ESCAPE.sub("", line)
     pos = line.rfind(MARKER)
     if pos < 0:
