@@ -453,6 +453,14 @@ def test_a_folder_with_a_space_gets_the_hint_to_name_a_file_inside(folder: Path)
     assert '"script": "\'my dir/train.py\'"' in problem.hint, problem.hint
 
 
+def test_a_missing_name_with_a_space_says_how_the_command_was_read(folder: Path) -> None:
+    # "nonexist file.py" said only "no file at .../nonexist" (trial 73)
+    problem = _by_path(_problems(_config(script="nonexist file.py"), folder))["script"]
+    assert f"no file at {folder / 'nonexist'}" in problem.hint
+    assert "the script is its first word 'nonexist'" in problem.hint
+    assert "no file 'nonexist file.py' exists either" in problem.hint, problem.hint
+
+
 def test_a_missing_script_without_a_space_gets_no_quoting_hint(folder: Path) -> None:
     problem = _by_path(_problems(_config(script="nofile.py --flag 'a b'"), folder))["script"]
     assert "quote" not in problem.hint

@@ -672,8 +672,16 @@ def _check_files(data: dict[str, Any], base_dir: Path, run_here: bool = False) -
                             f"write \"script\": {rest} (a .py file runs under Auptimizer's "
                             "Python; any other script runs by its #! line once it is "
                             "executable)")]
+        split = ""
+        if len(words) > 1 and not words[1].startswith("-"):
+            # "nonexist file.py": a name with a space that does not exist either; say how the
+            # command was read (trial 73: only "no file at .../nonexist")
+            split = (f" (the command is split into words like a shell command, so the script "
+                     f"is its first word {first!r}; no file {script.strip()!r} exists either, "
+                     f"and a name with a space is written quoted: "
+                     f"{shown_json(shlex.quote(script.strip()))})")
         return [Problem("script", "the script does not exist", script,
-                        f"no file at {path}; paths are relative to workingdir")]
+                        f"no file at {path}; paths are relative to workingdir{split}")]
     executable = os.access(path, os.X_OK)
     if path.suffix != ".py" and not executable:
         return [Problem("script", "the script is not executable (only a .py script runs "
