@@ -664,14 +664,8 @@ def test_a_script_reached_through_a_symbolic_link_runs_under_the_links_path(
     target = tmp_path / "real" / "run.sh"
     target.write_text('#!/bin/bash\nread v < "$(dirname "$0")/data.txt" && echo "#Auptimizer: $v"\n')
     target.chmod(0o755)
-    (tmp_path / "linkrun.sh").symlink_to(Path("real") / "run.sh")
     (tmp_path / "data.txt").write_text("0.625\n")
-    (tmp_path / "e.json").write_text(json.dumps({
-        "script": "linkrun.sh", "n_samples": 1,
-        "parameter_config": [{"name": "x", "range": [0, 1], "type": "float"}]}))
-    proc = run_cli("run", "e.json", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "score 0.625" in proc.stdout, proc.stdout
+    _run_through_link(tmp_path, "linkrun.sh", "run.sh", "score 0.625")
 
 
 def test_a_link_without_py_to_a_python_file_runs_under_python(tmp_path: Path) -> None:
@@ -679,13 +673,19 @@ def test_a_link_without_py_to_a_python_file_runs_under_python(tmp_path: Path) ->
     # (trial 73: it failed START_FAILED, Permission denied): its target decides.
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "tr.py").write_text("print('#Auptimizer: 0.75')\n")
-    (tmp_path / "linknoext").symlink_to(Path("real") / "tr.py")
-    (tmp_path / "e.json").write_text(json.dumps({
-        "script": "linknoext", "n_samples": 1,
+    _run_through_link(tmp_path, "linknoext", "tr.py", "score 0.75")
+
+
+def _run_through_link(folder: Path, link: str, target: str, expected: str) -> None:
+    """Run a 1-job experiment whose script is ``link``, a link to ``real/<target>``, and
+    check that it finished with ``expected`` in its summary."""
+    (folder / link).symlink_to(Path("real") / target)
+    (folder / "e.json").write_text(json.dumps({
+        "script": link, "n_samples": 1,
         "parameter_config": [{"name": "x", "range": [0, 1], "type": "float"}]}))
-    proc = run_cli("run", "e.json", cwd=tmp_path)
+    proc = run_cli("run", "e.json", cwd=folder)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "score 0.75" in proc.stdout, proc.stdout
+    assert expected in proc.stdout, proc.stdout
 
 
 def test_a_write_error_on_the_output_file_keeps_the_result_and_the_pump(tmp_path: Path) -> None:

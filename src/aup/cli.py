@@ -511,8 +511,8 @@ def _warn_namesakes(store: Any, name: str, eid: int) -> None:
     ended one (this run does not continue it), and each running or crashed one: the user may
     have meant to continue one rather than start anew, and the name now means the new one for
     ``aup show``/``stop``/``best``."""
-    earlier = [r for r in store.find_experiments(name)
-               if r["eid"] != eid and r["status"] != "RUNNING"]
+    namesakes = [r for r in store.find_experiments(name) if r["eid"] != eid]
+    earlier = [r for r in namesakes if r["status"] != "RUNNING"]
     if earlier:
         # a re-run under the same name starts from scratch: say so once (an Optuna user
         # expects load_if_exists; someone may have meant 'aup resume'; trials 72, 73)
@@ -524,8 +524,8 @@ def _warn_namesakes(store: Any, name: str, eid: int) -> None:
                     "started from scratch: nothing of the other carries over (%s). The name now "
                     "means the new one in aup show, best and stop", last["eid"], name,
                     last["status"], eid, hint)
-    for row in store.find_experiments(name):
-        if row["eid"] == eid or row["status"] != "RUNNING":
+    for row in namesakes:
+        if row["status"] != "RUNNING":
             continue
         note = _crash_note(row, store)
         if note:
@@ -679,13 +679,9 @@ def _experiment_status_filter(text: str | None) -> set[str] | None:
     Raises:
         UsageError: an unknown status, naming the known ones.
     """
-    from enum import Enum
-
     from aup.experiment import ExperimentStatus
 
-    kind = Enum("ListStatus", {**{st.value: st.value for st in ExperimentStatus},
-                               CRASHED: CRASHED})
-    return _status_filter(text, kind, "experiment")
+    return _status_filter(text, [*(st.value for st in ExperimentStatus), CRASHED], "experiment")
 
 
 def _filtered_experiments(store: Any, rows: list[dict[str, Any]], statuses: set[str] | None,
@@ -761,7 +757,7 @@ def cmd_show(args) -> int:
 
     with_attempts = getattr(args, "attempts", False)
     statuses = _status_filter(getattr(args, "status", None),
-                              AttemptStatus if with_attempts else JobStatus,
+                              [st.value for st in (AttemptStatus if with_attempts else JobStatus)],
                               "attempt" if with_attempts else "job")
     top = getattr(args, "top", None)
     if top is not None and with_attempts:
@@ -848,15 +844,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _status_filter(text: str | None, kind: Any, what: str) -> set[str] | None:
-    """The statuses of ``--status A,B`` (any letter case), checked against the enum ``kind``.
+def _status_filter(text: str | None, known: list[str], what: str) -> set[str] | None:
+    """The statuses of ``--status A,B`` (any letter case), checked against ``known``.
 
     Raises:
         UsageError: an unknown status, naming the known ones.
     """
     if text is None:
         return None
-    known = [s.value for s in kind]
     wanted = {t.strip().upper() for t in text.split(",") if t.strip()}
     unknown = sorted(wanted - set(known))
     if unknown or not wanted:

@@ -637,8 +637,11 @@ class Store:
         sql, names, nul_free = compiled
 
         def bind(p: dict[str, Any]):
-            if nul_free:
-                p = {k: s.NulFreeText.clean(v) if k in nul_free else v for k, v in p.items()}
+            if nul_free:  # a copy only when a value changes (nearly never): the job hot path
+                changed = {k: c for k in nul_free
+                           if k in p and (c := s.NulFreeText.clean(p[k])) is not p[k]}
+                if changed:
+                    p = {**p, **changed}
             return tuple(p[n] for n in names) if names is not None else p
 
         args = [bind(p) for p in params] if isinstance(params, list) else bind(params)
